@@ -62,4 +62,6 @@ def configure_logging(settings: Settings) -> None:
     # The access log duplicates our per-webhook summary line.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # apprise at DEBUG prints full webhook URLs with their tokens: never below INFO.
-    logging.getLogger("apprise").setLevel(max(logging.INFO, _LEVELS[settings.log_level]))
+    # urllib3 at DEBUG logs request paths, which hold Slack tokens and the Workflows sig=.
+    for name in ("apprise", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.INFO, _LEVELS[settings.log_level]))

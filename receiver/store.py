@@ -451,9 +451,7 @@ class SQLiteStore:
                 "ORDER BY next_attempt_at, id LIMIT ?",
                 (channel, now, now, limit),
             ).fetchall()
-            conn.executemany(
-                "UPDATE deliveries SET lease_until = ? WHERE id = ?", [(now + lease, r[0]) for r in rows]
-            )
+            conn.executemany("UPDATE deliveries SET lease_until = ? WHERE id = ?", [(now + lease, r[0]) for r in rows])
             conn.execute("COMMIT")
             return [DeliveryRow(*r) for r in rows]
 

@@ -14,7 +14,9 @@ PING_BODY = (
     b'{"Type":"ping","EventId":"3f2a9c1e5b7d4e8fa0c1d2e3f4a5b6c7","Timestamp":"2024-05-06T08:15:30.1234567Z",'
     b'"TenantId":1,"UserId":42}'
 )
-UNICODE_BODY = '{"Type":"job.faulted","EventId":"e1","Timestamp":"2024-05-06T08:15:30Z","Job":{"Info":"Ünïcode ✓"}}'.encode()
+UNICODE_BODY = (
+    '{"Type":"job.faulted","EventId":"e1","Timestamp":"2024-05-06T08:15:30Z","Job":{"Info":"Ünïcode ✓"}}'.encode()
+)
 
 
 @pytest.mark.parametrize(
@@ -38,18 +40,33 @@ def test_vector_body_lengths() -> None:
 @pytest.mark.parametrize(
     ("body", "header", "secrets", "reason"),
     [
-        pytest.param(PING_BODY + b" ", sign(PING_BODY, "my-webhook-secret"), ["my-webhook-secret"], "mismatch",
-                     id="tampered-body"),
+        pytest.param(
+            PING_BODY + b" ",
+            sign(PING_BODY, "my-webhook-secret"),
+            ["my-webhook-secret"],
+            "mismatch",
+            id="tampered-body",
+        ),
         pytest.param(PING_BODY, sign(PING_BODY, "other"), ["my-webhook-secret"], "mismatch", id="wrong-secret"),
         pytest.param(PING_BODY, None, ["my-webhook-secret"], "missing", id="missing-header"),
         pytest.param(PING_BODY, "  ", ["my-webhook-secret"], "missing", id="blank-header"),
         pytest.param(PING_BODY, "not base64!", ["my-webhook-secret"], "malformed", id="not-base64"),
         pytest.param(PING_BODY, "c2hvcnQ=", ["my-webhook-secret"], "malformed", id="short-mac"),
         pytest.param(PING_BODY, "ct0MZsQvUZSoSGK+fBS/cvvMZ/nkYE7qngo9ZIBb1zg=", [], "mismatch", id="no-secrets"),
-        pytest.param(PING_BODY, "sha256=" + hmac.new(b"my-webhook-secret", PING_BODY, hashlib.sha256).hexdigest(),
-                     ["my-webhook-secret"], "malformed", id="hex-form-not-enabled"),
-        pytest.param(PING_BODY, "ct0MZsQvUZSoSGK+fBS/cvvMZ/nkYE7qngo9ZIBb1zg=é", ["my-webhook-secret"], "malformed",
-                     id="non-ascii-header"),
+        pytest.param(
+            PING_BODY,
+            "sha256=" + hmac.new(b"my-webhook-secret", PING_BODY, hashlib.sha256).hexdigest(),
+            ["my-webhook-secret"],
+            "malformed",
+            id="hex-form-not-enabled",
+        ),
+        pytest.param(
+            PING_BODY,
+            "ct0MZsQvUZSoSGK+fBS/cvvMZ/nkYE7qngo9ZIBb1zg=é",
+            ["my-webhook-secret"],
+            "malformed",
+            id="non-ascii-header",
+        ),
     ],
 )
 def test_refusals(body: bytes, header: str | None, secrets: list[str], reason: str) -> None:
@@ -62,7 +79,9 @@ def test_refusals(body: bytes, header: str | None, secrets: list[str], reason: s
 def test_rotation_accepts_old_and_new_secret() -> None:
     """During a rotation a body signed with either configured secret verifies."""
     for secret in ("old-secret", "new-secret"):
-        assert SignatureForm.BASE64 == verify_signature(PING_BODY, sign(PING_BODY, secret), ["new-secret", "old-secret"])
+        assert SignatureForm.BASE64 == verify_signature(
+            PING_BODY, sign(PING_BODY, secret), ["new-secret", "old-secret"]
+        )
 
 
 def test_hex_form_only_when_enabled() -> None:
