@@ -1,0 +1,434 @@
+"""Turning (event, rule, channel) into the notification people read. Pure.
+
+A rule's own ``title`` / ``body`` templates (compiled at load, sandboxed) are used when it
+has them; otherwise a default per event family gives a message a person can act on:
+what happened, to which process / robot / machine / queue item, when (in the rule set's time
+zone), the first lines of the error, and a link to Orchestrator when ``orchestrator_url`` is
+set. Default severities follow Orchestrator's alert table.
+
+Event text is untrusted: every value is neutralised for Slack mentions and escaped for the
+body format (see :mod:`receiver.rules.template`). A message longer than the channel accepts
+is shortened with a marker, never dropped. Titles are plain text in every format; with the
+``markdown`` and ``html`` formats their angle brackets become single angle quotation marks
+(U+2039, U+203A), because apprise puts the title into the body, unescaped, for services that
+have no title field. A template that fails at run time (an attribute missing on this event, a
+sandbox violation) falls back to the default text with a note, so a notification is never
+lost to a template.
+
+Links to Orchestrator are best effort: the web UI's routes are not a documented API. Jobs
+link to ``{orchestrator_url}/jobs(sidepanel:sidepanel/jobs/{Id}/details)?fid={folder}``
+and queue items to ``{orchestrator_url}/queues(sidepanel:sidepanel/queueItems/{Id}/details)?fid={folder}``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from jinja2 import Template
+from markupsafe import Markup
+
+from receiver.events import (
+    Event,
+    JobState,
+    LogLevel,
+    ProcessingExceptionType,
+    QueueItem,
+    RobotState,
+    Session,
+)
+from receiver.rules import BodyFormat, Channel, Rule, RuleSet, Severity
+from receiver.rules.fields import HANDLE_TYPES
+from receiver.rules.template import escape_markdown, firstlines, localtime, neutralise
+
+__all__ = [
+    "Notification",
+    "default_severity",
+    "limits_for",
+    "orchestrator_link",
+    "render",
+    "shorten",
+    "template_context",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A rendered notification, ready for apprise.
+
+    Attributes:
+        title: one line (Slack attachment title, e-mail subject, Teams card heading).
+        body: the text in ``body_format``.
+        severity: apprise's notify type.
+        body_format: passed to apprise as ``body_format``.
+    """
+
+    title: str
+    body: str
+    severity: Severity
+    body_format: BodyFormat
+
+
+# --- limits and shortening ---------------------------------------------------------------
+
+# (title, body) characters each service takes. Slack rejects block sections over 3,000 and
+# headers over 150; Teams (Workflows) refuses messages over ~28 KB; e-mail has no practical
+# limit. Unknown services get a conservative default.
+_LIMITS: dict[str, tuple[int, int]] = {
+    "slack": (150, 3_000),
+    "workflows": (200, 20_000),
+    "workflow": (200, 20_000),
+    "mailto": (250, 100_000),
+    "mailtos": (250, 100_000),
+    "discord": (256, 2_000),
+    "tgram": (200, 4_000),
+    "mmost": (200, 16_000),
+    "mmosts": (200, 16_000),
+}
+_DEFAULT_LIMITS = (250, 10_000)
+
+
+def limits_for(channel: Channel) -> tuple[int, int]:
+    """The (title, body) length limits of a channel, from its URL scheme (or host for https)."""
+    scheme = channel.scheme
+    if scheme in ("http", "https"):
+        host = (urlsplit(channel.url_value()).hostname or "").lower()
+        if host.endswith("slack.com") or host.endswith("slack-gov.com"):
+            scheme = "slack"
+        elif ".logic.azure." in host or "powerplatform" in host:
+            scheme = "workflows"
+    return _LIMITS.get(scheme, _DEFAULT_LIMITS)
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` characters, ending with ``… [truncated, N more characters]``."""
+    if len(text) <= limit:
+        return text
+    cut = limit
+    for _ in range(3):  # the marker's length depends on N, which depends on the cut
+        marker = f"\n… [truncated, {len(text) - cut} more characters]"
+        cut = max(limit - len(marker), 0)
+    marker = f"\n… [truncated, {len(text) - cut} more characters]"
+    return (text[:cut].rstrip() + marker)[:limit] if cut else marker.strip()[:limit]
+
+
+def _shorten_title(title: str, limit: int) -> str:
+    return title if len(title) <= limit else title[: limit - 1].rstrip() + "…"
+
+
+# --- severities --------------------------------------------------------------------------
+
+
+def default_severity(event: Event) -> Severity:
+    """The severity of an event when its rule sets none, after Orchestrator's alert table.
+
+    Faulted job, application exception, robot disconnected or unresponsive, failed trigger,
+    log Error/Fatal: failure. Business exception, stopped job, abandoned item, log Warn:
+    warning. Completed job or transaction: success. Anything else: info.
+    """
+    kind = event.type
+    if kind == "robot.log":
+        return _log_severity(event.level)
+    if kind.startswith("job."):
+        return _job_severity(kind, event.job_state)
+    if kind.startswith("queueItem."):
+        return (
+            _QUEUE_ITEM_SEVERITY.get(kind, "info")
+            if kind != "queueItem.transactionFailed"
+            else ("warning" if event.exception_type == ProcessingExceptionType.BusinessException else "failure")
+        )
+    if kind == "robot.status":
+        if getattr(event, "robot_down", False):
+            return "failure"
+        return "warning" if event.robot_state == RobotState.Unknown else "info"
+    if kind == "schedule.failed":
+        return "failure"
+    return "info"
+
+
+_QUEUE_ITEM_SEVERITY: dict[str, Severity] = {
+    "queueItem.transactionAbandoned": "warning",
+    "queueItem.transactionCompleted": "success",
+}
+
+
+def _log_severity(level: object) -> Severity:
+    if isinstance(level, LogLevel):
+        if level >= LogLevel.Error:
+            return "failure"
+        if level == LogLevel.Warn:
+            return "warning"
+    return "info"
+
+
+def _job_severity(kind: str, state: object) -> Severity:
+    if kind == "job.faulted" or state == JobState.Faulted:
+        return "failure"
+    if kind in ("job.stopped", "job.stopping", "job.terminating") or state == JobState.Stopped:
+        return "warning"
+    if kind == "job.completed":
+        return "success"
+    return "info"
+
+
+# --- links -------------------------------------------------------------------------------
+
+
+def orchestrator_link(event: Event, base: str | None) -> str | None:
+    """A best-effort link to the job or queue item in Orchestrator's web UI, or None."""
+    if not base:
+        return None
+    fid = f"?fid={event.folder}" if event.folder is not None else ""
+    if event.type.startswith("job."):
+        if event.job_id is None:
+            return f"{base}/jobs{fid}"
+        return f"{base}/jobs(sidepanel:sidepanel/jobs/{quote(str(event.job_id))}/details){fid}"
+    item = _queue_item(event)
+    if item is not None and item.id is not None:
+        return f"{base}/queues(sidepanel:sidepanel/queueItems/{quote(str(item.id))}/details){fid}"
+    return None
+
+
+# --- template context --------------------------------------------------------------------
+
+
+def template_context(event: Event, rule: Rule, ruleset: RuleSet, *, source: str, severity: Severity) -> dict[str, Any]:
+    """The names a rule template sees (documented in docs/rules.md, "Template context")."""
+    context: dict[str, Any] = {name: getattr(event, name, None) for name in HANDLE_TYPES}
+    link = orchestrator_link(event, ruleset.orchestrator_url)
+    context.update(
+        event=event,
+        source=source,
+        rule=rule.name,
+        orchestrator_url=ruleset.orchestrator_url,
+        link=None if link is None else Markup(link),  # noqa: S704 - built here from quoted parts
+        severity=severity,
+        timezone=ruleset.timezone,
+    )
+    return context
+
+
+# --- default messages --------------------------------------------------------------------
+
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
+def _words(kind: str) -> str:
+    """``queueItem.transactionFailed`` -> ``transaction failed`` (the part after the dot)."""
+    tail = kind.split(".", 1)[-1]
+    return _CAMEL.sub(" ", tail).replace(".", " ").lower()
+
+
+def _queue_item(event: Event) -> QueueItem | None:
+    item = getattr(event, "queue_item", None)
+    return item if isinstance(item, QueueItem) else None
+
+
+def _sessions(event: Event) -> list[Session]:
+    sessions = getattr(event, "sessions", None)
+    return [s for s in sessions if isinstance(s, Session)] if isinstance(sessions, list) else []
+
+
+def _robot_label(event: Event) -> str | None:
+    robot = event.robot
+    if robot is not None and robot.isdigit():
+        return f"robot {robot}"
+    return robot
+
+
+def _exception_words(value: object) -> str | None:
+    if value == ProcessingExceptionType.BusinessException:
+        return "business exception"
+    if value == ProcessingExceptionType.ApplicationException:
+        return "application exception"
+    return None if value is None else str(value)
+
+
+def default_title(event: Event) -> str:
+    """A one-line summary for an event, by family."""
+    kind = event.type
+    where = _robot_label(event) or event.machine
+    on = f" on {where}" if where else ""
+    if kind.startswith("job."):
+        return f"Job {_words(kind)}: {event.process or 'unknown process'}{on}"
+    if kind.startswith("queueItem."):
+        item = _queue_item(event)
+        phrase = _words(kind).removeprefix("transaction ")
+        exc = _exception_words(event.exception_type) if kind == "queueItem.transactionFailed" else None
+        ref = item.reference if item is not None and item.reference else None
+        what = " · ".join(p for p in (event.queue, ref) if p) or "unknown queue"
+        return f"Queue item {phrase}{f' ({exc})' if exc else ''}: {what}"
+    if kind == "robot.status":
+        return f"Robot {_robot_state_words(event)}: {_robot_label(event) or 'unknown robot'}" + (
+            f" on {event.machine}" if event.machine else ""
+        )
+    if kind == "robot.log":
+        level = event.level if event.level is not None else getattr(event, "level_text", None) or "entry"
+        return f"Robot log {level}: {event.process or 'unknown process'}{on}"
+    if kind == "schedule.failed":
+        schedule = getattr(event, "process_schedule", None)
+        name = getattr(schedule, "name", None) or event.process or "unknown trigger"
+        return f"Trigger failed: {name}"
+    if kind == "ping":
+        return "Webhook ping from Orchestrator"
+    family = kind.split(".", 1)[0]
+    subject = event.process or event.queue or event.robot or event.message
+    noun = {"process": "Process", "queue": "Queue", "robot": "Robot", "task": "Task"}.get(family)
+    if noun and "." in kind:
+        return f"{noun} {_words(kind)}" + (f": {_first_line(subject)}" if subject else "")
+    return f"Orchestrator event {kind}" + (f": {_first_line(subject)}" if subject else "")
+
+
+def _first_line(text: str) -> str:
+    return firstlines(text, 1, 120)
+
+
+def _robot_state_words(event: Event) -> str:
+    session = next(iter(_sessions(event)), None)
+    if session is not None and session.is_unresponsive:
+        return "unresponsive"
+    state = event.robot_state
+    return str(state).lower() if state is not None else "status changed"
+
+
+def _fields(event: Event, ruleset: RuleSet) -> tuple[list[tuple[str, Any]], str | None]:
+    """(label, value) lines and the message block of the default body."""
+    kind = event.type
+    fields: list[tuple[str, Any]] = []
+    message: str | None = None
+    if kind.startswith("job."):
+        fields += [("Process", event.process), ("Robot", event.robot), ("Machine", event.machine)]
+        fields += [("State", event.job_state), ("Job", event.job_key or event.job_id)]
+        message = firstlines(event.message, 6)
+    elif kind.startswith("queueItem."):
+        item = _queue_item(event)
+        exc = item.processing_exception if item is not None else None
+        fields += [("Queue", event.queue), ("Reference", item.reference if item else None)]
+        fields += [("Status", item.status if item else None)]
+        fields += [("Exception", _exception_words(event.exception_type)), ("Reason", exc.reason if exc else None)]
+        fields += [("Robot", event.robot), ("Machine", event.machine)]
+        if item is not None and item.retry_number:
+            fields.append(("Retry", item.retry_number))
+        message = firstlines(exc.details if exc else None, 6)
+        if len(getattr(event, "queue_items", ())) > 1:
+            fields.append(("Items", len(event.queue_items)))  # type: ignore[attr-defined]
+    elif kind == "robot.status":
+        sessions = _sessions(event)
+        for session in sessions[:10]:
+            robot = session.robot_name or (f"robot {session.robot_id}" if session.robot_id is not None else "robot")
+            machine = session.host_machine_name or session.machine_name
+            state = str(session.state) if session.state is not None else "unknown"
+            extra = ", unresponsive" if session.is_unresponsive else ""
+            extra += f", license: {session.license_error_code}" if session.license_error_code else ""
+            fields.append(("Session", f"{robot}{' on ' + machine if machine else ''}: {state}{extra}"))
+        if len(sessions) > 10:
+            fields.append(("Sessions", f"{len(sessions) - 10} more"))
+    elif kind == "robot.log":
+        fields += [("Level", event.level or getattr(event, "level_text", None)), ("Process", event.process)]
+        fields += [("Robot", event.robot), ("Machine", event.machine), ("Job", event.job_key)]
+        message = firstlines(event.message, 10)
+    elif kind == "schedule.failed":
+        schedule = getattr(event, "process_schedule", None)
+        fields += [("Trigger", getattr(schedule, "name", None)), ("Process", event.process)]
+        fields += [("Cron", getattr(schedule, "start_process_cron", None))]
+        fields += [("Trigger time zone", getattr(schedule, "time_zone_iana", None))]
+        message = firstlines(event.message, 6)
+    else:
+        fields += [("Type", kind), ("Process", event.process), ("Queue", event.queue), ("Robot", event.robot)]
+        fields += [("Machine", event.machine)]
+        message = firstlines(event.message, 6)
+    fields += [("Folder", event.folder), ("Time", localtime(event.timestamp, ruleset.timezone))]
+    return [(label, value) for label, value in fields if value not in (None, "")], message or None
+
+
+def _escaper(fmt: BodyFormat) -> Callable[[str], str]:
+    if fmt == "markdown":
+        return lambda s: escape_markdown(neutralise(s))
+    if fmt == "html":
+        return lambda s: html.escape(neutralise(s))
+    return neutralise
+
+
+def default_body(event: Event, ruleset: RuleSet, fmt: BodyFormat) -> str:
+    """The default body of an event in a body format, every event value escaped for it."""
+    fields, message = _fields(event, ruleset)
+    link = orchestrator_link(event, ruleset.orchestrator_url)
+    esc = _escaper(fmt)
+    if fmt == "markdown":
+        parts = ["\n".join(f"- **{label}:** {esc(str(value))}" for label, value in fields)]
+        if message:
+            parts.append("\n".join(f"> {esc(line)}" for line in message.split("\n")))
+        if link:
+            parts.append(f"[Open in Orchestrator]({link})")
+        return "\n\n".join(parts)
+    if fmt == "html":
+        parts = ["<br>\n".join(f"<b>{label}:</b> {esc(str(value))}" for label, value in fields)]
+        if message:
+            parts.append(f"<pre>{esc(message)}</pre>")
+        if link:
+            parts.append(f'<a href="{html.escape(link)}">Open in Orchestrator</a>')
+        return "\n".join(parts)
+    parts = ["\n".join(f"{label}: {esc(str(value))}" for label, value in fields)]
+    if message:
+        parts.append(esc(message))
+    if link:
+        parts.append(f"Open in Orchestrator: {link}")
+    return "\n\n".join(parts)
+
+
+# --- render ------------------------------------------------------------------------------
+
+
+def _run(template: Template | None, context: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Render a rule template: (text, None), (None, error) or (None, None) without a template."""
+    if template is None:
+        return None, None
+    try:
+        return template.render(context), None
+    except Exception as exc:  # noqa: BLE001 - a rule's template must never lose a notification
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def render(event: Event, rule: Rule, channel: Channel, ruleset: RuleSet, *, source: str = "uipath") -> Notification:
+    """Render the notification ``rule`` sends to ``channel`` for ``event``.
+
+    Args:
+        event: the typed event.
+        rule: the matched rule (its templates, severity and format).
+        channel: where it goes (its length limits).
+        ruleset: the rule set (time zone, Orchestrator URL).
+        source: the source the event came from (``{{ source }}`` in templates).
+
+    Returns:
+        The notification: title, body, severity and body format.
+    """
+    severity = rule.severity or default_severity(event)
+    context = template_context(event, rule, ruleset, source=source, severity=severity)
+    title, title_error = _run(rule.title_template, context)
+    body, body_error = _run(rule.body_template, context)
+    title = " ".join((title or "").split()) or neutralise(" ".join(default_title(event).split()))
+    if rule.format != "text":
+        # Titles are plain text. A service without a title field (Telegram, Mattermost...)
+        # prepends it to the body in the body's format, so no tag may be formed there.
+        title = title.replace("<", "\u2039").replace(">", "\u203a")
+    if body is None:
+        body = default_body(event, ruleset, rule.format)
+    notes = [
+        f"the {what} template of rule {rule.name!r} failed ({error}); the default {what} is shown"
+        for what, error in (("title", title_error), ("body", body_error))
+        if error
+    ]
+    if notes:
+        note = _escaper(rule.format)("\n".join(notes))
+        body = f"{body}\n\n{note}"
+    title_limit, body_limit = limits_for(channel)
+    return Notification(
+        title=_shorten_title(title, title_limit),
+        body=shorten(body.strip("\n"), body_limit),
+        severity=severity,
+        body_format=rule.format,
+    )

@@ -1,0 +1,120 @@
+"""The pydantic schema of ``rules.yaml``: strict (``extra="forbid"``), validated piece by piece.
+
+The loader validates the top level, then each channel, source and rule on its own, so that
+one broken rule does not hide the problems of the others. ``match:`` blocks are free-form
+here; :mod:`receiver.rules.match` checks them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from receiver.rules.model import BodyFormat, Severity
+
+__all__ = [
+    "ALLOWED_KEYS",
+    "ChannelSpec",
+    "Duration",
+    "FileSpec",
+    "RuleSpec",
+    "SourceSpec",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Read ``30s``, ``5m``, ``2h``, ``1d``, ``1w``, ``250ms`` or a number of seconds.
+
+    Raises:
+        ValueError: anything else, or a negative or zero duration.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s").lower()]
+    else:
+        raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 2h, 1d or a number of seconds")
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not a positive duration")
+    return timedelta(seconds=seconds)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _empty_if_null(default: Any) -> Any:
+    # `channels:` with every entry commented out is null in YAML: read it as empty.
+    return BeforeValidator(lambda value: default() if value is None else value)
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class ChannelSpec(_Spec):
+    """A channel written as a mapping (a plain string is its ``url``)."""
+
+    url: str = Field(min_length=1)
+    max_attempts: int = Field(default=8, ge=1, le=1000)
+    max_age: Duration = timedelta(hours=24)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    timeout: Duration = timedelta(seconds=30)
+
+
+class SourceSpec(_Spec):
+    """A webhook / robot-log source."""
+
+    secrets: list[str] = Field(default_factory=list)
+    logs_token: str | None = None
+    insecure: bool = False
+    accept_hex_signature: bool = False
+
+
+class RuleSpec(_Spec):
+    """One rule as written."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    match: Any = None
+    notify: Annotated[list[str], BeforeValidator(_as_list)]
+    continue_: bool = Field(default=False, alias="continue")
+    title: str | None = None
+    body: str | None = None
+    severity: Annotated[Severity | None, BeforeValidator(_lower)] = None
+    format: Annotated[BodyFormat, BeforeValidator(_lower)] = "text"
+
+
+class FileSpec(_Spec):
+    """The top level of the file; the items are validated one by one afterwards."""
+
+    channels: Annotated[dict[str, Any], _empty_if_null(dict)] = Field(default_factory=dict)
+    sources: Annotated[dict[str, Any], _empty_if_null(dict)] = Field(default_factory=dict)
+    rules: Annotated[list[Any], _empty_if_null(list)] = Field(default_factory=list)
+    orchestrator_url: str | None = None
+    timezone: str = "UTC"
+
+
+# Keys of each part, for did-you-mean on unknown keys.
+ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
+    "file": tuple(FileSpec.model_fields),
+    "channel": tuple(ChannelSpec.model_fields),
+    "source": tuple(SourceSpec.model_fields),
+    "rule": tuple(f.alias or name for name, f in RuleSpec.model_fields.items()),
+}

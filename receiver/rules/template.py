@@ -1,0 +1,201 @@
+"""The Jinja2 side of rules: sandboxed environments, filters, escaping and load-time checks.
+
+Templates run in ``ImmutableSandboxedEnvironment`` with ``StrictUndefined``: a template can
+read the event but not reach Python internals (``__class__``, ``__globals__``...) nor mutate
+anything. They are compiled once, when the rules are loaded, and checked then: a syntax
+error, an unknown filter, a name that is not in the context (``{{ proces }}``) or a private
+attribute is a load error, not a failure at 3 a.m.
+
+Every value a template prints goes through the environment's ``finalize``, which makes
+untrusted event text harmless for the body format:
+
+- all formats: Slack control sequences (``<!channel>``, ``<!here>``, ``<@U123>``) and the
+  bare ``@channel`` / ``@here`` / ``@everyone`` mentions are broken with a zero-width space;
+- ``markdown``: ``& < >`` become entities and markdown punctuation is backslash-escaped;
+- ``html``: autoescape (``& < > " '`` become entities).
+
+Text the rule author wrote in the template itself is never escaped, and ``|safe`` marks a
+value as trusted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from datetime import datetime
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes, pass_context
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
+
+from receiver.rules.fields import HANDLE_TYPES
+from receiver.rules.model import BodyFormat
+
+__all__ = [
+    "CONTEXT_NAMES",
+    "TIME_FORMAT",
+    "check_template",
+    "compile_template",
+    "environment",
+    "escape_markdown",
+    "firstlines",
+    "localtime",
+    "neutralise",
+]
+
+CONTEXT_NAMES: frozenset[str] = frozenset(
+    {*HANDLE_TYPES, "event", "source", "rule", "orchestrator_url", "link", "severity", "timezone"}
+)
+"""The names a rule template may use (see docs/rules.md, "Template context")."""
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
+
+_ZWSP = "\u200b"
+_SLACK_CONTROL = re.compile(r"<(?=[!@#])")
+_BARE_MENTION = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
+_MD_INLINE = re.compile(r"([\\`*_\[\]~|])")
+_MD_LINE_START = re.compile(r"^(\s*)([#+\-=])", re.MULTILINE)
+_MD_ORDERED = re.compile(r"^(\s*\d+)\.(?=\s)", re.MULTILINE)
+
+
+def neutralise(text: str) -> str:
+    """Break Slack mention and control syntax so that event text cannot ping anyone.
+
+    ``<!channel>`` becomes ``<\\u200b!channel>`` and ``@here`` becomes ``@\\u200bhere``: they
+    still read the same, but Slack no longer parses them.
+    """
+    if "<" in text:
+        text = _SLACK_CONTROL.sub("<" + _ZWSP, text)
+    if "@" in text:
+        text = _BARE_MENTION.sub("@" + _ZWSP, text)
+    return text
+
+
+def escape_markdown(text: str) -> str:
+    """Escape ``text`` for a markdown body.
+
+    ``& < >`` become HTML entities (so no raw HTML reaches an e-mail); emphasis, code, link and
+    table characters are backslash-escaped, and so are headings, list markers and numbered
+    lists at the start of a line. Other punctuation is left alone so that the text stays
+    readable where a client shows backslashes literally.
+    """
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_INLINE.sub(r"\\\1", text)
+    text = _MD_LINE_START.sub(r"\1\\\2", text)
+    return _MD_ORDERED.sub(r"\1\\.", text)
+
+
+def localtime(value: Any, tz: ZoneInfo, fmt: str = TIME_FORMAT) -> str:
+    """Format an aware datetime in ``tz`` (naive ones are taken as UTC); other values as text."""
+    if not isinstance(value, datetime):
+        return "" if value is None else str(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo("UTC"))
+    return str(value.astimezone(tz).strftime(fmt))
+
+
+def firstlines(value: Any, n: int = 5, width: int = 300) -> str:
+    """The first ``n`` non-blank lines of ``value``, each cut at ``width`` characters, ``…`` if more."""
+    if value is None:
+        return ""
+    lines = [line.rstrip() for line in str(value).replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    kept = [line for line in lines if line.strip()]
+    out = [line if len(line) <= width else line[: width - 1] + "…" for line in kept[:n]]
+    if len(kept) > n:
+        out.append("…")
+    return "\n".join(out)
+
+
+def _tz(context: Context) -> ZoneInfo:
+    tz: object = context.get("timezone")
+    return tz if isinstance(tz, ZoneInfo) else ZoneInfo("UTC")
+
+
+@pass_context
+def _localtime_filter(context: Context, value: Any, fmt: str = TIME_FORMAT) -> str:
+    return localtime(value, _tz(context), fmt)
+
+
+def _finalizer(fmt: BodyFormat) -> Callable[[Context, Any], Any]:
+    @pass_context
+    def finalize(context: Context, value: Any) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, Markup):
+            return value
+        if isinstance(value, datetime):
+            value = localtime(value, _tz(context))
+        text = neutralise(str(value))
+        if fmt == "markdown":
+            return escape_markdown(text)
+        return text  # html: autoescape escapes it after finalize
+
+    return finalize
+
+
+@cache
+def environment(fmt: BodyFormat) -> ImmutableSandboxedEnvironment:
+    """The sandboxed environment for one body format (titles always use ``text``)."""
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined,
+        autoescape=fmt == "html",
+        finalize=_finalizer(fmt),
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["firstlines"] = firstlines
+    env.filters["localtime"] = _localtime_filter
+    return env
+
+
+def check_template(source: str, fmt: BodyFormat) -> list[tuple[int, str]]:
+    """Find the problems of a template without rendering it.
+
+    Args:
+        source: the template text.
+        fmt: the body format it will be compiled for.
+
+    Returns:
+        (1-based line inside the template, message) for every problem: syntax errors, unknown
+        filters and tests, names outside the template context, private attributes.
+    """
+    env = environment(fmt)
+    try:
+        ast = env.parse(source)
+        # This runs the code generator, which also rejects unknown filters and tests.
+        undeclared = meta.find_undeclared_variables(ast)
+    except TemplateSyntaxError as exc:
+        what = "syntax error" if type(exc) is TemplateSyntaxError else "error"
+        return [(exc.lineno or 1, f"template {what}: {exc.message}")]
+    problems: list[tuple[int, str]] = []
+    allowed = CONTEXT_NAMES | set(env.globals)
+    for name in sorted(undeclared - allowed):
+        close = difflib.get_close_matches(name, sorted(allowed), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        line = next((n.lineno for n in ast.find_all(nodes.Name) if n.name == name), 1)
+        problems.append((line, f"unknown name {name!r} in template{hint}"))
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        attr = node.attr if isinstance(node, nodes.Getattr) else getattr(getattr(node, "arg", None), "value", None)
+        if isinstance(attr, str) and attr.startswith("_"):
+            problems.append((node.lineno, f"template may not use the private attribute {attr!r}"))
+    for node in ast.find_all(nodes.Filter):
+        arg = node.args[0] if node.name == "attr" and node.args else None
+        if isinstance(arg, nodes.Const) and isinstance(arg.value, str) and arg.value.startswith("_"):
+            problems.append((node.lineno, f"template may not use the private attribute {arg.value!r}"))
+    if not problems:
+        try:
+            env.from_string(source)
+        except TemplateSyntaxError as exc:
+            problems.append((exc.lineno or 1, f"template error: {exc.message}"))
+    return problems
+
+
+def compile_template(source: str, fmt: BodyFormat) -> Template:
+    """Compile a template checked with :func:`check_template` for one body format."""
+    return environment(fmt).from_string(source)

@@ -1,0 +1,421 @@
+"""Tests of rendering: defaults per family, severities, escaping, truncation, the sandbox."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from receiver.errors import RulesError
+from receiver.events import Event, parse_event, parse_log_entries
+from receiver.render import Notification, default_severity, render, shorten
+from receiver.rules import Channel, RuleSet, load_rules
+
+DATA = Path(__file__).resolve().parent / "data"
+ZWSP = "\u200b"
+
+
+@cache
+def _event(name: str) -> Event:
+    path = DATA / f"{name}.json"
+    if not path.exists():
+        path = DATA / "events" / f"{name}.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return parse_event(raw) if "Type" in raw else parse_log_entries(raw)[0]
+
+
+def _ruleset(rule: dict[str, Any] | None = None, **top: Any) -> RuleSet:
+    channels = {
+        "log": "log://",
+        "slack": "slack://TA/TB/TC/#alerts",
+        "teams": "workflows://host/workflow/sig/",
+        "mail": "mailtos://user:pass@smtp.example.com?to=ops@example.com",
+        "hook": "https://hooks.slack.com/services/TA/TB/TC",
+    }
+    document = {**top, "channels": channels, "rules": [{"name": "r", "notify": ["log"], **(rule or {})}]}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rules.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        return load_rules(path, environ={})
+
+
+def _render(event: str, rule: dict[str, Any] | None = None, channel: str = "log", **top: Any) -> Notification:
+    ruleset = _ruleset(rule, **top)
+    return render(_event(event), ruleset.rules[0], ruleset.channels[channel], ruleset)
+
+
+DEFAULTS = [
+    pytest.param(
+        "job.faulted",
+        "Job faulted: InvoiceProcessing on FIN-UNATT-01",
+        "failure",
+        [
+            "Process: InvoiceProcessing",
+            "Robot: FIN-UNATT-01",
+            "Machine: RPAVM01",
+            "State: Faulted",
+            "Cannot find the UI element",
+            "Time: 2019-03-14 09:24:52 UTC",
+        ],
+        id="job-faulted",
+    ),
+    pytest.param(
+        "job.stopped",
+        "Job stopped: VendorMasterSync on FIN-UNATT-01",
+        "warning",
+        ["State: Stopped", "Job canceled"],
+        id="job-stopped",
+    ),
+    pytest.param(
+        "job.completed",
+        "Job completed: InvoiceProcessing on FIN-UNATT-02",
+        "success",
+        ["State: Successful"],
+        id="job-completed",
+    ),
+    pytest.param(
+        "job.started", "Job started: InvoiceProcessing on FIN-UNATT-01", "info", ["State: Running"], id="job-started"
+    ),
+    pytest.param(
+        "job.suspended",
+        "Job suspended: InvoiceApproval.Orchestration on svc_rpa01-unattended",
+        "info",
+        ["State: Suspended", "Folder: 28"],
+        id="job-suspended",
+    ),
+    pytest.param(
+        "queueItem.transactionFailed",
+        "Queue item failed (business exception): Invoices_IN",
+        "warning",
+        [
+            "Queue: Invoices_IN",
+            "Exception: business exception",
+            "Reason: Vendor is blocked for posting",
+            "Vendor 300912 has posting block flag set",
+        ],
+        id="business-exception",
+    ),
+    pytest.param(
+        "queueItem.transactionFailed.application",
+        "Queue item failed (application exception): Invoices_IN · INV-10447",
+        "failure",
+        ["Reference: INV-10447", "Exception: application exception", "Reason: Timeout"],
+        id="application-exception",
+    ),
+    pytest.param(
+        "queueItem.transactionCompleted",
+        "Queue item completed: Invoices_IN",
+        "success",
+        ["Status: Successful"],
+        id="transaction-completed",
+    ),
+    pytest.param(
+        "queueItem.added",
+        "Queue item added: Invoices_IN · INV-10442",
+        "info",
+        ["Reference: INV-10442"],
+        id="queue-item-added",
+    ),
+    pytest.param(
+        "robot.status",
+        "Robot disconnected: robot 112 on RPAVM01",
+        "failure",
+        ["Session: robot 112 on RPAVM01: Disconnected"],
+        id="robot-disconnected",
+    ),
+    pytest.param(
+        "robot.status.unresponsive",
+        "Robot unresponsive: robot 112 on RPAVM01",
+        "failure",
+        ["Available, unresponsive"],
+        id="robot-unresponsive",
+    ),
+    pytest.param(
+        "robot.status.available", "Robot available: robot 112 on RPAVM01", "info", ["Available"], id="robot-available"
+    ),
+    pytest.param(
+        "robot-log-error",
+        "Robot log Error: InvoiceProcessing on svc_rpa01-unattended",
+        "failure",
+        ["Level: Error", "SAP login failed, user is locked", "Job: a61f3d9b"],
+        id="robot-log-error",
+    ),
+    pytest.param(
+        "robot-log-warn",
+        "Robot log Warn: InvoiceProcessing on svc_rpa01-unattended",
+        "warning",
+        ["Level: Warn"],
+        id="robot-log-warn",
+    ),
+    pytest.param(
+        "schedule.failed",
+        "Trigger failed: InvoiceProcessing - weekday 06:00",
+        "failure",
+        [
+            "Process: InvoiceProcessing",
+            "Cron: 0 0 6 ? * MON-FRI *",
+            "The robots already have pending jobs for this Process",
+        ],
+        id="schedule-failed",
+    ),
+    pytest.param(
+        "process.updated", "Process updated: InvoiceProcessing", "info", ["Type: process.updated"], id="process-updated"
+    ),
+    pytest.param("ping", "Webhook ping from Orchestrator", "info", ["Type: ping"], id="ping"),
+]
+
+
+@pytest.mark.parametrize(("event", "title", "severity", "fragments"), DEFAULTS)
+def test_default_message_per_family(event: str, title: str, severity: str, fragments: list[str]) -> None:
+    """A rule without templates gets an actionable default title, body and severity."""
+    note = _render(event)
+    assert (title, severity, "text") == (note.title, note.severity, note.body_format)
+    for fragment in fragments:
+        assert fragment in note.body
+
+
+def test_default_severity_is_the_alert_table() -> None:
+    """default_severity follows Orchestrator's alert table for each sample."""
+    expected = {
+        "job.faulted": "failure",
+        "queueItem.transactionFailed": "warning",
+        "robot.status": "failure",
+        "robot.status.available": "info",
+        "schedule.failed": "failure",
+        "job.completed": "success",
+        "robot-log-error": "failure",
+        "robot-log-warn": "warning",
+        "ping": "info",
+    }
+    assert expected == {name: default_severity(_event(name)) for name in expected}
+
+
+def test_rule_severity_wins() -> None:
+    """A rule's severity replaces the default."""
+    assert "info" == _render("job.faulted", {"severity": "info"}).severity
+
+
+def test_time_in_the_rule_set_time_zone() -> None:
+    """Times are shown in the configured time zone."""
+    assert "Time: 2019-03-14 10:24:52 CET" in _render("job.faulted", timezone="Europe/Berlin").body
+
+
+class TestLinks:
+    """Best-effort links to Orchestrator."""
+
+    def test_job_link(self) -> None:
+        """A job event links to the job when orchestrator_url is set."""
+        body = _render("job.faulted", orchestrator_url="https://orch.example/acme/t/orchestrator_").body
+        assert "https://orch.example/acme/t/orchestrator_/jobs(sidepanel:sidepanel/jobs/90211/details)?fid=1" in body
+
+    def test_queue_item_link(self) -> None:
+        """A queue item event links to the item."""
+        body = _render("queueItem.transactionFailed", orchestrator_url="https://orch.example").body
+        assert "https://orch.example/queues(sidepanel:sidepanel/queueItems/512880/details)?fid=" not in body
+        assert "https://orch.example/queues(sidepanel:sidepanel/queueItems/512880/details)" in body
+
+    def test_no_link_without_url(self) -> None:
+        """Without orchestrator_url there is no link."""
+        assert "Orchestrator:" not in _render("job.faulted").body
+
+    def test_link_in_template(self) -> None:
+        """Templates see the link as `link`."""
+        note = _render("job.faulted", {"body": "{{ link }}"}, orchestrator_url="https://o.example")
+        assert "https://o.example/jobs(sidepanel:sidepanel/jobs/90211/details)?fid=1" == note.body
+
+
+class TestTemplates:
+    """Rule templates and their context."""
+
+    def test_context_names(self) -> None:
+        """Every documented name is in the context; enums print their names; times use the time zone."""
+        body = (
+            "{{ type }}|{{ event_id }}|{{ tenant }}|{{ folder }}|{{ job_state }}|{{ job_key }}|{{ job_id }}|"
+            "{{ process }}|{{ robot }}|{{ machine }}|{{ queue }}|{{ level }}|{{ entity_key }}|{{ source }}|"
+            "{{ rule }}|{{ orchestrator_url }}|{{ severity }}|{{ timestamp }}|{{ event.job.id }}"
+        )
+        note = _render("job.faulted", {"body": body}, timezone="Europe/Berlin")
+        assert (
+            "job.faulted|9e3f1b7c5a2d4c6e8b0a1f3d5c7e9b21|1|1|Faulted|0f3c9a7e-2d41-4b8e-9c55-7a1e6d2b4f10|90211|"
+            "InvoiceProcessing|FIN-UNATT-01|RPAVM01|||0f3c9a7e-2d41-4b8e-9c55-7a1e6d2b4f10|uipath|r||failure|"
+            "2019-03-14 10:24:52 CET|90211"
+        ) == note.body
+
+    def test_filters(self) -> None:
+        """firstlines and localtime are available to templates."""
+        note = _render(
+            "job.faulted",
+            {"title": "{{ message | firstlines(1) }}", "body": "{{ timestamp | localtime('%H:%M') }}"},
+            timezone="Asia/Tokyo",
+        )
+        assert "Cannot find the UI element corresponding to this selector: <wnd app='saplogon.exe' /> …" == note.title
+        assert "18:24" == note.body
+
+    def test_source_is_passed(self) -> None:
+        """render(..., source=) reaches {{ source }}."""
+        ruleset = _ruleset({"body": "{{ source }}"})
+        note = render(_event("job.faulted"), ruleset.rules[0], ruleset.channels["log"], ruleset, source="tenant-b")
+        assert "tenant-b" == note.body
+
+    def test_title_is_one_line(self) -> None:
+        """A multi-line title is folded into one line."""
+        assert "a b c" == _render("job.faulted", {"title": "a\n b\n\n c"}).title
+
+    def test_failing_template_falls_back_with_a_note(self) -> None:
+        """A template failing at run time gives the default text plus a note, never no notification."""
+        note = _render("job.faulted", {"body": "{{ event.queue_item.reference }}"})
+        assert "Process: InvoiceProcessing" in note.body
+        assert "the body template of rule 'r' failed (UndefinedError" in note.body
+
+    @pytest.mark.parametrize(
+        "template",
+        [
+            pytest.param("{{ event.__class__.__mro__ }}", id="class-mro"),
+            pytest.param("{{ event.model_dump.__globals__ }}", id="function-globals"),
+            pytest.param("{{ ''.__class__.__subclasses__() }}", id="subclasses"),
+            pytest.param("{{ event['__dict__'] }}", id="item-dict"),
+            pytest.param("{{ event|attr('__class__') }}", id="attr-filter"),
+            pytest.param("{{ event|attr('__cla' ~ 'ss__') }}", id="attr-filter-folded"),
+        ],
+    )
+    def test_private_attributes_are_rejected_at_load(self, template: str, tmp_path: Path) -> None:
+        """A template naming a private attribute is a load error, not a runtime surprise."""
+        path = tmp_path / "rules.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {"channels": {"log": "log://"}, "rules": [{"name": "r", "notify": ["log"], "title": template}]}
+            ),
+            encoding="utf-8",
+        )
+        with pytest.raises(RulesError, match="private attribute"):
+            load_rules(path, environ={})
+
+    @pytest.mark.parametrize(
+        "template",
+        [
+            pytest.param("{% set n = '__cla' %}{{ event|attr(n ~ 'ss__') }}", id="attr-computed-name"),
+            pytest.param("{% set n = '__glo' %}{{ event.model_dump|attr(n ~ 'bals__') }}", id="globals-computed"),
+            pytest.param("{{ event.jobs.append(1) }}", id="mutation"),
+            pytest.param("{{ range(10**9)|list|length }}", id="huge-range"),
+        ],
+    )
+    def test_sandbox_fails_safely(self, template: str) -> None:
+        """What the load-time check cannot see, the sandbox stops: the default title is sent, with a note."""
+        note = _render("job.faulted", {"title": template})
+        assert "Job faulted: InvoiceProcessing on FIN-UNATT-01" == note.title
+        assert "the title template of rule 'r' failed" in note.body
+        assert "class" not in note.title
+        assert "globals" not in note.body.split("failed")[0]
+
+
+class TestEscaping:
+    """Untrusted event text cannot ping Slack channels or inject HTML."""
+
+    @pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+    def test_default_body_neutralises_mentions(self, fmt: str) -> None:
+        """<!channel>, <!here>, <@U…> and @channel from Job.Info do not survive in any format."""
+        note = _render("job.faulted.injection", {"format": fmt})
+        for raw in ("<!channel>", "<!here>", "<@U123ABC>", "@channel"):
+            assert raw not in note.body
+        assert f"@{ZWSP}channel" in note.body
+
+    @pytest.mark.parametrize("fmt", ["markdown", "html"])
+    def test_default_body_escapes_html(self, fmt: str) -> None:
+        """<script> and <img> from Job.Info arrive as text, not markup, in markdown and html."""
+        body = _render("job.faulted.injection", {"format": fmt}).body
+        assert "<script>" not in body
+        assert "<img" not in body
+        assert "<b>Bold</b>" not in body
+        assert "&lt;script&gt;" in body
+
+    def test_markdown_escapes_markdown(self) -> None:
+        """Markdown emphasis and links in event text are escaped."""
+        body = _render("job.faulted.injection", {"format": "markdown"}).body
+        assert r"\*\*bold\*\*" in body
+        assert r"\[link\](http://evil.example)" in body
+
+    @pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+    def test_template_values_are_escaped(self, fmt: str) -> None:
+        """Values a template prints are escaped for the format; the template's own markup is not."""
+        body = _render("job.faulted.injection", {"format": fmt, "body": "<b>{{ process }}</b> {{ message }}"}).body
+        assert body.startswith("<b>")
+        assert "<!channel>" not in body
+        if fmt != "text":
+            assert "<script>" not in body
+            assert "Invoice&lt;b&gt;Bold&lt;/b&gt;" in body
+
+    def test_safe_marks_trusted_values(self) -> None:
+        """|safe lets a rule author print a value unescaped, on purpose."""
+        body = _render("job.faulted.injection", {"format": "html", "body": "{{ process|safe }}"}).body
+        assert "Invoice<b>Bold</b>" == body
+
+    def test_title_is_neutralised(self) -> None:
+        """Titles are neutralised too, from templates and defaults."""
+        note = _render("job.faulted.injection", {"title": "{{ message }}"})
+        assert "<!channel>" not in note.title
+        assert "<" + ZWSP + "!channel>" in note.title
+        assert "<b>Bold</b>" in _render("job.faulted.injection").title  # text title: apprise escapes for Slack
+
+    @pytest.mark.parametrize("fmt", ["markdown", "html"])
+    def test_title_cannot_form_tags(self, fmt: str) -> None:
+        """With markdown/html bodies, a title (merged into the body by title-less services) has no tags."""
+        title = _render("job.faulted.injection", {"format": fmt}).title
+        assert "Job faulted: Invoice\u2039b\u203aBold\u2039/b\u203a on FIN-UNATT-01" == title
+
+
+class TestTruncation:
+    """Messages longer than a channel accepts are shortened, never rejected."""
+
+    @pytest.mark.parametrize(
+        ("channel", "title_limit", "body_limit"),
+        [
+            pytest.param("slack", 150, 3_000, id="slack"),
+            pytest.param("hook", 150, 3_000, id="slack-https"),
+            pytest.param("teams", 200, 20_000, id="teams"),
+            pytest.param("mail", 250, 100_000, id="email"),
+            pytest.param("log", 250, 10_000, id="default"),
+        ],
+    )
+    def test_limits_per_channel(self, channel: str, title_limit: int, body_limit: int) -> None:
+        """Title and body fit the channel's limits and end with a marker when cut."""
+        note = _render(
+            "job.faulted.long-info",
+            {"title": "{{ 'x' * 400 }}", "body": "{{ message }}", "format": "text"},
+            channel=channel,
+        )
+        assert len(note.title) <= title_limit
+        assert note.title.endswith("…")
+        assert len(note.body) <= body_limit
+        if len(_event("job.faulted.long-info").message or "") > body_limit:
+            assert "… [truncated, " in note.body
+            assert body_limit - 60 <= len(note.body)
+
+    def test_marker_counts_the_cut_characters(self) -> None:
+        """The marker says how many characters were cut."""
+        text = "a" * 5_000
+        short = shorten(text, 1_000)
+        assert 1_000 >= len(short)
+        kept = short.split("\n…")[0]
+        assert f"\n… [truncated, {5_000 - len(kept)} more characters]" == short[len(kept) :]
+
+    @pytest.mark.parametrize("limit", [0, 5, 30, 35, 36, 100])
+    def test_small_limits(self, limit: int) -> None:
+        """Even absurdly small limits are respected."""
+        assert limit >= len(shorten("b" * 500, limit))
+
+    def test_short_text_is_unchanged(self) -> None:
+        """Text within the limit is left as it is."""
+        assert "abc" == shorten("abc", 3)
+
+
+def test_channel_of_render_is_not_leaked() -> None:
+    """A rendered notification never contains the channel URL."""
+    ruleset = _ruleset({"body": "{{ event }}"})
+    channel: Channel = ruleset.channels["mail"]
+    note = render(_event("job.faulted"), ruleset.rules[0], channel, ruleset)
+    assert "pass@" not in note.body
