@@ -1,0 +1,239 @@
+"""The ``receiver`` command line: serve, check, test, sign, send-test, deliveries.
+
+Each command is a small function returning an exit code; ``main`` parses the arguments and
+calls it. Commands that read rules share the loader the server uses, so ``check`` says exactly
+what ``serve`` would refuse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from receiver import __version__
+from receiver.errors import ConfigError, RulesError, StoreError
+from receiver.settings import Settings
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: the arguments after the program name (``sys.argv[1:]`` when None).
+
+    Returns:
+        The process exit code: 0 success, 1 a failure the command reports, 2 a usage error.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.handler(args)
+    except RulesError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except (ConfigError, StoreError) as exc:
+        print(f"receiver: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="receiver", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"receiver {__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--rules", help="rules file (default ./rules.yaml, env RECEIVER_RULES)")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1, env RECEIVER_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8000, env RECEIVER_PORT)")
+    serve.add_argument("--database", help="database URL (default sqlite:///./receiver.db, env RECEIVER_DATABASE_URL)")
+    serve.set_defaults(handler=_serve)
+
+    check = commands.add_parser("check", help="validate a rules file")
+    check.add_argument("path", nargs="?", help="rules file (default ./rules.yaml, env RECEIVER_RULES)")
+    check.set_defaults(handler=_check)
+
+    test = commands.add_parser("test", help="dry-run rules against an event; sends nothing")
+    test.add_argument("path", help="rules file")
+    test.add_argument("event", nargs="?", help="event JSON file (a webhook body or robot log entries)")
+    test.add_argument("--json", action="store_true", help="machine-readable output (see docs/rules.md)")
+    test.add_argument("--suite", help="YAML routing suite to run instead of a single event")
+    test.add_argument("--source", default="uipath", help="source the event arrives on (default uipath)")
+    test.set_defaults(handler=_test)
+
+    sign = commands.add_parser("sign", help="print the X-UiPath-Signature of a body")
+    sign.add_argument("--secret", help="webhook secret (default env RECEIVER_WEBHOOK_SECRET)")
+    sign.add_argument("file", help="body file, exactly as it will be sent ('-' for stdin)")
+    sign.set_defaults(handler=_sign)
+
+    send_test = commands.add_parser("send-test", help="send one test notification through a channel")
+    send_test.add_argument("channel", help="channel name from rules.yaml")
+    send_test.add_argument("--rules", help="rules file (default ./rules.yaml, env RECEIVER_RULES)")
+    send_test.set_defaults(handler=_send_test)
+
+    deliveries = commands.add_parser("deliveries", help="show and re-drive deliveries")
+    deliveries.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
+    actions = deliveries.add_subparsers(dest="action")
+    listing = actions.add_parser("list", help="list deliveries (default: failing and dead)")
+    listing.add_argument("--state", choices=["pending", "sent", "dead", "all"], help="only this state")
+    listing.add_argument("--limit", type=int, default=50)
+    retry = actions.add_parser("retry", help="send a dead or failing delivery again")
+    retry.add_argument("id", nargs="?", type=int, help="delivery id")
+    retry.add_argument("--dead", action="store_true", help="retry every dead-lettered delivery")
+    deliveries.set_defaults(handler=_deliveries, action=None)
+    return parser
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from receiver.app import create_app, resolve_sources  # noqa: PLC0415
+    from receiver.logconfig import configure_logging  # noqa: PLC0415
+    from receiver.notifier import check_url  # noqa: PLC0415
+    from receiver.rules import load_rules  # noqa: PLC0415
+
+    settings = _settings(rules=args.rules, host=args.host, port=args.port, database_url=args.database)
+    configure_logging(settings)
+    # Load and check everything before binding the port, so a bad start fails loudly and early.
+    ruleset = load_rules(settings.rules, environ=dict(os.environ), check_url=check_url)
+    resolve_sources(ruleset, settings)
+    app = create_app(settings, ruleset=ruleset)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, server_header=False)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from receiver.dryrun import check_command  # noqa: PLC0415
+    from receiver.notifier import check_url  # noqa: PLC0415
+
+    path = args.path or str(_settings().rules)
+    return check_command(path, environ=dict(os.environ), check_url=check_url, out=sys.stdout)
+
+
+def _test(args: argparse.Namespace) -> int:
+    from receiver.dryrun import test_command  # noqa: PLC0415
+    from receiver.notifier import check_url, mask_url  # noqa: PLC0415
+
+    if args.event is None and args.suite is None:
+        print("receiver test: give an EVENT.json or --suite FILE", file=sys.stderr)
+        return 2
+    return test_command(
+        args.path,
+        args.event,
+        as_json=args.json,
+        suite=args.suite,
+        environ=dict(os.environ),
+        check_url=check_url,
+        mask_url=mask_url,
+        source=args.source,
+        out=sys.stdout,
+    )
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from receiver.signature import sign  # noqa: PLC0415
+
+    secret = args.secret or os.environ.get("RECEIVER_WEBHOOK_SECRET")
+    if not secret:
+        print("receiver sign: give --secret or set RECEIVER_WEBHOOK_SECRET", file=sys.stderr)
+        return 2
+    try:
+        body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"receiver sign: cannot read {args.file!r}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(sign(body, secret))
+    return 0
+
+
+def _send_test(args: argparse.Namespace) -> int:
+    from receiver.notifier import AppriseNotifier, check_url, mask_url, send_test  # noqa: PLC0415
+    from receiver.rules import load_rules  # noqa: PLC0415
+
+    settings = _settings(rules=args.rules)
+    ruleset = load_rules(settings.rules, environ=dict(os.environ), check_url=check_url)
+    channel = ruleset.channels.get(args.channel)
+    if channel is None:
+        known = ", ".join(sorted(ruleset.channels)) or "none"
+        print(
+            f"receiver send-test: no channel {args.channel!r} in {settings.rules} (channels: {known})", file=sys.stderr
+        )
+        return 1
+    url = channel.url_value()
+    result = asyncio.run(send_test(url, AppriseNotifier()))
+    target = mask_url(url)
+    if result.ok:
+        print(f"sent to {args.channel} ({target}) in {result.elapsed:.2f}s")
+        return 0
+    print(f"FAILED to send to {args.channel} ({target}): {result.status}: {result.reason or 'no reason given'}")
+    return 1
+
+
+def _deliveries(args: argparse.Namespace) -> int:
+    from receiver.store import open_store  # noqa: PLC0415
+
+    settings = _settings(database_url=args.database)
+    store = open_store(settings.database_url)
+
+    async def run() -> int:
+        await store.open()
+        try:
+            if args.action == "retry":
+                return await _retry(store, args)
+            return await _list(store, args)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def _retry(store: Any, args: argparse.Namespace) -> int:
+    now = time.time()
+    if args.dead:
+        count = await store.retry_dead(now=now)
+        print(f"{count} dead deliveries queued for retry")
+        return 0
+    if args.id is None:
+        print("receiver deliveries retry: give a delivery ID or --dead", file=sys.stderr)
+        return 2
+    if await store.retry_delivery(args.id, now=now):
+        print(f"delivery {args.id} queued for retry")
+        return 0
+    print(f"no unsent delivery {args.id}", file=sys.stderr)
+    return 1
+
+
+async def _list(store: Any, args: argparse.Namespace) -> int:
+    state = getattr(args, "state", None)
+    limit = getattr(args, "limit", 50)
+    if state is None:
+        rows = [r for r in await store.list_deliveries(limit=limit * 4) if r.state == "dead" or r.attempts > 0]
+        rows = [r for r in rows if r.state != "sent"][:limit]
+    else:
+        rows = await store.list_deliveries(state=None if state == "all" else state, limit=limit)
+    if not rows:
+        print("no deliveries")
+        return 0
+    print(f"{'ID':>6}  {'STATE':<8} {'TRIES':>5}  {'CHANNEL':<16} {'RULE':<20} {'CREATED (UTC)':<20} LAST ERROR")
+    for r in rows:
+        created = datetime.fromtimestamp(r.created_at, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        error = (r.last_error or "").replace("\n", " ")[:80]
+        print(f"{r.id:>6}  {r.state:<8} {r.attempts:>5}  {r.channel:<16.16} {r.rule:<20.20} {created:<20} {error}")
+    return 0

@@ -1,0 +1,234 @@
+"""The dispatcher: sends due outbox rows through the notifier, records the outcome, retries.
+
+One loop per channel, each with its own concurrency limit and timeout, so a slow or dead
+channel never delays the others. A loop claims due rows with a lease, sends each, and records
+"sent" only after the notifier reported success. A failure is retried with exponential
+backoff and jitter until the channel's attempt or age budget is spent; then the delivery is
+dead-lettered until someone re-drives it (``receiver deliveries retry``, the admin API).
+
+The guarantee is at-least-once to the channel: a process killed after the channel accepted a
+message but before ``mark_sent`` committed (a window of one SQLite commit, milliseconds) sends
+that message again once the lease expired. A delivery recorded as sent is never sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import structlog
+
+from receiver.errors import StoreError
+from receiver.metrics import Metrics
+from receiver.notifier import Notifier, SendResult
+from receiver.render import Notification
+from receiver.rules import Channel, RuleSet
+from receiver.store import DeliveryRow, Store
+
+__all__ = ["Backoff", "Dispatcher"]
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits ``base * 2**(n-1)`` capped, times 0.5-1.0."""
+
+    base: float = 30.0
+    cap: float = 1800.0
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        """Seconds to wait after ``attempts`` failed attempts."""
+        raw = min(self.cap, self.base * 2 ** max(0, attempts - 1))
+        # Jitter spreads the retries of many deliveries that failed together (a channel outage).
+        return raw * (0.5 + rng.random() / 2)
+
+
+class Dispatcher:
+    """Delivers the outbox, one supervised loop per configured channel.
+
+    Args:
+        store: the outbox.
+        rules: returns the rule set in force (its channels and their delivery options).
+        notifier: sends one notification to one URL.
+        clock: Unix time source.
+        lease: minimum seconds a claimed delivery stays with this process.
+        poll: seconds between looks at the outbox when nothing woke a loop.
+        backoff: retry delays.
+        rng: jitter source (tests seed it).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        rules: Callable[[], RuleSet],
+        notifier: Notifier,
+        *,
+        clock: Callable[[], float],
+        lease: float,
+        poll: float,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._store = store
+        self._rules = rules
+        self._notifier = notifier
+        self._clock = clock
+        self._lease = lease
+        self._poll = poll
+        self._backoff = backoff or Backoff()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._metrics = metrics
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._supervisor_wakeup = asyncio.Event()
+
+    def wake(self, channels: Iterable[str] | None = None) -> None:
+        """Tell the loops of ``channels`` (all when None) that deliveries may be due."""
+        names = self._wakeups.keys() if channels is None else channels
+        for name in names:
+            event = self._wakeups.get(name)
+            if event is not None:
+                event.set()
+        self._supervisor_wakeup.set()
+
+    async def run(self) -> None:
+        """Keep one loop per configured channel running until cancelled."""
+        try:
+            while True:
+                await self._supervise()
+                self._supervisor_wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._supervisor_wakeup.wait(), timeout=max(self._poll, 1.0))
+                except TimeoutError:
+                    pass
+        finally:
+            for task in self._loops.values():
+                task.cancel()
+            await asyncio.gather(*self._loops.values(), return_exceptions=True)
+
+    async def _supervise(self) -> None:
+        channels = self._rules().channels
+        for name in channels:
+            task = self._loops.get(name)
+            if task is None or task.done():
+                self._wakeups[name] = asyncio.Event()
+                self._loops[name] = asyncio.create_task(self._channel_loop(name), name=f"deliver:{name}")
+        for name in [n for n in self._loops if n not in channels]:
+            self._loops.pop(name).cancel()
+            self._wakeups.pop(name, None)
+        try:
+            orphans = await self._store.due_channels(self._clock()) - set(channels)
+        except StoreError as exc:
+            log.error("outbox_store_failed", error=str(exc))
+            return
+        for name in orphans:
+            await self._bury_orphans(name)
+
+    async def _bury_orphans(self, channel: str) -> None:
+        """Dead-letter deliveries of a channel no longer in rules.yaml (re-drivable once it is back)."""
+        now = self._clock()
+        rows = await self._store.claim_deliveries(channel, limit=1000, now=now, lease=self._lease)
+        for row in rows:
+            await self._store.mark_failed(
+                row.id,
+                now=now,
+                reason=f"channel {channel!r} is no longer configured",
+                elapsed=0.0,
+                next_attempt_at=None,
+            )
+        if rows:
+            log.warning("deliveries_orphaned", channel=channel, count=len(rows))
+
+    async def _channel_loop(self, name: str) -> None:
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            await self._channel_loop_body(name, in_flight)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _channel_loop_body(self, name: str, in_flight: set[asyncio.Task[None]]) -> None:
+        wakeup = self._wakeups[name]
+        while True:
+            channel = self._rules().channels.get(name)
+            if channel is None:
+                return
+            free = channel.concurrency - len(in_flight)
+            rows: list[DeliveryRow] = []
+            if free > 0:
+                wakeup.clear()
+                lease = max(self._lease, channel.timeout_seconds * 2)
+                try:
+                    rows = await self._store.claim_deliveries(name, limit=free, now=self._clock(), lease=lease)
+                except StoreError as exc:
+                    log.error("outbox_store_failed", channel=name, error=str(exc))
+            for row in rows:
+                task = asyncio.create_task(self._deliver(channel, row))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if rows and len(rows) == free:
+                # The claim was full: there may be more due; come back once a slot frees.
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(wakeup.wait()), *in_flight}
+            done, _ = await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters - set(in_flight):
+                if waiter not in done:
+                    waiter.cancel()
+
+    async def _deliver(self, channel: Channel, row: DeliveryRow) -> None:
+        note = Notification(
+            title=row.title,
+            body=row.body,
+            severity=row.severity,  # type: ignore[arg-type]  # written from a Notification
+            body_format=row.body_format,  # type: ignore[arg-type]
+        )
+        result = await self._notifier.send(channel.url_value(), note, timeout=channel.timeout_seconds)
+        try:
+            await self._record(channel, row, result)
+        except StoreError as exc:
+            # The lease expires and the row is claimed again: a duplicate, never a loss.
+            log.error("delivery_not_recorded", delivery_id=row.id, channel=channel.name, error=str(exc))
+
+    async def _record(self, channel: Channel, row: DeliveryRow, result: SendResult) -> None:
+        now = self._clock()
+        if result.ok:
+            await self._store.mark_sent(row.id, now=now, elapsed=result.elapsed)
+            if self._metrics is not None:
+                self._metrics.deliveries.labels(channel.name, "sent").inc()
+                self._metrics.delivery_latency.labels(channel.name).observe(max(0.0, now - row.created_at))
+            log.info(
+                "notification_sent",
+                delivery_id=row.id,
+                channel=channel.name,
+                rule=row.rule,
+                attempt=row.attempts + 1,
+                latency_s=round(now - row.created_at, 3),
+            )
+            return
+        attempts = row.attempts + 1
+        reason = result.reason or result.status
+        next_at: float | None = now + self._backoff.delay(attempts, self._rng)
+        if (
+            not result.recoverable
+            or attempts >= channel.max_attempts
+            or next_at - row.budget_since > channel.max_age_seconds
+        ):
+            next_at = None
+        await self._store.mark_failed(row.id, now=now, reason=reason, elapsed=result.elapsed, next_attempt_at=next_at)
+        if self._metrics is not None:
+            self._metrics.deliveries.labels(channel.name, "dead" if next_at is None else "failed").inc()
+        log.warning(
+            "notification_dead" if next_at is None else "notification_failed",
+            delivery_id=row.id,
+            channel=channel.name,
+            rule=row.rule,
+            attempt=attempts,
+            status=result.status,
+            reason=reason,
+            retry_in_s=None if next_at is None else round(next_at - now, 1),
+        )

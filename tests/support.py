@@ -1,0 +1,189 @@
+"""Test helpers shared by several test modules: a loopback HTTP sink, a real server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from receiver.signature import sign
+
+DATA = Path(__file__).parent / "data"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sample(name: str) -> bytes:
+    """The bytes of a sample payload in tests/data."""
+    return (DATA / name).read_bytes()
+
+
+@dataclass
+class Sink:
+    """A loopback HTTP endpoint that records every POST (json:// and form:// targets).
+
+    ``behaviour`` decides the answer per request: a status code, or None to drop the connection.
+    """
+
+    port: int = 0
+    received: list[dict[str, Any]] = field(default_factory=list)
+    behaviour: Callable[[int], int | None] = lambda _: 200
+    delay: float = 0.0
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: int = 0
+
+    def start(self) -> Sink:
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                with sink._lock:
+                    sink.calls += 1
+                    number = sink.calls
+                status = sink.behaviour(number)
+                if sink.delay:
+                    time.sleep(sink.delay)
+                if status is None:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if 200 <= status < 300:
+                    try:
+                        payload = json.loads(body)
+                    except ValueError:
+                        payload = {"raw": body.decode(errors="replace")}
+                    with sink._lock:
+                        sink.received.append(payload)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def url(self, path: str = "hook") -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.05)
+        with self._lock:
+            return list(self.received)
+
+
+@dataclass
+class ServerProcess:
+    """A real ``receiver serve`` process on a loopback port."""
+
+    rules: Path
+    database: Path
+    env: Mapping[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        env = {**os.environ, **self.env, "RECEIVER_LOG_FORMAT": "json", "RECEIVER_POLL_SECONDS": "0.2"}
+        self.log_path = self.database.with_suffix(f".{time.monotonic_ns()}.log")
+        with self.log_path.open("wb") as log_file:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "receiver",
+                    "serve",
+                    "--rules",
+                    str(self.rules),
+                    "--port",
+                    str(self.port),
+                    "--database",
+                    f"sqlite:///{self.database}",
+                ],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"receiver exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.base}/healthz", timeout=1) as reply:  # noqa: S310 - loopback
+                    if reply.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"receiver did not become healthy:\n{self.log()}")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def post(self, path: str, body: bytes, headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            f"{self.base}{path}",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - loopback
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def post_signed(self, body: bytes, secret: str, source: str = "uipath") -> tuple[int, dict[str, Any]]:
+        return self.post(f"/webhooks/{source}", body, {"X-UiPath-Signature": sign(body, secret)})

@@ -1,0 +1,170 @@
+"""Delivery through apprise's real json:// plugin to a real loopback endpoint that fails and recovers."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from receiver.app import create_app
+from receiver.cli import main
+from receiver.settings import Settings
+from receiver.signature import sign
+from support import Sink, sample
+
+SECRET = "delivery-secret"
+ADMIN = "admin"
+
+
+def rules(sink: Sink, *, max_attempts: int = 8) -> str:
+    return f"""
+channels:
+  hook:
+    url: "{sink.url()}"
+    timeout: 1s
+    max_attempts: {max_attempts}
+rules:
+  - name: faults
+    match: {{type: job.faulted}}
+    notify: [hook]
+    title: "Faulted {{{{ event_id }}}}"
+"""
+
+
+def fresh_fault(event_id: str = "ev-1") -> bytes:
+    raw = json.loads(sample("job.faulted.json"))
+    raw["EventId"] = event_id
+    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return json.dumps(raw).encode()
+
+
+def wait_until(predicate: Any, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink().start()
+    yield server
+    server.stop()
+
+
+def start(tmp_path: Path, rules_text: str) -> TestClient:
+    path = tmp_path / "rules.yaml"
+    path.write_text(rules_text)
+    settings = Settings(
+        rules=path,
+        database_url=f"sqlite:///{tmp_path / 'r.db'}",
+        webhook_secret=SECRET,
+        admin_token=ADMIN,
+        watch_rules=False,
+        poll_seconds=0.05,
+        retry_initial_seconds=0.1,
+        retry_max_seconds=0.4,
+    )
+    return TestClient(create_app(settings))
+
+
+def deliveries(client: TestClient) -> list[dict[str, Any]]:
+    reply = client.get("/api/deliveries", headers={"Authorization": f"Bearer {ADMIN}"})
+    rows: list[dict[str, Any]] = reply.json()["deliveries"]
+    return rows
+
+
+def attempts(client: TestClient) -> int:
+    rows = deliveries(client)
+    return int(rows[0]["attempts"]) if rows else 0
+
+
+def test_fails_500_refused_stall_then_arrives_once(tmp_path: Path, sink: Sink) -> None:
+    """A 500, a refused connection and a stall past the timeout are retried; the message arrives once."""
+    sink.behaviour = lambda _: 500
+    with start(tmp_path, rules(sink)) as client:
+        body = fresh_fault()
+        assert 202 == client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET)}).status_code
+        assert wait_until(lambda: attempts(client) >= 1)
+        assert "500" in deliveries(client)[0]["last_error"]
+
+        sink.stop()  # nothing listens on the port: connection refused
+        assert wait_until(lambda: attempts(client) >= 2)
+        refused = deliveries(client)[0]["last_error"]
+        assert "500" not in refused
+
+        stalled = Sink(port=sink.port, delay=2.5, behaviour=lambda _: None).start()  # past the 1 s budget
+        try:
+            assert wait_until(lambda: attempts(client) >= 3)
+        finally:
+            stalled.stop()
+
+        recovered = Sink(port=sink.port).start()
+        try:
+            assert wait_until(lambda: deliveries(client)[0]["state"] == "sent")
+            time.sleep(0.5)  # nothing more may arrive
+            assert 1 == len(recovered.received)
+            assert "Faulted ev-1" == recovered.received[0]["title"]
+            assert deliveries(client)[0]["attempts"] >= 4  # 500, refused, stall, success (plus any retry between)
+        finally:
+            recovered.stop()
+
+
+def test_dead_letter_then_cli_retry(tmp_path: Path, sink: Sink) -> None:
+    """Past its attempt budget a delivery is dead; `receiver deliveries retry --dead` sends it."""
+    sink.behaviour = lambda _: 503
+    with start(tmp_path, rules(sink, max_attempts=2)) as client:
+        body = fresh_fault("ev-dead")
+        client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET)})
+        assert wait_until(lambda: bool(deliveries(client)) and deliveries(client)[0]["state"] == "dead")
+        assert 2 == sink.calls
+        assert [] == sink.received
+
+        listing = io.StringIO()
+        with redirect_stdout(listing):
+            assert 0 == main(["deliveries", "--database", f"sqlite:///{tmp_path / 'r.db'}", "list"])
+        assert "dead" in listing.getvalue() and "hook" in listing.getvalue()
+
+        sink.behaviour = lambda _: 200
+        with redirect_stdout(io.StringIO()):
+            assert 0 == main(["deliveries", "--database", f"sqlite:///{tmp_path / 'r.db'}", "retry", "--dead"])
+        assert [] != sink.wait_for(1, timeout=10)
+        assert wait_until(lambda: deliveries(client)[0]["state"] == "sent")
+        assert ["Faulted ev-dead"] == [r["title"] for r in sink.received]
+
+
+def test_slow_channel_does_not_delay_another(tmp_path: Path) -> None:
+    """A channel whose endpoint stalls does not hold back deliveries to a healthy channel."""
+    slow = Sink(delay=3.0).start()
+    fast = Sink().start()
+    try:
+        text = f"""
+channels:
+  slow: {{url: "{slow.url()}", timeout: 5s, concurrency: 1}}
+  fast: "{fast.url()}"
+rules:
+  - name: all-faults
+    match: {{type: job.faulted}}
+    notify: [slow, fast]
+"""
+        with start(tmp_path, text) as client:
+            started = time.monotonic()
+            for i in range(3):
+                body = fresh_fault(f"ev-{i}")
+                client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET)})
+            assert 3 == len(fast.wait_for(3, timeout=10))
+            fast_done = time.monotonic() - started
+            assert fast_done < 2.5, f"fast channel took {fast_done:.1f}s behind a 3s channel"
+            assert len(slow.received) <= 1
+    finally:
+        slow.stop()
+        fast.stop()
