@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +102,19 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415 - only the server needs it
+    import uvicorn
 
-    from receiver.app import create_app, resolve_sources  # noqa: PLC0415
-    from receiver.logconfig import configure_logging  # noqa: PLC0415
-    from receiver.notifier import check_url  # noqa: PLC0415
-    from receiver.rules import load_rules  # noqa: PLC0415
+    from receiver.app import create_app
+    from receiver.logconfig import configure_logging
+    from receiver.notifier import check_url
+    from receiver.rules import load_rules
 
     settings = _settings(rules=args.rules, host=args.host, port=args.port, database_url=args.database)
     configure_logging(settings)
     # Load and check everything before binding the port, so a bad start fails loudly and early.
     ruleset = load_rules(settings.rules, environ=dict(os.environ), check_url=check_url)
+    from receiver.runtime import resolve_sources
+
     resolve_sources(ruleset, settings)
     app = create_app(settings, ruleset=ruleset)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, server_header=False)
@@ -120,16 +122,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from receiver.dryrun import check_command  # noqa: PLC0415
-    from receiver.notifier import check_url  # noqa: PLC0415
+    from receiver.dryrun import check_command
+    from receiver.notifier import check_url
 
     path = args.path or str(_settings().rules)
     return check_command(path, environ=dict(os.environ), check_url=check_url, out=sys.stdout)
 
 
 def _test(args: argparse.Namespace) -> int:
-    from receiver.dryrun import test_command  # noqa: PLC0415
-    from receiver.notifier import check_url, mask_url  # noqa: PLC0415
+    from receiver.dryrun import test_command
+    from receiver.notifier import check_url, mask_url
 
     if args.event is None and args.suite is None:
         print("receiver test: give an EVENT.json or --suite FILE", file=sys.stderr)
@@ -148,7 +150,7 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from receiver.signature import sign  # noqa: PLC0415
+    from receiver.signature import sign
 
     secret = args.secret or os.environ.get("RECEIVER_WEBHOOK_SECRET")
     if not secret:
@@ -164,8 +166,8 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _send_test(args: argparse.Namespace) -> int:
-    from receiver.notifier import AppriseNotifier, check_url, mask_url, send_test  # noqa: PLC0415
-    from receiver.rules import load_rules  # noqa: PLC0415
+    from receiver.notifier import AppriseNotifier, check_url, mask_url, send_test
+    from receiver.rules import load_rules
 
     settings = _settings(rules=args.rules)
     ruleset = load_rules(settings.rules, environ=dict(os.environ), check_url=check_url)
@@ -187,7 +189,7 @@ def _send_test(args: argparse.Namespace) -> int:
 
 
 def _deliveries(args: argparse.Namespace) -> int:
-    from receiver.store import open_store  # noqa: PLC0415
+    from receiver.store import open_store
 
     settings = _settings(database_url=args.database)
     store = open_store(settings.database_url)
@@ -233,7 +235,7 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':>6}  {'STATE':<8} {'TRIES':>5}  {'CHANNEL':<16} {'RULE':<20} {'CREATED (UTC)':<20} LAST ERROR")
     for r in rows:
-        created = datetime.fromtimestamp(r.created_at, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        created = datetime.fromtimestamp(r.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
         error = (r.last_error or "").replace("\n", " ")[:80]
         print(f"{r.id:>6}  {r.state:<8} {r.attempts:>5}  {r.channel:<16.16} {r.rule:<20.20} {created:<20} {error}")
     return 0

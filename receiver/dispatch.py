@@ -14,6 +14,7 @@ that message again once the lease expired. A delivery recorded as sent is never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -101,10 +102,8 @@ class Dispatcher:
             while True:
                 await self._supervise()
                 self._supervisor_wakeup.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._supervisor_wakeup.wait(), timeout=max(self._poll, 1.0))
-                except TimeoutError:
-                    pass
         finally:
             for task in self._loops.values():
                 task.cancel()

@@ -10,6 +10,7 @@ is sent from here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -128,10 +129,8 @@ class InboxWorker:
             if done:
                 continue
             self._wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
-            except TimeoutError:
-                pass
 
     async def run_once(self) -> int:
         """Claim one batch, process it and commit it in one transaction; returns its size."""
@@ -150,7 +149,7 @@ class InboxWorker:
         """Parse, match and render one event (pure CPU: the caller commits the result)."""
         try:
             processed, label, matched = self._process(row, ruleset)
-        except Exception as exc:  # noqa: BLE001 - one event that trips a bug must not stop the inbox behind it
+        except Exception as exc:
             log.exception("event_processing_crashed", inbox_id=row.id, type=row.type)
             outcome = {"parsed": False, "error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"[:1000]}
             processed, label, matched = Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from receiver.app import create_app, resolve_sources
+from receiver.app import create_app
+from receiver.runtime import resolve_sources
 from receiver.errors import ConfigError
 from receiver.notifier import SendResult
 from receiver.render import Notification

@@ -58,7 +58,9 @@ def test_accepted_event_survives_sigkill(tmp_path: Path, sink: Sink) -> None:
     """A 202 means stored: after SIGKILL and restart the event is there and is delivered once."""
     rules = write_rules(tmp_path / "rules.yaml", sink)
     database = tmp_path / "r.db"
-    server = ServerProcess(rules=rules, database=database, env={"RECEIVER_WEBHOOK_SECRET": SECRET})
+    # A short lease: the delivery in flight at the kill is claimed again once it expires.
+    env = {"RECEIVER_WEBHOOK_SECRET": SECRET, "RECEIVER_LEASE_SECONDS": "2"}
+    server = ServerProcess(rules=rules, database=database, env=env)
     sink.delay = 3600  # hold the first delivery: the process dies before it is sent
     sink.behaviour = lambda _: None
     server.start()
@@ -70,7 +72,7 @@ def test_accepted_event_survives_sigkill(tmp_path: Path, sink: Sink) -> None:
         sink.delay = 0
         sink.behaviour = lambda _: 200
         server.start()
-        assert ["kept-1"] == [r["title"] for r in sink.wait_for(1, timeout=30)]
+        assert ["kept-1"] == [r["title"] for r in sink.wait_for(1, timeout=45)]
         status, reply = server.post_signed(fault("kept-1"), SECRET)
         assert (202, "duplicate") == (status, reply["status"])
     finally:
@@ -86,7 +88,8 @@ def test_burst_with_sigkill_mid_delivery_loses_nothing(tmp_path: Path, sink: Sin
     total = 300
     rules = write_rules(tmp_path / "rules.yaml", sink)
     database = tmp_path / "r.db"
-    server = ServerProcess(rules=rules, database=database, env={"RECEIVER_WEBHOOK_SECRET": SECRET})
+    env = {"RECEIVER_WEBHOOK_SECRET": SECRET, "RECEIVER_LEASE_SECONDS": "2"}
+    server = ServerProcess(rules=rules, database=database, env=env)
     sink.delay = 0.02
     server.start()
     try:

@@ -1,0 +1,262 @@
+"""The edge Orchestrator talks to: ``POST /webhooks/{source}`` and ``POST /logs/{source}``.
+
+It does the least that lets it answer honestly: read the body within the limit, verify the
+signature (or the bearer token for robot logs), check that the body is a JSON object with a
+``Type``, refuse replays, commit the raw body to the inbox, answer 202. The typed parse, the
+rules and the delivery happen after the answer, in the workers, so Orchestrator (which
+disables a webhook for an hour after a slow or failed delivery) never waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from receiver.errors import EventParseError, SignatureError, StoreError
+from receiver.events import EVENT_TYPES, parse_log_entries
+from receiver.runtime import Runtime, token_matches
+from receiver.signature import SignatureForm, verify_signature
+from receiver.store import InboxItem
+
+__all__ = ["error_response", "logs", "webhook"]
+
+log = structlog.get_logger()
+
+
+def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The JSON error body every refusal uses: ``{"error": CODE, "detail": MESSAGE}``."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+async def webhook(request: Request) -> Response:
+    started = time.perf_counter()
+    rt: Runtime = request.app.state.runtime
+    source_name = request.path_params["source"]
+    try:
+        response = await _accept_webhook(rt, source_name, request)
+    except _Refused as refusal:
+        response = _refuse(rt, source_name, refusal)
+    rt.metrics.handler_duration.labels("webhook").observe(time.perf_counter() - started)
+    return response
+
+
+async def logs(request: Request) -> Response:
+    started = time.perf_counter()
+    rt: Runtime = request.app.state.runtime
+    source_name = request.path_params["source"]
+    try:
+        response = await _accept_logs(rt, source_name, request)
+    except _Refused as refusal:
+        response = _refuse(rt, source_name, refusal)
+    rt.metrics.handler_duration.labels("logs").observe(time.perf_counter() - started)
+    return response
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Read the body, refusing as soon as it passes ``limit`` (with or without Content-Length)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _lookup(obj: Mapping[str, Any], key: str) -> Any:
+    """``obj[key]``, or the first key equal ignoring case (Orchestrator is PascalCase; others are not)."""
+    if key in obj:
+        return obj[key]
+    lowered = key.lower()
+    for name, value in obj.items():
+        if name.lower() == lowered:
+            return value
+    return None
+
+
+def _event_time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _event_id(raw: Mapping[str, Any], body: bytes) -> str:
+    value = _lookup(raw, "EventId")
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:200]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    # No usable EventId: the body itself is the identity, so an exact resend still dedups.
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _parse_envelope(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object with a non-empty string ``Type``, or EventParseError."""
+    try:
+        raw = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise EventParseError("invalid_json", "body is not UTF-8") from exc
+    except (ValueError, RecursionError) as exc:
+        raise EventParseError("invalid_json", f"body is not JSON: {str(exc)[:200]}") from exc
+    if not isinstance(raw, dict):
+        raise EventParseError("not_an_object", f"body is a JSON {type(raw).__name__}, expected an object")
+    event_type = _lookup(raw, "Type")
+    if not isinstance(event_type, str) or not event_type.strip():
+        raise EventParseError("missing_type", "body has no string field 'Type'")
+    return raw
+
+
+class _Refused(Exception):
+    """A request the edge refuses: mapped once to the JSON error body, a log line and a metric."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> None:
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+        super().__init__(detail)
+
+
+def _refuse(rt: Runtime, source: str, refusal: _Refused) -> Response:
+    # Unknown source names come from the URL: label them as one value, not as what was sent.
+    label = source if source in rt.sources else "unknown"
+    rt.metrics.webhooks_refused.labels(label, refusal.code).inc()
+    log.warning("webhook_refused", source=source[:100], reason=refusal.code, status=refusal.status)
+    return error_response(refusal.status, refusal.code, refusal.detail, refusal.headers)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    try:
+        return await _read_body(request, limit)
+    except _BodyTooLarge:
+        raise _Refused(413, "body_too_large", f"body is over the limit of {limit} bytes") from None
+
+
+async def _accept_webhook(rt: Runtime, source_name: str, request: Request) -> Response:
+    """Verify, check and store one webhook; raises _Refused for anything it will not take."""
+    source = rt.sources.get(source_name)
+    if source is None:
+        raise _Refused(404, "unknown_source", f"no source {source_name[:100]!r} is configured")
+    body = await _read_limited(request, rt.settings.max_body_bytes)
+    if source.secrets:
+        try:
+            form = verify_signature(
+                body, request.headers.get("x-uipath-signature"), source.secrets, allow_hex=source.allow_hex
+            )
+        except SignatureError as exc:
+            raise _Refused(401, f"signature_{exc.reason}", str(exc)) from None
+        if form is SignatureForm.HEX:
+            log.info("signature_hex_form_used", source=source_name)
+    try:
+        raw = _parse_envelope(body)
+    except EventParseError as exc:
+        raise _Refused(400, exc.code, str(exc)) from None
+    event_type = str(_lookup(raw, "Type")).strip()
+    event_id = _event_id(raw, body)
+    now = rt.clock()
+    event_time = _event_time(_lookup(raw, "Timestamp"))
+    if event_time is not None and now - event_time > rt.settings.max_event_age_seconds:
+        raise _Refused(
+            400,
+            "stale_event",
+            f"Timestamp is older than {rt.settings.max_event_age_seconds:.0f} s: refused as a possible replay",
+        )
+    item = InboxItem(
+        source=source_name, event_id=event_id, type=event_type, body=body, received_at=now, event_time=event_time
+    )
+    try:
+        accepted = await rt.store.accept(item)
+    except StoreError as exc:
+        log.error("webhook_not_stored", source=source_name, event_id=event_id, error=str(exc))
+        raise _Refused(
+            503, "store_unavailable", "the event could not be stored; retry later", {"Retry-After": "5"}
+        ) from None
+    status = "duplicate" if accepted.duplicate else "accepted"
+    if not accepted.duplicate and rt.worker is not None:
+        rt.worker.wake()
+    type_label = event_type if event_type in EVENT_TYPES else "unknown"
+    rt.metrics.webhooks_received.labels(source_name, type_label, status).inc()
+    log.info("webhook_received", source=source_name, type=event_type, event_id=event_id, status=status)
+    return JSONResponse({"status": status, "event_id": event_id}, status_code=202)
+
+
+async def _accept_logs(rt: Runtime, source_name: str, request: Request) -> Response:
+    """Check the token and store each robot-log entry as one ``robot.log`` event."""
+    source = rt.sources.get(source_name)
+    if source is None or source.logs_token is None:
+        raise _Refused(404, "unknown_source", f"no robot-log route is configured for source {source_name[:100]!r}")
+    if not token_matches(request.headers.get("authorization"), source.logs_token):
+        raise _Refused(401, "unauthorized", "missing or wrong bearer token")
+    body = await _read_limited(request, rt.settings.max_body_bytes)
+    try:
+        entries = _log_entries(body)
+    except EventParseError as exc:
+        raise _Refused(400, exc.code, str(exc)) from None
+    now = rt.clock()
+    items = [
+        InboxItem(source=source_name, event_id=event_id, type="robot.log", body=raw, received_at=now)
+        for event_id, raw in entries
+    ]
+    try:
+        results = await asyncio.gather(*(rt.store.accept(item) for item in items))
+    except StoreError as exc:
+        log.error("logs_not_stored", source=source_name, error=str(exc))
+        raise _Refused(
+            503, "store_unavailable", "the entries could not be stored; retry later", {"Retry-After": "5"}
+        ) from None
+    if rt.worker is not None:
+        rt.worker.wake()
+    accepted = sum(not r.duplicate for r in results)
+    rt.metrics.webhooks_received.labels(source_name, "robot.log", "accepted").inc(accepted)
+    rt.metrics.webhooks_received.labels(source_name, "robot.log", "duplicate").inc(len(items) - accepted)
+    log.info("logs_received", source=source_name, entries=len(items), accepted=accepted)
+    return JSONResponse(
+        {"status": "accepted", "accepted": accepted, "duplicates": len(items) - accepted}, status_code=202
+    )
+
+
+def _log_entries(body: bytes) -> list[tuple[str, bytes]]:
+    """Split a robot-log body into (event id, canonical entry bytes), validating every entry."""
+    try:
+        raw = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise EventParseError("invalid_json", "body is not UTF-8") from exc
+    except (ValueError, RecursionError) as exc:
+        raise EventParseError("invalid_json", f"body is not JSON: {str(exc)[:200]}") from exc
+    if isinstance(raw, dict):
+        wrapped = _lookup(raw, "logs")
+        entries = wrapped if isinstance(wrapped, list) else [raw]
+    elif isinstance(raw, list):
+        entries = raw
+    else:
+        raise EventParseError("invalid_logs", 'expected a log entry object, an array, or {"logs": [...]}')
+    result: list[tuple[str, bytes]] = []
+    for entry in entries:
+        events = parse_log_entries(entry)
+        if len(events) != 1:
+            raise EventParseError("invalid_logs", "each log entry must be a JSON object")
+        event_id = (
+            events[0].event_id or "sha256:" + hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
+        )
+        result.append((event_id, json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()))
+    return result

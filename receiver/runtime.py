@@ -1,0 +1,147 @@
+"""What the HTTP routes and the workers share: settings, store, the rules in force, sources.
+
+Routes reach it through ``request.app.state.runtime``; ``create_app`` builds it at start-up.
+A reload swaps the rule set and the sources with one assignment each, so a request or an
+event never sees half of a rule set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from receiver.dispatch import Dispatcher
+from receiver.errors import ConfigError, RulesError
+from receiver.metrics import Metrics
+from receiver.notifier import check_url
+from receiver.rules import RuleSet, load_rules
+from receiver.settings import Settings
+from receiver.store import Store
+from receiver.worker import InboxWorker
+
+__all__ = ["DEFAULT_SOURCE", "Runtime", "SourceAuth", "load_rules_file", "resolve_sources", "token_matches"]
+
+log = structlog.get_logger()
+
+DEFAULT_SOURCE = "uipath"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceAuth:
+    """How one source proves itself: webhook secrets (rotation: several), robot-log token."""
+
+    name: str
+    secrets: tuple[str, ...]
+    logs_token: str | None
+    insecure: bool
+    allow_hex: bool
+
+    def __repr__(self) -> str:  # never show secrets
+        return f"SourceAuth(name={self.name!r}, secrets=<{len(self.secrets)}>, insecure={self.insecure})"
+
+
+def resolve_sources(ruleset: RuleSet, settings: Settings) -> dict[str, SourceAuth]:
+    """Merge the sources of ``rules.yaml`` with the default source ``uipath`` from the environment.
+
+    Args:
+        ruleset: the loaded rules, whose ``sources:`` may also name ``uipath``.
+        settings: supplies ``RECEIVER_WEBHOOK_SECRET`` and ``RECEIVER_LOGS_TOKEN`` for ``uipath``.
+
+    Returns:
+        Every source by name.
+
+    Raises:
+        ConfigError: a source without a secret that is not marked ``insecure: true``.
+    """
+    sources: dict[str, SourceAuth] = {}
+    for name, source in ruleset.sources.items():
+        sources[name] = SourceAuth(
+            name=name,
+            secrets=tuple(source.secret_values()),
+            logs_token=source.logs_token_value(),
+            insecure=source.insecure,
+            allow_hex=source.accept_hex_signature,
+        )
+    env_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    env_token = settings.logs_token.get_secret_value() if settings.logs_token else None
+    default = sources.get(DEFAULT_SOURCE)
+    sources[DEFAULT_SOURCE] = SourceAuth(
+        name=DEFAULT_SOURCE,
+        secrets=(*((env_secret,) if env_secret else ()), *(default.secrets if default else ())),
+        logs_token=env_token or (default.logs_token if default else None),
+        insecure=default.insecure if default else False,
+        allow_hex=default.allow_hex if default else False,
+    )
+    missing = sorted(name for name, s in sources.items() if not s.secrets and not s.insecure)
+    if missing:
+        raise ConfigError(
+            "source(s) "
+            + ", ".join(repr(m) for m in missing)
+            + " have no webhook secret: set RECEIVER_WEBHOOK_SECRET for 'uipath', give others `secrets:` in "
+            "rules.yaml, or mark a source `insecure: true` to accept unsigned webhooks (not recommended)"
+        )
+    return sources
+
+
+@dataclass
+class Runtime:
+    """What the routes share: settings, store, the current rules and the workers."""
+
+    settings: Settings
+    store: Store
+    ruleset: RuleSet
+    sources: dict[str, SourceAuth]
+    clock: Callable[[], float]
+    metrics: Metrics
+    worker: InboxWorker | None = None
+    dispatcher: Dispatcher | None = None
+    reload_problems: list[str] = field(default_factory=list)
+    rules_loaded_at: float = 0.0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def current_rules(self) -> RuleSet:
+        """The rule set in force (workers call this once per batch)."""
+        return self.ruleset
+
+    async def reload(self, reason: str) -> list[str]:
+        """Load the rules file again and swap it in whole; on any problem keep the running rules."""
+        path = self.settings.rules
+        try:
+            ruleset = await asyncio.to_thread(load_rules_file, path)
+            sources = resolve_sources(ruleset, self.settings)
+        except RulesError as exc:
+            problems = [str(p) for p in exc.problems]
+        except ConfigError as exc:
+            problems = [f"{path}: {exc}"]
+        else:
+            # One assignment each: a worker reads self.ruleset once per event, so no event
+            # sees half of a rule set.
+            self.ruleset, self.sources = ruleset, sources
+            self.reload_problems = []
+            self.rules_loaded_at = self.clock()
+            self.metrics.rules_loaded.set(len(ruleset.rules))
+            log.info("rules_reloaded", reason=reason, rules=len(ruleset.rules), channels=len(ruleset.channels))
+            if self.dispatcher is not None:
+                self.dispatcher.wake()
+            return []
+        self.reload_problems = problems
+        self.metrics.rules_reload_failures.inc()
+        log.error("rules_reload_failed", reason=reason, problems=problems)
+        return problems
+
+
+def load_rules_file(path: str | Path) -> RuleSet:
+    """Load ``path`` with the environment as it is now (a reload must see current variables)."""
+    return load_rules(path, environ=dict(os.environ), check_url=check_url)
+
+
+def token_matches(authorization: str | None, token: str) -> bool:
+    """True when an ``Authorization`` header carries ``Bearer <token>`` (constant-time compare)."""
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
