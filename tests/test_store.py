@@ -1,22 +1,31 @@
 """The store protocol: inbox dedup and leases, the outbox life cycle, durability across reopen.
 
-Written against ``Store`` so every implementation runs the same suite (the ``store`` fixture
-is parametrized by implementation).
+Written against ``Store`` so every implementation runs the same suite (the ``store`` fixture is
+parametrized by implementation). The PostgreSQL runs are marked ``postgres`` and need
+``RECEIVER_TEST_DATABASE_URL``; each test gets a fresh schema, dropped afterwards. Below the
+shared suite: what only one implementation has (SQLite locking; PostgreSQL replicas, URLs, errors).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
-from collections.abc import AsyncIterator
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from support import free_port
 
-from receiver.errors import StoreError
+from receiver.errors import ConfigError, StoreError
 from receiver.store import InboxItem, NewDelivery, Processed, SQLiteStore, Store, open_store
 
 pytestmark = pytest.mark.anyio
+
+ENABLE_POSTGRES = "export RECEIVER_TEST_DATABASE_URL=postgresql://USER@HOST:5432/DB"
 
 
 @pytest.fixture
@@ -24,12 +33,57 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=[pytest.param("sqlite", id="sqlite")])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    instance = open_store(f"sqlite:///{tmp_path / 'receiver.db'}")
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """The PostgreSQL server of the ``postgres`` tests: skipped without one, except in CI, where that fails."""
+    url = os.environ.get("RECEIVER_TEST_DATABASE_URL", "")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(
+                f"CI must run the PostgreSQL store tests, but RECEIVER_TEST_DATABASE_URL is not set: {ENABLE_POSTGRES}"
+            )
+        pytest.skip(f"PostgreSQL store tests are off; to run them: {ENABLE_POSTGRES}")
+    return url
+
+
+@pytest.fixture
+def pg_schema(database_url: str) -> Iterator[str]:
+    """A schema name no other test or test run uses; the schema is dropped, with its tables, afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    name = f"receiver_test_{uuid.uuid4().hex[:16]}"
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_url(database_url: str, pg_schema: str) -> str:
+    """The test database URL pointed at this test's own schema."""
+    return with_params(database_url, schema=pg_schema)
+
+
+@pytest.fixture(
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nested' / 'receiver.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    instance = open_store(store_url)
     await instance.open()
     yield instance
     await instance.close()
+
+
+def with_params(url: str, **params: str) -> str:
+    """``url`` with query parameters added."""
+    parts = urlsplit(url)
+    extra = "&".join(f"{k}={v}" for k, v in params.items())
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
 
 
 def item(event_id: str, *, source: str = "uipath", type_: str = "job.faulted", at: float = 1000.0) -> InboxItem:
@@ -38,6 +92,18 @@ def item(event_id: str, *, source: str = "uipath", type_: str = "job.faulted", a
 
 def delivery(channel: str = "ops", rule: str = "r1") -> NewDelivery:
     return NewDelivery(rule=rule, channel=channel, title="t", body="b", severity="failure", body_format="text")
+
+
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until ``condition()`` holds (notifications arrive asynchronously), or fail."""
+    for _ in range(int(within / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    assert condition()
+
+
+# -- the shared suite ---------------------------------------------------------------------
 
 
 async def test_accept_then_duplicate(store: Store) -> None:
@@ -59,6 +125,30 @@ async def test_concurrent_accepts_share_commits_and_dedup(store: Store) -> None:
         by_event.setdefault(event_id, set()).add(result.inbox_id)
     assert all(1 == len(v) for v in by_event.values())
     assert 150 == len(await store.list_events(limit=1000))
+
+
+async def test_accepted_rows_keep_what_was_received(store: Store) -> None:
+    """An accepted event reads back with its body bytes, times and initial state unchanged."""
+    body = b'{"Type":"job.faulted","x":"\xc3\xa9\x00"}'
+    accepted = await store.accept(
+        InboxItem(source="uipath", event_id="e1", type="job.faulted", body=body, received_at=1000.5, event_time=999.25)
+    )
+    [row] = await store.list_events()
+    assert (accepted.inbox_id, "uipath", "e1", "job.faulted", body, 1000.5, 999.25, "new", None, None) == (
+        row.id, row.source, row.event_id, row.type, row.body, row.received_at, row.event_time, row.state,
+        row.processed_at, row.outcome,
+    )  # fmt: skip
+
+
+async def test_unstorable_text_is_replaced_not_refused(store: Store) -> None:
+    """NUL and lone surrogates in untrusted text become U+FFFD on every store, and the event is kept."""
+    accepted = await store.accept(item("id\x00\ud800"))
+    assert not accepted.duplicate
+    assert (await store.accept(item("id\ufffd\ufffd"))).duplicate
+    title = NewDelivery(rule="r1", channel="ops", title="a\x00b", body="\udcff", severity="failure", body_format="text")
+    await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", [title])], now=2000)
+    [row] = await store.deliveries_of(accepted.inbox_id)
+    assert ("a\ufffdb", "\ufffd") == (row.title, row.body)
 
 
 async def test_claim_inbox_leases_in_arrival_order(store: Store) -> None:
@@ -84,7 +174,19 @@ async def test_finish_inbox_writes_deliveries_and_state_together(store: Store) -
     rows = await store.deliveries_of(accepted.inbox_id)
     assert [("ops", "pending"), ("mail", "pending")] == [(r.channel, r.state) for r in rows]
     events = await store.list_events()
-    assert ("processed", '{"matched":["r1"]}') == (events[0].state, events[0].outcome)
+    assert ("processed", '{"matched":["r1"]}', 2001) == (events[0].state, events[0].outcome, events[0].processed_at)
+
+
+async def test_finish_inbox_without_deliveries(store: Store) -> None:
+    """An event that matched nothing, or could not be parsed, is finished with no delivery."""
+    first = await store.accept(item("e1"))
+    second = await store.accept(item("e2"))
+    await store.finish_inbox(
+        [Processed(first.inbox_id, "processed", "{}"), Processed(second.inbox_id, "unparsed", '{"parsed":false}')],
+        now=2000,
+    )
+    assert [("e2", "unparsed"), ("e1", "processed")] == [(r.event_id, r.state) for r in await store.list_events()]
+    assert [] == await store.list_deliveries()
 
 
 async def _one_delivery(store: Store, channel: str = "ops") -> int:
@@ -102,6 +204,17 @@ async def test_claim_deliveries_per_channel_with_lease(store: Store) -> None:
     assert [] == await store.claim_deliveries("ops", limit=10, now=2010, lease=30)
     assert set() == await store.due_channels(2010)
     assert [delivery_id] == [r.id for r in await store.claim_deliveries("ops", limit=10, now=2031, lease=30)]
+
+
+async def test_claim_deliveries_longest_due_first(store: Store) -> None:
+    """Deliveries come in order of when they became due, then of creation, up to the limit."""
+    later = await _one_delivery(store, "ops")  # due at 2000
+    accepted = await store.accept(item("e-early"))
+    both = [delivery("ops", rule="r1"), delivery("ops", rule="r2")]
+    await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", both)], now=1500)
+    early = [r.id for r in await store.deliveries_of(accepted.inbox_id)]
+    assert early == [r.id for r in await store.claim_deliveries("ops", limit=2, now=3000, lease=30)]
+    assert [later] == [r.id for r in await store.claim_deliveries("ops", limit=5, now=3000, lease=30)]
 
 
 async def test_sent_is_never_claimed_again(store: Store) -> None:
@@ -143,59 +256,384 @@ async def test_retry_one_and_all_dead(store: Store) -> None:
     await store.mark_sent(second, now=3002, elapsed=0.1)
     assert not await store.retry_delivery(second, now=3003)
     assert not await store.retry_delivery(999_999, now=3003)
+    assert 0 == await store.retry_dead(now=3004)
 
 
-async def test_rows_survive_reopen(tmp_path: Path) -> None:
-    """What was committed is there after the store is closed and opened again."""
-    url = f"sqlite:///{tmp_path / 'nested' / 'r.db'}"
-    first = open_store(url)
+async def test_listen_hears_new_work(store: Store) -> None:
+    """A listener hears "inbox" after new events and "deliveries:<channel>" after deliveries became due."""
+    topics: list[str] = []
+    await store.listen(topics.append)
+    await store.accept(item("e1"))
+    await eventually(lambda: "inbox" in topics)
+    delivery_id = await _one_delivery(store, "ops")
+    await eventually(lambda: "deliveries:ops" in topics)
+    await store.mark_failed(delivery_id, now=2001, reason="x", elapsed=0.0, next_attempt_at=None)
+    topics.clear()
+    assert 1 == await store.retry_dead(now=3000)
+    await eventually(lambda: ["deliveries:ops"] == topics)
+    topics.clear()
+    assert await store.retry_delivery(delivery_id, now=3001)
+    await eventually(lambda: ["deliveries:ops"] == topics)
+
+
+async def test_listen_is_quiet_for_duplicates(store: Store) -> None:
+    """A repeated event commits nothing new, so listeners are not woken for it."""
+    await store.accept(item("e1"))
+    topics: list[str] = []
+    await store.listen(topics.append)
+    assert (await store.accept(item("e1"))).duplicate
+    await store.ping()
+    await asyncio.sleep(0.1)
+    assert [] == topics
+
+
+async def test_close_waits_for_accepts_in_flight(store_url: str) -> None:
+    """Accepts already started when close is called are committed and answered, not dropped."""
+    first = open_store(store_url)
+    await first.open()
+    tasks = [asyncio.create_task(first.accept(item(f"e{i}"))) for i in range(50)]
+    await asyncio.sleep(0)
+    await first.close()
+    results = await asyncio.gather(*tasks)
+    assert 50 == sum(not r.duplicate for r in results)
+    second = open_store(store_url)
+    await second.open()
+    try:
+        assert 50 == len(await second.list_events(limit=100))
+    finally:
+        await second.close()
+
+
+async def test_rows_survive_reopen(store_url: str) -> None:
+    """What was committed is there after the store is closed and opened again (migrations are not re-run)."""
+    first = open_store(store_url)
     await first.open()
     await first.accept(item("kept"))
     await first.close()
-    second = open_store(url)
+    second = open_store(store_url)
     await second.open()
-    assert ["kept"] == [r.event_id for r in await second.list_events()]
-    assert (await second.accept(item("kept"))).duplicate
-    await second.close()
-
-
-async def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    """A database written by a newer receiver is refused with a clear error, not damaged."""
-    path = tmp_path / "r.db"
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 999")
-    conn.close()
-    with pytest.raises(StoreError, match="newer than this receiver"):
-        await SQLiteStore(str(path)).open()
-
-
-async def test_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
-    """A database path that cannot be created gives StoreError naming the path."""
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(StoreError, match="cannot open"):
-        await SQLiteStore(str(blocker / "r.db")).open()
-
-
-async def test_write_failure_surfaces_as_store_error(store: Store, tmp_path: Path) -> None:
-    """When another connection holds the write lock past the timeout, accept raises StoreError."""
-    if not isinstance(store, SQLiteStore):
-        pytest.skip("SQLite locking")
-    blocker = sqlite3.connect(tmp_path / "receiver.db", timeout=0)
-    blocker.execute("BEGIN EXCLUSIVE")
     try:
-        store._conn.execute("PRAGMA busy_timeout=100")  # type: ignore[union-attr]
-        with pytest.raises(StoreError):
-            await store.accept(item("locked"))
+        assert ["kept"] == [r.event_id for r in await second.list_events()]
+        assert (await second.accept(item("kept"))).duplicate
     finally:
-        blocker.rollback()
-        blocker.close()
-    assert not (await store.accept(item("locked"))).duplicate
+        await second.close()
+
+
+async def test_closed_store_refuses_work(store_url: str) -> None:
+    """Calls on a store that is not open raise StoreError instead of hanging."""
+    instance = open_store(store_url)
+    with pytest.raises(StoreError, match="not open"):
+        await instance.accept(item("e1"))
+    await instance.open()
+    await instance.close()
+    with pytest.raises(StoreError, match="not open"):
+        await instance.ping()
 
 
 def test_unknown_database_scheme() -> None:
     """An unsupported URL scheme is a configuration error naming the scheme."""
-    from receiver.errors import ConfigError
-
     with pytest.raises(ConfigError, match="'mysql'"):
         open_store("mysql://x")
+
+
+def test_both_stores_know_the_same_schema_versions() -> None:
+    """A schema version means the same tables on SQLite and PostgreSQL."""
+    from receiver.store import schema
+
+    assert len(schema.SQLITE) == len(schema.POSTGRES)
+
+
+# -- SQLite only ----------------------------------------------------------------------------
+
+
+class TestSQLite:
+    async def test_newer_schema_is_refused(self, tmp_path: Path) -> None:
+        """A database written by a newer receiver is refused with a clear error, not damaged."""
+        path = tmp_path / "r.db"
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA user_version = 999")
+        conn.close()
+        with pytest.raises(StoreError, match="newer than this receiver"):
+            await SQLiteStore(str(path)).open()
+
+    async def test_unwritable_location_is_a_store_error(self, tmp_path: Path) -> None:
+        """A database path that cannot be created gives StoreError naming the path."""
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        with pytest.raises(StoreError, match="cannot open"):
+            await SQLiteStore(str(blocker / "r.db")).open()
+
+    async def test_write_failure_surfaces_as_store_error(self, tmp_path: Path) -> None:
+        """When another connection holds the write lock past the timeout, accept raises StoreError."""
+        store = SQLiteStore(str(tmp_path / "receiver.db"))
+        await store.open()
+        blocker = sqlite3.connect(tmp_path / "receiver.db", timeout=0)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            store._conn.execute("PRAGMA busy_timeout=100")  # type: ignore[union-attr]
+            with pytest.raises(StoreError):
+                await store.accept(item("locked"))
+        finally:
+            blocker.rollback()
+            blocker.close()
+        try:
+            assert not (await store.accept(item("locked"))).duplicate
+        finally:
+            await store.close()
+
+
+# -- PostgreSQL only ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def replicas(pg_url: str) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores with their own pools on one schema, as two replicas would have."""
+    first, second = open_store(pg_url), open_store(pg_url)
+    await first.open()
+    await second.open()
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+@pytest.mark.postgres
+class TestPostgresReplicas:
+    async def test_concurrent_inbox_claims_never_share_a_row(self, replicas: tuple[Store, Store]) -> None:
+        """Many claims at once on two replicas get disjoint events that together are all of them."""
+        first, second = replicas
+        accepted = await asyncio.gather(*(first.accept(item(f"e{i}")) for i in range(300)))
+        claims = await asyncio.gather(
+            *(store.claim_inbox(limit=7, now=2000, lease=60) for _ in range(30) for store in replicas)
+        )
+        claimed = [row.id for rows in claims for row in rows]
+        assert len(claimed) == len(set(claimed))
+        leftover = await second.claim_inbox(limit=1000, now=2000, lease=60)
+        assert sorted(a.inbox_id for a in accepted) == sorted(claimed + [r.id for r in leftover])
+
+    async def test_concurrent_delivery_claims_never_share_a_row(self, replicas: tuple[Store, Store]) -> None:
+        """Two replicas claiming one channel's deliveries at once never get the same delivery."""
+        first, second = replicas
+        events = await asyncio.gather(*(first.accept(item(f"e{i}")) for i in range(200)))
+        await first.finish_inbox([Processed(a.inbox_id, "processed", "{}", [delivery()]) for a in events], now=2000)
+        claims = await asyncio.gather(
+            *(store.claim_deliveries("ops", limit=5, now=2000, lease=60) for _ in range(30) for store in replicas)
+        )
+        claimed = [row.id for rows in claims for row in rows]
+        assert len(claimed) == len(set(claimed))
+        leftover = await second.claim_deliveries("ops", limit=1000, now=2000, lease=60)
+        assert 200 == len(claimed) + len(leftover)
+
+    async def test_same_event_on_two_replicas_is_stored_once(self, replicas: tuple[Store, Store]) -> None:
+        """Each EventId posted to both replicas at once, in opposite orders, is new on exactly one of them."""
+        first, second = replicas
+        ids = [f"e{i}" for i in range(200)]
+        on_first, on_second = await asyncio.gather(
+            asyncio.gather(*(first.accept(item(e)) for e in ids)),
+            asyncio.gather(*(second.accept(item(e)) for e in reversed(ids))),
+        )
+        for a, b in zip(on_first, reversed(on_second), strict=True):
+            assert (1, a.inbox_id) == (a.duplicate + b.duplicate, b.inbox_id)
+        assert 200 == len(await first.list_events(limit=1000))
+
+    async def test_accepts_after_a_burst_are_answered(self, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With every batch slot just used, the next accepts one by one are still committed and answered."""
+        monkeypatch.setattr("receiver.store.postgres._FLUSHERS", 1)
+        store = open_store(pg_url)
+        await store.open()
+        try:
+            await asyncio.gather(*(store.accept(item(f"burst{i}")) for i in range(50)))
+            async with asyncio.timeout(10):  # awaited directly: a wrapping task would hide the race
+                for i in range(20):
+                    assert not (await store.accept(item(f"one{i}"))).duplicate
+        finally:
+            await store.close()
+
+    async def test_notification_reaches_the_other_replica(self, replicas: tuple[Store, Store]) -> None:
+        """Work committed on one replica wakes the listener of the other."""
+        first, second = replicas
+        topics: list[str] = []
+        await first.listen(topics.append)
+        accepted = await second.accept(item("e1"))
+        await eventually(lambda: ["inbox"] == topics)
+        await second.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", [delivery("ops")])], now=2000)
+        await eventually(lambda: ["inbox", "deliveries:ops"] == topics)
+
+    async def test_concurrent_opens_migrate_once(self, pg_url: str, database_url: str, pg_schema: str) -> None:
+        """Replicas starting together on a new schema all open, and the migrations are recorded once."""
+        import psycopg
+
+        stores = [open_store(pg_url) for _ in range(6)]
+        try:
+            await asyncio.gather(*(s.open() for s in stores))
+        finally:
+            await asyncio.gather(*(s.close() for s in stores))
+        with psycopg.connect(with_params(database_url, options=f"-csearch_path%3D{pg_schema}")) as conn:
+            assert [(1,)] == conn.execute("SELECT version FROM receiver_migrations").fetchall()
+
+    async def test_other_schemas_are_not_seen(self, pg_url: str, database_url: str) -> None:
+        """Two schemas in one database are separate stores: no shared rows, no shared notifications."""
+        other_schema = f"receiver_test_{uuid.uuid4().hex[:16]}"
+        mine, other = open_store(pg_url), open_store(with_params(database_url, schema=other_schema))
+        await mine.open()
+        await other.open()
+        try:
+            topics: list[str] = []
+            await mine.listen(topics.append)
+            await other.accept(item("e1"))
+            await other.ping()
+            await asyncio.sleep(0.2)
+            assert ([], []) == (topics, await mine.list_events())
+        finally:
+            await mine.close()
+            await other.close()
+            import psycopg
+            from psycopg import sql
+
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(other_schema)))
+
+
+@pytest.mark.postgres
+class TestPostgresConfiguration:
+    async def test_search_path_option_selects_an_existing_schema(self, database_url: str, pg_schema: str) -> None:
+        """libpq's options=-csearch_path=NAME puts the tables in that schema."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(pg_schema)))
+        store = open_store(with_params(database_url, options=f"-csearch_path%3D{pg_schema}"))
+        await store.open()
+        try:
+            await store.accept(item("e1"))
+        finally:
+            await store.close()
+        with psycopg.connect(database_url) as conn:
+            count = conn.execute(sql.SQL("SELECT count(*) FROM {}.inbox").format(sql.Identifier(pg_schema))).fetchone()
+        assert (1,) == count
+
+    async def test_search_path_without_existing_schema_is_refused(self, database_url: str, pg_schema: str) -> None:
+        """A search_path naming no existing schema is a StoreError saying how to fix it."""
+        store = open_store(with_params(database_url, options=f"-csearch_path%3D{pg_schema}"))
+        with pytest.raises(StoreError, match=r"\?schema=NAME"):
+            await store.open()
+
+    async def test_newer_schema_is_refused(self, pg_url: str, database_url: str, pg_schema: str) -> None:
+        """A schema migrated by a newer receiver is refused with a clear error, not damaged."""
+        import psycopg
+        from psycopg import sql
+
+        store = open_store(pg_url)
+        await store.open()
+        await store.close()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("INSERT INTO {}.receiver_migrations (version) VALUES (999)").format(sql.Identifier(pg_schema))
+            )
+        with pytest.raises(StoreError, match="newer than this receiver"):
+            await open_store(pg_url).open()
+
+    async def test_dropped_connections_are_replaced(self, database_url: str, pg_schema: str) -> None:
+        """After the server ends every connection (a restart), calls succeed again and the listener comes back."""
+        import psycopg
+
+        app = f"receiver_{pg_schema[-16:]}"
+        url = with_params(database_url, schema=pg_schema, application_name=app)
+        first, second = open_store(url), open_store(url)
+        await first.open()
+        await second.open()
+        try:
+            topics: list[str] = []
+            await first.listen(topics.append)
+            await second.accept(item("before"))
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (app,)
+                )
+            assert not (await second.accept(item("after"))).duplicate
+            for i in range(500):  # the listener reconnects after a backoff; notifications sent meanwhile are lost
+                topics.clear()
+                await second.accept(item(f"probe{i}"))
+                await asyncio.sleep(0.02)
+                if topics:
+                    break
+            assert ["inbox"] == topics
+        finally:
+            await first.close()
+            await second.close()
+
+    async def test_database_errors_name_the_database(self, pg_url: str, database_url: str, pg_schema: str) -> None:
+        """A failing statement becomes a StoreError naming host and database."""
+        import psycopg
+        from psycopg import sql
+
+        store = open_store(pg_url)
+        await store.open()
+        try:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(pg_schema)))
+            with pytest.raises(StoreError) as raised:
+                await store.accept(item("e1"))
+            parts = urlsplit(database_url)
+            assert f"{parts.hostname}:{parts.port or 5432}{parts.path}" in str(raised.value)
+        finally:
+            await store.close()
+
+
+class TestPostgresWithoutServer:
+    """What needs the driver but no running server."""
+
+    @pytest.fixture(autouse=True)
+    def _driver(self) -> None:
+        pytest.importorskip("psycopg")
+
+    async def test_refused_connection_names_host_not_password(self) -> None:
+        """A server that is not there gives StoreError naming host, port and database, with the password masked."""
+        port = free_port()
+        store = open_store(f"postgresql://ops:s3cr%40t-pw@127.0.0.1:{port}/alerts?connect_timeout=2")
+        with pytest.raises(StoreError) as raised:
+            await store.open()
+        message = str(raised.value)
+        assert f"127.0.0.1:{port}/alerts" in message
+        assert "s3cr" not in message
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            pytest.param("postgresql://ops:s3cr%zzt@db/alerts", id="bad-percent-encoding"),
+            pytest.param("postgres://ops:s3cret@db/alerts?bogus=1", id="unknown-parameter"),
+        ],
+    )
+    def test_malformed_url_is_a_config_error_without_password(self, url: str) -> None:
+        """A URL libpq cannot parse is a ConfigError, and the password is not in it."""
+        with pytest.raises(ConfigError) as raised:
+            open_store(url)
+        assert "s3cr" not in str(raised.value)
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            pytest.param("postgresql://db/alerts?schema=Bad-Name", id="invalid"),
+            pytest.param("postgresql://db/alerts?schema=a&schema=b", id="conflicting"),
+        ],
+    )
+    def test_bad_schema_parameter_is_a_config_error(self, url: str) -> None:
+        """The schema parameter must be one plain lowercase identifier."""
+        with pytest.raises(ConfigError, match="schema"):
+            open_store(url)
+
+    def test_both_url_schemes_give_the_postgres_store(self) -> None:
+        """postgresql:// and postgres:// both name the PostgreSQL store, described without the password."""
+        from receiver.store.postgres import PostgresStore
+
+        stores = [
+            open_store(f"{scheme}://ops:pw@db.example:6432/alerts?schema=rx") for scheme in ("postgresql", "postgres")
+        ]
+        assert [(PostgresStore, "db.example:6432/alerts")] * 2 == [(type(s), s.where) for s in stores]  # type: ignore[attr-defined]
+
+    def test_missing_driver_names_the_extra(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without psycopg installed, a PostgreSQL URL is a ConfigError saying which extra to install."""
+        monkeypatch.delitem(sys.modules, "receiver.store.postgres", raising=False)
+        monkeypatch.setitem(sys.modules, "psycopg", None)
+        with pytest.raises(ConfigError, match=r"pip install 'receiver\[postgres\]'"):
+            open_store("postgresql://db/alerts")

@@ -1,23 +1,8 @@
-"""The durable store: the inbox of accepted events and the outbox of deliveries.
-
-The only module that talks to a database. ``Store`` is the protocol the server codes against;
-``SQLiteStore`` is the embedded default (WAL, ``synchronous=FULL``). A PostgreSQL store will
-implement the same protocol for several replicas.
-
-What must survive a crash is a row here before anyone is told "done":
-
-* ``accept`` commits the inbox row before the webhook gets its 202. Concurrent accepts are
-  committed together (group commit): one fsync for every request that arrived meanwhile,
-  which is what lets a single SQLite file keep up with a busy estate.
-* ``finish_inbox`` writes the outbox rows and marks the event processed in one transaction.
-* ``mark_sent`` runs only after apprise reported success.
-
-Work is claimed with leases (``lease_until``): a worker that dies leaves rows that another
-claim picks up once the lease expired. Times are Unix seconds (float, UTC) passed in by the
-caller, so tests drive the clock.
+"""The embedded store: one SQLite file in WAL mode with ``synchronous=FULL``.
 
 SQLite is synchronous; every statement runs on one dedicated thread so the event loop never
-blocks on disk and no two threads share the connection.
+blocks on disk and no two threads share the connection. Concurrent ``accept`` calls are
+committed together (group commit): one fsync for every request that arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -25,231 +10,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import TypeVar
 
-from receiver.errors import ConfigError, StoreError
+from receiver.errors import StoreError
+from receiver.store import Accepted, DeliveryRow, EventRow, InboxItem, Processed
+from receiver.store import schema as _schema
+from receiver.store._text import storable
 
-__all__ = [
-    "Accepted",
-    "DeliveryRow",
-    "EventRow",
-    "InboxItem",
-    "NewDelivery",
-    "Processed",
-    "SQLiteStore",
-    "Store",
-    "open_store",
-]
+__all__ = ["SQLiteStore"]
 
 _T = TypeVar("_T")
-
-InboxState = Literal["new", "processed", "unparsed"]
-DeliveryState = Literal["pending", "sent", "dead"]
-
-
-@dataclass(frozen=True, slots=True)
-class InboxItem:
-    """An event to accept: the raw body exactly as received, and what the edge read of it."""
-
-    source: str
-    event_id: str
-    type: str
-    body: bytes
-    received_at: float
-    event_time: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """The answer to ``accept``: the inbox row, and whether it was already there."""
-
-    inbox_id: int
-    duplicate: bool
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """One inbox row."""
-
-    id: int
-    source: str
-    event_id: str
-    type: str
-    body: bytes
-    received_at: float
-    event_time: float | None
-    state: str
-    processed_at: float | None
-    outcome: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    """A rendered notification due to one channel, written with the event it came from."""
-
-    rule: str
-    channel: str
-    title: str
-    body: str
-    severity: str
-    body_format: str
-
-
-@dataclass(frozen=True, slots=True)
-class Processed:
-    """The outcome of processing one inbox event: its new state and the deliveries it produced."""
-
-    inbox_id: int
-    state: InboxState
-    outcome: str
-    deliveries: Sequence[NewDelivery] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRow:
-    """One outbox row and its delivery state."""
-
-    id: int
-    inbox_id: int
-    rule: str
-    channel: str
-    title: str
-    body: str
-    severity: str
-    body_format: str
-    state: str
-    attempts: int
-    created_at: float
-    budget_since: float
-    next_attempt_at: float
-    last_error: str | None
-    sent_at: float | None
-
-
-class Store(Protocol):
-    """What the server needs from a database. Every method is safe to call concurrently."""
-
-    async def open(self) -> None:
-        """Connect and apply pending schema migrations."""
-
-    async def close(self) -> None:
-        """Finish pending writes and release the connection."""
-
-    async def ping(self) -> None:
-        """Raise StoreError when the store cannot be read."""
-
-    async def accept(self, item: InboxItem) -> Accepted:
-        """Commit ``item`` to the inbox, or find the row with its (source, event_id)."""
-
-    async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
-        """Lease up to ``limit`` unprocessed events in order of arrival."""
-
-    async def finish_inbox(self, processed: Sequence[Processed], *, now: float) -> None:
-        """Write the events' deliveries and mark them done, in one transaction."""
-
-    async def claim_deliveries(self, channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
-        """Lease up to ``limit`` due deliveries of ``channel``, oldest due first."""
-
-    async def due_channels(self, now: float) -> set[str]:
-        """Channels that have deliveries due (for deliveries of channels no longer configured)."""
-
-    async def mark_sent(self, delivery_id: int, *, now: float, elapsed: float) -> None:
-        """Record a successful delivery; it will never be sent again."""
-
-    async def mark_failed(
-        self, delivery_id: int, *, now: float, reason: str, elapsed: float, next_attempt_at: float | None
-    ) -> None:
-        """Record a failed attempt; ``next_attempt_at`` None moves the delivery to the dead letters."""
-
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 100) -> list[DeliveryRow]:
-        """Newest deliveries first, optionally in one state."""
-
-    async def retry_delivery(self, delivery_id: int, *, now: float) -> bool:
-        """Make a failed or dead delivery due now; False when there is no such unsent delivery."""
-
-    async def retry_dead(self, *, now: float) -> int:
-        """Make every dead delivery due now; returns how many."""
-
-    async def list_events(self, *, limit: int = 100) -> list[EventRow]:
-        """Newest events first."""
-
-    async def deliveries_of(self, inbox_id: int) -> list[DeliveryRow]:
-        """The deliveries an event produced."""
-
-
-def open_store(database_url: str) -> Store:
-    """Build the store a database URL names (not yet opened).
-
-    Args:
-        database_url: ``sqlite:///relative/path``, ``sqlite:////absolute/path`` or ``sqlite:///:memory:``.
-
-    Raises:
-        ConfigError: an unknown or unsupported scheme.
-    """
-    if database_url.startswith("sqlite:///"):
-        return SQLiteStore(database_url.removeprefix("sqlite:///"))
-    if database_url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "PostgreSQL is not supported yet by this version; use sqlite:///PATH "
-            "(the PostgreSQL store will be installed with the receiver[postgres] extra)"
-        )
-    raise ConfigError(f"database URL {database_url.split(':', 1)[0]!r}: expected sqlite:///PATH or postgresql://...")
-
-
-_MIGRATIONS: tuple[str, ...] = (
-    # 1: inbox, outbox and the attempt log.
-    """
-    CREATE TABLE inbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        source TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        type TEXT NOT NULL,
-        body BLOB NOT NULL,
-        received_at REAL NOT NULL,
-        event_time REAL,
-        state TEXT NOT NULL DEFAULT 'new',
-        lease_until REAL,
-        processed_at REAL,
-        outcome TEXT,
-        UNIQUE (source, event_id)
-    );
-    CREATE INDEX inbox_new ON inbox (id) WHERE state = 'new';
-    CREATE TABLE deliveries (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        inbox_id INTEGER NOT NULL REFERENCES inbox (id),
-        rule TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        title TEXT NOT NULL,
-        body TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        body_format TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        budget_since REAL NOT NULL,
-        next_attempt_at REAL NOT NULL,
-        lease_until REAL,
-        last_error TEXT,
-        sent_at REAL,
-        UNIQUE (inbox_id, rule, channel)
-    );
-    CREATE INDEX deliveries_due ON deliveries (channel, next_attempt_at) WHERE state = 'pending';
-    CREATE INDEX deliveries_inbox ON deliveries (inbox_id);
-    CREATE TABLE attempts (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        delivery_id INTEGER NOT NULL REFERENCES deliveries (id),
-        at REAL NOT NULL,
-        status TEXT NOT NULL,
-        reason TEXT,
-        elapsed REAL NOT NULL
-    );
-    CREATE INDEX attempts_delivery ON attempts (delivery_id);
-    """,
-)
 
 _EVENT_COLUMNS = "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome"
 _DELIVERY_COLUMNS = (
@@ -260,6 +33,9 @@ _DELIVERY_COLUMNS = (
 
 class SQLiteStore:
     """The embedded store: one SQLite file in WAL mode, written from one thread.
+
+    ``listen`` hears this object's own commits only: another process writing the same file (the
+    CLI re-driving deliveries) is seen at the next poll.
 
     Args:
         path: the database file (created with its directory), or ``:memory:``.
@@ -272,6 +48,7 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._pending: list[tuple[InboxItem, asyncio.Future[Accepted]]] = []
         self._flush_queued = False
+        self._listeners: list[Callable[[str], None]] = []
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -285,9 +62,14 @@ class SQLiteStore:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
+        except StoreError:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
 
     async def close(self) -> None:
         """Drain pending accepts, close the connection and stop the thread."""
+        self._listeners.clear()
         if self._executor is None:
             return
         await self._run(self._close_sync)
@@ -298,24 +80,34 @@ class SQLiteStore:
         """Raise StoreError when the file cannot be read."""
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(topic)`` after this store committed new work (see ``Store``)."""
+        if self._executor is None:
+            raise StoreError("store is not open")
+        self._listeners.append(callback)
+
     def _open_sync(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # check_same_thread is off because the connection is created on, and only used from,
         # the store thread; closing may happen from it too.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=10000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(_MIGRATIONS):
-            raise StoreError(
-                f"database {self.path!r} has schema version {version}, newer than this receiver knows "
-                f"({len(_MIGRATIONS)}); upgrade receiver"
-            )
-        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=10000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(_schema.SQLITE):
+                raise StoreError(
+                    f"database {self.path!r} has schema version {version}, newer than this receiver knows "
+                    f"({len(_schema.SQLITE)}); upgrade receiver"
+                )
+            for number, script in enumerate(_schema.SQLITE[version:], start=version + 1):
+                conn.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     def _close_sync(self, conn: sqlite3.Connection) -> None:
@@ -336,9 +128,23 @@ class SQLiteStore:
         try:
             return fn(conn)
         except sqlite3.Error as exc:
-            if conn is not None and conn.in_transaction:
+            if conn.in_transaction:
                 conn.rollback()
             raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+        except BaseException:
+            # Whatever failed, a transaction left open would make every later BEGIN fail.
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+
+    def _emit(self, topics: Iterable[str]) -> None:
+        """Schedule every listener for each topic (on the event loop; see ``Store.listen``)."""
+        if not self._listeners:
+            return
+        loop = asyncio.get_running_loop()
+        for topic in topics:
+            for callback in self._listeners:
+                loop.call_soon(callback, topic)
 
     # -- inbox ----------------------------------------------------------------------------
 
@@ -362,29 +168,37 @@ class SQLiteStore:
             self._flush_queued = False
         if not batch:
             return
+        futures = [future for _, future in batch]
         try:
             results = self._call(lambda conn: self._insert_batch(conn, [item for item, _ in batch]))
         except StoreError as exc:
-            error = exc
-            loop.call_soon_threadsafe(_fail_all, [future for _, future in batch], error)
+            loop.call_soon_threadsafe(_fail_all, futures, exc)
             return
-        loop.call_soon_threadsafe(_resolve_all, [future for _, future in batch], results)
+        except Exception as exc:  # noqa: BLE001 - runs on the store thread: an unresolved future would hang its request
+            error = StoreError(f"SQLite store {self.path!r}: {exc!r}")
+            error.__cause__ = exc
+            loop.call_soon_threadsafe(_fail_all, futures, error)
+            return
+        loop.call_soon_threadsafe(_resolve_all, futures, results)
+        if not all(r.duplicate for r in results):
+            loop.call_soon_threadsafe(self._emit, ("inbox",))
 
     @staticmethod
     def _insert_batch(conn: sqlite3.Connection, items: list[InboxItem]) -> list[Accepted]:
         results: list[Accepted] = []
         conn.execute("BEGIN IMMEDIATE")
         for item in items:
+            source, event_id = storable(item.source), storable(item.event_id)
             cursor = conn.execute(
                 "INSERT INTO inbox (source, event_id, type, body, received_at, event_time) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (source, event_id) DO NOTHING",
-                (item.source, item.event_id, item.type, item.body, item.received_at, item.event_time),
+                (source, event_id, storable(item.type), item.body, item.received_at, item.event_time),
             )
             if cursor.rowcount == 1:
                 results.append(Accepted(inbox_id=int(cursor.lastrowid or 0), duplicate=False))
             else:
                 row = conn.execute(
-                    "SELECT id FROM inbox WHERE source = ? AND event_id = ?", (item.source, item.event_id)
+                    "SELECT id FROM inbox WHERE source = ? AND event_id = ?", (source, event_id)
                 ).fetchone()
                 results.append(Accepted(inbox_id=int(row[0]), duplicate=True))
         conn.execute("COMMIT")
@@ -416,18 +230,30 @@ class SQLiteStore:
                 "budget_since, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (inbox_id, rule, channel) DO NOTHING",
                 [
-                    (p.inbox_id, d.rule, d.channel, d.title, d.body, d.severity, d.body_format, now, now, now)
+                    (
+                        p.inbox_id,
+                        storable(d.rule),
+                        storable(d.channel),
+                        storable(d.title),
+                        storable(d.body),
+                        storable(d.severity),
+                        storable(d.body_format),
+                        now,
+                        now,
+                        now,
+                    )
                     for p in processed
                     for d in p.deliveries
                 ],
             )
             conn.executemany(
                 "UPDATE inbox SET state = ?, outcome = ?, processed_at = ?, lease_until = NULL WHERE id = ?",
-                [(p.state, p.outcome, now, p.inbox_id) for p in processed],
+                [(p.state, storable(p.outcome), now, p.inbox_id) for p in processed],
             )
             conn.execute("COMMIT")
 
         await self._run(finish)
+        self._emit(sorted({f"deliveries:{d.channel}" for p in processed for d in p.deliveries}))
 
     async def list_events(self, *, limit: int = 100) -> list[EventRow]:
         """Newest events first."""
@@ -492,6 +318,7 @@ class SQLiteStore:
         self, delivery_id: int, *, now: float, reason: str, elapsed: float, next_attempt_at: float | None
     ) -> None:
         """Record a failed attempt and when to try again, or move it to the dead letters."""
+        reason = storable(reason)
 
         def failed(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
@@ -546,32 +373,43 @@ class SQLiteStore:
     async def retry_delivery(self, delivery_id: int, *, now: float) -> bool:
         """Make one unsent delivery due now, with a fresh attempt budget."""
 
-        def retry(conn: sqlite3.Connection) -> bool:
+        def retry(conn: sqlite3.Connection) -> str | None:
+            # SELECT then UPDATE rather than RETURNING, which needs SQLite 3.35 (newer than some distributions).
             conn.execute("BEGIN IMMEDIATE")
-            cursor = conn.execute(
+            row = conn.execute(
+                "SELECT channel FROM deliveries WHERE id = ? AND state IN ('pending', 'dead')", (delivery_id,)
+            ).fetchone()
+            conn.execute(
                 "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, budget_since = ?, attempts = 0, "
                 "lease_until = NULL WHERE id = ? AND state IN ('pending', 'dead')",
                 (now, now, delivery_id),
             )
             conn.execute("COMMIT")
-            return cursor.rowcount == 1
+            return None if row is None else str(row[0])
 
-        return await self._run(retry)
+        channel = await self._run(retry)
+        if channel is None:
+            return False
+        self._emit([f"deliveries:{channel}"])
+        return True
 
     async def retry_dead(self, *, now: float) -> int:
         """Make every dead delivery due now, with a fresh attempt budget."""
 
-        def retry(conn: sqlite3.Connection) -> int:
+        def retry(conn: sqlite3.Connection) -> list[str]:
             conn.execute("BEGIN IMMEDIATE")
-            cursor = conn.execute(
+            rows = conn.execute("SELECT channel FROM deliveries WHERE state = 'dead'").fetchall()
+            conn.execute(
                 "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, budget_since = ?, attempts = 0, "
                 "lease_until = NULL WHERE state = 'dead'",
                 (now, now),
             )
             conn.execute("COMMIT")
-            return cursor.rowcount
+            return [str(r[0]) for r in rows]
 
-        return await self._run(retry)
+        channels = await self._run(retry)
+        self._emit(sorted({f"deliveries:{c}" for c in channels}))
+        return len(channels)
 
 
 def _resolve_all(futures: list[asyncio.Future[Accepted]], results: list[Accepted]) -> None:

@@ -1,0 +1,235 @@
+"""The durable store: the inbox of accepted events and the outbox of deliveries.
+
+The only package that talks to a database. ``Store`` is the protocol the server codes against;
+``SQLiteStore`` (``receiver.store.sqlite``) is the embedded default, and ``PostgresStore``
+(``receiver.store.postgres``, the ``receiver[postgres]`` extra) lets several replicas share one
+database. ``open_store`` picks one from a database URL. Both apply the versioned migrations of
+``receiver.store.schema`` when opened.
+
+What must survive a crash is a row here before anyone is told "done":
+
+* ``accept`` commits the inbox row before the webhook gets its 202. Concurrent accepts are
+  committed together (group commit): one commit for every request that arrived meanwhile,
+  which is what lets one database keep up with a busy estate.
+* ``finish_inbox`` writes the outbox rows and marks the event processed in one transaction.
+* ``mark_sent`` runs only after apprise reported success.
+
+Work is claimed with leases (``lease_until``): a worker that dies leaves rows that another
+claim picks up once the lease expired; while a lease runs, no other claim (in this process or
+in another replica) returns the row. Times are Unix seconds (float, UTC) passed in by the
+caller, so tests drive the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from receiver.errors import ConfigError
+
+__all__ = [
+    "Accepted",
+    "DeliveryRow",
+    "DeliveryState",
+    "EventRow",
+    "InboxItem",
+    "InboxState",
+    "NewDelivery",
+    "Processed",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+]
+
+InboxState = Literal["new", "processed", "unparsed"]
+DeliveryState = Literal["pending", "sent", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """An event to accept: the raw body exactly as received, and what the edge read of it."""
+
+    source: str
+    event_id: str
+    type: str
+    body: bytes
+    received_at: float
+    event_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The answer to ``accept``: the inbox row, and whether it was already there."""
+
+    inbox_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One inbox row."""
+
+    id: int
+    source: str
+    event_id: str
+    type: str
+    body: bytes
+    received_at: float
+    event_time: float | None
+    state: str
+    processed_at: float | None
+    outcome: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A rendered notification due to one channel, written with the event it came from."""
+
+    rule: str
+    channel: str
+    title: str
+    body: str
+    severity: str
+    body_format: str
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """The outcome of processing one inbox event: its new state and the deliveries it produced."""
+
+    inbox_id: int
+    state: InboxState
+    outcome: str
+    deliveries: Sequence[NewDelivery] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One outbox row and its delivery state."""
+
+    id: int
+    inbox_id: int
+    rule: str
+    channel: str
+    title: str
+    body: str
+    severity: str
+    body_format: str
+    state: str
+    attempts: int
+    created_at: float
+    budget_since: float
+    next_attempt_at: float
+    last_error: str | None
+    sent_at: float | None
+
+
+class Store(Protocol):
+    """What the server needs from a database. Every method is safe to call concurrently.
+
+    Every method raises ``StoreError`` when the database cannot be reached or written; the
+    message names the database (path, or host and database name) and never a password.
+
+    Wake-ups (``listen``): a worker that found no work sleeps until a notification or its poll
+    interval, whichever comes first. The topics are
+
+    * ``"inbox"``: new inbox rows were committed (``accept``);
+    * ``"deliveries:<channel>"``: deliveries of ``<channel>`` became due (``finish_inbox``,
+      ``retry_delivery``, ``retry_dead``).
+
+    On PostgreSQL they come from every store on the same database schema (every replica, and the
+    CLI re-driving deliveries), this one included, and are sent in the transaction that wrote the
+    rows, so they arrive only once it committed. On SQLite they come from this store object only.
+    They are hints: one can be lost (while a listener reconnects), repeated, or name work another
+    replica already claimed, so workers still poll, just less often.
+    """
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    async def close(self) -> None:
+        """Finish pending writes, stop listening and release the connections."""
+
+    async def ping(self) -> None:
+        """Raise StoreError when the store cannot be read."""
+
+    async def accept(self, item: InboxItem) -> Accepted:
+        """Commit ``item`` to the inbox, or find the row with its (source, event_id)."""
+
+    async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
+        """Lease up to ``limit`` unprocessed events in order of arrival."""
+
+    async def finish_inbox(self, processed: Sequence[Processed], *, now: float) -> None:
+        """Write the events' deliveries and mark them done, in one transaction."""
+
+    async def claim_deliveries(self, channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
+        """Lease up to ``limit`` due deliveries of ``channel``, oldest due first."""
+
+    async def due_channels(self, now: float) -> set[str]:
+        """Channels that have deliveries due (for deliveries of channels no longer configured)."""
+
+    async def mark_sent(self, delivery_id: int, *, now: float, elapsed: float) -> None:
+        """Record a successful delivery; it will never be sent again."""
+
+    async def mark_failed(
+        self, delivery_id: int, *, now: float, reason: str, elapsed: float, next_attempt_at: float | None
+    ) -> None:
+        """Record a failed attempt; ``next_attempt_at`` None moves the delivery to the dead letters."""
+
+    async def list_deliveries(self, *, state: str | None = None, limit: int = 100) -> list[DeliveryRow]:
+        """Newest deliveries first, optionally in one state."""
+
+    async def retry_delivery(self, delivery_id: int, *, now: float) -> bool:
+        """Make a failed or dead delivery due now; False when there is no such unsent delivery."""
+
+    async def retry_dead(self, *, now: float) -> int:
+        """Make every dead delivery due now; returns how many."""
+
+    async def list_events(self, *, limit: int = 100) -> list[EventRow]:
+        """Newest events first."""
+
+    async def deliveries_of(self, inbox_id: int) -> list[DeliveryRow]:
+        """The deliveries an event produced."""
+
+    async def listen(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(topic)`` whenever work became available (topics: see the class docstring).
+
+        Returns once listening, so a commit made after the return is heard. The callback runs on
+        the event loop (scheduled with ``loop.call_soon``) and must not block; an exception it raises
+        is reported by the loop and does not stop later calls. Each call adds one more callback;
+        ``close`` stops them all.
+        """
+
+
+def open_store(database_url: str) -> Store:
+    """Build the store a database URL names (not yet opened).
+
+    Args:
+        database_url: ``sqlite:///relative/path``, ``sqlite:////absolute/path``, ``sqlite:///:memory:``,
+            or ``postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB[?schema=NAME&...]`` (also ``postgres://``;
+            see ``PostgresStore``).
+
+    Raises:
+        ConfigError: an unknown scheme, a malformed PostgreSQL URL, or PostgreSQL without its extra.
+    """
+    if database_url.startswith("sqlite:///"):
+        return SQLiteStore(database_url.removeprefix("sqlite:///"))
+    if database_url.startswith(("postgresql://", "postgres://")):
+        try:
+            # Imported here so that SQLite users need no PostgreSQL driver installed.
+            from receiver.store.postgres import PostgresStore
+        except ImportError as exc:
+            if not (exc.name or "").startswith(("psycopg", "psycopg_pool")):
+                raise
+            raise ConfigError(
+                f"database URL uses PostgreSQL but its driver is not installed ({exc.name!r} is missing); "
+                "install it with: pip install 'receiver[postgres]'"
+            ) from exc
+        return PostgresStore(database_url)
+    raise ConfigError(f"database URL {database_url.split(':', 1)[0]!r}: expected sqlite:///PATH or postgresql://...")
+
+
+# At the end, not the top: receiver.store.sqlite imports the row types defined above, and
+# ``from receiver.store import SQLiteStore`` must keep working for existing callers.
+from receiver.store.sqlite import SQLiteStore  # noqa: E402

@@ -1,0 +1,117 @@
+"""The versioned schema of both stores: migration N is the same change on SQLite and on PostgreSQL.
+
+Each store applies, at ``open``, the migrations its database has not seen yet, in one transaction:
+SQLite records the version in ``PRAGMA user_version``; PostgreSQL in the table ``receiver_migrations``
+and under an advisory lock, so replicas starting together do not race. A database with a version
+newer than ``len(SQLITE)`` was written by a newer receiver and is refused rather than damaged.
+
+Append new migrations to *both* tuples; never edit one that has shipped. This module holds text
+only, so it needs no database driver.
+"""
+
+from __future__ import annotations
+
+__all__ = ["POSTGRES", "SQLITE"]
+
+SQLITE: tuple[str, ...] = (
+    # 1: inbox, outbox and the attempt log.
+    """
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        received_at REAL NOT NULL,
+        event_time REAL,
+        state TEXT NOT NULL DEFAULT 'new',
+        lease_until REAL,
+        processed_at REAL,
+        outcome TEXT,
+        UNIQUE (source, event_id)
+    );
+    CREATE INDEX inbox_new ON inbox (id) WHERE state = 'new';
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        inbox_id INTEGER NOT NULL REFERENCES inbox (id),
+        rule TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        body_format TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        budget_since REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        lease_until REAL,
+        last_error TEXT,
+        sent_at REAL,
+        UNIQUE (inbox_id, rule, channel)
+    );
+    CREATE INDEX deliveries_due ON deliveries (channel, next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX deliveries_inbox ON deliveries (inbox_id);
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id INTEGER NOT NULL REFERENCES deliveries (id),
+        at REAL NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        elapsed REAL NOT NULL
+    );
+    CREATE INDEX attempts_delivery ON attempts (delivery_id);
+    """,
+)
+
+POSTGRES: tuple[str, ...] = (
+    # 1: inbox, outbox and the attempt log. Times stay Unix seconds (float8) as on SQLite, so the
+    # caller's clock drives both stores the same way.
+    """
+    CREATE TABLE inbox (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body BYTEA NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        event_time DOUBLE PRECISION,
+        state TEXT NOT NULL DEFAULT 'new',
+        lease_until DOUBLE PRECISION,
+        processed_at DOUBLE PRECISION,
+        outcome TEXT,
+        UNIQUE (source, event_id)
+    );
+    CREATE INDEX inbox_new ON inbox (id) WHERE state = 'new';
+    CREATE TABLE deliveries (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        inbox_id BIGINT NOT NULL REFERENCES inbox (id),
+        rule TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        body_format TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        budget_since DOUBLE PRECISION NOT NULL,
+        next_attempt_at DOUBLE PRECISION NOT NULL,
+        lease_until DOUBLE PRECISION,
+        last_error TEXT,
+        sent_at DOUBLE PRECISION,
+        UNIQUE (inbox_id, rule, channel)
+    );
+    CREATE INDEX deliveries_due ON deliveries (channel, next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX deliveries_inbox ON deliveries (inbox_id);
+    CREATE TABLE attempts (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        delivery_id BIGINT NOT NULL REFERENCES deliveries (id),
+        at DOUBLE PRECISION NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        elapsed DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX attempts_delivery ON attempts (delivery_id);
+    """,
+)
