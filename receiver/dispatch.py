@@ -18,6 +18,7 @@ import contextlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -42,7 +43,7 @@ class Backoff:
 
     def delay(self, attempts: int, rng: random.Random) -> float:
         """Seconds to wait after ``attempts`` failed attempts."""
-        raw = min(self.cap, self.base * 2 ** max(0, attempts - 1))
+        raw = min(self.cap, self.base * 2.0 ** max(0, attempts - 1))
         # Jitter spreads the retries of many deliveries that failed together (a channel outage).
         return raw * (0.5 + rng.random() / 2)
 
@@ -173,11 +174,10 @@ class Dispatcher:
                 # The claim was full: there may be more due; come back once a slot frees.
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(wakeup.wait()), *in_flight}
-            done, _ = await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters - set(in_flight):
-                if waiter not in done:
-                    waiter.cancel()
+            woken = asyncio.ensure_future(wakeup.wait())
+            waiters: set[asyncio.Future[Any]] = {woken, *in_flight}
+            await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
 
     async def _deliver(self, channel: Channel, row: DeliveryRow) -> None:
         note = Notification(
@@ -211,13 +211,9 @@ class Dispatcher:
             return
         attempts = row.attempts + 1
         reason = result.reason or result.status
-        next_at: float | None = now + self._backoff.delay(attempts, self._rng)
-        if (
-            not result.recoverable
-            or attempts >= channel.max_attempts
-            or next_at - row.budget_since > channel.max_age_seconds
-        ):
-            next_at = None
+        retry_at = now + self._backoff.delay(attempts, self._rng)
+        spent = attempts >= channel.max_attempts or retry_at - row.budget_since > channel.max_age_seconds
+        next_at = None if spent or not result.recoverable else retry_at
         await self._store.mark_failed(row.id, now=now, reason=reason, elapsed=result.elapsed, next_attempt_at=next_at)
         if self._metrics is not None:
             self._metrics.deliveries.labels(channel.name, "dead" if next_at is None else "failed").inc()
