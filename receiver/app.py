@@ -85,6 +85,7 @@ def create_app(
             metrics=metrics,
         )
         app.state.runtime = rt
+        await store.listen(_wake_workers(rt.worker, rt.dispatcher))
         rt.tasks = [
             asyncio.create_task(rt.worker.run(), name="inbox-worker"),
             asyncio.create_task(rt.dispatcher.run(), name="dispatcher"),
@@ -123,6 +124,18 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
+
+
+def _wake_workers(worker: InboxWorker, dispatcher: Dispatcher) -> Callable[[str], None]:
+    """Route the store's wake-ups (other replicas' commits, CLI re-drives) to the workers they concern."""
+
+    def wake(topic: str) -> None:
+        if topic == "inbox":
+            worker.wake()
+        elif topic.startswith("deliveries:"):
+            dispatcher.wake([topic.removeprefix("deliveries:")])
+
+    return wake
 
 
 async def _metrics(request: Request) -> Response:

@@ -17,10 +17,20 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from receiver.signature import sign
 
 DATA = Path(__file__).parent / "data"
+
+ENABLE_POSTGRES = "export RECEIVER_TEST_DATABASE_URL=postgresql://USER@HOST:5432/DB"
+
+
+def with_params(url: str, **params: str) -> str:
+    """``url`` with query parameters added."""
+    parts = urlsplit(url)
+    extra = "&".join(f"{k}={v}" for k, v in params.items())
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
 
 
 def free_port() -> int:
@@ -54,7 +64,7 @@ class Sink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 with sink._lock:

@@ -9,58 +9,20 @@ shared suite: what only one implementation has (SQLite locking; PostgreSQL repli
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
-from support import free_port
+from support import free_port, with_params
 
 from receiver.errors import ConfigError, StoreError
 from receiver.store import InboxItem, NewDelivery, Processed, SQLiteStore, Store, open_store
 
 pytestmark = pytest.mark.anyio
-
-ENABLE_POSTGRES = "export RECEIVER_TEST_DATABASE_URL=postgresql://USER@HOST:5432/DB"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def database_url() -> str:
-    """The PostgreSQL server of the ``postgres`` tests: skipped without one, except in CI, where that fails."""
-    url = os.environ.get("RECEIVER_TEST_DATABASE_URL", "")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(
-                f"CI must run the PostgreSQL store tests, but RECEIVER_TEST_DATABASE_URL is not set: {ENABLE_POSTGRES}"
-            )
-        pytest.skip(f"PostgreSQL store tests are off; to run them: {ENABLE_POSTGRES}")
-    return url
-
-
-@pytest.fixture
-def pg_schema(database_url: str) -> Iterator[str]:
-    """A schema name no other test or test run uses; the schema is dropped, with its tables, afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"receiver_test_{uuid.uuid4().hex[:16]}"
-    yield name
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(name)))
-
-
-@pytest.fixture
-def pg_url(database_url: str, pg_schema: str) -> str:
-    """The test database URL pointed at this test's own schema."""
-    return with_params(database_url, schema=pg_schema)
-
 
 @pytest.fixture(
     params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
@@ -77,13 +39,6 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await instance.open()
     yield instance
     await instance.close()
-
-
-def with_params(url: str, **params: str) -> str:
-    """``url`` with query parameters added."""
-    parts = urlsplit(url)
-    extra = "&".join(f"{k}={v}" for k, v in params.items())
-    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
 
 
 def item(event_id: str, *, source: str = "uipath", type_: str = "job.faulted", at: float = 1000.0) -> InboxItem:
