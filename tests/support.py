@@ -124,6 +124,7 @@ class ServerProcess:
     database: Path
     env: Mapping[str, str]
     port: int = field(default_factory=free_port)
+    database_url: str | None = None  # instead of the SQLite file ``database`` (whose name still names the log)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -142,7 +143,7 @@ class ServerProcess:
                     "--port",
                     str(self.port),
                     "--database",
-                    f"sqlite:///{self.database}",
+                    self.database_url or f"sqlite:///{self.database}",
                 ],
                 env=env,
                 stdout=log_file,
