@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import DATA
 
 from receiver.cli import main
 from receiver.signature import sign
-from support import DATA
 
 PING = (
     b'{"Type":"ping","EventId":"3f2a9c1e5b7d4e8fa0c1d2e3f4a5b6c7","Timestamp":"2024-05-06T08:15:30.1234567Z",'
@@ -63,7 +63,8 @@ def test_check_reports_msteams_as_removed(tmp_path: Path, capsys: pytest.Capture
     rules.write_text('channels:\n  teams: "msteams://AAA/BBB/CCC"\nrules:\n  - name: r\n    notify: [teams]\n')
     assert 1 == main(["check", str(rules)])
     out = capsys.readouterr().out
-    assert f"{rules}:2:" in out and "workflows://" in out
+    assert f"{rules}:2:" in out
+    assert "workflows://" in out
     assert "AAA/BBB/CCC" not in out
 
 
@@ -90,7 +91,8 @@ def test_send_test_reports_failure_reason(tmp_path: Path, capsys: pytest.Capture
     rules.write_text(f'channels:\n  down: "json://127.0.0.1:{free_port()}/x"\nrules: []\n')
     assert 1 == main(["send-test", "down", "--rules", str(rules)])
     out = capsys.readouterr().out
-    assert "FAILED" in out and "down" in out
+    assert "FAILED" in out
+    assert "down" in out
 
 
 def test_send_test_unknown_channel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
