@@ -1,21 +1,25 @@
 """The admin API under ``/api/``: rules, events, deliveries and their re-drive.
 
 Every route needs ``Authorization: Bearer $RECEIVER_ADMIN_TOKEN``; with no token configured
-the API is off (404 ``admin_api_disabled``).
+the API is off (404 ``admin_api_disabled``). ``GET /api/openapi.json`` (the document describing
+these routes and the webhook routes) is open: it holds no data. The shapes of events and
+deliveries come from ``receiver.audit``, which the web page shares.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from receiver import audit, openapi, silencing
 from receiver.edge import error_response
+from receiver.notifier import mask_url
 from receiver.runtime import Runtime, token_matches
+from receiver.store import DeliveryRow, EventRow, NoiseLogRow
 
 __all__ = ["routes"]
 
@@ -46,23 +50,82 @@ async def rules_reload(_: Request, rt: Runtime) -> Response:
 
 
 async def rules_status(_: Request, rt: Runtime) -> Response:
-    return JSONResponse(
-        {
-            "path": str(rt.settings.rules),
-            "rules": [r.name for r in rt.ruleset.rules],
-            "channels": sorted(rt.ruleset.channels),
-            "loaded_at": rt.rules_loaded_at,
-            "last_reload_problems": rt.reload_problems,
-        }
-    )
+    return JSONResponse(rules_json(rt))
+
+
+def rules_json(rt: Runtime) -> dict[str, Any]:
+    """The rule set in force and its load status (``GET /api/rules``, the web page's rules view)."""
+    ruleset = rt.ruleset
+    return {
+        "path": str(rt.settings.rules),
+        "rules": [r.name for r in ruleset.rules],
+        "channels": sorted(ruleset.channels),
+        "loaded_at": rt.rules_loaded_at,
+        "last_reload_problems": rt.reload_problems,
+        "rule_details": [
+            {
+                "name": r.name,
+                "line": r.line,
+                "description": r.description,
+                "match": r.clause.describe() if r.clause is not None else "every event",
+                "notify": list(r.notify),
+                "continue": r.continue_,
+                "noise": [
+                    name for name in ("throttle", "group", "frequency", "absence", "recover") if getattr(r, name)
+                ],
+            }
+            for r in ruleset.rules
+        ],
+        "channel_details": [
+            {
+                "name": c.name,
+                "url": mask_url(c.url.get_secret_value()),
+                "max_attempts": c.max_attempts,
+                "max_age_seconds": c.max_age_seconds,
+                "concurrency": c.concurrency,
+                "timeout_seconds": c.timeout_seconds,
+            }
+            for c in sorted(ruleset.channels.values(), key=lambda c: c.name)
+        ],
+    }
 
 
 async def deliveries(request: Request, rt: Runtime) -> Response:
-    state_filter = request.query_params.get("state")
-    if state_filter not in (None, "pending", "sent", "dead"):
-        return error_response(400, "invalid_state", "state must be one of pending, sent, dead")
-    rows = await rt.store.list_deliveries(state=state_filter, limit=_limit(request))
-    return JSONResponse({"deliveries": [_delivery_json(r) for r in rows]})
+    params = request.query_params
+    state_filter = params.get("state") or None
+    if state_filter is not None and state_filter not in audit.DELIVERY_STATES:
+        return error_response(400, "invalid_state", f"state must be one of {', '.join(audit.DELIVERY_STATES)}")
+    inbox_id = _optional_id(params.get("event"))
+    before = _optional_id(params.get("before"))
+    if inbox_id == -1 or before == -1:
+        return error_response(400, "invalid_id", "event and before must be integer ids")
+    limit = _limit(request)
+    rows = await audit.temp_list_deliveries(rt.store, 
+        state=None if state_filter == "failing" else state_filter,
+        failing=state_filter == "failing",
+        channel=params.get("channel") or None,
+        rule=params.get("rule") or None,
+        inbox_ids=None if inbox_id is None else [inbox_id],
+        before=before,
+        limit=limit,
+    )
+    return JSONResponse(
+        {"deliveries": [audit.delivery_json(r) for r in rows], "next_before": _next_before(rows, limit)}
+    )
+
+
+async def delivery(request: Request, rt: Runtime) -> Response:
+    delivery_id = _optional_id(request.path_params["id"])
+    if delivery_id is None or delivery_id < 0:
+        return error_response(400, "invalid_id", "delivery id must be an integer")
+    row = await rt.store.get_delivery(delivery_id)
+    if row is None:
+        return error_response(404, "not_found", f"no delivery {delivery_id}")
+    attempts = await rt.store.list_attempts([row.id])
+    data = audit.delivery_json(row)
+    data["body"] = row.body
+    data["attempt_log"] = [audit.attempt_json(a) for a in attempts]
+    return JSONResponse(data)
 
 
 async def delivery_retry(request: Request, rt: Runtime) -> Response:
@@ -85,23 +148,141 @@ async def deliveries_retry_dead(_: Request, rt: Runtime) -> Response:
 
 
 async def events(request: Request, rt: Runtime) -> Response:
-    rows = await rt.store.list_events(limit=_limit(request))
-    return JSONResponse(
-        {
-            "events": [
-                {
-                    "id": r.id,
-                    "source": r.source,
-                    "event_id": r.event_id,
-                    "type": r.type,
-                    "received_at": r.received_at,
-                    "state": r.state,
-                    "outcome": json.loads(r.outcome) if r.outcome else None,
-                }
-                for r in rows
-            ]
-        }
-    )
+    """Recent events, filtered; each with its matched rules, decisions and deliveries (``explain=1``: why not)."""
+    try:
+        query = audit.event_query(request.query_params, request.query_params.getlist("type"), now=rt.clock())
+    except audit.QueryError as exc:
+        return error_response(400, "invalid_query", str(exc))
+    limit = _limit(request)
+    rows = await audit.temp_list_events(rt.store, limit=limit, query=query)
+    explain = request.query_params.get("explain", "") in ("1", "true", "yes")
+    items = await event_list(rt, rows, explain=explain)
+    return JSONResponse({"events": items, "next_before": _next_before(rows, limit)})
+
+
+async def event_list(rt: Runtime, rows: Sequence[EventRow], *, explain: bool = False) -> list[dict[str, Any]]:
+    """Events as ``GET /api/events`` shows them, with their deliveries (one store query for all)."""
+    by_event: dict[int, list[DeliveryRow]] = {r.id: [] for r in rows}
+    if rows:
+        for d in await audit.temp_list_deliveries(rt.store, inbox_ids=list(by_event), limit=len(rows) * 20):
+            by_event[d.inbox_id].append(d)
+    ruleset, loaded_at = rt.ruleset, rt.rules_loaded_at
+    items = []
+    for row in rows:
+        item = audit.event_json(row, sorted(by_event[row.id], key=lambda d: d.id))
+        if explain:
+            item["explain"] = audit.explain_event(ruleset, row, rules_loaded_at=loaded_at)
+        items.append(item)
+    return items
+
+
+async def event_detail(rt: Runtime, inbox_id: int) -> dict[str, Any] | None:
+    """One event with its body, deliveries and their attempts, every noise decision, and the explanation."""
+    row = await rt.store.get_event(inbox_id)
+    if row is None:
+        return None
+    rows = await rt.store.deliveries_of(row.id)
+    attempts = await rt.store.list_attempts([d.id for d in rows])
+    noise = await rt.store.list_noise_log(inbox_id=row.id, limit=1000)
+    data = audit.event_json(row, rows)
+    for item in data["deliveries"]:
+        item["attempt_log"] = [audit.attempt_json(a) for a in attempts if a.delivery_id == item["id"]]
+    data["noise_log"] = [audit.noise_json(n) for n in reversed(noise)]
+    data["explain"] = audit.explain_event(rt.ruleset, row, rules_loaded_at=rt.rules_loaded_at)
+    data["body"] = audit.body_json(row)
+    return data
+
+
+async def event(request: Request, rt: Runtime) -> Response:
+    inbox_id = _optional_id(request.path_params["id"])
+    if inbox_id is None or inbox_id < 0:
+        return error_response(400, "invalid_id", "event id must be an integer (the id of GET /api/events)")
+    data = await event_detail(rt, inbox_id)
+    if data is None:
+        return error_response(404, "not_found", f"no event {inbox_id}")
+    return JSONResponse(data)
+
+
+async def silences(request: Request, rt: Runtime) -> Response:
+    """Ad-hoc silences: those not ended yet, or every one with ``all=1``."""
+    now = rt.clock()
+    every = request.query_params.get("all", "") in ("1", "true", "yes")
+    rows = await rt.store.list_silences(active_at=None if every else now, limit=_limit(request))
+    return JSONResponse({"silences": [silencing.silence_json(r, now) for r in rows]})
+
+
+async def silence_create(request: Request, rt: Runtime) -> Response:
+    """Create an ad-hoc silence: ``{"matchers", "comment", "created_by", "for" | "ends_at", "starts_at"?}``."""
+    try:
+        data = await request.json()
+    except ValueError:
+        return error_response(400, "invalid_json", "the body must be a JSON object")
+    if not isinstance(data, dict):
+        return error_response(400, "invalid_json", "the body must be a JSON object")
+    matchers = data.get("matchers")
+    if isinstance(matchers, str):
+        matchers = [matchers]
+    if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
+        return error_response(400, "invalid_silence", "matchers: a string or a list of strings (process=Invoice*)")
+    unknown = sorted(set(data) - {"matchers", "comment", "created_by", "for", "starts_at", "ends_at"})
+    if unknown:
+        return error_response(400, "invalid_silence", f"unknown keys: {', '.join(unknown)}")
+    now = rt.clock()
+    try:
+        new = silencing.build_silence(
+            matchers,
+            comment=str(data.get("comment") or ""),
+            created_by=str(data.get("created_by") or ""),
+            now=now,
+            duration=data.get("for"),
+            starts_at=data.get("starts_at"),
+            ends_at=data.get("ends_at"),
+        )
+    except silencing.SilenceError as exc:
+        return error_response(400, "invalid_silence", str(exc))
+    row = await rt.store.add_silence(new, now=now)
+    return JSONResponse({"silence": silencing.silence_json(row, now)}, status_code=201)
+
+
+async def silence_expire(request: Request, rt: Runtime) -> Response:
+    """End an ad-hoc silence now (idempotent)."""
+    silence_id = _optional_id(request.path_params["id"])
+    if silence_id is None or silence_id < 0:
+        return error_response(400, "invalid_id", "silence id must be an integer")
+    now = rt.clock()
+    row = await rt.store.expire_silence(silence_id, now=now)
+    if row is None:
+        return error_response(404, "not_found", f"no silence {silence_id}")
+    return JSONResponse({"silence": silencing.silence_json(row, now)})
+
+
+async def suppressions(request: Request, rt: Runtime) -> Response:
+    """Noise decisions, newest first: suppressions only, or every decision with ``all=1``; ``event=ID`` filters."""
+    inbox_id = _optional_id(request.query_params.get("event"))
+    if inbox_id == -1:
+        return error_response(400, "invalid_id", "event must be an integer id")
+    every = request.query_params.get("all", "") in ("1", "true", "yes")
+    rows = await rt.store.list_noise_log(limit=_limit(request), suppressed_only=not every, inbox_id=inbox_id)
+    return JSONResponse({"suppressions": [_noise_json(r) for r in rows]})
+
+
+def _noise_json(row: NoiseLogRow) -> dict[str, Any]:
+    entry = row.entry
+    return {
+        "id": row.id,
+        "event": entry.inbox_id,
+        "at": entry.at,
+        "recorded_at": row.recorded_at,
+        "rule": entry.rule,
+        "key": entry.key,
+        "action": entry.action,
+        "suppressed": entry.suppressed,
+        "reason": entry.reason,
+    }
+
+
+async def openapi_document(_: Request) -> Response:
+    return JSONResponse(openapi.document())
 
 
 def _limit(request: Request) -> int:
@@ -109,21 +290,16 @@ def _limit(request: Request) -> int:
     return max(1, min(1000, int(value))) if value.isdigit() else 100
 
 
-def _delivery_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "inbox_id": row.inbox_id,
-        "rule": row.rule,
-        "channel": row.channel,
-        "title": row.title,
-        "severity": row.severity,
-        "state": row.state,
-        "attempts": row.attempts,
-        "created_at": row.created_at,
-        "next_attempt_at": row.next_attempt_at if row.state == "pending" else None,
-        "last_error": row.last_error,
-        "sent_at": row.sent_at,
-    }
+def _optional_id(value: str | None) -> int | None:
+    """None when absent, -1 when not a non-negative integer, else the id."""
+    if value is None or value == "":
+        return None
+    return int(value) if value.isdigit() and len(value) < 19 else -1
+
+
+def _next_before(rows: Sequence[EventRow] | Sequence[DeliveryRow], limit: int) -> int | None:
+    """The ``before`` of the next page, when this page was full."""
+    return rows[-1].id if len(rows) == limit and rows else None
 
 
 def routes() -> list[Route]:
@@ -132,7 +308,15 @@ def routes() -> list[Route]:
         Route("/api/rules", admin(rules_status), methods=["GET"]),
         Route("/api/rules/reload", admin(rules_reload), methods=["POST"]),
         Route("/api/events", admin(events), methods=["GET"]),
+        Route("/api/events/{id}", admin(event), methods=["GET"]),
         Route("/api/deliveries", admin(deliveries), methods=["GET"]),
         Route("/api/deliveries/retry-dead", admin(deliveries_retry_dead), methods=["POST"]),
+        Route("/api/deliveries/{id}", admin(delivery), methods=["GET"]),
         Route("/api/deliveries/{id}/retry", admin(delivery_retry), methods=["POST"]),
+        Route("/api/silences", admin(silences), methods=["GET"]),
+        Route("/api/silences", admin(silence_create), methods=["POST"]),
+        Route("/api/silences/{id}", admin(silence_expire), methods=["DELETE"]),
+        Route("/api/silences/{id}/expire", admin(silence_expire), methods=["POST"]),
+        Route("/api/suppressions", admin(suppressions), methods=["GET"]),
+        Route("/api/openapi.json", openapi_document, methods=["GET"]),
     ]

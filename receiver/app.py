@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver import api, edge
+from receiver import __version__, api, audit, edge, ui
 from receiver.dispatch import Backoff, Dispatcher
 from receiver.errors import StoreError
 from receiver.metrics import Metrics
@@ -63,6 +63,7 @@ def create_app(
         await store.open()
         metrics = Metrics(CollectorRegistry(auto_describe=True))
         metrics.rules_loaded.set(len(rules.rules))
+        metrics.info.info({"version": __version__})
         rt = Runtime(settings=settings, store=store, ruleset=rules, sources=sources, clock=clock, metrics=metrics)
         rt.rules_loaded_at = clock()
         rt.dispatcher = Dispatcher(
@@ -94,7 +95,7 @@ def create_app(
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))
         _install_sighup(rt)
         if settings.admin_token is None:
-            log.info("admin_api_disabled", hint="set RECEIVER_ADMIN_TOKEN to enable /api")
+            log.info("admin_api_disabled", hint="set RECEIVER_ADMIN_TOKEN to enable /api and /ui")
         log.info(
             "receiver_started",
             sources=sorted(sources),
@@ -118,6 +119,7 @@ def create_app(
         Route("/readyz", _readyz, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
         *api.routes(),
+        *ui.routes(),
     ]
     return Starlette(
         routes=routes,
@@ -140,6 +142,13 @@ def _wake_workers(worker: InboxWorker, dispatcher: Dispatcher) -> Callable[[str]
 
 async def _metrics(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
+    # Queue depths and ages are read from the store at scrape time: the store is shared by every
+    # replica, so each one reports the same, current numbers.
+    try:
+        rt.metrics.set_queues(await audit.queue_snapshot(rt.store, now=rt.clock(), channels=rt.ruleset.channels))
+    except StoreError as exc:
+        log.warning("metrics_store_unavailable", error=str(exc))
+        rt.metrics.set_queues(None)
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

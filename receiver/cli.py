@@ -1,4 +1,4 @@
-"""The ``receiver`` command line: serve, check, test, sign, send-test, deliveries.
+"""The ``receiver`` command line: serve, check, test, sign, send-test, deliveries, silence.
 
 Each command is a small function returning an exit code; ``main`` parses the arguments and
 calls it. Commands that read rules share the loader the server uses, so ``check`` says exactly
@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--json", action="store_true", help="machine-readable output (see docs/rules.md)")
     test.add_argument("--suite", help="YAML routing suite to run instead of a single event")
     test.add_argument("--source", default="uipath", help="source the event arrives on (default uipath)")
+    test.add_argument(
+        "--at", help="when the event arrives, ISO 8601 (maintenance windows are checked then; default its Timestamp)"
+    )
     test.set_defaults(handler=_test)
 
     sign = commands.add_parser("sign", help="print the X-UiPath-Signature of a body")
@@ -94,6 +97,25 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("id", nargs="?", type=int, help="delivery id")
     retry.add_argument("--dead", action="store_true", help="retry every dead-lettered delivery")
     deliveries.set_defaults(handler=_deliveries, action=None)
+
+    silence = commands.add_parser("silence", help="mute notifications for a while (ad-hoc silences)")
+    silence.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
+    silence_actions = silence.add_subparsers(dest="action")
+    add = silence_actions.add_parser("add", help="create a silence: receiver silence add process=Invoice* --for 2h ...")
+    add.add_argument(
+        "matchers", nargs="+", help="FIELD=VALUE, FIELD!=VALUE, FIELD=~REGEX, FIELD!~REGEX (rule=NAME too)"
+    )
+    add.add_argument("--for", dest="duration", help="how long, e.g. 30m, 2h, 1d")
+    add.add_argument("--until", help="or until when, ISO 8601 (UTC unless an offset is given)")
+    add.add_argument("--starts", help="when it starts, ISO 8601 (default now)")
+    add.add_argument("--comment", required=True, help="why (shown with every notification it mutes)")
+    add.add_argument("--by", help="who (default: the current user)")
+    silence_list = silence_actions.add_parser("list", help="list silences that have not ended")
+    silence_list.add_argument("--all", action="store_true", help="expired ones too")
+    silence_list.add_argument("--json", action="store_true", help="print JSON")
+    expire = silence_actions.add_parser("expire", help="end a silence now")
+    expire.add_argument("id", type=int, help="silence id")
+    silence.set_defaults(handler=_silence, action=None)
     return parser
 
 
@@ -145,6 +167,7 @@ def _test(args: argparse.Namespace) -> int:
         check_url=check_url,
         mask_url=mask_url,
         source=args.source,
+        at=_when(args.at),
         out=sys.stdout,
     )
 
@@ -186,6 +209,98 @@ def _send_test(args: argparse.Namespace) -> int:
         return 0
     print(f"FAILED to send to {args.channel} ({target}): {result.status}: {result.reason or 'no reason given'}")
     return 1
+
+
+def _when(value: str | None) -> float | None:
+    from receiver.silencing import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ConfigError(f"--at: {exc}") from exc
+
+
+def _silence(args: argparse.Namespace) -> int:
+    from receiver.store import open_store
+
+    if args.action is None:
+        print("receiver silence: give add, list or expire", file=sys.stderr)
+        return 2
+    settings = _settings(database_url=args.database)
+    store = open_store(settings.database_url)
+
+    async def run() -> int:
+        await store.open()
+        try:
+            if args.action == "add":
+                return await _silence_add(store, args)
+            if args.action == "expire":
+                return await _silence_expire(store, args)
+            return await _silence_list(store, args)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def _silence_add(store: Any, args: argparse.Namespace) -> int:
+    import getpass
+
+    from receiver.silencing import SilenceError, build_silence
+
+    now = time.time()
+    try:
+        new = build_silence(
+            args.matchers,
+            comment=args.comment,
+            created_by=args.by or getpass.getuser(),
+            now=now,
+            duration=args.duration,
+            starts_at=args.starts,
+            ends_at=args.until,
+        )
+    except SilenceError as exc:
+        for problem in exc.problems:
+            print(f"receiver silence add: {problem}", file=sys.stderr)
+        return 1
+    row = await store.add_silence(new, now=now)
+    print(f"silence {row.id} added: {' '.join(row.matchers)} until {_utc(row.ends_at)}")
+    return 0
+
+
+async def _silence_expire(store: Any, args: argparse.Namespace) -> int:
+    row = await store.expire_silence(args.id, now=time.time())
+    if row is None:
+        print(f"no silence {args.id}", file=sys.stderr)
+        return 1
+    print(f"silence {row.id} expired ({_utc(row.ends_at)})")
+    return 0
+
+
+async def _silence_list(store: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from receiver.silencing import silence_json, silence_state
+
+    now = time.time()
+    rows = await store.list_silences(active_at=None if args.all else now, limit=1000)
+    if args.json:
+        print(json.dumps({"silences": [silence_json(r, now) for r in rows]}, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no silences")
+        return 0
+    print(f"{'ID':>5}  {'STATE':<8} {'ENDS (UTC)':<20} {'BY':<12} {'MATCHERS':<40} COMMENT")
+    for r in rows:
+        state, ends, by, matchers = silence_state(r, now), _utc(r.ends_at), r.created_by, " ".join(r.matchers)
+        print(f"{r.id:>5}  {state:<8} {ends:<20} {by:<12.12} {matchers:<40} {r.comment}")
+    return 0
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _deliveries(args: argparse.Namespace) -> int:

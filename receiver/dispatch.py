@@ -103,8 +103,11 @@ class Dispatcher:
             while True:
                 await self._supervise()
                 self._supervisor_wakeup.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+                # arrives as the event is set, and the app's shutdown would wait for this loop forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._supervisor_wakeup.wait(), timeout=max(self._poll, 1.0))
+                    async with asyncio.timeout(max(self._poll, 1.0)):
+                        await self._supervisor_wakeup.wait()
         finally:
             for task in self._loops.values():
                 task.cancel()

@@ -17,20 +17,24 @@ fixture (relative to the suite file) and the rules / channels / title it must pr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from receiver.errors import EventParseError, Problem, RulesError
 from receiver.events import Event, parse_event, parse_log_entries
-from receiver.render import render
+from receiver.noise import Decision, Emitted, Result
+from receiver.noise.simulate import Entry, Simulation
 from receiver.rules import Channel, RuleSet, Severity, load_rules
 from receiver.rules.fields import HANDLE_TYPES
+from receiver.rules.spec import parse_duration
+from receiver.rules.template import TIME_FORMAT
 
 __all__ = [
     "SCHEMA_SUITE",
@@ -87,38 +91,88 @@ def load_event_file(path: str | Path) -> list[Event]:
     Raises:
         EventParseError: the file cannot be read, is not JSON, or is not an event.
     """
+    return _events_of(_read_json(path))
+
+
+def _read_json(path: str | Path) -> Any:
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise EventParseError("unreadable", f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
     except ValueError as exc:
         raise EventParseError("invalid_json", f"{str(path)!r} is not JSON: {exc}") from exc
+
+
+def _events_of(raw: Any) -> list[Event]:
     if isinstance(raw, dict) and any(isinstance(k, str) and k.lower() == "type" for k in raw):
         return [parse_event(raw)]
     return list(parse_log_entries(raw))
 
 
-def evaluate_event(ruleset: RuleSet, event: Event, *, source: str, mask_url: MaskUrl | None) -> dict[str, Any]:
-    """Dry-run one event: the decisions of every rule and the rendered notifications (JSON-able)."""
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).isoformat()
+
+
+def _notification_json(emitted: Emitted, ruleset: RuleSet, mask_url: MaskUrl | None) -> dict[str, Any]:
+    note = emitted.notification
+    channel = ruleset.channels.get(emitted.channel)
+    return {
+        "rule": emitted.rule,
+        "channel": emitted.channel,
+        "url": _masked(channel, mask_url) if channel is not None else "",
+        "title": note.title,
+        "body": note.body,
+        "severity": note.severity,
+        "format": note.body_format,
+    }
+
+
+def _decision_json(decision: Decision) -> dict[str, Any]:
+    data = decision.as_json()
+    data["at"] = _iso(decision.at)
+    data["due_at"] = None if decision.due_at is None else _iso(decision.due_at)
+    data.pop("inbox_id", None)
+    return data
+
+
+def _later_json(entry: Entry, ruleset: RuleSet, mask_url: MaskUrl | None) -> dict[str, Any]:
+    return {
+        "at": _iso(entry.at),
+        "timer": entry.label,
+        "decisions": [_decision_json(d) for d in entry.result.decisions],
+        "notifications": [_notification_json(e, ruleset, mask_url) for e in entry.result.emitted],
+    }
+
+
+def event_time(event: Event, default: float) -> float:
+    """When a dry run takes the event to arrive: its ``Timestamp``, else ``default``."""
+    return event.timestamp.timestamp() if event.timestamp is not None else default
+
+
+def evaluate_event(
+    ruleset: RuleSet,
+    event: Event,
+    *,
+    source: str,
+    mask_url: MaskUrl | None,
+    at: float | None = None,
+    later: float = 7 * 86400.0,
+) -> dict[str, Any]:
+    """Dry-run one event on an empty noise state (JSON-able).
+
+    The event arrives at ``at`` (default: its ``Timestamp``). The result has every rule's
+    decision, the noise decisions, the notifications sent at once, those held back (rendered,
+    with the reason), and what the timers it armed would send ``later`` seconds on if nothing
+    else arrived.
+    """
     decisions = ruleset.explain(event, source)
-    routes = {route.rule.name: route for route in ruleset.match(event, source)}
-    notifications = []
-    for route in routes.values():
-        for channel in route.channels:
-            note = render(event, route.rule, channel, ruleset, source=source)
-            notifications.append(
-                {
-                    "rule": route.rule.name,
-                    "channel": channel.name,
-                    "url": _masked(channel, mask_url),
-                    "title": note.title,
-                    "body": note.body,
-                    "severity": note.severity,
-                    "format": note.body_format,
-                }
-            )
+    arrival = at if at is not None else event_time(event, 0.0)
+    sim = Simulation(ruleset, render_held=True)
+    entry = sim.feed(event, source, arrival)
+    timers = sim.run_until(arrival + later)
     return {
         "source": source,
+        "at": _iso(arrival),
         "event": {
             "type": event.type,
             "event_id": event.event_id,
@@ -141,8 +195,14 @@ def evaluate_event(ruleset: RuleSet, event: Event, *, source: str, mask_url: Mas
             }
             for d in decisions
         ],
-        "matched": list(routes),
-        "notifications": notifications,
+        "matched": entry.result.matched,
+        "noise": [_decision_json(d) for d in entry.result.decisions],
+        "notifications": [_notification_json(e, ruleset, mask_url) for e in entry.result.emitted],
+        "held": [
+            {**_notification_json(e, ruleset, mask_url), "action": d.action, "reason": d.reason}
+            for d, e in entry.result.held
+        ],
+        "later": [_later_json(t, ruleset, mask_url) for t in timers],
     }
 
 
@@ -185,6 +245,8 @@ def test_command(
     check_url: CheckUrl | None,
     mask_url: MaskUrl | None,
     source: str = "uipath",  # noqa: PT028 - not a pytest test; the CLI's `receiver test`
+    at: float | None = None,  # noqa: PT028 - see `source`
+    now: Callable[[], float] = time.time,  # noqa: PT028 - see `source`
     out: TextIO,
 ) -> int:
     """Dry-run the rules on an event fixture, or run a routing suite. Sends nothing.
@@ -198,6 +260,9 @@ def test_command(
         check_url: validates channel URLs, or None.
         mask_url: the privacy form of a URL for display, or None to show only the scheme.
         source: the source name events are taken to come from (default ``uipath``).
+        at: when the event arrives (Unix seconds; maintenance windows are checked then); default its
+            ``Timestamp``, else ``now()``.
+        now: the clock for events without a ``Timestamp``.
         out: where to print.
 
     Returns:
@@ -225,12 +290,17 @@ def test_command(
         except EventParseError as exc:
             document["error"] = str(exc)
         else:
-            document["events"] = [evaluate_event(ruleset, e, source=source, mask_url=mask_url) for e in events]
+            document["events"] = [
+                evaluate_event(
+                    ruleset, e, source=source, mask_url=mask_url, at=at if at is not None else event_time(e, now())
+                )
+                for e in events
+            ]
             document["ok"] = True
     if as_json:
         out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:
-        _print_test(document, problems, out)
+        _print_test(document, problems, out, ruleset)
     return 0 if document["ok"] else 1
 
 
@@ -238,39 +308,71 @@ def test_command(
 test_command.__test__ = False  # type: ignore[attr-defined]
 
 
-def _print_test(document: dict[str, Any], problems: Sequence[Problem], out: TextIO) -> None:
+def _print_test(document: dict[str, Any], problems: Sequence[Problem], out: TextIO, ruleset: RuleSet | None) -> None:
     for problem in problems:
         out.write(f"{problem}\n")
     if document["error"]:
         out.write(f"{document['event_file']}: {document['error']}\n")
     for result in document["events"]:
-        event = result["event"]
-        handles = " ".join(f"{k}={_one_line(v)}" for k, v in event["handles"].items() if k not in _NOT_SHOWN)
-        out.write(f"event {event['type']} {event['event_id'] or ''} (source {result['source']!r})\n")
-        if handles:
-            out.write(f"  {handles}\n")
-        out.write("\nrules:\n")
-        width = max((len(d["rule"]) for d in result["decisions"]), default=0)
-        for d in result["decisions"]:
-            if d["matched"]:
-                more = " (continue)" if d["continue"] else ""
-                out.write(f"  MATCH  {d['rule']:<{width}}  -> {', '.join(d['channels']) or '(no channels)'}{more}\n")
-            elif not d["evaluated"]:
-                out.write(f"  skip   {d['rule']:<{width}}  {d['reason']}\n")
-            else:
-                out.write(f"  miss   {d['rule']:<{width}}  {d['reason']}\n")
-        if not result["decisions"]:
-            out.write("  (the file has no rules)\n")
-        out.write("\nnotifications (dry run, nothing sent):\n")
-        if not result["notifications"]:
-            out.write("  none\n")
-        for n in result["notifications"]:
-            out.write(f"  {n['rule']} -> {n['channel']} <{n['url']}> [{n['severity']}, {n['format']}]\n")
-            out.write(f"    title: {n['title']}\n")
-            out.write("    body:\n")
-            for line in n["body"].split("\n"):
-                out.write(f"      | {line}".rstrip() + "\n")
-        out.write("\n")
+        _print_event(result, out, ruleset)
+
+
+def _print_event(result: Mapping[str, Any], out: TextIO, ruleset: RuleSet | None) -> None:
+    event = result["event"]
+    handles = " ".join(f"{k}={_one_line(v)}" for k, v in event["handles"].items() if k not in _NOT_SHOWN)
+    out.write(f"event {event['type']} {event['event_id'] or ''} (source {result['source']!r})\n")
+    if handles:
+        out.write(f"  {handles}\n")
+    out.write("\nrules:\n")
+    width = max((len(d["rule"]) for d in result["decisions"]), default=0)
+    for d in result["decisions"]:
+        if d["matched"]:
+            more = " (continue)" if d["continue"] else ""
+            out.write(f"  MATCH  {d['rule']:<{width}}  -> {', '.join(d['channels']) or '(no channels)'}{more}\n")
+        elif not d["evaluated"]:
+            out.write(f"  skip   {d['rule']:<{width}}  {d['reason']}\n")
+        else:
+            out.write(f"  miss   {d['rule']:<{width}}  {d['reason']}\n")
+    if not result["decisions"]:
+        out.write("  (the file has no rules)\n")
+    if any(d["action"] != "notified" for d in result["noise"]):
+        out.write(f"\nnoise control (empty state, arriving {_local(result['at'], ruleset)}):\n")
+        _print_decisions(result["noise"], out)
+    out.write("\nnotifications (dry run, nothing sent):\n")
+    if not result["notifications"]:
+        out.write("  none\n")
+    _print_notifications(result["notifications"], out)
+    if result["held"]:
+        out.write("\nheld back (not sent now):\n")
+        for n in result["held"]:
+            out.write(f"  {n['rule']} -> {n['channel']}: {n['action']}: {n['title']}\n")
+    if result["later"]:
+        out.write("\nlater, if nothing else arrives:\n")
+        for entry in result["later"]:
+            out.write(f"  at {_local(entry['at'], ruleset)}: {entry['timer']}\n")
+            _print_decisions(entry["decisions"], out, indent="    ")
+            _print_notifications(entry["notifications"], out, indent="    ")
+    out.write("\n")
+
+
+def _local(iso: str, ruleset: RuleSet | None) -> str:
+    moment = datetime.fromisoformat(iso)
+    return moment.astimezone(ruleset.timezone).strftime(TIME_FORMAT) if ruleset is not None else iso
+
+
+def _print_decisions(decisions: Sequence[Mapping[str, Any]], out: TextIO, indent: str = "  ") -> None:
+    width = max((len(d["action"]) for d in decisions), default=0)
+    for d in decisions:
+        out.write(f"{indent}{d['action']:<{width}}  {d['reason']}\n")
+
+
+def _print_notifications(notes: Sequence[Mapping[str, Any]], out: TextIO, indent: str = "  ") -> None:
+    for n in notes:
+        out.write(f"{indent}{n['rule']} -> {n['channel']} <{n['url']}> [{n['severity']}, {n['format']}]\n")
+        out.write(f"{indent}  title: {n['title']}\n")
+        out.write(f"{indent}  body:\n")
+        for line in n["body"].split("\n"):
+            out.write(f"{indent}    | {line}".rstrip() + "\n")
 
 
 # Handles left out of the one-line summary of an event (too long or already shown).
@@ -285,6 +387,41 @@ def _one_line(value: Any) -> str:
 # --- suites ------------------------------------------------------------------------------
 
 
+def _offset(value: Any) -> float:
+    """Seconds from a suite case's start: ``0``, ``90s``, ``5m``, ``1h30m`` is not supported (one unit)."""
+    if value in (0, "0", "0s"):
+        return 0.0
+    return parse_duration(value).total_seconds()
+
+
+def _check_offset(value: Any) -> Any:
+    if value is not None:
+        _offset(value)
+    return value
+
+
+class _SentExpect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: Any = None
+    rule: str | None = None
+    channel: str | None = None
+    title_contains: str | None = None
+    body_contains: str | None = None
+    severity: Severity | None = None
+
+    _at = field_validator("at")(_check_offset)
+
+
+class _DecisionExpect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step: int | None = Field(default=None, ge=1)
+    rule: str | None = None
+    action: str
+    reason_contains: str | None = None
+
+
 class _Expect(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -293,15 +430,33 @@ class _Expect(BaseModel):
     title_contains: str | list[str] | None = None
     body_contains: str | list[str] | None = None
     severity: Severity | None = None
+    sent: list[_SentExpect] | None = None
+    decisions: list[_DecisionExpect] | None = None
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event: str = Field(min_length=1)
+    at: Any = None
+    source: str | None = None
+    patch: dict[str, Any] = Field(default_factory=dict)
+
+    _at = field_validator("at")(_check_offset)
 
 
 class _Case(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    event: str = Field(min_length=1)
+    event: str | None = Field(default=None, min_length=1)
+    steps: list[_Step] | None = Field(default=None, min_length=1)
     source: str | None = None
+    start: datetime | None = None
+    run_for: Any = "1d"
     expect: _Expect = Field(default_factory=_Expect)
+
+    _run_for = field_validator("run_for")(_check_offset)
 
 
 def _as_list(value: str | list[str] | None) -> list[str]:
@@ -311,7 +466,7 @@ def _as_list(value: str | list[str] | None) -> list[str]:
 
 
 def _check_case(case: _Case, result: dict[str, Any], ruleset: RuleSet) -> list[str]:
-    """The mismatches between what a case expects and what the rules did."""
+    """The mismatches between what a case expects of its (last) event and what the rules did."""
     return _check_routing(case.expect, result, ruleset) + _check_text(case.expect, result)
 
 
@@ -352,12 +507,128 @@ def _check_text(expect: _Expect, result: dict[str, Any]) -> list[str]:
     return failures
 
 
+def _check_timeline(expect: _Expect, timeline: list[dict[str, Any]]) -> list[str]:
+    failures: list[str] = []
+    sent = [(entry["offset"], n) for entry in timeline for n in entry["notifications"]]
+    if expect.sent is not None:
+        got = [f"{_seconds(o)} {n['rule']} -> {n['channel']}: {n['title']}" for o, n in sent]
+        if len(expect.sent) != len(sent):
+            failures.append(f"sent: expected {len(expect.sent)} notifications, got {len(sent)}: {got}")
+        for i, (want, (offset, note)) in enumerate(zip(expect.sent, sent, strict=False), start=1):
+            problems = _sent_mismatch(want, offset, note)
+            if problems:
+                failures.append(f"sent #{i} ({got[i - 1]}): " + "; ".join(problems))
+    for want_decision in expect.decisions or []:
+        if not any(_decision_matches(want_decision, entry, d) for entry in timeline for d in entry["decisions"]):
+            failures.append(f"no decision matches {want_decision.model_dump(exclude_none=True)}")
+    return failures
+
+
+def _sent_mismatch(want: _SentExpect, offset: float, note: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if want.at is not None and abs(_offset(want.at) - offset) > 1e-6:
+        problems.append(f"at: expected {want.at}, got {_seconds(offset)}")
+    for key in ("rule", "channel", "severity"):
+        expected = getattr(want, key)
+        if expected is not None and expected != note[key]:
+            problems.append(f"{key}: expected {expected!r}, got {note[key]!r}")
+    if want.title_contains is not None and want.title_contains not in note["title"]:
+        problems.append(f"title does not contain {want.title_contains!r}")
+    if want.body_contains is not None and want.body_contains not in note["body"]:
+        problems.append(f"body does not contain {want.body_contains!r}")
+    return problems
+
+
+def _decision_matches(want: _DecisionExpect, entry: Mapping[str, Any], decision: Mapping[str, Any]) -> bool:
+    if want.step is not None and entry.get("step") != want.step:
+        return False
+    if want.rule is not None and want.rule != decision.get("rule"):
+        return False
+    if want.action != decision.get("action"):
+        return False
+    return want.reason_contains is None or want.reason_contains in str(decision.get("reason"))
+
+
+def _seconds(offset: float) -> str:
+    return f"+{offset:g}s"
+
+
+def _patched(raw: Any, patch: Mapping[str, Any]) -> Any:
+    """A copy of a fixture with dotted wire paths set (``Job.Robot.Name: FIN-02``; lists: every element)."""
+    copy = json.loads(json.dumps(raw))
+    for dotted, value in patch.items():
+        _set(copy, dotted.split("."), value)
+    return copy
+
+
+def _set(node: Any, path: list[str], value: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _set(item, path, value)
+        return
+    if not isinstance(node, dict):
+        return
+    head = next((k for k in node if isinstance(k, str) and k.lower() == path[0].lower()), path[0])
+    if len(path) == 1:
+        node[head] = value
+    else:
+        _set(node.setdefault(head, {}), path[1:], value)
+
+
+def _run_steps(
+    case: _Case, suite: Path, ruleset: RuleSet, default_source: str, mask_url: MaskUrl | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Play a case's events through the noise engine: (the timeline, the last event's result)."""
+    steps = case.steps or [_Step(event=case.event or "")]
+    events: list[tuple[_Step, Event]] = []
+    for step in steps:
+        found = _events_of(_patched(_read_json(suite.parent / step.event), step.patch))
+        if len(found) != 1:
+            raise EventParseError(
+                "several_events", f"{step.event}: the fixture holds {len(found)} events; a case needs exactly one"
+            )
+        events.append((step, found[0]))
+    first = events[0][1]
+    start = case.start.timestamp() if case.start is not None else event_time(first, 0.0)
+    sim = Simulation(ruleset)
+    timeline: list[dict[str, Any]] = []
+    offset = 0.0
+    last: dict[str, Any] = {}
+    for number, (step, event) in enumerate(events, start=1):
+        offset = _offset(step.at) if step.at is not None else offset
+        source = step.source or case.source or default_source
+        before = len(sim.timeline)
+        entry = sim.feed(event, source, start + offset, label=step.event)
+        timeline += [_entry_json(e, start, ruleset, mask_url) for e in sim.timeline[before:-1]]
+        timeline.append(_entry_json(entry, start, ruleset, mask_url) | {"step": number})
+        last = {
+            "matched": entry.result.matched,
+            "notifications": [_notification_json(e, ruleset, mask_url) for e in entry.result.emitted],
+        }
+    timeline += [
+        _entry_json(e, start, ruleset, mask_url) for e in sim.run_until(start + offset + _offset(case.run_for))
+    ]
+    return timeline, last
+
+
+def _entry_json(entry: Entry, start: float, ruleset: RuleSet, mask_url: MaskUrl | None) -> dict[str, Any]:
+    result: Result = entry.result
+    return {
+        "offset": entry.at - start,
+        "at": _iso(entry.at),
+        "kind": entry.kind,
+        "label": entry.label,
+        "decisions": [_decision_json(d) for d in result.decisions],
+        "notifications": [_notification_json(e, ruleset, mask_url) for e in result.emitted],
+    }
+
+
 def _run_case(
     raw: Any, index: int, suite: Path, ruleset: RuleSet, default_source: str, mask_url: MaskUrl | None
 ) -> dict[str, Any]:
     label = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else f"case #{index + 1}"
     outcome: dict[str, Any] = {"name": label, "event": None, "source": default_source, "passed": False}
-    outcome.update(failures=[], rules=[], channels=[], titles=[])
+    outcome.update(failures=[], rules=[], channels=[], titles=[], timeline=[])
     try:
         case = _Case.model_validate(raw)
     except ValidationError as exc:
@@ -365,24 +636,25 @@ def _run_case(
             f"{'.'.join(str(p) for p in e['loc']) or 'case'}: {e['msg']}" for e in exc.errors(include_url=False)
         ]
         return outcome
+    if (case.event is None) == (case.steps is None):
+        outcome["failures"] = ["give either `event:` (one event) or `steps:` (a sequence), not both"]
+        return outcome
     source = case.source or default_source
-    outcome.update(event=case.event, source=source)
+    first_event = case.event if case.event is not None else case.steps[0].event if case.steps else None
+    outcome.update(event=first_event, source=source)
     try:
-        events = load_event_file(suite.parent / case.event)
+        timeline, last = _run_steps(case, suite, ruleset, source, mask_url)
     except EventParseError as exc:
         outcome["failures"] = [str(exc)]
         return outcome
-    if len(events) != 1:
-        outcome["failures"] = [f"the fixture holds {len(events)} events; a case needs exactly one"]
-        return outcome
-    result = evaluate_event(ruleset, events[0], source=source, mask_url=mask_url)
-    failures = _check_case(case, result, ruleset)
+    failures = _check_case(case, last, ruleset) + _check_timeline(case.expect, timeline)
     outcome.update(
         passed=not failures,
         failures=failures,
-        rules=result["matched"],
-        channels=list(dict.fromkeys(n["channel"] for n in result["notifications"])),
-        titles=[n["title"] for n in result["notifications"]],
+        rules=last["matched"],
+        channels=list(dict.fromkeys(n["channel"] for n in last["notifications"])),
+        titles=[n["title"] for n in last["notifications"]],
+        timeline=timeline,
     )
     return outcome
 

@@ -7,12 +7,90 @@ process names.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
-__all__ = ["Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["ChannelQueue", "Metrics", "QueueSnapshot"]
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _HANDLER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelQueue:
+    """The outbox of one channel at one moment.
+
+    Attributes:
+        pending: deliveries not sent yet and not dead (due now or waiting for a retry).
+        dead: dead letters, waiting for a re-drive.
+        oldest_due_age: seconds the longest-waiting due delivery has been due; 0 when none is due.
+    """
+
+    pending: int = 0
+    dead: int = 0
+    oldest_due_age: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """The inbox and the outbox at one moment, read from the store when ``/metrics`` is scraped.
+
+    Attributes:
+        inbox_depth: events accepted and not processed yet.
+        inbox_oldest_age: seconds the oldest of them has waited; 0 when there is none.
+        channels: channel name -> its outbox.
+    """
+
+    inbox_depth: int = 0
+    inbox_oldest_age: float = 0.0
+    channels: Mapping[str, ChannelQueue] = field(default_factory=dict)
+
+
+class _QueueCollector(Collector):
+    """Gauges of the last snapshot, built at collection time.
+
+    Built per scrape rather than kept as labelled ``Gauge`` children, so a channel removed from
+    rules.yaml (and left with no rows) disappears instead of reporting its last value forever.
+    """
+
+    def __init__(self) -> None:
+        self.snapshot: QueueSnapshot | None = None
+        self.store_up = 1.0
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "receiver_store_up", "1 when the last scrape could read the store, else 0.", value=self.store_up
+        )
+        snap = self.snapshot
+        if snap is None:
+            return
+        yield GaugeMetricFamily(
+            "receiver_inbox_depth", "Events accepted and not processed yet.", value=snap.inbox_depth
+        )
+        yield GaugeMetricFamily(
+            "receiver_inbox_oldest_age_seconds",
+            "How long the oldest unprocessed event has waited (0 when there is none).",
+            value=snap.inbox_oldest_age,
+        )
+        depth = GaugeMetricFamily(
+            "receiver_outbox_depth", "Deliveries not sent yet and not dead, by channel.", labels=["channel"]
+        )
+        dead = GaugeMetricFamily("receiver_outbox_dead", "Dead-lettered deliveries, by channel.", labels=["channel"])
+        age = GaugeMetricFamily(
+            "receiver_outbox_oldest_due_age_seconds",
+            "How long the longest-waiting due delivery has been due, by channel (0 when none is due).",
+            labels=["channel"],
+        )
+        for name in sorted(snap.channels):
+            queue = snap.channels[name]
+            depth.add_metric([name], queue.pending)
+            dead.add_metric([name], queue.dead)
+            age.add_metric([name], queue.oldest_due_age)
+        yield from (depth, dead, age)
 
 
 class Metrics:
@@ -69,3 +147,24 @@ class Metrics:
         self.rules_reload_failures = Counter(
             "receiver_rules_reload_failures_total", "Reloads refused because the file had problems.", registry=registry
         )
+        self.notifications_suppressed = Counter(
+            "receiver_notifications_suppressed_total",
+            "Notifications a matched rule did not send, by noise-control reason (silenced, throttled...).",
+            ["reason"],
+            registry=registry,
+        )
+        self.processing_delay = Histogram(
+            "receiver_event_processing_delay_seconds",
+            "Time from an event's receipt to the commit of its processing (its deliveries written).",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.info = Info("receiver", "The running receiver.", registry=registry)
+        self._queues = _QueueCollector()
+        registry.register(self._queues)
+
+    def set_queues(self, snapshot: QueueSnapshot | None) -> None:
+        """Publish the inbox and outbox as read from the store; None when the store could not be read."""
+        # A stale snapshot would look healthy while the store is down: report none instead.
+        self._queues.store_up = 0.0 if snapshot is None else 1.0
+        self._queues.snapshot = snapshot

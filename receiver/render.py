@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -48,9 +49,13 @@ from receiver.rules.template import escape_markdown, firstlines, localtime, neut
 __all__ = [
     "Notification",
     "default_severity",
+    "default_title",
+    "escaper",
+    "finish",
     "limits_for",
     "orchestrator_link",
     "render",
+    "render_recovered",
     "shorten",
     "template_context",
 ]
@@ -345,7 +350,8 @@ def _fields(event: Event, ruleset: RuleSet) -> tuple[list[tuple[str, Any]], str 
     return [(label, value) for label, value in fields if value not in (None, "")], message or None
 
 
-def _escaper(fmt: BodyFormat) -> Callable[[str], str]:
+def escaper(fmt: BodyFormat) -> Callable[[str], str]:
+    """The function that makes untrusted text safe in a body of format ``fmt`` (mentions broken, markup escaped)."""
     if fmt == "markdown":
         return lambda s: escape_markdown(neutralise(s))
     if fmt == "html":
@@ -357,7 +363,7 @@ def default_body(event: Event, ruleset: RuleSet, fmt: BodyFormat) -> str:
     """The default body of an event in a body format, every event value escaped for it."""
     fields, message = _fields(event, ruleset)
     link = orchestrator_link(event, ruleset.orchestrator_url)
-    esc = _escaper(fmt)
+    esc = escaper(fmt)
     if fmt == "markdown":
         parts = ["\n".join(f"- **{label}:** {esc(str(value))}" for label, value in fields)]
         if message:
@@ -393,7 +399,15 @@ def _run(template: Template | None, context: dict[str, Any]) -> tuple[str | None
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def render(event: Event, rule: Rule, channel: Channel, ruleset: RuleSet, *, source: str = "uipath") -> Notification:
+def render(
+    event: Event,
+    rule: Rule,
+    channel: Channel,
+    ruleset: RuleSet,
+    *,
+    source: str = "uipath",
+    notes: Sequence[str] = (),
+) -> Notification:
     """Render the notification ``rule`` sends to ``channel`` for ``event``.
 
     Args:
@@ -402,6 +416,8 @@ def render(event: Event, rule: Rule, channel: Channel, ruleset: RuleSet, *, sour
         channel: where it goes (its length limits).
         ruleset: the rule set (time zone, Orchestrator URL).
         source: the source the event came from (``{{ source }}`` in templates).
+        notes: plain-text sentences added at the end of the body (noise control: how many
+            were held back, what is muted meanwhile), escaped for the body format.
 
     Returns:
         The notification: title, body, severity and body format.
@@ -411,24 +427,103 @@ def render(event: Event, rule: Rule, channel: Channel, ruleset: RuleSet, *, sour
     title, title_error = _run(rule.title_template, context)
     body, body_error = _run(rule.body_template, context)
     title = " ".join((title or "").split()) or neutralise(" ".join(default_title(event).split()))
-    if rule.format != "text":
-        # Titles are plain text. A service without a title field (Telegram, Mattermost...)
-        # prepends it to the body in the body's format, so no tag may be formed there.
-        title = title.replace("<", "\u2039").replace(">", "\u203a")
     if body is None:
         body = default_body(event, ruleset, rule.format)
-    notes = [
+    return finish(
+        title, body, severity, rule.format, channel, notes=[*_template_notes(rule, title_error, body_error), *notes]
+    )
+
+
+def render_recovered(
+    event: Event,
+    rule: Rule,
+    channel: Channel,
+    ruleset: RuleSet,
+    *,
+    source: str,
+    since: float,
+    count: int,
+    alert_title: str,
+    key: str,
+    notes: Sequence[str] = (),
+) -> Notification:
+    """Render the "recovered" message of ``rule`` (``recover:``), sent once when ``event`` clears it.
+
+    The default title is ``Recovered: <the title of the alert>``; the default body says what
+    cleared it, since when the rule alerted and how often, then the clearing event's details.
+    A ``recover:`` title or body template sees the usual names plus ``since`` (a time),
+    ``count``, ``alert_title`` and ``key``.
+    """
+    severity: Severity = "success"
+    recover = rule.recover
+    context = template_context(event, rule, ruleset, source=source, severity=severity)
+    when = datetime.fromtimestamp(since, tz=UTC)
+    context.update(since=when, count=count, alert_title=alert_title, key=key)
+    title_template = None if recover is None else recover.title_template
+    body_template = None if recover is None else recover.body_template
+    title, title_error = _run(title_template, context)
+    body, body_error = _run(body_template, context)
+    title = " ".join((title or "").split()) or neutralise(f"Recovered: {alert_title}")
+    if body is None:
+        esc = escaper(rule.format)
+        cleared = " ".join(default_title(event).split())
+        since_text = localtime(when, ruleset.timezone)
+        times = "once" if count == 1 else f"{count} times"
+        lines = [
+            esc(f"Cleared by: {cleared}"),
+            esc(f"Alerting since {since_text} ({times}; rule {rule.name}, key {key or '-'})"),
+        ]
+        body = (
+            ("\n" if rule.format != "html" else "<br>\n").join(lines)
+            + "\n\n"
+            + default_body(event, ruleset, rule.format)
+        )
+    return finish(
+        title, body, severity, rule.format, channel, notes=[*_template_notes(rule, title_error, body_error), *notes]
+    )
+
+
+def _template_notes(rule: Rule, title_error: str | None, body_error: str | None) -> list[str]:
+    return [
         f"the {what} template of rule {rule.name!r} failed ({error}); the default {what} is shown"
         for what, error in (("title", title_error), ("body", body_error))
         if error
     ]
+
+
+def finish(
+    title: str,
+    body: str,
+    severity: Severity,
+    fmt: BodyFormat,
+    channel: Channel,
+    *,
+    notes: Sequence[str] = (),
+) -> Notification:
+    """Make a notification of a rendered title and body: notes added, title cleaned, both shortened.
+
+    Args:
+        title: the title (one line is made of it).
+        body: the body in ``fmt``, already escaped.
+        severity: apprise's notify type.
+        fmt: the body format.
+        channel: where it goes (its length limits).
+        notes: plain-text sentences added at the end of the body, escaped here.
+    """
+    title = " ".join(title.split())
+    if fmt != "text":
+        # Titles are plain text. A service without a title field (Telegram, Mattermost...)
+        # prepends it to the body in the body's format, so no tag may be formed there.
+        title = title.replace("<", "\u2039").replace(">", "\u203a")
     if notes:
-        note = _escaper(rule.format)("\n".join(notes))
-        body = f"{body}\n\n{note}"
+        joined = escaper(fmt)("\n".join(notes))
+        if fmt == "html":
+            joined = joined.replace("\n", "<br>\n")
+        body = f"{body}\n\n{joined}"
     title_limit, body_limit = limits_for(channel)
     return Notification(
         title=_shorten_title(title, title_limit),
         body=shorten(body.strip("\n"), body_limit),
         severity=severity,
-        body_format=rule.format,
+        body_format=fmt,
     )

@@ -1,10 +1,18 @@
-"""The inbox worker: turns stored events into outbox rows.
+"""The inbox worker: turns stored events into outbox rows, and runs noise control.
 
-It takes inbox rows in order of arrival, parses each into a typed event, matches the current
-rules, renders one notification per (rule, channel), and writes those deliveries in the same
-transaction that marks the event processed. A crash before that commit leaves the event
-``new`` (its lease expires and it is processed again); after it, the deliveries exist. Nothing
-is sent from here.
+It takes inbox rows in order of arrival, parses each into a typed event, lets the noise engine
+(``receiver.noise``) match the current rules and decide what each matched rule sends now, and
+writes those deliveries, the noise state the event changed (windows, counters, groups, timers,
+flags) and the decisions, in the same transaction that marks the event processed. A crash
+before that commit leaves the event ``new`` and the state as it was (the event is processed
+again, to the same result); after it, all of it exists. Nothing is sent from here.
+
+The same loop fires noise timers (a group's digest, an absence deadline) once they are due,
+committing each timer's deliveries with the state change that says it fired, so a restart
+neither loses nor repeats one. Every time is logical: an event is handled at its arrival time
+(``received_at``) and a timer at its due time, whatever the worker's lag; timers due before an
+event fire before it, so a backlog is replayed in the order things happened. Only one inbox
+worker may run per database (it is the only writer of noise state).
 """
 
 from __future__ import annotations
@@ -12,24 +20,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from receiver.errors import EventParseError, ReceiverError, StoreError
-from receiver.events import Event, UnknownEvent, parse_event, parse_log_entries
+from receiver.events import Event, UnknownEvent
 from receiver.metrics import Metrics
-from receiver.render import render
+from receiver.noise import AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
+from receiver.noise.engine import SILENT_TYPES
 from receiver.rules import RuleSet
-from receiver.store import EventRow, NewDelivery, Processed, Store
+from receiver.store import (
+    EventRow,
+    LateDelivery,
+    NewDelivery,
+    NoiseLogEntry,
+    NoiseRow,
+    NoiseWrite,
+    Processed,
+    SilenceRow,
+    Store,
+)
 
-__all__ = ["InboxWorker", "evaluate", "parse_row"]
+__all__ = ["InboxWorker", "parse_row"]
 
 log = structlog.get_logger()
 
-# Event types that are stored and visible but never notify (Orchestrator's connectivity test).
-_SILENT_TYPES = frozenset({"ping"})
+# Noise rows past their expiry are forgotten this long after, so that an event of a backlog
+# (arrived before the expiry, processed after it) still finds them.
+_PURGE_MARGIN = 3600.0
 
 
 def parse_row(row: EventRow) -> Event:
@@ -38,56 +59,70 @@ def parse_row(row: EventRow) -> Event:
     Raises:
         EventParseError: the body cannot be read as its event type.
     """
-    try:
-        raw: Any = json.loads(row.body)
-    except (ValueError, RecursionError) as exc:
-        raise EventParseError("invalid_json", f"stored body is not JSON: {exc}") from exc
-    if row.type == "robot.log":
-        entries = parse_log_entries(raw)
-        if len(entries) != 1:
-            raise EventParseError("invalid_logs", "a stored robot.log row must hold one entry")
-        return entries[0]
-    if not isinstance(raw, dict):
-        raise EventParseError("not_an_object", "stored body is not a JSON object")
-    return parse_event(raw)
+    return parse_stored(row.type, row.body)
 
 
-def evaluate(ruleset: RuleSet, event: Event, source: str) -> tuple[list[str], list[NewDelivery]]:
-    """Match ``event`` and render its notifications.
+def to_row(stored: NoiseRow) -> Row:
+    """A stored noise row as the engine reads it."""
+    return Row(stored.kind, stored.name, stored.key, json.loads(stored.data), stored.due_at, stored.expires_at)
 
-    Returns:
-        The names of the rules that matched, and one delivery per (rule, channel).
-    """
-    if event.type in _SILENT_TYPES:
-        return [], []
-    matched: list[str] = []
-    deliveries: list[NewDelivery] = []
-    for route in ruleset.match(event, source):
-        matched.append(route.rule.name)
-        for channel in route.channels:
-            note = render(event, route.rule, channel, ruleset, source=source)
-            deliveries.append(
-                NewDelivery(
-                    rule=route.rule.name,
-                    channel=channel.name,
-                    title=note.title,
-                    body=note.body,
-                    severity=note.severity,
-                    body_format=note.body_format,
-                )
-            )
-    return matched, deliveries
+
+def from_row(row: Row) -> NoiseRow:
+    """An engine row as the store keeps it."""
+    data = json.dumps(row.data, separators=(",", ":"), ensure_ascii=False)
+    return NoiseRow(row.kind, row.name, row.key, data, row.due_at, row.expires_at)
+
+
+def adhoc(rows: Iterable[SilenceRow]) -> list[AdHocSilence]:
+    """Stored silences as the engine reads them."""
+    return [AdHocSilence(r.id, r.matchers, r.comment, r.created_by, r.created_at, r.starts_at, r.ends_at) for r in rows]
+
+
+def _delivery(emitted: Emitted) -> NewDelivery:
+    note = emitted.notification
+    return NewDelivery(
+        rule=emitted.rule,
+        channel=emitted.channel,
+        title=note.title,
+        body=note.body,
+        severity=note.severity,
+        body_format=note.body_format,
+    )
+
+
+def _log_entry(decision: Decision) -> NoiseLogEntry:
+    return NoiseLogEntry(
+        at=decision.at,
+        inbox_id=decision.inbox_id,
+        rule=decision.rule,
+        key=decision.key,
+        action=decision.action,
+        reason=decision.reason,
+        suppressed=decision.suppressed,
+    )
+
+
+@dataclass
+class _Batch:
+    """What one transaction will commit: processed events, and the noise engine's output."""
+
+    processed: list[Processed] = field(default_factory=list)
+    late: list[LateDelivery] = field(default_factory=list)
+    log: list[NoiseLogEntry] = field(default_factory=list)
+
+    def channels(self) -> set[str]:
+        return {d.channel for p in self.processed for d in p.deliveries} | {d.delivery.channel for d in self.late}
 
 
 class InboxWorker:
-    """Processes the inbox, one event at a time, in order of arrival.
+    """Processes the inbox in order of arrival, and fires noise timers when they are due.
 
     Args:
-        store: where events come from and deliveries go.
-        rules: returns the rule set in force (read once per event, so a reload never splits one).
+        store: where events come from, and deliveries and noise state go.
+        rules: returns the rule set in force (read once per batch, so a reload never splits one).
         clock: Unix time source.
         lease: seconds a claimed event stays with this worker.
-        poll: seconds to sleep when idle and not woken (catches work of other processes).
+        poll: seconds to sleep when idle and not woken (catches work of other processes, due timers).
         on_deliveries: called with the channels that got new deliveries.
         batch: events claimed at once.
     """
@@ -133,23 +168,71 @@ class InboxWorker:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
 
     async def run_once(self) -> int:
-        """Claim one batch, process it and commit it in one transaction; returns its size."""
-        rows = await self._store.claim_inbox(limit=self._batch, now=self._clock(), lease=self._lease)
-        if not rows:
-            return 0
-        ruleset = self._rules()  # once per batch: a reload never splits the rules an event sees
-        processed = [self.process(row, ruleset) for row in rows]
-        await self._store.finish_inbox(processed, now=self._clock())
-        channels = {d.channel for p in processed for d in p.deliveries}
-        if channels and self._on_deliveries is not None:
-            self._on_deliveries(channels)
-        return len(rows)
+        """Claim one batch and process it (firing the timers due before its events); fire due timers.
 
-    def process(self, row: EventRow, ruleset: RuleSet) -> Processed:
-        """Parse, match and render one event (pure CPU: the caller commits the result)."""
+        Returns:
+            How many events were processed and timers fired (0: nothing to do).
+        """
+        now = self._clock()
+        rows = await self._store.claim_inbox(limit=self._batch, now=now, lease=self._lease)
+        ruleset = self._rules()  # once per batch: a reload never splits the rules an event sees
+        if not rows:
+            return await self.fire_due(ruleset, until=now)
+        times = _arrival_times(rows)
+        done = 0
+        start = 0
+        while start < len(rows):
+            done += await self.fire_due(ruleset, until=times[start])
+            next_due = await self._store.next_noise_due()
+            end = start + 1
+            while end < len(rows) and (next_due is None or times[end] < next_due):
+                end += 1
+            await self._process_segment(rows[start:end], times[start:end], ruleset)
+            start = end
+        return done + len(rows)
+
+    # --- events ---------------------------------------------------------------------------
+
+    async def _process_segment(self, rows: Sequence[EventRow], times: Sequence[float], ruleset: RuleSet) -> None:
+        """Process events no timer falls between, and commit them with their noise changes at once."""
+        silences = adhoc(await self._store.list_silences(active_at=times[0], limit=10_000))
+        engine = Engine(ruleset, silences)
+        plans: list[Plan | EventParseError | None] = []
+        refs: set[tuple[str, str, str]] = set()
+        for row, at in zip(rows, times, strict=True):
+            plans.append(self._plan(engine, row, at))
+            item = plans[-1]
+            if isinstance(item, Plan):
+                refs |= item.refs()
+        view = StateView([to_row(r) for r in await self._store.load_noise(refs)], fetched=refs)
+        batch = _Batch()
+        for row, item in zip(rows, plans, strict=True):
+            batch.processed.append(self.process(row, item, engine, view, batch))
+        await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
+
+    @staticmethod
+    def _plan(engine: Engine, row: EventRow, at: float) -> Plan | EventParseError | None:
         try:
-            processed, label, matched = self._process(row, ruleset)
+            event = parse_row(row)
+        except EventParseError as exc:
+            return exc
+        try:
+            return engine.plan(event, row.source, inbox_id=row.id, at=at, body=row.body.decode("utf-8", "replace"))
+        except Exception:
+            log.exception("event_planning_crashed", inbox_id=row.id, type=row.type)
+            return None
+
+    def process(
+        self, row: EventRow, plan: Plan | EventParseError | None, engine: Engine, view: StateView, batch: _Batch
+    ) -> Processed:
+        """Decide about one planned event (pure CPU: the caller commits the result)."""
+        token = view.checkpoint()
+        mark = (len(batch.late), len(batch.log))
+        try:
+            processed, label, matched = self._process(row, plan, engine, view, batch)
         except Exception as exc:
+            view.rollback(token)
+            del batch.late[mark[0] :], batch.log[mark[1] :]
             log.exception("event_processing_crashed", inbox_id=row.id, type=row.type)
             outcome = {"parsed": False, "error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"[:1000]}
             processed, label, matched = Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
@@ -159,24 +242,32 @@ class InboxWorker:
                 self._metrics.rules_matched.labels(name).inc()
         return processed
 
-    def _process(self, row: EventRow, ruleset: RuleSet) -> tuple[Processed, str, list[str]]:
+    def _process(
+        self, row: EventRow, plan: Plan | EventParseError | None, engine: Engine, view: StateView, batch: _Batch
+    ) -> tuple[Processed, str, list[str]]:
         """The processed row, its outcome label for metrics, and the rules that matched."""
-        try:
-            event = parse_row(row)
-        except EventParseError as exc:
+        if isinstance(plan, EventParseError):
             # Kept whole and visible: an event we cannot read is never dropped.
-            log.warning("event_unparsed", inbox_id=row.id, type=row.type, error=exc.code)
-            outcome = {"parsed": False, "error": exc.code, "detail": str(exc)[:1000]}
+            log.warning("event_unparsed", inbox_id=row.id, type=row.type, error=plan.code)
+            outcome = {"parsed": False, "error": plan.code, "detail": str(plan)[:1000]}
             return Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
+        if plan is None:
+            raise ReceiverError("the event could not be matched (see event_planning_crashed)")
         try:
-            matched, deliveries = evaluate(ruleset, event, row.source)
+            result = engine.process(view, plan)
         except ReceiverError as exc:
             log.error("event_evaluation_failed", inbox_id=row.id, type=row.type, error=str(exc))
             outcome = {"parsed": True, "error": "evaluation_failed", "detail": str(exc)[:1000]}
             return Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
-        unknown = isinstance(event, UnknownEvent)
+        # A ping (Orchestrator's connectivity test) never notifies; as before, it matches nothing here.
+        matched = [] if plan.event.type in SILENT_TYPES else result.matched
+        own = [_delivery(e) for e in result.emitted if e.inbox_id == row.id]
+        batch.late.extend(LateDelivery(e.inbox_id, _delivery(e)) for e in result.emitted if e.inbox_id != row.id)
+        batch.log.extend(_log_entry(d) for d in result.decisions)
+        unknown = isinstance(plan.event, UnknownEvent)
         if unknown:
             log.warning("event_type_unknown", inbox_id=row.id, source=row.source, type=row.type)
+        suppressed = [d for d in result.decisions if d.suppressed]
         log.info(
             "event_processed",
             inbox_id=row.id,
@@ -184,8 +275,104 @@ class InboxWorker:
             type=row.type,
             event_id=row.event_id,
             matched_rules=matched,
-            deliveries=len(deliveries),
+            deliveries=len(own),
+            suppressed=[f"{d.rule}: {d.action}" for d in suppressed],
+            latency_s=round(max(0.0, self._clock() - row.received_at), 3),
         )
-        outcome = {"parsed": True, "matched": matched, "deliveries": len(deliveries), "unknown_type": unknown}
+        summary: dict[str, Any] = {
+            "parsed": True,
+            "matched": matched,
+            "deliveries": len(own),
+            "unknown_type": unknown,
+            "noise": [_outcome_decision(d) for d in result.decisions],
+        }
         label = "unknown_type" if unknown else "matched" if matched else "unmatched"
-        return Processed(row.id, "processed", json.dumps(outcome), deliveries), label, matched
+        return Processed(row.id, "processed", json.dumps(summary), own), label, matched
+
+    # --- timers ---------------------------------------------------------------------------
+
+    async def fire_due(self, ruleset: RuleSet, *, until: float) -> int:
+        """Fire every noise timer due at or before ``until``, each at its due time; returns how many.
+
+        A batch of timers is committed in one transaction with their deliveries and decisions.
+        """
+        total = 0
+        while True:
+            rows = [to_row(r) for r in await self._store.due_noise(until=until, limit=self._batch)]
+            if not rows:
+                return total
+            first = min(float(r.due_at or until) for r in rows)
+            engine = Engine(ruleset, adhoc(await self._store.list_silences(active_at=first, limit=10_000)))
+            refs = {r.ref for r in rows}
+            for row in rows:
+                plan = engine.timer_plan(row)
+                if plan is not None:
+                    refs |= plan.refs()
+            stored = await self._store.load_noise(refs - {r.ref for r in rows})
+            view = StateView([*rows, *(to_row(r) for r in stored)], fetched=refs)
+            batch = _Batch()
+            for row in rows:
+                self._fire(engine, view, row, until, batch)
+            await self._commit(batch, view, purge_before=until - _PURGE_MARGIN)
+            total += len(rows)
+            if len(rows) < self._batch:
+                return total
+
+    def _fire(self, engine: Engine, view: StateView, row: Row, until: float, batch: _Batch) -> None:
+        current = view.get(row.ref)
+        if current is None or current.due_at is None or current.due_at > until:
+            return
+        token = view.checkpoint()
+        try:
+            result = engine.fire(view, current)
+        except Exception as exc:
+            # A timer that cannot fire must not block the others, nor fire again and again.
+            view.rollback(token)
+            view.delete(current.ref)
+            log.exception("noise_timer_crashed", kind=row.kind, rule=row.name, key=row.key)
+            reason = f"timer dropped: firing it failed ({type(exc).__name__}: {exc})"[:1000]
+            decision = Decision("dropped", reason, rule=row.name, key=row.key, at=float(current.due_at))
+            batch.log.append(_log_entry(decision))
+            return
+        batch.late.extend(LateDelivery(e.inbox_id, _delivery(e)) for e in result.emitted)
+        batch.log.extend(_log_entry(d) for d in result.decisions)
+        log.info(
+            "noise_timer_fired",
+            kind=row.kind,
+            rule=row.name,
+            key=row.key,
+            due_at=current.due_at,
+            deliveries=len(result.emitted),
+            decisions=[d.action for d in result.decisions],
+        )
+
+    # --- commit ---------------------------------------------------------------------------
+
+    async def _commit(self, batch: _Batch, view: StateView, *, purge_before: float) -> None:
+        puts, deletes = view.changes()
+        noise = NoiseWrite(
+            put=[from_row(r) for r in puts],
+            delete=deletes,
+            deliveries=batch.late,
+            log=batch.log,
+            purge_before=purge_before,
+        )
+        await self._store.finish_inbox(batch.processed, now=self._clock(), noise=noise)
+        channels = batch.channels()
+        if channels and self._on_deliveries is not None:
+            self._on_deliveries(channels)
+
+
+def _arrival_times(rows: Sequence[EventRow]) -> list[float]:
+    """Each event's logical time: its arrival, never before the event claimed before it."""
+    times: list[float] = []
+    last = float("-inf")
+    for row in rows:
+        last = max(last, row.received_at)
+        times.append(last)
+    return times
+
+
+def _outcome_decision(decision: Decision) -> dict[str, Any]:
+    data = decision.as_json()
+    return {k: v for k, v in data.items() if v is not None}

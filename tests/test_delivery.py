@@ -93,7 +93,12 @@ def test_fails_500_refused_stall_then_arrives_once(tmp_path: Path, sink: Sink) -
     sink.behaviour = lambda _: 500
     with start(tmp_path, rules(sink)) as client:
         body = fresh_fault()
-        assert 202 == client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET)}).status_code
+        assert (
+            202
+            == client.post(
+                "/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET)}
+            ).status_code
+        )
         assert wait_until(lambda: attempts(client) >= 1)
         assert "500" in deliveries(client)[0]["last_error"]
 

@@ -57,7 +57,7 @@ class TestCheck:
     def test_valid_file(self) -> None:
         """A valid file exits 0 with a one-line summary."""
         code, output = _check(EXAMPLE)
-        assert (0, f"{EXAMPLE}: OK: 8 rules, 3 channels, 0 sources\n") == (code, output)
+        assert (0, f"{EXAMPLE}: OK: 9 rules, 3 channels, 0 sources\n") == (code, output)
 
     def test_invalid_file(self) -> None:
         """An invalid file exits 1 and prints every problem as PATH:LINE:COL: message."""
@@ -109,7 +109,9 @@ class TestSingleEvent:
         assert {"schema", "ok", "rules_file", "event_file", "problems", "error", "events"} == set(document)
         assert ("receiver.test/1", True, []) == (document["schema"], document["ok"], document["problems"])
         (result,) = document["events"]
-        assert {"source", "event", "decisions", "matched", "notifications"} == set(result)
+        assert {"source", "at", "event", "decisions", "matched", "noise", "notifications", "held", "later"} == set(
+            result
+        )
         assert "tenant-b" == result["source"]
         assert {"type", "event_id", "timestamp", "handles"} == set(result["event"])
         assert "Faulted" == result["event"]["handles"]["job_state"]
@@ -202,7 +204,7 @@ class TestSuite:
             document
         )
         assert ("receiver.suite/1", True, 0) == (document["schema"], document["ok"], document["failed"])
-        assert {"name", "event", "source", "passed", "failures", "rules", "channels", "titles"} == set(
+        assert {"name", "event", "source", "passed", "failures", "rules", "channels", "titles", "timeline"} == set(
             document["cases"][0]
         )
 

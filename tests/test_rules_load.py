@@ -132,6 +132,26 @@ INVALID = [
     pytest.param("exists_not_bool", 6, "exists takes true or false", id="exists-not-bool"),
     pytest.param("not_a_mapping", 1, "must be a mapping", id="not-a-mapping"),
     pytest.param("empty", 1, "the rules file is empty", id="empty-file"),
+    pytest.param("noise_group_with_throttle", 8, "group cannot be combined with throttle", id="group-with-throttle"),
+    pytest.param("noise_unknown_key", 7, "unknown key 'intervall'; did you mean 'interval'?", id="noise-unknown-key"),
+    pytest.param(
+        "noise_key_template", 7, "frequency.key: unknown name 'proces' in template; did you mean", id="key-template"
+    ),
+    pytest.param("noise_group_by_field", 7, "unknown field 'proces'", id="group-by-unknown-field"),
+    pytest.param("noise_absence_expect", 8, "robot_state: 'Availble' is not a valid RobotState", id="absence-expect"),
+    pytest.param("noise_recover_without_key", 8, "recover needs `key:`", id="recover-without-key"),
+    pytest.param(
+        "noise_frequency_count", 7, "frequency.count: Input should be greater than or equal to 2", id="count-one"
+    ),
+    pytest.param("silence_without_window", 4, "give `weekly:` or `dates:`", id="silence-without-window"),
+    pytest.param("silence_bad_time", 7, "weekly from: '25:00' is not a time of day", id="silence-bad-time"),
+    pytest.param("silence_bad_day", 6, "'feiertag' is not a day", id="silence-bad-day"),
+    pytest.param("silence_unknown_rule", 5, "unknown rule 'falts'; did you mean 'faults'?", id="silence-unknown-rule"),
+    pytest.param(
+        "inhibit_unknown_rule", 5, "unknown rule 'robot-dwn'; did you mean 'robot-down'?", id="inhibit-unknown-rule"
+    ),
+    pytest.param("inhibit_without_equal", 4, "give `equal:`", id="inhibit-without-equal"),
+    pytest.param("collapse_unknown_key", 3, "unknown key 'windw'; did you mean 'window'?", id="collapse-unknown-key"),
 ]
 
 

@@ -20,9 +20,23 @@ import pytest
 from support import free_port, with_params
 
 from receiver.errors import ConfigError, StoreError
-from receiver.store import InboxItem, NewDelivery, Processed, SQLiteStore, Store, open_store
+from receiver.store import (
+    InboxItem,
+    LateDelivery,
+    NewDelivery,
+    NewSilence,
+    NoiseLogEntry,
+    NoiseRow,
+    NoiseWrite,
+    Processed,
+    SQLiteStore,
+    Store,
+    open_store,
+    schema,
+)
 
 pytestmark = pytest.mark.anyio
+
 
 @pytest.fixture(
     params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
@@ -291,6 +305,131 @@ def test_unknown_database_scheme() -> None:
         open_store("mysql://x")
 
 
+# -- noise control (shared suite) ----------------------------------------------------------
+
+
+def noise_row(
+    kind: str, key: str, *, data: str = "{}", due_at: float | None = None, expires_at: float | None = None
+) -> NoiseRow:
+    return NoiseRow(kind, "rule-a", key, data, due_at, expires_at)
+
+
+async def test_noise_rows_are_written_replaced_deleted_and_purged(store: Store) -> None:
+    """Noise rows are upserted by (kind, name, key), deleted by ref, and purged once expired unless timers."""
+    rows = [
+        noise_row("throttle", "a", data='{"until":10}', expires_at=100.0),
+        noise_row("throttle", "b", expires_at=500.0),
+        noise_row("group", "c", due_at=150.0),
+        noise_row("absence", "d", due_at=90.0, expires_at=50.0),
+    ]
+    await store.finish_inbox([], now=1.0, noise=NoiseWrite(put=rows))
+    refs = [(r.kind, r.name, r.key) for r in rows] + [("throttle", "rule-a", "missing")]
+    assert sorted(rows, key=repr) == sorted(await store.load_noise(refs), key=repr)
+    replaced = noise_row("throttle", "a", data='{"until":20}', expires_at=200.0)
+    await store.finish_inbox([], now=2.0, noise=NoiseWrite(put=[replaced], delete=[("throttle", "rule-a", "b")]))
+    assert [replaced] == await store.load_noise([("throttle", "rule-a", "a"), ("throttle", "rule-a", "b")])
+    await store.finish_inbox([], now=3.0, noise=NoiseWrite(purge_before=300.0))
+    left = await store.load_noise(refs)
+    assert {"c", "d"} == {r.key for r in left}  # timers stay whatever their expiry
+
+
+async def test_load_noise_many_refs_and_odd_keys(store: Store) -> None:
+    """Hundreds of refs load in one call, and keys with quotes, commas and unicode read back as written."""
+    keys = [f"process=Inv'oice,{i}☃" for i in range(700)]
+    await store.finish_inbox([], now=1.0, noise=NoiseWrite(put=[noise_row("frequency", k) for k in keys]))
+    found = await store.load_noise([("frequency", "rule-a", k) for k in keys[::2]])
+    assert set(keys[::2]) == {r.key for r in found}
+    assert [] == await store.load_noise([])
+
+
+async def test_due_noise_earliest_first(store: Store) -> None:
+    """Due timers come earliest first, up to the limit; next_noise_due names the earliest of all."""
+    assert None is await store.next_noise_due()
+    rows = [noise_row("group", k, due_at=t) for k, t in (("x", 30.0), ("y", 10.0), ("z", 20.0), ("w", 99.0))]
+    await store.finish_inbox([], now=1.0, noise=NoiseWrite(put=[*rows, noise_row("throttle", "v", expires_at=5.0)]))
+    assert 10.0 == await store.next_noise_due()
+    assert ["y", "z"] == [r.key for r in await store.due_noise(until=30.0, limit=2)]
+    assert ["y", "z", "x"] == [r.key for r in await store.due_noise(until=30.0, limit=10)]
+    assert [] == await store.due_noise(until=9.0, limit=10)
+
+
+async def test_finish_inbox_commits_noise_with_the_events(store: Store) -> None:
+    """Events, their deliveries, late deliveries, noise rows and the decision log land in one commit."""
+    first = await store.accept(item("e1"))
+    second = await store.accept(item("e2"))
+    await store.finish_inbox([Processed(first.inbox_id, "processed", "{}")], now=2000)
+    entries = [
+        NoiseLogEntry(1999.0, second.inbox_id, "faults", "P", "throttled", "throttled by rule 'faults'", True),
+        NoiseLogEntry(1999.5, first.inbox_id, "digest", "", "flushed", "digest sent", False),
+    ]
+    noise = NoiseWrite(
+        put=[noise_row("throttle", "P", expires_at=3000.0)],
+        deliveries=[LateDelivery(first.inbox_id, delivery("ops", rule="digest"))],
+        log=entries,
+    )
+    await store.finish_inbox([Processed(second.inbox_id, "processed", '{"noise":[]}')], now=2001, noise=noise)
+    assert ["digest"] == [d.rule for d in await store.deliveries_of(first.inbox_id)]
+    assert [] == await store.deliveries_of(second.inbox_id)
+    assert {"e1": "processed", "e2": "processed"} == {r.event_id: r.state for r in await store.list_events()}
+    log = await store.list_noise_log()
+    assert [entries[1], entries[0]] == [r.entry for r in log]
+    assert all(2001 == r.recorded_at for r in log)
+    assert [entries[0]] == [r.entry for r in await store.list_noise_log(suppressed_only=True)]
+    assert [entries[1]] == [r.entry for r in await store.list_noise_log(inbox_id=first.inbox_id)]
+    assert 1 == len(await store.load_noise([("throttle", "rule-a", "P")]))
+
+
+async def test_failed_finish_keeps_neither_events_nor_noise(store: Store) -> None:
+    """When the commit fails (a delivery for an event that does not exist), nothing of it is kept."""
+    accepted = await store.accept(item("e1"))
+    noise = NoiseWrite(
+        put=[noise_row("throttle", "P", expires_at=3000.0)],
+        deliveries=[LateDelivery(accepted.inbox_id + 999, delivery())],
+        log=[NoiseLogEntry(1.0, accepted.inbox_id, "r", None, "throttled", "x", True)],
+    )
+    with pytest.raises(StoreError):
+        await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}")], now=2000, noise=noise)
+    assert "new" == (await store.list_events())[0].state
+    assert [] == await store.load_noise([("throttle", "rule-a", "P")])
+    assert [] == await store.list_noise_log()
+    assert [] == await store.list_deliveries()
+
+
+async def test_late_deliveries_wake_their_channel(store: Store) -> None:
+    """A digest written by finish_inbox wakes the workers of its channel like any delivery."""
+    topics: list[str] = []
+    await store.listen(topics.append)
+    accepted = await store.accept(item("e1"))
+    await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}")], now=2000)
+    noise = NoiseWrite(deliveries=[LateDelivery(accepted.inbox_id, delivery("mail", rule="digest"))])
+    await store.finish_inbox([], now=2001, noise=noise)
+    await eventually(lambda: "deliveries:mail" in topics)
+
+
+async def test_silences_are_added_listed_and_expired(store: Store) -> None:
+    """Silences keep matchers, creator and comment; expiring ends them now; active ones are those not ended."""
+    new = NewSilence(("process=Invoice*", "robot=BOT 01"), "SAP upgrade ☃", "alice", 1000.0, 8200.0)
+    created = await store.add_silence(new, now=990.0)
+    later = await store.add_silence(NewSilence(("rule=x",), "", "bob", 5000.0, 6000.0), now=991.0)
+    assert (new.matchers, "SAP upgrade ☃", "alice", 990.0, 1000.0, 8200.0) == (
+        created.matchers, created.comment, created.created_by, created.created_at, created.starts_at, created.ends_at,
+    )  # fmt: skip
+    assert [later.id, created.id] == [s.id for s in await store.list_silences()]
+    assert [later.id, created.id] == [s.id for s in await store.list_silences(active_at=2000.0)]
+    assert [created.id] == [s.id for s in await store.list_silences(active_at=7000.0)]
+    expired = await store.expire_silence(created.id, now=3000.0)
+    assert expired is not None
+    assert 3000.0 == expired.ends_at
+    again = await store.expire_silence(created.id, now=4000.0)
+    assert again is not None
+    assert 3000.0 == again.ends_at
+    early = await store.expire_silence(later.id, now=4000.0)  # not started yet: ends (and starts) now
+    assert early is not None
+    assert (4000.0, 4000.0) == (early.starts_at, early.ends_at)
+    assert None is await store.expire_silence(999_999, now=4000.0)
+    assert [] == await store.list_silences(active_at=4000.0)
+
+
 def test_both_stores_know_the_same_schema_versions() -> None:
     """A schema version means the same tables on SQLite and PostgreSQL."""
     from receiver.store import schema
@@ -423,7 +562,8 @@ class TestPostgresReplicas:
         finally:
             await asyncio.gather(*(s.close() for s in stores))
         with psycopg.connect(with_params(database_url, options=f"-csearch_path%3D{pg_schema}")) as conn:
-            assert [(1,)] == conn.execute("SELECT version FROM receiver_migrations").fetchall()
+            versions = conn.execute("SELECT version FROM receiver_migrations ORDER BY version").fetchall()
+            assert [(v,) for v in range(1, len(schema.POSTGRES) + 1)] == versions
 
     async def test_other_schemas_are_not_seen(self, pg_url: str, database_url: str) -> None:
         """Two schemas in one database are separate stores: no shared rows, no shared notifications."""

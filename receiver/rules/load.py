@@ -29,11 +29,36 @@ from pydantic import SecretStr, ValidationError
 
 from receiver.errors import Problem, RulesError
 from receiver.rules.fields import event_classes
-from receiver.rules.match import Compiler
-from receiver.rules.model import Channel, Rule, Source
+from receiver.rules.match import Clause, Compiler, FieldRef
+from receiver.rules.model import (
+    Absence,
+    Channel,
+    Collapse,
+    Frequency,
+    Group,
+    Inhibit,
+    KeyTemplate,
+    Recover,
+    Rule,
+    Silence,
+    Source,
+    Throttle,
+)
 from receiver.rules.ruleset import RuleSet
-from receiver.rules.spec import ALLOWED_KEYS, ChannelSpec, FileSpec, RuleSpec, SourceSpec
-from receiver.rules.template import check_template, compile_template
+from receiver.rules.schedule import DateRange, Schedule, WeeklyWindow, parse_clock, parse_days, parse_moment
+from receiver.rules.spec import (
+    ALLOWED_KEYS,
+    ChannelSpec,
+    CollapseSpec,
+    FileSpec,
+    InhibitSpec,
+    RecoverSpec,
+    RuleSpec,
+    SilenceSpec,
+    SourceSpec,
+)
+from receiver.rules.template import RECOVER_NAMES, check_template, compile_template
+from receiver.rules.values import glob_regex
 
 __all__ = ["expand_env", "load_rules"]
 
@@ -76,6 +101,14 @@ def expand_env(text: str, environ: Mapping[str, str]) -> tuple[str, list[str], l
 @cache
 def _zones() -> tuple[str, ...]:
     return tuple(sorted(available_timezones()))
+
+
+def _kind_at(loc: tuple[Any, ...], kind: str) -> str:
+    """The part of the file an unknown key at ``loc`` belongs to (``throttle`` inside a rule...)."""
+    for part in reversed(loc[:-1]):
+        if isinstance(part, str) and part in ALLOWED_KEYS and part not in ("file", "rule"):
+            return part
+    return kind
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
@@ -127,10 +160,12 @@ class _Loader:
         errors = exc.errors(include_url=False)
         # A misspelt required key ("notfy") is reported once, with its did-you-mean.
         suggested = {
-            close
+            (tuple(err["loc"][:-1]), close)
             for err in errors
             if err["type"] == "extra_forbidden" and err["loc"]
-            for close in difflib.get_close_matches(str(err["loc"][-1]), ALLOWED_KEYS[kind], n=1, cutoff=0.6)
+            for close in difflib.get_close_matches(
+                str(err["loc"][-1]), ALLOWED_KEYS[_kind_at(err["loc"], kind)], n=1, cutoff=0.6
+            )
         }
         for err in errors:
             loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
@@ -139,12 +174,13 @@ class _Loader:
             typ = err["type"]
             if typ == "extra_forbidden":
                 key = str(loc[-1]) if loc else "?"
-                where = "top-level key" if kind == "file" else "key"
-                hint = _did_you_mean(key, ALLOWED_KEYS[kind])
-                valid = ", ".join(ALLOWED_KEYS[kind])
+                where = "top-level key" if kind == "file" and len(loc) == 1 else "key"
+                keys = ALLOWED_KEYS[_kind_at(loc, kind)]
+                hint = _did_you_mean(key, keys)
+                valid = ", ".join(keys)
                 self.report(path, f"{prefix}unknown {where} {key!r}{hint} (valid keys: {valid})", at_key=True)
             elif typ == "missing":
-                if field in suggested:
+                if err["loc"] and (tuple(err["loc"][:-1]), str(err["loc"][-1])) in suggested:
                     continue
                 self.report(path[:-1], f"{prefix}missing required key {field!r}")
             elif typ == "literal_error":
@@ -225,6 +261,10 @@ class _Loader:
         orchestrator_url = self._orchestrator_url(spec.orchestrator_url)
         timezone = self._timezone(spec.timezone)
         rules = self._rules(spec.rules)
+        declared = [r["name"] for r in spec.rules if isinstance(r, dict) and isinstance(r.get("name"), str)]
+        silences = self._silences(spec.silences, timezone, declared)
+        inhibits = self._inhibits(spec.inhibit, declared)
+        collapse = self._collapse(spec.collapse)
         if self.problems:
             raise RulesError(self._sorted())
         return RuleSet(
@@ -234,6 +274,9 @@ class _Loader:
             orchestrator_url=orchestrator_url,
             timezone=timezone,
             path=self.path,
+            silences=tuple(silences),
+            inhibits=tuple(inhibits),
+            collapse=collapse,
         )
 
     def _sorted(self) -> list[Problem]:
@@ -372,6 +415,7 @@ class _Loader:
             notify = self._notify(spec.notify, base, label)
             title = self._template(spec.title, "text", (*base, "title"), label, "title")
             body = self._template(spec.body, spec.format, (*base, "body"), label, "body")
+            noise = self._noise(spec, base, label, compiler)
             if len(self.problems) != count:
                 continue
             rule = Rule(
@@ -389,6 +433,7 @@ class _Loader:
                 title_template=title,
                 body_template=body,
                 clause=clause,
+                **noise,
             )
             if clause is None and not spec.continue_ and catch_all is None:
                 catch_all = spec.name
@@ -422,10 +467,247 @@ class _Loader:
             return [str(k.value) for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
         return []
 
-    def _template(self, source: str | None, fmt: Any, path: YamlPath, label: str, what: str) -> Any:
+    # --- noise control ------------------------------------------------------------------
+
+    def _noise(self, spec: RuleSpec, base: YamlPath, label: str, compiler: Compiler) -> dict[str, Any]:
+        """The compiled throttle / group / frequency / absence / recover of a rule (keyword arguments of Rule)."""
+        out: dict[str, Any] = {}
+        given = [k for k in ("throttle", "group", "frequency", "absence") if getattr(spec, k) is not None]
+        if spec.group is not None and len(given) > 1:
+            others = ", ".join(k for k in given if k != "group")
+            self.report((*base, "group"), f"{label}: group cannot be combined with {others}", at_key=True)
+        if spec.frequency is not None and spec.absence is not None:
+            self.report((*base, "frequency"), f"{label}: frequency cannot be combined with absence", at_key=True)
+        if spec.throttle is not None:
+            key = self._key(spec.throttle.key, (*base, "throttle", "key"), label, "throttle.key")
+            out["throttle"] = Throttle(spec.throttle.interval.total_seconds(), key)
+        if spec.group is not None:
+            refs = [compiler.field_ref(name, (*base, "group", "by", i)) for i, name in enumerate(spec.group.by)]
+            out["group"] = Group(
+                tuple(r for r in refs if r is not None),
+                spec.group.wait.total_seconds(),
+                spec.group.interval.total_seconds(),
+            )
+        if spec.frequency is not None:
+            key = self._key(spec.frequency.key, (*base, "frequency", "key"), label, "frequency.key")
+            out["frequency"] = Frequency(spec.frequency.count, spec.frequency.within.total_seconds(), key)
+        absence: Absence | None = None
+        if spec.absence is not None:
+            expect = self._required_block(compiler, spec.absence.expect, (*base, "absence", "expect"), label)
+            key = self._key(spec.absence.key or "{{ entity_key }}", (*base, "absence", "key"), label, "absence.key")
+            if expect is not None and key is not None:
+                absence = Absence(expect, spec.absence.expect, spec.absence.within.total_seconds(), key)
+                out["absence"] = absence
+        if spec.recover is not None:
+            recover = self._recover(spec.recover, spec, base, label, compiler, absence)
+            if recover is not None:
+                out["recover"] = recover
+        return out
+
+    def _recover(
+        self,
+        given: RecoverSpec,
+        spec: RuleSpec,
+        base: YamlPath,
+        label: str,
+        compiler: Compiler,
+        absence: Absence | None,
+    ) -> Recover | None:
+        path = (*base, "recover")
+        if given.match is None and spec.absence is None:
+            self.report(
+                path, f"{label}: recover needs `match:` (the events that clear it), or an absence to take it from"
+            )
+            return None
+        if given.key is None and spec.absence is None:
+            self.report(path, f'{label}: recover needs `key:` (e.g. "{{{{ process }}}}"), the same on both events')
+            return None
+        if given.match is not None:
+            clause = self._required_block(compiler, given.match, (*path, "match"), label)
+        else:
+            clause = None if absence is None else absence.expect
+        key = (
+            self._key(given.key, (*path, "key"), label, "recover.key")
+            if given.key is not None
+            else (None if absence is None else absence.key)
+        )
+        title = self._template(given.title, "text", (*path, "title"), label, "recover.title", RECOVER_NAMES)
+        body = self._template(given.body, spec.format, (*path, "body"), label, "recover.body", RECOVER_NAMES)
+        if clause is None or key is None:
+            return None
+        source = given.match if given.match is not None else spec.absence.expect if spec.absence else None
+        return Recover(clause, source, key, given.title, given.body, title, body)
+
+    def _required_block(self, compiler: Compiler, block: Any, path: YamlPath, label: str) -> Clause | None:
+        if block is None or block == {}:
+            self.report(path, f"{label}: give a match block here (the events it waits for)")
+            return None
+        return compiler.compile(block, path)
+
+    def _key(self, source: str | None, path: YamlPath, label: str, what: str) -> KeyTemplate | None:
         if source is None:
             return None
-        problems = check_template(source, fmt)
+        template = self._template(source, "text", path, label, what)
+        return None if template is None else KeyTemplate(source, template)
+
+    def _silences(self, raw: list[Any], zone: ZoneInfo, rule_names: list[str]) -> list[Silence]:
+        silences: list[Silence] = []
+        names: dict[str, int] = {}
+        classes = event_classes()
+        for i, item in enumerate(raw):
+            base: YamlPath = ("silences", i)
+            name = item.get("name") if isinstance(item, dict) else None
+            label = f"silence {name!r}" if isinstance(name, str) and name else f"silence #{i + 1}"
+            if not isinstance(item, dict):
+                self.report(base, f"{label}: expected a mapping with name and weekly or dates")
+                continue
+            try:
+                spec = SilenceSpec.model_validate(item)
+            except ValidationError as exc:
+                self._pydantic(exc, base, "silence", label)
+                continue
+            line = self.marks.get(base, (0, 0))[0]
+            count = len(self.problems)
+            self._unique(spec.name, names, (*base, "name"), label, line)
+            clause = Compiler(self._prefixed(label), classes).compile(spec.match, (*base, "match"))
+            for j, rule in enumerate(spec.rules):
+                if any(c in rule for c in "*?["):
+                    try:
+                        glob_regex(rule, classes=True)
+                    except ValueError as exc:
+                        self.report((*base, "rules", j), f"{label}: bad rule glob {rule!r}: {exc}")
+                elif rule not in rule_names:
+                    hint = _did_you_mean(rule, rule_names)
+                    self.report((*base, "rules", j), f"{label}: unknown rule {rule!r}{hint}")
+            schedule = self._schedule(spec, base, label, zone)
+            if schedule is None or len(self.problems) != count:
+                continue
+            silences.append(Silence(spec.name, schedule, clause, tuple(spec.rules), spec.comment, line))
+        return silences
+
+    def _schedule(self, spec: SilenceSpec, base: YamlPath, label: str, default: ZoneInfo) -> Schedule | None:
+        zone = default
+        if spec.timezone is not None:
+            try:
+                zone = ZoneInfo(spec.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                hint = _did_you_mean(spec.timezone, _zones())
+                self.report((*base, "timezone"), f"{label}: timezone: unknown time zone {spec.timezone!r}{hint}")
+                return None
+        if not spec.weekly and not spec.dates:
+            self.report(
+                base, f"{label}: give `weekly:` or `dates:` (a silence that always holds is a rule with notify: [])"
+            )
+            return None
+        weekly: list[WeeklyWindow] = []
+        for j, window in enumerate(spec.weekly):
+            path = (*base, "weekly", j)
+            try:
+                days = parse_days(window.days)
+            except ValueError as exc:
+                self.report((*path, "days"), f"{label}: days: {exc}")
+                continue
+            clocks: list[int] = []
+            for key, value in (("from", window.from_), ("to", window.to)):
+                try:
+                    clocks.append(parse_clock(value))
+                except ValueError as exc:
+                    self.report((*path, key), f"{label}: weekly {key}: {exc}")
+            if len(clocks) != 2:
+                continue
+            start, end = clocks
+            weekly.append(WeeklyWindow(days, start % 1440, end if end != start else start + 1440))
+        dates: list[DateRange] = []
+        for j, item in enumerate(spec.dates):
+            path = (*base, "dates", j)
+            try:
+                start_at = parse_moment(item.from_, zone, end=False)
+                end_at = parse_moment(item.to, zone, end=True)
+            except ValueError as exc:
+                self.report(path, f"{label}: dates: {exc}")
+                continue
+            if end_at <= start_at:
+                self.report(path, f"{label}: dates: `to` ({item.to}) is not after `from` ({item.from_})")
+                continue
+            dates.append(DateRange(start_at, end_at))
+        return Schedule(zone, tuple(weekly), tuple(dates))
+
+    def _inhibits(self, raw: list[Any], rules: list[str]) -> list[Inhibit]:
+        inhibits: list[Inhibit] = []
+        names: dict[str, int] = {}
+        classes = event_classes()
+        for i, item in enumerate(raw):
+            base: YamlPath = ("inhibit", i)
+            name = item.get("name") if isinstance(item, dict) else None
+            label = f"inhibit {name!r}" if isinstance(name, str) and name else f"inhibit #{i + 1}"
+            if not isinstance(item, dict):
+                self.report(base, f"{label}: expected a mapping with name, source, target and equal")
+                continue
+            try:
+                spec = InhibitSpec.model_validate(item)
+            except ValidationError as exc:
+                self._pydantic(exc, base, "inhibit", label)
+                continue
+            line = self.marks.get(base, (0, 0))[0]
+            count = len(self.problems)
+            self._unique(spec.name, names, (*base, "name"), label, line)
+            compiler = Compiler(self._prefixed(label), classes)
+            source = None
+            if (spec.source is None) == (spec.source_rule is None):
+                self.report(base, f"{label}: give exactly one of `source:` (a match block) and `source_rule:` (a rule)")
+            elif spec.source is not None:
+                source = self._required_block(compiler, spec.source, (*base, "source"), label)
+            elif spec.source_rule not in rules:
+                hint = _did_you_mean(str(spec.source_rule), rules)
+                self.report((*base, "source_rule"), f"{label}: unknown rule {spec.source_rule!r}{hint}")
+            target = self._required_block(compiler, spec.target, (*base, "target"), label)
+            until = None if spec.until is None else self._required_block(compiler, spec.until, (*base, "until"), label)
+            if not spec.equal:
+                self.report(base, f"{label}: give `equal:` (the fields source and target share, e.g. [machine])")
+            refs = [compiler.field_ref(f, (*base, "equal", j)) for j, f in enumerate(spec.equal)]
+            note = self._template(spec.note, "text", (*base, "note"), label, "note")
+            if target is None or len(self.problems) != count:
+                continue
+            inhibits.append(
+                Inhibit(
+                    name=spec.name,
+                    target=target,
+                    equal=tuple(r for r in refs if isinstance(r, FieldRef)),
+                    duration=spec.duration.total_seconds(),
+                    source=source,
+                    source_rule=spec.source_rule,
+                    until=until,
+                    note=note,
+                    note_source=spec.note,
+                    line=line,
+                )
+            )
+        return inhibits
+
+    def _collapse(self, raw: Any) -> Collapse | None:
+        if raw is False:
+            return None
+        try:
+            spec = CollapseSpec.model_validate({} if raw is None or raw is True else raw)
+        except ValidationError as exc:
+            self._pydantic(exc, ("collapse",), "collapse", "collapse")
+            return None
+        return Collapse(spec.window.total_seconds(), tuple(t.casefold() for t in spec.types))
+
+    def _unique(self, name: str, seen: dict[str, int], path: YamlPath, label: str, line: int) -> None:
+        if not _NAME.match(name):
+            self.report(path, f"{label}: names may use letters, digits, '_', '.' and '-'")
+        if name in seen:
+            self.report(path, f"{label}: duplicate name (first at line {seen[name]})")
+        else:
+            seen[name] = line
+
+    def _template(
+        self, source: str | None, fmt: Any, path: YamlPath, label: str, what: str, extra: frozenset[str] = frozenset()
+    ) -> Any:
+        if source is None:
+            return None
+        problems = check_template(source, fmt, extra)
         for lineno, message in problems:
             self.report(path, f"{label}: {what}: {message}", line_offset=lineno)
         if problems:

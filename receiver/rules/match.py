@@ -67,6 +67,7 @@ __all__ = [
     "Clause",
     "Compiler",
     "FieldClause",
+    "FieldRef",
     "NotClause",
     "Subject",
 ]
@@ -239,6 +240,41 @@ class NotClause(Clause):
         return f"not {self.child.describe()}"
 
 
+class FieldRef:
+    """A field named outside a clause (``group: {by: [...]}``, ``inhibit: {equal: [...]}``).
+
+    Attributes:
+        label: the name as written.
+        handle: the handle it reads, or None for a dotted path.
+        segments: the folded path segments when it is a path.
+    """
+
+    __slots__ = ("handle", "label", "segments")
+
+    def __init__(self, label: str, handle: str | None, segments: tuple[str, ...]) -> None:
+        self.label = label
+        self.handle = handle
+        self.segments = segments
+
+    def text(self, subject: Subject) -> str | None:
+        """The field's (first) value as text, or None when the event does not have it."""
+        if self.handle is not None:
+            value = subject.handle(self.handle)
+        else:
+            values = subject.path(self.segments)
+            value = values[0] if values else None
+        if value is None:
+            return None
+        if isinstance(value, Enum):
+            return value.name
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return str(value)
+
+    def __repr__(self) -> str:
+        return f"FieldRef({self.label!r})"
+
+
 # --- the compiler ------------------------------------------------------------------------
 
 
@@ -300,6 +336,26 @@ class Compiler:
                 subs.extend(self._block(item, (*path, i) if isinstance(value, list) else path))
             return NotClause(AllClause(subs)) if subs else None
         return self._field(key, value, path)
+
+    def field_ref(self, key: Any, path: tuple[str | int, ...]) -> FieldRef | None:
+        """Compile a field name used outside a clause (a handle or a dotted path); None when unknown."""
+        if not isinstance(key, str):
+            self._report(path, f"expected a field name, got {_kind(key)}")
+            return None
+        parts = key.split(".")
+        if not key or any(not p.strip() for p in parts):
+            self._report(path, f"invalid field name {key!r}")
+            return None
+        folded = ".".join(norm(p) for p in parts)
+        handle = SHORTCUTS.get(folded)
+        if handle is not None:
+            return FieldRef(key, handle, ())
+        segments = tuple(norm(p) for p in parts)
+        info = static_path(segments, self._classes)
+        if not info.found:
+            self._report(path, self._unknown_field(parts, info.depth, info.suggestion))
+            return None
+        return FieldRef(key, None, segments)
 
     def _field(self, key: str, value: Any, path: tuple[str | int, ...]) -> Clause | None:
         parts = key.split(".")

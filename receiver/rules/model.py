@@ -16,16 +16,26 @@ from pydantic import SecretStr
 if TYPE_CHECKING:
     from jinja2 import Template
 
-    from receiver.rules.match import Clause, Subject
+    from receiver.rules.match import Clause, FieldRef, Subject
+    from receiver.rules.schedule import Schedule
 
 __all__ = [
+    "Absence",
     "BodyFormat",
     "Channel",
+    "Collapse",
+    "Frequency",
+    "Group",
+    "Inhibit",
+    "KeyTemplate",
+    "Recover",
     "Route",
     "Rule",
     "RuleDecision",
     "Severity",
+    "Silence",
     "Source",
+    "Throttle",
 ]
 
 Severity = Literal["info", "success", "warning", "failure"]
@@ -111,6 +121,11 @@ class Rule:
         title_template: the compiled ``title`` template.
         body_template: the compiled ``body`` template.
         clause: the compiled ``match`` block.
+        throttle: at most one notification per key and interval (``throttle:``), or None.
+        group: matches become one digest per group and window (``group:``), or None.
+        frequency: notify only once N matches arrived within a window (``frequency:``), or None.
+        absence: notify when no follow-up event arrived within a time (``absence:``), or None.
+        recover: send one "recovered" message when the condition clears (``recover:``), or None.
     """
 
     name: str
@@ -127,6 +142,16 @@ class Rule:
     title_template: Template | None = field(default=None, repr=False)
     body_template: Template | None = field(default=None, repr=False)
     clause: Clause | None = field(default=None, repr=False)
+    throttle: Throttle | None = None
+    group: Group | None = None
+    frequency: Frequency | None = None
+    absence: Absence | None = None
+    recover: Recover | None = None
+
+    @property
+    def stateful(self) -> bool:
+        """True when the rule keeps state between events (anything but notify-on-every-match)."""
+        return any(x is not None for x in (self.throttle, self.group, self.frequency, self.absence, self.recover))
 
     @property
     def test(self) -> Callable[[Subject], bool]:
@@ -164,3 +189,167 @@ class RuleDecision:
     matched: bool
     evaluated: bool = True
     reason: str | None = None
+
+
+# --- noise control ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class KeyTemplate:
+    """A key written as a template (``"{{ process }}"``): which events share a window, a counter, a timer.
+
+    Attributes:
+        source: the template as written.
+        template: the compiled template (text format).
+    """
+
+    source: str
+    template: Template = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """``throttle:``: at most one notification per key per interval; the next one says how many were held.
+
+    Attributes:
+        interval: seconds a notification keeps later ones of the same key back.
+        key: the key template, or None for one window per rule.
+    """
+
+    interval: float
+    key: KeyTemplate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """``group:``: the matches of one group become one digest (Alertmanager's group_by and timers).
+
+    Attributes:
+        by: the fields whose values make the group (none: one group per rule).
+        wait: seconds from a group's first event to its first digest (``group_wait``).
+        interval: seconds between two digests of the same group (``group_interval``).
+    """
+
+    by: tuple[FieldRef, ...]
+    wait: float
+    interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class Frequency:
+    """``frequency:``: notify when ``count`` matches of one key arrived within ``within`` seconds.
+
+    Attributes:
+        count: matches needed (at least 2).
+        within: the sliding window, in seconds.
+        key: the key template, or None for one counter per rule.
+    """
+
+    count: int
+    within: float
+    key: KeyTemplate | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Absence:
+    """``absence:``: a match arms a timer per key; an ``expect`` event of the same key disarms it.
+
+    When the timer runs out, the rule notifies about the event that armed it.
+
+    Attributes:
+        expect: the follow-up events that cancel the timer.
+        expect_source: the ``expect`` block as written (for display).
+        within: seconds the follow-up may take.
+        key: the key template, evaluated on both events (default ``{{ entity_key }}``).
+    """
+
+    expect: Clause = field(repr=False)
+    expect_source: Any
+    within: float
+    key: KeyTemplate
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Recover:
+    """``recover:``: one "recovered" message when an event shows the condition cleared.
+
+    Attributes:
+        clause: the events that clear it (the absence ``expect`` with ``recover: true``).
+        match_source: the block as written (for display).
+        key: the key template, evaluated on the alerting and on the clearing event.
+        title_source: the ``title`` template as written, or None for the default.
+        body_source: the ``body`` template as written, or None for the default.
+        title_template: the compiled ``title``.
+        body_template: the compiled ``body``.
+    """
+
+    clause: Clause = field(repr=False)
+    match_source: Any
+    key: KeyTemplate
+    title_source: str | None = None
+    body_source: str | None = None
+    title_template: Template | None = field(default=None, repr=False)
+    body_template: Template | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Silence:
+    """A maintenance window of ``rules.yaml`` (``silences:``).
+
+    Attributes:
+        name: unique name, shown in every suppression it causes.
+        schedule: when it holds.
+        clause: the events it silences (None: every event).
+        rules: rule-name globs it is limited to (empty: every rule).
+        comment: free text.
+        line: 1-based line in the file.
+    """
+
+    name: str
+    schedule: Schedule
+    clause: Clause | None = field(default=None, repr=False)
+    rules: tuple[str, ...] = ()
+    comment: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Inhibit:
+    """An inhibition (``inhibit:``): while a source is active, target events with equal fields are muted.
+
+    Attributes:
+        name: unique name, shown in every suppression it causes.
+        target: the events it mutes.
+        equal: the fields that must be equal on the source and the target (their key).
+        duration: seconds an inhibition lasts at most without a clearing event.
+        source: the events that start it (None with ``source_rule``).
+        source_rule: the rule whose notifications start it (None with ``source``).
+        until: the events that clear it, or None.
+        note: template of the sentence added to the source's notification, or None for the default.
+        note_source: that template as written.
+        line: 1-based line in the file.
+    """
+
+    name: str
+    target: Clause = field(repr=False)
+    equal: tuple[FieldRef, ...]
+    duration: float
+    source: Clause | None = field(default=None, repr=False)
+    source_rule: str | None = None
+    until: Clause | None = field(default=None, repr=False)
+    note: Template | None = field(default=None, repr=False)
+    note_source: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Collapse:
+    """Folder fan-out collapse (``collapse:``): the same entity, type and state within ``window`` is one event.
+
+    Attributes:
+        window: seconds after an event in which its copies are collapsed.
+        types: type globs it applies to (folded to lower case).
+    """
+
+    window: float
+    types: tuple[str, ...]

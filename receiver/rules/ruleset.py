@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from receiver.events import Event
 from receiver.rules.match import AllClause, Clause, FieldClause, Subject
-from receiver.rules.model import Channel, Route, Rule, RuleDecision, Source
+from receiver.rules.model import Channel, Collapse, Inhibit, Route, Rule, RuleDecision, Silence, Source
 from receiver.rules.values import AnyOf, Eq, Glob, Spec
 
 __all__ = ["RuleIndex", "RuleSet"]
@@ -186,6 +186,9 @@ class RuleSet:
         orchestrator_url: base URL of Orchestrator for links in messages, or None.
         timezone: the zone times are shown in (default UTC).
         path: the file the rules came from.
+        silences: the maintenance windows (``silences:``).
+        inhibits: the inhibitions (``inhibit:``).
+        collapse: the folder fan-out collapse, or None when it is off.
     """
 
     rules: tuple[Rule, ...]
@@ -194,8 +197,12 @@ class RuleSet:
     orchestrator_url: str | None = None
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     path: Path = field(default_factory=lambda: Path("rules.yaml"))
+    silences: tuple[Silence, ...] = ()
+    inhibits: tuple[Inhibit, ...] = ()
+    collapse: Collapse | None = None
     _index: RuleIndex = field(init=False, repr=False)
     _routes: tuple[tuple[Channel, ...], ...] = field(init=False, repr=False)
+    _by_name: Mapping[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", MappingProxyType(dict(self.channels)))
@@ -203,6 +210,12 @@ class RuleSet:
         object.__setattr__(self, "_index", RuleIndex(self.rules))
         routes = tuple(tuple(self.channels[name] for name in rule.notify) for rule in self.rules)
         object.__setattr__(self, "_routes", routes)
+        object.__setattr__(self, "_by_name", MappingProxyType({rule.name: i for i, rule in enumerate(self.rules)}))
+
+    def route(self, name: str) -> Route | None:
+        """The rule called ``name`` with its channels, or None when the file has no such rule."""
+        i = self._by_name.get(name)
+        return None if i is None else Route(self.rules[i], self._routes[i])
 
     def match(self, event: Event, source: str) -> tuple[Route, ...]:
         """Return the routes for ``event``: every matching rule in order, until one without ``continue``.

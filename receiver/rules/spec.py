@@ -17,11 +17,21 @@ from receiver.rules.model import BodyFormat, Severity
 
 __all__ = [
     "ALLOWED_KEYS",
+    "AbsenceSpec",
     "ChannelSpec",
+    "CollapseSpec",
+    "DateRangeSpec",
     "Duration",
     "FileSpec",
+    "FrequencySpec",
+    "GroupSpec",
+    "InhibitSpec",
+    "RecoverSpec",
     "RuleSpec",
+    "SilenceSpec",
     "SourceSpec",
+    "ThrottleSpec",
+    "WeeklySpec",
     "parse_duration",
 ]
 
@@ -87,6 +97,55 @@ class SourceSpec(_Spec):
     accept_hex_signature: bool = False
 
 
+class ThrottleSpec(_Spec):
+    """``throttle:`` of a rule."""
+
+    interval: Duration
+    key: str | None = None
+
+
+class GroupSpec(_Spec):
+    """``group:`` of a rule."""
+
+    by: Annotated[list[Any], BeforeValidator(_as_list)] = Field(default_factory=list)
+    wait: Duration = timedelta(seconds=30)
+    interval: Duration = timedelta(minutes=5)
+
+
+class FrequencySpec(_Spec):
+    """``frequency:`` of a rule."""
+
+    count: int = Field(ge=2, le=100_000)
+    within: Duration
+    key: str | None = None
+
+
+class AbsenceSpec(_Spec):
+    """``absence:`` of a rule; ``expect`` is a match block, compiled by the loader."""
+
+    expect: Any
+    within: Duration
+    key: str | None = None
+
+
+class RecoverSpec(_Spec):
+    """``recover:`` of a rule (``recover: true`` is read as ``{}``); ``match`` is compiled by the loader."""
+
+    match: Any = None
+    key: str | None = None
+    title: str | None = None
+    body: str | None = None
+
+
+def _recover(value: Any) -> Any:
+    # `recover: true` means "the absence's expect clears it"; false means no recovery.
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
 class RuleSpec(_Spec):
     """One rule as written."""
 
@@ -99,6 +158,60 @@ class RuleSpec(_Spec):
     body: str | None = None
     severity: Annotated[Severity | None, BeforeValidator(_lower)] = None
     format: Annotated[BodyFormat, BeforeValidator(_lower)] = "text"
+    throttle: ThrottleSpec | None = None
+    group: GroupSpec | None = None
+    frequency: FrequencySpec | None = None
+    absence: AbsenceSpec | None = None
+    recover: Annotated[RecoverSpec | None, BeforeValidator(_recover)] = None
+
+
+class WeeklySpec(_Spec):
+    """One weekly window of a silence; days and times are read by the loader."""
+
+    days: Any = "mon-sun"
+    from_: Any = Field(alias="from")
+    to: Any
+
+
+class DateRangeSpec(_Spec):
+    """One date range of a silence; read by the loader."""
+
+    from_: Any = Field(alias="from")
+    to: Any
+
+
+class SilenceSpec(_Spec):
+    """A maintenance window (``silences:``)."""
+
+    name: str = Field(min_length=1)
+    comment: str | None = None
+    match: Any = None
+    rules: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    timezone: str | None = None
+    weekly: list[WeeklySpec] = Field(default_factory=list)
+    dates: list[DateRangeSpec] = Field(default_factory=list)
+
+
+class InhibitSpec(_Spec):
+    """An inhibition (``inhibit:``)."""
+
+    name: str = Field(min_length=1)
+    source: Any = None
+    source_rule: str | None = None
+    target: Any
+    equal: Annotated[list[Any], BeforeValidator(_as_list)] = Field(default_factory=list)
+    until: Any = None
+    duration: Duration = timedelta(hours=1)
+    note: str | None = None
+
+
+class CollapseSpec(_Spec):
+    """Folder fan-out collapse (``collapse:``)."""
+
+    window: Duration = timedelta(seconds=30)
+    types: Annotated[list[str], BeforeValidator(_as_list)] = Field(
+        default_factory=lambda: ["queue.*", "queueItem.*"], min_length=1
+    )
 
 
 class FileSpec(_Spec):
@@ -109,6 +222,9 @@ class FileSpec(_Spec):
     rules: Annotated[list[Any], _empty_if_null(list)] = Field(default_factory=list)
     orchestrator_url: str | None = None
     timezone: str = "UTC"
+    silences: Annotated[list[Any], _empty_if_null(list)] = Field(default_factory=list)
+    inhibit: Annotated[list[Any], _empty_if_null(list)] = Field(default_factory=list)
+    collapse: Any = None
 
 
 # Keys of each part, for did-you-mean on unknown keys.
@@ -117,4 +233,14 @@ ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "channel": tuple(ChannelSpec.model_fields),
     "source": tuple(SourceSpec.model_fields),
     "rule": tuple(f.alias or name for name, f in RuleSpec.model_fields.items()),
+    "throttle": tuple(ThrottleSpec.model_fields),
+    "group": tuple(GroupSpec.model_fields),
+    "frequency": tuple(FrequencySpec.model_fields),
+    "absence": tuple(AbsenceSpec.model_fields),
+    "recover": tuple(RecoverSpec.model_fields),
+    "silence": tuple(f.alias or name for name, f in SilenceSpec.model_fields.items()),
+    "weekly": tuple(f.alias or name for name, f in WeeklySpec.model_fields.items()),
+    "dates": tuple(f.alias or name for name, f in DateRangeSpec.model_fields.items()),
+    "inhibit": tuple(InhibitSpec.model_fields),
+    "collapse": tuple(CollapseSpec.model_fields),
 }

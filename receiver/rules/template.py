@@ -38,6 +38,7 @@ from receiver.rules.model import BodyFormat
 
 __all__ = [
     "CONTEXT_NAMES",
+    "RECOVER_NAMES",
     "TIME_FORMAT",
     "check_template",
     "compile_template",
@@ -52,6 +53,9 @@ CONTEXT_NAMES: frozenset[str] = frozenset(
     {*HANDLE_TYPES, "event", "source", "rule", "orchestrator_url", "link", "severity", "timezone"}
 )
 """The names a rule template may use (see docs/rules.md, "Template context")."""
+
+RECOVER_NAMES: frozenset[str] = frozenset({"since", "count", "alert_title", "key"})
+"""The names a ``recover:`` template may use besides :data:`CONTEXT_NAMES`."""
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
 
@@ -154,12 +158,13 @@ def environment(fmt: BodyFormat) -> ImmutableSandboxedEnvironment:
     return env
 
 
-def check_template(source: str, fmt: BodyFormat) -> list[tuple[int, str]]:
+def check_template(source: str, fmt: BodyFormat, extra: frozenset[str] = frozenset()) -> list[tuple[int, str]]:
     """Find the problems of a template without rendering it.
 
     Args:
         source: the template text.
         fmt: the body format it will be compiled for.
+        extra: names the template may use besides :data:`CONTEXT_NAMES`.
 
     Returns:
         (1-based line inside the template, message) for every problem: syntax errors, unknown
@@ -174,7 +179,7 @@ def check_template(source: str, fmt: BodyFormat) -> list[tuple[int, str]]:
         what = "syntax error" if type(exc) is TemplateSyntaxError else "error"
         return [(exc.lineno or 1, f"template {what}: {exc.message}")]
     problems: list[tuple[int, str]] = []
-    allowed = CONTEXT_NAMES | set(env.globals)
+    allowed = CONTEXT_NAMES | extra | set(env.globals)
     for name in sorted(undeclared - allowed):
         close = difflib.get_close_matches(name, sorted(allowed), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""

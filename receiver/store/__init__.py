@@ -11,7 +11,12 @@ What must survive a crash is a row here before anyone is told "done":
 * ``accept`` commits the inbox row before the webhook gets its 202. Concurrent accepts are
   committed together (group commit): one commit for every request that arrived meanwhile,
   which is what lets one database keep up with a busy estate.
-* ``finish_inbox`` writes the outbox rows and marks the event processed in one transaction.
+* ``finish_inbox`` writes the outbox rows and marks the event processed in one transaction,
+  together with the noise state the event changed (windows, counters, groups, timers, flags),
+  the deliveries noise control produced and its decisions (``NoiseWrite``). A due timer (a
+  group's digest, an absence deadline) is fired the same way: ``finish_inbox([], noise=...)``
+  commits its deliveries with the state that says it fired, so a crash can neither lose nor
+  repeat it.
 * ``mark_sent`` runs only after apprise reported success.
 
 Work is claimed with leases (``lease_until``): a worker that dies leaves rows that another
@@ -22,7 +27,7 @@ caller, so tests drive the clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -35,9 +40,17 @@ __all__ = [
     "EventRow",
     "InboxItem",
     "InboxState",
+    "LateDelivery",
     "NewDelivery",
+    "NewSilence",
+    "NoiseLogEntry",
+    "NoiseLogRow",
+    "NoiseRef",
+    "NoiseRow",
+    "NoiseWrite",
     "Processed",
     "SQLiteStore",
+    "SilenceRow",
     "Store",
     "open_store",
 ]
@@ -104,6 +117,113 @@ class Processed:
     deliveries: Sequence[NewDelivery] = ()
 
 
+NoiseRef = tuple[str, str, str]
+"""(kind, name, key) of a noise state row."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseRow:
+    """One row of noise state (see ``receiver.noise.state``): ``data`` is JSON text.
+
+    ``due_at`` makes it a timer the inbox worker fires (``due_noise``); a row without one is
+    forgotten once ``expires_at`` has passed (``NoiseWrite.purge_before``).
+    """
+
+    kind: str
+    name: str
+    key: str
+    data: str
+    due_at: float | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LateDelivery:
+    """A delivery noise control produced about an event other than the one being finished.
+
+    A group's digest (it refers to the group's first event), an absence timer that ran out (the
+    event that armed it). ``(inbox_id, rule, channel)`` is unique, as for every delivery.
+    """
+
+    inbox_id: int
+    delivery: NewDelivery
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseLogEntry:
+    """One noise decision, kept for the admin API (``/api/suppressions``) and audits.
+
+    Attributes:
+        at: when it applies (the event's arrival, a timer's due time), Unix seconds.
+        inbox_id: the event it is about, or None.
+        rule: the rule, inhibition or ``NAME:recovered`` it is about, or None.
+        key: the key inside it, or None.
+        action: throttled, grouped, silenced, inhibited, collapsed, notified, fired... (see ``receiver.noise``).
+        reason: one sentence naming the rule, silence or inhibition.
+        suppressed: True when the rule sent nothing for the event because of it.
+    """
+
+    at: float
+    inbox_id: int | None
+    rule: str | None
+    key: str | None
+    action: str
+    reason: str
+    suppressed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseLogRow:
+    """A stored noise decision, with its number and when it was recorded."""
+
+    id: int
+    recorded_at: float
+    entry: NoiseLogEntry
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseWrite:
+    """What noise control changed, committed in the same transaction as ``finish_inbox``'s events.
+
+    Attributes:
+        put: rows written (inserted or replaced).
+        delete: rows removed.
+        deliveries: deliveries about other events than the ones finished (digests, timers).
+        log: decisions to keep.
+        purge_before: also forget rows without a timer whose ``expires_at`` is at or before this.
+    """
+
+    put: Sequence[NoiseRow] = ()
+    delete: Sequence[NoiseRef] = ()
+    deliveries: Sequence[LateDelivery] = ()
+    log: Sequence[NoiseLogEntry] = ()
+    purge_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSilence:
+    """An ad-hoc silence to create: matchers (``process=Invoice*``...), who and why, from when until when."""
+
+    matchers: tuple[str, ...]
+    comment: str
+    created_by: str
+    starts_at: float
+    ends_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRow:
+    """A stored ad-hoc silence. Expiring it moves ``ends_at`` to the time of expiry."""
+
+    id: int
+    matchers: tuple[str, ...]
+    comment: str
+    created_by: str
+    created_at: float
+    starts_at: float
+    ends_at: float
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryRow:
     """One outbox row and its delivery state."""
@@ -160,8 +280,37 @@ class Store(Protocol):
     async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
         """Lease up to ``limit`` unprocessed events in order of arrival."""
 
-    async def finish_inbox(self, processed: Sequence[Processed], *, now: float) -> None:
-        """Write the events' deliveries and mark them done, in one transaction."""
+    async def finish_inbox(
+        self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
+    ) -> None:
+        """Write the events' deliveries and mark them done, with ``noise``'s changes, in one transaction.
+
+        ``finish_inbox([], now=..., noise=...)`` commits fired timers alone. Deliveries already
+        written (same event, rule and channel) are left as they are.
+        """
+
+    async def load_noise(self, refs: Collection[NoiseRef]) -> list[NoiseRow]:
+        """The noise state rows of these refs that exist (in no particular order)."""
+
+    async def due_noise(self, *, until: float, limit: int) -> list[NoiseRow]:
+        """Up to ``limit`` timers due at or before ``until``, earliest first."""
+
+    async def next_noise_due(self) -> float | None:
+        """When the earliest timer is due, or None when there is none."""
+
+    async def add_silence(self, silence: NewSilence, *, now: float) -> SilenceRow:
+        """Store an ad-hoc silence; returns it with its id."""
+
+    async def list_silences(self, *, active_at: float | None = None, limit: int = 100) -> list[SilenceRow]:
+        """Newest silences first; with ``active_at`` only those not ended by then (pending ones included)."""
+
+    async def expire_silence(self, silence_id: int, *, now: float) -> SilenceRow | None:
+        """End a silence now (if it has not ended yet); None when there is no such silence."""
+
+    async def list_noise_log(
+        self, *, limit: int = 100, suppressed_only: bool = False, inbox_id: int | None = None
+    ) -> list[NoiseLogRow]:
+        """Newest noise decisions first, optionally only suppressions, or only those about one event."""
 
     async def claim_deliveries(self, channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
         """Lease up to ``limit`` due deliveries of ``channel``, oldest due first."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -25,8 +26,22 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from receiver.errors import ConfigError, StoreError
-from receiver.store import Accepted, DeliveryRow, EventRow, InboxItem, Processed
+from receiver.store import (
+    Accepted,
+    DeliveryRow,
+    EventRow,
+    InboxItem,
+    NewDelivery,
+    NewSilence,
+    NoiseLogRow,
+    NoiseRef,
+    NoiseRow,
+    NoiseWrite,
+    Processed,
+    SilenceRow,
+)
 from receiver.store import schema as _schema
+from receiver.store._rows import LOG_COLUMNS, NOISE_COLUMNS, SILENCE_COLUMNS, log_row, silence_row
 from receiver.store._text import storable
 
 __all__ = ["PostgresStore"]
@@ -104,6 +119,29 @@ _CLAIM_DELIVERIES = f"""
         FOR UPDATE SKIP LOCKED
     )
     RETURNING {_DELIVERY_COLUMNS}
+"""
+_LOAD_NOISE = f"""
+    SELECT {NOISE_COLUMNS} FROM noise_state
+    WHERE (kind, name, key) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))
+"""
+_PURGE_NOISE = "DELETE FROM noise_state WHERE due_at IS NULL AND expires_at IS NOT NULL AND expires_at <= %s"
+_DELETE_NOISE = """
+    DELETE FROM noise_state
+    WHERE (kind, name, key) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))
+"""
+_PUT_NOISE = f"""
+    INSERT INTO noise_state ({NOISE_COLUMNS})
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[])
+    ON CONFLICT (kind, name, key) DO UPDATE
+    SET data = excluded.data, due_at = excluded.due_at, expires_at = excluded.expires_at
+"""
+_LOG_NOISE = """
+    INSERT INTO noise_log (at, recorded_at, inbox_id, rule, key, action, reason, suppressed)
+    SELECT at, %(now)s, inbox_id, rule, key, action, reason, suppressed
+    FROM unnest(%(at)s::float8[], %(inbox_id)s::bigint[], %(rule)s::text[], %(key)s::text[], %(action)s::text[],
+                %(reason)s::text[], %(suppressed)s::boolean[])
+        WITH ORDINALITY AS e (at, inbox_id, rule, key, action, reason, suppressed, n)
+    ORDER BY n
 """
 _NOTIFY_DELIVERIES = "SELECT pg_notify(%s, 'deliveries:' || channel) FROM unnest(%s::text[]) AS channel"
 
@@ -459,28 +497,23 @@ class PostgresStore:
 
         return await self._tx(claim)
 
-    async def finish_inbox(self, processed: Sequence[Processed], *, now: float) -> None:
-        """Write the deliveries (ignoring ones already written) and mark the events done, in one transaction."""
+    async def finish_inbox(
+        self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
+    ) -> None:
+        """Write the deliveries (ignoring ones already written), the noise changes, and mark the events done.
+
+        All in one transaction: a crash leaves either all of it or none.
+        """
         # In inbox id order, so two replicas finishing the same events lock them in the same order.
         ordered = sorted(processed, key=lambda p: p.inbox_id)
         deliveries = [(p.inbox_id, d) for p in ordered for d in p.deliveries]
+        if noise is not None:
+            deliveries += [(late.inbox_id, late.delivery) for late in noise.deliveries]
         latest = {p.inbox_id: p for p in ordered}  # a repeated id: the last one wins, as on SQLite
 
         async def finish(conn: _Conn) -> None:
             if deliveries:
-                cursor = await conn.execute(
-                    _INSERT_DELIVERIES,
-                    {
-                        "now": now,
-                        "inbox_id": [i for i, _ in deliveries],
-                        "rule": [storable(d.rule) for _, d in deliveries],
-                        "channel": [storable(d.channel) for _, d in deliveries],
-                        "title": [storable(d.title) for _, d in deliveries],
-                        "body": [storable(d.body) for _, d in deliveries],
-                        "severity": [storable(d.severity) for _, d in deliveries],
-                        "body_format": [storable(d.body_format) for _, d in deliveries],
-                    },
-                )
+                cursor = await conn.execute(_INSERT_DELIVERIES, _deliveries_params(deliveries, now))
                 await self._notify(conn, (str(r[0]) for r in await cursor.fetchall()))
             if latest:
                 await conn.execute(
@@ -492,8 +525,120 @@ class PostgresStore:
                         "outcome": [storable(p.outcome) for p in latest.values()],
                     },
                 )
+            if noise is not None:
+                await _write_noise(conn, noise, now)
 
         await self._tx(finish)
+
+    # -- noise control --------------------------------------------------------------------
+
+    async def load_noise(self, refs: Collection[NoiseRef]) -> list[NoiseRow]:
+        """The rows of these refs that exist."""
+        wanted = sorted({tuple(storable(part) for part in ref) for ref in refs})
+        if not wanted:
+            return []
+
+        async def select(conn: _Conn) -> list[NoiseRow]:
+            cursor = await conn.execute(
+                _LOAD_NOISE, ([r[0] for r in wanted], [r[1] for r in wanted], [r[2] for r in wanted])
+            )
+            return [NoiseRow(*r) for r in await cursor.fetchall()]
+
+        return await self._tx(select)
+
+    async def due_noise(self, *, until: float, limit: int) -> list[NoiseRow]:
+        """Timers due at or before ``until``, earliest first."""
+
+        async def select(conn: _Conn) -> list[NoiseRow]:
+            cursor = await conn.execute(
+                f"SELECT {NOISE_COLUMNS} FROM noise_state WHERE due_at IS NOT NULL AND due_at <= %s "
+                "ORDER BY due_at, kind, name, key LIMIT %s",
+                (until, limit),
+            )
+            return [NoiseRow(*r) for r in await cursor.fetchall()]
+
+        return await self._tx(select)
+
+    async def next_noise_due(self) -> float | None:
+        """The earliest timer."""
+
+        async def select(conn: _Conn) -> float | None:
+            row = await (await conn.execute("SELECT min(due_at) FROM noise_state")).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._tx(select)
+
+    async def add_silence(self, silence: NewSilence, *, now: float) -> SilenceRow:
+        """Store an ad-hoc silence."""
+        matchers = json.dumps([storable(m) for m in silence.matchers])
+
+        async def insert(conn: _Conn) -> SilenceRow:
+            cursor = await conn.execute(
+                "INSERT INTO silences (matchers, comment, created_by, created_at, starts_at, ends_at) "
+                f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {SILENCE_COLUMNS}",
+                (
+                    matchers,
+                    storable(silence.comment),
+                    storable(silence.created_by),
+                    now,
+                    silence.starts_at,
+                    silence.ends_at,
+                ),
+            )
+            row = await cursor.fetchone()
+            if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
+                raise StoreError(f"PostgreSQL store {self.where}: the new silence was not returned")
+            return silence_row(row)
+
+        return await self._tx(insert)
+
+    async def list_silences(self, *, active_at: float | None = None, limit: int = 100) -> list[SilenceRow]:
+        """Newest first; with ``active_at`` only those not ended by then."""
+
+        async def select(conn: _Conn) -> list[SilenceRow]:
+            if active_at is None:
+                cursor = await conn.execute(
+                    f"SELECT {SILENCE_COLUMNS} FROM silences ORDER BY id DESC LIMIT %s", (limit,)
+                )
+            else:
+                cursor = await conn.execute(
+                    f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > %s ORDER BY id DESC LIMIT %s",
+                    (active_at, limit),
+                )
+            return [silence_row(r) for r in await cursor.fetchall()]
+
+        return await self._tx(select)
+
+    async def expire_silence(self, silence_id: int, *, now: float) -> SilenceRow | None:
+        """End a silence now, unless it has ended already."""
+
+        async def expire(conn: _Conn) -> SilenceRow | None:
+            await conn.execute(
+                "UPDATE silences SET ends_at = %(now)s, starts_at = least(starts_at, %(now)s) "
+                "WHERE id = %(id)s AND ends_at > %(now)s",
+                {"now": now, "id": silence_id},
+            )
+            cursor = await conn.execute(f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = %s", (silence_id,))
+            row = await cursor.fetchone()
+            return None if row is None else silence_row(row)
+
+        return await self._tx(expire)
+
+    async def list_noise_log(
+        self, *, limit: int = 100, suppressed_only: bool = False, inbox_id: int | None = None
+    ) -> list[NoiseLogRow]:
+        """Newest decisions first."""
+
+        async def select(conn: _Conn) -> list[NoiseLogRow]:
+            cursor = await conn.execute(
+                f"SELECT {LOG_COLUMNS} FROM noise_log "
+                "WHERE (NOT %(suppressed)s OR suppressed) AND (%(inbox)s::bigint IS NULL OR inbox_id = %(inbox)s) "
+                "ORDER BY id DESC LIMIT %(limit)s",
+                {"suppressed": suppressed_only, "inbox": inbox_id, "limit": limit},
+            )
+            return [log_row(r) for r in await cursor.fetchall()]
+
+        return await self._tx(select)
 
     async def list_events(self, *, limit: int = 100) -> list[EventRow]:
         """Newest events first."""
@@ -635,6 +780,58 @@ class PostgresStore:
             return len(channels)
 
         return await self._tx(retry)
+
+
+def _deliveries_params(deliveries: Sequence[tuple[int, NewDelivery]], now: float) -> dict[str, Any]:
+    return {
+        "now": now,
+        "inbox_id": [i for i, _ in deliveries],
+        "rule": [storable(d.rule) for _, d in deliveries],
+        "channel": [storable(d.channel) for _, d in deliveries],
+        "title": [storable(d.title) for _, d in deliveries],
+        "body": [storable(d.body) for _, d in deliveries],
+        "severity": [storable(d.severity) for _, d in deliveries],
+        "body_format": [storable(d.body_format) for _, d in deliveries],
+    }
+
+
+async def _write_noise(conn: _Conn, noise: NoiseWrite, now: float) -> None:
+    """Apply noise changes inside the caller's transaction: purge, deletes, then writes."""
+    if noise.purge_before is not None:
+        await conn.execute(_PURGE_NOISE, (noise.purge_before,))
+    if noise.delete:
+        refs = [tuple(storable(part) for part in ref) for ref in noise.delete]
+        await conn.execute(_DELETE_NOISE, ([r[0] for r in refs], [r[1] for r in refs], [r[2] for r in refs]))
+    if noise.put:
+        # One row per ref: a later write of the same ref in the batch wins (ON CONFLICT cannot
+        # touch one row twice in one statement).
+        rows = list({(r.kind, r.name, r.key): r for r in noise.put}.values())
+        await conn.execute(
+            _PUT_NOISE,
+            (
+                [storable(r.kind) for r in rows],
+                [storable(r.name) for r in rows],
+                [storable(r.key) for r in rows],
+                [storable(r.data) for r in rows],
+                [r.due_at for r in rows],
+                [r.expires_at for r in rows],
+            ),
+        )
+    if noise.log:
+        log = noise.log
+        await conn.execute(
+            _LOG_NOISE,
+            {
+                "now": now,
+                "at": [e.at for e in log],
+                "inbox_id": [e.inbox_id for e in log],
+                "rule": [None if e.rule is None else storable(e.rule) for e in log],
+                "key": [None if e.key is None else storable(e.key) for e in log],
+                "action": [storable(e.action) for e in log],
+                "reason": [storable(e.reason) for e in log],
+                "suppressed": [e.suppressed for e in log],
+            },
+        )
 
 
 def _secrets(password: str | None) -> set[str]:

@@ -62,6 +62,43 @@ SQLITE: tuple[str, ...] = (
     );
     CREATE INDEX attempts_delivery ON attempts (delivery_id);
     """,
+    # 2: noise control: state rows (windows, counters, groups, timers, flags), ad-hoc silences, the decision log.
+    """
+    CREATE TABLE noise_state (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        due_at REAL,
+        expires_at REAL,
+        PRIMARY KEY (kind, name, key)
+    );
+    CREATE INDEX noise_state_due ON noise_state (due_at) WHERE due_at IS NOT NULL;
+    CREATE INDEX noise_state_expires ON noise_state (expires_at) WHERE due_at IS NULL;
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        matchers TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    CREATE TABLE noise_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        recorded_at REAL NOT NULL,
+        inbox_id INTEGER,
+        rule TEXT,
+        key TEXT,
+        action TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        suppressed INTEGER NOT NULL
+    );
+    CREATE INDEX noise_log_inbox ON noise_log (inbox_id);
+    CREATE INDEX noise_log_suppressed ON noise_log (id) WHERE suppressed = 1;
+    """,
 )
 
 POSTGRES: tuple[str, ...] = (
@@ -113,5 +150,42 @@ POSTGRES: tuple[str, ...] = (
         elapsed DOUBLE PRECISION NOT NULL
     );
     CREATE INDEX attempts_delivery ON attempts (delivery_id);
+    """,
+    # 2: noise control: state rows (windows, counters, groups, timers, flags), ad-hoc silences, the decision log.
+    """
+    CREATE TABLE noise_state (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        due_at DOUBLE PRECISION,
+        expires_at DOUBLE PRECISION,
+        PRIMARY KEY (kind, name, key)
+    );
+    CREATE INDEX noise_state_due ON noise_state (due_at) WHERE due_at IS NOT NULL;
+    CREATE INDEX noise_state_expires ON noise_state (expires_at) WHERE due_at IS NULL;
+    CREATE TABLE silences (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        starts_at DOUBLE PRECISION NOT NULL,
+        ends_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX silences_ends ON silences (ends_at);
+    CREATE TABLE noise_log (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at DOUBLE PRECISION NOT NULL,
+        recorded_at DOUBLE PRECISION NOT NULL,
+        inbox_id BIGINT,
+        rule TEXT,
+        key TEXT,
+        action TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        suppressed BOOLEAN NOT NULL
+    );
+    CREATE INDEX noise_log_inbox ON noise_log (inbox_id);
+    CREATE INDEX noise_log_suppressed ON noise_log (id) WHERE suppressed;
     """,
 )

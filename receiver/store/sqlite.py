@@ -8,16 +8,31 @@ committed together (group commit): one fsync for every request that arrived mean
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from receiver.errors import StoreError
-from receiver.store import Accepted, DeliveryRow, EventRow, InboxItem, Processed
+from receiver.store import (
+    Accepted,
+    DeliveryRow,
+    EventRow,
+    InboxItem,
+    NewDelivery,
+    NewSilence,
+    NoiseLogRow,
+    NoiseRef,
+    NoiseRow,
+    NoiseWrite,
+    Processed,
+    SilenceRow,
+)
 from receiver.store import schema as _schema
+from receiver.store._rows import LOG_COLUMNS, NOISE_COLUMNS, SILENCE_COLUMNS, log_row, silence_row
 from receiver.store._text import storable
 
 __all__ = ["SQLiteStore"]
@@ -29,6 +44,8 @@ _DELIVERY_COLUMNS = (
     "id, inbox_id, rule, channel, title, body, severity, body_format, state, attempts, created_at, "
     "budget_since, next_attempt_at, last_error, sent_at"
 )
+# Refs looked up per statement (three parameters each; old SQLite allows 999 parameters).
+_REFS_PER_QUERY = 300
 
 
 class SQLiteStore:
@@ -220,8 +237,16 @@ class SQLiteStore:
 
         return await self._run(claim)
 
-    async def finish_inbox(self, processed: Sequence[Processed], *, now: float) -> None:
-        """Write the deliveries (ignoring ones already written) and mark the events done, in one transaction."""
+    async def finish_inbox(
+        self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
+    ) -> None:
+        """Write the deliveries (ignoring ones already written), the noise changes, and mark the events done.
+
+        All in one transaction: a crash leaves either all of it or none.
+        """
+        deliveries = [(p.inbox_id, d) for p in processed for d in p.deliveries]
+        if noise is not None:
+            deliveries += [(late.inbox_id, late.delivery) for late in noise.deliveries]
 
         def finish(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
@@ -229,31 +254,131 @@ class SQLiteStore:
                 "INSERT INTO deliveries (inbox_id, rule, channel, title, body, severity, body_format, created_at, "
                 "budget_since, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (inbox_id, rule, channel) DO NOTHING",
-                [
-                    (
-                        p.inbox_id,
-                        storable(d.rule),
-                        storable(d.channel),
-                        storable(d.title),
-                        storable(d.body),
-                        storable(d.severity),
-                        storable(d.body_format),
-                        now,
-                        now,
-                        now,
-                    )
-                    for p in processed
-                    for d in p.deliveries
-                ],
+                [_delivery_params(inbox_id, d, now) for inbox_id, d in deliveries],
             )
             conn.executemany(
                 "UPDATE inbox SET state = ?, outcome = ?, processed_at = ?, lease_until = NULL WHERE id = ?",
                 [(p.state, storable(p.outcome), now, p.inbox_id) for p in processed],
             )
+            if noise is not None:
+                _write_noise(conn, noise, now)
             conn.execute("COMMIT")
 
         await self._run(finish)
-        self._emit(sorted({f"deliveries:{d.channel}" for p in processed for d in p.deliveries}))
+        self._emit(sorted({f"deliveries:{d.channel}" for _, d in deliveries}))
+
+    # -- noise control --------------------------------------------------------------------
+
+    async def load_noise(self, refs: Collection[NoiseRef]) -> list[NoiseRow]:
+        """The rows of these refs that exist."""
+        wanted = sorted(set(refs))
+
+        def select(conn: sqlite3.Connection) -> list[NoiseRow]:
+            rows: list[NoiseRow] = []
+            for start in range(0, len(wanted), _REFS_PER_QUERY):
+                chunk = wanted[start : start + _REFS_PER_QUERY]
+                values = ", ".join("(?, ?, ?)" for _ in chunk)
+                params = [storable(part) for ref in chunk for part in ref]
+                rows.extend(
+                    NoiseRow(*r)
+                    for r in conn.execute(
+                        f"SELECT {NOISE_COLUMNS} FROM noise_state WHERE (kind, name, key) IN (VALUES {values})",
+                        params,
+                    )
+                )
+            return rows
+
+        if not wanted:
+            return []
+        return await self._run(select)
+
+    async def due_noise(self, *, until: float, limit: int) -> list[NoiseRow]:
+        """Timers due at or before ``until``, earliest first."""
+        return await self._run(
+            lambda conn: [
+                NoiseRow(*r)
+                for r in conn.execute(
+                    f"SELECT {NOISE_COLUMNS} FROM noise_state WHERE due_at IS NOT NULL AND due_at <= ? "
+                    "ORDER BY due_at, kind, name, key LIMIT ?",
+                    (until, limit),
+                )
+            ]
+        )
+
+    async def next_noise_due(self) -> float | None:
+        """The earliest timer."""
+        row = await self._run(lambda conn: conn.execute("SELECT min(due_at) FROM noise_state").fetchone())
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def add_silence(self, silence: NewSilence, *, now: float) -> SilenceRow:
+        """Store an ad-hoc silence."""
+        matchers = json.dumps([storable(m) for m in silence.matchers])
+        comment, created_by = storable(silence.comment), storable(silence.created_by)
+
+        def insert(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            cursor = conn.execute(
+                "INSERT INTO silences (matchers, comment, created_by, created_at, starts_at, ends_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (matchers, comment, created_by, now, silence.starts_at, silence.ends_at),
+            )
+            conn.execute("COMMIT")
+            return int(cursor.lastrowid or 0)
+
+        silence_id = await self._run(insert)
+        return SilenceRow(
+            silence_id, tuple(json.loads(matchers)), comment, created_by, now, silence.starts_at, silence.ends_at
+        )
+
+    async def list_silences(self, *, active_at: float | None = None, limit: int = 100) -> list[SilenceRow]:
+        """Newest first; with ``active_at`` only those not ended by then."""
+
+        def select(conn: sqlite3.Connection) -> list[SilenceRow]:
+            if active_at is None:
+                rows = conn.execute(f"SELECT {SILENCE_COLUMNS} FROM silences ORDER BY id DESC LIMIT ?", (limit,))
+            else:
+                rows = conn.execute(
+                    f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ? ORDER BY id DESC LIMIT ?",
+                    (active_at, limit),
+                )
+            return [silence_row(r) for r in rows]
+
+        return await self._run(select)
+
+    async def expire_silence(self, silence_id: int, *, now: float) -> SilenceRow | None:
+        """End a silence now, unless it has ended already."""
+
+        def expire(conn: sqlite3.Connection) -> SilenceRow | None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "UPDATE silences SET ends_at = ?, starts_at = min(starts_at, ?) WHERE id = ? AND ends_at > ?",
+                (now, now, silence_id, now),
+            )
+            row = conn.execute(f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?", (silence_id,)).fetchone()
+            conn.execute("COMMIT")
+            return None if row is None else silence_row(row)
+
+        return await self._run(expire)
+
+    async def list_noise_log(
+        self, *, limit: int = 100, suppressed_only: bool = False, inbox_id: int | None = None
+    ) -> list[NoiseLogRow]:
+        """Newest decisions first."""
+        where = []
+        params: list[object] = []
+        if suppressed_only:
+            where.append("suppressed = 1")
+        if inbox_id is not None:
+            where.append("inbox_id = ?")
+            params.append(inbox_id)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        params.append(limit)
+        return await self._run(
+            lambda conn: [
+                log_row(r)
+                for r in conn.execute(f"SELECT {LOG_COLUMNS} FROM noise_log {clause}ORDER BY id DESC LIMIT ?", params)
+            ]
+        )
 
     async def list_events(self, *, limit: int = 100) -> list[EventRow]:
         """Newest events first."""
@@ -410,6 +535,59 @@ class SQLiteStore:
         channels = await self._run(retry)
         self._emit(sorted({f"deliveries:{c}" for c in channels}))
         return len(channels)
+
+
+def _delivery_params(inbox_id: int, d: NewDelivery, now: float) -> tuple[object, ...]:
+    return (
+        inbox_id,
+        storable(d.rule),
+        storable(d.channel),
+        storable(d.title),
+        storable(d.body),
+        storable(d.severity),
+        storable(d.body_format),
+        now,
+        now,
+        now,
+    )
+
+
+def _write_noise(conn: sqlite3.Connection, noise: NoiseWrite, now: float) -> None:
+    """Apply noise changes inside the caller's transaction: purge, deletes, then writes."""
+    if noise.purge_before is not None:
+        conn.execute(
+            "DELETE FROM noise_state WHERE due_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?",
+            (noise.purge_before,),
+        )
+    conn.executemany(
+        "DELETE FROM noise_state WHERE kind = ? AND name = ? AND key = ?",
+        [tuple(storable(part) for part in ref) for ref in noise.delete],
+    )
+    conn.executemany(
+        f"INSERT INTO noise_state ({NOISE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name, key) "
+        "DO UPDATE SET data = excluded.data, due_at = excluded.due_at, expires_at = excluded.expires_at",
+        [
+            (storable(r.kind), storable(r.name), storable(r.key), storable(r.data), r.due_at, r.expires_at)
+            for r in noise.put
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO noise_log (at, recorded_at, inbox_id, rule, key, action, reason, suppressed) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                e.at,
+                now,
+                e.inbox_id,
+                None if e.rule is None else storable(e.rule),
+                None if e.key is None else storable(e.key),
+                storable(e.action),
+                storable(e.reason),
+                1 if e.suppressed else 0,
+            )
+            for e in noise.log
+        ],
+    )
 
 
 def _resolve_all(futures: list[asyncio.Future[Accepted]], results: list[Accepted]) -> None:

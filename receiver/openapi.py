@@ -1,0 +1,512 @@
+"""The OpenAPI 3.1 document of ``/api/openapi.json``: the admin API and the routes Orchestrator calls.
+
+Written by hand, as data, rather than generated: the routes are few, their answers are plain
+dicts, and a hand-written document can say what matters to an operator (what ``duplicate``
+means, why a 503 should be retried). ``tests/test_api_openapi.py`` keeps it honest: it validates
+the document against the OpenAPI 3.1 schema and checks that it names exactly the routes of the
+application, with the same methods.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from receiver import __version__
+
+__all__ = ["document"]
+
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _param(name: str, where: str, description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "in": where, "description": description, "schema": schema, **extra}
+
+
+def _id(what: str) -> dict[str, Any]:
+    return _param("id", "path", f"The {what} id.", {"type": "integer", "minimum": 0}, required=True)
+
+
+_LIMIT = _param("limit", "query", "At most this many (1-1000).", {"type": "integer", "default": 100})
+_BEFORE = _param(
+    "before", "query", "Only ids below this one: the `next_before` of the previous page.", {"type": "integer"}
+)
+_TIME = {"type": "string", "examples": ["2026-01-31T08:00:00Z", "1769846400", "2h"]}
+_ADMIN_ERRORS = {
+    "401": _error("Missing or wrong bearer token (`unauthorized`)."),
+    "404": _error("Not found, or the admin API is off (`admin_api_disabled`: no RECEIVER_ADMIN_TOKEN)."),
+}
+
+
+def _admin(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"tags": ["admin"], "summary": summary, "responses": {**responses, **_ADMIN_ERRORS}, **extra}
+
+
+def _schemas() -> dict[str, Any]:
+    nullable_number = {"type": ["number", "null"]}
+    nullable_string = {"type": ["string", "null"]}
+    decision = {
+        "type": "object",
+        "description": "A noise-control decision about the event (silenced, throttled, grouped, notified...).",
+        "properties": {
+            "action": {"type": "string"},
+            "rule": nullable_string,
+            "key": nullable_string,
+            "reason": {"type": "string"},
+            "suppressed": {"type": "boolean", "description": "The rule sent nothing for the event because of it."},
+        },
+        "required": ["action", "reason"],
+    }
+    attempt = {
+        "type": "object",
+        "properties": {
+            "at": {"type": "number", "description": "Unix seconds."},
+            "status": {"type": "string", "enum": ["sent", "failed", "dead"]},
+            "reason": {**nullable_string, "description": "The channel's reason (secrets removed)."},
+            "elapsed": {"type": "number", "description": "Seconds the attempt took."},
+        },
+        "required": ["at", "status", "reason", "elapsed"],
+    }
+    delivery = {
+        "type": "object",
+        "description": "One notification due to one channel: an outbox row.",
+        "properties": {
+            "id": {"type": "integer"},
+            "inbox_id": {"type": "integer", "description": "The event it came from."},
+            "rule": {"type": "string"},
+            "channel": {"type": "string"},
+            "state": {"type": "string", "enum": ["pending", "sent", "dead"]},
+            "attempts": {"type": "integer", "description": "Attempts since it was created or last re-driven."},
+            "last_error": nullable_string,
+            "created_at": {"type": "number"},
+            "next_attempt_at": {**nullable_number, "description": "When it is tried next (pending only)."},
+            "sent_at": nullable_number,
+            "title": {"type": "string"},
+            "severity": {"type": "string"},
+            "body": {"type": "string", "description": "The rendered message (GET /api/deliveries/{id} only)."},
+            "attempt_log": {"type": "array", "items": _ref("Attempt")},
+        },
+        "required": ["id", "inbox_id", "rule", "channel", "state", "attempts", "last_error", "created_at"],
+    }
+    explanation = {
+        "type": "object",
+        "description": (
+            "Why each rule did or did not match, evaluated now on the stored body against the rules in "
+            "force now (loaded at `rules_loaded_at`), which may differ from the rules that processed the event."
+        ),
+        "properties": {
+            "evaluated_with": {"type": "string", "const": "rules in force now"},
+            "rules_loaded_at": {"type": "number"},
+            "note": {"type": "string"},
+            "error": {"type": "string", "description": "The stored body cannot be read as its type."},
+            "rules": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "rule": {"type": "string"},
+                        "matched": {"type": "boolean"},
+                        "evaluated": {"type": "boolean", "description": "False: an earlier match stopped evaluation."},
+                        "reason": {**nullable_string, "description": "For a miss: the first clause that failed."},
+                    },
+                    "required": ["rule", "matched", "evaluated", "reason"],
+                },
+            },
+        },
+        "required": ["evaluated_with", "rules_loaded_at", "rules"],
+    }
+    event = {
+        "type": "object",
+        "description": "An accepted event and what became of it.",
+        "properties": {
+            "id": {"type": "integer"},
+            "source": {"type": "string"},
+            "event_id": {"type": "string", "description": "Orchestrator's EventId (or sha256 of the body)."},
+            "type": {"type": "string"},
+            "received_at": {"type": "number"},
+            "event_time": nullable_number,
+            "state": {"type": "string", "enum": ["new", "processed", "unparsed"]},
+            "processed_at": nullable_number,
+            "process": nullable_string,
+            "robot": nullable_string,
+            "result": {
+                "type": "string",
+                "enum": [
+                    "waiting",
+                    "unparsed",
+                    "notified",
+                    "sending",
+                    "failing",
+                    "dead",
+                    "suppressed",
+                    "matched",
+                    "unmatched",
+                ],
+                "description": "What became of it, in one word.",
+            },
+            "matched_rules": {"type": "array", "items": {"type": "string"}},
+            "decisions": {"type": "array", "items": _ref("Decision")},
+            "outcome": {"type": ["object", "null"], "description": "The worker's record of processing."},
+            "deliveries": {"type": "array", "items": _ref("Delivery")},
+            "explain": _ref("Explanation"),
+            "noise_log": {"type": "array", "items": _ref("Decision")},
+            "body": {"description": "The stored body (GET /api/events/{id} only)."},
+        },
+        "required": ["id", "source", "event_id", "type", "received_at", "state", "result", "matched_rules"],
+    }
+    error = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+        "required": ["error", "detail"],
+    }
+    return {
+        "Error": error,
+        "Event": event,
+        "Delivery": delivery,
+        "Attempt": attempt,
+        "Decision": decision,
+        "Explanation": explanation,
+        "Silence": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "matchers": {"type": "array", "items": {"type": "string"}},
+                "comment": {"type": "string"},
+                "created_by": {"type": "string"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "starts_at": {"type": "string", "format": "date-time"},
+                "ends_at": {"type": "string", "format": "date-time"},
+                "state": {"type": "string", "enum": ["pending", "active", "expired"]},
+            },
+            "required": ["id", "matchers", "comment", "created_by", "starts_at", "ends_at", "state"],
+        },
+        "Accepted": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["accepted", "duplicate"]},
+                "event_id": {"type": "string"},
+            },
+            "required": ["status", "event_id"],
+        },
+        "LogsAccepted": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "const": "accepted"},
+                "accepted": {"type": "integer"},
+                "duplicates": {"type": "integer"},
+            },
+            "required": ["status", "accepted", "duplicates"],
+        },
+    }
+
+
+def _edge_paths() -> dict[str, Any]:
+    source = _param("source", "path", "The source name (`uipath` by default).", {"type": "string"}, required=True)
+    return {
+        "/webhooks/{source}": {
+            "post": {
+                "tags": ["edge"],
+                "summary": "Receive an Orchestrator webhook",
+                "description": (
+                    "Verifies `X-UiPath-Signature` (Base64 HMAC-SHA256 of the raw body), checks the body is a "
+                    "JSON object with a `Type`, stores it and answers. Matching and delivery happen afterwards."
+                ),
+                "security": [{"uipathSignature": []}, {}],
+                "parameters": [source],
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": {"type": "object", "required": ["Type"]}}},
+                },
+                "responses": {
+                    "202": _json(_ref("Accepted"), "Stored (`accepted`), or already stored (`duplicate`)."),
+                    "400": _error("Not JSON, not an object, no `Type`, or an old `Timestamp` (`stale_event`)."),
+                    "401": _error("Missing, wrong or malformed signature."),
+                    "404": _error("Unknown source."),
+                    "413": _error("Body over RECEIVER_MAX_BODY_BYTES."),
+                    "503": _error("The store cannot write: retry (Retry-After)."),
+                },
+            }
+        },
+        "/logs/{source}": {
+            "post": {
+                "tags": ["edge"],
+                "summary": "Receive robot log entries",
+                "description": 'One entry, an array, or `{"logs": [...]}`; each entry becomes a `robot.log` event.',
+                "security": [{"bearer": []}],
+                "parameters": [source],
+                "requestBody": {
+                    "required": True,
+                    "content": {_JSON: {"schema": {"type": ["object", "array"]}}},
+                },
+                "responses": {
+                    "202": _json(_ref("LogsAccepted"), "Stored."),
+                    "400": _error("Not log entries."),
+                    "401": _error("Missing or wrong bearer token."),
+                    "404": _error("No robot-log token is configured for the source."),
+                    "413": _error("Body over RECEIVER_MAX_BODY_BYTES."),
+                    "503": _error("The store cannot write: retry."),
+                },
+            }
+        },
+    }
+
+
+def _ops_paths() -> dict[str, Any]:
+    plain = {"description": "The answer.", "content": {_JSON: {"schema": {"type": "object"}}}}
+    return {
+        "/healthz": {
+            "get": {
+                "tags": ["operations"],
+                "summary": "The process is alive",
+                "security": [],
+                "responses": {"200": plain},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "tags": ["operations"],
+                "summary": "The store answers and rules are loaded (the last reload's problems are listed)",
+                "security": [],
+                "responses": {"200": plain, "503": _json({"type": "object"}, "Not ready, with the reason.")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "tags": ["operations"],
+                "summary": "Prometheus metrics",
+                "security": [],
+                "responses": {"200": {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "tags": ["operations"],
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": plain},
+            }
+        },
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    events = {"type": "array", "items": _ref("Event")}
+    deliveries = {"type": "array", "items": _ref("Delivery")}
+    page = {"type": ["integer", "null"], "description": "Pass as `before` for the next page; null on the last."}
+    glob = {"type": "string", "description": "Any casing; `*` matches any text."}
+    silences = {"type": "array", "items": _ref("Silence")}
+    return {
+        "/api/events": {
+            "get": _admin(
+                "Recent events and what became of them",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"events": events, "next_before": page}},
+                        "Newest first.",
+                    ),
+                    "400": _error("A filter that cannot be read (`invalid_query`)."),
+                },
+                parameters=[
+                    _param(
+                        "type", "query", "Event types (repeat or comma-separate; `*` wildcard).", {"type": "string"}
+                    ),
+                    _param("process", "query", "Process name.", glob),
+                    _param("robot", "query", "Robot name.", glob),
+                    _param("source", "query", "Source name.", {"type": "string"}),
+                    _param("state", "query", "Processing state.", {"enum": ["new", "processed", "unparsed"]}),
+                    _param("since", "query", "Received at or after: Unix seconds, ISO 8601, or `2h` ago.", _TIME),
+                    _param("until", "query", "Received before (same forms).", _TIME),
+                    _param("explain", "query", "`1`: add why each rule did or did not match.", {"type": "string"}),
+                    _LIMIT,
+                    _BEFORE,
+                ],
+            )
+        },
+        "/api/events/{id}": {
+            "get": _admin(
+                "One event: body, deliveries with attempts, noise decisions, and why each rule did or did not match",
+                {"200": _json(_ref("Event"), "The event."), "400": _error("Not an id.")},
+                parameters=[_id("event")],
+            )
+        },
+        "/api/deliveries": {
+            "get": _admin(
+                "Deliveries with their attempt counts and last errors",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"deliveries": deliveries, "next_before": page}},
+                        "Newest first.",
+                    ),
+                    "400": _error("Unknown state or bad id."),
+                },
+                parameters=[
+                    _param(
+                        "state",
+                        "query",
+                        "`failing` = pending with at least one failed attempt.",
+                        {"enum": ["pending", "failing", "sent", "dead"]},
+                    ),
+                    _param("channel", "query", "Channel name.", {"type": "string"}),
+                    _param("rule", "query", "Rule name.", {"type": "string"}),
+                    _param("event", "query", "Only the deliveries of this event (its `id`).", {"type": "integer"}),
+                    _LIMIT,
+                    _BEFORE,
+                ],
+            )
+        },
+        "/api/deliveries/{id}": {
+            "get": _admin(
+                "One delivery with its message and attempt log",
+                {"200": _json(_ref("Delivery"), "The delivery."), "400": _error("Not an id.")},
+                parameters=[_id("delivery")],
+            )
+        },
+        "/api/deliveries/{id}/retry": {
+            "post": _admin(
+                "Re-drive a failing or dead delivery now, with a fresh attempt budget",
+                {"200": _json({"type": "object"}, "`retrying`."), "400": _error("Not an id.")},
+                parameters=[_id("delivery")],
+            )
+        },
+        "/api/deliveries/retry-dead": {
+            "post": _admin("Re-drive every dead delivery", {"200": _json({"type": "object"}, "`retrying`, `count`.")})
+        },
+        "/api/silences": {
+            "get": _admin(
+                "Ad-hoc silences not ended yet (pending ones included), or every one with `all=1`",
+                {"200": _json({"type": "object", "properties": {"silences": silences}}, "Newest first.")},
+                parameters=[_param("all", "query", "`1`: expired ones too.", {"type": "string"}), _LIMIT],
+            ),
+            "post": _admin(
+                "Create an ad-hoc silence",
+                {
+                    "201": _json({"type": "object", "properties": {"silence": _ref("Silence")}}, "Created."),
+                    "400": _error("Unreadable matchers, no comment or creator, or a bad time range."),
+                },
+                requestBody={
+                    "required": True,
+                    "content": {
+                        _JSON: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "matchers": {
+                                        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+                                        "examples": ["process=Invoice* robot=BOT01"],
+                                    },
+                                    "comment": {"type": "string"},
+                                    "created_by": {"type": "string"},
+                                    "for": {"type": "string", "examples": ["2h"]},
+                                    "starts_at": {"type": ["string", "number"]},
+                                    "ends_at": {"type": ["string", "number"]},
+                                },
+                                "required": ["matchers", "comment", "created_by"],
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+            ),
+        },
+        "/api/silences/{id}": {
+            "delete": _admin(
+                "Expire an ad-hoc silence now",
+                {"200": _json({"type": "object", "properties": {"silence": _ref("Silence")}}, "Expired.")},
+                parameters=[_id("silence")],
+            )
+        },
+        "/api/silences/{id}/expire": {
+            "post": _admin(
+                "Expire an ad-hoc silence now (the same as DELETE, for clients that only POST)",
+                {"200": _json({"type": "object", "properties": {"silence": _ref("Silence")}}, "Expired.")},
+                parameters=[_id("silence")],
+            )
+        },
+        "/api/suppressions": {
+            "get": _admin(
+                "Noise decisions, newest first: suppressions only, or every decision with `all=1`",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"suppressions": {"type": "array", "items": _ref("Decision")}},
+                        },
+                        "Newest first.",
+                    ),
+                    "400": _error("`event` is not an id."),
+                },
+                parameters=[
+                    _param("event", "query", "Only decisions about this event (its `id`).", {"type": "integer"}),
+                    _param("all", "query", "`1`: every decision, not only suppressions.", {"type": "string"}),
+                    _LIMIT,
+                ],
+            )
+        },
+        "/api/rules": {
+            "get": _admin(
+                "The rules in force, their channels (URLs masked) and the last reload's problems",
+                {"200": _json({"type": "object"}, "The rule set.")},
+            )
+        },
+        "/api/rules/reload": {
+            "post": _admin(
+                "Reload rules.yaml; on any problem the running rules stay",
+                {
+                    "200": _json({"type": "object"}, "`reloaded`."),
+                    "422": _json({"type": "object"}, "`failed` with every problem."),
+                },
+            )
+        },
+    }
+
+
+@functools.cache
+def _build() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "receiver",
+            "version": __version__,
+            "description": (
+                "Turns UiPath Orchestrator webhooks and robot logs into alerts. Every error body is "
+                '`{"error": CODE, "detail": MESSAGE}`. Times are Unix seconds (UTC).'
+            ),
+        },
+        "tags": [
+            {"name": "edge", "description": "What Orchestrator and robots call."},
+            {"name": "admin", "description": "Bearer RECEIVER_ADMIN_TOKEN; off without one."},
+            {"name": "operations", "description": "Health, metrics and this document: no token."},
+        ],
+        "security": [{"bearer": []}],
+        "paths": {**_edge_paths(), **_ops_paths(), **_admin_paths()},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "uipathSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-UiPath-Signature",
+                    "description": "Base64 HMAC-SHA256 of the raw body with the source's secret.",
+                },
+            },
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_build())

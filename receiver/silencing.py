@@ -1,0 +1,129 @@
+"""Ad-hoc silences as the CLI and the admin API create and show them (the glue to the store).
+
+Both ``receiver silence add`` and ``POST /api/silences`` build a silence with
+:func:`build_silence`, which checks the matchers with the rules' compiler (unknown fields get a
+did-you-mean, enum values are checked) and the time range, so a silence that could never match
+is refused when it is made, not discovered when it fails to mute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.noise import MatcherError, compile_matchers, parse_matchers
+from receiver.rules.spec import parse_duration
+from receiver.store import NewSilence, SilenceRow
+
+__all__ = ["SilenceError", "build_silence", "parse_time", "silence_json", "silence_state"]
+
+_MAX_SECONDS = 366 * 86400.0
+
+
+class SilenceError(ValueError):
+    """A silence that cannot be created; ``problems`` lists every reason."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+def parse_time(value: Any) -> float:
+    """Unix seconds from a number or an ISO 8601 date-time (without an offset: UTC).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an ISO 8601 date-time, e.g. 2026-03-01T18:00:00Z") from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    raise ValueError(f"{value!r} is not a time")
+
+
+def build_silence(
+    matchers: Sequence[str],
+    *,
+    comment: str,
+    created_by: str,
+    now: float,
+    duration: Any = None,
+    starts_at: Any = None,
+    ends_at: Any = None,
+) -> NewSilence:
+    """Check and build a silence.
+
+    Args:
+        matchers: ``FIELD=VALUE``-style matchers, one or several per item.
+        comment: why (required, as in Alertmanager: the next person on call reads it).
+        created_by: who.
+        now: the current time.
+        duration: how long from its start (``2h``; a duration of rules.yaml), or None with ``ends_at``.
+        starts_at: when it starts (default now).
+        ends_at: when it ends, instead of ``duration``.
+
+    Raises:
+        SilenceError: with every problem found.
+    """
+    problems: list[str] = []
+    written: list[str] = []
+    try:
+        parsed = parse_matchers(matchers)
+        compile_matchers(parsed)
+        written = [str(m) for m in parsed]
+    except MatcherError as exc:
+        problems.extend(exc.problems)
+    if not comment.strip():
+        problems.append("give a comment: why is this silenced (the next person on call will read it)")
+    if not created_by.strip():
+        problems.append("give the creator's name")
+    start, end = now, None
+    try:
+        start = now if starts_at is None else parse_time(starts_at)
+        if (duration is None) == (ends_at is None):
+            problems.append("give either a duration (--for 2h) or an end time (--until), not both")
+        elif duration is not None:
+            end = start + parse_duration(duration).total_seconds()
+        else:
+            end = parse_time(ends_at)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if end is not None and end <= max(start, now):
+        problems.append("the silence would end before it starts, or is over already")
+    if end is not None and end - start > _MAX_SECONDS:
+        problems.append("a silence may last a year at most; use a rule with notify: [] for good")
+    if problems or end is None:
+        raise SilenceError(problems)
+    return NewSilence(tuple(written), comment.strip(), created_by.strip(), start, end)
+
+
+def silence_state(row: SilenceRow, now: float) -> str:
+    """``pending`` (not started), ``active`` or ``expired``."""
+    if now < row.starts_at:
+        return "pending"
+    return "active" if now < row.ends_at else "expired"
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).isoformat()
+
+
+def silence_json(row: SilenceRow, now: float) -> dict[str, Any]:
+    """A silence as the admin API and ``receiver silence list --json`` show it."""
+    return {
+        "id": row.id,
+        "matchers": list(row.matchers),
+        "comment": row.comment,
+        "created_by": row.created_by,
+        "created_at": _iso(row.created_at),
+        "starts_at": _iso(row.starts_at),
+        "ends_at": _iso(row.ends_at),
+        "state": silence_state(row, now),
+    }

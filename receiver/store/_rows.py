@@ -1,0 +1,43 @@
+"""Row conversions both stores share (noise decisions, silences)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from receiver.store import NoiseLogEntry, NoiseLogRow, SilenceRow
+
+__all__ = ["LOG_COLUMNS", "NOISE_COLUMNS", "SILENCE_COLUMNS", "log_row", "silence_row"]
+
+NOISE_COLUMNS = "kind, name, key, data, due_at, expires_at"
+SILENCE_COLUMNS = "id, matchers, comment, created_by, created_at, starts_at, ends_at"
+LOG_COLUMNS = "id, recorded_at, at, inbox_id, rule, key, action, reason, suppressed"
+
+
+def silence_row(row: tuple[Any, ...]) -> SilenceRow:
+    """A ``silences`` row (matchers stored as a JSON list)."""
+    id_, matchers, comment, created_by, created_at, starts_at, ends_at = row
+    return SilenceRow(
+        int(id_),
+        tuple(str(m) for m in json.loads(matchers)),
+        str(comment),
+        str(created_by),
+        float(created_at),
+        float(starts_at),
+        float(ends_at),
+    )
+
+
+def log_row(row: tuple[Any, ...]) -> NoiseLogRow:
+    """A ``noise_log`` row."""
+    id_, recorded_at, at, inbox_id, rule, key, action, reason, suppressed = row
+    entry = NoiseLogEntry(
+        at=float(at),
+        inbox_id=None if inbox_id is None else int(inbox_id),
+        rule=rule,
+        key=key,
+        action=str(action),
+        reason=str(reason),
+        suppressed=bool(suppressed),
+    )
+    return NoiseLogRow(int(id_), float(recorded_at), entry)

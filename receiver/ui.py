@@ -1,0 +1,571 @@
+"""The web page at ``/ui``: what arrived, what became of it, what is failing, and the few actions.
+
+Server-rendered HTML (Jinja2, autoescaped, templates and one stylesheet in ``receiver/ui/``),
+no JavaScript, no build step. Pages: an overview (counts, failing and dead deliveries, recent
+events), events with filters, one event (its deliveries and attempts, its noise decisions, why
+each rule did or did not match, its body), deliveries by state, silences (active ones, a form to
+add one, the maintenance windows of rules.yaml), and the rule set with its load status.
+
+Access: the admin token (``RECEIVER_ADMIN_TOKEN``; unset = the page is off) is typed once into
+the login form and compared in constant time. The session cookie does not hold the token: it is
+``EXPIRY.HMAC(token, EXPIRY)``, HttpOnly and SameSite=Strict, so it is stateless (every replica
+accepts it), expires by itself, and dies when the token is rotated. Every POST also carries a
+CSRF token derived from the session (``HMAC(token, session)``) and, when the browser sends one,
+an ``Origin`` equal to the page's own. Pages are sent with a CSP that allows no script at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import jinja2
+import structlog
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from receiver import audit, silencing
+from receiver.api import event_detail, event_list, rules_json
+from receiver.runtime import Runtime
+from receiver.store import DeliveryRow
+
+__all__ = ["COOKIE", "SESSION_SECONDS", "routes"]
+
+log = structlog.get_logger()
+
+COOKIE = "receiver_session"
+SESSION_SECONDS = 12 * 3600
+_FORM_LIMIT = 16 * 1024
+_EVENT_FILTERS = ("type", "process", "robot", "state", "since", "until")
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+_TONES = {
+    "notified": "ok",
+    "sent": "ok",
+    "sending": "info",
+    "pending": "info",
+    "suppressed": "info",
+    "silenced": "info",
+    "failing": "warn",
+    "failed": "warn",
+    "dead": "bad",
+    "unparsed": "bad",
+}
+_DONE = {
+    "retried": ("ok", "Delivery {id} is due again and will be sent in a moment."),
+    "retried_dead": ("ok", "{n} dead deliveries are due again."),
+    "silenced": ("ok", "Silence {id} added."),
+    "expired": ("ok", "Silence {id} expired."),
+    "reloaded": ("ok", "Rules reloaded: {n} rules in force."),
+    "reload_failed": ("bad", "The reload failed: the running rules stay. The problems are listed below."),
+    "not_found": ("bad", "Nothing to do: {what} {id} does not exist or is already done."),
+}
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _when(context: Mapping[str, Any], ts: float | None) -> str:
+    if ts is None:
+        return "\u2013"
+    return datetime.fromtimestamp(ts, tz=UTC).astimezone(context["tz"]).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _duration(seconds: float) -> str:
+    total = round(seconds)
+    if total < 1:
+        return f"{seconds * 1000:.0f} ms" if seconds > 0 else "0 s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size:
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return " ".join(parts[:2])
+
+
+def _ago(context: Mapping[str, Any], ts: float | None) -> str:
+    if ts is None:
+        return "\u2013"
+    delta = float(context["now"]) - ts
+    if abs(delta) < 1:
+        return "just now"
+    return f"{_duration(delta)} ago" if delta > 0 else f"in {_duration(-delta)}"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("receiver", "ui"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = jinja2.pass_context(_when)
+    env.filters["ago"] = jinja2.pass_context(_ago)
+    env.filters["duration"] = _duration
+    env.filters["tone"] = lambda word: _TONES.get(word, "idle")
+    return env
+
+
+_ENV = _environment()
+_CSS = resources.files("receiver").joinpath("ui/ui.css").read_bytes()
+
+
+def _html(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers={**_HEADERS, **(headers or {})})
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """What every page of a logged-in person needs."""
+
+    rt: Runtime
+    request: Request
+    csrf: str
+
+    def render(self, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        context = {
+            "csrf": self.csrf,
+            "now": self.rt.clock(),
+            "tz": self.rt.ruleset.timezone,
+            "flash": _flash(self.request),
+            "filtered": False,
+            **values,
+        }
+        return _html(_ENV.get_template(template).render(context), status)
+
+
+def _flash(request: Request) -> dict[str, str] | None:
+    """The message of the action just done (``?done=CODE``): fixed texts, only numbers filled in."""
+    params = request.query_params
+    found = _DONE.get(params.get("done", ""))
+    if found is None:
+        return None
+    kind, text = found
+    values = {k: params.get(k, "") if params.get(k, "").isdigit() else "" for k in ("id", "n")}
+    values["what"] = {"silence": "silence", "delivery": "delivery"}.get(params.get("what", ""), "item")
+    return {"kind": kind, "text": text.format(**values)}
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+def _sign(token: str, purpose: str, value: str) -> str:
+    return hmac.new(token.encode(), f"receiver-ui:{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def _new_session(token: str, now: float) -> str:
+    expiry = str(int(now + SESSION_SECONDS))
+    return f"{expiry}.{_sign(token, 'session', expiry)}"
+
+
+def _valid_session(value: str | None, token: str, now: float) -> bool:
+    expiry, _, signature = (value or "").partition(".")
+    if not expiry.isdigit() or not signature:
+        return False
+    good = hmac.compare_digest(signature.encode(), _sign(token, "session", expiry).encode())
+    return good and now < int(expiry) <= now + SESSION_SECONDS + 60
+
+
+def _same_origin(request: Request) -> bool:
+    """False when the browser says the request comes from another site (CSRF), else True.
+
+    ``Sec-Fetch-Site`` first: browsers set it and proxies leave it alone. Without it (older
+    browsers), an ``Origin`` whose host is not the ``Host`` the request came to. Neither is the
+    only guard: every action also needs the session's CSRF token, and the cookie is SameSite=Strict.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return hmac.compare_digest(urlsplit(origin).netloc.encode(), request.headers.get("host", "").encode())
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An url-encoded form (what the pages send), bounded in size; the first value of each field."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _FORM_LIMIT:
+            return {}
+    pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=50)
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        form.setdefault(key, value)
+    return form
+
+
+def _next_path(value: str | None, default: str = "/ui") -> str:
+    """Where to go after an action: a path of this page only (never another site)."""
+    if value and value.startswith("/ui") and not value.startswith("//") and "\\" not in value:
+        return value
+    return default
+
+
+def _redirect(path: str, **done: str | int) -> RedirectResponse:
+    if done:
+        path += ("&" if "?" in path else "?") + urlencode({k: str(v) for k, v in done.items()})
+    return RedirectResponse(path, status_code=303, headers=_HEADERS)
+
+
+def _off() -> HTMLResponse:
+    body = _ENV.get_template("off.html").render(
+        csrf="", flash=None, title="Off", now=time.time(), tz=UTC, filtered=False
+    )
+    return _html(body, 404)
+
+
+_PageHandler = Callable[[_Page], Awaitable[Response]]
+_FormHandler = Callable[[_Page, dict[str, str]], Awaitable[Response]]
+
+
+def _page(handler: _PageHandler) -> Callable[[Request], Awaitable[Response]]:
+    """A GET page: logged-in only (others go to the login form and come back)."""
+
+    async def guarded(request: Request) -> Response:
+        rt: Runtime = request.app.state.runtime
+        token = rt.settings.admin_token
+        if token is None:
+            return _off()
+        secret = token.get_secret_value()
+        session = request.cookies.get(COOKIE)
+        if not _valid_session(session, secret, rt.clock()):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return _redirect("/ui/login?" + urlencode({"next": target}))
+        return await handler(_Page(rt, request, _sign(secret, "csrf", session or "")))
+
+    return guarded
+
+
+def _action(handler: _FormHandler) -> Callable[[Request], Awaitable[Response]]:
+    """A POST action: logged-in, same origin, and the CSRF token of the session."""
+
+    async def guarded(request: Request) -> Response:
+        rt: Runtime = request.app.state.runtime
+        token = rt.settings.admin_token
+        if token is None:
+            return _off()
+        secret = token.get_secret_value()
+        session = request.cookies.get(COOKIE) or ""
+        form = await _form(request)
+        csrf = _sign(secret, "csrf", session)
+        if (
+            not _valid_session(session, secret, rt.clock())
+            or not _same_origin(request)
+            or not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode())
+        ):
+            log.warning("ui_action_refused", path=request.url.path, reason="session, origin or csrf token")
+            return _redirect("/ui/login?" + urlencode({"next": "/ui"}))
+        return await handler(_Page(rt, request, csrf), form)
+
+    return guarded
+
+
+# --- log in and out --------------------------------------------------------------------------
+
+
+def _login_page(next_path: str, *, error: str | None = None, status: int = 200) -> HTMLResponse:
+    body = _ENV.get_template("login.html").render(
+        csrf="",
+        flash=None,
+        title="Log in",
+        error=error,
+        next=next_path,
+        now=time.time(),
+        tz=UTC,
+        filtered=False,
+    )
+    return _html(body, status)
+
+
+async def login_form(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    token = rt.settings.admin_token
+    if token is None:
+        return _off()
+    if _valid_session(request.cookies.get(COOKIE), token.get_secret_value(), rt.clock()):
+        return _redirect(_next_path(request.query_params.get("next")))
+    return _login_page(_next_path(request.query_params.get("next")))
+
+
+async def login(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    token = rt.settings.admin_token
+    if token is None:
+        return _off()
+    form = await _form(request)
+    given = form.get("token", "").strip()
+    if not _same_origin(request) or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        log.warning("ui_login_failed", client=request.client.host if request.client else None)
+        return _login_page(_next_path(form.get("next")), error="That is not the admin token.", status=401)
+    log.info("ui_login", client=request.client.host if request.client else None)
+    response = _redirect(_next_path(form.get("next")))
+    response.set_cookie(
+        COOKIE,
+        _new_session(token.get_secret_value(), rt.clock()),
+        max_age=SESSION_SECONDS,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+async def logout(page: _Page, _: dict[str, str]) -> Response:
+    response = _redirect("/ui/login")
+    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+    return response
+
+
+async def stylesheet(_: Request) -> Response:
+    return Response(_CSS, media_type="text/css", headers={"Cache-Control": "max-age=300"})
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+async def overview(page: _Page) -> Response:
+    rt, now = page.rt, page.rt.clock()
+    snapshot = await audit.queue_snapshot(rt.store, now=now)
+    failing = await rt.store.list_deliveries(failing=True, limit=51)
+    dead = await rt.store.list_deliveries(state="dead", limit=50)
+    attention = sorted([*failing[:50], *dead], key=lambda d: d.id, reverse=True)[:40]
+    silences = [s for s in await rt.store.list_silences(active_at=now) if s.starts_at <= now]
+    events = await event_list(rt, await rt.store.list_events(limit=25))
+    channels = snapshot.channels.values()
+    queues = {
+        "pending": sum(c.pending for c in channels),
+        "dead": sum(c.dead for c in channels),
+        "oldest_due_age": max((c.oldest_due_age for c in channels), default=0.0),
+        "inbox_depth": snapshot.inbox_depth,
+    }
+    return page.render(
+        "overview.html",
+        title="Overview",
+        section="Overview",
+        queues=queues,
+        failing=min(len(failing), 50),
+        failing_more=len(failing) > 50,
+        attention=[audit.delivery_json(d) for d in attention],
+        silences=len(silences),
+        rules=rules_json(rt),
+        events=events,
+    )
+
+
+async def events(page: _Page) -> Response:
+    rt, params = page.rt, page.request.query_params
+    fields = {name: params.get(name, "") for name in _EVENT_FILTERS}
+    error = None
+    items: list[dict[str, Any]] = []
+    next_before = None
+    try:
+        query = audit.event_query(params, params.getlist("type"), now=rt.clock())
+    except audit.QueryError as exc:
+        error = str(exc)
+    else:
+        rows = await rt.store.list_events(limit=50, query=query)
+        items = await event_list(rt, rows)
+        next_before = rows[-1].id if len(rows) == 50 else None
+    next_url = "/ui/events?" + urlencode({**{k: v for k, v in fields.items() if v}, "before": next_before or ""})
+    return page.render(
+        "events.html",
+        title="Events",
+        section="Events",
+        q=fields,
+        events=items,
+        error=error,
+        filtered=any(fields.values()),
+        next_before=next_before,
+        next_url=next_url,
+    )
+
+
+async def event(page: _Page) -> Response:
+    raw = page.request.path_params["id"]
+    data = await event_detail(page.rt, int(raw)) if raw.isdigit() and len(raw) < 19 else None
+    if data is None:
+        return page.render(
+            "events.html",
+            status=404,
+            title="Events",
+            section="Events",
+            q=dict.fromkeys(_EVENT_FILTERS, ""),
+            events=[],
+            error=f"There is no event {raw[:40]!r}.",
+            next_before=None,
+            next_url="",
+        )
+    body = data["body"]
+    text = body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False)
+    data["explain"]["note_short"] = (
+        f"evaluated now against the rules loaded {_ago({'now': page.rt.clock()}, data['explain']['rules_loaded_at'])}"
+        ", not necessarily those that processed it"
+    )
+    noise = data["noise_log"] or data["decisions"]
+    return page.render(
+        "event.html",
+        title=f"Event {data['id']}",
+        section="Events",
+        e=data,
+        noise=noise,
+        body_text=text,
+        body_size=len(text.encode()),
+    )
+
+
+async def deliveries(page: _Page) -> Response:
+    rt, params = page.rt, page.request.query_params
+    state = params.get("state", "all")
+    if state not in (*audit.DELIVERY_STATES, "all"):
+        state = "all"
+    before = params.get("before", "")
+    rows: list[DeliveryRow] = await rt.store.list_deliveries(
+        state=None if state in ("all", "failing") else state,
+        failing=state == "failing",
+        before=int(before) if before.isdigit() and len(before) < 19 else None,
+        limit=100,
+    )
+    next_before = rows[-1].id if len(rows) == 100 else None
+    back = f"/ui/deliveries?state={state}"
+    return page.render(
+        "deliveries.html",
+        title="Deliveries",
+        section="Deliveries",
+        state="" if state == "all" else state,
+        deliveries=[audit.delivery_json(d) for d in rows],
+        back=back,
+        next_before=next_before,
+        next_url=f"{back}&before={next_before}",
+    )
+
+
+async def silences(
+    page: _Page, *, status: int = 200, error: list[str] | None = None, form: Mapping[str, str] | None = None
+) -> Response:
+    rt, now = page.rt, page.rt.clock()
+    rows = await rt.store.list_silences(active_at=now)
+    windows = [
+        {
+            "name": w.name,
+            "when": w.schedule.describe(),
+            "rules": ", ".join(w.rules) or "every rule",
+            "active": w.schedule.active(now),
+            "comment": w.comment or "",
+        }
+        for w in rt.ruleset.silences
+    ]
+    values = {"matchers": "", "duration": "", "comment": "", "created_by": "", **(form or {})}
+    return page.render(
+        "silences.html",
+        status=status,
+        title="Silences",
+        section="Silences",
+        silences=rows,
+        windows=windows,
+        error=error,
+        form=values,
+    )
+
+
+async def rules(page: _Page) -> Response:
+    return page.render("rules.html", title="Rules", section="Rules", r=rules_json(page.rt))
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+async def retry(page: _Page, form: dict[str, str]) -> Response:
+    rt, raw = page.rt, page.request.path_params["id"]
+    back = _next_path(form.get("next"))
+    delivery_id = int(raw) if raw.isdigit() and len(raw) < 19 else -1
+    if delivery_id < 0 or not await rt.store.retry_delivery(delivery_id, now=rt.clock()):
+        return _redirect(back, done="not_found", what="delivery", id=max(delivery_id, 0))
+    if rt.dispatcher is not None:
+        rt.dispatcher.wake()
+    log.info("delivery_redriven", delivery_id=delivery_id, by="ui")
+    return _redirect(back, done="retried", id=delivery_id)
+
+
+async def retry_dead(page: _Page, form: dict[str, str]) -> Response:
+    rt = page.rt
+    count = await rt.store.retry_dead(now=rt.clock())
+    if rt.dispatcher is not None:
+        rt.dispatcher.wake()
+    log.info("deliveries_redriven", count=count, by="ui")
+    return _redirect(_next_path(form.get("next")), done="retried_dead", n=count)
+
+
+async def add_silence(page: _Page, form: dict[str, str]) -> Response:
+    rt, now = page.rt, page.rt.clock()
+    try:
+        new = silencing.build_silence(
+            [form.get("matchers", "")],
+            comment=form.get("comment", "")[:500],
+            created_by=form.get("created_by", "")[:100],
+            now=now,
+            duration=form.get("duration", "").strip() or None,
+        )
+    except silencing.SilenceError as exc:
+        return await silences(page, status=400, error=exc.problems, form=form)
+    row = await rt.store.add_silence(new, now=now)
+    log.info("silence_added", silence_id=row.id, matchers=list(row.matchers), created_by=row.created_by, by="ui")
+    return _redirect("/ui/silences", done="silenced", id=row.id)
+
+
+async def expire_silence(page: _Page, form: dict[str, str]) -> Response:
+    rt, raw = page.rt, page.request.path_params["id"]
+    silence_id = int(raw) if raw.isdigit() and len(raw) < 19 else -1
+    row = await rt.store.expire_silence(silence_id, now=rt.clock()) if silence_id >= 0 else None
+    if row is None:
+        return _redirect("/ui/silences", done="not_found", what="silence", id=max(silence_id, 0))
+    log.info("silence_expired", silence_id=silence_id, by="ui")
+    return _redirect("/ui/silences", done="expired", id=silence_id)
+
+
+async def reload_rules(page: _Page, form: dict[str, str]) -> Response:
+    problems = await page.rt.reload("ui")
+    if problems:
+        return _redirect("/ui/rules", done="reload_failed")
+    return _redirect("/ui/rules", done="reloaded", n=len(page.rt.ruleset.rules))
+
+
+def routes() -> list[Route]:
+    """The web page's routes (``/ui`` and below)."""
+    return [
+        Route("/ui", _page(overview), methods=["GET"]),
+        Route("/ui/ui.css", stylesheet, methods=["GET"]),
+        Route("/ui/login", login_form, methods=["GET"]),
+        Route("/ui/login", login, methods=["POST"]),
+        Route("/ui/logout", _action(logout), methods=["POST"]),
+        Route("/ui/events", _page(events), methods=["GET"]),
+        Route("/ui/events/{id}", _page(event), methods=["GET"]),
+        Route("/ui/deliveries", _page(deliveries), methods=["GET"]),
+        Route("/ui/deliveries/retry-dead", _action(retry_dead), methods=["POST"]),
+        Route("/ui/deliveries/{id}/retry", _action(retry), methods=["POST"]),
+        Route("/ui/silences", _page(silences), methods=["GET"]),
+        Route("/ui/silences", _action(add_silence), methods=["POST"]),
+        Route("/ui/silences/{id}/expire", _action(expire_silence), methods=["POST"]),
+        Route("/ui/rules", _page(rules), methods=["GET"]),
+        Route("/ui/rules/reload", _action(reload_rules), methods=["POST"]),
+    ]

@@ -1,0 +1,143 @@
+"""Bad input at the edge: every corpus file and every field of every sample given a wrong type.
+
+The process stays up and answers each with a clear 4xx, except a signed JSON object with a
+``Type`` whose fields are wrong: that is accepted, kept whole and marked unparsed (Orchestrator
+disables a webhook for an hour after a refusal, dropping everything in that hour).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from receiver.app import create_app
+from receiver.settings import Settings
+from receiver.signature import sign
+from support import DATA
+
+SECRET = "bad-input-secret"
+ADMIN = "bad-input-admin"
+BAD = DATA / "bad"
+
+EXPECTED = {
+    "array.json": (400, "not_an_object"),
+    "bom-prefixed.json": (202, None),
+    "deep-nesting.json": (400, "invalid_json"),
+    "duplicate-keys.json": (400, "duplicate_keys"),
+    "duplicate-nested-keys.json": (400, "duplicate_keys"),
+    "empty.json": (400, "invalid_json"),
+    "invalid-utf8.json": (400, "invalid_json"),
+    "nan.json": (202, None),
+    "no-type.json": (400, "missing_type"),
+    "null.json": (400, "not_an_object"),
+    "scalar-number.json": (400, "not_an_object"),
+    "scalar-string.json": (400, "not_an_object"),
+    "truncated.json": (400, "invalid_json"),
+    "type-number.json": (400, "missing_type"),
+}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    tmp = tmp_path_factory.mktemp("bad")
+    rules = tmp / "rules.yaml"
+    rules.write_text('channels:\n  ops: "log://"\nrules:\n  - name: all\n    match: {type: "*"}\n    notify: [ops]\n')
+    settings = Settings(
+        rules=rules,
+        database_url=f"sqlite:///{tmp / 'r.db'}",
+        webhook_secret=SECRET,
+        admin_token=ADMIN,
+        watch_rules=False,
+        poll_seconds=0.05,
+        max_event_age_seconds=10**10,  # the samples are years old
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, body: bytes, **headers: str) -> Any:
+    return client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET), **headers})
+
+
+def test_corpus_is_complete() -> None:
+    """Every file of the corpus has an expectation (and every expectation a file)."""
+    assert set(EXPECTED) == {p.name for p in BAD.glob("*.json")}
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(EXPECTED.items()), ids=sorted(EXPECTED))
+def test_corpus_file(client: TestClient, name: str, expected: tuple[int, str | None]) -> None:
+    """Each bad body gets its documented answer; refusals carry the JSON error shape."""
+    reply = post(client, (BAD / name).read_bytes())
+    status, code = expected
+    assert status == reply.status_code, reply.text
+    if code is not None:
+        assert {"error": code} == {"error": reply.json()["error"]}
+        assert reply.json()["detail"]
+
+
+def _leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _leaf_paths(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _leaf_paths(child, (*path, index))
+    else:
+        yield path
+
+
+def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = json.loads(json.dumps(value))
+    target = copy
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = new
+    return copy
+
+
+WRONG = [{"unexpected": [1, 2]}, [None], 10**100, True, "🙂" * 3]
+
+SAMPLES = sorted(p.name for p in DATA.glob("*.json") if not p.name.startswith("robot-log"))
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_every_field_with_a_wrong_type_is_kept(client: TestClient, name: str) -> None:
+    """Every leaf of a sample replaced by each wrong type: accepted and stored, never a 5xx, never lost."""
+    sample = json.loads((DATA / name).read_text())
+    sent: list[str] = []
+    for number, path in enumerate(p for p in _leaf_paths(sample) if p not in {("Type",)}):
+        for variant, wrong in enumerate(WRONG):
+            event_id = f"{name}-{number}-{variant}"
+            body = _replace(_replace(sample, path, wrong), ("EventId",), event_id)
+            reply = post(client, json.dumps(body).encode())
+            assert 202 == reply.status_code, (path, wrong, reply.text)
+            sent.append(reply.json()["event_id"])
+    assert len(set(sent)) == len(sent)
+    deadline = time.monotonic() + 30
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        events = client.get("/api/events?limit=1000", headers={"Authorization": f"Bearer {ADMIN}"}).json()["events"]
+        states = {e["event_id"]: e["state"] for e in events if e["event_id"] in set(sent)}
+        if len(states) == len(sent) and "new" not in states.values():
+            break
+        time.sleep(0.1)
+    assert set(sent) == set(states)
+    assert {"processed", "unparsed"} >= set(states.values())
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "", "application/json; charset=latin-1", "multipart/form-data"],
+)
+def test_content_type_does_not_matter(client: TestClient, content_type: str, tmp_path: Path) -> None:
+    """Orchestrator documents no Content-Type: the signed bytes decide, whatever the header says."""
+    body = json.dumps({"Type": "ping", "EventId": f"ct-{content_type}"}).encode()
+    assert 202 == post(client, body, **{"Content-Type": content_type}).status_code
