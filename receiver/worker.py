@@ -20,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,16 +151,24 @@ class InboxWorker:
         self._batch = batch
         self._metrics = metrics
         self._wakeup = asyncio.Event()
+        # Who holds the inbox lease: unique per process, readable in the database.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._leader = False
 
     def wake(self) -> None:
         """Tell the worker there is new work (the webhook route calls this after a commit)."""
         self._wakeup.set()
 
     async def run(self) -> None:
-        """Process until cancelled; a store failure is logged and retried after ``poll``."""
+        """Process until cancelled; a store failure is logged and retried after ``poll``.
+
+        Only the holder of the store's ``inbox`` lease processes: with N replicas on one
+        database, one of them runs the inbox and the noise engine (whose state must see events
+        one at a time, in order); the others stand by and take over when the lease lapses.
+        """
         while True:
             try:
-                done = await self.run_once()
+                done = await self.run_once() if await self._lead() else 0
             except StoreError as exc:
                 log.error("inbox_store_failed", error=str(exc))
                 done = 0
@@ -166,6 +177,13 @@ class InboxWorker:
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+
+    async def _lead(self) -> bool:
+        leader = await self._store.acquire_lease("inbox", self.owner, now=self._clock(), ttl=self._lease)
+        if leader != self._leader:
+            log.info("inbox_leadership_" + ("taken" if leader else "lost"), owner=self.owner)
+            self._leader = leader
+        return leader
 
     async def run_once(self) -> int:
         """Claim one batch and process it (firing the timers due before its events); fire due timers.

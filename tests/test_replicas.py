@@ -38,10 +38,23 @@ def sink() -> Iterator[Sink]:
     server.stop()
 
 
+def start_replicas(tmp_path: Path, pg_url: str, rules_text: str) -> list[ServerProcess]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(rules_text)
+    env = {"RECEIVER_WEBHOOK_SECRET": SECRET, "RECEIVER_LEASE_SECONDS": "3"}
+    servers = [
+        ServerProcess(rules=rules, database=tmp_path / f"replica{i}", env=env, database_url=pg_url) for i in range(3)
+    ]
+    for server in servers:
+        server.start()
+    return servers
+
+
 @pytest.fixture
 def replicas(tmp_path: Path, sink: Sink, pg_url: str) -> Iterator[list[ServerProcess]]:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
+    servers = start_replicas(
+        tmp_path,
+        pg_url,
         f"""
 channels:
   hook: {{url: "{sink.url()}", concurrency: {CONCURRENCY}, timeout: 5s}}
@@ -50,14 +63,8 @@ rules:
     match: {{type: job.faulted}}
     notify: [hook]
     title: "{{{{ event_id }}}}"
-"""
+""",
     )
-    env = {"RECEIVER_WEBHOOK_SECRET": SECRET, "RECEIVER_LEASE_SECONDS": "3"}
-    servers = [
-        ServerProcess(rules=rules, database=tmp_path / f"replica{i}", env=env, database_url=pg_url) for i in range(3)
-    ]
-    for server in servers:
-        server.start()
     yield servers
     for server in servers:
         server.kill()
@@ -113,3 +120,47 @@ def test_replica_killed_mid_burst_loses_nothing(replicas: list[ServerProcess], s
     assert set(ids) == set(counts), f"lost: {sorted(set(ids) - set(counts))[:10]}"
     duplicates = sum(c - 1 for c in counts.values())
     assert duplicates <= CONCURRENCY
+
+
+def test_noise_state_is_shared_by_replicas(tmp_path: Path, sink: Sink, pg_url: str) -> None:
+    """A throttle and a digest give on three replicas what they give on one: one message each."""
+    servers = start_replicas(
+        tmp_path,
+        pg_url,
+        f"""
+channels:
+  hook: "{sink.url()}"
+rules:
+  - name: throttled-faults
+    match: {{type: job.faulted}}
+    notify: [hook]
+    throttle: {{key: "{{{{ process }}}}", interval: 1h}}
+    title: "throttled {{{{ process }}}}"
+  - name: queue-digest
+    match: {{type: queueItem.transactionFailed}}
+    notify: [hook]
+    group: {{by: [queue], wait: 2s, interval: 1h}}
+    title: "digest"
+""",
+    )
+    try:
+        failed = json.loads(sample("queueItem.transactionFailed.json"))
+
+        def post(i: int) -> int:
+            if i % 2:
+                body = fault(f"noise-{i}")
+            else:
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                body = json.dumps({**failed, "EventId": f"qi-{i}", "Timestamp": stamp}).encode()
+            return servers[i % 3].post_signed(body, SECRET)[0]
+
+        with ThreadPoolExecutor(12) as pool:
+            assert {202} == set(pool.map(post, range(60)))
+        sink.wait_for(2, timeout=30)
+        time.sleep(4)  # past the group's wait: a second digest or throttled message would be here
+    finally:
+        for server in servers:
+            server.kill()
+    titles = sorted(r["title"] for r in sink.received)
+    assert 2 == len(titles), titles
+    assert titles[0] == "digest" and titles[1].startswith("throttled ")

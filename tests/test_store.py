@@ -732,3 +732,14 @@ class TestPostgresWithoutServer:
         monkeypatch.setitem(sys.modules, "psycopg", None)
         with pytest.raises(ConfigError, match=r"pip install 'receiver\[postgres\]'"):
             open_store("postgresql://db/alerts")
+
+
+async def test_lease_is_held_by_one_owner_until_it_lapses(store: Store) -> None:
+    """A named lease is renewed by its owner, refused to others while it runs, and taken over after."""
+    assert await store.acquire_lease("inbox", "a", now=1000, ttl=10)
+    assert not await store.acquire_lease("inbox", "b", now=1005, ttl=10)
+    assert await store.acquire_lease("inbox", "a", now=1008, ttl=10)  # renewed until 1018
+    assert not await store.acquire_lease("inbox", "b", now=1017, ttl=10)
+    assert await store.acquire_lease("inbox", "b", now=1018, ttl=10)
+    assert not await store.acquire_lease("inbox", "a", now=1019, ttl=10)
+    assert await store.acquire_lease("other", "a", now=1019, ttl=10)

@@ -277,6 +277,13 @@ class Store(Protocol):
     async def accept(self, item: InboxItem) -> Accepted:
         """Commit ``item`` to the inbox, or find the row with its (source, event_id)."""
 
+    async def acquire_lease(self, name: str, owner: str, *, now: float, ttl: float) -> bool:
+        """Take or renew the named lease for ``owner`` until ``now + ttl``; False while another owner holds it.
+
+        The inbox worker holds the lease ``inbox``, so of N replicas one processes events (in
+        order of arrival) and runs the noise engine; the others take over when it lapses.
+        """
+
     async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
         """Lease up to ``limit`` unprocessed events in order of arrival."""
 

@@ -485,6 +485,20 @@ class PostgresStore:
                 raise StoreError(f"PostgreSQL store {self.where}: inbox row {key!r} conflicted but cannot be found")
         return results
 
+    async def acquire_lease(self, name: str, owner: str, *, now: float, ttl: float) -> bool:
+        """Take or renew the named lease for ``owner``; False while another owner's lease runs."""
+
+        async def acquire(conn: _Conn) -> bool:
+            cursor = await conn.execute(
+                "INSERT INTO leases (name, owner, expires_at) VALUES (%(name)s, %(owner)s, %(until)s) "
+                "ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at "
+                "WHERE leases.owner = EXCLUDED.owner OR leases.expires_at <= %(now)s RETURNING owner",
+                {"name": name, "owner": owner, "until": now + ttl, "now": now},
+            )
+            return await cursor.fetchone() is not None
+
+        return await self._tx(acquire)
+
     async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
         """Lease up to ``limit`` events still ``new`` whose lease is free, oldest first.
 

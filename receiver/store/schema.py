@@ -99,6 +99,14 @@ SQLITE: tuple[str, ...] = (
     CREATE INDEX noise_log_inbox ON noise_log (inbox_id);
     CREATE INDEX noise_log_suppressed ON noise_log (id) WHERE suppressed = 1;
     """,
+    # 3: named leases: one inbox worker (and so one noise engine) per database at a time.
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    """,
 )
 
 POSTGRES: tuple[str, ...] = (
@@ -187,5 +195,13 @@ POSTGRES: tuple[str, ...] = (
     );
     CREATE INDEX noise_log_inbox ON noise_log (inbox_id);
     CREATE INDEX noise_log_suppressed ON noise_log (id) WHERE suppressed;
+    """,
+    # 3: named leases: one inbox worker (and so one noise engine) per database at a time.
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
     """,
 )

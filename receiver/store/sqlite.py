@@ -221,6 +221,22 @@ class SQLiteStore:
         conn.execute("COMMIT")
         return results
 
+    async def acquire_lease(self, name: str, owner: str, *, now: float, ttl: float) -> bool:
+        """Take or renew the named lease for ``owner``; False while another owner's lease runs."""
+
+        def acquire(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")
+            cursor = conn.execute(
+                "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET owner = excluded.owner, expires_at = excluded.expires_at "
+                "WHERE leases.owner = excluded.owner OR leases.expires_at <= ?",
+                (name, owner, now + ttl, now),
+            )
+            conn.execute("COMMIT")
+            return cursor.rowcount == 1
+
+        return await self._run(acquire)
+
     async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
         """Lease up to ``limit`` events still ``new`` whose lease is free, oldest first."""
 
