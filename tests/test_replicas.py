@@ -163,4 +163,5 @@ rules:
             server.kill()
     titles = sorted(r["title"] for r in sink.received)
     assert 2 == len(titles), titles
-    assert titles[0] == "digest" and titles[1].startswith("throttled ")
+    assert "digest" == titles[0]
+    assert titles[1].startswith("throttled ")
