@@ -11,6 +11,7 @@ import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -178,11 +179,13 @@ async def _watch_rules(rt: Runtime) -> None:
     """Reload when rules.yaml changes on disk (editors replace files, so watch the directory)."""
     from watchfiles import awatch
 
-    path = rt.settings.rules.resolve()
+    path = str(rt.settings.rules.resolve())
     try:
-        async for changes in awatch(path.parent, debounce=300, recursive=False):
-            if any(changed == str(path) for _, changed in changes):
-                await rt.reload("file_changed")
+        # Only the rules file: the directory often holds the SQLite database, written constantly.
+        async for _ in awatch(
+            Path(path).parent, debounce=300, recursive=False, watch_filter=lambda _, changed: changed == path
+        ):
+            await rt.reload("file_changed")
     except (OSError, RuntimeError) as exc:
         log.warning("rules_watch_stopped", error=str(exc))
 
