@@ -100,7 +100,7 @@ async def deliveries(request: Request, rt: Runtime) -> Response:
     if inbox_id == -1 or before == -1:
         return error_response(400, "invalid_id", "event and before must be integer ids")
     limit = _limit(request)
-    rows = await audit.temp_list_deliveries(rt.store, 
+    rows = await rt.store.list_deliveries(
         state=None if state_filter == "failing" else state_filter,
         failing=state_filter == "failing",
         channel=params.get("channel") or None,
@@ -154,7 +154,7 @@ async def events(request: Request, rt: Runtime) -> Response:
     except audit.QueryError as exc:
         return error_response(400, "invalid_query", str(exc))
     limit = _limit(request)
-    rows = await audit.temp_list_events(rt.store, limit=limit, query=query)
+    rows = await rt.store.list_events(limit=limit, query=query)
     explain = request.query_params.get("explain", "") in ("1", "true", "yes")
     items = await event_list(rt, rows, explain=explain)
     return JSONResponse({"events": items, "next_before": _next_before(rows, limit)})
@@ -164,7 +164,7 @@ async def event_list(rt: Runtime, rows: Sequence[EventRow], *, explain: bool = F
     """Events as ``GET /api/events`` shows them, with their deliveries (one store query for all)."""
     by_event: dict[int, list[DeliveryRow]] = {r.id: [] for r in rows}
     if rows:
-        for d in await audit.temp_list_deliveries(rt.store, inbox_ids=list(by_event), limit=len(rows) * 20):
+        for d in await rt.store.list_deliveries(inbox_ids=list(by_event), limit=len(rows) * 20):
             by_event[d.inbox_id].append(d)
     ruleset, loaded_at = rt.ruleset, rt.rules_loaded_at
     items = []

@@ -18,16 +18,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from receiver.errors import EventParseError
 from receiver.metrics import ChannelQueue, QueueSnapshot
 from receiver.noise import parse_stored
 from receiver.rules import RuleSet
-from receiver.store import DeliveryRow, EventRow, NoiseLogRow, Store
-
-if TYPE_CHECKING:  # TEMPORARY until the store has them
-    from receiver.store import AttemptRow, EventQuery
+from receiver.store import AttemptRow, DeliveryRow, EventQuery, EventRow, NoiseLogRow, Store
 
 __all__ = [
     "DELIVERY_STATES",
@@ -128,11 +125,6 @@ def event_query(params: Mapping[str, str], types: Sequence[str], *, now: float) 
         problems.append(f"before {before!r} is not an event id")
     if problems:
         raise QueryError(problems)
-    try:  # TEMPORARY
-        from receiver.store import EventQuery
-    except ImportError:
-        from types import SimpleNamespace as EventQuery  # type: ignore[assignment]
-
     names = tuple(dict.fromkeys(t.strip()[:_TEXT_LIMIT] for value in types for t in value.split(",") if t.strip()))
     return EventQuery(
         source=_text(params, "source"),
@@ -194,8 +186,8 @@ def event_json(row: EventRow, deliveries: Sequence[DeliveryRow] = ()) -> dict[st
         "event_time": row.event_time,
         "state": row.state,
         "processed_at": row.processed_at,
-        "process": getattr(row, "process", None),  # TEMPORARY
-        "robot": getattr(row, "robot", None),  # TEMPORARY
+        "process": row.process,
+        "robot": row.robot,
         "result": _summary(row, outcome, deliveries),
         "matched_rules": list((outcome or {}).get("matched") or []),
         "decisions": list((outcome or {}).get("noise") or []),
@@ -245,8 +237,6 @@ async def queue_snapshot(store: Store, *, now: float, channels: Iterable[str] = 
         channels: channels to report even with nothing queued (the configured ones), so that
             their series exist at 0 instead of appearing only when something goes wrong.
     """
-    if not hasattr(store, "queue_stats"):  # TEMPORARY until the store has it
-        return QueueSnapshot()
     stats = await store.queue_stats(now=now)
     idle = {name: ChannelQueue() for name in channels}
     return QueueSnapshot(
@@ -316,21 +306,3 @@ def explain_event(ruleset: RuleSet, row: EventRow, *, rules_loaded_at: float) ->
     if explained.error is not None:
         data["error"] = explained.error
     return data
-
-
-# TEMPORARY: until the store's filters land (after the noise-control commit), fall back to the
-# old signatures so that the shared work tree keeps passing its tests. Removed with that change.
-async def temp_list_events(store: Any, *, limit: int, query: Any = None) -> list[EventRow]:
-    try:
-        return list(await store.list_events(limit=limit, query=query))
-    except TypeError:
-        return list(await store.list_events(limit=limit))
-
-
-async def temp_list_deliveries(store: Any, **kwargs: Any) -> list[DeliveryRow]:
-    try:
-        return list(await store.list_deliveries(**kwargs))
-    except TypeError:
-        rows = await store.list_deliveries(state=kwargs.get("state"), limit=kwargs.get("limit", 100))
-        ids = kwargs.get("inbox_ids")
-        return [r for r in rows if ids is None or r.inbox_id in ids]

@@ -232,7 +232,10 @@ def _edge_paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "202": _json(_ref("Accepted"), "Stored (`accepted`), or already stored (`duplicate`)."),
-                    "400": _error("Not JSON, not an object, no `Type`, or an old `Timestamp` (`stale_event`)."),
+                    "400": _error(
+                        "Not JSON, not an object, a key twice (`duplicate_keys`), no `Type`, or an old `Timestamp` "
+                        "(`stale_event`)."
+                    ),
                     "401": _error("Missing, wrong or malformed signature."),
                     "404": _error("Unknown source."),
                     "413": _error("Body over RECEIVER_MAX_BODY_BYTES."),

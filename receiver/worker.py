@@ -175,8 +175,11 @@ class InboxWorker:
             if done:
                 continue
             self._wakeup.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set, and the app's shutdown would wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+                async with asyncio.timeout(self._poll):
+                    await self._wakeup.wait()
 
     async def _lead(self) -> bool:
         leader = await self._store.acquire_lease("inbox", self.owner, now=self._clock(), ttl=self._lease)
@@ -227,6 +230,10 @@ class InboxWorker:
         for row, item in zip(rows, plans, strict=True):
             batch.processed.append(self.process(row, item, engine, view, batch))
         await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
+        if self._metrics is not None:
+            done = self._clock()
+            for row in rows:
+                self._metrics.processing_delay.observe(max(0.0, done - row.received_at))
 
     @staticmethod
     def _plan(engine: Engine, row: EventRow, at: float) -> Plan | EventParseError | None:
@@ -305,7 +312,11 @@ class InboxWorker:
             "noise": [_outcome_decision(d) for d in result.decisions],
         }
         label = "unknown_type" if unknown else "matched" if matched else "unmatched"
-        return Processed(row.id, "processed", json.dumps(summary), own), label, matched
+        event = plan.event
+        processed = Processed(
+            row.id, "processed", json.dumps(summary), own, process=_text(event.process), robot=_text(event.robot)
+        )
+        return processed, label, matched
 
     # --- timers ---------------------------------------------------------------------------
 
@@ -376,6 +387,10 @@ class InboxWorker:
             purge_before=purge_before,
         )
         await self._store.finish_inbox(batch.processed, now=self._clock(), noise=noise)
+        if self._metrics is not None:
+            for entry in batch.log:
+                if entry.suppressed:
+                    self._metrics.notifications_suppressed.labels(entry.action).inc()
         channels = batch.channels()
         if channels and self._on_deliveries is not None:
             self._on_deliveries(channels)
@@ -389,6 +404,11 @@ def _arrival_times(rows: Sequence[EventRow]) -> list[float]:
         last = max(last, row.received_at)
         times.append(last)
     return times
+
+
+def _text(value: object) -> str | None:
+    """A handle (process, robot) as text for the inbox row's filters."""
+    return None if value is None else str(value)
 
 
 def _outcome_decision(decision: Decision) -> dict[str, Any]:

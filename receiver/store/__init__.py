@@ -35,8 +35,11 @@ from receiver.errors import ConfigError
 
 __all__ = [
     "Accepted",
+    "AttemptRow",
+    "ChannelStats",
     "DeliveryRow",
     "DeliveryState",
+    "EventQuery",
     "EventRow",
     "InboxItem",
     "InboxState",
@@ -49,6 +52,7 @@ __all__ = [
     "NoiseRow",
     "NoiseWrite",
     "Processed",
+    "QueueStats",
     "SQLiteStore",
     "SilenceRow",
     "Store",
@@ -93,6 +97,33 @@ class EventRow:
     state: str
     processed_at: float | None
     outcome: str | None
+    process: str | None = None
+    robot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """A filter of ``list_events`` (every field optional; all given ones must hold).
+
+    Attributes:
+        source: the source name.
+        types: event types, any of them; ``*`` and ``?`` are wildcards, any casing.
+        process: the process name (``*``/``?`` wildcards, any casing).
+        robot: the robot name (likewise).
+        state: ``new``, ``processed`` or ``unparsed``.
+        since: received at or after (Unix seconds).
+        until: received before.
+        before: only rows with a smaller id (paging).
+    """
+
+    source: str | None = None
+    types: tuple[str, ...] = ()
+    process: str | None = None
+    robot: str | None = None
+    state: str | None = None
+    since: float | None = None
+    until: float | None = None
+    before: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +140,17 @@ class NewDelivery:
 
 @dataclass(frozen=True, slots=True)
 class Processed:
-    """The outcome of processing one inbox event: its new state and the deliveries it produced."""
+    """The outcome of processing one inbox event: its new state and the deliveries it produced.
+
+    ``process`` and ``robot`` are the event's handles, kept on the inbox row for the admin API's filters.
+    """
 
     inbox_id: int
     state: InboxState
     outcome: str
     deliveries: Sequence[NewDelivery] = ()
+    process: str | None = None
+    robot: str | None = None
 
 
 NoiseRef = tuple[str, str, str]
@@ -245,6 +281,36 @@ class DeliveryRow:
     sent_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One attempt to send a delivery: ``status`` is sent, failed (retried later) or dead."""
+
+    id: int
+    delivery_id: int
+    at: float
+    status: str
+    reason: str | None
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStats:
+    """The outbox of one channel: not-yet-sent deliveries, dead ones, the earliest due time among the due."""
+
+    pending: int = 0
+    dead: int = 0
+    oldest_due_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What waits: unprocessed events (and the oldest's arrival), and the outbox per channel."""
+
+    inbox_depth: int
+    inbox_oldest_at: float | None
+    channels: dict[str, ChannelStats]
+
+
 class Store(Protocol):
     """What the server needs from a database. Every method is safe to call concurrently.
 
@@ -333,8 +399,32 @@ class Store(Protocol):
     ) -> None:
         """Record a failed attempt; ``next_attempt_at`` None moves the delivery to the dead letters."""
 
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 100) -> list[DeliveryRow]:
-        """Newest deliveries first, optionally in one state."""
+    async def list_deliveries(
+        self,
+        *,
+        state: str | None = None,
+        limit: int = 100,
+        failing: bool = False,
+        channel: str | None = None,
+        rule: str | None = None,
+        inbox_ids: Collection[int] | None = None,
+        before: int | None = None,
+    ) -> list[DeliveryRow]:
+        """Newest deliveries first, filtered.
+
+        Filters: a state; ``failing`` (pending with a failed attempt); a channel; a rule; the
+        deliveries of some events; ids below ``before`` (paging).
+        """
+
+    async def get_delivery(self, delivery_id: int) -> DeliveryRow | None:
+        """One delivery, or None."""
+
+    async def list_attempts(self, delivery_ids: Collection[int]) -> list[AttemptRow]:
+        """The attempt log of these deliveries, in the order of the attempts."""
+
+    async def queue_stats(self, *, now: float) -> QueueStats:
+        """What waits: unprocessed events; per channel, pending deliveries (the earliest due time among
+        those due at ``now``) and dead ones."""
 
     async def retry_delivery(self, delivery_id: int, *, now: float) -> bool:
         """Make a failed or dead delivery due now; False when there is no such unsent delivery."""
@@ -342,8 +432,11 @@ class Store(Protocol):
     async def retry_dead(self, *, now: float) -> int:
         """Make every dead delivery due now; returns how many."""
 
-    async def list_events(self, *, limit: int = 100) -> list[EventRow]:
-        """Newest events first."""
+    async def list_events(self, *, limit: int = 100, query: EventQuery | None = None) -> list[EventRow]:
+        """Newest events first, those ``query`` admits."""
+
+    async def get_event(self, inbox_id: int) -> EventRow | None:
+        """One event, or None."""
 
     async def deliveries_of(self, inbox_id: int) -> list[DeliveryRow]:
         """The deliveries an event produced."""

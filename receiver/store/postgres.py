@@ -28,7 +28,10 @@ from psycopg_pool import AsyncConnectionPool
 from receiver.errors import ConfigError, StoreError
 from receiver.store import (
     Accepted,
+    AttemptRow,
+    ChannelStats,
     DeliveryRow,
+    EventQuery,
     EventRow,
     InboxItem,
     NewDelivery,
@@ -38,9 +41,12 @@ from receiver.store import (
     NoiseRow,
     NoiseWrite,
     Processed,
+    QueueStats,
     SilenceRow,
 )
 from receiver.store import schema as _schema
+from receiver.store._queries import POSTGRES as _DIALECT
+from receiver.store._queries import delivery_where, event_where, filter_name
 from receiver.store._rows import LOG_COLUMNS, NOISE_COLUMNS, SILENCE_COLUMNS, log_row, silence_row
 from receiver.store._text import storable
 
@@ -64,7 +70,9 @@ _FLUSHERS = 4
 _ATTEMPTS = 3
 _LISTEN_BACKOFF_MAX = 10.0
 
-_EVENT_COLUMNS = "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome"
+_EVENT_COLUMNS = (
+    "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome, process, robot"
+)
 _DELIVERY_COLUMNS = (
     "id, inbox_id, rule, channel, title, body, severity, body_format, state, attempts, created_at, "
     "budget_since, next_attempt_at, last_error, sent_at"
@@ -105,8 +113,10 @@ _INSERT_DELIVERIES = """
     RETURNING channel
 """
 _FINISH_INBOX = """
-    UPDATE inbox SET state = u.state, outcome = u.outcome, processed_at = %(now)s, lease_until = NULL
-    FROM unnest(%(id)s::bigint[], %(state)s::text[], %(outcome)s::text[]) AS u (id, state, outcome)
+    UPDATE inbox SET state = u.state, outcome = u.outcome, processed_at = %(now)s, lease_until = NULL,
+        process = u.process, robot = u.robot
+    FROM unnest(%(id)s::bigint[], %(state)s::text[], %(outcome)s::text[], %(process)s::text[], %(robot)s::text[])
+        AS u (id, state, outcome, process, robot)
     WHERE inbox.id = u.id
 """
 _CLAIM_DELIVERIES = f"""
@@ -537,6 +547,8 @@ class PostgresStore:
                         "id": list(latest),
                         "state": [p.state for p in latest.values()],
                         "outcome": [storable(p.outcome) for p in latest.values()],
+                        "process": [filter_name(p.process) for p in latest.values()],
+                        "robot": [filter_name(p.robot) for p in latest.values()],
                     },
                 )
             if noise is not None:
@@ -654,12 +666,49 @@ class PostgresStore:
 
         return await self._tx(select)
 
-    async def list_events(self, *, limit: int = 100) -> list[EventRow]:
-        """Newest events first."""
+    async def list_events(self, *, limit: int = 100, query: EventQuery | None = None) -> list[EventRow]:
+        """Newest events first, those ``query`` admits."""
+        where, params = event_where(query, _DIALECT)
 
         async def select(conn: _Conn) -> list[EventRow]:
-            cursor = await conn.execute(f"SELECT {_EVENT_COLUMNS} FROM inbox ORDER BY id DESC LIMIT %s", (limit,))
+            cursor = await conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM inbox{where} ORDER BY id DESC LIMIT %s", [*params, limit]
+            )
             return [EventRow(*r) for r in await cursor.fetchall()]
+
+        return await self._tx(select)
+
+    async def get_event(self, inbox_id: int) -> EventRow | None:
+        """One event, or None."""
+
+        async def select(conn: _Conn) -> EventRow | None:
+            cursor = await conn.execute(f"SELECT {_EVENT_COLUMNS} FROM inbox WHERE id = %s", (inbox_id,))
+            row = await cursor.fetchone()
+            return None if row is None else EventRow(*row)
+
+        return await self._tx(select)
+
+    async def queue_stats(self, *, now: float) -> QueueStats:
+        """Unprocessed events, and per channel the pending (with the earliest due time among the due) and dead."""
+
+        async def select(conn: _Conn) -> QueueStats:
+            cursor = await conn.execute("SELECT count(*), min(received_at) FROM inbox WHERE state = 'new'")
+            depth, oldest = await cursor.fetchone() or (0, None)
+            channels: dict[str, ChannelStats] = {}
+            cursor = await conn.execute(
+                "SELECT channel, count(*), min(next_attempt_at) FILTER (WHERE next_attempt_at <= %s) "
+                "FROM deliveries WHERE state = 'pending' GROUP BY channel",
+                (now,),
+            )
+            for channel, pending, due in await cursor.fetchall():
+                channels[channel] = ChannelStats(pending=int(pending), oldest_due_at=due)
+            cursor = await conn.execute(
+                "SELECT channel, count(*) FROM deliveries WHERE state = 'dead' GROUP BY channel"
+            )
+            for channel, dead in await cursor.fetchall():
+                known = channels.get(channel, ChannelStats())
+                channels[channel] = ChannelStats(known.pending, int(dead), known.oldest_due_at)
+            return QueueStats(inbox_depth=int(depth), inbox_oldest_at=oldest, channels=channels)
 
         return await self._tx(select)
 
@@ -735,20 +784,51 @@ class PostgresStore:
 
         await self._tx(failed)
 
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 100) -> list[DeliveryRow]:
-        """Newest deliveries first, optionally in one state."""
+    async def list_deliveries(
+        self,
+        *,
+        state: str | None = None,
+        limit: int = 100,
+        failing: bool = False,
+        channel: str | None = None,
+        rule: str | None = None,
+        inbox_ids: Collection[int] | None = None,
+        before: int | None = None,
+    ) -> list[DeliveryRow]:
+        """Newest deliveries first, filtered (see ``Store.list_deliveries``)."""
+        where, params = delivery_where(
+            _DIALECT, state=state, failing=failing, channel=channel, rule=rule, inbox_ids=inbox_ids, before=before
+        )
 
         async def select(conn: _Conn) -> list[DeliveryRow]:
-            if state is None:
-                cursor = await conn.execute(
-                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries ORDER BY id DESC LIMIT %s", (limit,)
-                )
-            else:
-                cursor = await conn.execute(
-                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE state = %s ORDER BY id DESC LIMIT %s",
-                    (state, limit),
-                )
+            cursor = await conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries{where} ORDER BY id DESC LIMIT %s", [*params, limit]
+            )
             return [DeliveryRow(*r) for r in await cursor.fetchall()]
+
+        return await self._tx(select)
+
+    async def get_delivery(self, delivery_id: int) -> DeliveryRow | None:
+        """One delivery, or None."""
+
+        async def select(conn: _Conn) -> DeliveryRow | None:
+            cursor = await conn.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = %s", (delivery_id,))
+            row = await cursor.fetchone()
+            return None if row is None else DeliveryRow(*row)
+
+        return await self._tx(select)
+
+    async def list_attempts(self, delivery_ids: Collection[int]) -> list[AttemptRow]:
+        """The attempt log of these deliveries, in the order of the attempts."""
+        if not delivery_ids:
+            return []
+        where, param = _DIALECT.in_list("delivery_id", delivery_ids)
+
+        async def select(conn: _Conn) -> list[AttemptRow]:
+            cursor = await conn.execute(
+                f"SELECT id, delivery_id, at, status, reason, elapsed FROM attempts WHERE {where} ORDER BY id", (param,)
+            )
+            return [AttemptRow(*r) for r in await cursor.fetchall()]
 
         return await self._tx(select)
 

@@ -107,6 +107,14 @@ SQLITE: tuple[str, ...] = (
         expires_at REAL NOT NULL
     );
     """,
+    # 4: the operations surface: process and robot of each event (filters of the admin API), the
+    # time index of its time-range filter, and the dead letters per channel (metrics).
+    """
+    ALTER TABLE inbox ADD COLUMN process TEXT;
+    ALTER TABLE inbox ADD COLUMN robot TEXT;
+    CREATE INDEX inbox_received ON inbox (received_at);
+    CREATE INDEX deliveries_dead ON deliveries (channel) WHERE state = 'dead';
+    """,
 )
 
 POSTGRES: tuple[str, ...] = (
@@ -203,5 +211,12 @@ POSTGRES: tuple[str, ...] = (
         owner TEXT NOT NULL,
         expires_at DOUBLE PRECISION NOT NULL
     );
+    """,
+    # 4: the operations surface (as on SQLite).
+    """
+    ALTER TABLE inbox ADD COLUMN process TEXT;
+    ALTER TABLE inbox ADD COLUMN robot TEXT;
+    CREATE INDEX inbox_received ON inbox (received_at);
+    CREATE INDEX deliveries_dead ON deliveries (channel) WHERE state = 'dead';
     """,
 )

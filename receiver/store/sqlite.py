@@ -19,7 +19,10 @@ from typing import TypeVar
 from receiver.errors import StoreError
 from receiver.store import (
     Accepted,
+    AttemptRow,
+    ChannelStats,
     DeliveryRow,
+    EventQuery,
     EventRow,
     InboxItem,
     NewDelivery,
@@ -29,9 +32,12 @@ from receiver.store import (
     NoiseRow,
     NoiseWrite,
     Processed,
+    QueueStats,
     SilenceRow,
 )
 from receiver.store import schema as _schema
+from receiver.store._queries import SQLITE as _DIALECT
+from receiver.store._queries import delivery_where, event_where, filter_name
 from receiver.store._rows import LOG_COLUMNS, NOISE_COLUMNS, SILENCE_COLUMNS, log_row, silence_row
 from receiver.store._text import storable
 
@@ -39,7 +45,9 @@ __all__ = ["SQLiteStore"]
 
 _T = TypeVar("_T")
 
-_EVENT_COLUMNS = "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome"
+_EVENT_COLUMNS = (
+    "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome, process, robot"
+)
 _DELIVERY_COLUMNS = (
     "id, inbox_id, rule, channel, title, body, severity, body_format, state, attempts, created_at, "
     "budget_since, next_attempt_at, last_error, sent_at"
@@ -273,8 +281,12 @@ class SQLiteStore:
                 [_delivery_params(inbox_id, d, now) for inbox_id, d in deliveries],
             )
             conn.executemany(
-                "UPDATE inbox SET state = ?, outcome = ?, processed_at = ?, lease_until = NULL WHERE id = ?",
-                [(p.state, storable(p.outcome), now, p.inbox_id) for p in processed],
+                "UPDATE inbox SET state = ?, outcome = ?, processed_at = ?, lease_until = NULL, process = ?, robot = ? "
+                "WHERE id = ?",
+                [
+                    (p.state, storable(p.outcome), now, filter_name(p.process), filter_name(p.robot), p.inbox_id)
+                    for p in processed
+                ],
             )
             if noise is not None:
                 _write_noise(conn, noise, now)
@@ -396,14 +408,41 @@ class SQLiteStore:
             ]
         )
 
-    async def list_events(self, *, limit: int = 100) -> list[EventRow]:
-        """Newest events first."""
-        return await self._run(
-            lambda conn: [
-                EventRow(*r)
-                for r in conn.execute(f"SELECT {_EVENT_COLUMNS} FROM inbox ORDER BY id DESC LIMIT ?", (limit,))
-            ]
-        )
+    async def list_events(self, *, limit: int = 100, query: EventQuery | None = None) -> list[EventRow]:
+        """Newest events first, those ``query`` admits."""
+        where, params = event_where(query, _DIALECT)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM inbox{where} ORDER BY id DESC LIMIT ?"
+        return await self._run(lambda conn: [EventRow(*r) for r in conn.execute(sql, [*params, limit])])
+
+    async def get_event(self, inbox_id: int) -> EventRow | None:
+        """One event, or None."""
+
+        def select(conn: sqlite3.Connection) -> EventRow | None:
+            row = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM inbox WHERE id = ?", (inbox_id,)).fetchone()
+            return None if row is None else EventRow(*row)
+
+        return await self._run(select)
+
+    async def queue_stats(self, *, now: float) -> QueueStats:
+        """Unprocessed events, and per channel the pending (with the earliest due time among the due) and dead."""
+
+        def select(conn: sqlite3.Connection) -> QueueStats:
+            depth, oldest = conn.execute("SELECT count(*), min(received_at) FROM inbox WHERE state = 'new'").fetchone()
+            channels: dict[str, ChannelStats] = {}
+            for channel, pending, due in conn.execute(
+                "SELECT channel, count(*), min(CASE WHEN next_attempt_at <= ? THEN next_attempt_at END) "
+                "FROM deliveries WHERE state = 'pending' GROUP BY channel",
+                (now,),
+            ):
+                channels[channel] = ChannelStats(pending=int(pending), oldest_due_at=due)
+            for channel, dead in conn.execute(
+                "SELECT channel, count(*) FROM deliveries WHERE state = 'dead' GROUP BY channel"
+            ):
+                known = channels.get(channel, ChannelStats())
+                channels[channel] = ChannelStats(known.pending, int(dead), known.oldest_due_at)
+            return QueueStats(inbox_depth=int(depth), inbox_oldest_at=oldest, channels=channels)
+
+        return await self._run(select)
 
     # -- outbox ---------------------------------------------------------------------------
 
@@ -483,22 +522,40 @@ class SQLiteStore:
 
         await self._run(failed)
 
-    async def list_deliveries(self, *, state: str | None = None, limit: int = 100) -> list[DeliveryRow]:
-        """Newest deliveries first, optionally in one state."""
+    async def list_deliveries(
+        self,
+        *,
+        state: str | None = None,
+        limit: int = 100,
+        failing: bool = False,
+        channel: str | None = None,
+        rule: str | None = None,
+        inbox_ids: Collection[int] | None = None,
+        before: int | None = None,
+    ) -> list[DeliveryRow]:
+        """Newest deliveries first, filtered (see ``Store.list_deliveries``)."""
+        where, params = delivery_where(
+            _DIALECT, state=state, failing=failing, channel=channel, rule=rule, inbox_ids=inbox_ids, before=before
+        )
+        sql = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries{where} ORDER BY id DESC LIMIT ?"
+        return await self._run(lambda conn: [DeliveryRow(*r) for r in conn.execute(sql, [*params, limit])])
 
-        def select(conn: sqlite3.Connection) -> list[DeliveryRow]:
-            if state is None:
-                rows = conn.execute(
-                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries ORDER BY id DESC LIMIT ?", (limit,)
-                ).fetchall()
-            else:
-                rows = conn.execute(
-                    f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE state = ? ORDER BY id DESC LIMIT ?",
-                    (state, limit),
-                ).fetchall()
-            return [DeliveryRow(*r) for r in rows]
+    async def get_delivery(self, delivery_id: int) -> DeliveryRow | None:
+        """One delivery, or None."""
+
+        def select(conn: sqlite3.Connection) -> DeliveryRow | None:
+            row = conn.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            return None if row is None else DeliveryRow(*row)
 
         return await self._run(select)
+
+    async def list_attempts(self, delivery_ids: Collection[int]) -> list[AttemptRow]:
+        """The attempt log of these deliveries, in the order of the attempts."""
+        if not delivery_ids:
+            return []
+        where, param = _DIALECT.in_list("delivery_id", delivery_ids)
+        sql = f"SELECT id, delivery_id, at, status, reason, elapsed FROM attempts WHERE {where} ORDER BY id"
+        return await self._run(lambda conn: [AttemptRow(*r) for r in conn.execute(sql, (param,))])
 
     async def deliveries_of(self, inbox_id: int) -> list[DeliveryRow]:
         """The deliveries an event produced, in creation order."""
