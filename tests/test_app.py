@@ -12,16 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+from support import DATA, sample
 
 from receiver.app import create_app
-from receiver.runtime import resolve_sources
 from receiver.errors import ConfigError
 from receiver.notifier import SendResult
 from receiver.render import Notification
 from receiver.rules import load_rules
+from receiver.runtime import resolve_sources
 from receiver.settings import Settings
 from receiver.signature import sign
-from support import DATA, sample
 
 SECRET = "test-secret-Δ"
 ADMIN = "admin-token"
@@ -48,7 +48,7 @@ class FakeNotifier:
         self.sent: list[tuple[str, Notification]] = []
         self.outcome = "sent"
 
-    async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:
+    async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
         self.sent.append((url, notification))
         if self.outcome == "sent":
             return SendResult(status="sent", reason=None, elapsed=0.001, recoverable=True)

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from support import DATA
 
 from receiver.app import create_app
 from receiver.settings import Settings
 from receiver.signature import sign
-from support import DATA
 
 SECRET = "bad-input-secret"
 ADMIN = "bad-input-admin"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from support import Sink, sample
 
 from receiver.app import create_app
 from receiver.cli import main
 from receiver.settings import Settings
 from receiver.signature import sign
-from support import Sink, sample
 
 SECRET = "delivery-secret"
 ADMIN = "admin"
@@ -137,7 +137,8 @@ def test_dead_letter_then_cli_retry(tmp_path: Path, sink: Sink) -> None:
         listing = io.StringIO()
         with redirect_stdout(listing):
             assert 0 == main(["deliveries", "--database", f"sqlite:///{tmp_path / 'r.db'}", "list"])
-        assert "dead" in listing.getvalue() and "hook" in listing.getvalue()
+        assert "dead" in listing.getvalue()
+        assert "hook" in listing.getvalue()
 
         sink.behaviour = lambda _: 200
         with redirect_stdout(io.StringIO()):

@@ -35,7 +35,8 @@ def test_state_on_a_volume_matching_the_database_url() -> None:
 def test_exposes_the_port_it_listens_on() -> None:
     """The exposed port is the port receiver is told to use, on all interfaces."""
     assert ["8000"] == instructions("EXPOSE")
-    assert "RECEIVER_PORT=8000" in DOCKERFILE and "RECEIVER_HOST=0.0.0.0" in DOCKERFILE
+    assert "RECEIVER_PORT=8000" in DOCKERFILE
+    assert "RECEIVER_HOST=0.0.0.0" in DOCKERFILE
 
 
 def test_healthcheck_probes_healthz() -> None:

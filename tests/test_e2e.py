@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from support import ServerProcess, Sink, sample
 
 pytestmark = pytest.mark.slow
