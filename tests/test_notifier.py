@@ -576,7 +576,7 @@ class TestJsonEndpoint:
     @pytest.mark.parametrize(
         ("query", "budget", "expected"),
         [
-            pytest.param("", 0.5, "failed", id="default-rto-clamped-to-budget"),
+            pytest.param("", 1.0, "failed", id="default-rto-clamped-to-budget"),
             pytest.param("?rto=0.3", 2.0, "failed", id="url-rto"),
             pytest.param("?rto=5", 0.5, "timeout", id="budget-before-rto"),
         ],
@@ -591,7 +591,8 @@ class TestJsonEndpoint:
         )
         assert (expected, True) == (result.status, result.recoverable)
         assert result.reason is not None
-        assert time.monotonic() - started < budget + 0.5
+        # Generous: on a loaded 2-core CI machine apprise's thread pool can start the send late.
+        assert time.monotonic() - started < budget + 1.5
 
     @pytest.mark.anyio
     async def test_unloadable_url_is_a_permanent_failure(self) -> None:
