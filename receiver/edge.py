@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,30 +39,27 @@ def error_response(status: int, code: str, detail: str, headers: Mapping[str, st
 
 async def webhook(request: Request) -> Response:
     """``POST /webhooks/{source}``: one summary line per request (``webhook_received`` or ``webhook_refused``)."""
-    started = time.perf_counter()
-    rt: Runtime = request.app.state.runtime
-    source_name = request.path_params["source"]
-    try:
-        response, summary = await _accept_webhook(rt, source_name, request)
-    except _Refused as refusal:
-        response, summary = _refuse(rt, source_name, refusal)
-    elapsed = time.perf_counter() - started
-    rt.metrics.handler_duration.labels("webhook").observe(elapsed)
-    _summarise(summary, elapsed)
-    return response
+    return await _handle(request, "webhook", _accept_webhook)
 
 
 async def logs(request: Request) -> Response:
     """``POST /logs/{source}``: one summary line per request (``logs_received`` or ``webhook_refused``)."""
+    return await _handle(request, "logs", _accept_logs)
+
+
+async def _handle(
+    request: Request, route: str, accept: Callable[[Runtime, str, Request], Awaitable[tuple[Response, _Summary]]]
+) -> Response:
+    """Run ``accept``, turn a refusal into its JSON error, time it, and log the one summary line."""
     started = time.perf_counter()
     rt: Runtime = request.app.state.runtime
     source_name = request.path_params["source"]
     try:
-        response, summary = await _accept_logs(rt, source_name, request)
+        response, summary = await accept(rt, source_name, request)
     except _Refused as refusal:
         response, summary = _refuse(rt, source_name, refusal)
     elapsed = time.perf_counter() - started
-    rt.metrics.handler_duration.labels("logs").observe(elapsed)
+    rt.metrics.handler_duration.labels(route).observe(elapsed)
     _summarise(summary, elapsed)
     return response
 

@@ -45,6 +45,32 @@ def sample(name: str) -> bytes:
     return (DATA / name).read_bytes()
 
 
+def fresh(name: str = "job.faulted.json", **changes: Any) -> bytes:
+    """A sample with a current Timestamp (the samples are years old, which the replay check refuses).
+
+    ``changes`` replace top-level fields, e.g. ``EventId="ev-1"``.
+    """
+    raw = json.loads(sample(name))
+    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.1234567Z", time.gmtime())
+    raw.update(changes)
+    return json.dumps(raw).encode()
+
+
+def fault(event_id: str) -> bytes:
+    """A fresh ``job.faulted`` sample with its own EventId."""
+    return fresh("job.faulted.json", EventId=event_id)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds passed; returns whether it came true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 @dataclass
 class Sink:
     """A loopback HTTP endpoint that records every POST (json:// and form:// targets).

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support import sample
+from support import fresh, sample, wait_until
 
 from receiver.app import create_app
 from receiver.notifier import SendResult
@@ -85,13 +84,6 @@ def client(tmp_path: Path, rules_path: Path, notifier: ScriptedNotifier) -> Iter
         yield test_client
 
 
-def fresh(name: str, **changes: Any) -> bytes:
-    raw = json.loads(sample(name))
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    raw.update(changes)
-    return json.dumps(raw).encode()
-
-
 def post(client: TestClient, body: bytes) -> None:
     reply = client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET)})
     assert 202 == reply.status_code, reply.text
@@ -101,15 +93,6 @@ def get(client: TestClient, path: str, status: int = 200) -> Any:
     reply = client.get(path, headers=AUTH)
     assert status == reply.status_code, reply.text
     return reply.json()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def processed(client: TestClient, count: int) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
-from support import DATA, sample
+from support import DATA, fresh, sample, wait_until
 
 from receiver.app import create_app
 from receiver.errors import ConfigError
@@ -92,22 +92,6 @@ def post(client: TestClient, body: bytes, *, secret: str | None = SECRET, source
     if secret is not None:
         headers["X-UiPath-Signature"] = sign(body, secret)
     return client.post(f"/webhooks/{source}", content=body, headers=headers)
-
-
-def fresh(name: str) -> bytes:
-    """A sample with a current Timestamp (the samples are years old, which the replay check refuses)."""
-    raw = json.loads(sample(name))
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.1234567Z", time.gmtime())
-    return json.dumps(raw).encode()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def admin_get(client: TestClient, path: str) -> Any:

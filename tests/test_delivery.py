@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Iterator
 from contextlib import redirect_stdout
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support import Sink, sample
+from support import Sink, fault, wait_until
 
 from receiver.app import create_app
 from receiver.cli import main
@@ -36,22 +35,6 @@ rules:
     notify: [hook]
     title: "Faulted {{{{ event_id }}}}"
 """
-
-
-def fresh_fault(event_id: str = "ev-1") -> bytes:
-    raw = json.loads(sample("job.faulted.json"))
-    raw["EventId"] = event_id
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return json.dumps(raw).encode()
-
-
-def wait_until(predicate: Any, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -92,7 +75,7 @@ def test_fails_500_refused_stall_then_arrives_once(tmp_path: Path, sink: Sink) -
     """A 500, a refused connection and a stall past the timeout are retried; the message arrives once."""
     sink.behaviour = lambda _: 500
     with start(tmp_path, rules(sink)) as client:
-        body = fresh_fault()
+        body = fault("ev-1")
         assert (
             202
             == client.post(
@@ -128,7 +111,7 @@ def test_dead_letter_then_cli_retry(tmp_path: Path, sink: Sink) -> None:
     """Past its attempt budget a delivery is dead; `receiver deliveries retry --dead` sends it."""
     sink.behaviour = lambda _: 503
     with start(tmp_path, rules(sink, max_attempts=2)) as client:
-        body = fresh_fault("ev-dead")
+        body = fault("ev-dead")
         client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET)})
         assert wait_until(lambda: bool(deliveries(client)) and deliveries(client)[0]["state"] == "dead")
         assert 2 == sink.calls
@@ -165,7 +148,7 @@ rules:
         with start(tmp_path, text) as client:
             started = time.monotonic()
             for i in range(3):
-                body = fresh_fault(f"ev-{i}")
+                body = fault(f"ev-{i}")
                 client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET)})
             assert 3 == len(fast.wait_for(3, timeout=10))
             fast_done = time.monotonic() - started

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections import Counter
@@ -11,19 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import ServerProcess, Sink, sample
+from support import ServerProcess, Sink, fault
 
 pytestmark = pytest.mark.slow
 
 SECRET = "e2e-secret"
 CONCURRENCY = 4
-
-
-def fault(event_id: str) -> bytes:
-    raw = json.loads(sample("job.faulted.json"))
-    raw["EventId"] = event_id
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return json.dumps(raw).encode()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 from starlette.testclient import TestClient
-from support import ServerProcess, Sink, free_port, sample
+from support import ServerProcess, Sink, free_port, fresh, sample, wait_until
 
 from receiver.app import create_app
 from receiver.logconfig import configure_logging
@@ -115,22 +114,6 @@ rules:
 """
 
 
-def fresh_faulted(**extra: Any) -> bytes:
-    raw = json.loads(sample("job.faulted.json"))
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    raw.update(extra)
-    return json.dumps(raw).encode()
-
-
-def wait_until(predicate: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.fixture
 def sink() -> Iterator[Sink]:
     sink = Sink().start()
@@ -162,7 +145,7 @@ class TestNoSecretsAtInfo:
         )
         configure(settings)
         caplog.set_level(logging.INFO)
-        body = fresh_faulted(InputArguments=json.dumps({"iban": CANARY_BODY}))
+        body = fresh("job.faulted.json", InputArguments=json.dumps({"iban": CANARY_BODY}))
         with TestClient(create_app(settings)) as client:
             accepted = client.post(
                 "/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, CANARY_SECRET)}
@@ -217,7 +200,7 @@ class TestNoSecretsAtInfo:
             watch_rules=False,
             poll_seconds=0.05,
         )
-        body = fresh_faulted()
+        body = fresh("job.faulted.json")
         with structlog.testing.capture_logs() as captured, TestClient(create_app(settings)) as client:
             client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, "s")})
             assert wait_until(lambda: any(e["event"] == "event_processed" for e in captured))
@@ -247,7 +230,7 @@ def test_real_server_writes_one_json_stream(tmp_path: Path, sink: Sink) -> None:
         env={"RECEIVER_WEBHOOK_SECRET": CANARY_SECRET, "RECEIVER_ADMIN_TOKEN": CANARY_ADMIN},
     ).start()
     try:
-        assert 202 == server.post_signed(fresh_faulted(), CANARY_SECRET)[0]
+        assert 202 == server.post_signed(fresh("job.faulted.json"), CANARY_SECRET)[0]
         assert wait_until(lambda: len(sink.received) >= 1)
     finally:
         server.stop()

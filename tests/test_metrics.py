@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
-from support import sample
+from support import fresh, wait_until
 
 from receiver import __version__
 from receiver.app import create_app
@@ -120,21 +119,6 @@ class ChannelNotifier:
         if "broken" in url:
             return SendResult(status="failed", reason="error=500", elapsed=0.0, recoverable=True)
         return SendResult(status="sent", reason=None, elapsed=0.0, recoverable=True)
-
-
-def fresh(name: str) -> bytes:
-    raw = json.loads(sample(name))
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return json.dumps(raw).encode()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -11,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ServerProcess, Sink, sample
+from support import ServerProcess, Sink, fault
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +37,6 @@ def sink() -> Iterator[Sink]:
     server = Sink().start()
     yield server
     server.stop()
-
-
-def fault(event_id: str) -> bytes:
-    raw = json.loads(sample("job.faulted.json"))
-    raw["EventId"] = event_id
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return json.dumps(raw).encode()
 
 
 def test_reload_under_traffic(tmp_path: Path, sink: Sink) -> None:

@@ -16,19 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import ServerProcess, Sink, sample
+from support import ServerProcess, Sink, fault, sample
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SECRET = "replica-secret"
 CONCURRENCY = 4
-
-
-def fault(event_id: str) -> bytes:
-    raw = json.loads(sample("job.faulted.json"))
-    raw["EventId"] = event_id
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return json.dumps(raw).encode()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support import sample
+from support import fresh
 
 from receiver.app import create_app
 from receiver.notifier import SendResult
@@ -121,13 +121,6 @@ def csrf(client: TestClient, path: str = "/ui") -> str:
     found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
     assert found is not None
     return found.group(1)
-
-
-def fresh(name: str, **changes: Any) -> bytes:
-    raw = json.loads(sample(name))
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    raw.update(changes)
-    return json.dumps(raw).encode()
 
 
 def post_event(client: TestClient, body: bytes) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ServerProcess, free_port, sample
+from support import ServerProcess, free_port, fresh
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -95,12 +95,6 @@ rules:
     match: {{type: job.completed}}
     notify: []
 """
-
-
-def fresh(name: str) -> bytes:
-    raw = json.loads(sample(name))
-    raw["Timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return json.dumps(raw).encode()
 
 
 @pytest.fixture
