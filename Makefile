@@ -1,0 +1,19 @@
+# One entry point per task; CI and README run the same commands.
+PYTHON ?= .venv/bin/python
+
+.PHONY: test lint bench bench-quick profile
+
+test:  ## the whole test suite (README: Development)
+	$(PYTHON) -m pytest
+
+lint:  ## ruff and mypy, as in the README
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy receiver
+
+bench:  ## the benchmark suite (about 6 minutes); table in bench/results/latest.{md,json}
+	$(PYTHON) bench/suite.py $(BENCH_ARGS)
+
+bench-quick:  ## the same, fewer and shorter runs (about 2 minutes), for development
+	$(PYTHON) bench/suite.py --quick $(BENCH_ARGS)
+
+profile:  ## where the webhook path spends its time under load (needs py-spy: .venv/bin/pip install py-spy)
+	$(PYTHON) bench/profile_ingest.py $(PROFILE_ARGS)
