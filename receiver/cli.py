@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -139,6 +140,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     resolve_sources(ruleset, settings)
     app = create_app(settings, ruleset=ruleset)
+    # Everything loaded so far (apprise's plugins, pydantic's schemas, the rules) lives for the
+    # whole process: move it out of the collector's reach, or every full collection walks it and
+    # stalls the webhooks waiting behind it (p99 at concurrency 64: about 60 ms -> 20 ms).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, server_header=False)
     return 0
 
