@@ -9,8 +9,8 @@ is read back: every request answered 202 must be in the inbox.
 
 The receiver is ``receiver serve`` with the example rules.yaml (its workers process and deliver
 to log:// channels while the load runs: that is part of what one process does), SQLite with
-``synchronous=FULL``. With ``candidate`` set, a third server runs the receiver package found in
-that directory (a proposed change) in the same interleave.
+``synchronous=FULL``. Each of ``candidates`` (directories holding a changed receiver package,
+labelled by the directory's name) runs as one more server in the same interleave.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class IngestConfig:
     concurrencies: tuple[int, ...] = (16, 64)
     reps: int = 5
     seconds: float = 6.0
-    candidate: Path | None = None
+    candidates: tuple[Path, ...] = ()
 
 
 def _log(message: str) -> None:
@@ -58,7 +58,7 @@ def _one(
 ) -> dict[str, Any]:
     with workdir(kind) as tmp:
         wd = Path(tmp)
-        tree = cfg.candidate if kind == "candidate" and cfg.candidate else receiver_tree()
+        tree = dict(_labels(cfg.candidates)).get(kind) or receiver_tree()
         server = Server("bare" if kind == "bare" else "receiver", wd, tree=tree)
         if kind != "bare":
             server.rules = example_rules(wd, tree)
@@ -98,6 +98,17 @@ def _one(
             f"p99 {row['p99_ms']:.2f} ms  cpu {row['server_cpu_us_per_request']:.0f} µs/req"
         )
         return row
+
+
+def _labels(candidates: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    """(label, directory) of each candidate: the directory's name, made unique."""
+    labels: list[tuple[str, Path]] = []
+    for path in candidates:
+        label = path.resolve().name or str(path)
+        while label in {"bare", "receiver"} | {existing for existing, _ in labels}:
+            label += "'"
+        labels.append((label, path))
+    return labels
 
 
 def _ratio(runs: list[dict[str, Any]], kind: str, base: str, key: str, concurrency: int) -> float:
@@ -140,7 +151,7 @@ def summarize(runs: list[dict[str, Any]], kinds: list[str], concurrencies: tuple
 
 def run(cfg: IngestConfig, tmp: Path) -> dict[str, Any]:
     """Measure; returns the runs and their summaries."""
-    kinds = ["bare", "receiver"] + (["candidate"] if cfg.candidate else [])
+    kinds = ["bare", "receiver", *(label for label, _ in _labels(cfg.candidates))]
     bodies = signed_faults(int(MAX_RPS * cfg.seconds), run_tag())
     bodies_file: Path | None = None
     if have_wrk():

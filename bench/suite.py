@@ -1,7 +1,7 @@
 """The benchmark suite: ingest, rules, delivery, end to end, memory; one table, also as JSON.
 
 Run ``make bench`` (about 6 minutes) or ``make bench-quick`` (about 2), or directly
-``.venv/bin/python bench/suite.py [--quick] [--only SECTIONS] [--candidate DIR]``.
+``.venv/bin/python bench/suite.py [--quick] [--only SECTIONS] [--candidate DIR ...]``.
 
 Every figure sits next to a baseline measured in the same run, and the ratio is what to read:
 these machines are shared and noisy, so absolute numbers drift between runs while the ratios
@@ -10,9 +10,10 @@ of the ratios of adjacent pairs. Servers are pinned to one CPU, the load generat
 (see harness.py). The table is printed and written to bench/results/latest.json and
 latest.md (bench/results/ is not committed; docs/performance.md keeps a dated copy).
 
-``--candidate DIR`` runs a second receiver, the ``receiver`` package found in DIR (a proposed
-change, e.g. a copy of the tree with one edit), in the ingest interleave, so its effect is
-measured against the same baseline in the same run.
+``--candidate DIR`` (repeatable) runs one more receiver per DIR, the ``receiver`` package found
+there (a proposed change, e.g. a copy of the tree with one edit), in the ingest interleave, so
+its effect is measured against the same baseline in the same run. Rows are labelled with the
+directory's name.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ def _row(
 def _ingest_rows(result: dict[str, Any]) -> list[Row]:
     rows = []
     for s in result["summary"]:
-        c, who = s["concurrency"], "receiver" if s["kind"] == "receiver" else "candidate"
+        c, who = s["concurrency"], s["kind"]
         graded = c == 64
-        prefix = f"ingest c={c}" + ("" if who == "receiver" else " (candidate)")
+        prefix = f"ingest c={c}" + ("" if who == "receiver" else f" ({who})")
         rows += [
             _row(
                 "ingest",
@@ -236,16 +237,16 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def _configs(quick: bool, candidate: Path | None) -> dict[str, Any]:
+def _configs(quick: bool, candidates: tuple[Path, ...]) -> dict[str, Any]:
     if quick:
         return {
-            "ingest": IngestConfig(reps=2, seconds=3.0, candidate=candidate),
+            "ingest": IngestConfig(reps=2, seconds=3.0, candidates=candidates),
             "rules_budget": 0.1,
             "delivery": DeliveryConfig(reps=1, e2e_seconds=10.0, baseline_seconds=3.0),
             "memory": MemoryConfig(events=10_000, warm_events=500),
         }
     return {
-        "ingest": IngestConfig(candidate=candidate),
+        "ingest": IngestConfig(candidates=candidates),
         "rules_budget": 0.5,
         "delivery": DeliveryConfig(reps=5),
         "memory": MemoryConfig(),
@@ -278,17 +279,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (about 2 minutes)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {','.join(SECTIONS)}")
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the JSON")
-    parser.add_argument("--candidate", type=Path, help="a directory holding a changed receiver package to compare")
+    parser.add_argument(
+        "--candidate",
+        type=Path,
+        action="append",
+        default=[],
+        help="a directory holding a changed receiver package to compare (repeatable)",
+    )
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
-    if args.candidate is not None and not (args.candidate / "receiver" / "__init__.py").is_file():
-        parser.error(f"--candidate {args.candidate}: no receiver package in that directory")
+    for candidate in args.candidate:
+        if not (candidate / "receiver" / "__init__.py").is_file():
+            parser.error(f"--candidate {candidate}: no receiver package in that directory")
 
     pin_self_to_load_cpu()
-    cfg = _configs(args.quick, args.candidate)
+    cfg = _configs(args.quick, tuple(args.candidate))
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
     rows: list[Row] = []
