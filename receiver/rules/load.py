@@ -18,14 +18,14 @@ from __future__ import annotations
 import difflib
 import gc
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from receiver.errors import Problem, RulesError
 from receiver.rules.fields import event_classes
@@ -59,6 +59,8 @@ from receiver.rules.spec import (
 )
 from receiver.rules.template import RECOVER_NAMES, check_template, compile_template
 from receiver.rules.values import glob_regex
+
+_SpecT = TypeVar("_SpecT", bound=BaseModel)
 
 __all__ = ["expand_env", "load_rules"]
 
@@ -386,18 +388,7 @@ class _Loader:
         names: dict[str, int] = {}
         compiler_classes = event_classes()
         catch_all: str | None = None
-        for i, item in enumerate(raw):
-            base: YamlPath = ("rules", i)
-            name = item.get("name") if isinstance(item, dict) else None
-            label = f"rule {name!r}" if isinstance(name, str) and name else f"rule #{i + 1}"
-            if not isinstance(item, dict):
-                self.report(base, f"{label}: expected a mapping with name, match and notify")
-                continue
-            try:
-                spec = RuleSpec.model_validate(item)
-            except ValidationError as exc:
-                self._pydantic(exc, base, "rule", label)
-                continue
+        for base, label, spec in self._items(raw, "rules", "rule", RuleSpec, "name, match and notify"):
             line = self.marks.get(base, (0, 0))[0]
             if spec.name in names:
                 self.report((*base, "name"), f"{label}: duplicate rule name (first at line {names[spec.name]})")
@@ -550,22 +541,32 @@ class _Loader:
         template = self._template(source, "text", path, label, what)
         return None if template is None else KeyTemplate(source, template)
 
+    def _items(
+        self, raw: list[Any], section: str, kind: str, model: type[_SpecT], hint: str
+    ) -> Iterator[tuple[YamlPath, str, _SpecT]]:
+        """The valid items of a list section (rules, silences, inhibit), each with its path and label.
+
+        An item that is not a mapping, or fails its model, is reported and skipped.
+        """
+        for i, item in enumerate(raw):
+            base: YamlPath = (section, i)
+            name = item.get("name") if isinstance(item, dict) else None
+            label = f"{kind} {name!r}" if isinstance(name, str) and name else f"{kind} #{i + 1}"
+            if not isinstance(item, dict):
+                self.report(base, f"{label}: expected a mapping with {hint}")
+                continue
+            try:
+                spec = model.model_validate(item)
+            except ValidationError as exc:
+                self._pydantic(exc, base, kind, label)
+                continue
+            yield base, label, spec
+
     def _silences(self, raw: list[Any], zone: ZoneInfo, rule_names: list[str]) -> list[Silence]:
         silences: list[Silence] = []
         names: dict[str, int] = {}
         classes = event_classes()
-        for i, item in enumerate(raw):
-            base: YamlPath = ("silences", i)
-            name = item.get("name") if isinstance(item, dict) else None
-            label = f"silence {name!r}" if isinstance(name, str) and name else f"silence #{i + 1}"
-            if not isinstance(item, dict):
-                self.report(base, f"{label}: expected a mapping with name and weekly or dates")
-                continue
-            try:
-                spec = SilenceSpec.model_validate(item)
-            except ValidationError as exc:
-                self._pydantic(exc, base, "silence", label)
-                continue
+        for base, label, spec in self._items(raw, "silences", "silence", SilenceSpec, "name and weekly or dates"):
             line = self.marks.get(base, (0, 0))[0]
             count = len(self.problems)
             self._unique(spec.name, names, (*base, "name"), label, line)
@@ -636,18 +637,7 @@ class _Loader:
         inhibits: list[Inhibit] = []
         names: dict[str, int] = {}
         classes = event_classes()
-        for i, item in enumerate(raw):
-            base: YamlPath = ("inhibit", i)
-            name = item.get("name") if isinstance(item, dict) else None
-            label = f"inhibit {name!r}" if isinstance(name, str) and name else f"inhibit #{i + 1}"
-            if not isinstance(item, dict):
-                self.report(base, f"{label}: expected a mapping with name, source, target and equal")
-                continue
-            try:
-                spec = InhibitSpec.model_validate(item)
-            except ValidationError as exc:
-                self._pydantic(exc, base, "inhibit", label)
-                continue
+        for base, label, spec in self._items(raw, "inhibit", "inhibit", InhibitSpec, "name, source, target and equal"):
             line = self.marks.get(base, (0, 0))[0]
             count = len(self.problems)
             self._unique(spec.name, names, (*base, "name"), label, line)
