@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -76,6 +77,7 @@ def create_app(
             poll=settings.poll_seconds,
             backoff=Backoff(base=settings.retry_initial_seconds, cap=settings.retry_max_seconds),
             metrics=metrics,
+            edge=rt.edge,
         )
         rt.worker = InboxWorker(
             store,
@@ -85,6 +87,7 @@ def create_app(
             poll=settings.poll_seconds,
             on_deliveries=rt.dispatcher.wake,
             metrics=metrics,
+            edge=rt.edge,
         )
         app.state.runtime = rt
         await store.listen(_wake_workers(rt.worker, rt.dispatcher))
@@ -124,6 +127,8 @@ def create_app(
     ]
     return Starlette(
         routes=routes,
+        # POST /webhooks/{source} is answered here, before the router (see edge.WebhookFastPath).
+        middleware=[Middleware(edge.WebhookFastPath)],
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from receiver.activity import EdgeActivity
 from receiver.errors import StoreError
 from receiver.metrics import Metrics
 from receiver.notifier import Notifier, SendResult
@@ -60,6 +61,8 @@ class Dispatcher:
         poll: seconds between looks at the outbox when nothing woke a loop.
         backoff: retry delays.
         rng: jitter source (tests seed it).
+        edge: the edge's activity; while it is busy, a claim waits for it, at most ``max_defer``.
+        max_defer: the longest a claim waits for the edge.
     """
 
     def __init__(
@@ -74,6 +77,8 @@ class Dispatcher:
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        edge: EdgeActivity | None = None,
+        max_defer: float = 1.0,
     ) -> None:
         self._store = store
         self._rules = rules
@@ -84,6 +89,8 @@ class Dispatcher:
         self._backoff = backoff or Backoff()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._metrics = metrics
+        self._edge = edge
+        self._max_defer = max_defer
         self._wakeups: dict[str, asyncio.Event] = {}
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._supervisor_wakeup = asyncio.Event()
@@ -164,6 +171,8 @@ class Dispatcher:
             rows: list[DeliveryRow] = []
             if free > 0:
                 wakeup.clear()
+                if self._edge is not None:
+                    await self._edge.wait_quiet(self._max_defer)  # webhooks first, as in InboxWorker
                 lease = max(self._lease, channel.timeout_seconds * 2)
                 try:
                     rows = await self._store.claim_deliveries(name, limit=free, now=self._clock(), lease=lease)

@@ -143,6 +143,9 @@ class Metrics:
             buckets=_HANDLER_BUCKETS,
             registry=registry,
         )
+        # The webhook path's children, looked up once: labels() costs a few µs per call.
+        self.webhook_duration = self.handler_duration.labels("webhook")
+        self._received: dict[tuple[str, str, str], Counter] = {}
         self.rules_loaded = Gauge("receiver_rules_loaded", "Rules in force.", registry=registry)
         self.rules_reload_failures = Counter(
             "receiver_rules_reload_failures_total", "Reloads refused because the file had problems.", registry=registry
@@ -162,6 +165,14 @@ class Metrics:
         self.info = Info("receiver", "The running receiver.", registry=registry)
         self._queues = _QueueCollector()
         registry.register(self._queues)
+
+    def received(self, source: str, event_type: str, status: str) -> Counter:
+        """The ``webhooks_received`` child of these labels (few: sources x known types x 2 statuses)."""
+        key = (source, event_type, status)
+        child = self._received.get(key)
+        if child is None:
+            child = self._received[key] = self.webhooks_received.labels(source, event_type, status)
+        return child
 
     def set_queues(self, snapshot: QueueSnapshot | None) -> None:
         """Publish the inbox and outbox as read from the store; None when the store could not be read."""

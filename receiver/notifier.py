@@ -22,9 +22,12 @@ DEBUG lines carry raw webhook tokens.
 
 How a send runs, and why:
 
-* A fresh plugin and ``Apprise`` object per send, so each outcome belongs to one channel and no
-  plugin state (apprise's pacing timestamp, lookup caches) is shared between concurrent sends.
-  Building them costs about 0.2 ms, against 1.1 ms for a whole send to a local endpoint.
+* One ``Apprise`` object per channel URL, built on first use and reused, concurrently too.
+  Building one costs about 0.2 ms, against 1.1 ms for a whole send to a local endpoint: a fifth
+  of the delivery path. Each call still gets its own result (apprise keeps per-call state in
+  contextvars; 200 sends from 16 threads on one object were all delivered once, reference
+  §7). The state a plugin does keep is its pacing timestamp, zeroed below, and lookup caches
+  (Slack's e-mail to user id), which are safe to share.
 * ``request_rate_per_sec`` is zeroed on that plugin: apprise would otherwise sleep 1.2 s (Slack)
   to 5.5 s (Teams, e-mail) between the requests of one send, for example one message per e-mail
   recipient. Pacing against a channel's rate limits is the dispatcher's per-channel concurrency.
@@ -213,6 +216,10 @@ def _register_log_channel() -> None:
 
 _install_log_guard()
 _register_log_channel()
+
+
+_CACHE_SIZE: Final = 512
+"""Prepared channel URLs kept by a notifier (far more than a rules file holds)."""
 
 
 # --- URL checks ---------------------------------------------------------------------------------
@@ -414,7 +421,7 @@ def _http_status(reason: str | None) -> int | None:
 
 
 class AppriseNotifier:
-    """Sends through apprise: one fresh ``Apprise`` object per send, so every outcome is known.
+    """Sends through apprise: one ``Apprise`` object per channel URL, pacing off, one result per send.
 
     Args:
         app_id: the application name apprise shows (Slack footer, e-mail ``X-Application``,
@@ -433,6 +440,30 @@ class AppriseNotifier:
         self._asset = AppriseAsset(app_id=app_id, secure_logging=True, service_timeout=_SERVICE_TIMEOUT)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._cache: dict[tuple[str, float], tuple[Apprise, NotifyBase]] = {}
+
+    def _loaded(self, url: str, timeout: float) -> tuple[Apprise, NotifyBase] | None:
+        """The ``Apprise`` object holding ``url``'s prepared plugin, built once per URL and timeout.
+
+        Loading a URL costs 0.5-0.8 ms and a reused object notifies in 60 % of a fresh one's time
+        (reference/apprise.md §8). Reuse is safe: apprise keeps per-call state (attempts, logs) in
+        contextvars and the result is per call, and ``_prepare`` zeroed the one thing a reused
+        plugin remembers between sends, its pacing. Bounded: URLs come from the rules file, so
+        only a reload brings new ones, and a full cache is simply started again.
+        """
+        key = (url, timeout)
+        loaded = self._cache.get(key)
+        if loaded is None:
+            plugin = _load(url, self._asset)
+            if plugin is None:
+                return None
+            self._prepare(plugin, url, timeout)
+            apobj = Apprise(asset=self._asset)
+            apobj.add(plugin)
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            loaded = self._cache[key] = (apobj, plugin)
+        return loaded
 
     def _prepare(self, plugin: NotifyBase, url: str, timeout: float) -> None:
         """Sets the per-send timeouts and turns off apprise's pacing on a freshly loaded plugin."""
@@ -469,13 +500,11 @@ class AppriseNotifier:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"send timeout must be a positive number of seconds, got {timeout!r}")
         started = time.monotonic()
-        plugin = _load(url, self._asset)
-        if plugin is None:
+        loaded = self._loaded(url, timeout)
+        if loaded is None:
             reason = check_url(url) or _load_failure(_scheme(url))
             return SendResult("failed", reason, time.monotonic() - started, recoverable=False)
-        self._prepare(plugin, url, timeout)
-        apobj = Apprise(asset=self._asset)
-        apobj.add(plugin)
+        apobj, plugin = loaded
         try:
             result = await apobj.async_notify(
                 body=notification.body,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from receiver.activity import EdgeActivity
 from receiver.dispatch import Dispatcher
 from receiver.errors import ConfigError, RulesError
 from receiver.metrics import Metrics
@@ -104,6 +105,8 @@ class Runtime:
     reload_problems: list[str] = field(default_factory=list)
     rules_loaded_at: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    edge: EdgeActivity = field(default_factory=EdgeActivity)
+    """Requests in hand at the edge: the workers give way to them (bounded)."""
 
     def current_rules(self) -> RuleSet:
         """The rule set in force (workers call this once per batch)."""

@@ -7,6 +7,7 @@ loopback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -105,7 +106,7 @@ def free_port() -> int:
 
 @dataclass
 class HttpSink:
-    """A loopback HTTP server: ``/fail…`` answers 500, anything else 200; every POST is kept."""
+    """A loopback HTTP server: ``/fail…`` or a body with ``FAIL-ME`` gets 500, anything else 200; every POST is kept."""
 
     port: int
     received: list[tuple[str, bytes]] = field(default_factory=list)
@@ -122,8 +123,9 @@ def http_sink() -> Iterator[HttpSink]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            received.append((self.path, self.rfile.read(int(self.headers.get("Content-Length", 0)))))
-            failing = self.path.startswith("/fail")
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append((self.path, body))
+            failing = self.path.startswith("/fail") or b"FAIL-ME" in body
             self.send_response(500 if failing else 200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -563,6 +565,16 @@ class TestJsonEndpoint:
         assert ("failed", True, False) == (result.status, result.recoverable, result.ok)
         assert result.reason is not None
         assert "error=500" in result.reason
+
+    @pytest.mark.anyio
+    async def test_concurrent_sends_to_one_url_each_get_their_own_outcome(self, http_sink: HttpSink) -> None:
+        """One notifier reuses a URL's apprise object; sends running at once still report each its own result."""
+        notifier = AppriseNotifier()
+        url = http_sink.url("/hook")
+        notes = [make_notification(title=f"{'FAIL-ME' if n % 2 else 'fine'} {n}") for n in range(12)]
+        results = await asyncio.gather(*(notifier.send(url, note, timeout=5) for note in notes))
+        assert ["failed" if n % 2 else "sent" for n in range(12)] == [r.status for r in results]
+        assert 12 == len(http_sink.received)
 
     @pytest.mark.anyio
     async def test_connection_refused(self) -> None:
