@@ -458,6 +458,27 @@ class TestSQLite:
         with pytest.raises(StoreError, match="cannot open"):
             await SQLiteStore(str(blocker / "r.db")).open()
 
+    async def test_accepts_wait_for_the_disk_after_relaxed_delivery_writes(self, tmp_path: Path) -> None:
+        """Claims and outcomes skip the fsync; the accept after them (and after a failed one) still waits for it."""
+        store = SQLiteStore(str(tmp_path / "receiver.db"))
+        await store.open()
+
+        def synchronous() -> int:
+            return int(store._conn.execute("PRAGMA synchronous").fetchone()[0])  # type: ignore[union-attr]
+
+        try:
+            delivery_id = await _one_delivery(store)
+            assert [delivery_id] == [r.id for r in await store.claim_deliveries("ops", limit=5, now=2001.0, lease=30)]
+            await store.mark_sent(delivery_id, now=2002.0, elapsed=0.1)
+            assert 2 == synchronous()  # FULL
+            store._conn.execute("DROP TABLE attempts")  # type: ignore[union-attr]
+            with pytest.raises(StoreError):
+                await store.mark_failed(delivery_id, now=2003.0, reason="x", elapsed=0.1, next_attempt_at=None)
+            assert 2 == synchronous()
+            assert not (await store.accept(item("after"))).duplicate
+        finally:
+            await store.close()
+
     async def test_write_failure_surfaces_as_store_error(self, tmp_path: Path) -> None:
         """When another connection holds the write lock past the timeout, accept raises StoreError."""
         store = SQLiteStore(str(tmp_path / "receiver.db"))

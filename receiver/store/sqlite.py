@@ -1,5 +1,8 @@
 """The embedded store: one SQLite file in WAL mode with ``synchronous=FULL``.
 
+Every commit waits for the disk, except those whose loss in a power cut is made good by
+redoing them (``_run(..., redone_if_lost=True)``): a delivery's claim and its outcome.
+
 SQLite is synchronous; every statement runs on one dedicated thread so the event loop never
 blocks on disk and no two threads share the connection. Concurrent ``accept`` calls are
 committed together (group commit): one fsync for every request that arrived meanwhile.
@@ -139,12 +142,28 @@ class SQLiteStore:
         conn.close()
         self._conn = None
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn(connection)`` on the store thread; sqlite3 errors become StoreError."""
+    async def _run(self, fn: Callable[[sqlite3.Connection], _T], *, redone_if_lost: bool = False) -> _T:
+        """Run ``fn(connection)`` on the store thread; sqlite3 errors become StoreError.
+
+        ``redone_if_lost``: the commit may skip the fsync (``synchronous=NORMAL``). Only for writes
+        whose loss in a power cut is made good by redoing them: a claim's lease, a delivery's
+        outcome (the notification is sent again: at-least-once). A process crash loses none of
+        them either way (WAL). It halves the delivery path's store time: an fsync is ~0.6 ms here.
+        """
         if self._executor is None:
             raise StoreError("store is not open")
         loop = asyncio.get_running_loop()
+        if redone_if_lost:
+            return await loop.run_in_executor(self._executor, self._call_relaxed, fn)
         return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call_relaxed(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        # Back to FULL whatever happens: the next write may be an accept, which must reach the disk.
+        self._call(lambda conn: conn.execute("PRAGMA synchronous=NORMAL"))
+        try:
+            return self._call(fn)
+        finally:
+            self._call(lambda conn: conn.execute("PRAGMA synchronous=FULL"))
 
     def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         conn = self._conn
@@ -461,7 +480,7 @@ class SQLiteStore:
             conn.execute("COMMIT")
             return [DeliveryRow(*r) for r in rows]
 
-        return await self._run(claim)
+        return await self._run(claim, redone_if_lost=True)
 
     async def due_channels(self, now: float) -> set[str]:
         """Channels with at least one delivery due and not leased."""
@@ -492,7 +511,7 @@ class SQLiteStore:
             )
             conn.execute("COMMIT")
 
-        await self._run(sent)
+        await self._run(sent, redone_if_lost=True)
 
     async def mark_failed(
         self, delivery_id: int, *, now: float, reason: str, elapsed: float, next_attempt_at: float | None
@@ -520,7 +539,7 @@ class SQLiteStore:
             )
             conn.execute("COMMIT")
 
-        await self._run(failed)
+        await self._run(failed, redone_if_lost=True)
 
     async def list_deliveries(
         self,
