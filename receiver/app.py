@@ -94,6 +94,7 @@ def create_app(
         rt.tasks = [
             asyncio.create_task(rt.worker.run(), name="inbox-worker"),
             asyncio.create_task(rt.dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(rt.reads.run(), name="read-deadlines"),
         ]
         if settings.watch_rules:
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))

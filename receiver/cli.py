@@ -145,7 +145,19 @@ def _serve(args: argparse.Namespace) -> int:
     # stalls the webhooks waiting behind it (p99 at concurrency 64: about 60 ms -> 20 ms).
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, server_header=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        # Set deliberately, not left to uvicorn's defaults: an idle keep-alive connection is closed
+        # after keepalive_seconds, and past max_concurrency new requests get a 503 (Orchestrator
+        # retries) instead of piling up. Slow bodies are bounded by the edge (body_timeout_seconds).
+        timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
+        limit_concurrency=settings.max_concurrency,
+    )
     return 0
 
 

@@ -138,25 +138,6 @@ def _summarise(summary: _Summary, elapsed: float) -> None:
     level(name, **fields, duration_ms=round(elapsed * 1000, 2))
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """Read the body, refusing as soon as it passes ``limit`` (with or without Content-Length)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _lookup(obj: Mapping[str, Any], key: str) -> Any:
     """``obj[key]``, or the first key equal ignoring case (Orchestrator is PascalCase; others are not)."""
     if key in obj:
@@ -240,11 +221,37 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The body from the ASGI messages, refused as soon as it passes ``limit``; a single chunk is not copied."""
+async def _receive_body(rt: Runtime, scope: Scope, receive: Receive) -> bytes:
+    """The body from the ASGI messages, refused as soon as it passes the size limit or its time.
+
+    A single chunk (the usual webhook) is not copied. A client still sending after
+    ``body_timeout_seconds`` gets a 408 and the connection is closed (see ``ReadDeadlines``).
+    """
+    limit = rt.settings.max_body_bytes
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Refused(413, "body_too_large", f"body is over the limit of {limit} bytes")
+        raise _Refused(413, "body_too_large", f"body is over the limit of {limit} bytes", _CLOSE)
+    task: asyncio.Task[Any] | None = asyncio.current_task()
+    if task is None:  # not in a task: nothing to watch (only possible outside a server)
+        return await _receive_chunks(receive, limit)
+    rt.reads.watch(task, rt.settings.body_timeout_seconds)
+    try:
+        return await _receive_chunks(receive, limit)
+    except asyncio.CancelledError:
+        if not rt.reads.done(task):
+            raise  # the server is stopping, or the client went away
+        task.uncancel()
+        within = rt.settings.body_timeout_seconds
+        raise _Refused(408, "body_timeout", f"the body did not arrive within {within:g} s", _CLOSE) from None
+    finally:
+        rt.reads.done(task)
+
+
+_CLOSE = {"Connection": "close"}
+"""Answers that leave the request body unread also end the connection (what follows is garbage)."""
+
+
+async def _receive_chunks(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -254,17 +261,10 @@ async def _receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _Refused(413, "body_too_large", f"body is over the limit of {limit} bytes")
+            raise _Refused(413, "body_too_large", f"body is over the limit of {limit} bytes", _CLOSE)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    try:
-        return await _read_body(request, limit)
-    except _BodyTooLarge:
-        raise _Refused(413, "body_too_large", f"body is over the limit of {limit} bytes") from None
 
 
 async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: Receive) -> _Answer:
@@ -272,7 +272,7 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
     source = rt.sources.get(source_name)
     if source is None:
         raise _Refused(404, "unknown_source", f"no source {source_name[:100]!r} is configured")
-    body = await _receive_body(scope, receive, rt.settings.max_body_bytes)
+    body = await _receive_body(rt, scope, receive)
     if source.secrets:
         try:
             form = verify_signature(
@@ -331,7 +331,7 @@ async def _accept_logs(rt: Runtime, source_name: str, request: Request) -> tuple
         raise _Refused(404, "unknown_source", f"no robot-log route is configured for source {source_name[:100]!r}")
     if not token_matches(request.headers.get("authorization"), source.logs_token):
         raise _Refused(401, "unauthorized", "missing or wrong bearer token")
-    body = await _read_limited(request, rt.settings.max_body_bytes)
+    body = await _receive_body(rt, request.scope, request.receive)
     try:
         entries = _log_entries(body)
     except EventParseError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from receiver.activity import EdgeActivity
+from receiver.deadline import ReadDeadlines
 from receiver.dispatch import Dispatcher
 from receiver.errors import ConfigError, RulesError
 from receiver.metrics import Metrics
@@ -106,6 +107,8 @@ class Runtime:
     rules_loaded_at: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     edge: EdgeActivity = field(default_factory=EdgeActivity)
+    reads: ReadDeadlines = field(default_factory=ReadDeadlines)
+    """Body reads in progress, cancelled past ``settings.body_timeout_seconds`` (slow clients)."""
     """Requests in hand at the edge: the workers give way to them (bounded)."""
 
     def current_rules(self) -> RuleSet:

@@ -1,0 +1,61 @@
+"""Deadlines for reading request bodies, kept by one watchdog instead of a timer per request.
+
+uvicorn bounds idle keep-alive connections but not a client that sends its body slowly: each
+such request would hold a task, a connection and its buffer for as long as the client likes.
+``asyncio.timeout`` would bound it, but costs 6-9 µs per request on the webhook path, which
+has ~35 µs of budget in all (docs/performance.md). Here a read registers its task in a dict
+(well under a µs) and one loop, waking every ``tick`` seconds, cancels the reads that are
+overdue; the reader turns that cancellation into its 408 (``expired``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+__all__ = ["ReadDeadlines"]
+
+
+class ReadDeadlines:
+    """Cancels body reads that run past their deadline (a granularity of ``tick`` seconds).
+
+    Args:
+        tick: how often overdue reads are looked for.
+    """
+
+    def __init__(self, tick: float = 0.5) -> None:
+        self._tick = tick
+        self._reading: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+
+    def watch(self, task: asyncio.Task[object], within: float) -> None:
+        """``task`` starts a read that must end within ``within`` seconds."""
+        self._reading[task] = time.monotonic() + within
+
+    def done(self, task: asyncio.Task[object]) -> bool:
+        """``task``'s read ended; True when it was cancelled for running out of time.
+
+        The reader calls this in a ``finally`` and, when a CancelledError is on its way up and this
+        says True, turns it into its time-out answer (after ``task.uncancel()``).
+        """
+        self._reading.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    @property
+    def watched(self) -> int:
+        """Reads in progress."""
+        return len(self._reading)
+
+    async def run(self) -> None:
+        """Cancel overdue reads until cancelled itself."""
+        while True:
+            await asyncio.sleep(self._tick)
+            now = time.monotonic()
+            overdue = [task for task, deadline in self._reading.items() if deadline <= now]
+            for task in overdue:
+                del self._reading[task]
+                self._expired.add(task)
+                task.cancel()

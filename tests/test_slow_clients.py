@@ -1,0 +1,178 @@
+"""Slow and idle clients against a real ``receiver serve``: bounded, answered, and harmless to others.
+
+uvicorn closes idle keep-alive connections (``RECEIVER_KEEPALIVE_SECONDS``) but has no limit on a
+client that trickles its body; the edge answers that one 408 after ``RECEIVER_BODY_TIMEOUT_SECONDS``.
+Raw sockets, because an HTTP client library will not send slowly on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import ServerProcess, fault
+
+from receiver.signature import sign
+
+pytestmark = pytest.mark.slow
+
+SECRET = "slow-secret"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("channels:\n  log: {url: 'log://'}\nrules:\n  - {name: all, match: {}, notify: [log]}\n")
+    env = {
+        "RECEIVER_WEBHOOK_SECRET": SECRET,
+        "RECEIVER_BODY_TIMEOUT_SECONDS": "1",
+        "RECEIVER_KEEPALIVE_SECONDS": "1",
+        "RECEIVER_MAX_CONCURRENCY": "20",
+    }
+    process = ServerProcess(rules=rules, database=tmp_path / "r.db", env=env).start()
+    yield process
+    process.stop()
+
+
+def _head(port: int, body: bytes, *, length: int | None = None) -> bytes:
+    return (
+        f"POST /webhooks/uipath HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"X-UiPath-Signature: {sign(body, SECRET)}\r\nContent-Length: {len(body) if length is None else length}\r\n\r\n"
+    ).encode()
+
+
+def _read_reply(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Everything the server sends until it closes the connection (or ``timeout``)."""
+    sock.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_trickled_body_gets_408_and_the_connection_closes(server: ServerProcess) -> None:
+    body = fault("slow-1")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_head(server.port, body) + body[:10])
+        started = time.monotonic()
+        # Keep trickling, a byte every 0.2 s: never finishing within the 1 s allowed.
+        sock.settimeout(0.2)
+        reply = b""
+        for byte in body[10:40]:
+            try:
+                sock.sendall(bytes([byte]))
+                reply += sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if reply:
+                break
+        reply += _read_reply(sock, timeout=5)
+        waited = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b'"error":"body_timeout"' in reply
+    assert waited < 5, f"the 408 took {waited:.1f} s for a 1 s limit"
+    # Nothing half-received was stored, and the server still takes webhooks.
+    assert (202, "accepted") == _status(server, fault("after-slow"))
+    assert (202, "accepted") == _status(server, body)
+
+
+def test_a_client_that_stops_mid_body_does_not_hold_its_connection(server: ServerProcess) -> None:
+    body = fault("stalled-1")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_head(server.port, body) + body[: len(body) // 2])
+        reply = _read_reply(sock, timeout=8)
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b"connection: close" in reply.lower()
+
+
+def test_slow_clients_do_not_delay_others(server: ServerProcess) -> None:
+    stalled = []
+    try:
+        for n in range(5):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            body = fault(f"hold-{n}")
+            sock.sendall(_head(server.port, body) + body[:5])
+            stalled.append(sock)
+        started = time.monotonic()
+        statuses = [_status(server, fault(f"quick-{n}")) for n in range(20)]
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert [(202, "accepted")] * 20 == statuses
+    assert elapsed < 5, f"20 webhooks took {elapsed:.1f} s next to 5 stalled clients"
+
+
+def test_an_idle_keep_alive_connection_is_closed(server: ServerProcess) -> None:
+    body = fault("keepalive-1")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_head(server.port, body) + body)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 202"), first[:200]
+        started = time.monotonic()
+        rest = _read_reply(sock, timeout=10)
+        closed_after = time.monotonic() - started
+    assert b"" == rest
+    assert closed_after < 8, f"an idle connection stayed open {closed_after:.1f} s with a 1 s keep-alive"
+
+
+def test_a_body_longer_than_declared_is_not_stored_whole_or_answered_twice(server: ServerProcess) -> None:
+    """A Content-Length shorter than what follows: the rest is a second, garbage request, refused on its own."""
+    body = fault("declared-short")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_head(server.port, body, length=len(body) - 5) + body)
+        reply = _read_reply(sock, timeout=5)
+    # The truncated body fails its signature and the 5 leftover bytes are not a request: uvicorn
+    # may answer that 400 (and close) before our 401 goes out. Either way nothing was accepted.
+    assert reply.startswith((b"HTTP/1.1 401", b"HTTP/1.1 400")), reply[:200]
+    assert b"HTTP/1.1 202" not in reply
+    assert (202, "accepted") == _status(server, body), "the truncated body was stored"
+
+
+def _status(server: ServerProcess, body: bytes) -> tuple[int, str]:
+    """Status and the reply's ``status`` field; uvicorn's own 503 (over the limit) is plain text."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_head(server.port, body).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + body)
+        reply = _read_reply(sock, timeout=10)
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    try:
+        return status, str(json.loads(payload).get("status"))
+    except ValueError:
+        return status, payload.decode(errors="replace")[:100]
+
+
+def test_past_max_concurrency_new_requests_get_503_until_the_slow_ones_are_gone(server: ServerProcess) -> None:
+    stalled = []
+    try:
+        for n in range(25):  # RECEIVER_MAX_CONCURRENCY is 20
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            body = fault(f"crowd-{n}")
+            sock.sendall(_head(server.port, body) + body[:5])
+            stalled.append(sock)
+        time.sleep(0.3)
+        crowded = _status(server, fault("crowded-out"))
+        # The stalled reads end with their 408 after 1 s; then there is room again.
+        deadline = time.monotonic() + 10
+        later = _status(server, fault("after-crowd"))
+        while later[0] != 202 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            later = _status(server, fault("after-crowd"))
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert 503 == crowded[0]
+    assert (202, "accepted") == later
