@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,11 @@ from receiver.store import DeliveryRow, Store
 __all__ = ["Backoff", "Dispatcher"]
 
 log = structlog.get_logger()
+
+_RECORD_RETRY_FIRST = 0.2
+_RECORD_RETRY_MAX = 5.0
+_RECORD_MARGIN = 1.0
+"""Recording an outcome is retried until this long before the row's lease ends (seconds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,7 @@ class Dispatcher:
         self._edge = edge
         self._max_defer = max_defer
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._sending: set[int] = set()  # ids of the deliveries this process is sending right now
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._supervisor_wakeup = asyncio.Event()
 
@@ -179,9 +187,15 @@ class Dispatcher:
                 except StoreError as exc:
                     log.error("outbox_store_failed", channel=name, error=str(exc))
             for row in rows:
-                task = asyncio.create_task(self._deliver(channel, row))
+                if row.id in self._sending:
+                    # Still being sent from here: its lease only looks lapsed (the clock jumped, or the
+                    # send outlived it). Sending it again would be a duplicate of our own making.
+                    continue
+                self._sending.add(row.id)
+                task = asyncio.create_task(self._deliver(channel, row, lease))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
+                task.add_done_callback(functools.partial(self._sent_or_given_up, row.id))
             if rows and len(rows) == free:
                 # The claim was full: there may be more due; come back once a slot frees.
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -191,7 +205,11 @@ class Dispatcher:
             await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
             woken.cancel()
 
-    async def _deliver(self, channel: Channel, row: DeliveryRow) -> None:
+    def _sent_or_given_up(self, delivery_id: int, _: asyncio.Task[None]) -> None:
+        self._sending.discard(delivery_id)
+
+    async def _deliver(self, channel: Channel, row: DeliveryRow, lease: float) -> None:
+        claimed = time.monotonic()
         note = Notification(
             title=row.title,
             body=row.body,
@@ -199,11 +217,22 @@ class Dispatcher:
             body_format=row.body_format,  # type: ignore[arg-type]
         )
         result = await self._notifier.send(channel.url_value(), note, timeout=channel.timeout_seconds)
-        try:
-            await self._record(channel, row, result)
-        except StoreError as exc:
-            # The lease expires and the row is claimed again: a duplicate, never a loss.
-            log.error("delivery_not_recorded", delivery_id=row.id, channel=channel.name, error=str(exc))
+        # The outcome must be recorded, or the message goes out again once the lease lapses. A store
+        # that cannot write now (disk full, file locked, database restarting) often can in a moment:
+        # retry while the row is still ours. Past the lease it is claimed again: a duplicate, not a loss.
+        delay = _RECORD_RETRY_FIRST
+        while True:
+            try:
+                await self._record(channel, row, result)
+                return
+            except StoreError as exc:
+                left = claimed + lease - _RECORD_MARGIN - time.monotonic()
+                if left <= 0:
+                    log.error("delivery_not_recorded", delivery_id=row.id, channel=channel.name, error=str(exc))
+                    return
+                log.warning("delivery_record_retrying", delivery_id=row.id, channel=channel.name, error=str(exc))
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, _RECORD_RETRY_MAX)
 
     async def _record(self, channel: Channel, row: DeliveryRow, result: SendResult) -> None:
         now = self._clock()

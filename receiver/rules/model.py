@@ -60,7 +60,7 @@ class Channel:
 
     name: str
     url: SecretStr
-    max_attempts: int = 8
+    max_attempts: int = 100
     max_age_seconds: float = 24 * 3600.0
     concurrency: int = 4
     timeout_seconds: float = 30.0

@@ -82,7 +82,7 @@ class ChannelSpec(_Spec):
     """A channel written as a mapping (a plain string is its ``url``)."""
 
     url: str = Field(min_length=1)
-    max_attempts: int = Field(default=8, ge=1, le=1000)
+    max_attempts: int = Field(default=100, ge=1, le=1000)
     max_age: Duration = timedelta(hours=24)
     concurrency: int = Field(default=4, ge=1, le=256)
     timeout: Duration = timedelta(seconds=30)
