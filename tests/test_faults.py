@@ -187,7 +187,7 @@ class TestSQLiteDiskFull:
 
 
 class TestSQLiteLocked:
-    """Another process holds the SQLite file's write lock longer than the store waits for it (10 s)."""
+    """Another process holds the SQLite file's write lock longer than the store waits for it (5 s)."""
 
     def test_locked_file_answers_503_then_every_202_is_delivered_once(self, tmp_path: Path, sink: Sink) -> None:
         """Webhooks arriving while the file is locked get 503 (never a 202); their retries are accepted after."""

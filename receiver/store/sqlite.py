@@ -59,6 +59,15 @@ _DELIVERY_COLUMNS = (
 _REFS_PER_QUERY = 300
 
 
+_BUSY_SECONDS = 5.0
+"""How long a statement waits for another process's write lock before it fails.
+
+Every statement runs on the one store thread, so a webhook's accept can wait behind a worker's
+write that is itself waiting: up to twice this before its 503. Orchestrator gives up after 60 s
+and wants an answer within seconds (reference/uipath-webhooks.md §4).
+"""
+
+
 class SQLiteStore:
     """The embedded store: one SQLite file in WAL mode, written from one thread.
 
@@ -119,12 +128,12 @@ class SQLiteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # check_same_thread is off because the connection is created on, and only used from,
         # the store thread; closing may happen from it too.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_SECONDS)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > len(_schema.SQLITE):
                 raise StoreError(
