@@ -9,6 +9,7 @@ deliveries come from ``receiver.audit``, which the web page shares.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -26,6 +27,15 @@ __all__ = ["routes"]
 _Handler = Callable[[Request, Runtime], Awaitable[Response]]
 
 
+def _by_method(**handlers: _Handler) -> _Handler:
+    """One handler that hands each request to the handler of its method (HEAD: GET's)."""
+
+    async def dispatch(request: Request, rt: Runtime) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request, rt)
+
+    return dispatch
+
+
 def admin(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap ``handler`` so it runs only with the admin token (compared in constant time)."""
 
@@ -36,6 +46,10 @@ def admin(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
             return error_response(404, "admin_api_disabled", "set RECEIVER_ADMIN_TOKEN to enable the admin API")
         if not token_matches(request.headers.get("authorization"), token.get_secret_value()):
             return error_response(401, "unauthorized", "missing or wrong bearer token")
+        twice = sorted(k for k in set(request.query_params) if k != "type" and len(request.query_params.getlist(k)) > 1)
+        if twice:
+            # `?state=dead&state=sent` would silently mean the last one; only `type` takes several values.
+            return error_response(400, "invalid_query", f"given more than once: {', '.join(twice)}")
         result: Response = await handler(request, rt)
         return result
 
@@ -100,6 +114,8 @@ async def deliveries(request: Request, rt: Runtime) -> Response:
     if inbox_id == -1 or before == -1:
         return error_response(400, "invalid_id", "event and before must be integer ids")
     limit = _limit(request)
+    if limit is None:
+        return _bad_limit()
     rows = await rt.store.list_deliveries(
         state=None if state_filter == "failing" else state_filter,
         failing=state_filter == "failing",
@@ -129,9 +145,8 @@ async def delivery(request: Request, rt: Runtime) -> Response:
 
 
 async def delivery_retry(request: Request, rt: Runtime) -> Response:
-    try:
-        delivery_id = int(request.path_params["id"])
-    except ValueError:
+    delivery_id = _optional_id(request.path_params["id"])
+    if delivery_id is None or delivery_id < 0:
         return error_response(400, "invalid_id", "delivery id must be an integer")
     if not await rt.store.retry_delivery(delivery_id, now=rt.clock()):
         return error_response(404, "not_found", f"no unsent delivery {delivery_id}")
@@ -154,6 +169,8 @@ async def events(request: Request, rt: Runtime) -> Response:
     except audit.QueryError as exc:
         return error_response(400, "invalid_query", str(exc))
     limit = _limit(request)
+    if limit is None:
+        return _bad_limit()
     rows = await rt.store.list_events(limit=limit, query=query)
     explain = request.query_params.get("explain", "") in ("1", "true", "yes")
     items = await event_list(rt, rows, explain=explain)
@@ -207,7 +224,10 @@ async def silences(request: Request, rt: Runtime) -> Response:
     """Ad-hoc silences: those not ended yet, or every one with ``all=1``."""
     now = rt.clock()
     every = request.query_params.get("all", "") in ("1", "true", "yes")
-    rows = await rt.store.list_silences(active_at=None if every else now, limit=_limit(request))
+    limit = _limit(request)
+    if limit is None:
+        return _bad_limit()
+    rows = await rt.store.list_silences(active_at=None if every else now, limit=limit)
     return JSONResponse({"silences": [silencing.silence_json(r, now) for r in rows]})
 
 
@@ -240,6 +260,14 @@ async def silence_create(request: Request, rt: Runtime) -> Response:
         )
     except silencing.SilenceError as exc:
         return error_response(400, "invalid_silence", str(exc))
+    except OverflowError:
+        # parse_duration lets timedelta's OverflowError through for a duration of millions of
+        # weeks ("for": "200000000w"), which was a 500. A silence lasts a year at most anyway.
+        return error_response(400, "invalid_silence", "a silence may last a year at most")
+    if not (_representable(new.starts_at) and _representable(new.ends_at)):
+        # Stored, such a silence made every later list of silences a 500: its times are shown
+        # as ISO 8601, which stops at the year 9999.
+        return error_response(400, "invalid_silence", "starts_at and ends_at must lie between 1970 and 9999")
     row = await rt.store.add_silence(new, now=now)
     return JSONResponse({"silence": silencing.silence_json(row, now)}, status_code=201)
 
@@ -262,7 +290,10 @@ async def suppressions(request: Request, rt: Runtime) -> Response:
     if inbox_id == -1:
         return error_response(400, "invalid_id", "event must be an integer id")
     every = request.query_params.get("all", "") in ("1", "true", "yes")
-    rows = await rt.store.list_noise_log(limit=_limit(request), suppressed_only=not every, inbox_id=inbox_id)
+    limit = _limit(request)
+    if limit is None:
+        return _bad_limit()
+    rows = await rt.store.list_noise_log(limit=limit, suppressed_only=not every, inbox_id=inbox_id)
     return JSONResponse({"suppressions": [_noise_json(r) for r in rows]})
 
 
@@ -285,16 +316,39 @@ async def openapi_document(_: Request) -> Response:
     return JSONResponse(openapi.document())
 
 
-def _limit(request: Request) -> int:
-    value = request.query_params.get("limit", "100")
-    return max(1, min(1000, int(value))) if value.isdigit() else 100
+def _representable(at: float) -> bool:
+    """Whether Unix time ``at`` can be written as an ISO 8601 date-time (years 1970 to 9999)."""
+    return 0 <= at < _LAST_ISO_TIME
+
+
+_LAST_ISO_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
+def _limit(request: Request) -> int | None:
+    """``limit`` clamped to 1-1000 (100 when absent), or None when it is not an integer.
+
+    Refused rather than silently read as 100: ``limit=1O`` (a letter O) would otherwise answer a
+    different page size than asked, with nothing to say so.
+    """
+    value = request.query_params.get("limit", "").strip() or "100"
+    digits = value.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    if len(digits) > 4:  # out of range either way; int() of thousands of digits is slow, then refused
+        return 1 if value.startswith("-") else 1000
+    return max(1, min(1000, int(value)))
+
+
+def _bad_limit() -> Response:
+    return error_response(400, "invalid_query", "limit must be an integer (1-1000)")
 
 
 def _optional_id(value: str | None) -> int | None:
-    """None when absent, -1 when not a non-negative integer, else the id."""
+    """None when absent, -1 when not an id (ASCII digits, at most a signed 64-bit integer), else the id."""
     if value is None or value == "":
         return None
-    return int(value) if value.isdigit() and len(value) < 19 else -1
+    parsed = audit.parse_id(value)
+    return -1 if parsed is None else parsed
 
 
 def _next_before(rows: Sequence[EventRow] | Sequence[DeliveryRow], limit: int) -> int | None:
@@ -313,8 +367,8 @@ def routes() -> list[Route]:
         Route("/api/deliveries/retry-dead", admin(deliveries_retry_dead), methods=["POST"]),
         Route("/api/deliveries/{id}", admin(delivery), methods=["GET"]),
         Route("/api/deliveries/{id}/retry", admin(delivery_retry), methods=["POST"]),
-        Route("/api/silences", admin(silences), methods=["GET"]),
-        Route("/api/silences", admin(silence_create), methods=["POST"]),
+        # One route for both methods: with two, a 405's Allow header would name only the first's.
+        Route("/api/silences", admin(_by_method(GET=silences, POST=silence_create)), methods=["GET", "POST"]),
         Route("/api/silences/{id}", admin(silence_expire), methods=["DELETE"]),
         Route("/api/silences/{id}/expire", admin(silence_expire), methods=["POST"]),
         Route("/api/suppressions", admin(suppressions), methods=["GET"]),

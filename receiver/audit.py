@@ -37,6 +37,7 @@ __all__ = [
     "event_query",
     "explain_event",
     "noise_json",
+    "parse_id",
     "parse_time",
     "queue_snapshot",
 ]
@@ -46,8 +47,24 @@ DELIVERY_STATES = ("pending", "failing", "sent", "dead")
 """``failing`` is a filter, not a stored state: pending deliveries with at least one failed attempt."""
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_SECONDS = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _TEXT_LIMIT = 200
+
+MAX_ID = 2**63 - 1
+"""The largest row id either store can hold (SQLite INTEGER and PostgreSQL bigint are signed 64-bit)."""
+
+
+def parse_id(value: str) -> int | None:
+    """A row id from a URL: ASCII digits up to :data:`MAX_ID`, else None.
+
+    ``str.isdigit`` alone is not enough: it is true for ``"²"``, which ``int`` refuses, and a
+    longer number overflows the database's 64-bit integer. Both reached the store as 500s.
+    """
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_ID)):
+        return None
+    number = int(value)
+    return number if number <= MAX_ID else None
 
 
 class QueryError(ValueError):
@@ -75,10 +92,9 @@ def parse_time(value: str, *, now: float) -> float:
     duration = _DURATION.match(text)
     if duration:
         return now - float(duration.group(1)) * _UNITS[duration.group(2)]
-    try:
+    if _SECONDS.match(text):
+        # Not float() on anything: it reads "nan", "inf" and "1e400", and a NaN bound matches nothing.
         return float(text)
-    except ValueError:
-        pass
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -120,9 +136,10 @@ def event_query(params: Mapping[str, str], types: Sequence[str], *, now: float) 
             bounds[name] = None if raw is None else parse_time(raw, now=now)
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
-    before = _text(params, "before")
-    if before is not None and not before.isdigit():
-        problems.append(f"before {before!r} is not an event id")
+    before_text = _text(params, "before")
+    before = None if before_text is None else parse_id(before_text)
+    if before_text is not None and before is None:
+        problems.append(f"before {before_text!r} is not an event id")
     if problems:
         raise QueryError(problems)
     names = tuple(dict.fromkeys(t.strip()[:_TEXT_LIMIT] for value in types for t in value.split(",") if t.strip()))
@@ -134,7 +151,7 @@ def event_query(params: Mapping[str, str], types: Sequence[str], *, now: float) 
         state=state,
         since=bounds["since"],
         until=bounds["until"],
-        before=int(before) if before is not None else None,
+        before=before,
     )
 
 

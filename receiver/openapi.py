@@ -36,15 +36,39 @@ def _param(name: str, where: str, description: str, schema: dict[str, Any], **ex
     return {"name": name, "in": where, "description": description, "schema": schema, **extra}
 
 
+# Row ids are signed 64-bit integers in both stores; a larger number cannot name a row.
+_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+
+
 def _id(what: str) -> dict[str, Any]:
-    return _param("id", "path", f"The {what} id.", {"type": "integer", "minimum": 0}, required=True)
+    return _param("id", "path", f"The {what} id.", _ID, required=True)
 
 
-_LIMIT = _param("limit", "query", "At most this many (1-1000).", {"type": "integer", "default": 100})
-_BEFORE = _param(
-    "before", "query", "Only ids below this one: the `next_before` of the previous page.", {"type": "integer"}
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query value that may also be empty (`?before=`), which means the same as leaving it out, as forms send."""
+    return {"anyOf": [schema, {"const": ""}]}
+
+
+_LIMIT = _param(
+    "limit",
+    "query",
+    "At most this many: an integer, clamped to 1-1000 (`invalid_query` otherwise).",
+    {**_or_empty({"type": "integer"}), "default": 100},
 )
-_TIME = {"type": "string", "examples": ["2026-01-31T08:00:00Z", "1769846400", "2h"]}
+_BEFORE = _param("before", "query", "Only ids below this one: the `next_before` of the previous page.", _or_empty(_ID))
+_TIME = {
+    "description": (
+        "Unix seconds, an ISO 8601 date-time (UTC without an offset), or a duration back from now; empty: no bound."
+    ),
+    "anyOf": [
+        {"const": ""},
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "format": "date"},
+        {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
+        {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?[smhdw]$"},
+    ],
+    "examples": ["2026-01-31T08:00:00Z", "1769846400", "2h"],
+}
 _ADMIN_ERRORS = {
     "401": _error("Missing or wrong bearer token (`unauthorized`)."),
     "404": _error("Not found, or the admin API is off (`admin_api_disabled`: no RECEIVER_ADMIN_TOKEN)."),
@@ -53,6 +77,24 @@ _ADMIN_ERRORS = {
 
 def _admin(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"tags": ["admin"], "summary": summary, "responses": {**responses, **_ADMIN_ERRORS}, **extra}
+
+
+# The fields of a robot log entry the edge reads, by type (receiver.events.logs).
+_LOG_TEXT_FIELDS = (
+    "ProcessName",
+    "RobotName",
+    "MachineName",
+    "HostMachineName",
+    "MachineKey",
+    "WindowsIdentity",
+    "JobKey",
+    "RuntimeType",
+    "FileName",
+    "LogType",
+    "ProcessVersion",
+    "Fingerprint",
+)
+_LOG_ID_FIELDS = ("MachineId", "TenantId", "OrganizationUnitId", "Id")
 
 
 def _schemas() -> dict[str, Any]:
@@ -167,6 +209,46 @@ def _schemas() -> dict[str, Any]:
         },
         "required": ["id", "source", "event_id", "type", "received_at", "state", "result", "matched_rules"],
     }
+    present = {"not": {"enum": [None, ""]}}  # the edge reads null and "" as absent
+    log_entry = {
+        "type": "object",
+        "description": (
+            "A RobotLogs `LogDto` or an NLog JSON entry. Names in any casing (`_`, `-`, `.` ignored), values "
+            'possibly strings (`"LevelOrdinal": "4"`). A field below that cannot be read as its type refuses the '
+            "whole request (`invalid_logs`); other fields are kept as sent."
+        ),
+        "properties": {
+            "Message": {"type": ["string", "number", "null"], "description": "null or empty: no message."},
+            **{key: {"type": ["string", "number", "null"]} for key in _LOG_TEXT_FIELDS},
+            # Numbers in text are read (NLog sends every value as a string); true reads as 1.
+            **{
+                key: {"type": ["integer", "boolean", "string", "null"], "pattern": "^-?[0-9]*$"}
+                for key in _LOG_ID_FIELDS
+            },
+            "TimeStamp": {
+                "anyOf": [
+                    {"type": "string", "format": "date-time"},
+                    {"type": "string", "format": "date"},
+                    {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
+                    {"type": ["number", "null"]},
+                    {"const": ""},
+                ],
+                "description": "ISO 8601, or Unix seconds.",
+            },
+            "Level": {
+                "description": "A LogLevel name or number; an unreadable one is kept as text.",
+                "examples": ["Error"],
+            },
+            "RawMessage": {"description": "The robot's own entry (a JSON string): it fills fields the entry lacks."},
+        },
+        # A key `logs` (any casing) makes the object the {"logs": [...]} wrapper, not an entry.
+        "propertyNames": {"not": {"pattern": "^[Ll][Oo][Gg][Ss]$"}},
+        "anyOf": [
+            {"required": ["Message"], "properties": {"Message": present}},
+            {"required": ["Level"], "properties": {"Level": present}},
+            {"required": ["RawMessage"], "properties": {"RawMessage": present}},
+        ],
+    }
     error = {
         "type": "object",
         "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
@@ -174,6 +256,7 @@ def _schemas() -> dict[str, Any]:
     }
     return {
         "Error": error,
+        "LogEntry": log_entry,
         "Event": event,
         "Delivery": delivery,
         "Attempt": attempt,
@@ -214,7 +297,13 @@ def _schemas() -> dict[str, Any]:
 
 
 def _edge_paths() -> dict[str, Any]:
-    source = _param("source", "path", "The source name (`uipath` by default).", {"type": "string"}, required=True)
+    source = _param(
+        "source",
+        "path",
+        "The source name (`uipath` by default).",
+        {"type": "string", "examples": ["uipath"]},
+        required=True,
+    )
     return {
         "/webhooks/{source}": {
             "post": {
@@ -228,7 +317,19 @@ def _edge_paths() -> dict[str, Any]:
                 "parameters": [source],
                 "requestBody": {
                     "required": True,
-                    "content": {_JSON: {"schema": {"type": "object", "required": ["Type"]}}},
+                    "content": {
+                        _JSON: {
+                            "schema": {
+                                "type": "object",
+                                # The edge refuses a Type that is not a string with some text in it
+                                # (`missing_type`); every other field is kept as sent.
+                                "properties": {
+                                    "Type": {"type": "string", "pattern": "\\S", "examples": ["job.faulted"]}
+                                },
+                                "required": ["Type"],
+                            }
+                        }
+                    },
                 },
                 "responses": {
                     "202": _json(_ref("Accepted"), "Stored (`accepted`), or already stored (`duplicate`)."),
@@ -252,11 +353,25 @@ def _edge_paths() -> dict[str, Any]:
                 "parameters": [source],
                 "requestBody": {
                     "required": True,
-                    "content": {_JSON: {"schema": {"type": ["object", "array"]}}},
+                    "content": {
+                        _JSON: {
+                            "schema": {
+                                "anyOf": [
+                                    _ref("LogEntry"),
+                                    {"type": "array", "items": _ref("LogEntry")},
+                                    {
+                                        "type": "object",
+                                        "properties": {"logs": {"type": "array", "items": _ref("LogEntry")}},
+                                        "required": ["logs"],
+                                    },
+                                ]
+                            }
+                        }
+                    },
                 },
                 "responses": {
                     "202": _json(_ref("LogsAccepted"), "Stored."),
-                    "400": _error("Not log entries."),
+                    "400": _error("Not log entries, or an entry whose fields cannot be read (`invalid_logs`)."),
                     "401": _error("Missing or wrong bearer token."),
                     "404": _error("No robot-log token is configured for the source."),
                     "413": _error("Body over RECEIVER_MAX_BODY_BYTES."),
@@ -329,7 +444,7 @@ def _admin_paths() -> dict[str, Any]:
                     _param("process", "query", "Process name.", glob),
                     _param("robot", "query", "Robot name.", glob),
                     _param("source", "query", "Source name.", {"type": "string"}),
-                    _param("state", "query", "Processing state.", {"enum": ["new", "processed", "unparsed"]}),
+                    _param("state", "query", "Processing state.", {"enum": ["new", "processed", "unparsed", ""]}),
                     _param("since", "query", "Received at or after: Unix seconds, ISO 8601, or `2h` ago.", _TIME),
                     _param("until", "query", "Received before (same forms).", _TIME),
                     _param("explain", "query", "`1`: add why each rule did or did not match.", {"type": "string"}),
@@ -353,18 +468,18 @@ def _admin_paths() -> dict[str, Any]:
                         {"type": "object", "properties": {"deliveries": deliveries, "next_before": page}},
                         "Newest first.",
                     ),
-                    "400": _error("Unknown state or bad id."),
+                    "400": _error("Unknown state, a bad id, or a `limit` that is not an integer."),
                 },
                 parameters=[
                     _param(
                         "state",
                         "query",
                         "`failing` = pending with at least one failed attempt.",
-                        {"enum": ["pending", "failing", "sent", "dead"]},
+                        {"enum": ["pending", "failing", "sent", "dead", ""]},
                     ),
                     _param("channel", "query", "Channel name.", {"type": "string"}),
                     _param("rule", "query", "Rule name.", {"type": "string"}),
-                    _param("event", "query", "Only the deliveries of this event (its `id`).", {"type": "integer"}),
+                    _param("event", "query", "Only the deliveries of this event (its `id`).", _or_empty(_ID)),
                     _LIMIT,
                     _BEFORE,
                 ],
@@ -390,7 +505,10 @@ def _admin_paths() -> dict[str, Any]:
         "/api/silences": {
             "get": _admin(
                 "Ad-hoc silences not ended yet (pending ones included), or every one with `all=1`",
-                {"200": _json({"type": "object", "properties": {"silences": silences}}, "Newest first.")},
+                {
+                    "200": _json({"type": "object", "properties": {"silences": silences}}, "Newest first."),
+                    "400": _error("`limit` is not an integer (`invalid_query`)."),
+                },
                 parameters=[_param("all", "query", "`1`: expired ones too.", {"type": "string"}), _LIMIT],
             ),
             "post": _admin(
@@ -410,13 +528,20 @@ def _admin_paths() -> dict[str, Any]:
                                         "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
                                         "examples": ["process=Invoice* robot=BOT01"],
                                     },
-                                    "comment": {"type": "string"},
-                                    "created_by": {"type": "string"},
-                                    "for": {"type": "string", "examples": ["2h"]},
+                                    # Blank text is refused: the next person on call reads both.
+                                    "comment": {"type": "string", "pattern": "\\S"},
+                                    "created_by": {"type": "string", "pattern": "\\S"},
+                                    "for": {
+                                        "type": "string",
+                                        "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*(ms|s|m|h|d|w)?\\s*$",
+                                        "examples": ["2h"],
+                                    },
                                     "starts_at": {"type": ["string", "number"]},
                                     "ends_at": {"type": ["string", "number"]},
                                 },
                                 "required": ["matchers", "comment", "created_by"],
+                                # A duration or an end time, never both.
+                                "oneOf": [{"required": ["for"]}, {"required": ["ends_at"]}],
                                 "additionalProperties": False,
                             }
                         }
@@ -427,14 +552,20 @@ def _admin_paths() -> dict[str, Any]:
         "/api/silences/{id}": {
             "delete": _admin(
                 "Expire an ad-hoc silence now",
-                {"200": _json({"type": "object", "properties": {"silence": _ref("Silence")}}, "Expired.")},
+                {
+                    "200": _json({"type": "object", "properties": {"silence": _ref("Silence")}}, "Expired."),
+                    "400": _error("Not an id."),
+                },
                 parameters=[_id("silence")],
             )
         },
         "/api/silences/{id}/expire": {
             "post": _admin(
                 "Expire an ad-hoc silence now (the same as DELETE, for clients that only POST)",
-                {"200": _json({"type": "object", "properties": {"silence": _ref("Silence")}}, "Expired.")},
+                {
+                    "200": _json({"type": "object", "properties": {"silence": _ref("Silence")}}, "Expired."),
+                    "400": _error("Not an id."),
+                },
                 parameters=[_id("silence")],
             )
         },
@@ -449,10 +580,10 @@ def _admin_paths() -> dict[str, Any]:
                         },
                         "Newest first.",
                     ),
-                    "400": _error("`event` is not an id."),
+                    "400": _error("`event` is not an id, or `limit` is not an integer."),
                 },
                 parameters=[
-                    _param("event", "query", "Only decisions about this event (its `id`).", {"type": "integer"}),
+                    _param("event", "query", "Only decisions about this event (its `id`).", _or_empty(_ID)),
                     _param("all", "query", "`1`: every decision, not only suppressions.", {"type": "string"}),
                     _LIMIT,
                 ],

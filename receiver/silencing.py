@@ -95,13 +95,19 @@ def build_silence(
             end = parse_time(ends_at)
     except ValueError as exc:
         problems.append(str(exc))
-    if end is not None and end <= max(start, now):
+    if not (0 <= start < _LAST_SECOND) or (end is not None and not end < _LAST_SECOND):
+        # Such times cannot be written as dates: stored, one would break every listing of silences.
+        problems.append("times must lie between 1970 and the year 9999")
+    elif end is not None and end <= max(start, now):
         problems.append("the silence would end before it starts, or is over already")
     if end is not None and end - start > _MAX_SECONDS:
         problems.append("a silence may last a year at most; use a rule with notify: [] for good")
     if problems or end is None:
         raise SilenceError(problems)
     return NewSilence(tuple(written), comment.strip(), created_by.strip(), start, end)
+
+
+_LAST_SECOND = 253402300800.0  # 10000-01-01T00:00:00Z
 
 
 def silence_state(row: SilenceRow, now: float) -> str:

@@ -403,7 +403,8 @@ async def events(page: _Page) -> Response:
 
 async def event(page: _Page) -> Response:
     raw = page.request.path_params["id"]
-    data = await event_detail(page.rt, int(raw)) if raw.isdigit() and len(raw) < 19 else None
+    event_id = audit.parse_id(raw)
+    data = await event_detail(page.rt, event_id) if event_id is not None else None
     if data is None:
         return page.render(
             "events.html",
@@ -443,7 +444,7 @@ async def deliveries(page: _Page) -> Response:
     rows: list[DeliveryRow] = await rt.store.list_deliveries(
         state=None if state in ("all", "failing") else state,
         failing=state == "failing",
-        before=int(before) if before.isdigit() and len(before) < 19 else None,
+        before=audit.parse_id(before),
         limit=100,
     )
     next_before = rows[-1].id if len(rows) == 100 else None
@@ -498,9 +499,9 @@ async def rules(page: _Page) -> Response:
 async def retry(page: _Page, form: dict[str, str]) -> Response:
     rt, raw = page.rt, page.request.path_params["id"]
     back = _next_path(form.get("next"))
-    delivery_id = int(raw) if raw.isdigit() and len(raw) < 19 else -1
-    if delivery_id < 0 or not await rt.store.retry_delivery(delivery_id, now=rt.clock()):
-        return _redirect(back, done="not_found", what="delivery", id=max(delivery_id, 0))
+    delivery_id = audit.parse_id(raw)
+    if delivery_id is None or not await rt.store.retry_delivery(delivery_id, now=rt.clock()):
+        return _redirect(back, done="not_found", what="delivery", id=delivery_id or 0)
     if rt.dispatcher is not None:
         rt.dispatcher.wake()
     log.info("delivery_redriven", delivery_id=delivery_id, by="ui")
@@ -528,6 +529,9 @@ async def add_silence(page: _Page, form: dict[str, str]) -> Response:
         )
     except silencing.SilenceError as exc:
         return await silences(page, status=400, error=exc.problems, form=form)
+    except OverflowError:
+        # parse_duration lets timedelta's OverflowError through ("200000000w"): that was a 500.
+        return await silences(page, status=400, error=["a silence may last a year at most"], form=form)
     row = await rt.store.add_silence(new, now=now)
     log.info("silence_added", silence_id=row.id, matchers=list(row.matchers), created_by=row.created_by, by="ui")
     return _redirect("/ui/silences", done="silenced", id=row.id)
@@ -535,12 +539,12 @@ async def add_silence(page: _Page, form: dict[str, str]) -> Response:
 
 async def expire_silence(page: _Page, form: dict[str, str]) -> Response:
     rt, raw = page.rt, page.request.path_params["id"]
-    silence_id = int(raw) if raw.isdigit() and len(raw) < 19 else -1
-    row = await rt.store.expire_silence(silence_id, now=rt.clock()) if silence_id >= 0 else None
+    silence_id = audit.parse_id(raw)
+    row = await rt.store.expire_silence(silence_id, now=rt.clock()) if silence_id is not None else None
     if row is None:
-        return _redirect("/ui/silences", done="not_found", what="silence", id=max(silence_id, 0))
+        return _redirect("/ui/silences", done="not_found", what="silence", id=silence_id or 0)
     log.info("silence_expired", silence_id=silence_id, by="ui")
-    return _redirect("/ui/silences", done="expired", id=silence_id)
+    return _redirect("/ui/silences", done="expired", id=row.id)
 
 
 async def reload_rules(page: _Page, form: dict[str, str]) -> Response:

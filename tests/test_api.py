@@ -339,7 +339,7 @@ class TestRules:
         (faults, *_) = status["rule_details"]
         assert (["ops", "flaky"], False) == (faults["notify"], faults["continue"])
         assert "type" in faults["match"]
-        assert {"flaky": 2, "ops": 8} == {c["name"]: c["max_attempts"] for c in status["channel_details"]}
+        assert {"flaky": 2, "ops": 100} == {c["name"]: c["max_attempts"] for c in status["channel_details"]}
         assert [] == status["last_reload_problems"]
 
 

@@ -244,7 +244,7 @@ rules: []
             channels["ops"].concurrency,
             channels["ops"].timeout_seconds,
         )
-        assert (8, 86400.0, 4, 30.0) == (
+        assert (100, 86400.0, 4, 30.0) == (
             channels["plain"].max_attempts,
             channels["plain"].max_age_seconds,
             channels["plain"].concurrency,

@@ -55,7 +55,10 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 2h, 1d or a number of seconds")
     if seconds <= 0:
         raise ValueError(f"{value!r} is not a positive duration")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{value!r} is too long a duration") from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
