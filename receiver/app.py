@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -209,8 +210,10 @@ async def _not_found(_: Request, __: Exception) -> Response:
     return edge.error_response(404, "not_found", "no such route")
 
 
-async def _method_not_allowed(_: Request, __: Exception) -> Response:
-    return edge.error_response(405, "method_not_allowed", "method not allowed on this route")
+async def _method_not_allowed(_: Request, exc: Exception) -> Response:
+    # Starlette's HTTPException for a 405 carries the Allow header (RFC 9110 requires it).
+    headers = exc.headers if isinstance(exc, HTTPException) else None
+    return edge.error_response(405, "method_not_allowed", "method not allowed on this route", headers)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

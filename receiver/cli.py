@@ -130,6 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
     from receiver.app import create_app
     from receiver.logconfig import configure_logging
     from receiver.notifier import check_url
+    from receiver.protocol import BoundedHttpToolsProtocol
     from receiver.rules import load_rules
 
     settings = _settings(rules=args.rules, host=args.host, port=args.port, database_url=args.database)
@@ -157,6 +158,7 @@ def _serve(args: argparse.Namespace) -> int:
         # retries) instead of piling up. Slow bodies are bounded by the edge (body_timeout_seconds).
         timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
         limit_concurrency=settings.max_concurrency,
+        http=BoundedHttpToolsProtocol,  # a request head over 64 KiB gets 431 (receiver/protocol.py)
     )
     return 0
 

@@ -201,9 +201,11 @@ class Dispatcher:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                 continue
             woken = asyncio.ensure_future(wakeup.wait())
-            waiters: set[asyncio.Future[Any]] = {woken, *in_flight}
-            await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
+            try:
+                waiters: set[asyncio.Future[Any]] = {woken, *in_flight}
+                await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                woken.cancel()  # also when this loop is cancelled: no pending task left behind at exit
 
     def _sent_or_given_up(self, delivery_id: int, _: asyncio.Task[None]) -> None:
         self._sending.discard(delivery_id)

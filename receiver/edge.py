@@ -214,6 +214,14 @@ def _refuse(rt: Runtime, source: str, refusal: _Refused) -> tuple[Response, _Sum
     return JSONResponse(payload, status_code=status, headers=headers), summary
 
 
+def _signature_header(scope: Scope) -> str | None:
+    """The one ``X-UiPath-Signature``; two are refused, since which one counts would be a guess."""
+    found = [value for key, value in scope["headers"] if key == b"x-uipath-signature"]
+    if len(found) > 1:
+        raise _Refused(400, "duplicate_signature", "the request has more than one X-UiPath-Signature header")
+    return found[0].decode("latin-1") if found else None
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -229,7 +237,7 @@ async def _receive_body(rt: Runtime, scope: Scope, receive: Receive) -> bytes:
     """
     limit = rt.settings.max_body_bytes
     declared = _header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _Refused(413, "body_too_large", f"body is over the limit of {limit} bytes", _CLOSE)
     task: asyncio.Task[Any] | None = asyncio.current_task()
     if task is None:  # not in a task: nothing to watch (only possible outside a server)
@@ -275,9 +283,7 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
     body = await _receive_body(rt, scope, receive)
     if source.secrets:
         try:
-            form = verify_signature(
-                body, _header(scope, b"x-uipath-signature"), source.secrets, allow_hex=source.allow_hex
-            )
+            form = verify_signature(body, _signature_header(scope), source.secrets, allow_hex=source.allow_hex)
         except SignatureError as exc:
             raise _Refused(401, f"signature_{exc.reason}", str(exc)) from None
         if form is SignatureForm.HEX:
