@@ -1,9 +1,14 @@
-"""Whether the edge is busy answering requests, for background work that should give way to it.
+"""Whether the edge is in a burst of requests, for background work that should give way to it.
 
 The inbox worker and the dispatcher share the event loop (and, pinned, the CPU) with the edge.
-Webhook answers come first: Orchestrator is waiting on them, while an event in the inbox is
-already safe. So background work waits for a quiet moment, bounded so that it never stops: in a
-sustained flood it still runs once per ``max_defer`` of its caller (docs/performance.md).
+In a burst, webhook answers come first: Orchestrator is waiting on them, while an event in the
+inbox is already safe. So background work waits until the burst is over, bounded so that it
+never stops: in a sustained flood it still runs once per ``max_defer`` of its caller
+(docs/performance.md).
+
+A burst is many requests in hand at once, not one: at a steady few hundred webhooks a second
+the edge nearly always has one or two in hand (longer still while apprise's threads hold the
+GIL), and background work that waited for none fell minutes behind (the soak, docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -11,21 +16,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-__all__ = ["EdgeActivity"]
+__all__ = ["BURST", "QUIET_SECONDS", "EdgeActivity"]
+
+BURST = 8
+"""Requests in hand at once from which the edge counts as busy."""
 
 QUIET_SECONDS = 0.002
-"""How long the edge must have had no request in hand to count as quiet.
+"""How long the edge must have stayed under ``BURST`` to count as quiet again.
 
-Not zero: under load the edge empties for an instant after every group commit (all its answers
+Not zero: in a flood the edge empties for an instant after every group commit (all its answers
 go out in one pass, the next requests are not read yet). Background work that woke in that
-instant took a third of the CPU in a burst. 2 ms adds at most that much to an alert's latency.
+instant took a third of the CPU. 2 ms adds at most that much to an alert's latency.
 """
 
 
 class EdgeActivity:
-    """Counts the requests the edge has in hand; ``wait_quiet`` waits until it has had none for a while."""
+    """Counts the requests the edge has in hand; ``wait_quiet`` waits while it is in a burst."""
 
-    def __init__(self, quiet: float = QUIET_SECONDS) -> None:
+    def __init__(self, burst: int = BURST, quiet: float = QUIET_SECONDS) -> None:
+        self._burst = burst
         self._quiet = quiet
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -40,20 +49,21 @@ class EdgeActivity:
     def started(self) -> None:
         """The edge took a request."""
         self._inflight += 1
-        self._idle.clear()
-        if self._settling is not None:
-            self._settling.cancel()
-            self._settling = None
+        if self._inflight >= self._burst:
+            self._idle.clear()
+            if self._settling is not None:
+                self._settling.cancel()
+                self._settling = None
 
     def finished(self) -> None:
-        """The edge answered a request; quiet once no other comes within ``quiet`` seconds."""
+        """The edge answered a request; quiet once it stays under the burst for ``quiet`` seconds."""
         self._inflight -= 1
-        if self._inflight == 0 and self._settling is None:
+        if self._inflight < self._burst and self._settling is None and not self._idle.is_set():
             self._settling = asyncio.get_running_loop().call_later(self._quiet, self._settle)
 
     def _settle(self) -> None:
         self._settling = None
-        if self._inflight == 0:
+        if self._inflight < self._burst:
             self._idle.set()
 
     async def wait_quiet(self, at_most: float) -> None:
