@@ -177,6 +177,19 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def open_fds(pid: int) -> int:
+    """How many file descriptors ``pid`` has open (sockets, the store's files, logs, pipes)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def thread_count(pid: int) -> int:
+    """How many threads ``pid`` runs (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no Threads for pid {pid}")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` so far (all threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -401,6 +414,29 @@ def count_inbox(database: Path) -> dict[str, int]:
         }
         counts["inbox"] = sum(v for k, v in counts.items() if k.startswith("inbox_"))
         return counts
+    finally:
+        conn.close()
+
+
+def stored_event_ids(database: Path) -> set[str]:
+    """The EventIds in a receiver's inbox (read-only), to check that every 202 was stored."""
+    import sqlite3  # noqa: TID251 - the bench reads the store file to check that nothing was lost
+
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        return {row[0] for row in conn.execute("SELECT event_id FROM inbox")}
+    finally:
+        conn.close()
+
+
+def deliveries_by_state(database: Path, channel: str) -> dict[str, int]:
+    """The deliveries of one channel by state (read-only): pending, sent, dead..."""
+    import sqlite3  # noqa: TID251 - the bench reads the store file to check that nothing was lost
+
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
+    try:
+        query = "SELECT state, count(*) FROM deliveries WHERE channel = ? GROUP BY state"
+        return dict(conn.execute(query, (channel,)))
     finally:
         conn.close()
 
