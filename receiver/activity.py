@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 __all__ = ["BURST", "QUIET_SECONDS", "EdgeActivity"]
 
@@ -40,6 +41,7 @@ class EdgeActivity:
         self._idle = asyncio.Event()
         self._idle.set()
         self._settling: asyncio.TimerHandle | None = None
+        self._last_finished = 0.0
 
     @property
     def inflight(self) -> int:
@@ -58,12 +60,21 @@ class EdgeActivity:
     def finished(self) -> None:
         """The edge answered a request; quiet once it stays under the burst for ``quiet`` seconds."""
         self._inflight -= 1
+        self._last_finished = time.monotonic()
         if self._inflight < self._burst and self._settling is None and not self._idle.is_set():
             self._settling = asyncio.get_running_loop().call_later(self._quiet, self._settle)
 
     def _settle(self) -> None:
+        # Counted from the last answer, not from when the count fell: in a flood, the next requests
+        # are read in the same turn of the loop as this timer, before their handlers have started
+        # (and counted). Only a quiet period after the last answer is really quiet.
         self._settling = None
-        if self._inflight < self._burst:
+        if self._inflight >= self._burst:
+            return
+        wait = self._last_finished + self._quiet - time.monotonic()
+        if wait > 0:
+            self._settling = asyncio.get_running_loop().call_later(wait, self._settle)
+        else:
             self._idle.set()
 
     async def wait_quiet(self, at_most: float) -> None:

@@ -27,10 +27,18 @@ class ReadDeadlines:
         self._tick = tick
         self._reading: dict[asyncio.Task[object], float] = {}
         self._expired: set[asyncio.Task[object]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def watch(self, task: asyncio.Task[object], within: float) -> None:
-        """``task`` starts a read that must end within ``within`` seconds."""
-        self._reading[task] = time.monotonic() + within
+    def watch(self, within: float) -> asyncio.Task[object] | None:
+        """The current task starts a read that must end within ``within`` seconds; returns that task.
+
+        None outside a task (nothing to watch). The loop is the one ``run`` runs on when known:
+        ``asyncio.current_task()`` would look it up again on every request.
+        """
+        task = asyncio.current_task(self._loop)
+        if task is not None:
+            self._reading[task] = time.monotonic() + within
+        return task
 
     def done(self, task: asyncio.Task[object]) -> bool:
         """``task``'s read ended; True when it was cancelled for running out of time.
@@ -51,6 +59,7 @@ class ReadDeadlines:
 
     async def run(self) -> None:
         """Cancel overdue reads until cancelled itself."""
+        self._loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._tick)
             now = time.monotonic()

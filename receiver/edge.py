@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from receiver.errors import EventParseError, SignatureError, StoreError
 from receiver.events import EVENT_TYPES, parse_log_entries
+from receiver.logconfig import log_summary
 from receiver.runtime import Runtime, token_matches
 from receiver.signature import SignatureForm, verify_signature
 from receiver.store import InboxItem
@@ -134,8 +135,8 @@ _Summary = tuple[str, dict[str, Any]]
 
 def _summarise(summary: _Summary, elapsed: float) -> None:
     name, fields = summary
-    level = log.warning if name == "webhook_refused" else log.info
-    level(name, **fields, duration_ms=round(elapsed * 1000, 2))
+    fields["duration_ms"] = round(elapsed * 1000, 2)
+    log_summary("warning" if name == "webhook_refused" else "info", name, fields)
 
 
 def _lookup(obj: Mapping[str, Any], key: str) -> Any:
@@ -239,10 +240,9 @@ async def _receive_body(rt: Runtime, scope: Scope, receive: Receive) -> bytes:
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _Refused(413, "body_too_large", f"body is over the limit of {limit} bytes", _CLOSE)
-    task: asyncio.Task[Any] | None = asyncio.current_task()
+    task = rt.reads.watch(rt.settings.body_timeout_seconds)
     if task is None:  # not in a task: nothing to watch (only possible outside a server)
         return await _receive_chunks(receive, limit)
-    rt.reads.watch(task, rt.settings.body_timeout_seconds)
     try:
         return await _receive_chunks(receive, limit)
     except asyncio.CancelledError:

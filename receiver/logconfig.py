@@ -14,6 +14,7 @@ import logging
 import sys
 import threading
 from asyncio import events as asyncio_events
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ from structlog.typing import EventDict, WrappedLogger
 
 from receiver.settings import Settings
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "log_summary"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -42,35 +43,41 @@ class _StderrLogger:
     _lock = threading.Lock()
 
     def __init__(self) -> None:
-        # Per loop: each loop's thread alone appends to its list, and its own next turn writes it.
-        self._pending: dict[asyncio.AbstractEventLoop, list[str]] = {}
+        # Per thread running a loop: that loop and the lines its next turn writes. Keyed by thread
+        # id, because asyncio's own lookup of the running loop costs a getpid() system call.
+        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, list[str]]] = {}
 
     def msg(self, message: str) -> None:
+        gathered = self._pending.get(threading.get_ident())
+        if gathered is not None and gathered[0].is_running():
+            gathered[1].append(message)
+            return
+        self._gather(message)
+
+    def _gather(self, message: str) -> None:
+        """The first line of a turn: schedule the write on the running loop, or write now without one."""
+        thread = threading.get_ident()
+        self._flush_thread(thread)  # left over from a loop that stopped before its turn came
         loop = asyncio_events._get_running_loop()
         if loop is None:  # another thread (the store's, apprise's): write now
             self._write(message + "\n")
             return
-        pending = self._pending.get(loop)
-        if pending is None:
-            for ended in [other for other in self._pending if other.is_closed()]:
-                self._flush_loop(ended)  # a loop that ended before its turn came (tests run many)
-            try:
-                loop.call_soon(self._flush_loop, loop)
-            except RuntimeError:  # the loop is closing: no later turn will come
-                self._write(message + "\n")
-                return
-            pending = self._pending[loop] = []
-        pending.append(message)
+        try:
+            loop.call_soon(self._flush_thread, thread)
+        except RuntimeError:  # the loop is closing: no later turn will come
+            self._write(message + "\n")
+            return
+        self._pending[thread] = (loop, [message])
 
-    def _flush_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        lines = self._pending.pop(loop, None)
-        if lines:
-            self._write("\n".join(lines) + "\n")
+    def _flush_thread(self, thread: int) -> None:
+        gathered = self._pending.pop(thread, None)
+        if gathered is not None and gathered[1]:
+            self._write("\n".join(gathered[1]) + "\n")
 
     def flush(self) -> None:
         """Write every line gathered so far (at exit)."""
-        for loop in list(self._pending):
-            self._flush_loop(loop)
+        for thread in list(self._pending):
+            self._flush_thread(thread)
 
     def _write(self, text: str) -> None:
         with self._lock:
@@ -106,6 +113,35 @@ def _add_logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
     return event_dict
 
 
+def log_summary(level: str, event: str, fields: dict[str, Any]) -> None:
+    """A request's one summary line (``webhook_received``, ``webhook_refused``, ...), at ``level``.
+
+    With JSON output it is rendered here, with the keys structlog's chain gives every line
+    (``event``, ``level``, ``timestamp``, ``logger``) but without the chain: contextvars, level,
+    time stamper, logger name, exception formatter, renderer and the bound logger around them
+    cost ~8 µs of a webhook's ~35 µs budget (docs/performance.md). Otherwise structlog writes it.
+    """
+    minimum = _summary_minimum
+    if minimum is None or structlog.get_config()["processors"] is not _summary_chain:
+        # Not configured for JSON, or structlog's chain was swapped since (capture_logs in tests).
+        getattr(_summary_log, level)(event, **fields)
+        return
+    if _LEVELS[level] < minimum:
+        return
+    line = dict(fields)
+    line["event"] = event
+    line["level"] = level
+    line["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    line["logger"] = "receiver"
+    _STDERR_LOGGER.msg(_dumps(line))
+
+
+_summary_log = structlog.get_logger()
+_summary_minimum: int | None = None
+_summary_chain: list[Any] = []
+"""The level below which summary lines are dropped, when they are rendered by ``log_summary``; None: by structlog."""
+
+
 def configure_logging(settings: Settings) -> None:
     """Configure structlog and the stdlib root logger from ``settings``.
 
@@ -126,8 +162,11 @@ def configure_logging(settings: Settings) -> None:
     # Our own lines are rendered by structlog and written to stderr directly: no stdlib LogRecord,
     # caller lookup and handler per line, which cost ~10 µs of every webhook (docs/performance.md).
     # The stdlib loggers (uvicorn, apprise) still go through ProcessorFormatter: one stream, one format.
+    global _summary_minimum, _summary_chain
+    _summary_minimum = _LEVELS[settings.log_level] if as_json else None
+    _summary_chain = [*shared, _add_logger_name, structlog.processors.format_exc_info, renderer]
     structlog.configure(
-        processors=[*shared, _add_logger_name, structlog.processors.format_exc_info, renderer],
+        processors=_summary_chain,
         logger_factory=_stderr_logger,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[settings.log_level]),
         cache_logger_on_first_use=True,

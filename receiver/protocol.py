@@ -1,11 +1,17 @@
-"""uvicorn's httptools protocol with a bound on the size of a request's head.
+"""receiver's HTTP/1.1 protocol: uvicorn's httptools protocol with a bounded head and one write per answer.
 
-httptools (llhttp) takes headers of any size, and uvicorn keeps them all: 20 MB of headers reached
-the app, so the body limit (``RECEIVER_MAX_BODY_BYTES``) could be sidestepped by sending the
-bytes as a header. uvicorn bounds heads only with its h11 parser, which is pure Python and would
-cost the webhook path more than its whole budget. So this subclass counts the bytes that arrive
-while a head is incomplete, and past ``MAX_HEAD_BYTES`` answers 431 and closes the connection:
-what it holds is bounded by the limit plus one read.
+A bounded head: httptools (llhttp) takes headers of any size, and uvicorn keeps them all: 20 MB
+of headers reached the app, so the body limit (``RECEIVER_MAX_BODY_BYTES``) could be sidestepped
+by sending the bytes as a header. uvicorn bounds heads only with its h11 parser, which is pure
+Python and would cost the webhook path more than its whole budget. So this subclass counts the
+bytes that arrive while a head is incomplete, and past ``MAX_HEAD_BYTES`` answers 431 and
+closes the connection: what it holds is bounded by the limit plus one read.
+
+One write per answer: uvicorn writes an answer's head when the app starts it and its body when
+the app sends it, two ``send`` system calls and two TCP segments for a 200-byte answer. On
+loopback each call also runs the receiving side's TCP work, so the two writes were a third of
+the webhook path's CPU (docs/performance.md). The head is held and goes out with the first
+body write; a ``100 Continue`` is never held.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._heads_done += 1
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = _JoinedWrites(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -88,3 +97,39 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._linger is not None:
             self._linger.cancel()
         super().connection_lost(exc)
+
+
+class _JoinedWrites:
+    """The transport as one request's cycle sees it: the answer's head waits for its first body write.
+
+    Only ``write``, ``close`` and ``is_closing`` are used by uvicorn's cycle; the rest passes through.
+    """
+
+    __slots__ = ("_head", "_started", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif not self._started and data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
+            self._started = True
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        # An app that started an answer and failed: what was held still goes out first.
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from support import ServerProcess, Sink, free_port, fresh, sample, wait_until
 
 from receiver.app import create_app
-from receiver.logconfig import configure_logging
+from receiver.logconfig import configure_logging, log_summary
 from receiver.settings import Settings
 from receiver.signature import sign
 
@@ -58,6 +58,22 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 
 class TestPipeline:
+    def test_summary_lines_look_like_every_other_line(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """The per-webhook line, rendered without structlog's chain, has the same keys and level filter."""
+        configure(Settings(log_format="json", log_level="info"))
+        log_summary("info", "webhook_received", {"source": "uipath", "event_id": "e-1"})
+        structlog.get_logger().info("webhook_received", source="uipath", event_id="e-1")
+        log_summary("warning", "webhook_refused", {"reason": "signature_mismatch"})
+        configure(Settings(log_format="json", log_level="warning"))
+        log_summary("info", "webhook_received", {"event_id": "dropped"})
+        fast, slow, refused = json_lines(capsys.readouterr().err)
+        assert set(slow) == set(fast)
+        assert {k: v for k, v in slow.items() if k != "timestamp"} == {
+            k: v for k, v in fast.items() if k != "timestamp"
+        }
+        assert fast["timestamp"].endswith("Z")
+        assert ("webhook_refused", "warning") == (refused["event"], refused["level"])
+
     def test_stdlib_loggers_come_out_as_our_json_lines(self, capsys: pytest.CaptureFixture[str]) -> None:
         """uvicorn's and apprise's records are rendered by the same JSON renderer as structlog's."""
         configure(Settings(log_format="json", log_level="info"))
