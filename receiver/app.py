@@ -18,10 +18,10 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from receiver import __version__, api, audit, edge, ui
 from receiver.dispatch import Backoff, Dispatcher
@@ -127,13 +127,25 @@ def create_app(
         *api.routes(),
         *ui.routes(),
     ]
-    return Starlette(
+    return ReceiverApp(
         routes=routes,
-        # POST /webhooks/{source} is answered here, before the router (see edge.WebhookFastPath).
-        middleware=[Middleware(edge.WebhookFastPath)],
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
+
+
+class ReceiverApp(Starlette):
+    """Starlette, with ``POST /webhooks/{source}`` answered ahead of its middleware and router.
+
+    See ``edge.is_webhook`` for why; every other request, and the lifespan, go through Starlette.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if edge.is_webhook(scope):
+            scope["app"] = self
+            await edge.webhook(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _wake_workers(worker: InboxWorker, dispatcher: Dispatcher) -> Callable[[str], None]:

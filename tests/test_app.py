@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -108,6 +109,24 @@ class TestWebhook:
         reply = post(client, body)
         assert 202 == reply.status_code, reply.text
         assert {"status": "accepted", "event_id": json.loads(body)["EventId"]} == reply.json()
+
+    def test_an_unexpected_failure_is_a_logged_json_500(
+        self, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A bug on the webhook path (answered ahead of Starlette's middleware) still gets the JSON 500."""
+        store = client.app.state.runtime.store  # type: ignore[attr-defined]
+
+        async def broken(_: object) -> None:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(store, "accept", broken)
+        with structlog.testing.capture_logs() as captured:
+            reply = post(client, fresh("job.faulted.json"))
+        assert (500, "internal_error") == (reply.status_code, reply.json()["error"])
+        assert "a bug" not in reply.text
+        assert any(e["event"] == "request_failed" and e["log_level"] == "error" for e in captured)
+        monkeypatch.undo()
+        assert 202 == post(client, fresh("job.faulted.json")).status_code
 
     def test_repeat_is_a_duplicate(self, client: TestClient) -> None:
         """The same EventId again is answered 202 duplicate and stored once."""
