@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from receiver.errors import StoreError
 from receiver.store import (
@@ -47,6 +47,8 @@ from receiver.store._text import storable
 __all__ = ["SQLiteStore"]
 
 _T = TypeVar("_T")
+_I = TypeVar("_I")
+_R = TypeVar("_R")
 
 _EVENT_COLUMNS = (
     "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome, process, robot"
@@ -82,9 +84,8 @@ class SQLiteStore:
         self.path = path
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-        self._pending: list[tuple[InboxItem, asyncio.Future[Accepted]]] = []
-        self._flush_queued = False
+        self._accepts = _GroupCommit(self, self._insert_batch, after=self._accepted)
+        self._sent = _GroupCommit(self, _mark_sent_batch, redone_if_lost=True)
         self._listeners: list[Callable[[str], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop open() ran on
 
@@ -204,38 +205,9 @@ class SQLiteStore:
 
     async def accept(self, item: InboxItem) -> Accepted:
         """Commit ``item``; requests that arrive while a commit runs share the next one."""
-        if self._executor is None or self._loop is None:
-            raise StoreError("store is not open")
-        # The loop the store was opened on, not asyncio.get_running_loop(): that one costs a getpid()
-        # system call, several µs on a loaded server, on every webhook.
-        loop = self._loop
-        future: asyncio.Future[Accepted] = loop.create_future()
-        with self._lock:
-            self._pending.append((item, future))
-            queue_flush = not self._flush_queued
-            self._flush_queued = True
-        if queue_flush:
-            self._executor.submit(self._flush_accepts, loop)
-        return await future
+        return await self._accepts.submit(item)
 
-    def _flush_accepts(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-            self._flush_queued = False
-        if not batch:
-            return
-        futures = [future for _, future in batch]
-        try:
-            results = self._call(lambda conn: self._insert_batch(conn, [item for item, _ in batch]))
-        except StoreError as exc:
-            loop.call_soon_threadsafe(_fail_all, futures, exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - runs on the store thread: an unresolved future would hang its request
-            error = StoreError(f"SQLite store {self.path!r}: {exc!r}")
-            error.__cause__ = exc
-            loop.call_soon_threadsafe(_fail_all, futures, error)
-            return
-        loop.call_soon_threadsafe(_resolve_all, futures, results)
+    def _accepted(self, loop: asyncio.AbstractEventLoop, results: list[Accepted]) -> None:
         if not all(r.duplicate for r in results):
             loop.call_soon_threadsafe(self._emit, ("inbox",))
 
@@ -508,22 +480,8 @@ class SQLiteStore:
         )
 
     async def mark_sent(self, delivery_id: int, *, now: float, elapsed: float) -> None:
-        """Record success; the row leaves the due set for good."""
-
-        def sent(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                "UPDATE deliveries SET state = 'sent', sent_at = ?, attempts = attempts + 1, lease_until = NULL, "
-                "last_error = NULL WHERE id = ?",
-                (now, delivery_id),
-            )
-            conn.execute(
-                "INSERT INTO attempts (delivery_id, at, status, reason, elapsed) VALUES (?, ?, 'sent', NULL, ?)",
-                (delivery_id, now, elapsed),
-            )
-            conn.execute("COMMIT")
-
-        await self._run(sent, redone_if_lost=True)
+        """Record success; the row leaves the due set for good. Outcomes share transactions, as accepts do."""
+        await self._sent.submit((delivery_id, now, elapsed))
 
     async def mark_failed(
         self, delivery_id: int, *, now: float, reason: str, elapsed: float, next_attempt_at: float | None
@@ -694,13 +652,95 @@ def _write_noise(conn: sqlite3.Connection, noise: NoiseWrite, now: float) -> Non
     )
 
 
-def _resolve_all(futures: list[asyncio.Future[Accepted]], results: list[Accepted]) -> None:
+def _mark_sent_batch(conn: sqlite3.Connection, sent: list[tuple[int, float, float]]) -> list[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "UPDATE deliveries SET state = 'sent', sent_at = ?, attempts = attempts + 1, lease_until = NULL, "
+        "last_error = NULL WHERE id = ?",
+        [(now, delivery_id) for delivery_id, now, _ in sent],
+    )
+    conn.executemany(
+        "INSERT INTO attempts (delivery_id, at, status, reason, elapsed) VALUES (?, ?, 'sent', NULL, ?)",
+        sent,
+    )
+    conn.execute("COMMIT")
+    return [None] * len(sent)
+
+
+class _GroupCommit(Generic[_I, _R]):
+    """Calls that arrive while the store thread is busy share its next transaction: one commit, one fsync.
+
+    Args:
+        store: whose thread and connection run the writes.
+        write: writes a batch in one transaction and returns one result per item, in order.
+        redone_if_lost: the commit may skip the fsync (see ``SQLiteStore._run``).
+        after: called on the store thread with the loop and the results of a committed batch.
+    """
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        write: Callable[[sqlite3.Connection, list[_I]], list[_R]],
+        *,
+        redone_if_lost: bool = False,
+        after: Callable[[asyncio.AbstractEventLoop, list[_R]], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._write = write
+        self._redone_if_lost = redone_if_lost
+        self._after = after
+        self._lock = threading.Lock()
+        self._pending: list[tuple[_I, asyncio.Future[_R]]] = []
+        self._queued = False
+
+    async def submit(self, item: _I) -> _R:
+        """Write ``item`` with whatever else is pending; raises StoreError when the batch failed."""
+        store = self._store
+        executor, loop = store._executor, store._loop
+        if executor is None or loop is None:
+            raise StoreError("store is not open")
+        # The loop the store was opened on, not asyncio.get_running_loop(): that one costs a getpid()
+        # system call, several µs on a loaded server, on every webhook.
+        future: asyncio.Future[_R] = loop.create_future()
+        with self._lock:
+            self._pending.append((item, future))
+            queue_flush = not self._queued
+            self._queued = True
+        if queue_flush:
+            executor.submit(self._flush, loop)
+        return await future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._queued = False
+        if not batch:
+            return
+        futures = [future for _, future in batch]
+        items = [item for item, _ in batch]
+        call = self._store._call_relaxed if self._redone_if_lost else self._store._call
+        try:
+            results = call(lambda conn: self._write(conn, items))
+        except StoreError as exc:
+            loop.call_soon_threadsafe(_fail_all, futures, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - runs on the store thread: an unresolved future would hang its caller
+            error = StoreError(f"SQLite store {self._store.path!r}: {exc!r}")
+            error.__cause__ = exc
+            loop.call_soon_threadsafe(_fail_all, futures, error)
+            return
+        loop.call_soon_threadsafe(_resolve_all, futures, results)
+        if self._after is not None:
+            self._after(loop, results)
+
+
+def _resolve_all(futures: list[asyncio.Future[Any]], results: list[Any]) -> None:
     for future, result in zip(futures, results, strict=True):
         if not future.done():
             future.set_result(result)
 
 
-def _fail_all(futures: list[asyncio.Future[Accepted]], error: StoreError) -> None:
+def _fail_all(futures: list[asyncio.Future[Any]], error: StoreError) -> None:
     for future in futures:
         if not future.done():
             future.set_exception(error)
