@@ -137,7 +137,7 @@ _Summary = tuple[str, dict[str, Any]]
 def _summarise(summary: _Summary, elapsed: float) -> None:
     name, fields = summary
     fields["duration_ms"] = round(elapsed * 1000, 2)
-    log_summary("warning" if name == "webhook_refused" else "info", name, fields)
+    log_summary("info" if name.endswith("_received") else "warning", name, fields)
 
 
 def _lookup(obj: Mapping[str, Any], key: str) -> Any:
