@@ -14,13 +14,13 @@ that message again once the lease expired. A delivery recorded as sent is never 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
@@ -54,6 +54,29 @@ class Backoff:
         raw = min(self.cap, self.base * 2.0 ** max(0, attempts - 1))
         # Jitter spreads the retries of many deliveries that failed together (a channel outage).
         return raw * (0.5 + rng.random() / 2)
+
+
+class _Sends:
+    """The sends of one channel loop in progress, and a signal when one ends."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._freed = asyncio.Event()
+
+    def reset(self) -> None:
+        """Forget ends already seen (the loop is about to look at ``count`` again)."""
+        self._freed.clear()
+
+    def started(self) -> None:
+        self.count += 1
+
+    def ended(self) -> None:
+        self.count -= 1
+        self._freed.set()
+
+    async def wait_freed(self) -> None:
+        """Until a send ends (at once when one ended since the last ``reset``)."""
+        await self._freed.wait()
 
 
 class Dispatcher:
@@ -163,54 +186,75 @@ class Dispatcher:
 
     async def _channel_loop(self, name: str) -> None:
         in_flight: set[asyncio.Task[None]] = set()
+        ready: collections.deque[tuple[DeliveryRow, float]] = collections.deque()
         try:
-            await self._channel_loop_body(name, in_flight)
+            await self._channel_loop_body(name, in_flight, ready)
         finally:
             for task in in_flight:
                 task.cancel()
+            for row, _ in ready:  # claimed, never started: their leases lapse and they are claimed again
+                self._sending.discard(row.id)
 
-    async def _channel_loop_body(self, name: str, in_flight: set[asyncio.Task[None]]) -> None:
+    async def _channel_loop_body(
+        self, name: str, in_flight: set[asyncio.Task[None]], ready: collections.deque[tuple[DeliveryRow, float]]
+    ) -> None:
+        """Keep ``concurrency`` sends going, with the next round of rows claimed ahead.
+
+        A slot frees when its send returns, not when its outcome is recorded, and the row for it is
+        already here: between two sends there is no store round trip, as with apprise called
+        directly (two round trips per send made delivery a third slower; docs/performance.md).
+        """
         wakeup = self._wakeups[name]
+        sends = _Sends()
         while True:
             channel = self._rules().channels.get(name)
             if channel is None:
                 return
-            free = channel.concurrency - len(in_flight)
-            rows: list[DeliveryRow] = []
-            if free > 0:
+            sends.reset()
+            full = False
+            if channel.concurrency - sends.count > len(ready):
                 wakeup.clear()
                 if self._edge is not None:
                     await self._edge.wait_quiet(self._max_defer)  # webhooks first, as in InboxWorker
                 lease = max(self._lease, channel.timeout_seconds * 2)
+                # This round's free slots and the next round's: a claimed row waits at most one send here.
+                want = 2 * channel.concurrency - sends.count - len(ready)
+                rows: list[DeliveryRow] = []
                 try:
-                    rows = await self._store.claim_deliveries(name, limit=free, now=self._clock(), lease=lease)
+                    rows = await self._store.claim_deliveries(name, limit=want, now=self._clock(), lease=lease)
                 except StoreError as exc:
                     log.error("outbox_store_failed", channel=name, error=str(exc))
-            for row in rows:
-                if row.id in self._sending:
-                    # Still being sent from here: its lease only looks lapsed (the clock jumped, or the
-                    # send outlived it). Sending it again would be a duplicate of our own making.
-                    continue
-                self._sending.add(row.id)
-                task = asyncio.create_task(self._deliver(channel, row, lease))
+                full = len(rows) == want
+                for row in rows:
+                    if row.id in self._sending:
+                        # Still being sent from here: its lease only looks lapsed (the clock jumped, or
+                        # the send outlived it). Sending it again would be a duplicate of our own making.
+                        continue
+                    self._sending.add(row.id)
+                    ready.append((row, lease))
+            while sends.count < channel.concurrency and ready:
+                row, lease = ready.popleft()
+                sends.started()
+                task = asyncio.create_task(self._deliver(channel, row, lease, sends))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
                 task.add_done_callback(functools.partial(self._sent_or_given_up, row.id))
-            if rows and len(rows) == free:
-                # The claim was full: there may be more due; come back once a slot frees.
-                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            if ready or (full and sends.count):
+                # More is due than the slots take: come back once a send ends.
+                await sends.wait_freed()
                 continue
             woken = asyncio.ensure_future(wakeup.wait())
+            freed = asyncio.ensure_future(sends.wait_freed())
             try:
-                waiters: set[asyncio.Future[Any]] = {woken, *in_flight}
-                await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({woken, freed}, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 woken.cancel()  # also when this loop is cancelled: no pending task left behind at exit
+                freed.cancel()
 
     def _sent_or_given_up(self, delivery_id: int, _: asyncio.Task[None]) -> None:
         self._sending.discard(delivery_id)
 
-    async def _deliver(self, channel: Channel, row: DeliveryRow, lease: float) -> None:
+    async def _deliver(self, channel: Channel, row: DeliveryRow, lease: float, sends: _Sends) -> None:
         claimed = time.monotonic()
         note = Notification(
             title=row.title,
@@ -218,7 +262,10 @@ class Dispatcher:
             severity=row.severity,  # type: ignore[arg-type]  # written from a Notification
             body_format=row.body_format,  # type: ignore[arg-type]
         )
-        result = await self._notifier.send(channel.url_value(), note, timeout=channel.timeout_seconds)
+        try:
+            result = await self._notifier.send(channel.url_value(), note, timeout=channel.timeout_seconds)
+        finally:
+            sends.ended()  # the slot is free; the outcome is recorded below (the row stays ours)
         # The outcome must be recorded, or the message goes out again once the lease lapses. A store
         # that cannot write now (disk full, file locked, database restarting) often can in a moment:
         # retry while the row is still ours. Past the lease it is claimed again: a duplicate, not a loss.
