@@ -1,0 +1,123 @@
+"""The dispatcher's channel loop, in process on a real SQLite store with a scripted notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from receiver.dispatch import Dispatcher
+from receiver.notifier import SendResult
+from receiver.render import Notification
+from receiver.rules import RuleSet, load_rules
+from receiver.store import InboxItem, NewDelivery, Processed, SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class SlowNotifier:
+    """Each send takes ``seconds``; records the order of sends and the most at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.running = 0
+        self.peak = 0
+        self.events: list[str] = []
+
+    async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        self.events.append(f"send {notification.title}")
+        await asyncio.sleep(self.seconds)
+        self.running -= 1
+        return SendResult(status="sent", reason=None, elapsed=self.seconds, recoverable=False)
+
+
+class SlowRecords(SQLiteStore):
+    """A store whose "sent" records take a while, and say when they are done."""
+
+    def __init__(self, path: str, notifier: SlowNotifier) -> None:
+        super().__init__(path)
+        self.notifier = notifier
+
+    async def mark_sent(self, delivery_id: int, *, now: float, elapsed: float) -> None:
+        await asyncio.sleep(0.2)
+        await super().mark_sent(delivery_id, now=now, elapsed=elapsed)
+        self.notifier.events.append(f"recorded {delivery_id}")
+
+
+def rules(tmp_path: Path, concurrency: int) -> RuleSet:
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"channels:\n  ops: {{url: 'json://127.0.0.1:9/x', concurrency: {concurrency}}}\nrules: []\n")
+    return load_rules(path, environ={})
+
+
+async def outbox(store: SQLiteStore, count: int) -> None:
+    for n in range(count):
+        accepted = await store.accept(
+            InboxItem(source="uipath", event_id=f"e{n}", type="job.faulted", body=b"{}", received_at=time.time())
+        )
+        delivery = NewDelivery(
+            rule="r", channel="ops", title=str(accepted.inbox_id), body="b", severity="failure", body_format="text"
+        )
+        await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", [delivery])], now=time.time())
+
+
+async def run_until_sent(dispatcher: Dispatcher, store: SQLiteStore, count: int) -> None:
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if await _all_sent(store, count):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("not everything was sent within 20 s")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _all_sent(store: SQLiteStore, count: int) -> bool:
+    rows = await store.list_deliveries(limit=count + 10)
+    return len(rows) == count and all(r.state == "sent" for r in rows)
+
+
+async def test_never_more_sends_at_once_than_the_channel_allows(tmp_path: Path) -> None:
+    notifier = SlowNotifier(0.02)
+    store = SQLiteStore(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        await outbox(store, 20)
+        ruleset = rules(tmp_path, concurrency=3)
+        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=30, poll=0.05)
+        await run_until_sent(dispatcher, store, 20)
+    finally:
+        await store.close()
+    sends = [e for e in notifier.events if e.startswith("send")]
+    assert 20 == len(sends) == len(set(sends)), "a delivery was sent twice or not at all"
+    assert 3 == notifier.peak
+
+
+async def test_the_next_send_does_not_wait_for_the_last_outcome_to_be_recorded(tmp_path: Path) -> None:
+    notifier = SlowNotifier(0.01)
+    store = SlowRecords(str(tmp_path / "r.db"), notifier)
+    await store.open()
+    try:
+        await outbox(store, 3)
+        ruleset = rules(tmp_path, concurrency=1)
+        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=30, poll=0.05)
+        await run_until_sent(dispatcher, store, 3)
+    finally:
+        await store.close()
+    events = notifier.events
+    assert 3 == sum(e.startswith("send") for e in events) == sum(e.startswith("recorded") for e in events)
+    assert 1 == notifier.peak
+    # The second send went out while the first outcome was still being written.
+    assert events.index("send 2") < events.index("recorded 1"), events
