@@ -61,6 +61,7 @@ class _Sends:
 
     def __init__(self) -> None:
         self.count = 0
+        self.failing = False  # the last outcome could not be written: send nothing more until one is
         self._freed = asyncio.Event()
 
     def reset(self) -> None:
@@ -200,9 +201,8 @@ class Dispatcher:
     ) -> None:
         """Keep ``concurrency`` sends going, with the next round of rows claimed ahead.
 
-        A slot frees when its send returns, not when its outcome is recorded, and the row for it is
-        already here: between two sends there is no store round trip, as with apprise called
-        directly (two round trips per send made delivery a third slower; docs/performance.md).
+        The row for a freed slot is already here: between two sends there is one store round trip
+        (the outcome), not two (outcome and claim), closer to apprise called directly.
         """
         wakeup = self._wakeups[name]
         sends = _Sends()
@@ -232,14 +232,15 @@ class Dispatcher:
                         continue
                     self._sending.add(row.id)
                     ready.append((row, lease))
-            while sends.count < channel.concurrency and ready:
+            # While outcomes cannot be written, one send at a time probes the store.
+            while sends.count < channel.concurrency and ready and not (sends.failing and sends.count):
                 row, lease = ready.popleft()
                 sends.started()
                 task = asyncio.create_task(self._deliver(channel, row, lease, sends))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
                 task.add_done_callback(functools.partial(self._sent_or_given_up, row.id))
-            if ready or (full and sends.count):
+            if (ready or full) and sends.count:
                 # More is due than the slots take: come back once a send ends.
                 await sends.wait_freed()
                 continue
@@ -264,18 +265,31 @@ class Dispatcher:
         )
         try:
             result = await self._notifier.send(channel.url_value(), note, timeout=channel.timeout_seconds)
+            await self._record_within_lease(channel, row, result, claimed + lease, sends)
         finally:
-            sends.ended()  # the slot is free; the outcome is recorded below (the row stays ours)
-        # The outcome must be recorded, or the message goes out again once the lease lapses. A store
-        # that cannot write now (disk full, file locked, database restarting) often can in a moment:
-        # retry while the row is still ours. Past the lease it is claimed again: a duplicate, not a loss.
+            # The slot is held until the outcome is written: a crash can then resend at most
+            # ``concurrency`` messages per channel, the duplicate window the README promises.
+            sends.ended()
+
+    async def _record_within_lease(
+        self, channel: Channel, row: DeliveryRow, result: SendResult, lease_ends: float, sends: _Sends
+    ) -> None:
+        """Write the outcome, retrying while the row is still ours.
+
+        It must be written, or the message goes out again once the lease lapses. A store that cannot
+        write now (disk full, file locked, database restarting) often can in a moment. Meanwhile the
+        loop starts no send from the rows it claimed ahead (``sends.failing``). Past the lease the
+        row is claimed again: a duplicate, not a loss.
+        """
         delay = _RECORD_RETRY_FIRST
         while True:
             try:
                 await self._record(channel, row, result)
+                sends.failing = False
                 return
             except StoreError as exc:
-                left = claimed + lease - _RECORD_MARGIN - time.monotonic()
+                sends.failing = True
+                left = lease_ends - _RECORD_MARGIN - time.monotonic()
                 if left <= 0:
                     log.error("delivery_not_recorded", delivery_id=row.id, channel=channel.name, error=str(exc))
                     return
