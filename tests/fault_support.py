@@ -14,7 +14,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,7 +43,6 @@ class CappedServer(ServerProcess):
     _lines: list[str] = field(default_factory=list)
 
     def start(self, timeout: float = 30.0) -> CappedServer:
-        env = {**os.environ, **self.env, "RECEIVER_LOG_FORMAT": "json", "RECEIVER_POLL_SECONDS": "0.2"}
         cap = self.fsize
 
         def limit_writes() -> None:  # runs in the child between fork and exec
@@ -53,19 +51,8 @@ class CappedServer(ServerProcess):
                 resource.setrlimit(resource.RLIMIT_FSIZE, (cap, resource.RLIM_INFINITY))
 
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "receiver",
-                "serve",
-                "--rules",
-                str(self.rules),
-                "--port",
-                str(self.port),
-                "--database",
-                self.database_url or f"sqlite:///{self.database}",
-            ],
-            env=env,
+            self.command(),
+            env=self.environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             # preexec_fn: the cap must be in place before exec, so the very first write obeys it.

@@ -154,26 +154,21 @@ class ServerProcess:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
+    def command(self) -> list[str]:
+        """The ``receiver serve`` command line of this server."""
+        database = self.database_url or f"sqlite:///{self.database}"
+        serve = ["receiver", "serve", "--rules", str(self.rules), "--port", str(self.port), "--database", database]
+        return [sys.executable, "-m", *serve]
+
+    def environment(self) -> dict[str, str]:
+        """Its environment: ours, its own settings, JSON logs and a short poll."""
+        return {**os.environ, **self.env, "RECEIVER_LOG_FORMAT": "json", "RECEIVER_POLL_SECONDS": "0.2"}
+
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        env = {**os.environ, **self.env, "RECEIVER_LOG_FORMAT": "json", "RECEIVER_POLL_SECONDS": "0.2"}
         self.log_path = self.database.with_suffix(f".{time.monotonic_ns()}.log")
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "receiver",
-                    "serve",
-                    "--rules",
-                    str(self.rules),
-                    "--port",
-                    str(self.port),
-                    "--database",
-                    self.database_url or f"sqlite:///{self.database}",
-                ],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
+                self.command(), env=self.environment(), stdout=log_file, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
