@@ -230,4 +230,4 @@ async def _method_not_allowed(_: Request, exc: Exception) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("request_failed", path=request.url.path, exc_info=exc)
-    return edge.error_response(500, "internal_error", "internal error; see the server log")
+    return JSONResponse(edge.INTERNAL_ERROR, status_code=500)

@@ -52,11 +52,6 @@ class ReadDeadlines:
             return True
         return False
 
-    @property
-    def watched(self) -> int:
-        """Reads in progress."""
-        return len(self._reading)
-
     async def run(self) -> None:
         """Cancel overdue reads until cancelled itself."""
         self._loop = asyncio.get_running_loop()

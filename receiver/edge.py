@@ -30,9 +30,13 @@ from receiver.runtime import Runtime, token_matches
 from receiver.signature import SignatureForm, verify_signature
 from receiver.store import InboxItem
 
-__all__ = ["error_response", "is_webhook", "logs", "webhook"]
+__all__ = ["INTERNAL_ERROR", "error_response", "is_webhook", "logs", "webhook"]
 
 log = structlog.get_logger()
+
+
+INTERNAL_ERROR = {"error": "internal_error", "detail": "internal error; see the server log"}
+"""The body of every 500: the cause goes to the log, never to the client."""
 
 
 def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -84,11 +88,7 @@ class _Webhook:
         except Exception:
             # Outside Starlette's ServerErrorMiddleware (see is_webhook): the same logged JSON 500.
             log.exception("request_failed", path=scope["path"][:200])
-            status, payload, headers = (
-                500,
-                {"error": "internal_error", "detail": "internal error; see the server log"},
-                None,
-            )
+            status, payload, headers = 500, dict(INTERNAL_ERROR), None
             summary = ("webhook_failed", {"source": source_name[:100], "status": 500})
         finally:
             rt.edge.finished()
