@@ -53,6 +53,9 @@ __all__ = ["InboxWorker", "parse_row"]
 
 log = structlog.get_logger()
 
+_SLICE = 0.001
+"""The longest the worker holds the event loop between two looks at the edge (seconds)."""
+
 # Noise rows past their expiry are forgotten this long after, so that an event of a backlog
 # (arrived before the expiry, processed after it) still finds them.
 _PURGE_MARGIN = 3600.0
@@ -161,6 +164,7 @@ class InboxWorker:
         self._edge = edge
         self._max_defer = max_defer
         self._deadline = 0.0
+        self._next_yield = 0.0
         self._wakeup = asyncio.Event()
         # Who holds the inbox lease: unique per process, readable in the database.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -251,15 +255,20 @@ class InboxWorker:
                 self._metrics.processing_delay.observe(max(0.0, done - row.received_at))
 
     async def _yield_to_edge(self) -> None:
-        """Let the event loop run (one event at a time holds it); while the edge is busy, wait for it.
+        """Every ``_SLICE`` seconds, let the event loop run; while the edge is busy, wait for it.
 
         A batch of 100 events is ~20 ms of CPU: run in one go it delays every webhook answer behind
         it, and in a burst it takes the CPU the edge needs. The wait ends at the batch's deadline,
-        so processing never stops.
+        so processing never stops. Not after every event: each turn of the loop is a system call,
+        and two per event were ~5 % of the worker's time.
         """
+        now = time.monotonic()
+        if now < self._next_yield:
+            return
         await asyncio.sleep(0)
         if self._edge is not None:
             await self._edge.wait_quiet(self._deadline - time.monotonic())
+        self._next_yield = time.monotonic() + _SLICE
 
     @staticmethod
     def _plan(engine: Engine, row: EventRow, at: float) -> Plan | EventParseError | None:

@@ -97,6 +97,18 @@ class TestPipeline:
         structlog.get_logger().debug("ours_debug")
         assert ["ours_debug"] == [line["event"] for line in json_lines(capsys.readouterr().err)]
 
+    def test_apprise_info_lines_only_at_debug(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """apprise's per-send info lines repeat notification_sent: dropped unless the level is debug."""
+        configure(Settings(log_format="json", log_level="info"))
+        logging.getLogger("apprise").info("Sent Slack notification.")
+        logging.getLogger("apprise").warning("Failed to send Slack notification: error=500.")
+        assert ["Failed to send Slack notification: error=500."] == [
+            line["event"] for line in json_lines(capsys.readouterr().err)
+        ]
+        configure(Settings(log_format="json", log_level="debug"))
+        logging.getLogger("apprise").info("Sent Slack notification.")
+        assert ["Sent Slack notification."] == [line["event"] for line in json_lines(capsys.readouterr().err)]
+
     def test_uvicorn_access_log_is_quiet(self, capsys: pytest.CaptureFixture[str]) -> None:
         """The access log would repeat our summary lines: it is raised to warning."""
         configure(Settings(log_format="json", log_level="info"))
