@@ -462,20 +462,28 @@ class TestSQLite:
         """Claims and outcomes skip the fsync; the accept after them (and after a failed one) still waits for it."""
         store = SQLiteStore(str(tmp_path / "receiver.db"))
         await store.open()
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)  # type: ignore[union-attr]
 
-        def synchronous() -> int:
-            return int(store._conn.execute("PRAGMA synchronous").fetchone()[0])  # type: ignore[union-attr]
+        def mode_of(prefix: str) -> str:
+            """The synchronous mode in force when the last statement starting with ``prefix`` ran."""
+            last = max(i for i, sql in enumerate(statements) if sql.startswith(prefix))
+            pragmas = [sql for sql in statements[:last] if sql.startswith("PRAGMA synchronous=")]
+            return pragmas[-1].rpartition("=")[2] if pragmas else "FULL"
 
         try:
             delivery_id = await _one_delivery(store)
             assert [delivery_id] == [r.id for r in await store.claim_deliveries("ops", limit=5, now=2001.0, lease=30)]
             await store.mark_sent(delivery_id, now=2002.0, elapsed=0.1)
-            assert 2 == synchronous()  # FULL
+            assert "NORMAL" == mode_of("UPDATE deliveries SET state = 'sent'")
+            assert not (await store.accept(item("after-sent"))).duplicate
+            assert "FULL" == mode_of("INSERT INTO inbox")
             store._conn.execute("DROP TABLE attempts")  # type: ignore[union-attr]
             with pytest.raises(StoreError):
                 await store.mark_failed(delivery_id, now=2003.0, reason="x", elapsed=0.1, next_attempt_at=None)
-            assert 2 == synchronous()
-            assert not (await store.accept(item("after"))).duplicate
+            assert not (await store.accept(item("after-failure"))).duplicate
+            assert "FULL" == mode_of("INSERT INTO inbox")
+            assert 2 == store._conn.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[union-attr]
         finally:
             await store.close()
 
