@@ -40,6 +40,8 @@ _RECORD_RETRY_FIRST = 0.2
 _RECORD_RETRY_MAX = 5.0
 _RECORD_MARGIN = 1.0
 """Recording an outcome is retried until this long before the row's lease ends (seconds)."""
+_RELEASE_SECONDS = 2.0
+"""The longest a shutdown waits to give back the rows claimed ahead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,7 @@ class Dispatcher:
         self._max_defer = max_defer
         self._wakeups: dict[str, asyncio.Event] = {}
         self._sending: set[int] = set()  # ids of the deliveries this process is sending right now
+        self._unstarted: list[int] = []  # claimed by a loop that stopped before sending them
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._supervisor_wakeup = asyncio.Event()
 
@@ -151,6 +154,22 @@ class Dispatcher:
             for task in self._loops.values():
                 task.cancel()
             await asyncio.gather(*self._loops.values(), return_exceptions=True)
+            await self._release_unstarted()
+
+    async def _release_unstarted(self) -> None:
+        """Give back the rows claimed ahead and never started, so a restart sends them at once.
+
+        Sends cut short keep their leases: the channel may have the message, and a resend after
+        the lease is the at-least-once rule. Best effort: otherwise the leases lapse, as after a crash.
+        """
+        unstarted, self._unstarted = self._unstarted, []
+        if not unstarted:
+            return
+        try:
+            async with asyncio.timeout(_RELEASE_SECONDS):  # a store that hangs must not hang the shutdown
+                await self._store.release_claims(delivery_ids=unstarted)
+        except (StoreError, TimeoutError) as exc:
+            log.warning("deliveries_not_released", count=len(unstarted), error=str(exc) or type(exc).__name__)
 
     async def _supervise(self) -> None:
         channels = self._rules().channels
@@ -193,8 +212,9 @@ class Dispatcher:
         finally:
             for task in in_flight:
                 task.cancel()
-            for row, _ in ready:  # claimed, never started: their leases lapse and they are claimed again
+            for row, _ in ready:  # claimed, never started: given back when the dispatcher stops
                 self._sending.discard(row.id)
+                self._unstarted.append(row.id)
 
     async def _channel_loop_body(
         self, name: str, in_flight: set[asyncio.Task[None]], ready: collections.deque[tuple[DeliveryRow, float]]

@@ -53,6 +53,9 @@ __all__ = ["InboxWorker", "parse_row"]
 
 log = structlog.get_logger()
 
+_STEP_DOWN_SECONDS = 2.0
+"""The longest a shutdown waits to give the inbox lease and unfinished claims back."""
+
 _SLICE = 0.001
 """The longest the worker holds the event loop between two looks at the edge (seconds)."""
 
@@ -169,6 +172,7 @@ class InboxWorker:
         # Who holds the inbox lease: unique per process, readable in the database.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leader = False
+        self._claimed: list[int] = []  # ids of the claimed batch not yet committed as processed
 
     def wake(self) -> None:
         """Tell the worker there is new work (the webhook route calls this after a commit)."""
@@ -181,20 +185,44 @@ class InboxWorker:
         database, one of them runs the inbox and the noise engine (whose state must see events
         one at a time, in order); the others stand by and take over when the lease lapses.
         """
-        while True:
-            try:
-                done = await self.run_once() if await self._lead() else 0
-            except StoreError as exc:
-                log.error("inbox_store_failed", error=str(exc))
-                done = 0
-            if done:
-                continue
-            self._wakeup.clear()
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
-            # arrives as the event is set, and the app's shutdown would wait for this loop forever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll):
-                    await self._wakeup.wait()
+        try:
+            while True:
+                try:
+                    done = await self.run_once() if await self._lead() else 0
+                except StoreError as exc:
+                    log.error("inbox_store_failed", error=str(exc))
+                    done = 0
+                if done:
+                    continue
+                self._wakeup.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+                # arrives as the event is set, and the app's shutdown would wait for this loop forever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._poll):
+                        await self._wakeup.wait()
+        finally:
+            await self._step_down()
+
+    async def _step_down(self) -> None:
+        """On the way out, free what the lease and the claims would hold for ``lease`` seconds.
+
+        Without it a restarted server (or a standby replica) accepts events but processes none
+        until this process's lease runs out, and the events of an unfinished batch wait for
+        their own leases, to be processed out of order. Best effort: a store that cannot be
+        written now leaves them to lapse, as after a crash.
+        """
+        unfinished, self._claimed = self._claimed, []
+        if not self._leader:
+            return
+        try:
+            async with asyncio.timeout(_STEP_DOWN_SECONDS):  # a store that hangs must not hang the shutdown
+                await self._store.release_claims(inbox_ids=unfinished)
+                await self._store.release_lease("inbox", self.owner)
+        except (StoreError, TimeoutError) as exc:
+            log.warning("inbox_lease_not_released", owner=self.owner, error=str(exc) or type(exc).__name__)
+            return
+        self._leader = False
+        log.info("inbox_leadership_released", owner=self.owner)
 
     async def _lead(self) -> bool:
         leader = await self._store.acquire_lease("inbox", self.owner, now=self._clock(), ttl=self._lease)
@@ -213,6 +241,7 @@ class InboxWorker:
         await self._yield_to_edge()
         now = self._clock()
         rows = await self._store.claim_inbox(limit=self._batch, now=now, lease=self._lease)
+        self._claimed = [row.id for row in rows]
         ruleset = self._rules()  # once per batch: a reload never splits the rules an event sees
         if not rows:
             return await self.fire_due(ruleset, until=now)
@@ -226,6 +255,7 @@ class InboxWorker:
             while end < len(rows) and (next_due is None or times[end] < next_due):
                 end += 1
             await self._process_segment(rows[start:end], times[start:end], ruleset)
+            self._claimed = self._claimed[end - start :]
             start = end
         return done + len(rows)
 

@@ -119,3 +119,28 @@ async def test_the_next_rows_are_claimed_ahead_of_the_sends(tmp_path: Path) -> N
     finally:
         await store.close()
     assert ["claimed 4", "send 1", "send 2", "send 3", "send 4"] == notifier.events
+
+
+async def test_stopping_gives_back_the_rows_claimed_ahead(tmp_path: Path) -> None:
+    """On shutdown, rows claimed ahead and never started are claimable at once; sends cut short keep their lease."""
+    notifier = SlowNotifier(3600)  # every send hangs until the dispatcher is stopped
+    store = SQLiteStore(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        await outbox(store, 10)
+        ruleset = rules(tmp_path, concurrency=2)
+        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=60, poll=0.05)
+        task = asyncio.create_task(dispatcher.run())
+        for _ in range(200):
+            if notifier.running == 2:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        started = {int(e.removeprefix("send ")) for e in notifier.events}
+        claimable = await store.claim_deliveries("ops", limit=20, now=time.time(), lease=60)
+        # 2 sends were cut short (leased: the channel may have them), 2 more were claimed ahead (given back).
+        assert (2, 8) == (len(started), len(claimable))
+        assert not started & {int(r.title) for r in claimable}
+    finally:
+        await store.close()

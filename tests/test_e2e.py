@@ -102,3 +102,23 @@ def test_burst_with_sigkill_mid_delivery_loses_nothing(tmp_path: Path, sink: Sin
     duplicates = sum(c - 1 for c in counts.values())
     assert duplicates <= CONCURRENCY, f"{duplicates} duplicates, more than the {CONCURRENCY} in flight"
     assert len(received) >= total
+
+
+def test_restart_after_sigterm_processes_at_once(tmp_path: Path, sink: Sink) -> None:
+    """A stopped server gives its inbox lease back: the next one delivers at once, not a lease (60 s) later."""
+    rules = write_rules(tmp_path / "rules.yaml", sink)
+    database = tmp_path / "r.db"
+    server = ServerProcess(rules=rules, database=database, env={"RECEIVER_WEBHOOK_SECRET": SECRET})
+    server.start()
+    try:
+        assert 202 == server.post_signed(fault("first-run"), SECRET)[0]
+        assert ["first-run"] == [r["title"] for r in sink.wait_for(1, timeout=10)]
+        server.stop()
+        assert "inbox_leadership_released" in server.log()
+        server.start()
+        started = time.monotonic()
+        assert 202 == server.post_signed(fault("second-run"), SECRET)[0]
+        assert ["first-run", "second-run"] == [r["title"] for r in sink.wait_for(2, timeout=10)]
+        assert time.monotonic() - started < 10
+    finally:
+        server.kill()

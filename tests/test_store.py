@@ -773,3 +773,33 @@ async def test_lease_is_held_by_one_owner_until_it_lapses(store: Store) -> None:
     assert await store.acquire_lease("inbox", "b", now=1018, ttl=10)
     assert not await store.acquire_lease("inbox", "a", now=1019, ttl=10)
     assert await store.acquire_lease("other", "a", now=1019, ttl=10)
+
+
+async def test_released_lease_is_taken_at_once(store: Store) -> None:
+    """A clean shutdown gives the lease up: the next owner need not wait for it to lapse; others cannot free it."""
+    assert await store.acquire_lease("inbox", "a", now=1000, ttl=60)
+    await store.release_lease("inbox", "b")  # not b's to give
+    assert not await store.acquire_lease("inbox", "b", now=1001, ttl=60)
+    await store.release_lease("inbox", "a")
+    assert await store.acquire_lease("inbox", "b", now=1001, ttl=60)
+    assert not await store.acquire_lease("inbox", "a", now=1002, ttl=60)
+
+
+async def test_released_claims_are_claimable_at_once(store: Store) -> None:
+    """Released events and deliveries are claimed again before their leases end; processed and sent rows stay so."""
+    ids = [(await store.accept(item(f"r-{n}"))).inbox_id for n in range(3)]
+    assert ids == [r.id for r in await store.claim_inbox(limit=10, now=1000, lease=60)]
+    await store.finish_inbox([Processed(ids[0], "processed", "{}", [delivery("ops"), delivery("mail")])], now=1001)
+    await store.release_claims(inbox_ids=ids)
+    assert ids[1:] == [r.id for r in await store.claim_inbox(limit=10, now=1002, lease=60)]
+
+    sent, unstarted = [d.id for d in await store.deliveries_of(ids[0])]
+    claimed = {r.id for r in await store.claim_deliveries("ops", limit=10, now=1002, lease=60)}
+    claimed |= {r.id for r in await store.claim_deliveries("mail", limit=10, now=1002, lease=60)}
+    assert {sent, unstarted} == claimed
+    await store.mark_sent(sent, now=1003, elapsed=0.1)
+    await store.release_claims(delivery_ids=[sent, unstarted])
+    again = await store.claim_deliveries("ops", limit=10, now=1004, lease=60)
+    again += await store.claim_deliveries("mail", limit=10, now=1004, lease=60)
+    assert [unstarted] == [r.id for r in again]
+    assert "sent" == (await store.get_delivery(sent)).state  # type: ignore[union-attr]

@@ -350,6 +350,18 @@ class Store(Protocol):
         order of arrival) and runs the noise engine; the others take over when it lapses.
         """
 
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give up the named lease if ``owner`` holds it (a clean shutdown: the next owner need not wait)."""
+
+    async def release_claims(self, *, inbox_ids: Collection[int] = (), delivery_ids: Collection[int] = ()) -> None:
+        """Make claimed rows that this process will not finish claimable again at once.
+
+        For a clean shutdown: events claimed and not processed, deliveries claimed and not yet
+        started. Rows already processed or sent are left as they are. A delivery whose send was
+        cut short must not be released: the channel may have it, and its lease lapsing (a resend)
+        is the at-least-once rule.
+        """
+
     async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
         """Lease up to ``limit`` unprocessed events in order of arrival."""
 

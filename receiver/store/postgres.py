@@ -509,6 +509,33 @@ class PostgresStore:
 
         return await self._tx(acquire)
 
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give up the named lease if ``owner`` holds it."""
+
+        async def release(conn: _Conn) -> None:
+            await conn.execute(
+                "DELETE FROM leases WHERE name = %(name)s AND owner = %(owner)s", {"name": name, "owner": owner}
+            )
+
+        await self._tx(release)
+
+    async def release_claims(self, *, inbox_ids: Collection[int] = (), delivery_ids: Collection[int] = ()) -> None:
+        """Clear the leases of unprocessed events and of deliveries still pending among these ids."""
+        events, deliveries = list(inbox_ids), list(delivery_ids)
+        if not events and not deliveries:
+            return
+
+        async def release(conn: _Conn) -> None:
+            await conn.execute(
+                "UPDATE inbox SET lease_until = NULL WHERE id = ANY(%(ids)s) AND state = 'new'", {"ids": events}
+            )
+            await conn.execute(
+                "UPDATE deliveries SET lease_until = NULL WHERE id = ANY(%(ids)s) AND state = 'pending'",
+                {"ids": deliveries},
+            )
+
+        await self._tx(release)
+
     async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
         """Lease up to ``limit`` events still ``new`` whose lease is free, oldest first.
 

@@ -259,6 +259,28 @@ class SQLiteStore:
 
         return await self._run(acquire)
 
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give up the named lease if ``owner`` holds it."""
+        await self._run(
+            lambda conn: conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner)),
+            redone_if_lost=True,  # lost in a power cut, the lease simply runs out
+        )
+
+    async def release_claims(self, *, inbox_ids: Collection[int] = (), delivery_ids: Collection[int] = ()) -> None:
+        """Clear the leases of unprocessed events and of deliveries still pending among these ids."""
+        events = [(i,) for i in inbox_ids]
+        deliveries = [(i,) for i in delivery_ids]
+        if not events and not deliveries:
+            return
+
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("UPDATE inbox SET lease_until = NULL WHERE id = ? AND state = 'new'", events)
+            conn.executemany("UPDATE deliveries SET lease_until = NULL WHERE id = ? AND state = 'pending'", deliveries)
+            conn.execute("COMMIT")
+
+        await self._run(release, redone_if_lost=True)
+
     async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
         """Lease up to ``limit`` events still ``new`` whose lease is free, oldest first."""
 
