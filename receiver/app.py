@@ -38,6 +38,9 @@ __all__ = ["create_app"]
 
 log = structlog.get_logger()
 
+_DRAIN_SECONDS = 5.0
+"""On shutdown, how long sends in flight may take to end before they are cut short."""
+
 
 def create_app(
     settings: Settings,
@@ -112,6 +115,9 @@ def create_app(
         try:
             yield
         finally:
+            # Sends in flight end and are recorded (else a restart sends them again), within a bound
+            # that leaves time in a container's usual 10 s stop window.
+            await rt.dispatcher.drain(_DRAIN_SECONDS)
             for task in rt.tasks:
                 task.cancel()
             await asyncio.gather(*rt.tasks, return_exceptions=True)

@@ -127,6 +127,7 @@ class Dispatcher:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._sending: set[int] = set()  # ids of the deliveries this process is sending right now
         self._unstarted: list[int] = []  # claimed by a loop that stopped before sending them
+        self._draining = False  # shutting down: no new sends
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._supervisor_wakeup = asyncio.Event()
 
@@ -171,7 +172,25 @@ class Dispatcher:
         except (StoreError, TimeoutError) as exc:
             log.warning("deliveries_not_released", count=len(unstarted), error=str(exc) or type(exc).__name__)
 
+    async def drain(self, grace: float) -> None:
+        """Start no more sends, and wait up to ``grace`` seconds for those in flight to end.
+
+        For a clean shutdown, before ``run`` is cancelled: a send that ends records its outcome,
+        so a restart does not send it again. Rows claimed ahead are given back when ``run``
+        ends. Sends still running after ``grace`` are cut short and keep their lease.
+        """
+        self._draining = True
+        self.wake()
+        loops = [task for task in self._loops.values() if not task.done()]
+        if not loops:
+            return
+        _, running = await asyncio.wait(loops, timeout=grace)
+        if running:
+            log.warning("deliveries_cut_short", channels=sorted(t.get_name().removeprefix("deliver:") for t in running))
+
     async def _supervise(self) -> None:
+        if self._draining:
+            return  # the loops that ended stay ended
         channels = self._rules().channels
         for name in channels:
             task = self._loops.get(name)
@@ -231,6 +250,12 @@ class Dispatcher:
             if channel is None:
                 return
             sends.reset()
+            if self._draining:
+                # Shutting down: nothing new starts; the sends in flight end and record their outcome.
+                if not sends.count:
+                    return
+                await sends.wait_freed()
+                continue
             full = False
             if channel.concurrency - sends.count > len(ready):
                 wakeup.clear()

@@ -144,3 +144,52 @@ async def test_stopping_gives_back_the_rows_claimed_ahead(tmp_path: Path) -> Non
         assert not started & {int(r.title) for r in claimable}
     finally:
         await store.close()
+
+
+async def test_draining_lets_the_sends_in_flight_finish_and_starts_no_more(tmp_path: Path) -> None:
+    """drain() waits for the sends in flight to be recorded, starts none after, and leaves the rest claimable."""
+    notifier = SlowNotifier(0.3)
+    store = SQLiteStore(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        await outbox(store, 10)
+        ruleset = rules(tmp_path, concurrency=2)
+        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=60, poll=0.05)
+        task = asyncio.create_task(dispatcher.run())
+        for _ in range(200):
+            if notifier.running == 2:
+                break
+            await asyncio.sleep(0.01)
+        await dispatcher.drain(5.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        states = [r.state for r in await store.list_deliveries(limit=20)]
+        claimable = await store.claim_deliveries("ops", limit=20, now=time.time(), lease=60)
+        assert (2, 2, 8) == (len(notifier.events), states.count("sent"), len(claimable))
+    finally:
+        await store.close()
+
+
+async def test_draining_gives_up_after_the_grace(tmp_path: Path) -> None:
+    """A send that outlasts the grace is cut short when run() is cancelled, and keeps its lease."""
+    notifier = SlowNotifier(3600)
+    store = SQLiteStore(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        await outbox(store, 3)
+        ruleset = rules(tmp_path, concurrency=1)
+        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=60, poll=0.05)
+        task = asyncio.create_task(dispatcher.run())
+        for _ in range(200):
+            if notifier.running == 1:
+                break
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await dispatcher.drain(0.2)
+        assert time.monotonic() - started < 2
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        claimable = await store.claim_deliveries("ops", limit=20, now=time.time(), lease=60)
+        assert (1, 2) == (len(notifier.events), len(claimable))
+    finally:
+        await store.close()

@@ -122,3 +122,26 @@ def test_restart_after_sigterm_processes_at_once(tmp_path: Path, sink: Sink) -> 
         assert time.monotonic() - started < 10
     finally:
         server.kill()
+
+
+def test_sigterm_waits_for_the_send_in_flight(tmp_path: Path, sink: Sink) -> None:
+    """A clean stop lets a send in flight finish and records it: a restart does not send it again."""
+    rules = write_rules(tmp_path / "rules.yaml", sink)
+    database = tmp_path / "r.db"
+    server = ServerProcess(rules=rules, database=database, env={"RECEIVER_WEBHOOK_SECRET": SECRET})
+    sink.delay = 1.5  # the channel answers after 1.5 s: the stop comes while the send is in flight
+    server.start()
+    try:
+        assert 202 == server.post_signed(fault("in-flight"), SECRET)[0]
+        deadline = time.monotonic() + 10
+        while sink.calls < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.stop()
+        with sqlite3.connect(database) as conn:
+            assert [("sent", 1)] == list(conn.execute("SELECT state, attempts FROM deliveries"))
+        sink.delay = 0
+        server.start()
+        time.sleep(1.0)
+        assert (1, ["in-flight"]) == (sink.calls, [r["title"] for r in sink.received])
+    finally:
+        server.kill()
