@@ -197,7 +197,7 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("urllib3").setLevel(max(logging.INFO, _LEVELS[settings.log_level]))
     # apprise's INFO lines ("Notifying 1 service(s) asynchronously.", "Sent Slack notification.")
     # repeat our notification_sent line, at ~15 µs each through the stdlib formatter: two per send,
-    # 6 % of the server's CPU while delivering (docs/performance.md). Its warnings and errors (why
+    # 6.5 % of the server's GIL time while delivering (docs/performance.md). Its warnings and errors (why
     # a send failed) stay; at log level debug its INFO lines come back, for troubleshooting.
     apprise_level = logging.INFO if settings.log_level == "debug" else max(logging.WARNING, _LEVELS[settings.log_level])
     logging.getLogger("apprise").setLevel(apprise_level)

@@ -290,7 +290,7 @@ class InboxWorker:
         A batch of 100 events is ~20 ms of CPU: run in one go it delays every webhook answer behind
         it, and in a burst it takes the CPU the edge needs. The wait ends at the batch's deadline,
         so processing never stops. Not after every event: each turn of the loop is a system call,
-        and two per event were ~5 % of the worker's time.
+        and two per event were about a fifth of the worker's CPU (docs/performance.md).
         """
         now = time.monotonic()
         if now < self._next_yield:
