@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -121,75 +123,66 @@ async def test_the_next_rows_are_claimed_ahead_of_the_sends(tmp_path: Path) -> N
     assert ["claimed 4", "send 1", "send 2", "send 3", "send 4"] == notifier.events
 
 
-async def test_stopping_gives_back_the_rows_claimed_ahead(tmp_path: Path) -> None:
-    """On shutdown, rows claimed ahead and never started are claimable at once; sends cut short keep their lease."""
-    notifier = SlowNotifier(3600)  # every send hangs until the dispatcher is stopped
+@contextlib.asynccontextmanager
+async def sending(
+    tmp_path: Path, notifier: SlowNotifier, *, deliveries: int, concurrency: int
+) -> AsyncIterator[tuple[SQLiteStore, Dispatcher, asyncio.Task[None]]]:
+    """A dispatcher over ``deliveries`` rows, yielded once ``concurrency`` sends are in flight; stopped after."""
     store = SQLiteStore(str(tmp_path / "r.db"))
     await store.open()
+    task: asyncio.Task[None] | None = None
     try:
-        await outbox(store, 10)
-        ruleset = rules(tmp_path, concurrency=2)
+        await outbox(store, deliveries)
+        ruleset = rules(tmp_path, concurrency=concurrency)
         dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=60, poll=0.05)
         task = asyncio.create_task(dispatcher.run())
         for _ in range(200):
-            if notifier.running == 2:
+            if notifier.running == concurrency:
                 break
             await asyncio.sleep(0.01)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        yield store, dispatcher, task
+    finally:
+        if task is not None:
+            await cancelled(task)
+        await store.close()
+
+
+async def cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel the dispatcher's run() as the app's shutdown does, and wait for it to end."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_stopping_gives_back_the_rows_claimed_ahead(tmp_path: Path) -> None:
+    """On shutdown, rows claimed ahead and never started are claimable at once; sends cut short keep their lease."""
+    notifier = SlowNotifier(3600)  # every send hangs until the dispatcher is stopped
+    async with sending(tmp_path, notifier, deliveries=10, concurrency=2) as (store, _, task):
+        await cancelled(task)
         started = {int(e.removeprefix("send ")) for e in notifier.events}
         claimable = await store.claim_deliveries("ops", limit=20, now=time.time(), lease=60)
         # 2 sends were cut short (leased: the channel may have them), 2 more were claimed ahead (given back).
         assert (2, 8) == (len(started), len(claimable))
         assert not started & {int(r.title) for r in claimable}
-    finally:
-        await store.close()
 
 
 async def test_draining_lets_the_sends_in_flight_finish_and_starts_no_more(tmp_path: Path) -> None:
     """drain() waits for the sends in flight to be recorded, starts none after, and leaves the rest claimable."""
     notifier = SlowNotifier(0.3)
-    store = SQLiteStore(str(tmp_path / "r.db"))
-    await store.open()
-    try:
-        await outbox(store, 10)
-        ruleset = rules(tmp_path, concurrency=2)
-        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=60, poll=0.05)
-        task = asyncio.create_task(dispatcher.run())
-        for _ in range(200):
-            if notifier.running == 2:
-                break
-            await asyncio.sleep(0.01)
+    async with sending(tmp_path, notifier, deliveries=10, concurrency=2) as (store, dispatcher, task):
         await dispatcher.drain(5.0)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancelled(task)
         states = [r.state for r in await store.list_deliveries(limit=20)]
         claimable = await store.claim_deliveries("ops", limit=20, now=time.time(), lease=60)
         assert (2, 2, 8) == (len(notifier.events), states.count("sent"), len(claimable))
-    finally:
-        await store.close()
 
 
 async def test_draining_gives_up_after_the_grace(tmp_path: Path) -> None:
     """A send that outlasts the grace is cut short when run() is cancelled, and keeps its lease."""
     notifier = SlowNotifier(3600)
-    store = SQLiteStore(str(tmp_path / "r.db"))
-    await store.open()
-    try:
-        await outbox(store, 3)
-        ruleset = rules(tmp_path, concurrency=1)
-        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=60, poll=0.05)
-        task = asyncio.create_task(dispatcher.run())
-        for _ in range(200):
-            if notifier.running == 1:
-                break
-            await asyncio.sleep(0.01)
+    async with sending(tmp_path, notifier, deliveries=3, concurrency=1) as (store, dispatcher, task):
         started = time.monotonic()
         await dispatcher.drain(0.2)
         assert time.monotonic() - started < 2
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancelled(task)
         claimable = await store.claim_deliveries("ops", limit=20, now=time.time(), lease=60)
         assert (1, 2) == (len(notifier.events), len(claimable))
-    finally:
-        await store.close()
