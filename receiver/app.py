@@ -11,7 +11,6 @@ import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -29,6 +28,7 @@ from receiver.errors import StoreError
 from receiver.metrics import Metrics
 from receiver.notifier import AppriseNotifier, Notifier
 from receiver.rules import RuleSet
+from receiver.rulewatch import watch_rules
 from receiver.runtime import Runtime, load_rules_file, resolve_sources
 from receiver.settings import Settings
 from receiver.store import open_store
@@ -201,18 +201,8 @@ async def _readyz(request: Request) -> Response:
 
 
 async def _watch_rules(rt: Runtime) -> None:
-    """Reload when rules.yaml changes on disk (editors replace files, so watch the directory)."""
-    from watchfiles import awatch
-
-    path = str(rt.settings.rules.resolve())
-    try:
-        # Only the rules file: the directory often holds the SQLite database, written constantly.
-        async for _ in awatch(
-            Path(path).parent, debounce=300, recursive=False, watch_filter=lambda _, changed: changed == path
-        ):
-            await rt.reload("file_changed")
-    except (OSError, RuntimeError) as exc:
-        log.warning("rules_watch_stopped", error=str(exc))
+    """Reload when rules.yaml changes on disk (see ``receiver.rulewatch``)."""
+    await watch_rules(rt.settings.rules, rt.reload)
 
 
 def _install_sighup(rt: Runtime) -> None:

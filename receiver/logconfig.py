@@ -191,8 +191,6 @@ def configure_logging(settings: Settings) -> None:
     # The access log duplicates our per-webhook summary line.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     # apprise at DEBUG prints full webhook URLs with their tokens: never below INFO.
-    # watchfiles announces every change it sees at INFO; our own rules_reloaded line says what matters.
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     # urllib3 at DEBUG logs request paths, which hold Slack tokens and the Workflows sig=.
     logging.getLogger("urllib3").setLevel(max(logging.INFO, _LEVELS[settings.log_level]))
     # apprise's INFO lines ("Notifying 1 service(s) asynchronously.", "Sent Slack notification.")
