@@ -114,12 +114,15 @@ def _add_logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
 
 
 def log_summary(level: str, event: str, fields: dict[str, Any]) -> None:
-    """A request's one summary line (``webhook_received``, ``webhook_refused``, ...), at ``level``.
+    """One of the lines written once per webhook, event or send, at ``level``.
 
-    With JSON output it is rendered here, with the keys structlog's chain gives every line
-    (``event``, ``level``, ``timestamp``, ``logger``) but without the chain: contextvars, level,
-    time stamper, logger name, exception formatter, renderer and the bound logger around them
-    cost ~8 µs of a webhook's ~35 µs budget (docs/performance.md). Otherwise structlog writes it.
+    Those are a request's summary (``webhook_received``, ``webhook_refused``, ...), an event's
+    ``event_processed`` and a send's ``notification_sent``. With JSON output it is rendered here,
+    with the keys structlog's chain gives every line (``event``, ``level``, ``timestamp``,
+    ``logger``) but without the chain: contextvars, level, time stamper, logger name, exception
+    formatter, renderer and the bound logger around them cost ~8 µs of a webhook's ~35 µs budget,
+    and about half of the dispatcher's own CPU per send (docs/performance.md). Otherwise
+    structlog writes it.
     """
     minimum = _summary_minimum
     if minimum is None or structlog.get_config()["processors"] is not _summary_chain:

@@ -33,6 +33,7 @@ import structlog
 from receiver.activity import EdgeActivity
 from receiver.errors import EventParseError, ReceiverError, StoreError
 from receiver.events import Event, UnknownEvent
+from receiver.logconfig import log_summary
 from receiver.metrics import Metrics
 from receiver.noise import AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
 from receiver.noise.engine import SILENT_TYPES
@@ -358,16 +359,19 @@ class InboxWorker:
         if unknown:
             log.warning("event_type_unknown", inbox_id=row.id, source=row.source, type=row.type)
         suppressed = [d for d in result.decisions if d.suppressed]
-        log.info(
+        log_summary(  # one line per event: without structlog's chain (docs/performance.md)
+            "info",
             "event_processed",
-            inbox_id=row.id,
-            source=row.source,
-            type=row.type,
-            event_id=row.event_id,
-            matched_rules=matched,
-            deliveries=len(own),
-            suppressed=[f"{d.rule}: {d.action}" for d in suppressed],
-            latency_s=round(max(0.0, self._clock() - row.received_at), 3),
+            {
+                "inbox_id": row.id,
+                "source": row.source,
+                "type": row.type,
+                "event_id": row.event_id,
+                "matched_rules": matched,
+                "deliveries": len(own),
+                "suppressed": [f"{d.rule}: {d.action}" for d in suppressed],
+                "latency_s": round(max(0.0, self._clock() - row.received_at), 3),
+            },
         )
         summary: dict[str, Any] = {
             "parsed": True,
