@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +44,7 @@ from receiver.events import (
 )
 from receiver.rules import BodyFormat, Channel, Rule, RuleSet, Severity
 from receiver.rules.fields import HANDLE_TYPES
-from receiver.rules.template import escape_markdown, firstlines, localtime, neutralise
+from receiver.rules.template import context_names, escape_markdown, firstlines, localtime, neutralise
 
 __all__ = [
     "Notification",
@@ -201,10 +201,23 @@ def orchestrator_link(event: Event, base: str | None) -> str | None:
 # --- template context --------------------------------------------------------------------
 
 
-def template_context(event: Event, rule: Rule, ruleset: RuleSet, *, source: str, severity: Severity) -> dict[str, Any]:
-    """The names a rule template sees (documented in docs/rules.md, "Template context")."""
-    context: dict[str, Any] = {name: getattr(event, name, None) for name in HANDLE_TYPES}
-    link = orchestrator_link(event, ruleset.orchestrator_url)
+def template_context(
+    event: Event,
+    rule: Rule,
+    ruleset: RuleSet,
+    *,
+    source: str,
+    severity: Severity,
+    names: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """The names a rule template sees (documented in docs/rules.md, "Template context").
+
+    ``names``: build only the event's handles among these and the link only when it is among
+    them (what the templates to render read, ``context_names``); all of them when None.
+    """
+    handles = HANDLE_TYPES if names is None else [name for name in names if name in HANDLE_TYPES]
+    context: dict[str, Any] = {name: getattr(event, name, None) for name in handles}
+    link = orchestrator_link(event, ruleset.orchestrator_url) if names is None or "link" in names else None
     context.update(
         event=event,
         source=source,
@@ -423,9 +436,12 @@ def render(
         The notification: title, body, severity and body format.
     """
     severity = rule.severity or default_severity(event)
-    context = template_context(event, rule, ruleset, source=source, severity=severity)
-    title, title_error = _run(rule.title_template, context)
-    body, body_error = _run(rule.body_template, context)
+    title = body = title_error = body_error = None
+    if rule.title_template is not None or rule.body_template is not None:
+        names = context_names(rule.title_template, rule.body_template)
+        context = template_context(event, rule, ruleset, source=source, severity=severity, names=names)
+        title, title_error = _run(rule.title_template, context)
+        body, body_error = _run(rule.body_template, context)
     title = " ".join((title or "").split()) or neutralise(" ".join(default_title(event).split()))
     if body is None:
         body = default_body(event, ruleset, rule.format)
@@ -456,11 +472,12 @@ def render_recovered(
     """
     severity: Severity = "success"
     recover = rule.recover
-    context = template_context(event, rule, ruleset, source=source, severity=severity)
-    when = datetime.fromtimestamp(since, tz=UTC)
-    context.update(since=when, count=count, alert_title=alert_title, key=key)
     title_template = None if recover is None else recover.title_template
     body_template = None if recover is None else recover.body_template
+    names = context_names(title_template, body_template)
+    context = template_context(event, rule, ruleset, source=source, severity=severity, names=names)
+    when = datetime.fromtimestamp(since, tz=UTC)
+    context.update(since=when, count=count, alert_title=alert_title, key=key)
     title, title_error = _run(title_template, context)
     body, body_error = _run(body_template, context)
     title = " ".join((title or "").split()) or neutralise(f"Recovered: {alert_title}")

@@ -246,6 +246,11 @@ class TestTemplates:
             "2019-03-14 10:24:52 CET|90211"
         ) == note.body
 
+    def test_a_template_reading_one_name_still_sees_the_time_zone(self) -> None:
+        """Only the names a template reads are built, but a time it prints is in the rule set's zone."""
+        note = _render("job.faulted", {"title": "{{ process }}", "body": "{{ timestamp }}"}, timezone="Europe/Berlin")
+        assert ("InvoiceProcessing", "2019-03-14 10:24:52 CET") == (note.title, note.body)
+
     def test_filters(self) -> None:
         """firstlines and localtime are available to templates."""
         note = _render(

@@ -40,7 +40,7 @@ from receiver.render import Notification, default_severity, default_title, rende
 from receiver.rules import Route, Rule, RuleSet
 from receiver.rules.match import Subject
 from receiver.rules.model import Inhibit, KeyTemplate
-from receiver.rules.template import TIME_FORMAT
+from receiver.rules.template import TIME_FORMAT, context_names
 
 __all__ = [
     "SILENT_TYPES",
@@ -334,7 +334,8 @@ class Engine:
             return ""
         event = subject.event
         severity = rule.severity or default_severity(event)
-        context = template_context(event, rule, self.ruleset, source=subject.source, severity=severity)
+        names = context_names(template.template)
+        context = template_context(event, rule, self.ruleset, source=subject.source, severity=severity, names=names)
         try:
             return _safe(" ".join(template.template.render(context).split()))
         except Exception as exc:  # noqa: BLE001 - a key that cannot be rendered must not lose the event
@@ -837,7 +838,9 @@ class Engine:
         if inh.note is not None:
             severity = default_severity(plan.event)
             rule = Rule(name=inh.name, index=0, line=0, notify=())
-            context = template_context(plan.event, rule, self.ruleset, source=plan.source, severity=severity)
+            context = template_context(
+                plan.event, rule, self.ruleset, source=plan.source, severity=severity, names=context_names(inh.note)
+            )
             try:
                 text = " ".join(inh.note.render(context).split())
             except Exception:  # noqa: BLE001 - the note is a courtesy; the default says the same
