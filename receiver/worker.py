@@ -328,9 +328,9 @@ class InboxWorker:
             outcome = {"parsed": False, "error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"[:1000]}
             processed, label, matched = Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
         if self._metrics is not None:
-            self._metrics.events_processed.labels(label).inc()
+            self._metrics.processed(label).inc()
             for name in matched:
-                self._metrics.rules_matched.labels(name).inc()
+                self._metrics.matched(name).inc()
         return processed
 
     def _process(
