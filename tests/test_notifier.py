@@ -577,6 +577,33 @@ class TestJsonEndpoint:
         assert 12 == len(http_sink.received)
 
     @pytest.mark.anyio
+    async def test_the_masked_url_apprise_reports_is_built_once_and_hides_the_password(
+        self, http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """apprise asks the plugin for its masked URL after every send: built once per channel, still masked."""
+        from apprise.plugins.custom_json import NotifyJSON
+
+        built: list[str] = []
+        original = NotifyJSON.url
+
+        def counting(plugin: Any, *args: Any, **kwargs: Any) -> Any:
+            value = original(plugin, *args, **kwargs)
+            built.append(value)
+            return value
+
+        monkeypatch.setattr(NotifyJSON, "url", counting)
+        notifier = AppriseNotifier()
+        url = http_sink.url("/hook").replace("json://", "json://user:s3cret-pw@")
+        first = await notifier.send(url, make_notification(), timeout=5)
+        after_first = len(built)
+        results = [await notifier.send(url, make_notification(), timeout=5) for _ in range(3)]
+        assert ["sent"] * 4 == [r.status for r in (first, *results)]
+        assert 4 == len(http_sink.received)
+        assert after_first == len(built)  # none more for the next three sends
+        assert built
+        assert all("s3cret-pw" not in value and value.startswith("json://user:") for value in built)
+
+    @pytest.mark.anyio
     async def test_connection_refused(self) -> None:
         """A refused connection is a recoverable failure with apprise's connection-error reason."""
         result = await AppriseNotifier().send(f"json://127.0.0.1:{free_port()}/hook", make_notification(), timeout=5)
