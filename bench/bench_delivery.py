@@ -4,7 +4,9 @@ Delivery: 1,000 job.faulted events posted to ``receiver serve`` whose one rule s
 endpoint (channel concurrency 4): the time from the first POST to the arrival of the last
 notification, against apprise called directly on the same endpoint with the same parallelism
 (bench/direct_apprise.py, pinned to the server's CPU). Interleaved receiver, direct, receiver,
-direct...; the ratio is the median of the ratios of adjacent pairs.
+direct...; the ratio is the median of the ratios of adjacent pairs. Each of ``candidates``
+(directories holding a changed receiver package, ``bench/suite.py --candidate``) runs after the
+receiver in every round, and its ratio is taken against the same round's direct run.
 
 End to end: events posted at a steady rate (200/s for 30 s), each timed from when its POST was
 due to when its notification reached the endpoint (wall clock, one machine): p50, p99, max, and
@@ -23,6 +25,7 @@ from typing import Any
 from harness import (
     Server,
     Sink,
+    candidate_labels,
     count_inbox,
     median,
     percentile,
@@ -46,21 +49,23 @@ class DeliveryConfig:
     rate: float = 200.0
     e2e_seconds: float = 30.0
     baseline_seconds: float = 5.0
+    candidates: tuple[Path, ...] = ()
 
 
 def _log(message: str) -> None:
     print(f"  delivery: {message}", file=sys.stderr, flush=True)  # noqa: T201 - progress
 
 
-def _receiver(sink: Sink, wd: Path) -> Server:
-    return Server("receiver", wd, rules=sink_rules(wd, sink.port, concurrency=CONCURRENCY))
+def _receiver(sink: Sink, wd: Path, tree: Path | None = None) -> Server:
+    rules = sink_rules(wd, sink.port, concurrency=CONCURRENCY)
+    return Server("receiver", wd, rules=rules) if tree is None else Server("receiver", wd, rules=rules, tree=tree)
 
 
-def _through_receiver(sink: Sink, events: int) -> dict[str, Any]:
+def _through_receiver(sink: Sink, events: int, tree: Path | None = None, label: str = "receiver") -> dict[str, Any]:
     tag = run_tag()
     items = signed_faults(events, tag)
     with workdir("delivery") as tmp:
-        server = _receiver(sink, Path(tmp))
+        server = _receiver(sink, Path(tmp), tree)
         with server:
             start = time.time()
             statuses = post_all(server.port, items, concurrency=16)
@@ -68,7 +73,7 @@ def _through_receiver(sink: Sink, events: int) -> dict[str, Any]:
             stats = sink.wait_for(tag, events, timeout=300)
         counts = count_inbox(server.database)
     seconds = (stats["last"] or time.time()) - start
-    _log(f"receiver {seconds:.2f} s for {stats['count']}/{events} (posting took {posted:.2f} s)")
+    _log(f"{label:<8} {seconds:.2f} s for {stats['count']}/{events} (posting took {posted:.2f} s)")
     return {
         "seconds": seconds,
         "arrived": stats["count"],
@@ -88,17 +93,30 @@ def _direct(sink: Sink, events: int, tmp: Path) -> dict[str, Any]:
 
 
 def delivery(cfg: DeliveryConfig, sink: Sink, tmp: Path) -> dict[str, Any]:
-    """The delivery comparison; returns runs and summary."""
-    pairs = [(_through_receiver(sink, cfg.events), _direct(sink, cfg.events, tmp)) for _ in range(cfg.reps)]
+    """The delivery comparison; returns runs and summary (and one summary per candidate)."""
+    labels = candidate_labels(cfg.candidates)
+    rounds = []
+    for _ in range(cfg.reps):
+        receiver = _through_receiver(sink, cfg.events)
+        others = {label: _through_receiver(sink, cfg.events, tree, label) for label, tree in labels}
+        rounds.append((receiver, others, _direct(sink, cfg.events, tmp)))
     return {
         "events": cfg.events,
         "concurrency": CONCURRENCY,
         "sink_delay_ms": sink.delay * 1e3,
-        "receiver_s": median(r["seconds"] for r, _ in pairs),
-        "direct_s": median(d["seconds"] for _, d in pairs),
-        "ratio": median(r["seconds"] / d["seconds"] for r, d in pairs),
-        "lost": sum(r["accepted"] - r["arrived"] for r, _ in pairs),
-        "runs": [{"receiver": r, "direct": d} for r, d in pairs],
+        "receiver_s": median(r["seconds"] for r, _, _ in rounds),
+        "direct_s": median(d["seconds"] for _, _, d in rounds),
+        "ratio": median(r["seconds"] / d["seconds"] for r, _, d in rounds),
+        "lost": sum(r["accepted"] - r["arrived"] for r, _, _ in rounds),
+        "runs": [{"receiver": r, "direct": d, **o} for r, o, d in rounds],
+        "candidates": {
+            label: {
+                "receiver_s": median(o[label]["seconds"] for _, o, _ in rounds),
+                "ratio": median(o[label]["seconds"] / d["seconds"] for _, o, d in rounds),
+                "lost": sum(o[label]["accepted"] - o[label]["arrived"] for _, o, _ in rounds),
+            }
+            for label, _ in labels
+        },
     }
 
 

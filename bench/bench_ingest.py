@@ -22,6 +22,7 @@ from typing import Any
 
 from harness import (
     Server,
+    candidate_labels,
     count_inbox,
     cpu_seconds,
     example_rules,
@@ -58,7 +59,7 @@ def _one(
 ) -> dict[str, Any]:
     with workdir(kind) as tmp:
         wd = Path(tmp)
-        tree = dict(_labels(cfg.candidates)).get(kind) or receiver_tree()
+        tree = dict(candidate_labels(cfg.candidates)).get(kind) or receiver_tree()
         server = Server("bare" if kind == "bare" else "receiver", wd, tree=tree)
         if kind != "bare":
             server.rules = example_rules(wd, tree)
@@ -98,17 +99,6 @@ def _one(
             f"p99 {row['p99_ms']:.2f} ms  cpu {row['server_cpu_us_per_request']:.0f} µs/req"
         )
         return row
-
-
-def _labels(candidates: tuple[Path, ...]) -> list[tuple[str, Path]]:
-    """(label, directory) of each candidate: the directory's name, made unique."""
-    labels: list[tuple[str, Path]] = []
-    for path in candidates:
-        label = path.resolve().name or str(path)
-        while label in {"bare", "receiver"} | {existing for existing, _ in labels}:
-            label += "'"
-        labels.append((label, path))
-    return labels
 
 
 def _ratio(runs: list[dict[str, Any]], kind: str, base: str, key: str, concurrency: int) -> float:
@@ -151,7 +141,7 @@ def summarize(runs: list[dict[str, Any]], kinds: list[str], concurrencies: tuple
 
 def run(cfg: IngestConfig, tmp: Path) -> dict[str, Any]:
     """Measure; returns the runs and their summaries."""
-    kinds = ["bare", "receiver", *(label for label, _ in _labels(cfg.candidates))]
+    kinds = ["bare", "receiver", *(label for label, _ in candidate_labels(cfg.candidates))]
     bodies = signed_faults(int(MAX_RPS * cfg.seconds), run_tag())
     bodies_file: Path | None = None
     if have_wrk():

@@ -329,6 +329,17 @@ def sink_rules(into: Path, sink_port: int, *, concurrency: int = 4) -> Path:
     return target
 
 
+def candidate_labels(candidates: Sequence[Path]) -> list[tuple[str, Path]]:
+    """(label, directory) of each ``--candidate``: the directory's name, made unique."""
+    labels: list[tuple[str, Path]] = []
+    for path in candidates:
+        label = path.resolve().name or str(path)
+        while label in {"bare", "receiver"} | {existing for existing, _ in labels}:
+            label += "'"
+        labels.append((label, path))
+    return labels
+
+
 def run_tag() -> str:
     """Eight hex characters that keep the event ids of one run apart from every other run's."""
     return uuid.uuid4().hex[:8]

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
 from receiver.activity import EdgeActivity
@@ -383,7 +384,7 @@ class InboxWorker:
         label = "unknown_type" if unknown else "matched" if matched else "unmatched"
         event = plan.event
         processed = Processed(
-            row.id, "processed", json.dumps(summary), own, process=_text(event.process), robot=_text(event.robot)
+            row.id, "processed", _outcome_json(summary), own, process=_text(event.process), robot=_text(event.robot)
         )
         return processed, label, matched
 
@@ -473,6 +474,14 @@ def _arrival_times(rows: Sequence[EventRow]) -> list[float]:
         last = max(last, row.received_at)
         times.append(last)
     return times
+
+
+def _outcome_json(summary: dict[str, Any]) -> str:
+    """An event's outcome as JSON text: orjson (~5x faster than json, once per event), json when it can't."""
+    try:
+        return orjson.dumps(summary).decode()
+    except TypeError:  # orjson.JSONEncodeError: a lone surrogate in a reason taken from event text, ...
+        return json.dumps(summary)
 
 
 def _text(value: object) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,3 +59,12 @@ async def test_stopping_gives_back_the_lease_and_the_unfinished_batch(tmp_path: 
         assert ids == [r.id for r in await store.claim_inbox(limit=10, now=time.time(), lease=60)]
     finally:
         await store.close()
+
+
+def test_an_outcome_with_text_orjson_refuses_is_still_stored_as_json() -> None:
+    """A lone surrogate (from event text in a noise reason) or an integer past 64 bits: json writes it."""
+    from receiver.worker import _outcome_json
+
+    summary = {"parsed": True, "noise": [{"reason": "key \ud800 muted"}], "count": 2**70}
+    assert summary == json.loads(_outcome_json(summary))
+    assert {"matched": ["faults"]} == json.loads(_outcome_json({"matched": ["faults"]}))
