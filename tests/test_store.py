@@ -458,8 +458,11 @@ class TestSQLite:
         with pytest.raises(StoreError, match="cannot open"):
             await SQLiteStore(str(blocker / "r.db")).open()
 
-    async def test_accepts_wait_for_the_disk_after_relaxed_delivery_writes(self, tmp_path: Path) -> None:
-        """Claims and outcomes skip the fsync; the accept after them (and after a failed one) still waits for it."""
+    async def test_accepts_wait_for_the_disk_after_relaxed_writes(self, tmp_path: Path) -> None:
+        """Writes that are redone if lost skip the fsync; the accept after them (and after a failed one) waits for it.
+
+        Those are the delivery claims and outcomes, and the inbox worker's lease, claims and results.
+        """
         store = SQLiteStore(str(tmp_path / "receiver.db"))
         await store.open()
         statements: list[str] = []
@@ -472,7 +475,13 @@ class TestSQLite:
             return pragmas[-1].rpartition("=")[2] if pragmas else "FULL"
 
         try:
+            assert await store.acquire_lease("inbox", "worker-1", now=1999.0, ttl=60)
+            await store.accept(item("claimed"))
+            assert 1 == len(await store.claim_inbox(limit=10, now=1999.5, lease=30))
             delivery_id = await _one_delivery(store)
+            for prefix in ("INSERT INTO leases", "UPDATE inbox SET lease_until", "INSERT INTO deliveries"):
+                assert "NORMAL" == mode_of(prefix), prefix
+            assert "FULL" == mode_of("INSERT INTO inbox")
             assert [delivery_id] == [r.id for r in await store.claim_deliveries("ops", limit=5, now=2001.0, lease=30)]
             await store.mark_sent(delivery_id, now=2002.0, elapsed=0.1)
             assert "NORMAL" == mode_of("UPDATE deliveries SET state = 'sent'")
