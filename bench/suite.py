@@ -108,18 +108,14 @@ def _ingest_rows(result: dict[str, Any]) -> list[Row]:
             _row(
                 "ingest", f"{prefix} server CPU per request", "bare Starlette", s["bare_cpu_us"], s["cpu_us"], unit="µs"
             ),
-            _row(
-                "ingest",
-                f"{prefix} answered 202, not stored",
-                "—",
-                0,
-                s["lost"],
-                ratio=math.nan,
-                target="0",
-                ok=s["lost"] == 0,
-            ),
+            _none_row("ingest", f"{prefix} answered 202, not stored", s["lost"]),
         ]
     return rows
+
+
+def _none_row(section: str, figure: str, count: int, *, ok: bool | None = None) -> Row:
+    """A figure whose target is zero: requests or events lost."""
+    return _row(section, figure, "—", 0, count, ratio=math.nan, target="0", ok=count == 0 if ok is None else ok)
 
 
 def _rules_rows(rows: list[dict[str, Any]]) -> list[Row]:
@@ -155,16 +151,7 @@ def _delivery_rows(d: dict[str, Any]) -> list[Row]:
                 target="<= 1.20",
                 ok=summary["ratio"] <= 1.2,
             ),
-            _row(
-                "delivery",
-                f"delivery{label}: accepted, not delivered",
-                "—",
-                0,
-                summary["lost"],
-                ratio=math.nan,
-                target="0",
-                ok=summary["lost"] == 0,
-            ),
+            _none_row("delivery", f"delivery{label}: accepted, not delivered", summary["lost"]),
         ]
     return rows
 
@@ -175,16 +162,7 @@ def _e2e_rows(e: dict[str, Any]) -> list[Row]:
     return [
         _row("e2e", f"{name}: p50", "apprise direct", base["p50_ms"], e["p50_ms"], ratio=e["p50_ratio"], unit="ms"),
         _row("e2e", f"{name}: p99", "apprise direct", base["p99_ms"], e["p99_ms"], ratio=e["p99_ratio"], unit="ms"),
-        _row(
-            "e2e",
-            f"{name}: lost (of {e['accepted']:,} accepted)",
-            "—",
-            0,
-            e["lost"],
-            ratio=math.nan,
-            target="0",
-            ok=e["lost"] == 0 and e["refused"] == 0,
-        ),
+        _none_row("e2e", f"{name}: lost (of {e['accepted']:,} accepted)", e["lost"], ok=e["lost"] == 0 == e["refused"]),
     ]
 
 
