@@ -232,7 +232,12 @@ def check_template(source: str, fmt: BodyFormat, extra: frozenset[str] = frozens
 def compile_template(source: str, fmt: BodyFormat) -> RuleTemplate:
     """Compile a template checked with :func:`check_template` for one body format."""
     env = environment(fmt)
-    template = env.from_string(source)
+    ast = env.parse(source)
+    # Every name the template reads, and the ones it sets itself (loop variables, {% set %}):
+    # more than it needs from the context, never less, and a walk of the tree where jinja2's
+    # own analysis would run its code generator once more (reloads of large files).
+    names = frozenset(node.name for node in ast.find_all(nodes.Name))
+    template = env.from_string(ast)
     assert isinstance(template, RuleTemplate)  # noqa: S101 - the environment's template class
-    template.names = frozenset(meta.find_undeclared_variables(env.parse(source)))
+    template.names = names
     return template
