@@ -252,13 +252,16 @@ class Dispatcher:
                     return
                 await signal.wait()
                 continue
+            # Rows in hand start first; the next round is claimed while these sends run, so a slot
+            # that frees finds its row here instead of waiting for a claim (one in ~5 sends did).
+            self._start_sends(channel, row_source=ready, sends=sends, in_flight=in_flight)
             full = False
-            if channel.concurrency - sends.count > len(ready):
+            if not ready and sends.count < 2 * channel.concurrency:
                 if self._edge is not None:
                     await self._edge.wait_quiet(self._max_defer)  # webhooks first, as in InboxWorker
                 lease = max(self._lease, channel.timeout_seconds * 2)
-                # This round's free slots and the next round's: a claimed row waits at most one send here.
-                want = 2 * channel.concurrency - sends.count - len(ready)
+                # The free slots and the next round: a claimed row waits at most one send here.
+                want = 2 * channel.concurrency - sends.count
                 rows: list[DeliveryRow] = []
                 try:
                     rows = await self._store.claim_deliveries(name, limit=want, now=self._clock(), lease=lease)
@@ -272,14 +275,7 @@ class Dispatcher:
                         continue
                     self._sending.add(row.id)
                     ready.append((row, lease))
-            # While outcomes cannot be written, one send at a time probes the store.
-            while sends.count < channel.concurrency and ready and not (sends.failing and sends.count):
-                row, lease = ready.popleft()
-                sends.started()
-                task = asyncio.create_task(self._deliver(channel, row, lease, sends))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-                task.add_done_callback(functools.partial(self._sent_or_given_up, row.id))
+                self._start_sends(channel, row_source=ready, sends=sends, in_flight=in_flight)
             if (ready or full) and sends.count:
                 # More is due than the slots take: come back once a send ends.
                 await signal.wait()
@@ -288,6 +284,24 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll):
                     await signal.wait()
+
+    def _start_sends(
+        self,
+        channel: Channel,
+        *,
+        row_source: collections.deque[tuple[DeliveryRow, float]],
+        sends: _Sends,
+        in_flight: set[asyncio.Task[None]],
+    ) -> None:
+        """Start sends from the claimed rows while the channel has free slots."""
+        # While outcomes cannot be written, one send at a time probes the store.
+        while sends.count < channel.concurrency and row_source and not (sends.failing and sends.count):
+            row, lease = row_source.popleft()
+            sends.started()
+            task = asyncio.create_task(self._deliver(channel, row, lease, sends))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            task.add_done_callback(functools.partial(self._sent_or_given_up, row.id))
 
     def _sent_or_given_up(self, delivery_id: int, _: asyncio.Task[None]) -> None:
         self._sending.discard(delivery_id)
