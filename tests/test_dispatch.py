@@ -48,11 +48,13 @@ class CountedClaims(SQLiteStore):
     def __init__(self, path: str, notifier: SlowNotifier) -> None:
         super().__init__(path)
         self.notifier = notifier
+        self.busy_at_claims: list[int] = []  # sends in flight when each claim that found rows returned
 
     async def claim_deliveries(self, channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
         rows = await super().claim_deliveries(channel, limit=limit, now=now, lease=lease)
         if rows:
             self.notifier.events.append(f"claimed {len(rows)}")
+            self.busy_at_claims.append(self.notifier.running)
         return rows
 
 
@@ -121,6 +123,25 @@ async def test_the_next_rows_are_claimed_ahead_of_the_sends(tmp_path: Path) -> N
     finally:
         await store.close()
     assert ["claimed 4", "send 1", "send 2", "send 3", "send 4"] == notifier.events
+
+
+async def test_a_freed_slot_never_waits_for_a_claim(tmp_path: Path) -> None:
+    """The next round is claimed while every slot is sending, not when one has freed and has no row."""
+    notifier = SlowNotifier(0.01)
+    store = CountedClaims(str(tmp_path / "r.db"), notifier)
+    await store.open()
+    try:
+        await outbox(store, 12)
+        ruleset = rules(tmp_path, concurrency=2)
+        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=30, poll=0.05)
+        await run_until_sent(dispatcher, store, 12)
+    finally:
+        await store.close()
+    assert 12 == len({e for e in notifier.events if e.startswith("send")})
+    first, *later = store.busy_at_claims
+    assert 0 == first
+    assert later, "everything was claimed at once: the test shows nothing"
+    assert all(busy == 2 for busy in later), store.busy_at_claims
 
 
 @contextlib.asynccontextmanager
