@@ -229,7 +229,7 @@ def _configs(quick: bool, candidates: tuple[Path, ...]) -> dict[str, Any]:
     return {
         "ingest": IngestConfig(candidates=candidates),
         "rules_budget": 0.5,
-        "delivery": DeliveryConfig(reps=5, candidates=candidates),
+        "delivery": DeliveryConfig(reps=7, candidates=candidates),
         "memory": MemoryConfig(),
     }
 
