@@ -110,33 +110,31 @@ async def test_never_more_sends_at_once_than_the_channel_allows(tmp_path: Path) 
     assert 3 == notifier.peak
 
 
-async def test_the_next_rows_are_claimed_ahead_of_the_sends(tmp_path: Path) -> None:
-    """Between two sends of a channel there is no claim: the next round was claimed with the last."""
-    notifier = SlowNotifier(0.01)
+async def sent_with_claims_counted(tmp_path: Path, notifier: SlowNotifier, *, deliveries: int) -> CountedClaims:
+    """Send ``deliveries`` rows through a channel of concurrency 2; the store noted each claim."""
     store = CountedClaims(str(tmp_path / "r.db"), notifier)
     await store.open()
     try:
-        await outbox(store, 4)
+        await outbox(store, deliveries)
         ruleset = rules(tmp_path, concurrency=2)
         dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=30, poll=0.05)
-        await run_until_sent(dispatcher, store, 4)
+        await run_until_sent(dispatcher, store, deliveries)
     finally:
         await store.close()
+    return store
+
+
+async def test_the_next_rows_are_claimed_ahead_of_the_sends(tmp_path: Path) -> None:
+    """Between two sends of a channel there is no claim: the next round was claimed with the last."""
+    notifier = SlowNotifier(0.01)
+    await sent_with_claims_counted(tmp_path, notifier, deliveries=4)
     assert ["claimed 4", "send 1", "send 2", "send 3", "send 4"] == notifier.events
 
 
 async def test_a_freed_slot_never_waits_for_a_claim(tmp_path: Path) -> None:
     """The next round is claimed while every slot is sending, not when one has freed and has no row."""
     notifier = SlowNotifier(0.01)
-    store = CountedClaims(str(tmp_path / "r.db"), notifier)
-    await store.open()
-    try:
-        await outbox(store, 12)
-        ruleset = rules(tmp_path, concurrency=2)
-        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=30, poll=0.05)
-        await run_until_sent(dispatcher, store, 12)
-    finally:
-        await store.close()
+    store = await sent_with_claims_counted(tmp_path, notifier, deliveries=12)
     assert 12 == len({e for e in notifier.events if e.startswith("send")})
     first, *later = store.busy_at_claims
     assert 0 == first
