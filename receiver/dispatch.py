@@ -254,8 +254,9 @@ class Dispatcher:
                 continue
             # Rows in hand start first; the next round is claimed while these sends run, so a slot
             # that frees finds its row here instead of waiting for a claim (one in ~5 sends did).
-            self._start_sends(channel, row_source=ready, sends=sends, in_flight=in_flight)
+            self._start_sends(channel, ready=ready, sends=sends, in_flight=in_flight)
             full = False
+            # (After a reload that lowered the concurrency, more may be in flight than two rounds: no claim.)
             if not ready and sends.count < 2 * channel.concurrency:
                 if self._edge is not None:
                     await self._edge.wait_quiet(self._max_defer)  # webhooks first, as in InboxWorker
@@ -275,7 +276,7 @@ class Dispatcher:
                         continue
                     self._sending.add(row.id)
                     ready.append((row, lease))
-                self._start_sends(channel, row_source=ready, sends=sends, in_flight=in_flight)
+                self._start_sends(channel, ready=ready, sends=sends, in_flight=in_flight)
             if (ready or full) and sends.count:
                 # More is due than the slots take: come back once a send ends.
                 await signal.wait()
@@ -289,14 +290,14 @@ class Dispatcher:
         self,
         channel: Channel,
         *,
-        row_source: collections.deque[tuple[DeliveryRow, float]],
+        ready: collections.deque[tuple[DeliveryRow, float]],
         sends: _Sends,
         in_flight: set[asyncio.Task[None]],
     ) -> None:
         """Start sends from the claimed rows while the channel has free slots."""
         # While outcomes cannot be written, one send at a time probes the store.
-        while sends.count < channel.concurrency and row_source and not (sends.failing and sends.count):
-            row, lease = row_source.popleft()
+        while sends.count < channel.concurrency and ready and not (sends.failing and sends.count):
+            row, lease = ready.popleft()
             sends.started()
             task = asyncio.create_task(self._deliver(channel, row, lease, sends))
             in_flight.add(task)

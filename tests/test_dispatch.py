@@ -64,8 +64,8 @@ def rules(tmp_path: Path, concurrency: int) -> RuleSet:
     return load_rules(path, environ={})
 
 
-async def outbox(store: SQLiteStore, count: int) -> None:
-    for n in range(count):
+async def outbox(store: SQLiteStore, count: int, *, first: int = 0) -> None:
+    for n in range(first, first + count):
         accepted = await store.accept(
             InboxItem(source="uipath", event_id=f"e{n}", type="job.faulted", body=b"{}", received_at=time.time())
         )
@@ -140,6 +140,53 @@ async def test_a_freed_slot_never_waits_for_a_claim(tmp_path: Path) -> None:
     assert 0 == first
     assert later, "everything was claimed at once: the test shows nothing"
     assert all(busy == 2 for busy in later), store.busy_at_claims
+
+
+async def test_lowering_the_concurrency_claims_nothing_until_the_sends_drain(tmp_path: Path) -> None:
+    """A reload that lowers a busy channel's concurrency starts no send and claims no row over it."""
+    limits: list[int] = []
+    started_after: list[int] = []  # sends in flight when each send after the reload started
+
+    class Limits(SQLiteStore):
+        async def claim_deliveries(self, channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
+            limits.append(limit)
+            return await super().claim_deliveries(channel, limit=limit, now=now, lease=lease)
+
+    class Noting(SlowNotifier):
+        reloaded = False
+
+        async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109
+            if self.reloaded:
+                started_after.append(self.running)
+            return await super().send(url, notification, timeout=timeout)
+
+    notifier = Noting(0.1)
+    store = Limits(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        await outbox(store, 4)  # all claimed by the first round: nothing is held in reserve
+        current = rules(tmp_path, concurrency=4)
+        dispatcher = Dispatcher(store, lambda: current, notifier, clock=time.time, lease=30, poll=0.05)
+        task = asyncio.create_task(dispatcher.run())
+        for _ in range(500):
+            if notifier.running == 4:
+                break
+            await asyncio.sleep(0.01)
+        current = rules(tmp_path, concurrency=1)
+        notifier.reloaded = True
+        await outbox(store, 10, first=4)
+        dispatcher.wake(["ops"])
+        for _ in range(500):
+            if len(started_after) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        await cancelled(task)
+    finally:
+        await store.close()
+    assert 4 == notifier.peak
+    assert len(started_after) >= 3, "nothing was sent after the reload"
+    assert all(running == 0 for running in started_after), started_after
+    assert all(limit > 0 for limit in limits), limits
 
 
 @contextlib.asynccontextmanager
