@@ -17,6 +17,7 @@ body write; a ``100 Continue`` is never held.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -35,7 +36,8 @@ _431 = (
 
 _LINGER_SECONDS = 5.0
 _LINGER_BYTES = 64 * 1024 * 1024
-"""After a 431, how long and how much of the rest of the request is read and dropped."""
+"""After an answer that ends a connection mid-request (431, or a 408 or 413 before the body was
+read), how long and how much of the rest of the request is read and dropped before closing."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -56,7 +58,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
-            cycle.transport = _JoinedWrites(self.transport)  # type: ignore[assignment]
+            cycle.transport = _JoinedWrites(self.transport, self._close_after_answer)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -76,14 +78,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse()
 
     def _refuse(self) -> None:
-        """Answer 431, then read and drop what the client is still sending before closing.
+        """Answer 431, then read and drop what the client is still sending before closing."""
+        self.transport.write(_431)
+        self._linger_then_close()
 
-        Closing at once would reset the connection while the client is still sending, and a reset
-        throws away our answer on its side too: it would see "connection reset", not why. So the
-        write side is shut, and the rest is read and dropped for a bounded time and amount.
+    def _close_after_answer(self) -> None:
+        """Close the connection after an answer that ends it (``Connection: close``).
+
+        Mid-body (a 408 for a body too slow, a 413 for one too large), the client may still be
+        sending: linger as after a 431.
+        """
+        if self._in_head or self.transport.is_closing():
+            self.transport.close()
+        else:
+            self._linger_then_close()
+
+    def _linger_then_close(self) -> None:
+        """Shut the write side, read and drop what still arrives for a bounded time and amount, then close.
+
+        Closing at once would reset the connection while the client is still sending (the kernel
+        answers unread data with a reset), and a reset throws away our answer on its side too: it
+        would see "connection reset", not why.
         """
         self._refused = True
-        self.transport.write(_431)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self._linger = self.loop.call_later(_LINGER_SECONDS, self.transport.close)
@@ -102,13 +119,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 class _JoinedWrites:
     """The transport as one request's cycle sees it: the answer's head waits for its first body write.
 
-    Only ``write``, ``close`` and ``is_closing`` are used by uvicorn's cycle; the rest passes through.
+    Only ``write``, ``close`` and ``is_closing`` are used by uvicorn's cycle; the rest passes
+    through. ``close`` (an answer that ends the connection) goes to the protocol, which lingers if
+    the request's body is still arriving.
     """
 
-    __slots__ = ("_head", "_started", "_transport")
+    __slots__ = ("_close", "_head", "_started", "_transport")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, close: Callable[[], None]) -> None:
         self._transport = transport
+        self._close = close
         self._head: bytes | None = None
         self._started = False
 
@@ -126,7 +146,7 @@ class _JoinedWrites:
         if self._head is not None:
             self._transport.write(self._head)
             self._head = None
-        self._transport.close()
+        self._close()
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()

@@ -89,6 +89,38 @@ def test_a_trickled_body_gets_408_and_the_connection_closes(server: ServerProces
     assert (202, "accepted") == _status(server, body)
 
 
+def test_a_client_still_sending_after_the_408_still_reads_it(server: ServerProcess) -> None:
+    """Bytes that arrive after the 408 are read and dropped, not answered with a reset that loses the 408."""
+    body = fault("late-1")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_head(server.port, body) + body[:10])
+        time.sleep(2.0)  # the 408 went out after 1 s; the client has not read it yet
+        sock.sendall(body[10:40])  # to a closed socket, these would draw a reset
+        time.sleep(0.3)
+        reply = _read_reply(sock, timeout=5)
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b'"error":"body_timeout"' in reply
+
+
+def test_a_body_over_the_limit_gets_its_413_while_the_client_is_still_sending(server: ServerProcess) -> None:
+    """The 413 comes before the body is read; the body still streaming in must not reset it away."""
+    declared = 8 * 1024 * 1024  # over the server's limit: refused on the header, unread
+    chunk = b"x" * 65536
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_head(server.port, b"", length=declared))
+        sock.settimeout(2.0)
+        sent = 0
+        try:
+            while sent < declared:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # the server stopped reading: fine, as long as the answer is there
+        reply = _read_reply(sock, timeout=5)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b'"error":"body_too_large"' in reply
+
+
 def test_a_client_that_stops_mid_body_does_not_hold_its_connection(server: ServerProcess) -> None:
     body = fault("stalled-1")
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
