@@ -93,6 +93,11 @@ class Sink:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
+                if len(body) < length:
+                    # The sender died mid-request (the SIGKILL fault test): a real endpoint never
+                    # sees a message that did not arrive whole.
+                    self.close_connection = True
+                    return
                 with sink._lock:
                     sink.calls += 1
                     number = sink.calls
