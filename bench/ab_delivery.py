@@ -20,33 +20,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from harness import Server, Sink, cpu_seconds, median, run_tag, signed_faults, sink_rules, workdir
-from loadgen import post_all
+from bench_delivery import through_receiver
+from harness import Sink, median
 
 EVENTS = 1_000
-CONCURRENCY = 4  # the channel's, as in bench_delivery
 
 
 def _run(sink: Sink, tree: Path) -> tuple[float, float]:
     """(wall seconds to the last arrival, server CPU seconds) of one delivery run on ``tree``."""
-    tag = run_tag()
-    items = signed_faults(EVENTS, tag)
-    with workdir("ab-delivery") as tmp:
-        server = Server(
-            "receiver", Path(tmp), rules=sink_rules(Path(tmp), sink.port, concurrency=CONCURRENCY), tree=tree
-        )
-        with server:
-            cpu = cpu_seconds(server.pid)
-            start = time.time()
-            post_all(server.port, items, concurrency=16)
-            stats = sink.wait_for(tag, EVENTS, timeout=300)
-            cpu = cpu_seconds(server.pid) - cpu
-    if stats["count"] < EVENTS:
-        raise SystemExit(f"{tree}: only {stats['count']} of {EVENTS} notifications arrived")
-    return stats["last"] - start, cpu
+    run = through_receiver(sink, EVENTS, tree, tree.name)
+    if run["arrived"] < EVENTS:
+        raise SystemExit(f"{tree}: only {run['arrived']} of {EVENTS} notifications arrived")
+    return run["seconds"], run["cpu_seconds"]
 
 
 def main(argv: list[str] | None = None) -> int:

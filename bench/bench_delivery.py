@@ -27,6 +27,7 @@ from harness import (
     Sink,
     candidate_labels,
     count_inbox,
+    cpu_seconds,
     median,
     percentile,
     run_direct_apprise,
@@ -61,16 +62,19 @@ def _receiver(sink: Sink, wd: Path, tree: Path | None = None) -> Server:
     return Server("receiver", wd, rules=rules) if tree is None else Server("receiver", wd, rules=rules, tree=tree)
 
 
-def _through_receiver(sink: Sink, events: int, tree: Path | None = None, label: str = "receiver") -> dict[str, Any]:
+def through_receiver(sink: Sink, events: int, tree: Path | None = None, label: str = "receiver") -> dict[str, Any]:
+    """One delivery run: seconds to the last arrival, arrivals, 202s, posting time, server CPU seconds."""
     tag = run_tag()
     items = signed_faults(events, tag)
     with workdir("delivery") as tmp:
         server = _receiver(sink, Path(tmp), tree)
         with server:
+            cpu = cpu_seconds(server.pid)
             start = time.time()
             statuses = post_all(server.port, items, concurrency=16)
             posted = time.time() - start
             stats = sink.wait_for(tag, events, timeout=300)
+            cpu = cpu_seconds(server.pid) - cpu
         counts = count_inbox(server.database)
     seconds = (stats["last"] or time.time()) - start
     _log(f"{label:<8} {seconds:.2f} s for {stats['count']}/{events} (posting took {posted:.2f} s)")
@@ -79,6 +83,7 @@ def _through_receiver(sink: Sink, events: int, tree: Path | None = None, label: 
         "arrived": stats["count"],
         "accepted": statuses.get(202, 0),
         "post_seconds": posted,
+        "cpu_seconds": cpu,
         "deliveries_dead": counts.get("deliveries_dead", 0),
     }
 
@@ -97,8 +102,8 @@ def delivery(cfg: DeliveryConfig, sink: Sink, tmp: Path) -> dict[str, Any]:
     labels = candidate_labels(cfg.candidates)
     rounds = []
     for _ in range(cfg.reps):
-        receiver = _through_receiver(sink, cfg.events)
-        others = {label: _through_receiver(sink, cfg.events, tree, label) for label, tree in labels}
+        receiver = through_receiver(sink, cfg.events)
+        others = {label: through_receiver(sink, cfg.events, tree, label) for label, tree in labels}
         rounds.append((receiver, others, _direct(sink, cfg.events, tmp)))
     return {
         "events": cfg.events,
