@@ -75,7 +75,7 @@ from apprise import (
 )
 from apprise.decorators import notify  # the custom-notification hook for log://
 
-from receiver import __version__
+from receiver import __version__, keepalive
 from receiver.render import Notification
 
 __all__ = [
@@ -464,6 +464,7 @@ class AppriseNotifier:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._cache: dict[tuple[str, float], tuple[Apprise, NotifyBase]] = {}
+        keepalive.install()
 
     def _loaded(self, url: str, timeout: float) -> tuple[Apprise, NotifyBase] | None:
         """The ``Apprise`` object holding ``url``'s prepared plugin, built once per URL and timeout.

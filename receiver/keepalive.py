@@ -1,0 +1,114 @@
+"""Keep-alive for apprise's HTTP sends: each sending thread reuses its connections while they are fresh.
+
+apprise's HTTP plugins (Slack, Teams, Discord, json://, ...) call ``requests.post()`` and its
+siblings, and each call builds a ``requests.Session``, opens a connection, sends, and closes
+both: a TCP handshake per notification, and for https a TLS handshake too (tens of
+milliseconds to a real service, ~1 ms of CPU). In a burst of alerts to one webhook that is most
+of a send. ``install()`` routes those calls through one ``Session`` per thread instead, so
+consecutive sends from a thread reuse its open connection to the same host. Measured on loopback
+(json://, 1,000 sends, 4 at a time, docs/performance.md): 18 % less CPU and 14 % less time per
+send, before any TLS.
+
+What a call still sees as if its session were new:
+
+* **Cookies.** The jar is emptied after every call: a cookie one endpoint sets is never sent
+  with a later notification (within one call, across its redirects, cookies work as before).
+* **Environment.** Proxies (``HTTPS_PROXY``, ``NO_PROXY``), ``REQUESTS_CA_BUNDLE`` and
+  ``.netrc`` apply as with ``requests.request``. What the environment gives for one scheme and
+  host is worked out on a session's first request there and kept for the session's life: requests
+  scans the whole environment two or three times per call for it, a tenth of a send's CPU, and a
+  server's environment does not change while it runs.
+* **Idle connections are not trusted.** A connection unused for ``IDLE_SECONDS`` is closed, not
+  reused: NAT gateways, firewalls and load balancers drop idle flows without telling either end
+  (Azure's after 4 minutes, AWS's NAT after 350 s), and a request written into a dropped flow
+  waits for its read timeout and fails. urllib3 already skips a connection the server closed.
+
+One session per thread because ``requests.Session`` is not safe to share between threads;
+apprise sends from its own small pool of threads, so there are a handful of sessions, each
+holding at most one idle connection per host it sent to recently (urllib3's pools, bounded).
+
+Why a patch and not an apprise option: apprise has none. The patch replaces the one function
+all of ``requests.get/post/put/...`` go through (``requests.api.request``, and the
+``requests.request`` alias), so every plugin that uses them is covered, and plugins that keep
+their own session (Matrix) are untouched.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import requests
+import requests.api
+
+__all__ = ["IDLE_SECONDS", "install", "installed"]
+
+IDLE_SECONDS: Final = 30.0
+"""A thread's connections unused for longer than this are closed before its next request.
+
+Well under the shortest idle timeout of common middleboxes (Azure load balancer, 4 minutes),
+long enough to cover a burst of alerts and its retries.
+"""
+
+_local = threading.local()
+
+
+class _Session(requests.Session):
+    """A ``requests.Session`` that works out the environment's settings once per scheme, host and arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[Hashable, dict[str, Any]] = {}
+
+    def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        parts = urlsplit(url)
+        try:
+            key = (parts.scheme, parts.netloc, frozenset((proxies or {}).items()), stream, verify, cert)
+            found = self._environment.get(key)
+        except TypeError:  # an argument that cannot be a key (a list as cert): worked out every time
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if found is None:
+            found = super().merge_environment_settings(url, dict(proxies or {}), stream, verify, cert)
+            if len(self._environment) >= _ENVIRONMENT_ENTRIES:
+                self._environment.clear()
+            self._environment[key] = found
+        return {**found, "proxies": dict(found["proxies"])}
+
+
+_ENVIRONMENT_ENTRIES: Final = 64
+"""Distinct (scheme, host, arguments) a session remembers; URLs come from the rules file."""
+
+
+def _session() -> requests.Session:
+    """This thread's session; a new one when the last request was more than IDLE_SECONDS ago."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is not None and time.monotonic() - _local.used <= IDLE_SECONDS:
+        return session
+    if session is not None:
+        session.close()  # the idle connections are closed, not left for the garbage collector
+    session = _local.session = _Session()
+    return session
+
+
+def _request(method: str, url: str | bytes, **kwargs: Any) -> requests.Response:
+    """``requests.request`` on this thread's reused session (same arguments, same result)."""
+    session = _session()
+    try:
+        return session.request(method=method, url=url, **kwargs)
+    finally:
+        session.cookies.clear()
+        _local.used = time.monotonic()
+
+
+def install() -> None:
+    """Route ``requests.get/post/put/delete/request`` through per-thread sessions. Idempotent."""
+    requests.api.request = _request
+    requests.request = _request
+
+
+def installed() -> bool:
+    """Whether ``install()`` is in effect."""
+    return requests.api.request is _request and requests.request is _request
