@@ -91,12 +91,18 @@ def _one(
         }
         if kind != "bare":
             # Answered requests must all be stored; a few more may be stored (sent, cut at the end).
-            stored = count_inbox(server.database)["inbox"] - WARM_REQUESTS
+            counts = count_inbox(server.database)
+            stored = counts["inbox"] - WARM_REQUESTS
             row["stored"] = stored
             row["lost"] = max(0, result.requests - result.errors - stored)
+            # The background work that shared the CPU with the load: events processed (beyond the
+            # warm-up) by the time the server had stopped. It runs at one batch a second during a
+            # flood, so a run with many more than that saw the edge quiet more often.
+            row["processed_meanwhile"] = stored - counts.get("inbox_new", 0)
         _log(
             f"c={concurrency} {kind:<9} {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
             f"p99 {row['p99_ms']:.2f} ms  cpu {row['server_cpu_us_per_request']:.0f} µs/req"
+            + (f"  processed {row['processed_meanwhile']}" if "processed_meanwhile" in row else "")
         )
         return row
 
