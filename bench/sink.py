@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -79,9 +80,13 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
 
 async def _main(port: int, delay: float) -> None:
     server = await asyncio.start_server(lambda r, w: _serve(r, w, delay), "127.0.0.1", port, backlog=1024)
+    # SIGINT (how the harness stops it) ends the loop quietly: as a KeyboardInterrupt it cancelled
+    # every open connection's task mid-read and printed a traceback for each.
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
     print("READY", flush=True)  # noqa: T201 - the parent waits for this line
     async with server:
-        await server.serve_forever()
+        await stop.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

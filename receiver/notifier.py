@@ -35,6 +35,9 @@ How a send runs, and why:
   keeps apprise's 15 s per SMTP operation) and are clamped to the call budget, so a stalled
   endpoint fails with apprise's reason before the budget runs out, and a worker thread apprise
   abandons at the budget ends soon after instead of holding one of its few pool threads.
+* HTTP connections are reused: ``receiver.keepalive`` gives each of apprise's sending threads one
+  ``requests.Session`` (cookies cleared after every call, connections idle 30 s closed), so a
+  burst of alerts to one webhook pays for one TCP and TLS handshake per thread, not per message.
 * ``body_format`` is always explicit: apprise's default (``None``) skips escaping and lets
   ``<!channel>`` through to Slack.
 
