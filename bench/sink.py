@@ -48,6 +48,8 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
                 head = await reader.readuntil(b"\r\n\r\n")
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
+            except asyncio.CancelledError:  # stopping: an idle connection ends without a traceback
+                return
             lines = head.decode("latin-1").split("\r\n")
             method, target, _ = lines[0].split(" ", 2)
             headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
