@@ -7,10 +7,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 import requests
+from support import wait_until
 
 from receiver import keepalive
 from receiver.notifier import AppriseNotifier
@@ -150,7 +151,7 @@ def test_a_connection_idle_past_the_limit_is_closed_and_not_reused(
     in_new_thread(two_apart)
     assert endpoint.connections == 2
     # The idle one was closed by us, not left open for the garbage collector or the server.
-    assert _eventually(lambda: endpoint.closed_by_client >= 1)
+    assert wait_until(lambda: endpoint.closed_by_client >= 1, timeout=5)
 
 
 def test_a_connection_the_endpoint_closes_is_replaced_without_a_failure(endpoint: Endpoint) -> None:
@@ -199,12 +200,3 @@ async def test_apprise_sends_reuse_connections(endpoint: Endpoint) -> None:
 
 def _post(endpoint: Endpoint) -> int:
     return requests.post(endpoint.url(), data=b"{}", timeout=5).status_code
-
-
-def _eventually(predicate: Callable[[], Any], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
