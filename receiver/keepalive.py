@@ -53,6 +53,10 @@ Well under the shortest idle timeout of common middleboxes (Azure load balancer,
 long enough to cover a burst of alerts and its retries.
 """
 
+_ENVIRONMENT_ENTRIES: Final = 64
+"""Distinct (scheme, host, arguments) a session remembers; URLs come from the rules file."""
+
+
 _local = threading.local()
 
 
@@ -76,10 +80,6 @@ class _Session(requests.Session):
                 self._environment.clear()
             self._environment[key] = found
         return {**found, "proxies": dict(found["proxies"])}
-
-
-_ENVIRONMENT_ENTRIES: Final = 64
-"""Distinct (scheme, host, arguments) a session remembers; URLs come from the rules file."""
 
 
 def _session() -> requests.Session:
