@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import structlog
 from starlette.testclient import TestClient
 from support import ServerProcess, Sink, free_port, fresh, sample, wait_until
 
+from receiver import logconfig
 from receiver.app import create_app
 from receiver.logconfig import configure_logging, log_summary
 from receiver.settings import Settings
@@ -73,6 +75,29 @@ class TestPipeline:
         }
         assert fast["timestamp"].endswith("Z")
         assert ("webhook_refused", "warning") == (refused["event"], refused["level"])
+
+    def test_summary_lines_are_stamped_with_the_time_they_are_written(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """UTC to the microsecond, right on both sides of a second (the date and time are formatted once a second)."""
+        configure(Settings(log_format="json", log_level="info"))
+        moments = iter([1_796_300_012.999_998, 1_796_300_013.000_001, 1_796_300_013.25, 1_796_300_013.999_999_8])
+        monkeypatch.setattr(logconfig.time, "time", lambda: next(moments))
+        for n in range(4):
+            log_summary("info", "webhook_received", {"n": n})
+        stamps = [line["timestamp"] for line in json_lines(capsys.readouterr().err)]
+        assert [
+            "2026-12-03T12:13:32.999998Z",
+            "2026-12-03T12:13:33.000001Z",
+            "2026-12-03T12:13:33.250000Z",
+            "2026-12-03T12:13:34.000000Z",  # rounded up into the next second
+        ] == stamps
+        monkeypatch.undo()
+        before = datetime.now(UTC)
+        log_summary("info", "webhook_received", {})
+        after = datetime.now(UTC)
+        (line,) = json_lines(capsys.readouterr().err)
+        assert before <= datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")) <= after
 
     def test_stdlib_loggers_come_out_as_our_json_lines(self, capsys: pytest.CaptureFixture[str]) -> None:
         """uvicorn's and apprise's records are rendered by the same JSON renderer as structlog's."""
