@@ -125,13 +125,23 @@ class Dispatcher:
         self._supervisor_wakeup = asyncio.Event()
 
     def wake(self, channels: Iterable[str] | None = None) -> None:
-        """Tell the loops of ``channels`` (all when None) that deliveries may be due."""
-        names = self._wakeups.keys() if channels is None else channels
-        for name in names:
+        """Tell the loops of ``channels`` (all when None) that deliveries may be due.
+
+        The supervisor (new channels, a loop that ended, orphaned deliveries, one store query) is
+        woken too when all channels are meant or a named one has no running loop; otherwise it
+        keeps to its poll. At a steady rate the inbox worker wakes a channel after every batch of
+        one to a few events, and the supervisor's query was one store round trip per batch.
+        """
+        supervise = channels is None
+        for name in self._wakeups.keys() if channels is None else channels:
             event = self._wakeups.get(name)
-            if event is not None:
+            loop = self._loops.get(name)
+            if event is None or loop is None or loop.done():
+                supervise = True
+            else:
                 event.set()
-        self._supervisor_wakeup.set()
+        if supervise:
+            self._supervisor_wakeup.set()
 
     async def run(self) -> None:
         """Keep one loop per configured channel running until cancelled."""

@@ -252,3 +252,41 @@ async def test_draining_gives_up_after_the_grace(tmp_path: Path) -> None:
         await cancelled(task)
         claimable = await store.claim_deliveries("ops", limit=20, now=time.time(), lease=60)
         assert (1, 2) == (len(notifier.events), len(claimable))
+
+
+class CountedSupervision(SQLiteStore):
+    """A store that counts the supervisor's query for channels with deliveries due."""
+
+    queries = 0
+
+    async def due_channels(self, now: float) -> set[str]:
+        self.queries += 1
+        return await super().due_channels(now)
+
+
+async def test_waking_a_running_channel_leaves_the_supervisor_to_its_poll(tmp_path: Path) -> None:
+    """The inbox worker wakes a channel after every batch: that sends the rows at once and costs no extra query."""
+    store = CountedSupervision(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        ruleset = rules(tmp_path, concurrency=2)
+        # Polls of 30 s: only the wake-ups can get these rows sent within the test's few seconds.
+        dispatcher = Dispatcher(store, lambda: ruleset, SlowNotifier(0.001), clock=time.time, lease=30, poll=30)
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            await asyncio.sleep(0.2)  # the supervisor's first pass starts the channel's loop
+            for n in range(20):
+                await outbox(store, 1, first=n)
+                dispatcher.wake(["ops"])
+                await asyncio.sleep(0.01)
+            for _ in range(500):
+                if await _all_sent(store, 20):
+                    break
+                await asyncio.sleep(0.01)
+            assert await _all_sent(store, 20)
+            assert store.queries <= 2, f"{store.queries} supervisor queries for 20 wake-ups"
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await store.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from receiver.rules import RuleSet, load_rules
-from receiver.store import InboxItem, NoiseWrite, Processed, SQLiteStore
+from receiver.store import EventRow, InboxItem, NoiseWrite, Processed, SQLiteStore
 from receiver.worker import InboxWorker
 
 pytestmark = pytest.mark.anyio
@@ -68,3 +68,46 @@ def test_an_outcome_with_text_orjson_refuses_is_still_stored_as_json() -> None:
     summary = {"parsed": True, "noise": [{"reason": "key \ud800 muted"}], "count": 2**70}
     assert summary == json.loads(_outcome_json(summary))
     assert {"matched": ["faults"]} == json.loads(_outcome_json({"matched": ["faults"]}))
+
+
+class ArrivesAfterAnEmptyClaim(SQLiteStore):
+    """Stores an event (and wakes the worker, as the edge does) just after a claim that found nothing.
+
+    The worker was then still in its pass (the due timers come after the claim); the wake-up it
+    got there was cleared when the pass ended, and the event waited a whole poll interval.
+    """
+
+    worker: InboxWorker | None = None
+    arrive: InboxItem | None = None
+
+    async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
+        rows = await super().claim_inbox(limit=limit, now=now, lease=lease)
+        if not rows and self.arrive is not None and self.worker is not None:
+            item, self.arrive = self.arrive, None
+            await self.accept(item)
+            self.worker.wake()
+        return rows
+
+
+async def test_an_event_stored_while_the_worker_ends_a_pass_is_processed_at_once(tmp_path: Path) -> None:
+    """The wake-up is not lost between the worker's claim and its wait: no poll interval's delay."""
+    store = ArrivesAfterAnEmptyClaim(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        ruleset = no_rules(tmp_path)
+        worker = InboxWorker(store, lambda: ruleset, clock=time.time, lease=60, poll=30)
+        store.worker = worker
+        store.arrive = InboxItem("uipath", "late", "job.faulted", b"{}", received_at=time.time())
+        task = asyncio.create_task(worker.run())
+        try:
+            for _ in range(300):  # 3 s, against the 30 s poll the event used to wait for
+                if store.arrive is None and (await store.queue_stats(now=time.time())).inbox_depth == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert store.arrive is None, "the event was never stored"
+            assert 0 == (await store.queue_stats(now=time.time())).inbox_depth
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await store.close()
