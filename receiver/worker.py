@@ -175,10 +175,6 @@ class InboxWorker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leader = False
         self._claimed: list[int] = []  # ids of the claimed batch not yet committed as processed
-        # The last claim took a whole batch, so more may be waiting: claim again at once. After a
-        # shorter one, wait to be woken: an extra claim found nothing and cost a lease renewal,
-        # a claim and a timer query, ~3 of a batch's ~10 store round trips at a steady rate.
-        self._full = False
 
     def wake(self) -> None:
         """Tell the worker there is new work (the webhook route calls this after a commit)."""
@@ -196,15 +192,16 @@ class InboxWorker:
                 # Cleared before the claim, not after it: an event stored while this batch is
                 # processed sets it again, and the wait below returns at once instead of a poll later.
                 self._wakeup.clear()
-                self._full = False
                 try:
-                    if await self._lead():
-                        await self.run_once()
+                    done = await self.run_once() if await self._lead() else 0
                 except StoreError as exc:
                     log.error("inbox_store_failed", error=str(exc))
-                    self._full = False
-                if self._full:
-                    continue  # more may be waiting; otherwise a new event wakes us
+                    done = 0
+                if done >= self._batch:
+                    continue  # a whole batch: more may be waiting
+                # Less than a batch: whatever arrives next wakes us. Claiming again at once found
+                # nothing and cost a lease renewal, a claim and a timer query, about a third of a
+                # pass's store round trips at a steady rate.
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
                 # arrives as the event is set, and the app's shutdown would wait for this loop forever.
                 with contextlib.suppress(TimeoutError):
@@ -252,7 +249,6 @@ class InboxWorker:
         now = self._clock()
         rows = await self._store.claim_inbox(limit=self._batch, now=now, lease=self._lease)
         self._claimed = [row.id for row in rows]
-        self._full = len(rows) >= self._batch
         ruleset = self._rules()  # once per batch: a reload never splits the rules an event sees
         if not rows:
             return await self.fire_due(ruleset, until=now)
