@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness import Server, Sink, run_direct_apprise, run_tag, signed_faults, sink_rules, workdir
+from harness import Server, Sink, receiver_tree, run_direct_apprise, run_tag, signed_faults, sink_rules, workdir
 from loadgen import post_all
 
 EVENTS = 1_000
@@ -84,11 +84,7 @@ def through_receiver(sink: Sink, tree: Path | None, bucket: float) -> None:
     items = signed_faults(EVENTS, tag)
     with workdir("timeline") as tmp:
         rules = sink_rules(Path(tmp), sink.port, concurrency=CONCURRENCY)
-        server = (
-            Server("receiver", Path(tmp), rules=rules)
-            if tree is None
-            else Server("receiver", Path(tmp), rules=rules, tree=tree)
-        )
+        server = Server("receiver", Path(tmp), rules=rules, tree=tree or receiver_tree())
         with server:
             sampler = _Sampler(server.pid, bucket / 2)
             sampler.start()
