@@ -34,6 +34,7 @@ import responses
 import structlog
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from apprise import NotifyBase
 
 from receiver.notifier import (
     TEST_TITLE,
@@ -575,6 +576,11 @@ class TestJsonEndpoint:
         results = await asyncio.gather(*(notifier.send(url, note, timeout=5) for note in notes))
         assert ["failed" if n % 2 else "sent" for n in range(12)] == [r.status for r in results]
         assert 12 == len(http_sink.received)
+        # Each failure carries its own send's line, once; a success carries none.
+        assert [("error=500" in r.reason) if r.reason else None for r in results] == [
+            True if n % 2 else None for n in range(12)
+        ]
+        assert all((r.reason or "").count("error=500") <= 1 for r in results)
 
     @pytest.mark.anyio
     async def test_the_masked_url_apprise_reports_is_built_once_and_hides_the_password(
@@ -641,17 +647,44 @@ class TestJsonEndpoint:
         assert ("failed", False, check_url(url)) == (result.status, result.recoverable, result.reason)
 
     @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("query", "owner", "method"),
+        [
+            pytest.param("", NotifyBase, "notify", id="plugin-called-directly"),
+            pytest.param("?retry=1", apprise.Apprise, "async_notify", id="through-apprise-for-retry"),
+        ],
+    )
     async def test_apprise_exception_becomes_a_failure(
-        self, http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch
+        self, http_sink: HttpSink, monkeypatch: pytest.MonkeyPatch, query: str, owner: type, method: str
     ) -> None:
         """An exception out of apprise is a failed result naming its type, not its message."""
 
-        async def explode(*args: Any, **kwargs: Any) -> None:
+        def explode(*args: Any, **kwargs: Any) -> None:
             raise RuntimeError("boom at json://hook:JsonPassw0rdSecret@127.0.0.1")
 
-        monkeypatch.setattr(apprise.Apprise, "async_notify", explode)
-        result = await AppriseNotifier().send(http_sink.url("/hook"), make_notification(), timeout=5)
+        async def explode_async(*args: Any, **kwargs: Any) -> None:
+            explode()
+
+        monkeypatch.setattr(owner, method, explode_async if method == "async_notify" else explode)
+        result = await AppriseNotifier().send(http_sink.url("/hook" + query), make_notification(), timeout=5)
         assert ("failed", False, "apprise raised RuntimeError") == (result.status, result.recoverable, result.reason)
+        assert not http_sink.received
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("query", "posts"),
+        [
+            pytest.param("", 1, id="no-retry-option"),
+            pytest.param("?retry=2", 3, id="retry-option"),
+        ],
+    )
+    async def test_apprise_retry_option_is_honoured(self, http_sink: HttpSink, query: str, posts: int) -> None:
+        """A URL with apprise's retry= goes through apprise's call layer, which retries; others are sent once."""
+        result = await AppriseNotifier().send(http_sink.url("/fail" + query), make_notification(), timeout=10)
+        assert ("failed", True) == (result.status, result.recoverable)
+        assert result.reason is not None
+        assert "error=500" in result.reason
+        assert posts == len(http_sink.received)
 
     @pytest.mark.anyio
     @pytest.mark.parametrize(
