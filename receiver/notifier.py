@@ -35,14 +35,14 @@ How a send runs, and why:
   keeps apprise's 15 s per SMTP operation) and are clamped to the call budget, so a stalled
   endpoint fails with apprise's reason before the budget runs out, and a worker thread apprise
   abandons at the budget ends soon after instead of holding one of its few pool threads.
-* A URL without apprise's ``retry=`` or ``optional=`` is sent by calling its plugin's ``notify()``
+* A URL without apprise's ``retry=``, ``optional=`` or ``emojis=`` is sent by calling its plugin's ``notify()``
   in one of receiver's threads, not through ``Apprise.async_notify``: the same preparation of the
   message (apprise designed the plugin call to match ``Apprise.notify``), without apprise's
   per-call machinery (call state, log capture handlers, retry runner, result objects, two more
   tasks and a hop through its coordinator), which cost ~0.5 ms of CPU per send, a fifth of a
   send to a local endpoint (docs/performance.md). The failure reason is the plugin's own
-  WARNING/ERROR lines, collected per send. URLs with ``retry=`` or ``optional=`` take apprise's
-  path, which implements them.
+  WARNING/ERROR lines, collected per send. URLs with those options take apprise's path, which
+  implements them.
 * HTTP connections are reused: ``receiver.keepalive`` gives each of apprise's sending threads one
   ``requests.Session`` (cookies cleared after every call, connections idle 30 s closed), so a
   burst of alerts to one webhook pays for one TCP and TLS handshake per thread, not per message.
@@ -480,8 +480,12 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _sends_directly(plugin: NotifyBase) -> bool:
-    """Whether a plugin can be called directly: apprise's call layer is what implements ``retry=`` and ``optional=``."""
-    return not getattr(plugin, "retry", 0) and not getattr(plugin, "optional", False)
+    """Whether a plugin can be called directly.
+
+    apprise's call layer, not the plugin, implements the URL options ``retry=``, ``optional=`` and
+    ``emojis=``: a URL that sets one of them is sent through it.
+    """
+    return not (getattr(plugin, "retry", 0) or getattr(plugin, "optional", False) or plugin.interpret_emojis)
 
 
 def _notify_plugin(plugin: NotifyBase, notification: Notification) -> tuple[bool, list[str]]:

@@ -672,6 +672,21 @@ class TestJsonEndpoint:
 
     @pytest.mark.anyio
     @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            pytest.param("", "all good :smile:", id="plain"),
+            pytest.param("?emojis=yes", "all good \N{SMILING FACE WITH OPEN MOUTH AND SMILING EYES}", id="emojis"),
+        ],
+    )
+    async def test_apprise_emojis_option_is_honoured(self, http_sink: HttpSink, query: str, expected: str) -> None:
+        """``emojis=yes`` (apprise's call layer turns :smile: into the emoji) works as with apprise alone."""
+        note = make_notification(body="all good :smile:")
+        result = await AppriseNotifier().send(http_sink.url("/hook" + query), note, timeout=5)
+        assert result.ok
+        assert expected == json.loads(http_sink.received[0][1])["message"]
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
         ("query", "posts"),
         [
             pytest.param("", 1, id="no-retry-option"),
