@@ -261,6 +261,14 @@ class TestTemplates:
         assert "Cannot find the UI element corresponding to this selector: <wnd app='saplogon.exe' /> …" == note.title
         assert "18:24" == note.body
 
+    def test_jinja_globals_work_in_every_render(self) -> None:
+        """range and namespace (jinja2's globals) work in every render of a compiled template, not just the first."""
+        body = "{% set ns = namespace(n=0) %}{% for x in range(4) %}{% set ns.n = ns.n + x %}{% endfor %}{{ ns.n }}"
+        ruleset = _ruleset({"title": "{{ process }} {{ range(2) | list | length }}", "body": body})
+        rule, channel = ruleset.rules[0], ruleset.channels["log"]
+        notes = [render(_event("job.faulted"), rule, channel, ruleset) for _ in range(3)]
+        assert [("InvoiceProcessing 2", "6")] * 3 == [(n.title, n.body) for n in notes]
+
     def test_source_is_passed(self) -> None:
         """render(..., source=) reaches {{ source }}."""
         ruleset = _ruleset({"body": "{{ source }}"})

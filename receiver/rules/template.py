@@ -155,6 +155,26 @@ class RuleTemplate(Template):
     names: frozenset[str] | None = None
     """The names the template reads (None: not known, so all of them)."""
 
+    _flat_globals: dict[str, Any] | None = None
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        """``Template.render``, without walking the globals' ChainMap twice on every call.
+
+        jinja2 copies the template's globals (a ChainMap over the environment's) into each new
+        context and then builds the set of their keys: 12 of the 15 µs that ``{{ process }}``
+        took, a throttle key rendered for every event. The environment's globals are fixed once
+        ``environment()`` has built it, so they are flattened on the first render.
+        """
+        flat = self._flat_globals
+        if flat is None:
+            flat = self._flat_globals = dict(self.globals)
+        env = self.environment
+        ctx = env.context_class(env, {**flat, **dict(*args, **kwargs)}, self.name, self.blocks, globals=flat)
+        try:
+            return env.concat(self.root_render_func(ctx))
+        except Exception:  # noqa: BLE001 - as jinja2's render: re-raised with the template's lines in the traceback
+            env.handle_exception()
+
 
 def context_names(*templates: Template | None) -> frozenset[str] | None:
     """The context names these templates read together; None when one of them does not say."""
