@@ -453,8 +453,24 @@ def _reason(result: AppriseResult) -> str | None:
         # Nothing was attempted (a message apprise could not prepare): the reason is call-level.
         entries = list(result.call_logs())
     messages = [e.message for e in entries if logging.getLevelName(e.level) in (logging.WARNING, logging.ERROR)]
+    return _joined(messages)
+
+
+def _joined(lines: list[str]) -> str | None:
     # A plugin that fans out logs the same line once per target; once is enough here.
-    return " ".join(dict.fromkeys(messages)) or None
+    return " ".join(dict.fromkeys(lines)) or None
+
+
+def _failed(raw: str | None, url: str, elapsed: float, *, otherwise: str) -> SendResult:
+    """A delivery apprise tried and the channel did not take: its lines, scrubbed, as the reason."""
+    reason = _scrub(raw, url) if raw else otherwise
+    return SendResult("failed", reason, elapsed, recoverable=_http_status(raw) not in _PERMANENT_HTTP_STATUSES)
+
+
+def _raised(plugin: NotifyBase, exc: Exception, started: float) -> SendResult:
+    """An exception out of apprise: named by its type only (its message may hold the URL)."""
+    log.warning("apprise_raised", channel=_masked(plugin), error_type=type(exc).__name__)
+    return SendResult("failed", f"apprise raised {type(exc).__name__}", time.monotonic() - started, recoverable=False)
 
 
 def _http_status(reason: str | None) -> int | None:
@@ -462,10 +478,13 @@ def _http_status(reason: str | None) -> int | None:
     return int(statuses[-1]) if statuses else None
 
 
-_ABANDON_GRACE: Final = 0.1
-"""Seconds past the budget a direct send is still waited for, as apprise does (its
-``_ABANDON_GRACE_SECONDS``): a read timeout clamped to the budget then ends the send as a failure
-with apprise's reason, not as a bare timeout."""
+_ABANDON_GRACE: Final = 0.5
+"""Seconds past the budget a direct send is still waited for before it is reported ``timeout``.
+
+A read timeout clamped to the budget starts only once the request is out (after a pool thread
+took the send and connected), so it ends a stalled send a little after the budget, as a failure
+with apprise's reason. apprise waits 0.1 s past the budget (``_ABANDON_GRACE_SECONDS``); on a
+loaded 2-CPU machine that lost the race now and then, and the send became a bare timeout."""
 
 _send_pool: ThreadPoolExecutor | None = None
 
@@ -624,10 +643,8 @@ class AppriseNotifier:
                 body_format=_FORMATS[notification.body_format],
                 timeout=timeout,
             )
-        except Exception as exc:  # noqa: BLE001  # every outcome is a SendResult; the message may hold the URL
-            log.warning("apprise_raised", channel=_masked(plugin), error_type=type(exc).__name__)
-            reason = f"apprise raised {type(exc).__name__}"
-            return SendResult("failed", reason, time.monotonic() - started, recoverable=False)
+        except Exception as exc:  # noqa: BLE001  # every outcome is a SendResult
+            return _raised(plugin, exc, started)
         with result:
             return self._outcome(result, url, time.monotonic() - started)
 
@@ -652,31 +669,26 @@ class AppriseNotifier:
         except TimeoutError:
             reason = f"no answer from {plugin.service_name} within the send budget of {timeout:g} s"
             return SendResult("timeout", reason, time.monotonic() - started, recoverable=True)
-        except Exception as exc:  # noqa: BLE001  # every outcome is a SendResult; the message may hold the URL
-            log.warning("apprise_raised", channel=_masked(plugin), error_type=type(exc).__name__)
-            reason = f"apprise raised {type(exc).__name__}"
-            return SendResult("failed", reason, time.monotonic() - started, recoverable=False)
+        except Exception as exc:  # noqa: BLE001  # every outcome is a SendResult
+            return _raised(plugin, exc, started)
         elapsed = time.monotonic() - started
         if ok:
             return SendResult("sent", None, elapsed, recoverable=False)
-        # A plugin that fans out logs the same line once per target; once is enough here.
-        raw = " ".join(dict.fromkeys(lines)) or None
-        reason = _scrub(raw, url) if raw else f"{plugin.service_name} reported a failure"
-        return SendResult("failed", reason, elapsed, recoverable=_http_status(raw) not in _PERMANENT_HTTP_STATUSES)
+        return _failed(_joined(lines), url, elapsed, otherwise=f"{plugin.service_name} reported a failure")
 
     @staticmethod
     def _outcome(result: AppriseResult, url: str, elapsed: float) -> SendResult:
         if result.status == AppriseResultStatus.SUCCESS:
             return SendResult("sent", None, elapsed, recoverable=False)
         raw = _reason(result)
-        reason = _scrub(raw, url) if raw else f"apprise reported {result.status.name}"
+        failed = _failed(raw, url, elapsed, otherwise=f"apprise reported {result.status.name}")
         if result.status == AppriseResultStatus.TIMEOUT:
-            return SendResult("timeout", reason, elapsed, recoverable=True)
+            return SendResult("timeout", failed.reason, elapsed, recoverable=True)
         if len(result) == 0:
             # NOMATCH or a message apprise could not prepare: the same input fails the same way.
-            return SendResult("failed", reason, elapsed, recoverable=False)
+            return SendResult("failed", failed.reason, elapsed, recoverable=False)
         # FAILURE, or PARTIAL (impossible with one service, but not a success either).
-        return SendResult("failed", reason, elapsed, recoverable=_http_status(raw) not in _PERMANENT_HTTP_STATUSES)
+        return failed
 
 
 async def send_test(url: str, notifier: Notifier, *, timeout: float = DEFAULT_SEND_TIMEOUT) -> SendResult:  # noqa: ASYNC109
