@@ -181,7 +181,7 @@ def test_api_and_page_show_no_header_or_param_value(client: TestClient) -> None:
     page = client.get("/ui/rules", follow_redirects=False)
     assert (200, True) == (page.status_code, "all-faults" in page.text)
     for shown in (api.text, page.text):
-        assert (HEADER_SECRET not in shown, PARAM_SECRET not in shown) == (True, True)
+        assert [] == [s for s in (HEADER_SECRET, PARAM_SECRET) if s in shown]
         assert "json://127.0.0.1:" in shown
     (channel,) = api.json()["channel_details"]
     assert "%2BAuthorization=***" in channel["url"]
@@ -195,7 +195,7 @@ def test_receiver_test_prints_no_header_value(
     assert 0 == main(["test", str(rules_path), str(DATA / "job.faulted.json"), *(["--json"] if as_json else [])])
     out = capsys.readouterr().out
     assert "json://127.0.0.1:" in out
-    assert (HEADER_SECRET not in out, PARAM_SECRET not in out) == (True, True)
+    assert [] == [s for s in (HEADER_SECRET, PARAM_SECRET) if s in out]
 
 
 def test_send_test_prints_no_header_value(rules_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
