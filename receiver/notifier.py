@@ -7,8 +7,9 @@ rest of receiver sees four things:
   loads, else a message that names the scheme and never echoes the URL's secrets. The retired
   Office 365 connector (``msteams://``, ``https://outlook.office.com/webhook/…``) gets a message
   pointing at ``workflows://``.
-* ``mask_url(url) -> str``: the form safe for logs, the CLI and the store (apprise's
-  ``url(privacy=True)``, or ``<scheme>://***``).
+* ``mask_url(url) -> str``: the form safe for logs, the CLI and the API (apprise's
+  ``url(privacy=True)`` with every custom header, parameter and payload value and every
+  token-like path segment it leaves readable replaced by ``***``, or ``<scheme>://***``).
 * ``Notifier`` (a Protocol) and ``AppriseNotifier``: ``await send(url, notification, timeout=…)``
   returns a ``SendResult`` and never raises for a delivery problem (bad URL, HTTP error, refused
   connection, stall, an exception inside apprise). ``recoverable`` says whether trying the same
@@ -72,7 +73,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 import structlog
 from apprise import (
@@ -266,6 +267,16 @@ _CACHE_SIZE: Final = 512
 
 # --- URL checks ---------------------------------------------------------------------------------
 
+# What mask_url puts in place of a secret value or path segment.
+_MASK: Final = "***"
+# apprise's prefixes for free-form entries: custom HTTP headers (+), query parameters (-) and
+# payload fields (:); their values are the caller's own, so any of them may be a credential.
+_CUSTOM_PREFIXES: Final = ("+", "-", ":")
+# Option names that usually hold a credential (substrings: "api_key", "X-Auth-Token", "sig").
+_SECRET_NAME_RE: Final = re.compile(
+    r"token|secret|pass|pwd|auth|key|sig|code|cred|session|cookie|bearer|private|jwt|hmac", re.IGNORECASE
+)
+
 # Only the asset's secure_logging matters while validating, and it is on by default.
 _CHECK_ASSET: Final = AppriseAsset(secure_logging=True)
 
@@ -344,7 +355,57 @@ def check_url(url: str) -> str | None:
 
 
 def _masked(plugin: NotifyBase) -> str:
-    return str(plugin.url(privacy=True))  # type: ignore[no-untyped-call]
+    privacy_form = str(plugin.url(privacy=True))  # type: ignore[no-untyped-call]
+    return _hide_secrets(privacy_form) or _fallback_mask(privacy_form)
+
+
+def _hide_secrets(privacy_form: str) -> str | None:
+    """Masks what apprise's privacy form leaves readable and may be secret; None if it is no URL.
+
+    apprise masks the tokens and passwords it knows of, but copies custom headers (``+Name=``),
+    custom query parameters (``-name=``), payload fields (``:name=``) and the free path of the
+    generic HTTP plugins (``json://``, ``form://``, ``xml://``) verbatim. Names stay readable so
+    that the options set can be seen; values and token-like segments become ``***``. Each part
+    of the string is looked at once (linear time).
+    """
+    base, question, query = privacy_form.partition("?")
+    scheme, separator, rest = base.partition("://")
+    if not separator:
+        return None
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at:
+        user, colon, password = userinfo.partition(":")
+        userinfo = _hide_segment(user) + (f":{_MASK}" if password else colon)
+    if not hostport.startswith("["):  # an IPv6 literal is an address, never a token
+        host, colon, port = hostport.partition(":")
+        # A dotted host is a DNS name or an IP; schemes like discord:// put a token where the host goes.
+        hostport = (host if "." in host else _hide_segment(host)) + colon + port
+    path = "/".join(_hide_segment(segment) for segment in path.split("/"))
+    hidden = f"{scheme}://{userinfo}{at}{hostport}{slash}{path}"
+    if question:
+        hidden += "?" + "&".join(_hide_option(item) for item in query.split("&"))
+    return hidden
+
+
+def _hide_segment(segment: str) -> str:
+    text = unquote(segment)
+    # Channels (#ops), users (@lead) and e-mail recipients say where a message goes, not how to get in.
+    if text.startswith(("#", "@")) or _EMAIL_RE.fullmatch(text):
+        return segment
+    return _MASK if _looks_like_token(text) else segment
+
+
+def _hide_option(item: str) -> str:
+    name, equals, value = item.partition("=")
+    if not (equals and value):
+        return item
+    key = unquote_plus(name)
+    if key.startswith(_CUSTOM_PREFIXES) or _SECRET_NAME_RE.search(key):
+        return f"{name}={_MASK}"
+    if key.lower() not in _PUBLIC_OPTIONS and _looks_like_token(unquote_plus(value)):
+        return f"{name}={_MASK}"  # a plugin option apprise did not mask but that reads like a token
+    return item
 
 
 def _fallback_mask(url: str) -> str:
@@ -359,8 +420,14 @@ def mask_url(url: str) -> str:
         url: the channel's apprise URL, secrets included.
 
     Returns:
-        Apprise's privacy form (tokens shortened to their first and last character, passwords
-        as ``****``), or ``<scheme>://***`` when apprise cannot load the URL.
+        Apprise's privacy form (tokens shortened to their first and last character), with
+        ``***`` for the password, for the value of every custom header (``+Name``), query
+        parameter (``-name``) and payload field (``:name``), for options whose name suggests a
+        credential (``token``, ``key``, ``auth``, ``sig``…) or whose value reads like a token,
+        and for token-like path or host segments (8+ characters with a digit or mixed case;
+        ``#channel``, ``@user`` and e-mail addresses stay). Option names, the scheme, a dotted
+        host and apprise's own options (``format=``, ``to=``…) stay readable.
+        ``<scheme>://***`` when apprise cannot load the URL.
     """
     plugin = _load(url, _CHECK_ASSET)
     return _masked(plugin) if plugin is not None else _fallback_mask(url)
