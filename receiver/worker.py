@@ -285,7 +285,13 @@ class InboxWorker:
         for row, item in zip(rows, plans, strict=True):
             await self._yield_to_edge()
             batch.processed.append(self.process(row, item, engine, view, batch))
-        await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
+        try:
+            await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
+        except StoreError as exc:
+            if exc.recoverable:
+                raise  # the batch stays claimed and is processed again once its lease lapses
+            await self._split(rows, times, ruleset, exc)
+            return
         if self._metrics is not None:
             done = self._clock()
             for row in rows:
@@ -451,6 +457,29 @@ class InboxWorker:
         )
 
     # --- commit ---------------------------------------------------------------------------
+
+    async def _split(
+        self, rows: Sequence[EventRow], times: Sequence[float], ruleset: RuleSet, error: StoreError
+    ) -> None:
+        """Process a batch the database refused in two halves, down to the one event it refuses.
+
+        Nothing of the refused transaction was stored, so each half is planned again from the
+        noise state as stored, in order (the first half's changes are committed before the second
+        is planned): nothing is applied twice. A single refused event is set aside.
+        """
+        if len(rows) == 1:
+            await self._set_aside(rows[0], error)
+            return
+        log.warning("inbox_batch_refused", events=len(rows), first_id=rows[0].id, error=str(error))
+        middle = len(rows) // 2
+        await self._process_segment(rows[:middle], times[:middle], ruleset)
+        await self._process_segment(rows[middle:], times[middle:], ruleset)
+
+    async def _set_aside(self, row: EventRow, error: StoreError) -> None:
+        """Mark an event the database refuses as unparsed, kept whole with the error, never claimed again."""
+        log.error("event_store_rejected", inbox_id=row.id, type=row.type, error=str(error))
+        outcome = {"error": "store_rejected", "detail": str(error)[:1000]}
+        await self._store.finish_inbox([Processed(row.id, "unparsed", json.dumps(outcome))], now=self._clock())
 
     async def _commit(self, batch: _Batch, view: StateView, *, purge_before: float) -> None:
         puts, deletes = view.changes()

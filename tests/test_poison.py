@@ -13,15 +13,28 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sqlite3
 import string
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from noise_support import Harness, payload
 
-from receiver.store import InboxItem, Store
+from receiver.errors import StoreError
+from receiver.store import (
+    InboxItem,
+    LateDelivery,
+    NewDelivery,
+    NoiseWrite,
+    Processed,
+    SQLiteStore,
+    Store,
+    open_store,
+)
+from receiver.worker import InboxWorker
 
 pytestmark = pytest.mark.anyio
 
@@ -101,3 +114,150 @@ async def test_a_10000_character_throttle_key_is_stored_as_a_digest_and_still_th
         assert len(digest.encode()) <= 200
     finally:
         await h.close()
+
+
+class Faulty:
+    """The real store, except that committing event ``poisoned`` as processed fails.
+
+    ``refused``: the commit carries one more delivery, about an event that does not exist, which
+    the database itself refuses (a foreign key: the driver's IntegrityError), as it would a write
+    too long for an index. Otherwise the commit raises a recoverable StoreError ``transient`` times (a lost
+    connection), then goes through. Every other method is the real store's.
+    """
+
+    def __init__(self, inner: Store, poisoned: int, *, refused: bool, transient: int = 0) -> None:
+        self.inner = inner
+        self.poisoned = poisoned
+        self.refused = refused
+        self.transient = transient
+        self.commits: list[list[int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def finish_inbox(
+        self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
+    ) -> None:
+        self.commits.append([p.inbox_id for p in processed])
+        if any(p.inbox_id == self.poisoned and p.state == "processed" for p in processed):
+            if self.refused:
+                noise = noise or NoiseWrite()
+                noise = replace(noise, deliveries=[*noise.deliveries, LateDelivery(NOWHERE, NOTE)])
+            elif self.transient > 0:
+                self.transient -= 1
+                raise StoreError("connection to the database lost")
+        await self.inner.finish_inbox(processed, now=now, noise=noise)
+
+
+async def faulty_harness(tmp_path: Path, store_url: str, count: int, **fault: Any) -> tuple[Harness, list[int], Faulty]:
+    """A harness whose worker commits through ``Faulty``, with ``count`` faults of distinct processes accepted."""
+    h = await Harness(tmp_path, RULES, store_url).open()
+    assert h.store is not None
+    ids = await accept_all(h, [fault_of(f"Process{n}") for n in range(count)])
+    faulty = Faulty(h.store, ids[count // 3], **fault)
+    h.worker = InboxWorker(faulty, lambda: h.ruleset, clock=lambda: h.now, lease=60, poll=0.01)  # type: ignore[arg-type]
+    return h, ids, faulty
+
+
+fault_of = fault
+NOWHERE = 999_999_999  # no such inbox row
+NOTE = NewDelivery("faults", "ops", "t", "b", "failure", "text")
+
+
+async def test_an_event_the_database_refuses_is_set_aside_and_the_others_go_through(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Of 20 events claimed together, the one whose write the database refuses ends unparsed with the
+    error; the 19 others are processed and notified, and nothing is claimed again."""
+    h, ids, faulty = await faulty_harness(tmp_path, store_url, 20, refused=True)
+    try:
+        assert h.store is not None
+        assert h.worker is not None
+        assert 20 == await h.worker.run_once()
+        outcome = await states(h.store)
+        bad = outcome.pop(faulty.poisoned)
+        assert "unparsed" == bad[0]
+        assert "store_rejected" == bad[1]["error"]
+        assert "foreign key" in bad[1]["detail"].lower()  # the database's own words
+        assert {i: "processed" for i in ids if i != faulty.poisoned} == {i: s for i, (s, _) in outcome.items()}
+        assert sorted(i for i in ids if i != faulty.poisoned) == sorted(s.inbox_id for s in await h.sent())
+        assert [] == await h.store.claim_inbox(limit=100, now=h.now + 3600, lease=60)
+        assert 0 == await h.worker.run_once()
+        assert len(faulty.commits) <= 12  # halves: about 2 log2(20) commits, not one per event
+    finally:
+        await h.close()
+
+
+async def test_a_transient_failure_sets_nothing_aside_and_the_batch_is_processed_later(
+    tmp_path: Path, store_url: str
+) -> None:
+    """A lost connection at commit leaves the whole batch new; once the lease lapses, all of it is processed."""
+    h, ids, _ = await faulty_harness(tmp_path, store_url, 10, refused=False, transient=2)
+    try:
+        assert h.store is not None
+        assert h.worker is not None
+        for _ in range(2):
+            with pytest.raises(StoreError):
+                await h.worker.run_once()
+            assert dict.fromkeys(ids, "new") == {i: s for i, (s, _) in (await states(h.store)).items()}
+            assert 0 == await h.worker.run_once()  # still claimed: retried once the lease lapses
+            h.now += 61
+        assert 10 == await h.worker.run_once()
+        assert dict.fromkeys(ids, "processed") == {i: s for i, (s, _) in (await states(h.store)).items()}
+        assert sorted(ids) == sorted(s.inbox_id for s in await h.sent())
+    finally:
+        await h.close()
+
+
+async def test_the_store_says_which_errors_refuse_the_data(store_url: str) -> None:
+    """A constraint the database enforces is a permanent StoreError on both stores, and nothing of it stays."""
+    store = open_store(store_url)
+    await store.open()
+    try:
+        accepted = await store.accept(InboxItem("uipath", "e1", "job.faulted", b"{}", received_at=1000.0))
+        with pytest.raises(StoreError) as raised:
+            await store.finish_inbox(
+                [Processed(accepted.inbox_id, "processed", "{}", [NOTE])],
+                now=1001.0,
+                noise=NoiseWrite(deliveries=[LateDelivery(NOWHERE, NOTE)]),
+            )
+        assert raised.value.recoverable is False
+        # Nothing of the refused transaction stayed, and the store still works.
+        assert [] == await store.list_deliveries()
+        await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}")], now=1002.0)
+        assert "processed" == (await store.list_events())[0].state
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_an_index_entry_past_postgres_limit_is_a_permanent_error(pg_url: str) -> None:
+    """PostgreSQL's "index row size exceeds maximum" (program limit exceeded) refuses the data for good."""
+    store = open_store(pg_url)
+    await store.open()
+    try:
+        accepted = await store.accept(InboxItem("uipath", "e1", "job.faulted", b"{}", received_at=1000.0))
+        long_rule = NewDelivery(LONG, "ops", "t", "b", "failure", "text")  # the unique (inbox_id, rule, channel)
+        with pytest.raises(StoreError) as raised:
+            await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", [long_rule])], now=1001.0)
+        assert raised.value.recoverable is False
+    finally:
+        await store.close()
+
+
+async def test_a_locked_sqlite_database_is_a_recoverable_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another writer holding the lock past the busy timeout is transient: nothing may be set aside for it."""
+    monkeypatch.setattr("receiver.store.sqlite._BUSY_SECONDS", 0.05)
+    path = tmp_path / "r.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        accepted = await store.accept(InboxItem("uipath", "e1", "job.faulted", b"{}", received_at=1000.0))
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked") as raised:
+            await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}")], now=1001.0)
+        assert raised.value.recoverable is True
+    finally:
+        other.close()
+        await store.close()

@@ -77,6 +77,9 @@ _FLUSHERS = 4
 # key would avoid it but lose the arrival order of, e.g., the log entries of one request.
 _ATTEMPTS = 3
 _LISTEN_BACKOFF_MAX = 10.0
+# SQLSTATE classes of data the database refuses however often it is sent: 22 data exception,
+# 23 integrity constraint violation, 54 program limit exceeded (an index entry past 2,704 bytes).
+_REFUSED = ("22", "23", "54")
 
 _EVENT_COLUMNS = (
     "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome, process, robot"
@@ -341,7 +344,7 @@ class PostgresStore:
 
     def _error(self, exc: BaseException, action: str = "") -> StoreError:
         prefix = f"{action} PostgreSQL store" if action else "PostgreSQL store"
-        return StoreError(self._scrub(f"{prefix} {self.where}: {exc}"))
+        return StoreError(self._scrub(f"{prefix} {self.where}: {exc}"), recoverable=not _refused(exc))
 
     def _scrub(self, message: str) -> str:
         """``message`` without the password, whatever part of the driver quoted it."""
@@ -961,6 +964,14 @@ async def _write_noise(conn: _Conn, noise: NoiseWrite, now: float) -> None:
                 "suppressed": [e.suppressed for e in log],
             },
         )
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when the database (or psycopg, before sending: NUL in text) refused the data itself."""
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in _REFUSED
 
 
 def _secrets(password: str | None) -> set[str]:

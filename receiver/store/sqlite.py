@@ -207,7 +207,10 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.rollback()
-            raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+            # DataError ("string or blob too big") and IntegrityError (a constraint) refuse the data
+            # itself; every other error (locked, I/O, disk full) may pass on a later try.
+            refused = isinstance(exc, sqlite3.DataError | sqlite3.IntegrityError)
+            raise StoreError(f"SQLite store {self.path!r}: {exc}", recoverable=not refused) from exc
         except BaseException:
             # Whatever failed, a transaction left open would make every later BEGIN fail.
             if conn.in_transaction:
