@@ -411,22 +411,31 @@ class InboxWorker:
             rows = [to_row(r) for r in await self._store.due_noise(until=until, limit=self._batch)]
             if not rows:
                 return total
-            first = min(float(r.due_at or until) for r in rows)
-            engine = Engine(ruleset, adhoc(await self._store.list_silences(active_at=first, limit=10_000)))
-            refs = {r.ref for r in rows}
-            for row in rows:
-                plan = engine.timer_plan(row)
-                if plan is not None:
-                    refs |= plan.refs()
-            stored = await self._store.load_noise(refs - {r.ref for r in rows})
-            view = StateView([*rows, *(to_row(r) for r in stored)], fetched=refs)
-            batch = _Batch()
-            for row in rows:
-                self._fire(engine, view, row, until, batch)
-            await self._commit(batch, view, purge_before=until - _PURGE_MARGIN)
+            await self._fire_rows(rows, ruleset, until)
             total += len(rows)
             if len(rows) < self._batch:
                 return total
+
+    async def _fire_rows(self, rows: Sequence[Row], ruleset: RuleSet, until: float) -> None:
+        """Fire these timers and commit them at once."""
+        first = min(float(r.due_at or until) for r in rows)
+        engine = Engine(ruleset, adhoc(await self._store.list_silences(active_at=first, limit=10_000)))
+        refs = {r.ref for r in rows}
+        for row in rows:
+            plan = engine.timer_plan(row)
+            if plan is not None:
+                refs |= plan.refs()
+        stored = await self._store.load_noise(refs - {r.ref for r in rows})
+        view = StateView([*rows, *(to_row(r) for r in stored)], fetched=refs)
+        batch = _Batch()
+        for row in rows:
+            self._fire(engine, view, row, until, batch)
+        try:
+            await self._commit(batch, view, purge_before=until - _PURGE_MARGIN)
+        except StoreError as exc:
+            if exc.recoverable:
+                raise
+            await self._split_timers(rows, ruleset, until, exc)
 
     def _fire(self, engine: Engine, view: StateView, row: Row, until: float, batch: _Batch) -> None:
         current = view.get(row.ref)
@@ -480,6 +489,29 @@ class InboxWorker:
         log.error("event_store_rejected", inbox_id=row.id, type=row.type, error=str(error))
         outcome = {"error": "store_rejected", "detail": str(error)[:1000]}
         await self._store.finish_inbox([Processed(row.id, "unparsed", json.dumps(outcome))], now=self._clock())
+
+    async def _split_timers(self, rows: Sequence[Row], ruleset: RuleSet, until: float, error: StoreError) -> None:
+        """Fire timers the database refused in two halves, down to the one timer it refuses, which is dropped.
+
+        The second half is read again once the first is committed: firing one timer may change another.
+        """
+        if len(rows) == 1:
+            row = rows[0]
+            log.error("noise_timer_store_rejected", kind=row.kind, rule=row.name, key=row.key, error=str(error))
+            reason = f"timer dropped: the store refused what firing it wrote ({error})"[:1000]
+            decision = Decision("dropped", reason, rule=row.name, key=row.key, at=float(row.due_at or until))
+            await self._store.finish_inbox(
+                [], now=self._clock(), noise=NoiseWrite(delete=[row.ref], log=[_log_entry(decision)])
+            )
+            return
+        log.warning("noise_timers_refused", timers=len(rows), error=str(error))
+        middle = len(rows) // 2
+        await self._fire_rows(rows[:middle], ruleset, until)
+        rest = {r.ref for r in rows[middle:]}
+        fresh = [to_row(r) for r in await self._store.load_noise(rest)]
+        due = sorted((r for r in fresh if r.due_at is not None and r.due_at <= until), key=lambda r: (r.due_at, r.ref))
+        if due:
+            await self._fire_rows(due, ruleset, until)
 
     async def _commit(self, batch: _Batch, view: StateView, *, purge_before: float) -> None:
         puts, deletes = view.changes()

@@ -117,15 +117,17 @@ async def test_a_10000_character_throttle_key_is_stored_as_a_digest_and_still_th
 
 
 class Faulty:
-    """The real store, except that committing event ``poisoned`` as processed fails.
+    """The real store, except that committing event ``poisoned`` (or a timer's delivery about it) fails.
 
-    ``refused``: the commit carries one more delivery, about an event that does not exist, which
-    the database itself refuses (a foreign key: the driver's IntegrityError), as it would a write
-    too long for an index. Otherwise the commit raises a recoverable StoreError ``transient`` times (a lost
-    connection), then goes through. Every other method is the real store's.
+    ``refused="event"``: the commit of the event as processed carries one more delivery, about an
+    event that does not exist, which the database itself refuses (a foreign key: the driver's
+    IntegrityError), as it would a write too long for an index; ``refused="timer"``: the same in
+    the commit of a timer that delivers about the event. ``transient``: that many commits of the
+    event raise a recoverable StoreError (a lost connection), then it goes through. Every other
+    method is the real store's.
     """
 
-    def __init__(self, inner: Store, poisoned: int, *, refused: bool, transient: int = 0) -> None:
+    def __init__(self, inner: Store, poisoned: int, *, refused: str | None, transient: int = 0) -> None:
         self.inner = inner
         self.poisoned = poisoned
         self.refused = refused
@@ -139,19 +141,22 @@ class Faulty:
         self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
     ) -> None:
         self.commits.append([p.inbox_id for p in processed])
-        if any(p.inbox_id == self.poisoned and p.state == "processed" for p in processed):
-            if self.refused:
-                noise = noise or NoiseWrite()
-                noise = replace(noise, deliveries=[*noise.deliveries, LateDelivery(NOWHERE, NOTE)])
-            elif self.transient > 0:
-                self.transient -= 1
-                raise StoreError("connection to the database lost")
+        event = any(p.inbox_id == self.poisoned and p.state == "processed" for p in processed)
+        timer = not processed and noise is not None and any(d.inbox_id == self.poisoned for d in noise.deliveries)
+        if (self.refused == "event" and event) or (self.refused == "timer" and timer):
+            noise = noise or NoiseWrite()
+            noise = replace(noise, deliveries=[*noise.deliveries, LateDelivery(NOWHERE, NOTE)])
+        elif event and self.transient > 0:
+            self.transient -= 1
+            raise StoreError("connection to the database lost")
         await self.inner.finish_inbox(processed, now=now, noise=noise)
 
 
-async def faulty_harness(tmp_path: Path, store_url: str, count: int, **fault: Any) -> tuple[Harness, list[int], Faulty]:
+async def faulty_harness(
+    tmp_path: Path, store_url: str, count: int, rules: str = RULES, **fault: Any
+) -> tuple[Harness, list[int], Faulty]:
     """A harness whose worker commits through ``Faulty``, with ``count`` faults of distinct processes accepted."""
-    h = await Harness(tmp_path, RULES, store_url).open()
+    h = await Harness(tmp_path, rules, store_url).open()
     assert h.store is not None
     ids = await accept_all(h, [fault_of(f"Process{n}") for n in range(count)])
     faulty = Faulty(h.store, ids[count // 3], **fault)
@@ -169,7 +174,7 @@ async def test_an_event_the_database_refuses_is_set_aside_and_the_others_go_thro
 ) -> None:
     """Of 20 events claimed together, the one whose write the database refuses ends unparsed with the
     error; the 19 others are processed and notified, and nothing is claimed again."""
-    h, ids, faulty = await faulty_harness(tmp_path, store_url, 20, refused=True)
+    h, ids, faulty = await faulty_harness(tmp_path, store_url, 20, refused="event")
     try:
         assert h.store is not None
         assert h.worker is not None
@@ -192,7 +197,7 @@ async def test_a_transient_failure_sets_nothing_aside_and_the_batch_is_processed
     tmp_path: Path, store_url: str
 ) -> None:
     """A lost connection at commit leaves the whole batch new; once the lease lapses, all of it is processed."""
-    h, ids, _ = await faulty_harness(tmp_path, store_url, 10, refused=False, transient=2)
+    h, ids, _ = await faulty_harness(tmp_path, store_url, 10, refused=None, transient=2)
     try:
         assert h.store is not None
         assert h.worker is not None
@@ -261,3 +266,47 @@ async def test_a_locked_sqlite_database_is_a_recoverable_error(tmp_path: Path, m
     finally:
         other.close()
         await store.close()
+
+
+GROUPED = """
+channels:
+  ops: "log://"
+rules:
+  - name: faults
+    match: {type: job.faulted}
+    notify: [ops]
+    group: {by: [process], wait: 30s, interval: 5m}
+"""
+
+
+async def test_a_group_with_a_10000_character_key_fires_its_digest(tmp_path: Path, store_url: str) -> None:
+    """A timer stored under a digested key is found, fired and sent like any other."""
+    h = await Harness(tmp_path, GROUPED, store_url).open()
+    try:
+        first = await h.post(fault(LONG))
+        await h.post_at(10, fault(LONG))
+        assert [] == await h.sent()
+        await h.advance(31)
+        sent = await h.sent()
+        assert [(30.0, first)] == [(s.at, s.inbox_id) for s in sent]
+        assert LONG[:100] in sent[0].title + sent[0].body
+    finally:
+        await h.close()
+
+
+async def test_a_timer_the_database_refuses_is_dropped_and_the_others_fire(tmp_path: Path, store_url: str) -> None:
+    """Of three group digests due together, the one whose write is refused is dropped with its reason; the
+    other two are sent and events keep being processed."""
+    h, ids, faulty = await faulty_harness(tmp_path, store_url, 3, GROUPED, refused="timer")
+    try:
+        assert h.store is not None
+        await h.work()
+        await h.advance(31)
+        assert sorted(i for i in ids if i != faulty.poisoned) == sorted(s.inbox_id for s in await h.sent())
+        dropped = [r.entry for r in await h.store.list_noise_log(limit=100) if r.entry.action == "dropped"]
+        assert ["faults"] == [e.rule for e in dropped]
+        assert "the store refused" in dropped[0].reason
+        later = await h.post(fault("Later"))
+        assert "processed" == (await states(h.store))[later][0]
+    finally:
+        await h.close()
