@@ -310,3 +310,67 @@ async def test_a_timer_the_database_refuses_is_dropped_and_the_others_fire(tmp_p
         assert "processed" == (await states(h.store))[later][0]
     finally:
         await h.close()
+
+
+async def test_a_4300_digit_event_id_is_accepted_and_deduplicated(tmp_path: Path, store_url: str) -> None:
+    """An integer EventId as long as JSON allows is kept to 200 characters: the webhook gets its 202
+    (it used to fail the whole accept batch on PostgreSQL: 503 for every webhook committed with it)."""
+    from starlette.testclient import TestClient
+
+    from receiver.app import create_app
+    from receiver.settings import Settings
+    from receiver.signature import sign
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    settings = Settings(
+        rules=rules, database_url=store_url, webhook_secret="s3cret", watch_rules=False, poll_seconds=0.05
+    )
+    digits = "9" + "".join(random.Random(6).choices(string.digits, k=4299))  # noqa: S311 - not a secret
+    raw = fault("Invoices") | {"EventId": 0}
+    del raw["Timestamp"]  # the sample's is years old (a stale event is refused)
+    body = json.dumps(raw).replace('"EventId": 0', f'"EventId": {digits}').encode()
+    headers = {"X-UiPath-Signature": sign(body, "s3cret")}
+    with TestClient(create_app(settings)) as client:
+        first = client.post("/webhooks/uipath", content=body, headers=headers)
+        again = client.post("/webhooks/uipath", content=body, headers=headers)
+    assert (202, "accepted") == (first.status_code, first.json()["status"])
+    assert (202, "duplicate") == (again.status_code, again.json()["status"])
+    assert digits[:200] == first.json()["event_id"]
+
+
+def test_names_stored_in_indexed_columns_are_bounded_at_load(tmp_path: Path) -> None:
+    """Rule, channel, source, inhibit and silence names are at most 200 characters: a rules file with a
+    longer one is refused with the problem named, so no name can overflow an index entry."""
+    from receiver.errors import RulesError
+    from receiver.rules import load_rules
+
+    long = "n" * 201
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        f"""
+channels:
+  ops: "log://"
+  {long}: "log://"
+sources:
+  {long}: {{insecure: true}}
+rules:
+  - name: {long}
+    match: {{type: job.faulted}}
+    notify: [ops]
+inhibit:
+  - name: {long}
+    source: {{type: job.faulted}}
+    target: {{type: job.faulted}}
+    equal: [process]
+silences:
+  - name: {long}
+    dates: [{{from: "2026-01-01 00:00", to: "2026-01-02 00:00"}}]
+"""
+    )
+    with pytest.raises(RulesError) as raised:
+        load_rules(path, environ={})
+    labels = sorted({str(p).split(": ", 1)[1].split(" ", 1)[0] for p in raised.value.problems})
+    assert ["channel", "inhibit", "rule", "silence", "source"] == labels
+    path.write_text(path.read_text().replace(long, "n" * 200))
+    load_rules(path, environ={})  # 200 is fine
