@@ -374,3 +374,17 @@ silences:
     assert ["channel", "inhibit", "rule", "silence", "source"] == labels
     path.write_text(path.read_text().replace(long, "n" * 200))
     load_rules(path, environ={})  # 200 is fine
+
+
+def test_a_stored_key_is_bounded_readable_and_stable() -> None:
+    """200 bytes are kept as they are; past that, a prefix cut on a character boundary and the digest,
+    which is stored unchanged when written again (a fired timer's row keeps its key)."""
+    from receiver.store._text import stored_key
+
+    assert "é" * 100 == stored_key("é" * 100)  # 200 bytes
+    long = "é" * 101 + "\x00"
+    stored = stored_key(long)
+    assert stored.startswith("é" * 60 + "…#")  # 120 bytes, no half character
+    assert len(stored.encode()) <= 200
+    assert stored == stored_key(stored)
+    assert stored != stored_key("é" * 102)
