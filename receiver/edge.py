@@ -168,7 +168,8 @@ def _event_id(raw: Mapping[str, Any], body: bytes) -> str:
     if isinstance(value, str) and value.strip():
         return value.strip()[:200]
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        # Bounded like a string: JSON allows 4,300 digits, past PostgreSQL's unique index entry limit.
+        return str(value)[:200]
     # No usable EventId: the body itself is the identity, so an exact resend still dedups.
     return "sha256:" + hashlib.sha256(body).hexdigest()
 

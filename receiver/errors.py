@@ -7,7 +7,7 @@
     │   └── RulesError         rules.yaml problems (carries every Problem found)
     ├── SignatureError         a webhook whose X-UiPath-Signature does not verify
     ├── EventParseError        a body that is not an Orchestrator event we can read
-    ├── StoreError             the store cannot be reached or written
+    ├── StoreError             the store cannot be reached or written (recoverable or not)
     └── DeliveryError          a notification that could not be delivered (recoverable or not)
 
 Every exception carries its data as attributes, not only as a message, so callers can
@@ -92,7 +92,17 @@ class EventParseError(ReceiverError):
 
 
 class StoreError(ReceiverError):
-    """The store could not be opened, read or written."""
+    """The store could not be opened, read or written.
+
+    Attributes:
+        recoverable: False when the database refused the data itself (a value too long for an
+            index, a broken constraint): the same write fails again, however often it is tried.
+            True (the default) for everything else: a lost connection, a locked or full database.
+    """
+
+    def __init__(self, message: str, *, recoverable: bool = True) -> None:
+        self.recoverable = recoverable
+        super().__init__(message)
 
 
 class DeliveryError(ReceiverError):

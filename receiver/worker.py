@@ -285,7 +285,13 @@ class InboxWorker:
         for row, item in zip(rows, plans, strict=True):
             await self._yield_to_edge()
             batch.processed.append(self.process(row, item, engine, view, batch))
-        await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
+        try:
+            await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
+        except StoreError as exc:
+            if exc.recoverable:
+                raise  # the batch stays claimed and is processed again once its lease lapses
+            await self._split(rows, times, ruleset, exc)
+            return
         if self._metrics is not None:
             done = self._clock()
             for row in rows:
@@ -405,22 +411,31 @@ class InboxWorker:
             rows = [to_row(r) for r in await self._store.due_noise(until=until, limit=self._batch)]
             if not rows:
                 return total
-            first = min(float(r.due_at or until) for r in rows)
-            engine = Engine(ruleset, adhoc(await self._store.list_silences(active_at=first, limit=10_000)))
-            refs = {r.ref for r in rows}
-            for row in rows:
-                plan = engine.timer_plan(row)
-                if plan is not None:
-                    refs |= plan.refs()
-            stored = await self._store.load_noise(refs - {r.ref for r in rows})
-            view = StateView([*rows, *(to_row(r) for r in stored)], fetched=refs)
-            batch = _Batch()
-            for row in rows:
-                self._fire(engine, view, row, until, batch)
-            await self._commit(batch, view, purge_before=until - _PURGE_MARGIN)
+            await self._fire_rows(rows, ruleset, until)
             total += len(rows)
             if len(rows) < self._batch:
                 return total
+
+    async def _fire_rows(self, rows: Sequence[Row], ruleset: RuleSet, until: float) -> None:
+        """Fire these timers and commit them at once."""
+        first = min(float(r.due_at or until) for r in rows)
+        engine = Engine(ruleset, adhoc(await self._store.list_silences(active_at=first, limit=10_000)))
+        refs = {r.ref for r in rows}
+        for row in rows:
+            plan = engine.timer_plan(row)
+            if plan is not None:
+                refs |= plan.refs()
+        stored = await self._store.load_noise(refs - {r.ref for r in rows})
+        view = StateView([*rows, *(to_row(r) for r in stored)], fetched=refs)
+        batch = _Batch()
+        for row in rows:
+            self._fire(engine, view, row, until, batch)
+        try:
+            await self._commit(batch, view, purge_before=until - _PURGE_MARGIN)
+        except StoreError as exc:
+            if exc.recoverable:
+                raise
+            await self._split_timers(rows, ruleset, until, exc)
 
     def _fire(self, engine: Engine, view: StateView, row: Row, until: float, batch: _Batch) -> None:
         current = view.get(row.ref)
@@ -451,6 +466,52 @@ class InboxWorker:
         )
 
     # --- commit ---------------------------------------------------------------------------
+
+    async def _split(
+        self, rows: Sequence[EventRow], times: Sequence[float], ruleset: RuleSet, error: StoreError
+    ) -> None:
+        """Process a batch the database refused in two halves, down to the one event it refuses.
+
+        Nothing of the refused transaction was stored, so each half is planned again from the
+        noise state as stored, in order (the first half's changes are committed before the second
+        is planned): nothing is applied twice. A single refused event is set aside.
+        """
+        if len(rows) == 1:
+            await self._set_aside(rows[0], error)
+            return
+        log.warning("inbox_batch_refused", events=len(rows), first_id=rows[0].id, error=str(error))
+        middle = len(rows) // 2
+        await self._process_segment(rows[:middle], times[:middle], ruleset)
+        await self._process_segment(rows[middle:], times[middle:], ruleset)
+
+    async def _set_aside(self, row: EventRow, error: StoreError) -> None:
+        """Mark an event the database refuses as unparsed, kept whole with the error, never claimed again."""
+        log.error("event_store_rejected", inbox_id=row.id, type=row.type, error=str(error))
+        outcome = {"error": "store_rejected", "detail": str(error)[:1000]}
+        await self._store.finish_inbox([Processed(row.id, "unparsed", json.dumps(outcome))], now=self._clock())
+
+    async def _split_timers(self, rows: Sequence[Row], ruleset: RuleSet, until: float, error: StoreError) -> None:
+        """Fire timers the database refused in two halves, down to the one timer it refuses, which is dropped.
+
+        The second half is read again once the first is committed: firing one timer may change another.
+        """
+        if len(rows) == 1:
+            row = rows[0]
+            log.error("noise_timer_store_rejected", kind=row.kind, rule=row.name, key=row.key, error=str(error))
+            reason = f"timer dropped: the store refused what firing it wrote ({error})"[:1000]
+            decision = Decision("dropped", reason, rule=row.name, key=row.key, at=float(row.due_at or until))
+            await self._store.finish_inbox(
+                [], now=self._clock(), noise=NoiseWrite(delete=[row.ref], log=[_log_entry(decision)])
+            )
+            return
+        log.warning("noise_timers_refused", timers=len(rows), error=str(error))
+        middle = len(rows) // 2
+        await self._fire_rows(rows[:middle], ruleset, until)
+        rest = {r.ref for r in rows[middle:]}
+        fresh = [to_row(r) for r in await self._store.load_noise(rest)]
+        due = sorted((r for r in fresh if r.due_at is not None and r.due_at <= until), key=lambda r: (r.due_at, r.ref))
+        if due:
+            await self._fire_rows(due, ruleset, until)
 
     async def _commit(self, batch: _Batch, view: StateView, *, purge_before: float) -> None:
         puts, deletes = view.changes()

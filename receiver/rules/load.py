@@ -48,6 +48,7 @@ from receiver.rules.ruleset import RuleSet
 from receiver.rules.schedule import DateRange, Schedule, WeeklyWindow, parse_clock, parse_days, parse_moment
 from receiver.rules.spec import (
     ALLOWED_KEYS,
+    NAME_CHARS,
     ChannelSpec,
     CollapseSpec,
     FileSpec,
@@ -68,7 +69,8 @@ YamlPath = tuple[str | int, ...]
 
 _VAR = re.compile(r"\$(\$|\{([^}]*)\}|\{)")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{NAME_CHARS - 1}}}$")
+_NAME_RULE = f"names may use letters, digits, '_', '.' and '-' (at most {NAME_CHARS})"
 _DEFAULT_SOURCE = "uipath"
 
 # libyaml's loader when PyYAML has it: same nodes and marks, about ten times faster.
@@ -298,7 +300,7 @@ class _Loader:
             base: YamlPath = ("channels", name)
             label = f"channel {name!r}"
             if not _NAME.match(name):
-                self.report(base, f"{label}: names may use letters, digits, '_', '.' and '-'", at_key=True)
+                self.report(base, f"{label}: {_NAME_RULE}", at_key=True)
             try:
                 spec = ChannelSpec.model_validate({"url": value} if isinstance(value, str) else value)
             except ValidationError as exc:
@@ -329,7 +331,7 @@ class _Loader:
             base: YamlPath = ("sources", name)
             label = f"source {name!r}"
             if not _NAME.match(name):
-                self.report(base, f"{label}: names may use letters, digits, '_', '.' and '-'", at_key=True)
+                self.report(base, f"{label}: {_NAME_RULE}", at_key=True)
             try:
                 spec = SourceSpec.model_validate({} if value is None else value)
             except ValidationError as exc:
@@ -686,7 +688,7 @@ class _Loader:
 
     def _unique(self, name: str, seen: dict[str, int], path: YamlPath, label: str, line: int) -> None:
         if not _NAME.match(name):
-            self.report(path, f"{label}: names may use letters, digits, '_', '.' and '-'")
+            self.report(path, f"{label}: {_NAME_RULE}")
         if name in seen:
             self.report(path, f"{label}: duplicate name (first at line {seen[name]})")
         else:

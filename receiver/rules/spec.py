@@ -17,6 +17,7 @@ from receiver.rules.model import BodyFormat, Severity
 
 __all__ = [
     "ALLOWED_KEYS",
+    "NAME_CHARS",
     "AbsenceSpec",
     "ChannelSpec",
     "CollapseSpec",
@@ -35,6 +36,8 @@ __all__ = [
     "parse_duration",
 ]
 
+# Names are stored in indexed columns (deliveries, noise state): bounded far below PostgreSQL's entry limit.
+NAME_CHARS = 200
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -152,7 +155,7 @@ def _recover(value: Any) -> Any:
 class RuleSpec(_Spec):
     """One rule as written."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=NAME_CHARS)
     description: str | None = None
     match: Any = None
     notify: Annotated[list[str], BeforeValidator(_as_list)]
@@ -186,7 +189,7 @@ class DateRangeSpec(_Spec):
 class SilenceSpec(_Spec):
     """A maintenance window (``silences:``)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=NAME_CHARS)
     comment: str | None = None
     match: Any = None
     rules: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
@@ -198,7 +201,7 @@ class SilenceSpec(_Spec):
 class InhibitSpec(_Spec):
     """An inhibition (``inhibit:``)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=NAME_CHARS)
     source: Any = None
     source_rule: str | None = None
     target: Any

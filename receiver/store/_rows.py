@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterable
+from dataclasses import replace
 from typing import Any
 
-from receiver.store import NoiseLogEntry, NoiseLogRow, SilenceRow
+from receiver.store import NoiseLogEntry, NoiseLogRow, NoiseRef, NoiseRow, SilenceRow
+from receiver.store._text import noise_ref
 
-__all__ = ["LOG_COLUMNS", "NOISE_COLUMNS", "SILENCE_COLUMNS", "log_row", "silence_row"]
+__all__ = ["LOG_COLUMNS", "NOISE_COLUMNS", "SILENCE_COLUMNS", "as_requested", "log_row", "noise_refs", "silence_row"]
 
 NOISE_COLUMNS = "kind, name, key, data, due_at, expires_at"
 SILENCE_COLUMNS = "id, matchers, comment, created_by, created_at, starts_at, ends_at"
@@ -41,3 +44,20 @@ def log_row(row: tuple[Any, ...]) -> NoiseLogRow:
         suppressed=bool(suppressed),
     )
     return NoiseLogRow(int(id_), float(recorded_at), entry)
+
+
+def noise_refs(refs: Collection[NoiseRef]) -> dict[NoiseRef, list[NoiseRef]]:
+    """The refs to look up as stored (``noise_ref``), each with the refs asked for that it stands for."""
+    wanted: dict[NoiseRef, list[NoiseRef]] = {}
+    for ref in sorted(set(refs)):
+        wanted.setdefault(noise_ref(ref), []).append(ref)
+    return wanted
+
+
+def as_requested(rows: Iterable[NoiseRow], wanted: dict[NoiseRef, list[NoiseRef]]) -> list[NoiseRow]:
+    """Stored rows under the refs they were asked for: a long key, stored as a digest, comes back as given."""
+    return [
+        replace(row, kind=kind, name=name, key=key)
+        for row in rows
+        for kind, name, key in wanted.get((row.kind, row.name, row.key), ())
+    ]

@@ -47,8 +47,16 @@ from receiver.store import (
 from receiver.store import schema as _schema
 from receiver.store._queries import POSTGRES as _DIALECT
 from receiver.store._queries import delivery_where, event_where, filter_name
-from receiver.store._rows import LOG_COLUMNS, NOISE_COLUMNS, SILENCE_COLUMNS, log_row, silence_row
-from receiver.store._text import storable
+from receiver.store._rows import (
+    LOG_COLUMNS,
+    NOISE_COLUMNS,
+    SILENCE_COLUMNS,
+    as_requested,
+    log_row,
+    noise_refs,
+    silence_row,
+)
+from receiver.store._text import noise_ref, storable, stored_key
 
 __all__ = ["PostgresStore"]
 
@@ -69,6 +77,9 @@ _FLUSHERS = 4
 # key would avoid it but lose the arrival order of, e.g., the log entries of one request.
 _ATTEMPTS = 3
 _LISTEN_BACKOFF_MAX = 10.0
+# SQLSTATE classes of data the database refuses however often it is sent: 22 data exception,
+# 23 integrity constraint violation, 54 program limit exceeded (an index entry past 2,704 bytes).
+_REFUSED = ("22", "23", "54")
 
 _EVENT_COLUMNS = (
     "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome, process, robot"
@@ -333,7 +344,7 @@ class PostgresStore:
 
     def _error(self, exc: BaseException, action: str = "") -> StoreError:
         prefix = f"{action} PostgreSQL store" if action else "PostgreSQL store"
-        return StoreError(self._scrub(f"{prefix} {self.where}: {exc}"))
+        return StoreError(self._scrub(f"{prefix} {self.where}: {exc}"), recoverable=not _refused(exc))
 
     def _scrub(self, message: str) -> str:
         """``message`` without the password, whatever part of the driver quoted it."""
@@ -587,7 +598,7 @@ class PostgresStore:
 
     async def load_noise(self, refs: Collection[NoiseRef]) -> list[NoiseRow]:
         """The rows of these refs that exist."""
-        wanted = sorted({tuple(storable(part) for part in ref) for ref in refs})
+        wanted = noise_refs(refs)
         if not wanted:
             return []
 
@@ -595,7 +606,7 @@ class PostgresStore:
             cursor = await conn.execute(
                 _LOAD_NOISE, ([r[0] for r in wanted], [r[1] for r in wanted], [r[2] for r in wanted])
             )
-            return [NoiseRow(*r) for r in await cursor.fetchall()]
+            return as_requested((NoiseRow(*r) for r in await cursor.fetchall()), wanted)
 
         return await self._tx(select)
 
@@ -921,21 +932,21 @@ async def _write_noise(conn: _Conn, noise: NoiseWrite, now: float) -> None:
     if noise.purge_before is not None:
         await conn.execute(_PURGE_NOISE, (noise.purge_before,))
     if noise.delete:
-        refs = [tuple(storable(part) for part in ref) for ref in noise.delete]
+        refs = [noise_ref(ref) for ref in noise.delete]
         await conn.execute(_DELETE_NOISE, ([r[0] for r in refs], [r[1] for r in refs], [r[2] for r in refs]))
     if noise.put:
         # One row per ref: a later write of the same ref in the batch wins (ON CONFLICT cannot
         # touch one row twice in one statement).
-        rows = list({(r.kind, r.name, r.key): r for r in noise.put}.values())
+        rows = {noise_ref((r.kind, r.name, r.key)): r for r in noise.put}
         await conn.execute(
             _PUT_NOISE,
             (
-                [storable(r.kind) for r in rows],
-                [storable(r.name) for r in rows],
-                [storable(r.key) for r in rows],
-                [storable(r.data) for r in rows],
-                [r.due_at for r in rows],
-                [r.expires_at for r in rows],
+                [kind for kind, _, _ in rows],
+                [name for _, name, _ in rows],
+                [key for _, _, key in rows],
+                [storable(r.data) for r in rows.values()],
+                [r.due_at for r in rows.values()],
+                [r.expires_at for r in rows.values()],
             ),
         )
     if noise.log:
@@ -947,12 +958,20 @@ async def _write_noise(conn: _Conn, noise: NoiseWrite, now: float) -> None:
                 "at": [e.at for e in log],
                 "inbox_id": [e.inbox_id for e in log],
                 "rule": [None if e.rule is None else storable(e.rule) for e in log],
-                "key": [None if e.key is None else storable(e.key) for e in log],
+                "key": [None if e.key is None else stored_key(e.key) for e in log],
                 "action": [storable(e.action) for e in log],
                 "reason": [storable(e.reason) for e in log],
                 "suppressed": [e.suppressed for e in log],
             },
         )
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when the database (or psycopg, before sending: NUL in text) refused the data itself."""
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in _REFUSED
 
 
 def _secrets(password: str | None) -> set[str]:

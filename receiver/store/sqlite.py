@@ -44,8 +44,16 @@ from receiver.store import (
 from receiver.store import schema as _schema
 from receiver.store._queries import SQLITE as _DIALECT
 from receiver.store._queries import delivery_where, event_where, filter_name
-from receiver.store._rows import LOG_COLUMNS, NOISE_COLUMNS, SILENCE_COLUMNS, log_row, silence_row
-from receiver.store._text import storable
+from receiver.store._rows import (
+    LOG_COLUMNS,
+    NOISE_COLUMNS,
+    SILENCE_COLUMNS,
+    as_requested,
+    log_row,
+    noise_refs,
+    silence_row,
+)
+from receiver.store._text import noise_ref, storable, stored_key
 
 __all__ = ["SQLiteStore"]
 
@@ -199,7 +207,10 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.rollback()
-            raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+            # DataError ("string or blob too big") and IntegrityError (a constraint) refuse the data
+            # itself; every other error (locked, I/O, disk full) may pass on a later try.
+            refused = isinstance(exc, sqlite3.DataError | sqlite3.IntegrityError)
+            raise StoreError(f"SQLite store {self.path!r}: {exc}", recoverable=not refused) from exc
         except BaseException:
             # Whatever failed, a transaction left open would make every later BEGIN fail.
             if conn.in_transaction:
@@ -343,14 +354,15 @@ class SQLiteStore:
 
     async def load_noise(self, refs: Collection[NoiseRef]) -> list[NoiseRow]:
         """The rows of these refs that exist."""
-        wanted = sorted(set(refs))
+        wanted = noise_refs(refs)
+        stored = list(wanted)
 
         def select(conn: sqlite3.Connection) -> list[NoiseRow]:
             rows: list[NoiseRow] = []
-            for start in range(0, len(wanted), _REFS_PER_QUERY):
-                chunk = wanted[start : start + _REFS_PER_QUERY]
+            for start in range(0, len(stored), _REFS_PER_QUERY):
+                chunk = stored[start : start + _REFS_PER_QUERY]
                 values = ", ".join("(?, ?, ?)" for _ in chunk)
-                params = [storable(part) for ref in chunk for part in ref]
+                params = [part for ref in chunk for part in ref]
                 rows.extend(
                     NoiseRow(*r)
                     for r in conn.execute(
@@ -358,7 +370,7 @@ class SQLiteStore:
                         params,
                     )
                 )
-            return rows
+            return as_requested(rows, wanted)
 
         if not wanted:
             return []
@@ -664,15 +676,12 @@ def _write_noise(conn: sqlite3.Connection, noise: NoiseWrite, now: float) -> Non
         )
     conn.executemany(
         "DELETE FROM noise_state WHERE kind = ? AND name = ? AND key = ?",
-        [tuple(storable(part) for part in ref) for ref in noise.delete],
+        [noise_ref(ref) for ref in noise.delete],
     )
     conn.executemany(
         f"INSERT INTO noise_state ({NOISE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kind, name, key) "
         "DO UPDATE SET data = excluded.data, due_at = excluded.due_at, expires_at = excluded.expires_at",
-        [
-            (storable(r.kind), storable(r.name), storable(r.key), storable(r.data), r.due_at, r.expires_at)
-            for r in noise.put
-        ],
+        [(*noise_ref((r.kind, r.name, r.key)), storable(r.data), r.due_at, r.expires_at) for r in noise.put],
     )
     conn.executemany(
         "INSERT INTO noise_log (at, recorded_at, inbox_id, rule, key, action, reason, suppressed) "
@@ -683,7 +692,7 @@ def _write_noise(conn: sqlite3.Connection, noise: NoiseWrite, now: float) -> Non
                 now,
                 e.inbox_id,
                 None if e.rule is None else storable(e.rule),
-                None if e.key is None else storable(e.key),
+                None if e.key is None else stored_key(e.key),
                 storable(e.action),
                 storable(e.reason),
                 1 if e.suppressed else 0,
