@@ -166,6 +166,7 @@ class RuleSpec(_Spec):
     frequency: FrequencySpec | None = None
     absence: AbsenceSpec | None = None
     recover: Annotated[RecoverSpec | None, BeforeValidator(_recover)] = None
+    share_across_sources: bool = False
 
 
 class WeeklySpec(_Spec):
@@ -206,6 +207,7 @@ class InhibitSpec(_Spec):
     until: Any = None
     duration: Duration = timedelta(hours=1)
     note: str | None = None
+    share_across_sources: bool = False
 
 
 class CollapseSpec(_Spec):
