@@ -15,6 +15,8 @@ For one event the engine decides, in this order:
    to its group (the digest is sent by the group's timer), and ``throttle`` lets one
    notification per key and interval through, counting the others for the next message.
 
+Keys are per source (an event only meets the state its own source made) unless the rule or the
+inhibition says ``share_across_sources: true``; :meth:`Plan.ref` is where a key gets its source.
 Every step is recorded as a :class:`Decision` naming the rule, silence or inhibition behind it.
 State lives in :class:`~receiver.noise.state.StateView` rows; the caller loads the rows named
 by :meth:`Plan.refs` and commits the view's changes together with the deliveries.
