@@ -450,7 +450,7 @@ class InboxWorker:
             view.delete(current.ref)
             log.exception("noise_timer_crashed", kind=row.kind, rule=row.name, key=row.key)
             reason = f"timer dropped: firing it failed ({type(exc).__name__}: {exc})"[:1000]
-            decision = Decision("dropped", reason, rule=row.name, key=row.key, at=float(current.due_at))
+            decision = Decision("dropped", reason, rule=row.name, key=current.shown_key, at=float(current.due_at))
             batch.log.append(_log_entry(decision))
             return
         batch.late.extend(LateDelivery(e.inbox_id, _delivery(e)) for e in result.emitted)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import ServerProcess, Sink, fault
+from support import ServerProcess, Sink, fault, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +145,42 @@ def test_sigterm_waits_for_the_send_in_flight(tmp_path: Path, sink: Sink) -> Non
         assert (1, ["in-flight"]) == (sink.calls, [r["title"] for r in sink.received])
     finally:
         server.kill()
+
+
+def test_an_unsigned_source_does_not_throttle_a_signed_sources_alert(tmp_path: Path, sink: Sink) -> None:
+    """An unsigned job.faulted on an insecure source leaves the signed source's throttle alone: its alert arrives."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"""
+channels:
+  hook: {{url: "{sink.url()}", timeout: 5s}}
+sources:
+  robots: {{insecure: true}}
+rules:
+  - name: faults
+    match: {{type: job.faulted}}
+    notify: [hook]
+    title: "{{{{ source }}}} {{{{ event_id }}}}"
+    throttle: {{interval: 1h, key: "{{{{ process }}}}"}}
+"""
+    )
+    server = ServerProcess(rules=rules, database=tmp_path / "r.db", env={"RECEIVER_WEBHOOK_SECRET": SECRET})
+    server.start()
+    try:
+        assert 202 == server.post("/webhooks/robots", fault("unsigned-1"))[0]
+        assert ["robots unsigned-1"] == [r["title"] for r in sink.wait_for(1, timeout=10)]
+        assert 202 == server.post_signed(fault("signed-1"), SECRET)[0]
+        received = sink.wait_for(2, timeout=10)
+        assert ["robots unsigned-1", "uipath signed-1"] == [r["title"] for r in received]
+        # The throttle still holds within a source: a second unsigned fault of the process is held back.
+        assert 202 == server.post("/webhooks/robots", fault("unsigned-2"))[0]
+        assert 202 == server.post_signed(fault("signed-2"), SECRET)[0]
+        assert wait_until(lambda: _throttled(tmp_path / "r.db") >= 2, timeout=10)
+        assert ["robots unsigned-1", "uipath signed-1"] == [r["title"] for r in sink.received]
+    finally:
+        server.kill()
+
+
+def _throttled(database: Path) -> int:
+    with sqlite3.connect(database) as conn:
+        return int(conn.execute("SELECT count(*) FROM noise_log WHERE action = 'throttled'").fetchone()[0])

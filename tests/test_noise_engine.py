@@ -289,3 +289,63 @@ rules:
         again = view.get(("throttle", "r", "a"))
         assert again is not None
         assert {"held": 0} == again.data
+
+
+class TestSources:
+    ROBOT_DOWN = """
+rules:
+  - name: robot-down
+    match: {type: robot.status, robot_down: true}
+    notify: [ops]
+    absence: {expect: {type: robot.status, robot_down: false}, within: 5m}
+"""
+    THROTTLE = """
+rules:
+  - name: faults
+    match: {type: job.faulted}
+    notify: [ops]
+    throttle: {interval: 1h, key: "{{ process }}"}
+"""
+
+    def test_decisions_and_timers_show_the_key_as_rendered(self, tmp_path: Path) -> None:
+        """The source a row is kept under stays out of decisions and timer labels: they show the rendered key."""
+        text = self.THROTTLE + "  - {name: g, match: {type: job.faulted}, notify: [mail], group: {by: [process]}}\n"
+        sim = Simulation(rules(tmp_path, text.replace("notify: [ops]\n", "notify: [ops]\n    continue: true\n")))
+        sim.feed(event("job.faulted.json"), "robots", T)
+        again = sim.feed(event("job.faulted.json"), "robots", T + 1)
+        assert [("faults", "throttled", "InvoiceProcessing"), ("g", "grouped", "process=InvoiceProcessing")] == [
+            (d.rule, d.action, d.key) for d in again.result.decisions
+        ]
+        assert ["group g [process=InvoiceProcessing]"] == [label for _, label in sim.pending()]
+        [flushed] = sim.run_until(T + 3600)
+        assert ("group g [process=InvoiceProcessing]", "process=InvoiceProcessing") == (
+            flushed.label,
+            flushed.result.decisions[0].key,
+        )
+
+    @pytest.mark.parametrize(("source", "cancelled"), [("uipath", True), ("robots", False)])
+    def test_a_timer_armed_before_the_upgrade_is_cancelled_only_by_its_own_source(
+        self, tmp_path: Path, source: str, cancelled: bool
+    ) -> None:
+        """A timer stored under a key without source (older versions) is cancelled by the source that armed it only."""
+        engine = Engine(rules(tmp_path, self.ROBOT_DOWN))
+        back = engine.plan(event("events/robot.status.available.json"), source, inbox_id=2, at=T + 60)
+        [(_, key)] = back.cancels
+        body = json.dumps(payload("robot.status.json"))
+        data = {"state": "armed", "inbox_id": 1, "source": "uipath", "type": "robot.status", "body": body, "at": T}
+        view = StateView([Row("absence", "robot-down", key, data, T + 300, None)], fetched=back.refs())
+        result = engine.process(view, back)
+        assert ([("robot-down", "cancelled")] if cancelled else []) == [(d.rule, d.action) for d in result.decisions]
+        assert ([] if cancelled else [T + 300]) == [r.due_at for r in view.due(float("inf"))]
+
+    @pytest.mark.parametrize(("shared", "action"), [(False, "notified"), (True, "throttled")])
+    def test_a_window_opened_before_the_upgrade_holds_only_for_a_rule_that_shares(
+        self, tmp_path: Path, shared: bool, action: str
+    ) -> None:
+        """A throttle row without source (older versions) is the shared row; a per-source rule starts afresh."""
+        text = self.THROTTLE + ("    share_across_sources: true\n" if shared else "")
+        engine = Engine(rules(tmp_path, text))
+        plan = engine.plan(event("job.faulted.json"), "uipath", inbox_id=2, at=T + 60)
+        old = Row("throttle", "faults", "InvoiceProcessing", {"until": T + 3600, "held": 0}, None, T + 3600)
+        result = engine.process(StateView([old], fetched=plan.refs()), plan)
+        assert [("faults", action)] == [(d.rule, d.action) for d in result.decisions]

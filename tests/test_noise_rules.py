@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from receiver.cli import main
 from receiver.errors import RulesError
 from receiver.noise import MatcherError, compile_matchers, parse_matchers
 from receiver.rules import RuleSet, load_rules
@@ -46,6 +47,7 @@ inhibit:
     until: {type: robot.status, robot_down: false}
     target: {type: job.faulted}
     equal: [machine, Job.Robot.Name]
+    share_across_sources: true
 rules:
   - name: robot-down
     match: {type: robot.status, robot_down: true}
@@ -57,6 +59,7 @@ rules:
     notify: ops
     throttle: {interval: 30m, key: "{{ process }}"}
     frequency: {count: 3, within: 10m, key: "{{ process }}"}
+    share_across_sources: true
     recover:
       match: {type: job.completed}
       key: "{{ process }}"
@@ -108,6 +111,15 @@ class TestLoad:
         assert ["machine", "Job.Robot.Name"] == [r.label for r in second.equal]
         assert ruleset.collapse is not None
         assert (60.0, ("queueitem.*",)) == (ruleset.collapse.window, ruleset.collapse.types)
+        assert [False, True, False] == [r.share_across_sources for r in ruleset.rules]
+        assert [False, True] == [i.share_across_sources for i in ruleset.inhibits]
+
+    def test_receiver_check_accepts_every_option(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """`receiver check` passes the file with every noise option, share_across_sources included."""
+        path = tmp_path / "rules.yaml"
+        path.write_text(FULL)
+        assert 0 == main(["check", str(path)])
+        assert ": OK: 3 rules" in capsys.readouterr().out
 
     def test_defaults(self, tmp_path: Path) -> None:
         """Collapse is on for queue events by default; group waits 30s then 5m; inhibitions last 1h at most."""

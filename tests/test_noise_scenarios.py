@@ -6,11 +6,13 @@ was pending is neither lost nor sent twice. Every scenario runs on SQLite and on
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from noise_support import Harness, copy_of, payload
 
+from receiver.noise.state import state_key
 from receiver.store import NewSilence, Store
 
 pytestmark = pytest.mark.anyio
@@ -466,7 +468,8 @@ class TestCrashBeforeCommit:
                 await h.post_at(0, payload("job.faulted.json"))
             monkeypatch.setattr(store, "finish_inbox", original)
             await h.restart()
-            assert [] == await store_of(h).load_noise([("group", "fault-digest", "process=InvoiceProcessing")])
+            ref = ("group", "fault-digest", state_key("process=InvoiceProcessing", "uipath"))
+            assert [] == await store_of(h).load_noise([ref])
             await h.advance(59)  # the claim of the crashed worker still holds the event
             assert [] == await h.sent()
             await h.advance(60)  # processed at its arrival time: its digest (of one) was due at 30, so now
@@ -478,3 +481,131 @@ class TestCrashBeforeCommit:
             ]
         finally:
             await h.close()
+
+
+def _shared(rules: str, shared: bool) -> str:
+    """The rules with ``share_across_sources: true`` on every rule when ``shared``."""
+    if not shared:
+        return rules
+    return re.sub(r"(\n    notify: \[[^\]\n]*\]\n)", r"\1    share_across_sources: true\n", rules)
+
+
+SOURCES = """
+sources:
+  uipath: {secrets: [s3cret]}
+  robots: {insecure: true}
+"""
+
+SHARING = [pytest.param(False, id="per-source"), pytest.param(True, id="shared")]
+
+
+class TestSources:
+    """Noise state is per source: an (unsigned) source cannot steer a signed source's alerts unless a rule shares."""
+
+    @pytest.mark.parametrize("shared", SHARING)
+    async def test_throttle(self, tmp_path: Path, store_url: str, shared: bool) -> None:
+        """Another source's fault of the same process does not throttle this source's alert (unless shared)."""
+        rules = CHANNELS + SOURCES + _shared(TestThrottle.RULES.removeprefix(CHANNELS), shared)
+        h = await harness(tmp_path, rules, store_url)
+        try:
+            await h.post_at(0, payload("job.faulted.json"), source="robots")
+            signed = await h.post_at(60, payload("job.faulted.json"))
+            expected = [(0, "robots")] + ([] if shared else [(60, "uipath")])
+            assert expected == [(s.at, await self._source(h, s.inbox_id)) for s in await h.sent()]
+            assert [("faults", "throttled" if shared else "notified")] == await h.actions(signed)
+        finally:
+            await h.close()
+
+    @pytest.mark.parametrize("shared", SHARING)
+    async def test_frequency(self, tmp_path: Path, store_url: str, shared: bool) -> None:
+        """Matches of two sources are counted apart: two of one and one of another are not three (unless shared)."""
+        rules = CHANNELS + SOURCES + _shared(TestFrequency.RULES.removeprefix(CHANNELS), shared)
+        h = await harness(tmp_path, rules, store_url)
+        try:
+            for offset in (0, 10):
+                await h.post_at(offset, payload("job.faulted.json"), source="robots")
+            await h.restart()
+            signed = await h.post_at(60, payload("job.faulted.json"))
+            assert ([(60, signed)] if shared else []) == [(s.at, s.inbox_id) for s in await h.sent()]
+            assert [("repeated-faults", "notified" if shared else "counted")] == await h.actions(signed)
+        finally:
+            await h.close()
+
+    @pytest.mark.parametrize("shared", SHARING)
+    async def test_group(self, tmp_path: Path, store_url: str, shared: bool) -> None:
+        """Each source's matches make their own group and message; shared, they make one digest."""
+        rules = CHANNELS + SOURCES + _shared(TestGroup.RULES.removeprefix(CHANNELS), shared)
+        h = await harness(tmp_path, rules, store_url)
+        try:
+            await h.post_at(0, payload("job.faulted.json"), source="robots")
+            await h.post_at(10, payload("job.faulted.json"))
+            await h.restart()
+            await h.advance(600)
+            ops = [(s.at, s.title) for s in await h.sent() if s.channel == "ops"]
+            single = "Job faulted: InvoiceProcessing on FIN-UNATT-01"
+            digest = "2 job.faulted events: InvoiceProcessing (fault-digest)"
+            assert ([(30, digest)] if shared else [(30, single), (40, single)]) == ops
+        finally:
+            await h.close()
+
+    @pytest.mark.parametrize("shared", SHARING)
+    async def test_absence(self, tmp_path: Path, store_url: str, shared: bool) -> None:
+        """Another source's "robot back" does not cancel this source's robot-down timer (unless shared)."""
+        rules = CHANNELS + SOURCES + _shared(TestAbsence.RULES.removeprefix(CHANNELS), shared)
+        h = await harness(tmp_path, rules, store_url)
+        try:
+            down = await h.post_at(0, payload("robot.status.json"))
+            fake = await h.post_at(60, payload("events/robot.status.available.json"), source="robots")
+            await h.restart()
+            await h.advance(600)
+            sent = await h.sent()
+            assert ([] if shared else [(300, "robot-down", down)]) == [(s.at, s.rule, s.inbox_id) for s in sent]
+            assert ([("robot-down", "cancelled")] if shared else []) == await h.actions(fake)
+        finally:
+            await h.close()
+
+    @pytest.mark.parametrize("shared", SHARING)
+    async def test_recovery(self, tmp_path: Path, store_url: str, shared: bool) -> None:
+        """Another source's completed job does not announce this source's recovery (unless shared); its own does."""
+        rules = CHANNELS + SOURCES + _shared(TestRecovery.RULES.removeprefix(CHANNELS), shared)
+        h = await harness(tmp_path, rules, store_url)
+        try:
+            await h.post_at(0, payload("job.faulted.json"))
+            fake = await h.post_at(60, payload("job.completed.json"), source="robots")
+            await h.restart()
+            real = await h.post_at(120, payload("job.completed.json"))
+            recovered = [s.inbox_id for s in await h.sent() if s.rule == "invoice-faults:recovered"]
+            assert [fake if shared else real] == recovered
+        finally:
+            await h.close()
+
+    @pytest.mark.parametrize("shared", SHARING)
+    async def test_inhibition(self, tmp_path: Path, store_url: str, shared: bool) -> None:
+        """Another source's robot-down does not mute this source's job faults on that machine (unless shared)."""
+        share = "\n    share_across_sources: true" if shared else ""
+        rules = f"""{CHANNELS}{SOURCES}
+inhibit:
+  - name: down-mutes-faults
+    source: {{type: robot.status, robot_down: true}}
+    target: {{type: job.faulted}}
+    equal: [machine]{share}
+rules:
+  - name: faults
+    match: {{type: job.faulted}}
+    notify: [ops]
+"""
+        h = await harness(tmp_path, rules, store_url)
+        try:
+            await h.post_at(0, payload("robot.status.json"), source="robots")
+            fault = await h.post_at(60, payload("job.faulted.json"))
+            assert ([] if shared else [fault]) == [s.inbox_id for s in await h.sent()]
+            assert [("faults", "inhibited" if shared else "notified")] == await h.actions(fault)
+            mine = await h.post_at(120, payload("job.faulted.json"), source="robots")
+            assert [("faults", "inhibited")] == await h.actions(mine)
+        finally:
+            await h.close()
+
+    @staticmethod
+    async def _source(h: Harness, inbox_id: int) -> str:
+        rows = await store_of(h).list_events(limit=100)
+        return next(r.source for r in rows if r.id == inbox_id)

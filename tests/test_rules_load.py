@@ -152,6 +152,18 @@ INVALID = [
     ),
     pytest.param("inhibit_without_equal", 4, "give `equal:`", id="inhibit-without-equal"),
     pytest.param("collapse_unknown_key", 3, "unknown key 'windw'; did you mean 'window'?", id="collapse-unknown-key"),
+    pytest.param(
+        "noise_share_without_state",
+        7,
+        "rule 'faults': share_across_sources needs throttle, group, frequency, absence or recover",
+        id="share-without-state",
+    ),
+    pytest.param(
+        "noise_share_typo",
+        8,
+        "unknown key 'share_across_source'; did you mean 'share_across_sources'?",
+        id="share-typo",
+    ),
 ]
 
 

@@ -15,6 +15,8 @@ For one event the engine decides, in this order:
    to its group (the digest is sent by the group's timer), and ``throttle`` lets one
    notification per key and interval through, counting the others for the next message.
 
+Keys are per source (an event only meets the state its own source made) unless the rule or the
+inhibition says ``share_across_sources: true``; :meth:`Plan.ref` is where a key gets its source.
 Every step is recorded as a :class:`Decision` naming the rule, silence or inhibition behind it.
 State lives in :class:`~receiver.noise.state.StateView` rows; the caller loads the rows named
 by :meth:`Plan.refs` and commits the view's changes together with the deliveries.
@@ -35,7 +37,7 @@ from receiver.errors import EventParseError
 from receiver.events import Event, parse_event, parse_log_entries
 from receiver.noise.digest import add_item, new_group, render_digest, single_notification
 from receiver.noise.silences import AdHocSilence, Silencer
-from receiver.noise.state import Ref, Row, StateView
+from receiver.noise.state import Ref, Row, StateView, state_key
 from receiver.render import Notification, default_severity, default_title, render, render_recovered, template_context
 from receiver.rules import Route, Rule, RuleSet
 from receiver.rules.match import Subject
@@ -206,13 +208,22 @@ class Plan:
         """True when some rule routes the event or some follow-up, inhibition or source concerns it."""
         return bool(self.routes or self.cancels or self.recoveries or self.targets or self.sources or self.untils)
 
+    def ref(self, kind: str, owner: Rule | Inhibit, key: str, *, unsourced: bool = False) -> Ref:
+        """The row of ``kind`` that a rule or an inhibition keeps for ``key`` and this event's source.
+
+        The one place noise keys get their source: state is per source unless the rule or the
+        inhibition says ``share_across_sources: true``. ``unsourced`` gives the row as stored
+        before keys carried their source.
+        """
+        shared = unsourced or owner.share_across_sources
+        return (kind, owner.name, state_key(key, None if shared else self.source))
+
     def refs(self) -> set[Ref]:
         """Every row processing this event may read (load them into the view first)."""
         refs: set[Ref] = set()
         if self.collapse_key is not None:
             refs.add(("collapse", "", self.collapse_key))
         for rp in self.routes:
-            name = rp.rule.name
             for kind, key in (
                 ("throttle", rp.throttle_key),
                 ("frequency", rp.frequency_key),
@@ -221,13 +232,15 @@ class Plan:
                 ("firing", rp.recover_key),
             ):
                 if key is not None:
-                    refs.add((kind, name, key))
-        refs.update(("absence", rule.name, key) for rule, key in self.cancels)
-        refs.update(("firing", rule.name, key) for rule, key in self.recoveries)
+                    refs.add(self.ref(kind, rp.rule, key))
+        for rule, key in self.cancels:
+            refs.add(self.ref("absence", rule, key))
+            refs.add(self.ref("absence", rule, key, unsourced=True))
+        refs.update(self.ref("firing", rule, key) for rule, key in self.recoveries)
         for pairs in (self.targets, self.sources, self.untils, *self.recovery_clears.values()):
-            refs.update(("inhibit", inh.name, key) for inh, key in pairs)
+            refs.update(self.ref("inhibit", inh, key) for inh, key in pairs)
         for pairs in self.rule_sources.values():
-            refs.update(("inhibit", inh.name, key) for inh, key in pairs)
+            refs.update(self.ref("inhibit", inh, key) for inh, key in pairs)
         return refs
 
 
@@ -437,30 +450,41 @@ class Engine:
         absence = rule.absence
         if absence is None:
             return
-        ref: Ref = ("absence", rule.name, key)
-        row = view.get(ref)
-        if row is not None and row.data.get("state") == "armed":
-            if row.due_at is not None and row.due_at <= plan.at:
-                self._fire_absence(view, row, row.due_at, result)
-                return
-            view.delete(ref)
-            self._decide(
-                result,
-                plan,
-                "cancelled",
-                f"cancelled the absence timer of rule {rule.name!r} for key {key!r} (armed by event "
-                f"#{row.data.get('inbox_id')}, due {self._time(row.due_at)})",
-                rule=rule.name,
-                key=key,
-            )
+        ref = plan.ref("absence", rule, key)
+        unsourced = plan.ref("absence", rule, key, unsourced=True)
+        if unsourced != ref:
+            # Armed before keys carried their source: the row names its source, and only that one cancels it.
+            old = view.get(unsourced)
+            if old is not None and old.data.get("source") == plan.source:
+                self._disarm(view, plan, old, key, result)
+        if self._disarm(view, plan, view.get(ref), key, result):
             return
         # Orchestrator does not promise order: remember the follow-up, so that an arming event
         # arriving after it (within the same time) does not arm a timer that could only fire.
         data = {"state": "followed", "inbox_id": plan.inbox_id, "at": plan.at, "event_time": _event_time(plan.event)}
-        view.put(Row("absence", rule.name, key, data, None, plan.at + absence.within))
+        view.put(Row(*ref, data, None, plan.at + absence.within))
+
+    def _disarm(self, view: StateView, plan: Plan, row: Row | None, key: str, result: Result) -> bool:
+        """Cancel an armed absence timer (fire it first if it was already due); False when ``row`` is none."""
+        if row is None or row.data.get("state") != "armed":
+            return False
+        if row.due_at is not None and row.due_at <= plan.at:
+            self._fire_absence(view, row, row.due_at, result)
+            return True
+        view.delete(row.ref)
+        self._decide(
+            result,
+            plan,
+            "cancelled",
+            f"cancelled the absence timer of rule {row.name!r} for key {key!r} (armed by event "
+            f"#{row.data.get('inbox_id')}, due {self._time(row.due_at)})",
+            rule=row.name,
+            key=key,
+        )
+        return True
 
     def _recover(self, view: StateView, plan: Plan, rule: Rule, key: str, result: Result, notes: list[str]) -> None:
-        ref: Ref = ("firing", rule.name, key)
+        ref = plan.ref("firing", rule, key)
         row = view.get(ref)
         if row is None:
             return
@@ -505,8 +529,7 @@ class Engine:
 
     def _inhibited(self, view: StateView, plan: Plan) -> tuple[Inhibit, str, Row] | None:
         for inh, key in plan.targets:
-            ref: Ref = ("inhibit", inh.name, key)
-            row = view.get(ref)
+            row = view.get(plan.ref("inhibit", inh, key))
             if row is None or (row.expires_at or 0.0) <= plan.at or row.data.get("source_inbox_id") == plan.inbox_id:
                 continue
             if plan.routes:
@@ -516,7 +539,7 @@ class Engine:
         return None
 
     def _start_inhibit(self, view: StateView, inh: Inhibit, key: str, plan: Plan, result: Result) -> None:
-        ref: Ref = ("inhibit", inh.name, key)
+        ref = plan.ref("inhibit", inh, key)
         row = view.get(ref)
         until = plan.at + inh.duration
         if row is not None and (row.expires_at or 0.0) > plan.at:
@@ -524,7 +547,7 @@ class Engine:
             view.put(row)
             return
         data = {"since": plan.at, "source_inbox_id": plan.inbox_id, "muted": 0}
-        view.put(Row("inhibit", inh.name, key, data, None, until))
+        view.put(Row(*ref, data, None, until))
         self._decide(
             result,
             plan,
@@ -536,7 +559,7 @@ class Engine:
         )
 
     def _clear_inhibit(self, view: StateView, inh: Inhibit, key: str, plan: Plan, result: Result, *, by: str) -> str:
-        ref: Ref = ("inhibit", inh.name, key)
+        ref = plan.ref("inhibit", inh, key)
         row = view.get(ref)
         if row is None:
             return ""
@@ -613,13 +636,13 @@ class Engine:
         key = rp.frequency_key
         if frequency is None or key is None:
             return ""
-        ref: Ref = ("frequency", rule.name, key)
+        ref = plan.ref("frequency", rule, key)
         row = view.get(ref)
         times = [float(t) for t in (row.data.get("times", []) if row else []) if float(t) > plan.at - frequency.within]
         times.append(plan.at)
         window = describe_seconds(frequency.within)
         if len(times) < frequency.count:
-            view.put(Row("frequency", rule.name, key, {"times": times}, None, plan.at + frequency.within))
+            view.put(Row(*ref, {"times": times}, None, plan.at + frequency.within))
             decision = self._decide(
                 result,
                 plan,
@@ -641,13 +664,13 @@ class Engine:
         key = rp.group_key
         if group is None or key is None:
             return
-        ref: Ref = ("group", rule.name, key)
+        ref = plan.ref("group", rule, key)
         row = view.get(ref)
         if row is not None and row.due_at is not None and row.due_at <= plan.at:
             row = self._flush(view, row, row.due_at, result)
         last_flush = None if row is None else row.data.get("last_flush_at")
         if row is None or (row.due_at is None and (last_flush is None or plan.at - last_flush >= group.interval)):
-            row = Row("group", rule.name, key, new_group(rp.group_labels, last_flush), plan.at + group.wait, None)
+            row = Row(*ref, {**new_group(rp.group_labels, last_flush), "key": key}, plan.at + group.wait, None)
         elif row.due_at is None:
             row.due_at = max(plan.at, float(last_flush or plan.at) + group.interval)
         single = self._render(plan, rp, []) if row.data["count"] == 0 else None
@@ -681,7 +704,7 @@ class Engine:
         key = rp.absence_key
         if absence is None or key is None:
             return
-        ref: Ref = ("absence", rule.name, key)
+        ref = plan.ref("absence", rule, key)
         row = view.get(ref)
         if row is not None and row.data.get("state") == "armed":
             if row.due_at is not None and row.due_at <= plan.at:
@@ -714,13 +737,14 @@ class Engine:
         due = plan.at + absence.within
         data = {
             "state": "armed",
+            "key": key,
             "inbox_id": plan.inbox_id,
             "source": plan.source,
             "type": plan.event.type,
             "body": plan.body,
             "at": plan.at,
         }
-        view.put(Row("absence", rule.name, key, data, due, None))
+        view.put(Row(*ref, data, due, None))
         self._events[plan.inbox_id] = plan.event
         decision = self._decide(
             result,
@@ -748,7 +772,7 @@ class Engine:
         throttle = rule.throttle
         key = rp.throttle_key
         if throttle is not None and key is not None:
-            ref: Ref = ("throttle", rule.name, key)
+            ref = plan.ref("throttle", rule, key)
             row = view.get(ref)
             if row is not None and float(row.data.get("until", 0.0)) > plan.at:
                 row.data["held"] = int(row.data.get("held", 0)) + 1
@@ -774,7 +798,7 @@ class Engine:
                     f"{since} (throttle {describe_seconds(throttle.interval)})."
                 )
             until = plan.at + throttle.interval
-            view.put(Row("throttle", rule.name, key, {"until": until, "held": 0}, None, until))
+            view.put(Row(*ref, {"until": until, "held": 0}, None, until))
         notes.extend(self._start_rule_inhibits(view, plan, rp, result))
         notes.extend(self._source_notes(view, plan))
         emitted = self._render(plan, rp, notes)
@@ -809,11 +833,11 @@ class Engine:
         key = rp.recover_key
         if rp.rule.recover is None or key is None:
             return
-        ref: Ref = ("firing", rp.rule.name, key)
+        ref = plan.ref("firing", rp.rule, key)
         row = view.get(ref)
         if row is None:
             title = title or " ".join(default_title(plan.event).split())
-            row = Row("firing", rp.rule.name, key, {"since": plan.at, "count": 0, "title": title})
+            row = Row(*ref, {"since": plan.at, "count": 0, "title": title})
         row.data["count"] = int(row.data.get("count", 0)) + 1
         row.data["last_at"] = plan.at
         row.expires_at = plan.at + FIRING_KEPT
@@ -829,7 +853,7 @@ class Engine:
     def _source_notes(self, view: StateView, plan: Plan) -> list[str]:
         notes = []
         for inh, key in plan.sources:
-            row = view.get(("inhibit", inh.name, key))
+            row = view.get(plan.ref("inhibit", inh, key))
             if row is not None and (row.expires_at or 0.0) > plan.at:
                 notes.append(self._inhibit_note(inh, key, plan))
         return notes
@@ -905,10 +929,10 @@ class Engine:
             result.decisions.append(
                 Decision(
                     "dropped",
-                    f"group {row.key!r} of rule {row.name!r} dropped: the rule no longer groups "
+                    f"group {row.shown_key!r} of rule {row.name!r} dropped: the rule no longer groups "
                     f"({row.data.get('count', 0)} pending event(s))",
                     rule=row.name,
-                    key=row.key,
+                    key=row.shown_key,
                     inbox_id=inbox_id,
                     at=at,
                 )
@@ -925,16 +949,17 @@ class Engine:
             result.decisions.append(
                 Decision(
                     "flushed",
-                    f"group {row.key or 'all'!r} of rule {rule.name!r}: "
+                    f"group {row.shown_key or 'all'!r} of rule {rule.name!r}: "
                     + ("its one event" if count == 1 else f"a digest of {count} events")
                     + f" sent to {_names(route.channels)}",
                     rule=rule.name,
-                    key=row.key,
+                    key=row.shown_key,
                     inbox_id=inbox_id,
                     at=at,
                 )
             )
-        after = Row(row.kind, row.name, row.key, new_group(row.data.get("labels", {}), at), None, at + group.interval)
+        data = {**new_group(row.data.get("labels", {}), at), "key": row.shown_key}
+        after = Row(row.kind, row.name, row.key, data, None, at + group.interval)
         view.put(after)
         return after
 
@@ -947,10 +972,10 @@ class Engine:
             result.decisions.append(
                 Decision(
                     "dropped",
-                    f"absence timer of rule {row.name!r} for key {row.key!r} dropped: the rule no longer waits "
-                    "for a follow-up, or the event cannot be read",
+                    f"absence timer of rule {row.name!r} for key {row.shown_key!r} dropped: the rule no longer "
+                    "waits for a follow-up, or the event cannot be read",
                     rule=row.name,
-                    key=row.key,
+                    key=row.shown_key,
                     inbox_id=inbox_id,
                     at=at,
                 )
@@ -966,16 +991,16 @@ class Engine:
         armed = float(row.data.get("at", at))
         note = (
             f"No event where {absence.expect.describe()} arrived within {describe_seconds(absence.within)} "
-            f"(since {self._time(armed)}; rule {rp.rule.name}, key {row.key or '-'})."
+            f"(since {self._time(armed)}; rule {rp.rule.name}, key {row.shown_key or '-'})."
         )
         self._decide(
             result,
             plan,
             "fired",
-            f"absence timer of rule {rp.rule.name!r} for key {row.key!r} ran out: nothing where "
+            f"absence timer of rule {rp.rule.name!r} for key {row.shown_key!r} ran out: nothing where "
             f"{absence.expect.describe()} arrived since {self._time(armed)}",
             rule=rp.rule.name,
-            key=row.key,
+            key=row.shown_key,
         )
         self._emit(view, plan, rp, result, [note])
 

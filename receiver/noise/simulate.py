@@ -63,7 +63,9 @@ class Simulation:
             row = due[0]
             result = self.engine.fire(self.view, row)
             inbox_id = int(row.data.get("inbox_id") or row.data.get("first_inbox_id") or 0)
-            entry = Entry(float(row.due_at or until), "timer", f"{row.kind} {row.name} [{row.key}]", inbox_id, result)
+            entry = Entry(
+                float(row.due_at or until), "timer", f"{row.kind} {row.name} [{row.shown_key}]", inbox_id, result
+            )
             self.timeline.append(entry)
             fired.append(entry)
 
@@ -79,4 +81,4 @@ class Simulation:
 
     def pending(self) -> list[tuple[float, str]]:
         """Timers still armed: (due time, description)."""
-        return [(float(r.due_at or 0.0), f"{r.kind} {r.name} [{r.key}]") for r in self.view.due(float("inf"))]
+        return [(float(r.due_at or 0.0), f"{r.kind} {r.name} [{r.shown_key}]") for r in self.view.due(float("inf"))]

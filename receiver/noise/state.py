@@ -14,6 +14,13 @@ collapse   (empty)        type, entity, state          ``inbox_id``, ``at``
 inhibit    inhibit name   ``machine=RPAVM01``          ``since``, ``source_inbox_id``, ``muted``
 ========== ============== ============================ ==========================================
 
+Rules and inhibitions keep their state per source: the stored key of such a row is
+``source|key`` (see :func:`state_key`), so that an event of one source never meets another
+source's window, counter, timer, alert flag or inhibition. A rule or an inhibition with
+``share_across_sources: true`` stores the bare key, one row for every source. Rows written
+before keys carried their source (bare keys) are read by rules that share, and otherwise expire
+on their own (an armed absence timer of such a row is still cancelled by its own source).
+
 ``due_at`` makes a row a timer (a group's next digest, an absence deadline): the inbox worker
 fires it once the time has come. ``expires_at`` tells when a row without a timer can be
 forgotten. The store keeps the rows; :class:`StateView` is the engine's working copy of those
@@ -27,10 +34,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["Ref", "Row", "StateView", "UnknownRefError"]
+__all__ = ["SOURCE_SEPARATOR", "Ref", "Row", "StateView", "UnknownRefError", "state_key"]
 
 Ref = tuple[str, str, str]
 """(kind, name, key) of a row."""
+
+SOURCE_SEPARATOR = "|"
+"""Between the source and the key of a per-source row; source names cannot contain it."""
+
+
+def state_key(key: str, source: str | None) -> str:
+    """The key a row is stored under: ``source|key`` for state kept per source, ``key`` when shared.
+
+    Args:
+        key: the rendered key (of a throttle, a group, an inhibition...).
+        source: the source whose state it is, or None for state every source shares.
+    """
+    return key if source is None else f"{source}{SOURCE_SEPARATOR}{key}"
 
 
 @dataclass(slots=True)
@@ -40,8 +60,9 @@ class Row:
     Attributes:
         kind: throttle, frequency, group, absence, firing, collapse or inhibit.
         name: the rule or inhibition it belongs to ("" for collapse).
-        key: the key inside that rule (a rendered key template, or field values).
-        data: the JSON-able state.
+        key: the key inside that rule (a rendered key template, or field values), as stored:
+            prefixed by its source unless the rule shares its state across sources.
+        data: the JSON-able state (a timer's ``key`` is the key as rendered, for display).
         due_at: when the worker must act on it (a timer), or None.
         expires_at: when it may be forgotten (when it has no timer), or None to keep it.
     """
@@ -57,6 +78,12 @@ class Row:
     def ref(self) -> Ref:
         """(kind, name, key)."""
         return (self.kind, self.name, self.key)
+
+    @property
+    def shown_key(self) -> str:
+        """The key as the rule rendered it, without the source it is stored under (for messages)."""
+        shown = self.data.get("key")
+        return shown if isinstance(shown, str) else self.key
 
 
 class UnknownRefError(LookupError):

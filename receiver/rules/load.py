@@ -409,6 +409,15 @@ class _Loader:
             title = self._template(spec.title, "text", (*base, "title"), label, "title")
             body = self._template(spec.body, spec.format, (*base, "body"), label, "body")
             noise = self._noise(spec, base, label, compiler)
+            if spec.share_across_sources and not any(
+                getattr(spec, k) is not None for k in ("throttle", "group", "frequency", "absence", "recover")
+            ):
+                self.report(
+                    (*base, "share_across_sources"),
+                    f"{label}: share_across_sources needs throttle, group, frequency, absence or recover "
+                    "(a rule without them keeps no state to share)",
+                    at_key=True,
+                )
             if len(self.problems) != count:
                 continue
             rule = Rule(
@@ -426,6 +435,7 @@ class _Loader:
                 title_template=title,
                 body_template=body,
                 clause=clause,
+                share_across_sources=spec.share_across_sources,
                 **noise,
             )
             if clause is None and not spec.continue_ and catch_all is None:
@@ -672,6 +682,7 @@ class _Loader:
                     note=note,
                     note_source=spec.note,
                     line=line,
+                    share_across_sources=spec.share_across_sources,
                 )
             )
         return inhibits

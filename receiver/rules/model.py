@@ -126,6 +126,9 @@ class Rule:
         frequency: notify only once N matches arrived within a window (``frequency:``), or None.
         absence: notify when no follow-up event arrived within a time (``absence:``), or None.
         recover: send one "recovered" message when the condition clears (``recover:``), or None.
+        share_across_sources: one throttle window, counter, group, absence timer and alert flag per
+            key for events of every source (``share_across_sources: true``); by default each source
+            has its own, so that one source cannot steer another's alerts.
     """
 
     name: str
@@ -147,6 +150,7 @@ class Rule:
     frequency: Frequency | None = None
     absence: Absence | None = None
     recover: Recover | None = None
+    share_across_sources: bool = False
 
     @property
     def stateful(self) -> bool:
@@ -328,6 +332,8 @@ class Inhibit:
         note: template of the sentence added to the source's notification, or None for the default.
         note_source: that template as written.
         line: 1-based line in the file.
+        share_across_sources: an event of any source starts, meets and clears it
+            (``share_across_sources: true``); by default only events of the source that started it.
     """
 
     name: str
@@ -340,6 +346,7 @@ class Inhibit:
     note: Template | None = field(default=None, repr=False)
     note_source: str | None = None
     line: int = 0
+    share_across_sources: bool = False
 
 
 @dataclass(frozen=True, slots=True)

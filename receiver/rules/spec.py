@@ -169,6 +169,7 @@ class RuleSpec(_Spec):
     frequency: FrequencySpec | None = None
     absence: AbsenceSpec | None = None
     recover: Annotated[RecoverSpec | None, BeforeValidator(_recover)] = None
+    share_across_sources: bool = False
 
 
 class WeeklySpec(_Spec):
@@ -209,6 +210,7 @@ class InhibitSpec(_Spec):
     until: Any = None
     duration: Duration = timedelta(hours=1)
     note: str | None = None
+    share_across_sources: bool = False
 
 
 class CollapseSpec(_Spec):
