@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support import fault
+from support import ServerProcess, fault, wait_until
 from test_app import LOGS, SECRET, FakeNotifier, make_settings
 
 from receiver.app import create_app
@@ -261,3 +264,70 @@ class _Whole:
 
 async def _discard(message: dict[str, Any]) -> None:
     pass
+
+
+class _HealthProbe:
+    """Polls ``/healthz`` in a thread and keeps the slowest answer (a timeout counts as 10 s)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.slowest = 0.0
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(f"{self.base}/healthz", timeout=10) as reply:  # noqa: S310 - loopback
+                    reply.read()
+                took = time.perf_counter() - started
+            except OSError:
+                took = 10.0
+            self.slowest = max(self.slowest, took)
+            self.polls += 1
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> _HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+@pytest.mark.slow
+def test_a_real_server_keeps_answering_while_full_log_bodies_arrive(tmp_path: Path) -> None:
+    """Three ~1 MiB bodies of 1,000 entries and one of 87,000 tiny entries: /healthz answers within 1 s throughout.
+
+    The 87,000-entry body is the one that held the loop ~1.5-3.5 s per request before the cap; now it
+    is a 413, and the bodies at the cap are parsed off the loop and every entry is stored.
+    """
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    env = {"RECEIVER_WEBHOOK_SECRET": SECRET, "RECEIVER_LOGS_TOKEN": LOGS, "RECEIVER_BODY_TIMEOUT_SECONDS": "30"}
+    server = ServerProcess(rules=rules, database=tmp_path / "r.db", env=env).start()
+    auth = {"Authorization": f"Bearer {LOGS}"}
+    padding = "x" * 990
+    full = [
+        json.dumps({"logs": [{"Level": "Info", "Message": f"b{b}-{n} {padding}"} for n in range(1000)]}).encode()
+        for b in range(3)
+    ]
+    tiny = ("[" + ",".join(['{"level":1}'] * 87000) + "]").encode()
+    try:
+        with _HealthProbe(server.base) as probe:
+            time.sleep(0.3)
+            statuses = [server.post("/logs/uipath", body, auth)[0] for body in full]
+            too_many = server.post("/logs/uipath", tiny, auth)
+            everything_stored = wait_until(lambda: 3000 == stored(tmp_path), timeout=30)
+        assert all(len(body) > 1_000_000 for body in full)
+        assert len(tiny) > 1_000_000
+        assert [202, 202, 202] == statuses
+        assert (413, "too_many_entries") == (too_many[0], too_many[1]["error"])
+        assert everything_stored, f"{stored(tmp_path)} of 3000 entries stored"
+        assert probe.polls > 10
+        assert probe.slowest < 1.0, f"/healthz took {probe.slowest:.2f} s while log bodies arrived"
+    finally:
+        server.stop()
