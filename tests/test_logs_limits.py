@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support import ServerProcess, fault, wait_until
+from support import ServerProcess, Sink, fault, wait_until
 from test_app import LOGS, SECRET, FakeNotifier, make_settings
 
 from receiver.app import create_app
@@ -331,3 +332,38 @@ def test_a_real_server_keeps_answering_while_full_log_bodies_arrive(tmp_path: Pa
         assert probe.slowest < 1.0, f"/healthz took {probe.slowest:.2f} s while log bodies arrived"
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_trickled_unsigned_bodies_do_not_slow_delivery(tmp_path: Path) -> None:
+    """Ten connections holding unsigned bodies open: 100 alerts still go out in seconds, not at ~7 a second."""
+    sink = Sink().start()
+    rules = tmp_path / "rules.yaml"
+    channels = f"channels:\n  hook: {{url: '{sink.url()}'}}\n"
+    rules.write_text(channels + "rules:\n  - {name: all, match: {}, notify: [hook]}\n")
+    env = {"RECEIVER_WEBHOOK_SECRET": SECRET, "RECEIVER_BODY_TIMEOUT_SECONDS": "60"}
+    server = ServerProcess(rules=rules, database=tmp_path / "r.db", env=env).start()
+    held: list[socket.socket] = []
+    try:
+        for n in range(10):
+            body = fault(f"held-{n}")
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            head = (
+                f"POST /webhooks/uipath HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"X-UiPath-Signature: sha256=bm9wZQ==\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + body[:10])
+            held.append(sock)
+        time.sleep(0.3)
+        started = time.monotonic()
+        statuses = {server.post_signed(fault(f"alert-{n}"), SECRET)[0] for n in range(100)}
+        delivered = sink.wait_for(100, timeout=30)
+        took = time.monotonic() - started
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+        sink.stop()
+    assert {202} == statuses
+    assert 100 == len(delivered)
+    assert took < 5.0, f"100 alerts took {took:.1f} s next to 10 trickled unsigned bodies"
