@@ -9,6 +9,11 @@ never stops: in a sustained flood it still runs once per ``max_defer`` of its ca
 A burst is many requests in hand at once, not one: at a steady few hundred webhooks a second
 the edge nearly always has one or two in hand (longer still while apprise's threads hold the
 GIL), and background work that waited for none fell minutes behind (the soak, docs/reliability.md).
+
+Only authenticated work counts: the edge calls ``started`` once a request's signature (or bearer
+token) has passed and its body is read, not when the request arrives. Otherwise anyone could hold
+``BURST`` connections open with trickled unsigned bodies and keep the workers waiting ``max_defer``
+at every turn, slowing delivery to a few sends a second per channel.
 """
 
 from __future__ import annotations

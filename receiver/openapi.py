@@ -374,7 +374,14 @@ def _edge_paths() -> dict[str, Any]:
                     "400": _error("Not log entries, or an entry whose fields cannot be read (`invalid_logs`)."),
                     "401": _error("Missing or wrong bearer token."),
                     "404": _error("No robot-log token is configured for the source."),
-                    "413": _error("Body over RECEIVER_MAX_BODY_BYTES."),
+                    "413": _error(
+                        "Body over RECEIVER_MAX_BODY_BYTES (`body_too_large`), or more entries than "
+                        "RECEIVER_LOGS_MAX_ENTRIES (`too_many_entries`): nothing of it is stored; send fewer at a time."
+                    ),
+                    "429": _error(
+                        "The source is over its robot-log rate (RECEIVER_LOGS_RATE_PER_SECOND entries/s, bursts of "
+                        "RECEIVER_LOGS_BURST; `rate_limited`): nothing of it is stored; retry after `Retry-After` s."
+                    ),
                     "503": _error("The store cannot write: retry."),
                 },
             }

@@ -22,6 +22,7 @@ from receiver.dispatch import Dispatcher
 from receiver.errors import ConfigError, RulesError
 from receiver.metrics import Metrics
 from receiver.notifier import check_url
+from receiver.quota import EntryQuota
 from receiver.rules import RuleSet, load_rules
 from receiver.settings import Settings
 from receiver.store import Store
@@ -107,9 +108,11 @@ class Runtime:
     rules_loaded_at: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     edge: EdgeActivity = field(default_factory=EdgeActivity)
+    """Authenticated requests in hand at the edge: the workers give way to them (bounded)."""
     reads: ReadDeadlines = field(default_factory=ReadDeadlines)
     """Body reads in progress, cancelled past ``settings.body_timeout_seconds`` (slow clients)."""
-    """Requests in hand at the edge: the workers give way to them (bounded)."""
+    logs_quota: EntryQuota = field(default_factory=EntryQuota)
+    """Robot-log entries each source may still post (``settings.logs_rate_per_second``, ``logs_burst``)."""
 
     def current_rules(self) -> RuleSet:
         """The rule set in force (workers call this once per batch)."""

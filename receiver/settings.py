@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(
         default=1000, gt=0, description="connections and requests in progress at once; past it new requests get 503"
     )
+    logs_max_entries: int = Field(
+        default=1000, gt=0, description="robot-log entries per POST /logs request; more are refused whole (413)"
+    )
+    logs_rate_per_second: float = Field(
+        default=100.0, ge=0, description="robot-log entries per second and source, sustained; past it 429; 0 = off"
+    )
+    logs_burst: int = Field(
+        default=5000, gt=0, description="robot-log entries a source may send at once (at least logs_max_entries)"
+    )
     max_event_age_seconds: float = Field(
         default=24 * 3600, gt=0, description="an event whose Timestamp is older is refused as a replay"
     )

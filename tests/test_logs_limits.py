@@ -1,0 +1,369 @@
+"""``POST /logs/{source}`` limits (entries per request, a rate per source) and the burst gate's authenticated count."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sqlite3
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+from support import ServerProcess, Sink, fault, wait_until
+from test_app import LOGS, SECRET, FakeNotifier, make_settings
+
+from receiver.app import create_app
+from receiver.signature import sign
+
+FINANCE_LOGS = "finance-logs-token"
+
+RULES = f"""
+sources:
+  finance:
+    secrets: ["finance-secret"]
+    logs_token: "{FINANCE_LOGS}"
+channels:
+  ops: "log://"
+rules:
+  - name: robot-errors
+    match: {{type: robot.log, level: {{gte: Error}}}}
+    notify: [ops]
+"""
+
+
+def entries(count: int, tag: str = "e") -> bytes:
+    """A ``{"logs": [...]}`` body of ``count`` distinct Info entries."""
+    return json.dumps({"logs": [{"Level": "Info", "Message": f"{tag}-{n}"} for n in range(count)]}).encode()
+
+
+def stored(tmp_path: Path, source: str = "uipath") -> int:
+    """Robot-log events of ``source`` in the inbox."""
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        query = "SELECT count(*) FROM inbox WHERE type = 'robot.log' AND source = ?"
+        (count,) = db.execute(query, (source,)).fetchone()
+    return int(count)
+
+
+@pytest.fixture
+def rules_path(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    return path
+
+
+def make_client(tmp_path: Path, rules_path: Path, **overrides: Any) -> TestClient:
+    return TestClient(create_app(make_settings(tmp_path, rules_path, **overrides), notifier=FakeNotifier()))
+
+
+def post_logs(client: TestClient, body: bytes, *, source: str = "uipath", token: str = LOGS) -> Any:
+    return client.post(f"/logs/{source}", content=body, headers={"Authorization": f"Bearer {token}"})
+
+
+class TestEntriesPerRequest:
+    @pytest.fixture
+    def client(self, tmp_path: Path, rules_path: Path) -> Iterator[TestClient]:
+        with make_client(tmp_path, rules_path) as client:
+            yield client
+
+    def test_one_over_the_cap_is_refused_whole(self, client: TestClient, tmp_path: Path) -> None:
+        """1,001 entries (the default cap is 1,000) get 413 ``too_many_entries`` and nothing is stored."""
+        reply = post_logs(client, entries(1001))
+        assert (413, "too_many_entries") == (reply.status_code, reply.json()["error"])
+        assert "1001 log entries" in reply.json()["detail"]
+        assert "at most 1000" in reply.json()["detail"]
+        assert 0 == stored(tmp_path)
+
+    def test_the_cap_itself_is_accepted(self, client: TestClient, tmp_path: Path) -> None:
+        """1,000 entries get 202 and become 1,000 events."""
+        reply = post_logs(client, entries(1000))
+        assert (202, 1000, 0) == (reply.status_code, reply.json()["accepted"], reply.json()["duplicates"])
+        assert 1000 == stored(tmp_path)
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            pytest.param(json.dumps([{"Message": "m"}] * 1001).encode(), id="array"),
+            pytest.param(json.dumps({"LOGS": [{"Message": "m"}] * 1001}).encode(), id="wrapped-any-casing"),
+        ],
+    )
+    def test_every_shape_is_counted(self, client: TestClient, body: bytes) -> None:
+        """The cap holds for a bare array and for ``{"logs": [...]}`` alike, duplicates included."""
+        assert 413 == post_logs(client, body).status_code
+
+    def test_the_cap_is_a_setting(self, tmp_path: Path, rules_path: Path) -> None:
+        """``RECEIVER_LOGS_MAX_ENTRIES`` moves the cap."""
+        with make_client(tmp_path, rules_path, logs_max_entries=5) as client:
+            assert 413 == post_logs(client, entries(6)).status_code
+            assert 202 == post_logs(client, entries(5)).status_code
+
+
+class TestRatePerSource:
+    @pytest.fixture
+    def client(self, tmp_path: Path, rules_path: Path) -> Iterator[TestClient]:
+        # 10 entries at once, then one every 100 s: the bucket does not refill within the test.
+        with make_client(tmp_path, rules_path, logs_max_entries=10, logs_burst=10, logs_rate_per_second=0.01) as client:
+            yield client
+
+    def test_past_the_rate_429_with_retry_after(self, client: TestClient, tmp_path: Path) -> None:
+        """Once a source's bucket is spent, its next post gets 429 with the wait in ``Retry-After``."""
+        assert 202 == post_logs(client, entries(10)).status_code
+        reply = post_logs(client, entries(1, tag="late"))
+        assert (429, "rate_limited") == (reply.status_code, reply.json()["error"])
+        assert 90 <= int(reply.headers["retry-after"]) <= 100  # one entry at 0.01/s
+        assert 10 == stored(tmp_path)
+
+    def test_a_request_that_does_not_fit_takes_nothing(self, client: TestClient, tmp_path: Path) -> None:
+        """6 entries when 4 are left: refused whole, stored not at all, and the 4 are still there."""
+        assert 202 == post_logs(client, entries(6, tag="a")).status_code
+        refused = post_logs(client, entries(6, tag="b"))
+        assert 429 == refused.status_code
+        assert 190 <= int(refused.headers["retry-after"]) <= 200  # 2 entries missing at 0.01/s
+        assert 6 == stored(tmp_path)
+        assert 202 == post_logs(client, entries(4, tag="c")).status_code
+        assert 10 == stored(tmp_path)
+
+    def test_another_source_is_not_affected(self, client: TestClient, tmp_path: Path) -> None:
+        """One source over its rate leaves another source's bucket alone."""
+        assert 202 == post_logs(client, entries(10)).status_code
+        assert 429 == post_logs(client, entries(1, tag="late")).status_code
+        reply = post_logs(client, entries(10), source="finance", token=FINANCE_LOGS)
+        assert 202 == reply.status_code
+        assert 10 == stored(tmp_path, "finance")
+
+    def test_webhooks_are_not_limited(self, client: TestClient) -> None:
+        """Orchestrator's own webhooks never count against the robot-log rate."""
+        assert 202 == post_logs(client, entries(10)).status_code
+        statuses = set()
+        for n in range(30):
+            body = fault(f"not-limited-{n}")
+            reply = client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, SECRET)})
+            statuses.add(reply.status_code)
+        assert {202} == statuses
+
+    def test_zero_turns_the_limit_off(self, tmp_path: Path, rules_path: Path) -> None:
+        """``RECEIVER_LOGS_RATE_PER_SECOND=0``: no limit."""
+        with make_client(tmp_path, rules_path, logs_max_entries=10, logs_burst=10, logs_rate_per_second=0) as client:
+            statuses = {post_logs(client, entries(10, tag=f"r{n}")).status_code for n in range(5)}
+        assert {202} == statuses
+
+
+class _Held:
+    """ASGI ``receive`` that sends ``first`` and then never the rest (a client that stops sending)."""
+
+    def __init__(self, first: bytes, rest: bytes = b"") -> None:
+        self.chunks = [first, rest]
+        self.more = asyncio.Event()
+
+    async def __call__(self) -> dict[str, Any]:
+        if len(self.chunks) == 2:
+            return {"type": "http.request", "body": self.chunks.pop(0), "more_body": True}
+        await self.more.wait()
+        return {"type": "http.request", "body": self.chunks.pop(0), "more_body": False}
+
+
+def _scope(path: str, headers: dict[str, str], length: int) -> dict[str, Any]:
+    raw = [(k.lower().encode(), v.encode()) for k, v in {**headers, "content-length": str(length)}.items()]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class TestBurstGate:
+    """The edge-activity gate (workers give way to a burst) counts only authenticated requests."""
+
+    @pytest.mark.anyio
+    async def test_unauthenticated_bodies_held_open_do_not_make_the_edge_busy(
+        self, tmp_path: Path, rules_path: Path
+    ) -> None:
+        """Twelve connections trickling unsigned bodies (and twelve log posts without the token) count for nothing."""
+        app = create_app(make_settings(tmp_path, rules_path, body_timeout_seconds=30), notifier=FakeNotifier())
+        async with app.router.lifespan_context(app):
+            rt = app.state.runtime
+            held, tasks = [], []
+            for n in range(12):
+                body = fault(f"unsigned-{n}")
+                receive = _Held(body[:10], body[10:])
+                held.append(receive)
+                scope = _scope("/webhooks/uipath", {"x-uipath-signature": "sha256=bm9wZQ=="}, len(body))
+                tasks.append(asyncio.create_task(app(scope, receive, _discard)))
+                logs = entries(1)
+                scope = _scope("/logs/uipath", {"authorization": "Bearer wrong"}, len(logs))
+                tasks.append(asyncio.create_task(app(scope, _Held(logs[:5], logs[5:]), _discard)))
+            await asyncio.sleep(0.2)
+            busy = rt.edge.inflight
+            started = asyncio.get_running_loop().time()
+            await rt.edge.wait_quiet(1.0)
+            waited = asyncio.get_running_loop().time() - started
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        assert 0 == busy
+        assert waited < 0.5, f"background work waited {waited:.2f} s for unauthenticated requests"
+
+    @pytest.mark.anyio
+    async def test_authenticated_requests_in_hand_still_make_it_busy(self, tmp_path: Path, rules_path: Path) -> None:
+        """Twelve signed webhooks waiting on the store are a burst: background work waits (at most its bound)."""
+        app = create_app(make_settings(tmp_path, rules_path), notifier=FakeNotifier())
+        async with app.router.lifespan_context(app):
+            rt = app.state.runtime
+            release = asyncio.Event()
+            accept = rt.store.accept
+
+            async def slow_accept(item: Any) -> Any:
+                await release.wait()
+                return await accept(item)
+
+            rt.store.accept = slow_accept
+            tasks = []
+            for n in range(12):
+                body = fault(f"signed-{n}")
+                scope = _scope("/webhooks/uipath", {"x-uipath-signature": sign(body, SECRET)}, len(body))
+                tasks.append(asyncio.create_task(app(scope, _Whole(body), _discard)))
+            await asyncio.sleep(0.2)
+            busy = rt.edge.inflight
+            started = asyncio.get_running_loop().time()
+            await rt.edge.wait_quiet(0.3)
+            waited = asyncio.get_running_loop().time() - started
+            release.set()
+            await asyncio.gather(*tasks)
+            after = rt.edge.inflight
+        assert 12 == busy
+        assert waited >= 0.29
+        assert 0 == after
+
+
+class _Whole:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __call__(self) -> dict[str, Any]:
+        return {"type": "http.request", "body": self.body, "more_body": False}
+
+
+async def _discard(message: dict[str, Any]) -> None:
+    pass
+
+
+class _HealthProbe:
+    """Polls ``/healthz`` in a thread and keeps the slowest answer (a timeout counts as 10 s)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.slowest = 0.0
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                with urllib.request.urlopen(f"{self.base}/healthz", timeout=10) as reply:  # noqa: S310 - loopback
+                    reply.read()
+                took = time.perf_counter() - started
+            except OSError:
+                took = 10.0
+            self.slowest = max(self.slowest, took)
+            self.polls += 1
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> _HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+@pytest.mark.slow
+def test_a_real_server_keeps_answering_while_full_log_bodies_arrive(tmp_path: Path) -> None:
+    """Three ~1 MiB bodies of 1,000 entries and one of 87,000 tiny entries: /healthz answers within 1 s throughout.
+
+    The 87,000-entry body is the one that held the loop ~1.5-3.5 s per request before the cap; now it
+    is a 413, and the bodies at the cap are parsed off the loop and every entry is stored.
+    """
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    env = {"RECEIVER_WEBHOOK_SECRET": SECRET, "RECEIVER_LOGS_TOKEN": LOGS, "RECEIVER_BODY_TIMEOUT_SECONDS": "30"}
+    server = ServerProcess(rules=rules, database=tmp_path / "r.db", env=env).start()
+    auth = {"Authorization": f"Bearer {LOGS}"}
+    padding = "x" * 990
+    full = [
+        json.dumps({"logs": [{"Level": "Info", "Message": f"b{b}-{n} {padding}"} for n in range(1000)]}).encode()
+        for b in range(3)
+    ]
+    tiny = ("[" + ",".join(['{"level":1}'] * 87000) + "]").encode()
+    try:
+        with _HealthProbe(server.base) as probe:
+            time.sleep(0.3)
+            statuses = [server.post("/logs/uipath", body, auth)[0] for body in full]
+            too_many = server.post("/logs/uipath", tiny, auth)
+            everything_stored = wait_until(lambda: 3000 == stored(tmp_path), timeout=30)
+        assert all(len(body) > 1_000_000 for body in full)
+        assert len(tiny) > 1_000_000
+        assert [202, 202, 202] == statuses
+        assert (413, "too_many_entries") == (too_many[0], too_many[1]["error"])
+        assert everything_stored, f"{stored(tmp_path)} of 3000 entries stored"
+        assert probe.polls > 10
+        assert probe.slowest < 1.0, f"/healthz took {probe.slowest:.2f} s while log bodies arrived"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_trickled_unsigned_bodies_do_not_slow_delivery(tmp_path: Path) -> None:
+    """Ten connections holding unsigned bodies open: 100 alerts still go out in seconds, not at ~7 a second."""
+    sink = Sink().start()
+    rules = tmp_path / "rules.yaml"
+    channels = f"channels:\n  hook: {{url: '{sink.url()}'}}\n"
+    rules.write_text(channels + "rules:\n  - {name: all, match: {}, notify: [hook]}\n")
+    env = {"RECEIVER_WEBHOOK_SECRET": SECRET, "RECEIVER_BODY_TIMEOUT_SECONDS": "60"}
+    server = ServerProcess(rules=rules, database=tmp_path / "r.db", env=env).start()
+    held: list[socket.socket] = []
+    try:
+        for n in range(10):
+            body = fault(f"held-{n}")
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            head = (
+                f"POST /webhooks/uipath HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"X-UiPath-Signature: sha256=bm9wZQ==\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + body[:10])
+            held.append(sock)
+        time.sleep(0.3)
+        started = time.monotonic()
+        statuses = {server.post_signed(fault(f"alert-{n}"), SECRET)[0] for n in range(100)}
+        delivered = sink.wait_for(100, timeout=30)
+        took = time.monotonic() - started
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+        sink.stop()
+    assert {202} == statuses
+    assert 100 == len(delivered)
+    assert took < 5.0, f"100 alerts took {took:.1f} s next to 10 trickled unsigned bodies"
