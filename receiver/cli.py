@@ -208,7 +208,7 @@ def _sign(args: argparse.Namespace) -> int:
     from receiver.signature import sign
 
     secret = args.secret or os.environ.get("RECEIVER_WEBHOOK_SECRET")
-    if not secret:
+    if not secret or not secret.strip():  # blank is unset, as for the server
         print("receiver sign: give --secret or set RECEIVER_WEBHOOK_SECRET", file=sys.stderr)
         return 2
     try:

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from receiver.app import create_app
+from receiver.cli import main
 from receiver.errors import ConfigError, RulesError, SignatureError, StoreError
 from receiver.limiter import FailureLimiter
 from receiver.rules import RuleSet, load_rules
@@ -185,6 +186,16 @@ class TestBlankSecrets:
         for secrets in ([secret], [secret, "real"]):
             with pytest.raises(SignatureError):
                 verify_signature(body, sign(body, secret), secrets)
+
+    @pytest.mark.parametrize("value", BLANKS)
+    def test_receiver_sign_refuses_a_blank_secret(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+    ) -> None:
+        """`receiver sign` with a blank --secret or RECEIVER_WEBHOOK_SECRET is a usage error, not a signature."""
+        monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", value)
+        body = tmp_path / "b.json"
+        body.write_bytes(b"{}")
+        assert [2, 2] == [main(["sign", str(body)]), main(["sign", "--secret", value or " ", str(body)])]
 
 
 class TestFailedChecks:
