@@ -89,12 +89,12 @@ def bearer_ok(rt: Runtime, request: Request) -> bool:
 
 
 def too_many_failures(wait: int) -> Response:
-    """429 for a client past its failed admin-token checks (``Connection: close``: its body stays unread)."""
+    """429 for a client past its failed admin-token checks."""
     return error_response(
         429,
         "too_many_failures",
         f"too many failed token checks from this address; retry in {wait} s",
-        {"Retry-After": str(wait), "Connection": "close"},
+        {"Retry-After": str(wait)},
     )
 
 
@@ -303,7 +303,7 @@ async def silence_create(request: Request, rt: Runtime) -> Response:
             request.receive, limit=rt.settings.max_body_bytes, within=rt.settings.body_timeout_seconds
         )
     except BodyError as exc:
-        return error_response(exc.status, exc.code, exc.detail, {"Connection": "close"})
+        return error_response(exc.status, exc.code, exc.detail)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):

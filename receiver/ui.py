@@ -55,7 +55,6 @@ _FORM_LIMIT = 16 * 1024
 _FORM_FIELDS = 50
 _GENERATION = "ui_sessions"
 """The store counter whose value every valid session carries; logging out bumps it."""
-_CLOSE = {"Connection": "close"}
 _EVENT_FILTERS = ("type", "process", "robot", "state", "since", "until")
 _HEADERS = {
     "Content-Security-Policy": (
@@ -252,15 +251,15 @@ def _next_path(value: str | None, default: str = "/ui") -> str:
     return default
 
 
-def _redirect(path: str, *, close: bool = False, **done: str | int) -> RedirectResponse:
+def _redirect(path: str, **done: str | int) -> RedirectResponse:
     if done:
         path += ("&" if "?" in path else "?") + urlencode({k: str(v) for k, v in done.items()})
-    return RedirectResponse(path, status_code=303, headers={**_HEADERS, **(_CLOSE if close else {})})
+    return RedirectResponse(path, status_code=303, headers=_HEADERS)
 
 
 def _form_refused(exc: BodyError) -> Response:
-    # The body may be left half read: the connection ends with the answer.
-    return error_response(exc.status, exc.code, exc.detail, {**_HEADERS, **_CLOSE})
+    # A body left half read ends the connection with the answer (app._close_if_unread).
+    return error_response(exc.status, exc.code, exc.detail, _HEADERS)
 
 
 def _off() -> HTMLResponse:
@@ -303,7 +302,7 @@ def _action(handler: _FormHandler) -> Callable[[Request], Awaitable[Response]]:
         # Session and origin before the body: a stranger's body is never read.
         if not _same_origin(request) or not await _valid_session(rt, session, secret):
             log.warning("ui_action_refused", path=request.url.path, reason="session or origin")
-            return _redirect("/ui/login?" + urlencode({"next": "/ui"}), close=True)
+            return _redirect("/ui/login?" + urlencode({"next": "/ui"}))
         try:
             form = await _form(rt, request)
         except BodyError as exc:
@@ -354,7 +353,7 @@ async def login(request: Request) -> Response:
     wait = api.admin_throttled(rt, request)
     if wait is not None:
         error = f"Too many wrong tokens from your address: try again in {wait} s."
-        return _login_page("/ui", error=error, status=429, headers={"Retry-After": str(wait), **_CLOSE})
+        return _login_page("/ui", error=error, status=429, headers={"Retry-After": str(wait)})
     try:
         form = await _form(rt, request)
     except BodyError as exc:

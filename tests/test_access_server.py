@@ -89,10 +89,18 @@ def form_head(server: ServerProcess, path: str, length: int) -> bytes:
     ).encode()
 
 
-def test_a_trickled_login_form_is_cut_at_the_deadline(server: ServerProcess) -> None:
-    """A login body sent a byte at a time gets 408 after the 1 s deadline; /healthz answers throughout."""
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        pytest.param("/ui/login", "", id="ui-login"),
+        pytest.param("/api/silences", f"Authorization: Bearer {ADMIN}\r\n", id="api-silences"),
+    ],
+)
+def test_a_trickled_body_is_cut_at_the_deadline(server: ServerProcess, path: str, extra: str) -> None:
+    """A form or JSON body sent a byte at a time gets 408 after the 1 s deadline; /healthz answers throughout."""
     body = b"token=" + b"a" * 194
-    reply, closed_after, health = trickle(server, form_head(server, "/ui/login", len(body)), body)
+    head = form_head(server, path, len(body)).replace(b"\r\n\r\n", f"\r\n{extra}\r\n".encode())
+    reply, closed_after, health = trickle(server, head, body)
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert b'"error":"body_timeout"' in reply
     assert closed_after < 4, f"the connection stayed {closed_after:.1f} s for a 1 s deadline"
