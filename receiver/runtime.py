@@ -119,14 +119,14 @@ class Runtime:
     worker: InboxWorker | None = None
     dispatcher: Dispatcher | None = None
     reload_problems: list[str] = field(default_factory=list)
+    auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
+    """Failed admin-token checks per client address (``receiver.api``)."""
     rules_loaded_at: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     edge: EdgeActivity = field(default_factory=EdgeActivity)
     reads: ReadDeadlines = field(default_factory=ReadDeadlines)
     """Body reads in progress, cancelled past ``settings.body_timeout_seconds`` (slow clients)."""
     """Requests in hand at the edge: the workers give way to them (bounded)."""
-    auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
-    """Failed admin-token checks per client address (``receiver.api``)."""
 
     def current_rules(self) -> RuleSet:
         """The rule set in force (workers call this once per batch)."""
