@@ -1,28 +1,47 @@
 """The admin API under ``/api/``: rules, events, deliveries and their re-drive.
 
 Every route needs ``Authorization: Bearer $RECEIVER_ADMIN_TOKEN``; with no token configured
-the API is off (404 ``admin_api_disabled``). ``GET /api/openapi.json`` (the document describing
-these routes and the webhook routes) is open: it holds no data. The shapes of events and
-deliveries come from ``receiver.audit``, which the web page shares.
+(or an empty or blank one) the API is off (404 ``admin_api_disabled``). Every failed check is
+logged (client address and route, never what was sent) and counted per client address; past
+``RECEIVER_AUTH_FAILURES_PER_MINUTE`` the address gets 429 with ``Retry-After`` until its minute
+is over, the right token included, on ``/api`` and the login of ``/ui`` alike. Behind a reverse
+proxy the address is the client's only when the proxy is trusted (``RECEIVER_TRUSTED_PROXIES``).
+
+``GET /api/openapi.json`` (the document describing these routes and the webhook routes) is open:
+it holds no data. The shapes of events and deliveries come from ``receiver.audit``, which the web
+page shares.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from receiver import audit, openapi, silencing
+from receiver.deadline import BodyError
 from receiver.edge import error_response
 from receiver.notifier import mask_url
 from receiver.runtime import Runtime, token_matches
 from receiver.store import DeliveryRow, EventRow, NoiseLogRow
 
-__all__ = ["routes"]
+__all__ = [
+    "admin_secret",
+    "admin_throttled",
+    "bearer_ok",
+    "client_address",
+    "note_failure",
+    "routes",
+    "too_many_failures",
+]
+
+log = structlog.get_logger()
 
 _Handler = Callable[[Request, Runtime], Awaitable[Response]]
 
@@ -36,15 +55,61 @@ def _by_method(**handlers: _Handler) -> _Handler:
     return dispatch
 
 
+def client_address(request: Request) -> str:
+    """The client's address as the server sees it (after trusted forwarded headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+def admin_secret(rt: Runtime) -> str | None:
+    """The admin token, or None when it is not set (an empty or blank value is not set either)."""
+    token = rt.settings.admin_token
+    if token is None:
+        return None
+    value = token.get_secret_value()
+    return value if value.strip() else None
+
+
+def admin_throttled(rt: Runtime, request: Request) -> int | None:
+    """Seconds the client must wait before its admin token is checked again, or None."""
+    return rt.auth_failures.retry_after(client_address(request))
+
+
+def note_failure(rt: Runtime, request: Request, route: str) -> None:
+    """Count and log one failed admin-token check by this request's client."""
+    client = client_address(request)
+    failures = rt.auth_failures.failed(client)
+    log.warning("admin_auth_failed", client=client, route=route, failures=failures)
+    if failures == rt.auth_failures.limit:
+        log.warning("admin_auth_throttled", client=client, route=route, seconds=rt.auth_failures.window)
+
+
+def bearer_ok(rt: Runtime, request: Request) -> bool:
+    """Whether the request's ``Authorization: Bearer`` is the admin token (constant time)."""
+    return token_matches(request.headers.get("authorization"), admin_secret(rt))
+
+
+def too_many_failures(wait: int) -> Response:
+    """429 for a client past its failed admin-token checks."""
+    return error_response(
+        429,
+        "too_many_failures",
+        f"too many failed token checks from this address; retry in {wait} s",
+        {"Retry-After": str(wait)},
+    )
+
+
 def admin(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap ``handler`` so it runs only with the admin token (compared in constant time)."""
 
     async def guarded(request: Request) -> Response:
         rt: Runtime = request.app.state.runtime
-        token = rt.settings.admin_token
-        if token is None:
+        if admin_secret(rt) is None:
             return error_response(404, "admin_api_disabled", "set RECEIVER_ADMIN_TOKEN to enable the admin API")
-        if not token_matches(request.headers.get("authorization"), token.get_secret_value()):
+        wait = admin_throttled(rt, request)
+        if wait is not None:
+            return too_many_failures(wait)
+        if not bearer_ok(rt, request):
+            note_failure(rt, request, "api")
             return error_response(401, "unauthorized", "missing or wrong bearer token")
         twice = sorted(k for k in set(request.query_params) if k != "type" and len(request.query_params.getlist(k)) > 1)
         if twice:
@@ -234,8 +299,14 @@ async def silences(request: Request, rt: Runtime) -> Response:
 async def silence_create(request: Request, rt: Runtime) -> Response:
     """Create an ad-hoc silence: ``{"matchers", "comment", "created_by", "for" | "ends_at", "starts_at"?}``."""
     try:
-        data = await request.json()
-    except ValueError:
+        body = await rt.reads.read_body(
+            request.receive, limit=rt.settings.max_body_bytes, within=rt.settings.body_timeout_seconds
+        )
+    except BodyError as exc:
+        return error_response(exc.status, exc.code, exc.detail)
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
         return error_response(400, "invalid_json", "the body must be a JSON object")
     if not isinstance(data, dict):
         return error_response(400, "invalid_json", "the body must be a JSON object")

@@ -20,11 +20,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from receiver import __version__, api, audit, edge, ui
 from receiver.dispatch import Backoff, Dispatcher
 from receiver.errors import StoreError
+from receiver.limiter import FailureLimiter
 from receiver.metrics import Metrics
 from receiver.notifier import AppriseNotifier, Notifier
 from receiver.rules import RuleSet
@@ -71,6 +72,7 @@ def create_app(
         metrics.rules_loaded.set(len(rules.rules))
         metrics.info.info({"version": __version__})
         rt = Runtime(settings=settings, store=store, ruleset=rules, sources=sources, clock=clock, metrics=metrics)
+        rt.auth_failures = FailureLimiter(settings.auth_failures_per_minute, 60.0)
         rt.rules_loaded_at = clock()
         rt.dispatcher = Dispatcher(
             store,
@@ -103,8 +105,8 @@ def create_app(
         if settings.watch_rules:
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))
         _install_sighup(rt)
-        if settings.admin_token is None:
-            log.info("admin_api_disabled", hint="set RECEIVER_ADMIN_TOKEN to enable /api and /ui")
+        if api.admin_secret(rt) is None:
+            log.info("admin_api_disabled", hint="set RECEIVER_ADMIN_TOKEN (not empty) to enable /api and /ui")
         log.info(
             "receiver_started",
             sources=sorted(sources),
@@ -144,14 +146,61 @@ class ReceiverApp(Starlette):
     """Starlette, with ``POST /webhooks/{source}`` answered ahead of its middleware and router.
 
     See ``edge.is_webhook`` for why; every other request, and the lifespan, go through Starlette.
+    An https request (TLS at a trusted proxy, see ``RECEIVER_TRUSTED_PROXIES``) gets HSTS on its answer.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("scheme") == "https":
+            send = _with_header(send, _HSTS)
         if edge.is_webhook(scope):
             scope["app"] = self
             await edge.webhook(scope, receive, send)
             return
+        if scope["type"] == "http":
+            receive, send = _close_if_unread(scope, receive, send)
         await super().__call__(scope, receive, send)
+
+
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
+"""One year; no includeSubDomains: other hosts of the domain are not ours to decide for."""
+
+
+def _with_header(send: Send, header: tuple[bytes, bytes]) -> Send:
+    """``send`` that adds ``header`` to the answer's head."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+
+    return sending
+
+
+def _close_if_unread(scope: Scope, receive: Receive, send: Send) -> tuple[Receive, Send]:
+    """Answers given before the request body was read in full also end the connection.
+
+    A route that answers without reading the body (a 401, a 404, a 429) would otherwise leave the
+    connection to a client that keeps trickling that body: uvicorn re-arms its keep-alive timer
+    only after the answer, and every byte that arrives disarms it again.
+    """
+    headers = dict(scope["headers"])
+    unread = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+    if not unread:
+        return receive, send
+
+    async def receiving() -> Message:
+        nonlocal unread
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            unread = False
+        return message
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start" and unread:
+            message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+        await send(message)
+
+    return receiving, sending
 
 
 def _wake_workers(worker: InboxWorker, dispatcher: Dispatcher) -> Callable[[str], None]:
@@ -183,6 +232,11 @@ async def _healthz(_: Request) -> Response:
 
 
 async def _readyz(request: Request) -> Response:
+    """Ready or not, and which component fails; the details (store error, rule problems) need the admin token.
+
+    Without the token nothing is said that helps an attacker (the store's host, port and database,
+    the rule file's problems); a probe needs only the status code.
+    """
     rt: Runtime | None = getattr(request.app.state, "runtime", None)
     if rt is None:
         return JSONResponse({"status": "starting"}, status_code=503)
@@ -191,13 +245,28 @@ async def _readyz(request: Request) -> Response:
         await rt.store.ping()
     except StoreError as exc:
         problems["store"] = str(exc)
-    body: dict[str, Any] = {
-        "status": "ok" if not problems else "unavailable",
-        "rules": {"loaded": len(rt.ruleset.rules), "last_reload_problems": rt.reload_problems},
-    }
+    status = 200 if not problems else 503
+    body: dict[str, Any] = {"status": "ok" if not problems else "unavailable"}
+    if problems:
+        body["failing"] = sorted(problems)
+    if not _admin_asks(rt, request):
+        return JSONResponse(body, status_code=status)
+    body["rules"] = {"loaded": len(rt.ruleset.rules), "last_reload_problems": rt.reload_problems}
     if problems:
         body["problems"] = problems
-    return JSONResponse(body, status_code=200 if not problems else 503)
+    return JSONResponse(body, status_code=status)
+
+
+def _admin_asks(rt: Runtime, request: Request) -> bool:
+    """Whether the request carries the admin token; a wrong one counts as a failed check (no 429 here)."""
+    if "authorization" not in request.headers or api.admin_secret(rt) is None:
+        return False
+    if api.admin_throttled(rt, request) is not None:
+        return False
+    if api.bearer_ok(rt, request):
+        return True
+    api.note_failure(rt, request, "readyz")
+    return False
 
 
 async def _watch_rules(rt: Runtime) -> None:

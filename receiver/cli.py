@@ -167,8 +167,10 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
         limit_concurrency=settings.max_concurrency,
         http=BoundedHttpToolsProtocol,  # a request head over 64 KiB gets 431 (receiver/protocol.py)
-        # No X-Forwarded-* rewriting: receiver uses no client address, and it is one ASGI layer less.
-        proxy_headers=False,
+        # X-Forwarded-For/-Proto only from the proxies named in RECEIVER_TRUSTED_PROXIES (none by
+        # default): the client address counts failed logins, the scheme makes the cookie Secure.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
     return 0
 
@@ -206,7 +208,7 @@ def _sign(args: argparse.Namespace) -> int:
     from receiver.signature import sign
 
     secret = args.secret or os.environ.get("RECEIVER_WEBHOOK_SECRET")
-    if not secret:
+    if not secret or not secret.strip():  # blank is unset, as for the server
         print("receiver sign: give --secret or set RECEIVER_WEBHOOK_SECRET", file=sys.stderr)
         return 2
     try:

@@ -72,6 +72,9 @@ _TIME = {
 _ADMIN_ERRORS = {
     "401": _error("Missing or wrong bearer token (`unauthorized`)."),
     "404": _error("Not found, or the admin API is off (`admin_api_disabled`: no RECEIVER_ADMIN_TOKEN)."),
+    "429": _error(
+        "Too many failed token checks from this address (`too_many_failures`); `Retry-After` says when to try again."
+    ),
 }
 
 
@@ -403,9 +406,12 @@ def _ops_paths() -> dict[str, Any]:
         "/readyz": {
             "get": {
                 "tags": ["operations"],
-                "summary": "The store answers and rules are loaded (the last reload's problems are listed)",
+                "summary": (
+                    "The store answers and rules are loaded; `failing` names what is not ready. With the admin "
+                    "token: the store's error and the last reload's problems too"
+                ),
                 "security": [],
-                "responses": {"200": plain, "503": _json({"type": "object"}, "Not ready, with the reason.")},
+                "responses": {"200": plain, "503": _json({"type": "object"}, "Not ready, with what fails.")},
             }
         },
         "/metrics": {

@@ -20,6 +20,7 @@ from receiver.activity import EdgeActivity
 from receiver.deadline import ReadDeadlines
 from receiver.dispatch import Dispatcher
 from receiver.errors import ConfigError, RulesError
+from receiver.limiter import FailureLimiter
 from receiver.metrics import Metrics
 from receiver.notifier import check_url
 from receiver.quota import EntryQuota
@@ -28,7 +29,15 @@ from receiver.settings import Settings
 from receiver.store import Store
 from receiver.worker import InboxWorker
 
-__all__ = ["DEFAULT_SOURCE", "Runtime", "SourceAuth", "load_rules_file", "resolve_sources", "token_matches"]
+__all__ = [
+    "DEFAULT_SOURCE",
+    "Runtime",
+    "SourceAuth",
+    "load_rules_file",
+    "resolve_sources",
+    "secret_equals",
+    "token_matches",
+]
 
 log = structlog.get_logger()
 
@@ -64,15 +73,21 @@ def resolve_sources(ruleset: RuleSet, settings: Settings) -> dict[str, SourceAut
     """
     sources: dict[str, SourceAuth] = {}
     for name, source in ruleset.sources.items():
+        blank = [i + 1 for i, secret in enumerate(source.secret_values()) if not secret.strip()]
+        if blank:
+            # A blank key is one anyone can sign with: refuse it rather than drop it silently.
+            raise ConfigError(f"source {name!r}: secret #{blank[0]} in rules.yaml is empty or blank")
         sources[name] = SourceAuth(
             name=name,
-            secrets=tuple(source.secret_values()),
-            logs_token=source.logs_token_value(),
+            secrets=source.secret_values(),
+            logs_token=_token(source.logs_token_value()),
             insecure=source.insecure,
             allow_hex=source.accept_hex_signature,
         )
+    # Settings already read blank values as unset; checked again here, where they become keys.
     env_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    env_token = settings.logs_token.get_secret_value() if settings.logs_token else None
+    env_secret = env_secret if env_secret and env_secret.strip() else None
+    env_token = _token(settings.logs_token.get_secret_value() if settings.logs_token else None)
     default = sources.get(DEFAULT_SOURCE)
     sources[DEFAULT_SOURCE] = SourceAuth(
         name=DEFAULT_SOURCE,
@@ -105,6 +120,8 @@ class Runtime:
     worker: InboxWorker | None = None
     dispatcher: Dispatcher | None = None
     reload_problems: list[str] = field(default_factory=list)
+    auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
+    """Failed admin-token checks per client address (``receiver.api``)."""
     rules_loaded_at: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     edge: EdgeActivity = field(default_factory=EdgeActivity)
@@ -150,7 +167,28 @@ def load_rules_file(path: str | Path) -> RuleSet:
     return load_rules(path, environ=dict(os.environ), check_url=check_url)
 
 
-def token_matches(authorization: str | None, token: str) -> bool:
-    """True when an ``Authorization`` header carries ``Bearer <token>`` (constant-time compare)."""
+def _token(value: str | None) -> str | None:
+    """A bearer token as it can arrive in a header (no surrounding whitespace); blank is None (route off)."""
+    value = (value or "").strip()
+    return value or None
+
+
+def secret_equals(given: str, secret: str | None) -> bool:
+    """True when ``given`` equals ``secret`` (constant time); never for an empty or blank secret.
+
+    Args:
+        given: what the client sent.
+        secret: the configured value; None or blank means not set, which nothing matches.
+    """
+    if secret is None or not secret.strip():
+        return False
+    return hmac.compare_digest(given.encode(), secret.encode())
+
+
+def token_matches(authorization: str | None, token: str | None) -> bool:
+    """True when an ``Authorization`` header carries ``Bearer <token>`` (constant-time compare).
+
+    An empty or blank ``token`` matches nothing, not even ``Bearer `` with nothing after it.
+    """
     scheme, _, given = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and secret_equals(given.strip(), token)

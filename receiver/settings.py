@@ -5,10 +5,11 @@ Read only by ``logconfig``, ``app`` and ``cli``; the pure modules get values as 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -17,7 +18,9 @@ __all__ = ["Settings"]
 class Settings(BaseSettings):
     """Everything the server needs that is not in ``rules.yaml``.
 
-    Secrets are ``SecretStr`` so that a repr, a log line or an error never shows them.
+    Secrets are ``SecretStr`` so that a repr, a log line or an error never shows them. An empty or
+    blank secret or token is "not set" (docker-compose and Helm turn an unset value into ``""``):
+    it must never be something a client can match.
     """
 
     model_config = SettingsConfigDict(env_prefix="RECEIVER_", extra="ignore", frozen=True)
@@ -58,3 +61,42 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=1.0, gt=0, description="idle poll interval of the workers")
     retry_initial_seconds: float = Field(default=30.0, gt=0, description="wait after a delivery's first failure")
     retry_max_seconds: float = Field(default=1800.0, gt=0, description="longest wait between two attempts")
+    auth_failures_per_minute: int = Field(
+        default=10, gt=0, description="failed admin-token checks per client address and minute before 429"
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty = none",
+    )
+
+    @field_validator("webhook_secret", "logs_token", "admin_token", mode="after")
+    @classmethod
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+    @field_validator("logs_token", "admin_token", mode="after")
+    @classmethod
+    def _strip_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # A bearer token arrives in a header, whose surrounding whitespace HTTP drops: keep it off the token too.
+        if value is None or value.get_secret_value() == value.get_secret_value().strip():
+            return value
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        # uvicorn takes a value it cannot parse as a host name and silently never matches it: refuse it here.
+        items = []
+        for item in (part.strip() for part in value.split(",")):
+            if item == "*":
+                items.append(item)
+            elif item:
+                try:
+                    parsed = ipaddress.ip_network(item, strict=False) if "/" in item else ipaddress.ip_address(item)
+                except ValueError as exc:
+                    raise ValueError(f"RECEIVER_TRUSTED_PROXIES: {item!r} is not an IP address or network") from exc
+                items.append(str(parsed))
+        return ",".join(items)

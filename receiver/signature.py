@@ -50,7 +50,8 @@ def verify_signature(
     Args:
         body: the raw request body, as received.
         header: the value of ``X-UiPath-Signature``, or None when the header is missing.
-        secrets: the source's secrets; any one of them may have signed the body.
+        secrets: the source's secrets; any one of them may have signed the body. An empty or blank
+            one is never used: anyone could sign with it.
         allow_hex: also accept ``sha256=<64 hex digits>`` (off unless a source turns it on).
 
     Returns:
@@ -58,7 +59,7 @@ def verify_signature(
 
     Raises:
         SignatureError: missing header (``missing``), undecodable value (``malformed``) or no
-            secret produces the MAC (``mismatch``).
+            secret produces the MAC (``mismatch``, also when no secret is usable).
     """
     if header is None or not header.strip():
         raise SignatureError("missing", "X-UiPath-Signature header is missing")
@@ -66,7 +67,7 @@ def verify_signature(
     matched = False
     # Every secret is tried even after a match so the time taken does not tell which matched.
     for secret in secrets:
-        matched |= hmac.compare_digest(_mac(body, secret), expected)
+        matched |= bool(secret.strip()) and hmac.compare_digest(_mac(body, secret), expected)
     if not matched:
         raise SignatureError("mismatch", "X-UiPath-Signature does not match the body")
     return form

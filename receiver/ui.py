@@ -6,12 +6,17 @@ events), events with filters, one event (its deliveries and attempts, its noise 
 each rule did or did not match, its body), deliveries by state, silences (active ones, a form to
 add one, the maintenance windows of rules.yaml), and the rule set with its load status.
 
-Access: the admin token (``RECEIVER_ADMIN_TOKEN``; unset = the page is off) is typed once into
-the login form and compared in constant time. The session cookie does not hold the token: it is
-``EXPIRY.HMAC(token, EXPIRY)``, HttpOnly and SameSite=Strict, so it is stateless (every replica
-accepts it), expires by itself, and dies when the token is rotated. Every POST also carries a
-CSRF token derived from the session (``HMAC(token, session)``) and, when the browser sends one,
-an ``Origin`` equal to the page's own. Pages are sent with a CSP that allows no script at all.
+Access: the admin token (``RECEIVER_ADMIN_TOKEN``; unset or blank = the page is off) is typed once
+into the login form and compared in constant time; failed logins count against the client's
+address (``receiver.api``). The session cookie does not hold the token: it is
+``EXPIRY.GENERATION.HMAC(token, EXPIRY.GENERATION)``, HttpOnly, SameSite=Strict and Secure over
+https. It expires by itself, dies when the token is rotated (the MAC no longer verifies), and
+when anyone logs out: logging out bumps the session generation kept in the store, which every
+replica reads, so every session issued before ends (there is one admin identity). Every POST
+also carries a CSRF token derived from the session (``HMAC(token, session)``) and, when the
+browser sends one, an ``Origin`` equal to the page's own. Form bodies are bounded in size, fields
+and time (``RECEIVER_BODY_TIMEOUT_SECONDS``); a malformed one is a 400. Pages are sent with a CSP
+that allows no script at all.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from receiver import audit, silencing
+from receiver import api, audit, silencing
 from receiver.api import event_detail, event_list, rules_json
-from receiver.runtime import Runtime
+from receiver.deadline import BodyError
+from receiver.edge import error_response
+from receiver.runtime import Runtime, secret_equals
 from receiver.store import DeliveryRow
 
 __all__ = ["COOKIE", "SESSION_SECONDS", "routes"]
@@ -45,6 +52,9 @@ log = structlog.get_logger()
 COOKIE = "receiver_session"
 SESSION_SECONDS = 12 * 3600
 _FORM_LIMIT = 16 * 1024
+_FORM_FIELDS = 50
+_GENERATION = "ui_sessions"
+"""The store counter whose value every valid session carries; logging out bumps it."""
 _EVENT_FILTERS = ("type", "process", "robot", "state", "since", "until")
 _HEADERS = {
     "Content-Security-Policy": (
@@ -171,17 +181,27 @@ def _sign(token: str, purpose: str, value: str) -> str:
     return hmac.new(token.encode(), f"receiver-ui:{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def _new_session(token: str, now: float) -> str:
-    expiry = str(int(now + SESSION_SECONDS))
-    return f"{expiry}.{_sign(token, 'session', expiry)}"
+def _new_session(token: str, now: float, generation: int) -> str:
+    payload = f"{int(now + SESSION_SECONDS)}.{generation}"
+    return f"{payload}.{_sign(token, 'session', payload)}"
 
 
-def _valid_session(value: str | None, token: str, now: float) -> bool:
-    expiry, _, signature = (value or "").partition(".")
-    if not expiry.isdigit() or not signature:
+async def _valid_session(rt: Runtime, value: str | None, token: str) -> bool:
+    """Signed with ``token``, not expired, and of the current generation (not logged out since)."""
+    parts = (value or "").split(".")
+    if len(parts) != 3 or not token.strip():
         return False
-    good = hmac.compare_digest(signature.encode(), _sign(token, "session", expiry).encode())
-    return good and now < int(expiry) <= now + SESSION_SECONDS + 60
+    expiry, generation, signature = parts
+    if not (expiry.isascii() and expiry.isdigit() and generation.isascii() and generation.isdigit()):
+        return False
+    if len(expiry) > 12 or len(generation) > 19:  # no int() of thousands of digits
+        return False
+    good = hmac.compare_digest(signature.encode(), _sign(token, "session", f"{expiry}.{generation}").encode())
+    now = rt.clock()
+    if not good or not now < int(expiry) <= now + SESSION_SECONDS + 60:
+        return False
+    # Read only for a genuine cookie: a forged one costs no store query.
+    return int(generation) == await rt.store.read_counter(_GENERATION)
 
 
 def _same_origin(request: Request) -> bool:
@@ -200,14 +220,24 @@ def _same_origin(request: Request) -> bool:
     return hmac.compare_digest(urlsplit(origin).netloc.encode(), request.headers.get("host", "").encode())
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """An url-encoded form (what the pages send), bounded in size; the first value of each field."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _FORM_LIMIT:
-            return {}
-    pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=50)
+async def _form(rt: Runtime, request: Request) -> dict[str, str]:
+    """An url-encoded form (what the pages send), bounded in size, fields and time; the first value of each field.
+
+    Raises:
+        BodyError: 400 ``invalid_form`` (too large, too many fields, not UTF-8), 408 ``body_timeout``.
+    """
+    try:
+        body = await rt.reads.read_body(request.receive, limit=_FORM_LIMIT, within=rt.settings.body_timeout_seconds)
+    except BodyError as exc:
+        if exc.status != 413:
+            raise
+        raise BodyError(400, "invalid_form", f"the form is over {_FORM_LIMIT} bytes") from None
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=_FORM_FIELDS, errors="strict")
+    except UnicodeDecodeError:
+        raise BodyError(400, "invalid_form", "the form is not UTF-8") from None
+    except ValueError:  # parse_qsl: more than max_num_fields
+        raise BodyError(400, "invalid_form", f"the form has more than {_FORM_FIELDS} fields") from None
     form: dict[str, str] = {}
     for key, value in pairs:
         form.setdefault(key, value)
@@ -227,6 +257,11 @@ def _redirect(path: str, **done: str | int) -> RedirectResponse:
     return RedirectResponse(path, status_code=303, headers=_HEADERS)
 
 
+def _form_refused(exc: BodyError) -> Response:
+    # A body left half read ends the connection with the answer (app._close_if_unread).
+    return error_response(exc.status, exc.code, exc.detail, _HEADERS)
+
+
 def _off() -> HTMLResponse:
     body = _ENV.get_template("off.html").render(
         csrf="", flash=None, title="Off", now=time.time(), tz=UTC, filtered=False
@@ -243,12 +278,11 @@ def _page(handler: _PageHandler) -> Callable[[Request], Awaitable[Response]]:
 
     async def guarded(request: Request) -> Response:
         rt: Runtime = request.app.state.runtime
-        token = rt.settings.admin_token
-        if token is None:
+        secret = api.admin_secret(rt)
+        if secret is None:
             return _off()
-        secret = token.get_secret_value()
         session = request.cookies.get(COOKIE)
-        if not _valid_session(session, secret, rt.clock()):
+        if not await _valid_session(rt, session, secret):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return _redirect("/ui/login?" + urlencode({"next": target}))
         return await handler(_Page(rt, request, _sign(secret, "csrf", session or "")))
@@ -261,19 +295,21 @@ def _action(handler: _FormHandler) -> Callable[[Request], Awaitable[Response]]:
 
     async def guarded(request: Request) -> Response:
         rt: Runtime = request.app.state.runtime
-        token = rt.settings.admin_token
-        if token is None:
+        secret = api.admin_secret(rt)
+        if secret is None:
             return _off()
-        secret = token.get_secret_value()
         session = request.cookies.get(COOKIE) or ""
-        form = await _form(request)
+        # Session and origin before the body: a stranger's body is never read.
+        if not _same_origin(request) or not await _valid_session(rt, session, secret):
+            log.warning("ui_action_refused", path=request.url.path, reason="session or origin")
+            return _redirect("/ui/login?" + urlencode({"next": "/ui"}))
+        try:
+            form = await _form(rt, request)
+        except BodyError as exc:
+            return _form_refused(exc)
         csrf = _sign(secret, "csrf", session)
-        if (
-            not _valid_session(session, secret, rt.clock())
-            or not _same_origin(request)
-            or not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode())
-        ):
-            log.warning("ui_action_refused", path=request.url.path, reason="session, origin or csrf token")
+        if not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
+            log.warning("ui_action_refused", path=request.url.path, reason="csrf token")
             return _redirect("/ui/login?" + urlencode({"next": "/ui"}))
         return await handler(_Page(rt, request, csrf), form)
 
@@ -283,7 +319,9 @@ def _action(handler: _FormHandler) -> Callable[[Request], Awaitable[Response]]:
 # --- log in and out --------------------------------------------------------------------------
 
 
-def _login_page(next_path: str, *, error: str | None = None, status: int = 200) -> HTMLResponse:
+def _login_page(
+    next_path: str, *, error: str | None = None, status: int = 200, headers: Mapping[str, str] | None = None
+) -> HTMLResponse:
     body = _ENV.get_template("login.html").render(
         csrf="",
         flash=None,
@@ -294,34 +332,44 @@ def _login_page(next_path: str, *, error: str | None = None, status: int = 200) 
         tz=UTC,
         filtered=False,
     )
-    return _html(body, status)
+    return _html(body, status, headers)
 
 
 async def login_form(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    token = rt.settings.admin_token
-    if token is None:
+    secret = api.admin_secret(rt)
+    if secret is None:
         return _off()
-    if _valid_session(request.cookies.get(COOKIE), token.get_secret_value(), rt.clock()):
+    if await _valid_session(rt, request.cookies.get(COOKIE), secret):
         return _redirect(_next_path(request.query_params.get("next")))
     return _login_page(_next_path(request.query_params.get("next")))
 
 
 async def login(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    token = rt.settings.admin_token
-    if token is None:
+    secret = api.admin_secret(rt)
+    if secret is None:
         return _off()
-    form = await _form(request)
-    given = form.get("token", "").strip()
-    if not _same_origin(request) or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-        log.warning("ui_login_failed", client=request.client.host if request.client else None)
+    wait = api.admin_throttled(rt, request)
+    if wait is not None:
+        error = f"Too many wrong tokens from your address: try again in {wait} s."
+        return _login_page("/ui", error=error, status=429, headers={"Retry-After": str(wait)})
+    try:
+        form = await _form(rt, request)
+    except BodyError as exc:
+        return _form_refused(exc)
+    if not _same_origin(request):
+        # Not counted: another site must not be able to lock the admin out from the admin's own browser.
+        log.warning("ui_login_refused", client=api.client_address(request), reason="origin")
         return _login_page(_next_path(form.get("next")), error="That is not the admin token.", status=401)
-    log.info("ui_login", client=request.client.host if request.client else None)
+    if not secret_equals(form.get("token", "").strip(), secret):
+        api.note_failure(rt, request, "ui")
+        return _login_page(_next_path(form.get("next")), error="That is not the admin token.", status=401)
+    log.info("ui_login", client=api.client_address(request))
     response = _redirect(_next_path(form.get("next")))
     response.set_cookie(
         COOKIE,
-        _new_session(token.get_secret_value(), rt.clock()),
+        _new_session(secret, rt.clock(), await rt.store.read_counter(_GENERATION)),
         max_age=SESSION_SECONDS,
         path="/ui",
         httponly=True,
@@ -332,8 +380,13 @@ async def login(request: Request) -> Response:
 
 
 async def logout(page: _Page, _: dict[str, str]) -> Response:
+    # Server-side: every session issued so far ends, on every replica, even a copied cookie.
+    generation = await page.rt.store.bump_counter(_GENERATION)
+    log.info("ui_logout", client=api.client_address(page.request), generation=generation)
     response = _redirect("/ui/login")
-    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
+    response.delete_cookie(
+        COOKIE, path="/ui", httponly=True, samesite="strict", secure=page.request.url.scheme == "https"
+    )
     return response
 
 

@@ -304,7 +304,7 @@ class TestAdmin:
         assert 422 == reply.status_code
         assert any("nowhere" in p for p in reply.json()["problems"])
         assert ["faults", "robot-errors"] == admin_get(client, "/api/rules")["rules"]
-        ready = client.get("/readyz").json()
+        ready = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN}"}).json()
         assert ready["rules"]["last_reload_problems"]
         rules_path.write_text(RULES.replace("name: faults", "name: all-faults"))
         ok = client.post("/api/rules/reload", headers={"Authorization": f"Bearer {ADMIN}"})

@@ -794,6 +794,20 @@ async def test_released_lease_is_taken_at_once(store: Store) -> None:
     assert not await store.acquire_lease("inbox", "a", now=1002, ttl=60)
 
 
+async def test_counters_start_at_zero_and_count_up_for_every_connection(store_url: str) -> None:
+    """A named counter reads 0 until bumped, counts up by one, and another store on the database sees it."""
+    one, other = open_store(store_url), open_store(store_url)
+    await one.open()
+    await other.open()
+    try:
+        assert (0, 0) == (await one.read_counter("ui_sessions"), await other.read_counter("ui_sessions"))
+        assert [1, 2] == [await one.bump_counter("ui_sessions"), await other.bump_counter("ui_sessions")]
+        assert (2, 0) == (await one.read_counter("ui_sessions"), await other.read_counter("else"))
+    finally:
+        await one.close()
+        await other.close()
+
+
 async def test_released_claims_are_claimable_at_once(store: Store) -> None:
     """Released events and deliveries are claimed again before their leases end; processed and sent rows stay so."""
     ids = [(await store.accept(item(f"r-{n}"))).inbox_id for n in range(3)]

@@ -343,8 +343,8 @@ class _Loader:
                 expanded = self._expand(secret, (*base, "secrets", i), label, f"secret #{i + 1}")
                 if expanded is None:
                     ok = False
-                elif not expanded:
-                    self.report((*base, "secrets", i), f"{label}: secret #{i + 1} is empty")
+                elif not expanded.strip():
+                    self.report((*base, "secrets", i), f"{label}: secret #{i + 1} is empty or blank")
                     ok = False
                 else:
                     secrets.append(SecretStr(expanded))
@@ -353,8 +353,8 @@ class _Loader:
                 expanded = self._expand(spec.logs_token, (*base, "logs_token"), label, "logs_token")
                 if expanded is None:
                     ok = False
-                elif expanded:
-                    token = SecretStr(expanded)
+                elif expanded.strip():  # empty or blank (an unset ${VAR} in compose): the route stays off
+                    token = SecretStr(expanded.strip())
             if ok and not secrets and not spec.insecure and name != _DEFAULT_SOURCE:
                 hint = "add `secrets:` or set `insecure: true` (not recommended)"
                 self.report(base, f"{label} has no secrets: {hint}", at_key=True)

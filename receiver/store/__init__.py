@@ -453,6 +453,12 @@ class Store(Protocol):
     async def deliveries_of(self, inbox_id: int) -> list[DeliveryRow]:
         """The deliveries an event produced."""
 
+    async def read_counter(self, name: str) -> int:
+        """The named counter's value (0 before its first bump); every replica reads the same."""
+
+    async def bump_counter(self, name: str) -> int:
+        """Add one to the named counter and return the new value."""
+
     async def listen(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(topic)`` whenever work became available (topics: see the class docstring).
 

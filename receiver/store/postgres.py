@@ -530,6 +530,32 @@ class PostgresStore:
 
         await self._tx(release)
 
+    async def read_counter(self, name: str) -> int:
+        """The named counter's value (0 before its first bump)."""
+
+        async def select(conn: _Conn) -> int:
+            cursor = await conn.execute("SELECT value FROM counters WHERE name = %s", (name,))
+            row = await cursor.fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._tx(select)
+
+    async def bump_counter(self, name: str) -> int:
+        """Add one to the named counter and return the new value."""
+
+        async def bump(conn: _Conn) -> int:
+            cursor = await conn.execute(
+                "INSERT INTO counters (name, value) VALUES (%s, 1) "
+                "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+                (name,),
+            )
+            row = await cursor.fetchone()
+            if row is None:  # pragma: no cover - an upsert with RETURNING always returns its row
+                raise StoreError(f"counter {name!r} was not written")
+            return int(row[0])
+
+        return await self._tx(bump)
+
     async def release_claims(self, *, inbox_ids: Collection[int] = (), delivery_ids: Collection[int] = ()) -> None:
         """Clear the leases of unprocessed events and of deliveries still pending among these ids."""
         events, deliveries = list(inbox_ids), list(delivery_ids)

@@ -115,6 +115,13 @@ SQLITE: tuple[str, ...] = (
     CREATE INDEX inbox_received ON inbox (received_at);
     CREATE INDEX deliveries_dead ON deliveries (channel) WHERE state = 'dead';
     """,
+    # 5: named counters shared by every replica (the web page's session generation: log out ends sessions).
+    """
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
 )
 
 POSTGRES: tuple[str, ...] = (
@@ -218,5 +225,12 @@ POSTGRES: tuple[str, ...] = (
     ALTER TABLE inbox ADD COLUMN robot TEXT;
     CREATE INDEX inbox_received ON inbox (received_at);
     CREATE INDEX deliveries_dead ON deliveries (channel) WHERE state = 'dead';
+    """,
+    # 5: named counters (as on SQLite).
+    """
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+    );
     """,
 )

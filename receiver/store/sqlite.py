@@ -281,6 +281,26 @@ class SQLiteStore:
             redone_if_lost=True,  # lost in a power cut, the lease simply runs out
         )
 
+    async def read_counter(self, name: str) -> int:
+        """The named counter's value (0 before its first bump)."""
+        row = await self._run(
+            lambda conn: conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        )
+        return 0 if row is None else int(row[0])
+
+    async def bump_counter(self, name: str) -> int:
+        """Add one to the named counter and return the new value."""
+
+        def bump(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "INSERT INTO counters (name, value) VALUES (?, 1) "
+                "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+                (name,),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(bump)
+
     async def release_claims(self, *, inbox_ids: Collection[int] = (), delivery_ids: Collection[int] = ()) -> None:
         """Clear the leases of unprocessed events and of deliveries still pending among these ids."""
         events = [(i,) for i in inbox_ids]
