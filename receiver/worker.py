@@ -18,6 +18,7 @@ worker may run per database (it is the only writer of noise state).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -26,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -39,6 +40,7 @@ from receiver.metrics import Metrics
 from receiver.noise import AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
 from receiver.noise.engine import SILENT_TYPES
 from receiver.rules import RuleSet
+from receiver.rules.budget import BudgetExceededError, event_budget
 from receiver.store import (
     EventRow,
     LateDelivery,
@@ -60,6 +62,9 @@ _STEP_DOWN_SECONDS = 2.0
 
 _SLICE = 0.001
 """The longest the worker holds the event loop between two looks at the edge (seconds)."""
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 # Noise rows past their expiry are forgotten this long after, so that an event of a backlog
 # (arrived before the expiry, processed after it) still finds them.
@@ -142,6 +147,8 @@ class InboxWorker:
             ``max_defer`` seconds per batch: a burst is answered first and processed right after
             (it is safe in the inbox meanwhile).
         max_defer: the longest a batch waits for the edge; it bounds the extra delay of alerts in a burst.
+        event_budget: seconds of matching, keys and templates one event may take (None: no
+            limit); past them the event is set aside as ``budget_exceeded`` (see ``receiver.rules.budget``).
     """
 
     def __init__(
@@ -157,6 +164,7 @@ class InboxWorker:
         metrics: Metrics | None = None,
         edge: EdgeActivity | None = None,
         max_defer: float = 1.0,
+        event_budget: float | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
@@ -168,6 +176,9 @@ class InboxWorker:
         self._metrics = metrics
         self._edge = edge
         self._max_defer = max_defer
+        self._budget = event_budget
+        self._spent: dict[int, float] = {}  # inbox id -> seconds its planning took
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._deadline = 0.0
         self._next_yield = 0.0
         self._wakeup = asyncio.Event()
@@ -209,6 +220,9 @@ class InboxWorker:
                         await self._wakeup.wait()
         finally:
             await self._step_down()
+            if self._thread is not None:
+                self._thread.shutdown(wait=False)  # a slice still running ends on its own, within the budget
+                self._thread = None
 
     async def _step_down(self) -> None:
         """On the way out, free what the lease and the claims would hold for ``lease`` seconds.
@@ -272,24 +286,37 @@ class InboxWorker:
         """Process events no timer falls between, and commit them with their noise changes at once."""
         silences = adhoc(await self._store.list_silences(active_at=times[0], limit=10_000))
         engine = Engine(ruleset, silences)
-        plans: list[Plan | EventParseError | None] = []
+        plans = await self._each(list(zip(rows, times, strict=True)), lambda item: self._plan(engine, *item))
         refs: set[tuple[str, str, str]] = set()
-        for row, at in zip(rows, times, strict=True):
-            await self._yield_to_edge()
-            plans.append(self._plan(engine, row, at))
-            item = plans[-1]
+        for item in plans:
             if isinstance(item, Plan):
                 refs |= item.refs()
         view = StateView([to_row(r) for r in await self._store.load_noise(refs)], fetched=refs)
         batch = _Batch()
-        for row, item in zip(rows, plans, strict=True):
-            await self._yield_to_edge()
-            batch.processed.append(self.process(row, item, engine, view, batch))
+        pairs = list(zip(rows, plans, strict=True))
+        batch.processed.extend(await self._each(pairs, lambda item: self.process(*item, engine, view, batch)))
         await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
         if self._metrics is not None:
             done = self._clock()
             for row in rows:
                 self._metrics.processing_delay.observe(max(0.0, done - row.received_at))
+
+    async def _each(self, items: Sequence[_A], work: Callable[[_A], _R]) -> list[_R]:
+        """``work`` on each item in order, in the worker's own thread, a slice of ``_SLICE`` seconds at a time.
+
+        Matching and rendering one event grows with its text: on the event loop, one long event
+        would hold every webhook answer and ``/healthz`` behind it. In the thread the loop runs
+        meanwhile (the GIL is handed over every few ms even to a thread that never blocks), and
+        one thread keeps the events in order. Between slices the worker still waits for the edge.
+        """
+        done: list[_R] = []
+        loop = asyncio.get_running_loop()
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-worker")
+        while len(done) < len(items):
+            await self._yield_to_edge()
+            done.extend(await loop.run_in_executor(self._thread, _slice, items, len(done), work))
+        return done
 
     async def _yield_to_edge(self) -> None:
         """Every ``_SLICE`` seconds, let the event loop run; while the edge is busy, wait for it.
@@ -307,26 +334,35 @@ class InboxWorker:
             await self._edge.wait_quiet(self._deadline - time.monotonic())
         self._next_yield = time.monotonic() + _SLICE
 
-    @staticmethod
-    def _plan(engine: Engine, row: EventRow, at: float) -> Plan | EventParseError | None:
+    def _plan(self, engine: Engine, row: EventRow, at: float) -> Plan | ReceiverError | None:
+        """The event's plan; its parse error or spent budget instead; None when planning crashed."""
+        start = time.monotonic()
         try:
-            event = parse_row(row)
-        except EventParseError as exc:
+            with event_budget(self._budget):
+                event = parse_row(row)
+                return engine.plan(event, row.source, inbox_id=row.id, at=at, body=row.body.decode("utf-8", "replace"))
+        except (EventParseError, BudgetExceededError) as exc:
             return exc
-        try:
-            return engine.plan(event, row.source, inbox_id=row.id, at=at, body=row.body.decode("utf-8", "replace"))
         except Exception:
             log.exception("event_planning_crashed", inbox_id=row.id, type=row.type)
             return None
+        finally:
+            self._spent[row.id] = time.monotonic() - start
 
     def process(
-        self, row: EventRow, plan: Plan | EventParseError | None, engine: Engine, view: StateView, batch: _Batch
+        self, row: EventRow, plan: Plan | ReceiverError | None, engine: Engine, view: StateView, batch: _Batch
     ) -> Processed:
         """Decide about one planned event (pure CPU: the caller commits the result)."""
         token = view.checkpoint()
         mark = (len(batch.late), len(batch.log))
+        spent = self._spent.pop(row.id, 0.0)
         try:
-            processed, label, matched = self._process(row, plan, engine, view, batch)
+            with event_budget(None if self._budget is None else self._budget - spent):
+                processed, label, matched = self._process(row, plan, engine, view, batch)
+        except BudgetExceededError:
+            view.rollback(token)
+            del batch.late[mark[0] :], batch.log[mark[1] :]
+            processed, label, matched = self._over_budget(row), "unparsed", []
         except Exception as exc:
             view.rollback(token)
             del batch.late[mark[0] :], batch.log[mark[1] :]
@@ -339,16 +375,25 @@ class InboxWorker:
                 self._metrics.matched(name).inc()
         return processed
 
+    def _over_budget(self, row: EventRow) -> Processed:
+        """The outcome of an event whose matching or rendering ran past the budget: set aside, never retried."""
+        exc = BudgetExceededError(self._budget or 0.0)
+        log.error("event_budget_exceeded", inbox_id=row.id, type=row.type, budget_s=exc.seconds)
+        outcome = {"parsed": True, "error": "budget_exceeded", "detail": str(exc)}
+        return Processed(row.id, "unparsed", json.dumps(outcome))
+
     def _process(
-        self, row: EventRow, plan: Plan | EventParseError | None, engine: Engine, view: StateView, batch: _Batch
+        self, row: EventRow, plan: Plan | ReceiverError | None, engine: Engine, view: StateView, batch: _Batch
     ) -> tuple[Processed, str, list[str]]:
         """The processed row, its outcome label for metrics, and the rules that matched."""
+        if isinstance(plan, BudgetExceededError):
+            return self._over_budget(row), "unparsed", []
         if isinstance(plan, EventParseError):
             # Kept whole and visible: an event we cannot read is never dropped.
             log.warning("event_unparsed", inbox_id=row.id, type=row.type, error=plan.code)
             outcome = {"parsed": False, "error": plan.code, "detail": str(plan)[:1000]}
             return Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
-        if plan is None:
+        if not isinstance(plan, Plan):
             raise ReceiverError("the event could not be matched (see event_planning_crashed)")
         try:
             result = engine.process(view, plan)
@@ -469,6 +514,17 @@ class InboxWorker:
         channels = batch.channels()
         if channels and self._on_deliveries is not None:
             self._on_deliveries(channels)
+
+
+def _slice(items: Sequence[_A], start: int, work: Callable[[_A], _R]) -> list[_R]:
+    """``work`` on ``items[start:]`` in order until ``_SLICE`` seconds have passed (at least one item)."""
+    until = time.monotonic() + _SLICE
+    done: list[_R] = []
+    for i in range(start, len(items)):
+        done.append(work(items[i]))
+        if time.monotonic() >= until:
+            break
+    return done
 
 
 def _arrival_times(rows: Sequence[EventRow]) -> list[float]:
