@@ -397,6 +397,8 @@ class InboxWorker:
             raise ReceiverError("the event could not be matched (see event_planning_crashed)")
         try:
             result = engine.process(view, plan)
+        except BudgetExceededError:
+            raise
         except ReceiverError as exc:
             log.error("event_evaluation_failed", inbox_id=row.id, type=row.type, error=str(exc))
             outcome = {"parsed": True, "error": "evaluation_failed", "detail": str(exc)[:1000]}
