@@ -21,6 +21,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -63,8 +64,10 @@ _STEP_DOWN_SECONDS = 2.0
 _SLICE = 0.001
 """The longest the worker holds the event loop between two looks at the edge (seconds)."""
 
-_A = TypeVar("_A")
 _R = TypeVar("_R")
+
+_ON_LOOP = 0.05
+"""The longest one event runs on the event loop before it moves to the worker's thread (seconds)."""
 
 # Noise rows past their expiry are forgotten this long after, so that an event of a backlog
 # (arrived before the expiry, processed after it) still finds them.
@@ -221,7 +224,7 @@ class InboxWorker:
         finally:
             await self._step_down()
             if self._thread is not None:
-                self._thread.shutdown(wait=False)  # a slice still running ends on its own, within the budget
+                self._thread.shutdown(wait=False)  # an event still running there ends within its budget
                 self._thread = None
 
     async def _step_down(self) -> None:
@@ -286,37 +289,24 @@ class InboxWorker:
         """Process events no timer falls between, and commit them with their noise changes at once."""
         silences = adhoc(await self._store.list_silences(active_at=times[0], limit=10_000))
         engine = Engine(ruleset, silences)
-        plans = await self._each(list(zip(rows, times, strict=True)), lambda item: self._plan(engine, *item))
+        plans: list[Plan | ReceiverError | None] = []
         refs: set[tuple[str, str, str]] = set()
-        for item in plans:
+        for row, at in zip(rows, times, strict=True):
+            await self._yield_to_edge()
+            plans.append(await self._planned(engine, row, at))
+            item = plans[-1]
             if isinstance(item, Plan):
                 refs |= item.refs()
         view = StateView([to_row(r) for r in await self._store.load_noise(refs)], fetched=refs)
         batch = _Batch()
-        pairs = list(zip(rows, plans, strict=True))
-        batch.processed.extend(await self._each(pairs, lambda item: self.process(*item, engine, view, batch)))
+        for row, item in zip(rows, plans, strict=True):
+            await self._yield_to_edge()
+            batch.processed.append(await self._decided(row, item, engine, view, batch))
         await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
         if self._metrics is not None:
             done = self._clock()
             for row in rows:
                 self._metrics.processing_delay.observe(max(0.0, done - row.received_at))
-
-    async def _each(self, items: Sequence[_A], work: Callable[[_A], _R]) -> list[_R]:
-        """``work`` on each item in order, in the worker's own thread, a slice of ``_SLICE`` seconds at a time.
-
-        Matching and rendering one event grows with its text: on the event loop, one long event
-        would hold every webhook answer and ``/healthz`` behind it. In the thread the loop runs
-        meanwhile (the GIL is handed over every few ms even to a thread that never blocks), and
-        one thread keeps the events in order. Between slices the worker still waits for the edge.
-        """
-        done: list[_R] = []
-        loop = asyncio.get_running_loop()
-        if self._thread is None:
-            self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-worker")
-        while len(done) < len(items):
-            await self._yield_to_edge()
-            done.extend(await loop.run_in_executor(self._thread, _slice, items, len(done), work))
-        return done
 
     async def _yield_to_edge(self) -> None:
         """Every ``_SLICE`` seconds, let the event loop run; while the edge is busy, wait for it.
@@ -334,11 +324,40 @@ class InboxWorker:
             await self._edge.wait_quiet(self._deadline - time.monotonic())
         self._next_yield = time.monotonic() + _SLICE
 
-    def _plan(self, engine: Engine, row: EventRow, at: float) -> Plan | ReceiverError | None:
-        """The event's plan; its parse error or spent budget instead; None when planning crashed."""
+    # An event runs on the event loop for up to _ON_LOOP seconds; one that needs longer is rolled
+    # back and run again in the worker's own thread, where the loop keeps answering meanwhile
+    # (the GIL is handed over every few ms even to a thread that never blocks). Not every event
+    # in the thread: a hand-over costs ~100 µs of CPU, most of a normal event's whole cost.
+
+    def _loop_share(self, spent: float) -> float:
+        """The budget of an attempt on the loop, after ``spent`` seconds on the event so far."""
+        left = math.inf if self._budget is None else self._budget - spent
+        return min(left, _ON_LOOP)
+
+    def _moves(self, spent: float) -> bool:
+        """Whether an event out of its time on the loop has budget left for the thread."""
+        return self._budget is None or self._budget - spent > _ON_LOOP
+
+    async def _in_thread(self, work: Callable[..., _R], *args: Any) -> _R:
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-worker")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+
+    async def _planned(self, engine: Engine, row: EventRow, at: float) -> Plan | ReceiverError | None:
+        """The event's plan: on the loop, or in the worker's thread when it takes longer than ``_ON_LOOP``."""
         start = time.monotonic()
+        plan = self._plan(engine, row, at, self._loop_share(0.0))
+        if isinstance(plan, BudgetExceededError) and self._moves(0.0):
+            log.info("event_moved_off_loop", inbox_id=row.id, type=row.type, stage="plan")
+            left = None if self._budget is None else self._budget - (time.monotonic() - start)
+            plan = await self._in_thread(self._plan, engine, row, at, left)
+        self._spent[row.id] = time.monotonic() - start
+        return plan
+
+    def _plan(self, engine: Engine, row: EventRow, at: float, budget: float | None) -> Plan | ReceiverError | None:
+        """The event's plan; its parse error or spent budget instead; None when planning crashed."""
         try:
-            with event_budget(self._budget):
+            with event_budget(budget):
                 event = parse_row(row)
                 return engine.plan(event, row.source, inbox_id=row.id, at=at, body=row.body.decode("utf-8", "replace"))
         except (EventParseError, BudgetExceededError) as exc:
@@ -346,23 +365,46 @@ class InboxWorker:
         except Exception:
             log.exception("event_planning_crashed", inbox_id=row.id, type=row.type)
             return None
-        finally:
-            self._spent[row.id] = time.monotonic() - start
+
+    async def _decided(
+        self, row: EventRow, plan: Plan | ReceiverError | None, engine: Engine, view: StateView, batch: _Batch
+    ) -> Processed:
+        """:meth:`process` on the loop, or in the worker's thread when it takes longer than ``_ON_LOOP``."""
+        spent = self._spent.pop(row.id, 0.0)
+        start = time.monotonic()
+        result = self._attempt(row, plan, engine, view, batch, self._loop_share(spent))
+        if result is None and self._moves(spent):
+            log.info("event_moved_off_loop", inbox_id=row.id, type=row.type, stage="process")
+            left = None if self._budget is None else self._budget - spent - (time.monotonic() - start)
+            result = await self._in_thread(self._attempt, row, plan, engine, view, batch, left)
+        return self._over_budget(row) if result is None else result
 
     def process(
         self, row: EventRow, plan: Plan | ReceiverError | None, engine: Engine, view: StateView, batch: _Batch
     ) -> Processed:
-        """Decide about one planned event (pure CPU: the caller commits the result)."""
+        """Decide about one planned event (pure CPU: the caller commits the result), within the budget."""
+        result = self._attempt(row, plan, engine, view, batch, self._budget)
+        return self._over_budget(row) if result is None else result
+
+    def _attempt(
+        self,
+        row: EventRow,
+        plan: Plan | ReceiverError | None,
+        engine: Engine,
+        view: StateView,
+        batch: _Batch,
+        budget: float | None,
+    ) -> Processed | None:
+        """Decide about one event within ``budget`` seconds; None (and nothing changed) when they run out."""
         token = view.checkpoint()
         mark = (len(batch.late), len(batch.log))
-        spent = self._spent.pop(row.id, 0.0)
         try:
-            with event_budget(None if self._budget is None else self._budget - spent):
+            with event_budget(budget):
                 processed, label, matched = self._process(row, plan, engine, view, batch)
         except BudgetExceededError:
             view.rollback(token)
             del batch.late[mark[0] :], batch.log[mark[1] :]
-            processed, label, matched = self._over_budget(row), "unparsed", []
+            return None
         except Exception as exc:
             view.rollback(token)
             del batch.late[mark[0] :], batch.log[mark[1] :]
@@ -379,6 +421,8 @@ class InboxWorker:
         """The outcome of an event whose matching or rendering ran past the budget: set aside, never retried."""
         exc = BudgetExceededError(self._budget or 0.0)
         log.error("event_budget_exceeded", inbox_id=row.id, type=row.type, budget_s=exc.seconds)
+        if self._metrics is not None:
+            self._metrics.processed("unparsed").inc()
         outcome = {"parsed": True, "error": "budget_exceeded", "detail": str(exc)}
         return Processed(row.id, "unparsed", json.dumps(outcome))
 
@@ -387,7 +431,7 @@ class InboxWorker:
     ) -> tuple[Processed, str, list[str]]:
         """The processed row, its outcome label for metrics, and the rules that matched."""
         if isinstance(plan, BudgetExceededError):
-            return self._over_budget(row), "unparsed", []
+            raise plan  # planning ran out of budget: so does the event
         if isinstance(plan, EventParseError):
             # Kept whole and visible: an event we cannot read is never dropped.
             log.warning("event_unparsed", inbox_id=row.id, type=row.type, error=plan.code)
@@ -516,17 +560,6 @@ class InboxWorker:
         channels = batch.channels()
         if channels and self._on_deliveries is not None:
             self._on_deliveries(channels)
-
-
-def _slice(items: Sequence[_A], start: int, work: Callable[[_A], _R]) -> list[_R]:
-    """``work`` on ``items[start:]`` in order until ``_SLICE`` seconds have passed (at least one item)."""
-    until = time.monotonic() + _SLICE
-    done: list[_R] = []
-    for i in range(start, len(items)):
-        done.append(work(items[i]))
-        if time.monotonic() >= until:
-            break
-    return done
 
 
 def _arrival_times(rows: Sequence[EventRow]) -> list[float]:
