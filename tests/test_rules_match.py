@@ -15,6 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from receiver.errors import RulesError
 from receiver.events import Event, parse_event, parse_log_entries
 from receiver.rules import RuleSet, load_rules
 from receiver.rules.values import compile_glob
@@ -445,7 +446,7 @@ class TestGlob:
         reference = _compiled(_regex_glob, pattern, classes)
         glob = _compiled(compile_glob, pattern, classes)
         if isinstance(reference, type):
-            assert reference is glob
+            assert glob is ValueError  # a bad class ([b-a]) was a re.error that crashed the loader
             return
         for text in texts:
             assert (reference.fullmatch(text) is not None) == glob.matches(text), (pattern, text)
@@ -478,6 +479,11 @@ class TestGlob:
     def test_edges(self, pattern: str, text: str, expected: bool) -> None:
         """Head and tail are anchored and never share a character; stars match the empty text."""
         assert expected == compile_glob(pattern, classes=True).matches(text)
+
+    def test_a_bad_class_is_a_load_error(self) -> None:
+        """``[z-a]`` is reported with the rule, not raised as a regex error out of the loader."""
+        with pytest.raises(RulesError, match=r"bad glob '\[z-a\]': bad character class"):
+            _ruleset([{"name": "r", "match": {"process": {"glob": "[z-a]"}}, "notify": ["ops"]}])
 
     def test_rules_use_the_linear_matcher(self) -> None:
         """A rule's three-star glob decides on a megabyte of robot log message at once."""

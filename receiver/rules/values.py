@@ -476,14 +476,19 @@ class GlobPattern:
 
 
 def _segment(tokens: list[str]) -> re.Pattern[str] | None:
-    return re.compile("".join(tokens), re.IGNORECASE | re.DOTALL) if tokens else None
+    if not tokens:
+        return None
+    try:
+        return re.compile("".join(tokens), re.IGNORECASE | re.DOTALL)
+    except re.error as exc:  # a class such as [z-a]
+        raise ValueError(f"bad character class: {exc.msg}") from exc
 
 
 def compile_glob(pattern: str, *, classes: bool) -> GlobPattern:
     """Compile a glob (``*``, ``?``, and ``[...]`` when ``classes``) matched whole and ignoring case.
 
     Raises:
-        ValueError: an unclosed or empty ``[...]`` class.
+        ValueError: an unclosed, empty or bad (``[z-a]``) ``[...]`` class.
     """
     return GlobPattern(pattern, classes=classes)
 
