@@ -94,6 +94,7 @@ def create_app(
             on_deliveries=rt.dispatcher.wake,
             metrics=metrics,
             edge=rt.edge,
+            event_budget=settings.event_budget_seconds,
         )
         app.state.runtime = rt
         await store.listen(_wake_workers(rt.worker, rt.dispatcher))

@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from receiver.errors import EventParseError, Problem, RulesError
-from receiver.events import Event, parse_event, parse_log_entries
+from receiver.events import Event, cap_strings, parse_event, parse_log_entries
 from receiver.noise import Decision, Emitted, Result
 from receiver.noise.simulate import Entry, Simulation
 from receiver.rules import Channel, RuleSet, Severity, load_rules
@@ -104,6 +104,7 @@ def _read_json(path: str | Path) -> Any:
 
 
 def _events_of(raw: Any) -> list[Event]:
+    raw = cap_strings(raw)  # as the worker sees them (parse_stored)
     if isinstance(raw, dict) and any(isinstance(k, str) and k.lower() == "type" for k in raw):
         return [parse_event(raw)]
     return list(parse_log_entries(raw))

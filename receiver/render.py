@@ -43,6 +43,7 @@ from receiver.events import (
     Session,
 )
 from receiver.rules import BodyFormat, Channel, Rule, RuleSet, Severity
+from receiver.rules.budget import BudgetExceededError
 from receiver.rules.fields import HANDLE_TYPES
 from receiver.rules.template import context_names, escape_markdown, firstlines, localtime, neutralise
 
@@ -408,6 +409,8 @@ def _run(template: Template | None, context: dict[str, Any]) -> tuple[str | None
         return None, None
     try:
         return template.render(context), None
+    except BudgetExceededError:
+        raise  # the event's time is up: no default text either
     except Exception as exc:  # noqa: BLE001 - a rule's template must never lose a notification
         return None, f"{type(exc).__name__}: {exc}"
 

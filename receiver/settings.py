@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     )
     watch_rules: bool = Field(default=True, description="reload rules.yaml when the file changes")
     lease_seconds: float = Field(default=60, gt=0, description="how long a claimed row stays with its worker")
+    event_budget_seconds: float = Field(
+        default=5.0, gt=0, description="matching and rendering one event past this sets it aside as budget_exceeded"
+    )
     poll_seconds: float = Field(default=1.0, gt=0, description="idle poll interval of the workers")
     retry_initial_seconds: float = Field(default=30.0, gt=0, description="wait after a delivery's first failure")
     retry_max_seconds: float = Field(default=1800.0, gt=0, description="longest wait between two attempts")

@@ -18,15 +18,17 @@ worker may run per database (it is the only writer of noise state).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
+import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -39,6 +41,7 @@ from receiver.metrics import Metrics
 from receiver.noise import AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
 from receiver.noise.engine import SILENT_TYPES
 from receiver.rules import RuleSet
+from receiver.rules.budget import BudgetExceededError, event_budget
 from receiver.store import (
     EventRow,
     LateDelivery,
@@ -60,6 +63,11 @@ _STEP_DOWN_SECONDS = 2.0
 
 _SLICE = 0.001
 """The longest the worker holds the event loop between two looks at the edge (seconds)."""
+
+_R = TypeVar("_R")
+
+_ON_LOOP = 0.05
+"""The longest one event runs on the event loop before it moves to the worker's thread (seconds)."""
 
 # Noise rows past their expiry are forgotten this long after, so that an event of a backlog
 # (arrived before the expiry, processed after it) still finds them.
@@ -142,6 +150,8 @@ class InboxWorker:
             ``max_defer`` seconds per batch: a burst is answered first and processed right after
             (it is safe in the inbox meanwhile).
         max_defer: the longest a batch waits for the edge; it bounds the extra delay of alerts in a burst.
+        event_budget: seconds of matching, keys and templates one event may take (None: no
+            limit); past them the event is set aside as ``budget_exceeded`` (see ``receiver.rules.budget``).
     """
 
     def __init__(
@@ -157,6 +167,7 @@ class InboxWorker:
         metrics: Metrics | None = None,
         edge: EdgeActivity | None = None,
         max_defer: float = 1.0,
+        event_budget: float | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
@@ -168,6 +179,9 @@ class InboxWorker:
         self._metrics = metrics
         self._edge = edge
         self._max_defer = max_defer
+        self._budget = event_budget
+        self._spent: dict[int, float] = {}  # inbox id -> seconds its planning took
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._deadline = 0.0
         self._next_yield = 0.0
         self._wakeup = asyncio.Event()
@@ -209,6 +223,9 @@ class InboxWorker:
                         await self._wakeup.wait()
         finally:
             await self._step_down()
+            if self._thread is not None:
+                self._thread.shutdown(wait=False)  # an event still running there ends within its budget
+                self._thread = None
 
     async def _step_down(self) -> None:
         """On the way out, free what the lease and the claims would hold for ``lease`` seconds.
@@ -272,11 +289,11 @@ class InboxWorker:
         """Process events no timer falls between, and commit them with their noise changes at once."""
         silences = adhoc(await self._store.list_silences(active_at=times[0], limit=10_000))
         engine = Engine(ruleset, silences)
-        plans: list[Plan | EventParseError | None] = []
+        plans: list[Plan | ReceiverError | None] = []
         refs: set[tuple[str, str, str]] = set()
         for row, at in zip(rows, times, strict=True):
             await self._yield_to_edge()
-            plans.append(self._plan(engine, row, at))
+            plans.append(await self._planned(engine, row, at))
             item = plans[-1]
             if isinstance(item, Plan):
                 refs |= item.refs()
@@ -284,7 +301,7 @@ class InboxWorker:
         batch = _Batch()
         for row, item in zip(rows, plans, strict=True):
             await self._yield_to_edge()
-            batch.processed.append(self.process(row, item, engine, view, batch))
+            batch.processed.append(await self._decided(row, item, engine, view, batch))
         try:
             await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
         except StoreError as exc:
@@ -313,26 +330,87 @@ class InboxWorker:
             await self._edge.wait_quiet(self._deadline - time.monotonic())
         self._next_yield = time.monotonic() + _SLICE
 
-    @staticmethod
-    def _plan(engine: Engine, row: EventRow, at: float) -> Plan | EventParseError | None:
+    # An event runs on the event loop for up to _ON_LOOP seconds; one that needs longer is rolled
+    # back and run again in the worker's own thread, where the loop keeps answering meanwhile
+    # (the GIL is handed over every few ms even to a thread that never blocks). Not every event
+    # in the thread: a hand-over costs ~100 µs of CPU, most of a normal event's whole cost.
+
+    def _loop_share(self, spent: float) -> float:
+        """The budget of an attempt on the loop, after ``spent`` seconds on the event so far."""
+        left = math.inf if self._budget is None else self._budget - spent
+        return min(left, _ON_LOOP)
+
+    def _moves(self, spent: float) -> bool:
+        """Whether an event out of its time on the loop has budget left for the thread."""
+        return self._budget is None or self._budget - spent > _ON_LOOP
+
+    async def _in_thread(self, work: Callable[..., _R], *args: Any) -> _R:
+        if self._thread is None:
+            self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-worker")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+
+    async def _planned(self, engine: Engine, row: EventRow, at: float) -> Plan | ReceiverError | None:
+        """The event's plan: on the loop, or in the worker's thread when it takes longer than ``_ON_LOOP``."""
+        start = time.monotonic()
+        plan = self._plan(engine, row, at, self._loop_share(0.0))
+        if isinstance(plan, BudgetExceededError) and self._moves(0.0):
+            log.info("event_moved_off_loop", inbox_id=row.id, type=row.type, stage="plan")
+            left = None if self._budget is None else self._budget - (time.monotonic() - start)
+            plan = await self._in_thread(self._plan, engine, row, at, left)
+        self._spent[row.id] = time.monotonic() - start
+        return plan
+
+    def _plan(self, engine: Engine, row: EventRow, at: float, budget: float | None) -> Plan | ReceiverError | None:
+        """The event's plan; its parse error or spent budget instead; None when planning crashed."""
         try:
-            event = parse_row(row)
-        except EventParseError as exc:
+            with event_budget(budget):
+                event = parse_row(row)
+                return engine.plan(event, row.source, inbox_id=row.id, at=at, body=row.body.decode("utf-8", "replace"))
+        except (EventParseError, BudgetExceededError) as exc:
             return exc
-        try:
-            return engine.plan(event, row.source, inbox_id=row.id, at=at, body=row.body.decode("utf-8", "replace"))
         except Exception:
             log.exception("event_planning_crashed", inbox_id=row.id, type=row.type)
             return None
 
-    def process(
-        self, row: EventRow, plan: Plan | EventParseError | None, engine: Engine, view: StateView, batch: _Batch
+    async def _decided(
+        self, row: EventRow, plan: Plan | ReceiverError | None, engine: Engine, view: StateView, batch: _Batch
     ) -> Processed:
-        """Decide about one planned event (pure CPU: the caller commits the result)."""
+        """:meth:`process` on the loop, or in the worker's thread when it takes longer than ``_ON_LOOP``."""
+        spent = self._spent.pop(row.id, 0.0)
+        start = time.monotonic()
+        result = self._attempt(row, plan, engine, view, batch, self._loop_share(spent))
+        if result is None and self._moves(spent):
+            log.info("event_moved_off_loop", inbox_id=row.id, type=row.type, stage="process")
+            left = None if self._budget is None else self._budget - spent - (time.monotonic() - start)
+            result = await self._in_thread(self._attempt, row, plan, engine, view, batch, left)
+        return self._over_budget(row) if result is None else result
+
+    def process(
+        self, row: EventRow, plan: Plan | ReceiverError | None, engine: Engine, view: StateView, batch: _Batch
+    ) -> Processed:
+        """Decide about one planned event (pure CPU: the caller commits the result), within the budget."""
+        result = self._attempt(row, plan, engine, view, batch, self._budget)
+        return self._over_budget(row) if result is None else result
+
+    def _attempt(
+        self,
+        row: EventRow,
+        plan: Plan | ReceiverError | None,
+        engine: Engine,
+        view: StateView,
+        batch: _Batch,
+        budget: float | None,
+    ) -> Processed | None:
+        """Decide about one event within ``budget`` seconds; None (and nothing changed) when they run out."""
         token = view.checkpoint()
         mark = (len(batch.late), len(batch.log))
         try:
-            processed, label, matched = self._process(row, plan, engine, view, batch)
+            with event_budget(budget):
+                processed, label, matched = self._process(row, plan, engine, view, batch)
+        except BudgetExceededError:
+            view.rollback(token)
+            del batch.late[mark[0] :], batch.log[mark[1] :]
+            return None
         except Exception as exc:
             view.rollback(token)
             del batch.late[mark[0] :], batch.log[mark[1] :]
@@ -345,19 +423,32 @@ class InboxWorker:
                 self._metrics.matched(name).inc()
         return processed
 
+    def _over_budget(self, row: EventRow) -> Processed:
+        """The outcome of an event whose matching or rendering ran past the budget: set aside, never retried."""
+        exc = BudgetExceededError(self._budget or 0.0)
+        log.error("event_budget_exceeded", inbox_id=row.id, type=row.type, budget_s=exc.seconds)
+        if self._metrics is not None:
+            self._metrics.processed("unparsed").inc()
+        outcome = {"parsed": True, "error": "budget_exceeded", "detail": str(exc)}
+        return Processed(row.id, "unparsed", json.dumps(outcome))
+
     def _process(
-        self, row: EventRow, plan: Plan | EventParseError | None, engine: Engine, view: StateView, batch: _Batch
+        self, row: EventRow, plan: Plan | ReceiverError | None, engine: Engine, view: StateView, batch: _Batch
     ) -> tuple[Processed, str, list[str]]:
         """The processed row, its outcome label for metrics, and the rules that matched."""
+        if isinstance(plan, BudgetExceededError):
+            raise plan  # planning ran out of budget: so does the event
         if isinstance(plan, EventParseError):
             # Kept whole and visible: an event we cannot read is never dropped.
             log.warning("event_unparsed", inbox_id=row.id, type=row.type, error=plan.code)
             outcome = {"parsed": False, "error": plan.code, "detail": str(plan)[:1000]}
             return Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
-        if plan is None:
+        if not isinstance(plan, Plan):
             raise ReceiverError("the event could not be matched (see event_planning_crashed)")
         try:
             result = engine.process(view, plan)
+        except BudgetExceededError:
+            raise
         except ReceiverError as exc:
             log.error("event_evaluation_failed", inbox_id=row.id, type=row.type, error=str(exc))
             outcome = {"parsed": True, "error": "evaluation_failed", "detail": str(exc)[:1000]}

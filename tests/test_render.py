@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from functools import cache
 from pathlib import Path
@@ -10,11 +11,16 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from receiver.errors import RulesError
-from receiver.events import Event, parse_event, parse_log_entries
+from receiver.events import Event, cap_strings, parse_event, parse_log_entries
+from receiver.noise import parse_stored
 from receiver.render import Notification, default_severity, render, shorten
 from receiver.rules import Channel, RuleSet, load_rules
+from receiver.rules.budget import BudgetExceededError, event_budget
+from receiver.rules.template import escape_markdown
 
 DATA = Path(__file__).resolve().parent / "data"
 ZWSP = "\u200b"
@@ -432,3 +438,90 @@ def test_channel_of_render_is_not_leaked() -> None:
     channel: Channel = ruleset.channels["mail"]
     note = render(_event("job.faulted"), ruleset.rules[0], channel, ruleset)
     assert "pass@" not in note.body
+
+
+# --- escaping and the text bound: linear, and the same answers as before -----------------------
+
+_MD_INLINE = re.compile(r"([\\`*_\[\]~|])")
+_MD_LINE_START = re.compile(r"^(\s*)([#+\-=])", re.MULTILINE)
+_MD_ORDERED = re.compile(r"^(\s*\d+)\.(?=\s)", re.MULTILINE)
+
+
+def _regex_escape_markdown(text: str) -> str:
+    """Markdown escaping as it was, with regexes quadratic in the blank lines: the reference."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_INLINE.sub(r"\\\1", text)
+    text = _MD_LINE_START.sub(r"\1\\\2", text)
+    return _MD_ORDERED.sub(r"\1\\.", text)
+
+
+# Blanks of every kind \s knows (and \u2028, after which ^ does not match), markers, digits of two scripts.
+_MD_ALPHABET = " \t\n\r\x0b\x85\xa0\u2028#+-=.*1\u0663a\\<"
+
+
+class TestLinearEscaping:
+    """Markdown escaping is linear in the text and escapes exactly what it escaped before."""
+
+    @settings(max_examples=3000, deadline=None)
+    @given(text=st.text(_MD_ALPHABET, max_size=16))
+    def test_same_text_as_the_regexes(self, text: str) -> None:
+        """For any small text, the line-by-line escaping equals the old regex escaping."""
+        assert _regex_escape_markdown(text) == escape_markdown(text)
+
+    def test_two_hundred_thousand_blank_lines(self) -> None:
+        """Markers after 200,000 blank lines are escaped; the regexes took about 15 minutes for this."""
+        text = "\n" * 200_000 + "  # heading\n" + " \n" * 100_000 + "12. item\n- item"
+        escaped = escape_markdown(text)
+        assert escaped.startswith("\n" * 200_000 + "  \\# heading\n")
+        assert escaped.endswith(" \n" * 100_000 + "12\\. item\n\\- item")
+
+    def test_a_mebibyte_of_markup(self) -> None:
+        """A mebibyte of lines, each starting with markup, is escaped line by line."""
+        line = "- 1. *x* #\n"
+        text = line * (1_048_576 // len(line))
+        assert "\\- 1. \\*x\\* #\n" * (1_048_576 // len(line)) == escape_markdown(text)
+
+
+class TestTextBound:
+    """Rules and templates see at most 16,384 characters of one text; the stored event stays whole."""
+
+    def test_a_mebibyte_message_is_cut_with_a_visible_marker(self) -> None:
+        """A 1 MiB message renders as its first 16,384 characters and a marker naming its length."""
+        message = "x" * 1_048_576
+        body = json.dumps({"Level": "Error", "ProcessName": "P", "Message": message})
+        event = parse_stored("robot.log", body)
+        assert f"{'x' * 16_384}… [truncated: 16384 of 1048576 characters shown]" == event.message
+        ruleset = _ruleset({"format": "markdown", "body": "{{ message }}", "notify": ["mail"]})
+        note = render(event, ruleset.rules[0], ruleset.channels["mail"], ruleset)
+        assert note.body.endswith("… \\[truncated: 16384 of 1048576 characters shown\\]")
+
+    def test_every_string_and_key_is_bound(self) -> None:
+        """Nested values, list items and keys of free-form bags are cut too; short ones are left alone."""
+        long = "v" * 20_000
+        raw = {"a": [long, {"k" * 20_000: long, "short": "s"}], "b": long, "n": 5}
+        capped = cap_strings(raw)
+        marker = "… [truncated: 16384 of 20000 characters shown]"
+        assert "v" * 16_384 + marker == capped["b"] == capped["a"][0]
+        assert {"k" * 16_384 + marker: "v" * 16_384 + marker, "short": "s"} == capped["a"][1]
+        assert 5 == capped["n"]
+
+    def test_short_bodies_are_read_as_they_are(self) -> None:
+        """A body within the bound is parsed untouched."""
+        body = json.dumps({"Level": "Error", "ProcessName": "P", "Message": "m" * 16_000})
+        assert "m" * 16_000 == parse_stored("robot.log", body).message
+
+
+class TestBudget:
+    """A template past the event's budget stops, and does not fall back to the default text."""
+
+    def test_a_spent_budget_stops_a_template(self) -> None:
+        """Rendering under a spent budget raises instead of sending the default body."""
+        ruleset = _ruleset({"body": "{% for i in range(100000) %}{{ i }}{% endfor %}"})
+        with event_budget(0.0), pytest.raises(BudgetExceededError):
+            render(_event("job.faulted"), ruleset.rules[0], ruleset.channels["log"], ruleset)
+
+    def test_without_a_budget_templates_run_to_the_end(self) -> None:
+        """Outside a budget (receiver test, the dry run) the same template renders."""
+        ruleset = _ruleset({"body": "{% for i in range(1000) %}{{ i }}{% endfor %}"})
+        note = render(_event("job.faulted"), ruleset.rules[0], ruleset.channels["log"], ruleset)
+        assert note.body.endswith("999")

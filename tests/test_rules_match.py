@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
+import warnings
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from receiver.errors import RulesError
 from receiver.events import Event, parse_event, parse_log_entries
 from receiver.rules import RuleSet, load_rules
+from receiver.rules.values import compile_glob
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -381,3 +385,109 @@ def test_index_skips_rules_of_other_types() -> None:
     ruleset = _ruleset(rules)
     candidates = ruleset._index.candidates("job.faulted", "invoiceprocessing")
     assert ["hit"] == [ruleset.rules[i].name for i in candidates]
+
+
+# --- globs: linear in the text, the same answers as the regex they replace -------------------
+
+
+def _regex_glob(pattern: str, *, classes: bool) -> re.Pattern[str]:
+    """The glob compiler before it was made linear (``.*`` runs, fullmatch): the reference."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[" and classes:
+            end = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if end < 0:
+                raise ValueError(f"unclosed '[' at position {i + 1}")
+            body = pattern[i + 1 : end]
+            if body in ("", "!"):
+                raise ValueError(f"empty character class at position {i + 1}")
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+
+
+# Letters with case quirks (long s is s, the Kelvin sign is k), class syntax, newlines.
+_GLOB_ALPHABET = "*?[]!-aAbBsS\u017fkK\\\n."
+_TEXT_ALPHABET = "aAbBsS\u017fkK\u212a\n.-]["
+
+
+def _compiled(compile_: Any, pattern: str, classes: bool) -> Any:
+    """The compiled pattern, or the type of the error that refused it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "possible nested set" of some classes, as before
+            return compile_(pattern, classes=classes)
+    except (ValueError, re.error) as exc:
+        return type(exc)
+
+
+class TestGlob:
+    """Globs match in time linear in the text, with the answers the ``.*`` regexes gave."""
+
+    @settings(max_examples=3000, deadline=None)
+    @given(
+        pattern=st.text(_GLOB_ALPHABET, min_size=1, max_size=8),
+        texts=st.lists(st.text(_TEXT_ALPHABET, max_size=10), min_size=1, max_size=5),
+        classes=st.booleans(),
+    )
+    def test_same_answers_as_the_regex(self, pattern: str, texts: list[str], classes: bool) -> None:
+        """For any small pattern and text, the linear matcher and the old regex agree (or both refuse the pattern)."""
+        reference = _compiled(_regex_glob, pattern, classes)
+        glob = _compiled(compile_glob, pattern, classes)
+        if isinstance(reference, type):
+            assert glob is ValueError  # a bad class ([b-a]) was a re.error that crashed the loader
+            return
+        for text in texts:
+            assert (reference.fullmatch(text) is not None) == glob.matches(text), (pattern, text)
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            pytest.param("invoice " * 131_072, False, id="1MiB-invoices-no-failed"),
+            pytest.param("x" * 500_000 + "INVOICE" + "y" * 500_000 + "failed" + "z", True, id="1MB-far-apart"),
+            pytest.param("Failed " * 100_000 + "Invoice", False, id="wrong-order"),
+            pytest.param("Invoice" + "Failed" * 100_000, True, id="adjacent-then-more"),
+        ],
+    )
+    def test_three_stars_over_a_megabyte(self, text: str, expected: bool) -> None:
+        """``*Invoice*Failed*`` gives the right answer on texts of a megabyte (the regex took minutes)."""
+        assert expected == compile_glob("*Invoice*Failed*", classes=False).matches(text)
+
+    @pytest.mark.parametrize(
+        ("pattern", "text", "expected"),
+        [
+            pytest.param("Invoice*Failed", "invoice " * 100_000 + "FAILED", True, id="anchored-ends"),
+            pytest.param("Invoice*Failed", "invoice " * 100_000 + "FAILED.", False, id="tail-must-end"),
+            pytest.param("?*[0-9]", "a" * 1_000_000 + "7", True, id="class-at-the-end"),
+            pytest.param("a*a", "a", False, id="head-and-tail-may-not-overlap"),
+            pytest.param("a*a", "aa", True, id="head-and-tail-touch"),
+            pytest.param("*", "", True, id="star-matches-empty"),
+            pytest.param("**", "anything", True, id="double-star"),
+        ],
+    )
+    def test_edges(self, pattern: str, text: str, expected: bool) -> None:
+        """Head and tail are anchored and never share a character; stars match the empty text."""
+        assert expected == compile_glob(pattern, classes=True).matches(text)
+
+    def test_a_bad_class_is_a_load_error(self) -> None:
+        """``[z-a]`` is reported with the rule, not raised as a regex error out of the loader."""
+        with pytest.raises(RulesError, match=r"bad glob '\[z-a\]': bad character class"):
+            _ruleset([{"name": "r", "match": {"process": {"glob": "[z-a]"}}, "notify": ["ops"]}])
+
+    def test_rules_use_the_linear_matcher(self) -> None:
+        """A rule's three-star glob decides on a megabyte of robot log message at once."""
+        entry = {"Level": "Error", "ProcessName": "P", "Message": "invoice " * 125_000 + "then it Failed"}
+        event = parse_log_entries(entry)[0]
+        ruleset = _ruleset([{"name": "r", "match": {"message": "*Invoice*Failed*"}, "notify": ["ops"]}])
+        assert ["r"] == [route.rule.name for route in ruleset.match(event, "uipath")]

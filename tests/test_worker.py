@@ -111,3 +111,57 @@ async def test_an_event_stored_while_the_worker_ends_a_pass_is_processed_at_once
             await asyncio.gather(task, return_exceptions=True)
     finally:
         await store.close()
+
+
+def _slow_rules(tmp_path: Path) -> RuleSet:
+    """One rule for robot logs whose body template takes ~0.5 s or more: longer than an event may hold the loop."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "channels: {ops: 'log://'}\n"
+        "rules:\n"
+        "  - name: slow\n"
+        "    match: {type: robot.log}\n"
+        "    notify: [ops]\n"
+        "    body: \"{% for i in range(12) %}{% for j in range(100000) %}{{ '' }}{% endfor %}{% endfor %}done\"\n"
+    )
+    return load_rules(path, environ={})
+
+
+async def _ticks_while(work: asyncio.Task[int]) -> float:
+    """The longest gap between two turns of the event loop while ``work`` runs (seconds)."""
+    longest, last = 0.0, time.monotonic()
+    while not work.done():
+        await asyncio.sleep(0.005)
+        now = time.monotonic()
+        longest, last = max(longest, now - last), now
+    return longest
+
+
+@pytest.mark.parametrize(
+    ("budget", "state", "deliveries"),
+    [pytest.param(None, "processed", 1, id="no-budget"), pytest.param(0.1, "unparsed", 0, id="budget-0.1s")],
+)
+async def test_a_slow_event_moves_off_the_loop(
+    tmp_path: Path, budget: float | None, state: str, deliveries: int
+) -> None:
+    """An event that takes longer than 50 ms finishes in the worker's thread (or is set aside past its budget)."""
+    store = SQLiteStore(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        body = json.dumps({"Level": "Error", "ProcessName": "P", "Message": "m"}).encode()
+        inbox_id = (await store.accept(InboxItem("uipath", "slow", "robot.log", body, time.time()))).inbox_id
+        ruleset = _slow_rules(tmp_path)
+        worker = InboxWorker(store, lambda: ruleset, clock=time.time, lease=60, poll=30, event_budget=budget)
+        assert await store.acquire_lease("inbox", worker.owner, now=time.time(), ttl=60)
+        task = asyncio.create_task(worker.run_once())
+        longest = await _ticks_while(task)
+        assert 1 == await task
+        row = await store.get_event(inbox_id)
+        assert row is not None
+        assert state == row.state
+        assert deliveries == len(await store.deliveries_of(inbox_id))
+        if budget is not None:
+            assert "budget_exceeded" == json.loads(row.outcome or "{}")["error"]
+        assert longest < 0.15, f"the loop was held {longest:.3f} s"
+    finally:
+        await store.close()

@@ -9,7 +9,8 @@ does not know) and ``parse_log_entries(raw)`` turns a robot-log post into
 The package is split by concern: ``enums`` (the Orchestrator enumerated types),
 ``base`` (the lenient, case-insensitive base model and field types), ``payloads`` (nested
 entities), ``event`` (the envelope and the handles), ``models`` (the webhook event
-classes), ``parse`` (``parse_event``) and ``logs`` (robot logs).
+classes), ``parse`` (``parse_event``), ``logs`` (robot logs) and ``textcap`` (the bound on
+the text that rules and templates see).
 Import from ``receiver.events``; the submodules are an implementation detail.
 """
 
@@ -109,10 +110,12 @@ from receiver.events.payloads import (
     StartInfo,
     Task,
 )
+from receiver.events.textcap import TEXT_LIMIT, cap_strings, cap_text
 
 __all__ = [
     "EVENT_TYPES",
     "ROBOT_LOG_TYPE",
+    "TEXT_LIMIT",
     "AssetValueScope",
     "AssetValueType",
     "CustomEvent",
@@ -199,6 +202,8 @@ __all__ = [
     "UnknownEvent",
     "UserType",
     "UtcDatetime",
+    "cap_strings",
+    "cap_text",
     "parse_event",
     "parse_log_entries",
 ]

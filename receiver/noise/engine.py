@@ -34,12 +34,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.errors import EventParseError
-from receiver.events import Event, parse_event, parse_log_entries
+from receiver.events import TEXT_LIMIT, Event, cap_strings, parse_event, parse_log_entries
 from receiver.noise.digest import add_item, new_group, render_digest, single_notification
 from receiver.noise.silences import AdHocSilence, Silencer
 from receiver.noise.state import Ref, Row, StateView, state_key
 from receiver.render import Notification, default_severity, default_title, render, render_recovered, template_context
 from receiver.rules import Route, Rule, RuleSet
+from receiver.rules.budget import BudgetExceededError
 from receiver.rules.match import Subject
 from receiver.rules.model import Inhibit, KeyTemplate
 from receiver.rules.template import TIME_FORMAT, context_names
@@ -84,6 +85,9 @@ def describe_seconds(seconds: float) -> str:
 def parse_stored(type_: str, body: str | bytes) -> Event:
     """The typed event of a stored body (a webhook body, or one robot log entry for ``robot.log``).
 
+    Every text value is cut at ``TEXT_LIMIT`` characters (``cap_strings``): the event is what rules
+    match and templates render, and neither should take longer for a 1 MiB message.
+
     Raises:
         EventParseError: the body cannot be read as its event type.
     """
@@ -91,6 +95,8 @@ def parse_stored(type_: str, body: str | bytes) -> Event:
         raw: Any = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise EventParseError("invalid_json", f"stored body is not JSON: {exc}") from exc
+    if len(body) > TEXT_LIMIT:  # a shorter body cannot hold a longer text
+        raw = cap_strings(raw)
     if type_ == "robot.log":
         entries = parse_log_entries(raw)
         if len(entries) != 1:
@@ -351,6 +357,8 @@ class Engine:
         context = template_context(event, rule, self.ruleset, source=subject.source, severity=severity, names=names)
         try:
             return _safe(" ".join(template.template.render(context).split()))
+        except BudgetExceededError:
+            raise
         except Exception as exc:  # noqa: BLE001 - a key that cannot be rendered must not lose the event
             return f"!{type(exc).__name__}"
 
@@ -867,6 +875,8 @@ class Engine:
             )
             try:
                 text = " ".join(inh.note.render(context).split())
+            except BudgetExceededError:
+                raise
             except Exception:  # noqa: BLE001 - the note is a courtesy; the default says the same
                 text = ""
             if text:

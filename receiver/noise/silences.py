@@ -28,7 +28,7 @@ from typing import Any
 from receiver.rules import RuleSet
 from receiver.rules.fields import event_classes
 from receiver.rules.match import Clause, Compiler, Subject
-from receiver.rules.values import glob_regex, is_plain_glob
+from receiver.rules.values import compile_glob, is_plain_glob
 
 __all__ = ["AdHocSilence", "Matcher", "MatcherError", "Silencer", "compile_matchers", "parse_matchers"]
 
@@ -113,8 +113,7 @@ def _rule_test(matcher: Matcher) -> Callable[[str], bool]:
     if matcher.op in ("=", "!="):
         value = matcher.value
         if is_plain_glob(value):
-            rx = glob_regex(value, classes=False)
-            positive: Callable[[str], bool] = lambda name: rx.fullmatch(name) is not None  # noqa: E731
+            positive: Callable[[str], bool] = compile_glob(value, classes=False).matches
         else:
             positive = lambda name: name.casefold() == value.casefold()  # noqa: E731
     else:
@@ -203,14 +202,14 @@ class Silencer:
                 continue
             self._adhoc.append((silence, compiled))
         self._rule_globs = {
-            s.name: tuple(glob_regex(pattern, classes=True) for pattern in s.rules) for s in ruleset.silences
+            s.name: tuple(compile_glob(pattern, classes=True) for pattern in s.rules) for s in ruleset.silences
         }
 
     def check(self, subject: Subject, rule: str, at: float) -> str | None:
         """The reason the notification is silenced (naming the silence), or None when it is not."""
         for window in self._ruleset.silences:
             globs = self._rule_globs[window.name]
-            if globs and not any(g.fullmatch(rule) for g in globs):
+            if globs and not any(g.matches(rule) for g in globs):
                 continue
             if not window.schedule.active(at):
                 continue

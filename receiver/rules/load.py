@@ -59,7 +59,7 @@ from receiver.rules.spec import (
     SourceSpec,
 )
 from receiver.rules.template import RECOVER_NAMES, check_template, compile_template
-from receiver.rules.values import glob_regex
+from receiver.rules.values import compile_glob
 
 _SpecT = TypeVar("_SpecT", bound=BaseModel)
 
@@ -586,7 +586,7 @@ class _Loader:
             for j, rule in enumerate(spec.rules):
                 if any(c in rule for c in "*?["):
                     try:
-                        glob_regex(rule, classes=True)
+                        compile_glob(rule, classes=True)
                     except ValueError as exc:
                         self.report((*base, "rules", j), f"{label}: bad rule glob {rule!r}: {exc}")
                 elif rule not in rule_names:

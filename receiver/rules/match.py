@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from receiver.events import Event
+from receiver.rules.budget import check_budget
 from receiver.rules.fields import HANDLE_TYPES, SHORTCUTS, norm, resolve_path, static_path
 from receiver.rules.values import (
     CMP,
@@ -55,7 +56,7 @@ from receiver.rules.values import (
     as_bool,
     as_datetime,
     as_number,
-    glob_regex,
+    compile_glob,
     is_plain_glob,
 )
 
@@ -95,6 +96,7 @@ class Subject:
         """Return the handle ``name`` (``source`` is the source name), cached."""
         value = self._cache.get(name, _MISSING)
         if value is _MISSING:
+            check_budget()
             value = self.source if name == "source" else getattr(self.event, name, None)
             self._cache[name] = value
         return value
@@ -103,6 +105,7 @@ class Subject:
         """Return the values a folded dotted path reaches, cached."""
         value = self._cache.get(segments, _MISSING)
         if value is _MISSING:
+            check_budget()
             value = resolve_path(self.event, segments)
             self._cache[segments] = value
         return value  # type: ignore[no-any-return]
@@ -505,11 +508,11 @@ class Compiler:
             self._report(path, f"{label}: empty glob pattern")
             return None
         try:
-            rx = glob_regex(pattern, classes=classes)
+            glob = compile_glob(pattern, classes=classes)
         except ValueError as exc:
             self._report(path, f"{label}: bad glob {pattern!r}: {exc}")
             return None
-        return Glob(pattern, rx)
+        return Glob(glob)
 
     def _regex(self, pattern: str, path: tuple[str | int, ...], label: str) -> Spec | None:
         try:

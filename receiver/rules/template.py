@@ -33,6 +33,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
+from receiver.rules.budget import check_budget
 from receiver.rules.fields import HANDLE_TYPES
 from receiver.rules.model import BodyFormat
 
@@ -65,8 +66,8 @@ _ZWSP = "\u200b"
 _SLACK_CONTROL = re.compile(r"<(?=[!@#])")
 _BARE_MENTION = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
 _MD_INLINE = re.compile(r"([\\`*_\[\]~|])")
-_MD_LINE_START = re.compile(r"^(\s*)([#+\-=])", re.MULTILINE)
-_MD_ORDERED = re.compile(r"^(\s*\d+)\.(?=\s)", re.MULTILINE)
+_MD_LINE_MARKS = frozenset("#+-=")
+_MD_DIGITS = re.compile(r"\d*")  # one greedy run and nothing after it: never backtracks
 
 
 def neutralise(text: str) -> str:
@@ -92,8 +93,36 @@ def escape_markdown(text: str) -> str:
     """
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_INLINE.sub(r"\\\1", text)
-    text = _MD_LINE_START.sub(r"\1\\\2", text)
-    return _MD_ORDERED.sub(r"\1\\.", text)
+    return _escape_line_starts(text)
+
+
+def _escape_line_starts(text: str) -> str:
+    """Escape a heading or list marker, or the dot of a numbered list, that begins a line.
+
+    Line by line with str methods, so linear in the text: a regex ``^\\s*#`` tried at every
+    line start runs over all the blank lines that follow it, quadratic in the newlines. What
+    counts as the start of a line is what ``re.MULTILINE`` says (after ``\\n``), and the
+    blank before the marker is what ``\\s`` and ``str.isspace`` say; a marker after blank
+    lines is escaped too.
+    """
+    lines = text.split("\n")
+    last = len(lines) - 1
+    for i, line in enumerate(lines):
+        body = line.lstrip()
+        if not body:
+            continue
+        indent = len(line) - len(body)
+        if body[0] in _MD_LINE_MARKS:
+            lines[i] = line[:indent] + "\\" + body
+            continue
+        run = _MD_DIGITS.match(body)
+        digits = run.end() if run else 0
+        # A numbered list: digits, a dot, then a blank (on this line, or the line break itself).
+        if digits and body[digits : digits + 1] == ".":
+            after = body[digits + 1 : digits + 2]
+            if after.isspace() or (not after and i < last):
+                lines[i] = line[: indent + digits] + "\\" + body[digits:]
+    return "\n".join(lines)
 
 
 def localtime(value: Any, tz: ZoneInfo, fmt: str = TIME_FORMAT) -> str:
@@ -130,6 +159,7 @@ def _localtime_filter(context: Context, value: Any, fmt: str = TIME_FORMAT) -> s
 def _finalizer(fmt: BodyFormat) -> Callable[[Context, Any], Any]:
     @pass_context
     def finalize(context: Context, value: Any) -> Any:
+        check_budget()
         if value is None:
             return ""
         if isinstance(value, Markup):
@@ -189,10 +219,30 @@ def context_names(*templates: Template | None) -> frozenset[str] | None:
     return frozenset(names)
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, which also stops a template that runs past the event's budget.
+
+    Every attribute, item and call of a template goes through these, so a loop over a big list
+    of the event (or a rule's runaway ``range``) ends at the deadline of :mod:`.budget`.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        check_budget()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        check_budget()
+        return super().getitem(obj, argument)
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        check_budget()
+        return super().call(context, obj, *args, **kwargs)
+
+
 @cache
 def environment(fmt: BodyFormat) -> ImmutableSandboxedEnvironment:
     """The sandboxed environment for one body format (titles always use ``text``)."""
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         undefined=StrictUndefined,
         autoescape=fmt == "html",
         finalize=_finalizer(fmt),

@@ -25,13 +25,14 @@ __all__ = [
     "Eq",
     "Exists",
     "Glob",
+    "GlobPattern",
     "Not",
     "Regex",
     "Spec",
     "as_bool",
     "as_datetime",
     "as_number",
-    "glob_regex",
+    "compile_glob",
     "is_plain_glob",
     "show_values",
 ]
@@ -209,13 +210,13 @@ class Eq(Spec):
 class Glob(Spec):
     """The whole value (its text; an enum by name) matches a glob, ignoring case."""
 
-    def __init__(self, pattern: str, rx: re.Pattern[str]) -> None:
-        self.pattern = pattern
-        self._rx = rx
+    def __init__(self, glob: GlobPattern) -> None:
+        self.pattern = glob.pattern
+        self._glob = glob
         self.per_value = self._test
 
     def _test(self, actual: Any) -> bool:
-        return self._rx.fullmatch(_text(actual)) is not None
+        return self._glob.matches(_text(actual))
 
     def describe(self) -> str:
         return self.pattern
@@ -389,18 +390,18 @@ class AllOf(Spec):
 # --- globs -------------------------------------------------------------------------------
 
 
-def glob_regex(pattern: str, *, classes: bool) -> re.Pattern[str]:
-    """Compile a glob (``*``, ``?``, and ``[...]`` when ``classes``) to a case-insensitive regex.
+def _glob_tokens(pattern: str, *, classes: bool) -> list[str | None]:
+    """The glob as tokens: None for ``*``, else a regex that matches exactly one character.
 
     Raises:
         ValueError: an unclosed or empty ``[...]`` class.
     """
-    out: list[str] = []
+    out: list[str | None] = []
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
         if ch == "*":
-            out.append(".*")
+            out.append(None)
         elif ch == "?":
             out.append(".")
         elif ch == "[" and classes:
@@ -417,7 +418,79 @@ def glob_regex(pattern: str, *, classes: bool) -> re.Pattern[str]:
         else:
             out.append(re.escape(ch))
         i += 1
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+    return out
+
+
+class GlobPattern:
+    """A compiled glob, matched against a whole text, ignoring case, in time linear in the text.
+
+    The pattern is cut at its ``*`` into segments of single-character tokens, each segment a
+    regex of fixed length without repetition. The first segment must match at the start, the
+    last at the end, and the ones between are found left to right, each at its leftmost place:
+    with fixed-length segments the leftmost place is never worse than a later one, so nothing is
+    ever tried twice (a regex ``.*a.*b.*`` backtracks over the text once per ``a``).
+
+    Attributes:
+        pattern: the glob as written.
+    """
+
+    __slots__ = ("_head", "_middle", "_starred", "_tail", "pattern")
+
+    def __init__(self, pattern: str, *, classes: bool) -> None:
+        self.pattern = pattern
+        segments: list[list[str]] = [[]]
+        for token in _glob_tokens(pattern, classes=classes):
+            if token is None:
+                segments.append([])
+            else:
+                segments[-1].append(token)
+        self._starred = len(segments) > 1
+        compiled = [(_segment(s), len(s)) for s in segments]
+        self._head = compiled[0]
+        self._tail = compiled[-1] if self._starred else (None, 0)
+        self._middle = tuple((rx, size) for rx, size in compiled[1:-1] if rx is not None)
+
+    def matches(self, text: str) -> bool:
+        """True when the whole of ``text`` matches the glob."""
+        head, head_size = self._head
+        if not self._starred:
+            return text == "" if head is None else head.fullmatch(text) is not None
+        tail, tail_size = self._tail
+        end = len(text) - tail_size
+        if end < head_size:
+            return False
+        if head is not None and head.match(text) is None:
+            return False
+        if tail is not None and tail.match(text, end) is None:
+            return False
+        pos = head_size
+        for rx, _ in self._middle:
+            found = rx.search(text, pos, end)
+            if found is None:
+                return False
+            pos = found.end()
+        return True
+
+    def __repr__(self) -> str:
+        return f"GlobPattern({self.pattern!r})"
+
+
+def _segment(tokens: list[str]) -> re.Pattern[str] | None:
+    if not tokens:
+        return None
+    try:
+        return re.compile("".join(tokens), re.IGNORECASE | re.DOTALL)
+    except re.error as exc:  # a class such as [z-a]
+        raise ValueError(f"bad character class: {exc.msg}") from exc
+
+
+def compile_glob(pattern: str, *, classes: bool) -> GlobPattern:
+    """Compile a glob (``*``, ``?``, and ``[...]`` when ``classes``) matched whole and ignoring case.
+
+    Raises:
+        ValueError: an unclosed, empty or bad (``[z-a]``) ``[...]`` class.
+    """
+    return GlobPattern(pattern, classes=classes)
 
 
 def is_plain_glob(value: Any) -> bool:
