@@ -276,7 +276,7 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
     """Verify, check and store one webhook; raises _Refused for anything it will not take."""
     source = rt.sources.get(source_name)
     if source is None:
-        raise _Refused(404, "unknown_source", f"no source {source_name[:100]!r} is configured")
+        raise _Refused(404, "unknown_source", f"no source {source_name[:100]!r} is configured", _CLOSE)
     body = await _receive_body(rt, scope, receive)
     if source.secrets:
         try:

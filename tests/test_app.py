@@ -176,9 +176,10 @@ class TestWebhook:
         assert (400, "stale_event") == (reply.status_code, reply.json()["error"])
 
     def test_unknown_source_is_404(self, client: TestClient) -> None:
-        """A source that is not configured is a 404."""
+        """A source that is not configured is a 404 that ends the connection (its body is never read)."""
         reply = post(client, fresh("ping.json"), source="nope")
         assert (404, "unknown_source") == (reply.status_code, reply.json()["error"])
+        assert "close" == reply.headers.get("connection")
 
     def test_body_over_limit_is_413(self, tmp_path: Path, rules_path: Path) -> None:
         """Bodies over the limit are refused with and without Content-Length (chunked)."""
