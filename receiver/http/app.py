@@ -1,7 +1,7 @@
 """The HTTP application: the route table, the life cycle of store and workers, error mapping.
 
-``create_app`` wires the pieces explicitly: the edge (``receiver.edge``), the admin API
-(``receiver.api``), health and metrics here, and the workers started in the lifespan.
+``create_app`` wires the pieces explicitly: the edge (``receiver.http.edge``), the admin API
+(``receiver.http.api``), health and metrics here, and the workers started in the lifespan.
 """
 
 from __future__ import annotations
@@ -22,18 +22,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from receiver import __version__, api, audit, edge, ui
-from receiver.dispatch import Backoff, Dispatcher
+from receiver import __version__
+from receiver.admin import audit
+from receiver.delivery.notifier import AppriseNotifier, Notifier
 from receiver.errors import StoreError
-from receiver.limiter import FailureLimiter
+from receiver.http import api, edge, ui
+from receiver.http.limiter import FailureLimiter
+from receiver.http.runtime import Runtime, load_rules_file, resolve_sources
 from receiver.metrics import Metrics
-from receiver.notifier import AppriseNotifier, Notifier
+from receiver.pipeline.dispatch import Backoff, Dispatcher
+from receiver.pipeline.rulewatch import watch_rules
+from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet
-from receiver.rulewatch import watch_rules
-from receiver.runtime import Runtime, load_rules_file, resolve_sources
 from receiver.settings import Settings
 from receiver.store import open_store
-from receiver.worker import InboxWorker
 
 __all__ = ["create_app"]
 
@@ -271,7 +273,7 @@ def _admin_asks(rt: Runtime, request: Request) -> bool:
 
 
 async def _watch_rules(rt: Runtime) -> None:
-    """Reload when rules.yaml changes on disk (see ``receiver.rulewatch``)."""
+    """Reload when rules.yaml changes on disk (see ``receiver.pipeline.rulewatch``)."""
     await watch_rules(rt.settings.rules, rt.reload)
 
 

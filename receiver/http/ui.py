@@ -1,6 +1,6 @@
 """The web page at ``/ui``: what arrived, what became of it, what is failing, and the few actions.
 
-Server-rendered HTML (Jinja2, autoescaped, templates and one stylesheet in ``receiver/ui/``),
+Server-rendered HTML (Jinja2, autoescaped, templates and one stylesheet in ``receiver/http/ui/``),
 no JavaScript, no build step. Pages: an overview (counts, failing and dead deliveries, recent
 events), events with filters, one event (its deliveries and attempts, its noise decisions, why
 each rule did or did not match, its body), deliveries by state, silences (active ones, a form to
@@ -8,7 +8,7 @@ add one, the maintenance windows of rules.yaml), and the rule set with its load 
 
 Access: the admin token (``RECEIVER_ADMIN_TOKEN``; unset or blank = the page is off) is typed once
 into the login form and compared in constant time; failed logins count against the client's
-address (``receiver.api``). The session cookie does not hold the token: it is
+address (``receiver.http.api``). The session cookie does not hold the token: it is
 ``EXPIRY.GENERATION.HMAC(token, EXPIRY.GENERATION)``, HttpOnly, SameSite=Strict and Secure over
 https. It expires by itself, dies when the token is rotated (the MAC no longer verifies), and
 when anyone logs out: logging out bumps the session generation kept in the store, which every
@@ -38,11 +38,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from receiver import api, audit, silencing
-from receiver.api import event_detail, event_list, rules_json
-from receiver.deadline import BodyError
-from receiver.edge import error_response
-from receiver.runtime import Runtime, secret_equals
+from receiver.admin import audit, silencing
+from receiver.http import api
+from receiver.http.api import event_detail, event_list, rules_json
+from receiver.http.deadline import BodyError
+from receiver.http.edge import error_response
+from receiver.http.runtime import Runtime, secret_equals
 from receiver.store import DeliveryRow
 
 __all__ = ["COOKIE", "SESSION_SECONDS", "routes"]
@@ -121,7 +122,7 @@ def _ago(context: Mapping[str, Any], ts: float | None) -> str:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("receiver", "ui"),
+        loader=jinja2.PackageLoader("receiver.http", "ui"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -135,7 +136,7 @@ def _environment() -> jinja2.Environment:
 
 
 _ENV = _environment()
-_CSS = resources.files("receiver").joinpath("ui/ui.css").read_bytes()
+_CSS = resources.files("receiver.http").joinpath("ui/ui.css").read_bytes()
 
 
 def _html(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> HTMLResponse:

@@ -25,9 +25,9 @@ from starlette.types import Receive, Scope, Send
 
 from receiver.errors import EventParseError, SignatureError, StoreError
 from receiver.events import EVENT_TYPES, parse_log_entries
+from receiver.http.quota import retry_after
+from receiver.http.runtime import Runtime, token_matches
 from receiver.logconfig import log_summary
-from receiver.quota import retry_after
-from receiver.runtime import Runtime, token_matches
 from receiver.signature import SignatureForm, verify_signature
 from receiver.store import InboxItem
 
@@ -285,7 +285,7 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
             raise _Refused(401, f"signature_{exc.reason}", str(exc)) from None
         if form is SignatureForm.HEX:
             log.info("signature_hex_form_used", source=source_name)
-    # Counted as a burst only once authenticated (see receiver/activity.py): a few unsigned bodies
+    # Counted as a burst only once authenticated (see receiver/pipeline/activity.py): a few unsigned bodies
     # trickled in must not make the workers wait.
     rt.edge.started()
     try:

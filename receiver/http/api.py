@@ -8,7 +8,7 @@ is over, the right token included, on ``/api`` and the login of ``/ui`` alike. B
 proxy the address is the client's only when the proxy is trusted (``RECEIVER_TRUSTED_PROXIES``).
 
 ``GET /api/openapi.json`` (the document describing these routes and the webhook routes) is open:
-it holds no data. The shapes of events and deliveries come from ``receiver.audit``, which the web
+it holds no data. The shapes of events and deliveries come from ``receiver.admin.audit``, which the web
 page shares.
 """
 
@@ -24,11 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver import audit, openapi, silencing
-from receiver.deadline import BodyError
-from receiver.edge import error_response
-from receiver.notifier import mask_url
-from receiver.runtime import Runtime, token_matches
+from receiver.admin import audit, silencing
+from receiver.delivery.notifier import mask_url
+from receiver.http import openapi
+from receiver.http.deadline import BodyError
+from receiver.http.edge import error_response
+from receiver.http.runtime import Runtime, token_matches
 from receiver.store import DeliveryRow, EventRow, NoiseLogRow
 
 __all__ = [

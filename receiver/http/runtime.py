@@ -16,18 +16,18 @@ from pathlib import Path
 
 import structlog
 
-from receiver.activity import EdgeActivity
-from receiver.deadline import ReadDeadlines
-from receiver.dispatch import Dispatcher
+from receiver.delivery.notifier import check_url
 from receiver.errors import ConfigError, RulesError
-from receiver.limiter import FailureLimiter
+from receiver.http.deadline import ReadDeadlines
+from receiver.http.limiter import FailureLimiter
+from receiver.http.quota import EntryQuota
 from receiver.metrics import Metrics
-from receiver.notifier import check_url
-from receiver.quota import EntryQuota
+from receiver.pipeline.activity import EdgeActivity
+from receiver.pipeline.dispatch import Dispatcher
+from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet, load_rules
 from receiver.settings import Settings
 from receiver.store import Store
-from receiver.worker import InboxWorker
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -121,7 +121,7 @@ class Runtime:
     dispatcher: Dispatcher | None = None
     reload_problems: list[str] = field(default_factory=list)
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
-    """Failed admin-token checks per client address (``receiver.api``)."""
+    """Failed admin-token checks per client address (``receiver.http.api``)."""
     rules_loaded_at: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     edge: EdgeActivity = field(default_factory=EdgeActivity)
