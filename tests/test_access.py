@@ -18,8 +18,9 @@ from structlog.testing import capture_logs
 from receiver.cli import main
 from receiver.errors import ConfigError, RulesError, SignatureError, StoreError
 from receiver.http.app import create_app
+from receiver.http.auth import secret_equals, token_matches
 from receiver.http.limiter import FailureLimiter
-from receiver.http.runtime import resolve_sources, secret_equals, token_matches
+from receiver.http.runtime import resolve_sources
 from receiver.http.ui import COOKIE
 from receiver.rules import RuleSet, load_rules
 from receiver.rules.model import Source

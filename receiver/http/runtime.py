@@ -8,7 +8,6 @@ event never sees half of a rule set.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,8 +34,6 @@ __all__ = [
     "SourceAuth",
     "load_rules_file",
     "resolve_sources",
-    "secret_equals",
-    "token_matches",
 ]
 
 log = structlog.get_logger()
@@ -171,24 +168,3 @@ def _token(value: str | None) -> str | None:
     """A bearer token as it can arrive in a header (no surrounding whitespace); blank is None (route off)."""
     value = (value or "").strip()
     return value or None
-
-
-def secret_equals(given: str, secret: str | None) -> bool:
-    """True when ``given`` equals ``secret`` (constant time); never for an empty or blank secret.
-
-    Args:
-        given: what the client sent.
-        secret: the configured value; None or blank means not set, which nothing matches.
-    """
-    if secret is None or not secret.strip():
-        return False
-    return hmac.compare_digest(given.encode(), secret.encode())
-
-
-def token_matches(authorization: str | None, token: str | None) -> bool:
-    """True when an ``Authorization`` header carries ``Bearer <token>`` (constant-time compare).
-
-    An empty or blank ``token`` matches nothing, not even ``Bearer `` with nothing after it.
-    """
-    scheme, _, given = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and secret_equals(given.strip(), token)
