@@ -6,8 +6,8 @@ PYTHON ?= .venv/bin/python
 test:  ## the whole test suite (README: Development)
 	$(PYTHON) -m pytest
 
-lint:  ## ruff and mypy, as in the README
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy receiver
+lint:  ## ruff, mypy and the package layers (import-linter, docs/architecture.md), as in the README
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy receiver && .venv/bin/lint-imports
 
 bench:  ## the benchmark suite (about 6 minutes); table in bench/results/latest.{md,json}
 	$(PYTHON) bench/suite.py $(BENCH_ARGS)

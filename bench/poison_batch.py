@@ -24,9 +24,9 @@ from collections import Counter
 from pathlib import Path
 
 from receiver.errors import StoreError
+from receiver.pipeline.worker import InboxWorker
 from receiver.rules import load_rules
 from receiver.store import InboxItem, open_store
-from receiver.worker import InboxWorker
 
 RULES = """
 channels:

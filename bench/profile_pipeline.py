@@ -36,9 +36,9 @@ from typing import Any
 import apprise  # noqa: TID251 - the baseline calls apprise directly, by design
 from harness import SECRET, SERVER_CPU, Sink, run_tag, signed_faults, sink_rules
 
-from receiver.dispatch import Dispatcher
+from receiver.delivery.notifier import AppriseNotifier, SendResult
 from receiver.logconfig import configure_logging
-from receiver.notifier import AppriseNotifier, SendResult
+from receiver.pipeline.dispatch import Dispatcher
 from receiver.render import Notification
 from receiver.rules import RuleSet
 from receiver.rules.load import load_rules
@@ -86,7 +86,7 @@ async def _store_with(tmp: Path, events: int) -> tuple[SQLiteStore, list[int]]:
 
 async def _worker_run(rules: RuleSet, events: int) -> dict[str, float]:
     import receiver.noise.engine as engine_module
-    import receiver.worker as worker_module
+    import receiver.pipeline.worker as worker_module
 
     parts = _Parts()
     with tempfile.TemporaryDirectory() as tmp:

@@ -130,17 +130,17 @@ def _settings(**overrides: Any) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from receiver.app import create_app
+    from receiver.delivery.notifier import check_url
+    from receiver.http.app import create_app
+    from receiver.http.protocol import BoundedHttpToolsProtocol
     from receiver.logconfig import configure_logging
-    from receiver.notifier import check_url
-    from receiver.protocol import BoundedHttpToolsProtocol
     from receiver.rules import load_rules
 
     settings = _settings(rules=args.rules, host=args.host, port=args.port, database_url=args.database)
     configure_logging(settings)
     # Load and check everything before binding the port, so a bad start fails loudly and early.
     ruleset = load_rules(settings.rules, environ=dict(os.environ), check_url=check_url)
-    from receiver.runtime import resolve_sources
+    from receiver.http.runtime import resolve_sources
 
     resolve_sources(ruleset, settings)
     app = create_app(settings, ruleset=ruleset)
@@ -166,7 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
         # retries) instead of piling up. Slow bodies are bounded by the edge (body_timeout_seconds).
         timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
         limit_concurrency=settings.max_concurrency,
-        http=BoundedHttpToolsProtocol,  # a request head over 64 KiB gets 431 (receiver/protocol.py)
+        http=BoundedHttpToolsProtocol,  # a request head over 64 KiB gets 431 (receiver/http/protocol.py)
         # X-Forwarded-For/-Proto only from the proxies named in RECEIVER_TRUSTED_PROXIES (none by
         # default): the client address counts failed logins, the scheme makes the cookie Secure.
         proxy_headers=bool(settings.trusted_proxies),
@@ -176,16 +176,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from receiver.dryrun import check_command
-    from receiver.notifier import check_url
+    from receiver.admin.dryrun import check_command
+    from receiver.delivery.notifier import check_url
 
     path = args.path or str(_settings().rules)
     return check_command(path, environ=dict(os.environ), check_url=check_url, out=sys.stdout)
 
 
 def _test(args: argparse.Namespace) -> int:
-    from receiver.dryrun import test_command
-    from receiver.notifier import check_url, mask_url
+    from receiver.admin.dryrun import test_command
+    from receiver.delivery.notifier import check_url, mask_url
 
     if args.event is None and args.suite is None:
         print("receiver test: give an EVENT.json or --suite FILE", file=sys.stderr)
@@ -221,7 +221,7 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _send_test(args: argparse.Namespace) -> int:
-    from receiver.notifier import AppriseNotifier, check_url, mask_url, send_test
+    from receiver.delivery.notifier import AppriseNotifier, check_url, mask_url, send_test
     from receiver.rules import load_rules
 
     settings = _settings(rules=args.rules)
@@ -244,7 +244,7 @@ def _send_test(args: argparse.Namespace) -> int:
 
 
 def _when(value: str | None) -> float | None:
-    from receiver.silencing import parse_time
+    from receiver.admin.silencing import parse_time
 
     if value is None:
         return None
@@ -280,7 +280,7 @@ def _silence(args: argparse.Namespace) -> int:
 async def _silence_add(store: Any, args: argparse.Namespace) -> int:
     import getpass
 
-    from receiver.silencing import SilenceError, build_silence
+    from receiver.admin.silencing import SilenceError, build_silence
 
     now = time.time()
     try:
@@ -314,7 +314,7 @@ async def _silence_expire(store: Any, args: argparse.Namespace) -> int:
 async def _silence_list(store: Any, args: argparse.Namespace) -> int:
     import json
 
-    from receiver.silencing import silence_json, silence_state
+    from receiver.admin.silencing import silence_json, silence_state
 
     now = time.time()
     rows = await store.list_silences(active_at=None if args.all else now, limit=1000)

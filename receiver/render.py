@@ -42,10 +42,20 @@ from receiver.events import (
     RobotState,
     Session,
 )
-from receiver.rules import BodyFormat, Channel, Rule, RuleSet, Severity
-from receiver.rules.budget import BudgetExceededError
-from receiver.rules.fields import HANDLE_TYPES
-from receiver.rules.template import context_names, escape_markdown, firstlines, localtime, neutralise
+from receiver.rules import (
+    HANDLE_TYPES,
+    BodyFormat,
+    BudgetExceededError,
+    Channel,
+    Rule,
+    RuleSet,
+    Severity,
+    context_names,
+    escape_markdown,
+    firstlines,
+    localtime,
+    neutralise,
+)
 
 __all__ = [
     "Notification",

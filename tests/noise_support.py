@@ -17,9 +17,9 @@ from typing import Any
 
 from support import DATA
 
+from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet, load_rules
 from receiver.store import DeliveryRow, InboxItem, Store, open_store
-from receiver.worker import InboxWorker
 
 T0 = 1_767_000_000.0  # Monday 2025-12-29 09:20:00 UTC
 

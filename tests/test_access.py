@@ -15,16 +15,17 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
-from receiver.app import create_app
 from receiver.cli import main
 from receiver.errors import ConfigError, RulesError, SignatureError, StoreError
-from receiver.limiter import FailureLimiter
+from receiver.http.app import create_app
+from receiver.http.auth import secret_equals, token_matches
+from receiver.http.limiter import FailureLimiter
+from receiver.http.runtime import resolve_sources
+from receiver.http.ui import COOKIE
 from receiver.rules import RuleSet, load_rules
 from receiver.rules.model import Source
-from receiver.runtime import resolve_sources, secret_equals, token_matches
 from receiver.settings import Settings
 from receiver.signature import sign, verify_signature
-from receiver.ui import COOKIE
 
 SECRET = "access-secret"
 ADMIN = "access-admin-token-0123456789"

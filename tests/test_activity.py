@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from receiver.activity import EdgeActivity
+from receiver.pipeline.activity import EdgeActivity
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from receiver.app import create_app
-from receiver.openapi import document
+from receiver.http.app import create_app
+from receiver.http.openapi import document
 from receiver.settings import Settings
 
 RULES = 'channels:\n  ops: "log://"\nrules:\n  - name: all\n    notify: [ops]\n'

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from support import DATA, fresh, sample, wait_until
 
-from receiver.app import create_app
+from receiver.delivery.notifier import SendResult
 from receiver.errors import ConfigError
-from receiver.notifier import SendResult
+from receiver.http.app import create_app
+from receiver.http.runtime import resolve_sources
 from receiver.render import Notification
 from receiver.rules import load_rules
-from receiver.runtime import resolve_sources
 from receiver.settings import Settings
 from receiver.signature import sign
 

@@ -17,7 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 from support import DATA
 
-from receiver.app import create_app
+from receiver.http.app import create_app
 from receiver.settings import Settings
 from receiver.signature import sign
 

@@ -13,8 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 from support import Sink, fault, wait_until
 
-from receiver.app import create_app
 from receiver.cli import main
+from receiver.http.app import create_app
 from receiver.settings import Settings
 from receiver.signature import sign
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.dispatch import Dispatcher
-from receiver.notifier import SendResult
+from receiver.delivery.notifier import SendResult
+from receiver.pipeline.dispatch import Dispatcher
 from receiver.render import Notification
 from receiver.rules import RuleSet, load_rules
 from receiver.store import DeliveryRow, InboxItem, NewDelivery, Processed, SQLiteStore

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from receiver import dryrun
+from receiver.admin import dryrun
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent

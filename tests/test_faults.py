@@ -31,7 +31,7 @@ from fault_support import CappedServer, Poster, Tally, describe, postgres_bin, p
 from starlette.testclient import TestClient
 from support import ENABLE_POSTGRES, Sink, fresh, wait_until, with_params
 
-from receiver.app import create_app
+from receiver.http.app import create_app
 from receiver.settings import Settings
 from receiver.signature import sign
 

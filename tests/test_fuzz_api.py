@@ -25,8 +25,8 @@ from schemathesis.checks import positive_data_acceptance, unsupported_method
 from schemathesis.core.parameters import ParameterLocation
 from starlette.applications import Starlette
 
-from receiver.app import create_app
-from receiver.openapi import document
+from receiver.http.app import create_app
+from receiver.http.openapi import document
 from receiver.settings import Settings
 from receiver.signature import sign
 

@@ -1,4 +1,4 @@
-"""receiver.keepalive: apprise's HTTP sends reuse connections, and nothing else about a request changes."""
+"""receiver.delivery.keepalive: apprise's HTTP sends reuse connections, and nothing else about a request changes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import requests
 from support import wait_until
 
-from receiver import keepalive
-from receiver.notifier import AppriseNotifier
+from receiver.delivery import keepalive
+from receiver.delivery.notifier import AppriseNotifier
 from receiver.render import Notification
 
 _T = TypeVar("_T")

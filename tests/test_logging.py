@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from support import ServerProcess, Sink, free_port, fresh, sample, wait_until
 
 from receiver import logconfig
-from receiver.app import create_app
+from receiver.http.app import create_app
 from receiver.logconfig import configure_logging, log_summary
 from receiver.settings import Settings
 from receiver.signature import sign

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from support import ServerProcess, Sink, fault, wait_until
 from test_app import LOGS, SECRET, FakeNotifier, make_settings
 
-from receiver.app import create_app
+from receiver.http.app import create_app
 from receiver.signature import sign
 
 FINANCE_LOGS = "finance-logs-token"

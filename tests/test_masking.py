@@ -17,9 +17,9 @@ from apprise.plugins.custom_json import NotifyJSON
 from starlette.testclient import TestClient
 from support import DATA, free_port
 
-from receiver.app import create_app
 from receiver.cli import main
-from receiver.notifier import AppriseNotifier, SendResult, check_url, mask_url
+from receiver.delivery.notifier import AppriseNotifier, SendResult, check_url, mask_url
+from receiver.http.app import create_app
 from receiver.render import Notification
 from receiver.settings import Settings
 

@@ -15,10 +15,10 @@ from starlette.testclient import TestClient
 from support import fresh, wait_until
 
 from receiver import __version__
-from receiver.app import create_app
+from receiver.delivery.notifier import SendResult
 from receiver.errors import StoreError
+from receiver.http.app import create_app
 from receiver.metrics import ChannelQueue, Metrics, QueueSnapshot
-from receiver.notifier import SendResult
 from receiver.render import Notification
 from receiver.settings import Settings
 from receiver.signature import sign

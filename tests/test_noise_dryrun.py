@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver import dryrun
+from receiver.admin import dryrun
 from receiver.cli import main
 
 DATA = Path(__file__).resolve().parent / "data"

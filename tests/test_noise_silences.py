@@ -12,8 +12,8 @@ import pytest
 from noise_support import payload
 from starlette.testclient import TestClient
 
-from receiver.app import create_app
 from receiver.cli import main
+from receiver.http.app import create_app
 from receiver.settings import Settings
 from receiver.signature import sign
 

@@ -1,4 +1,4 @@
-"""Tests for receiver.notifier: apprise's real plugins, with only the network intercepted.
+"""Tests for receiver.delivery.notifier: apprise's real plugins, with only the network intercepted.
 
 Slack and Teams requests are caught by ``responses`` / ``requests-mock``; e-mail goes to a real
 aiosmtpd server and ``json://`` to a real ``http.server``, both on 127.0.0.1. Nothing leaves
@@ -36,7 +36,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from apprise import NotifyBase
 
-from receiver.notifier import (
+from receiver.delivery.notifier import (
     TEST_TITLE,
     AppriseNotifier,
     SendResult,

@@ -24,6 +24,7 @@ import pytest
 from noise_support import Harness, payload
 
 from receiver.errors import StoreError
+from receiver.pipeline.worker import InboxWorker
 from receiver.store import (
     InboxItem,
     LateDelivery,
@@ -34,7 +35,6 @@ from receiver.store import (
     Store,
     open_store,
 )
-from receiver.worker import InboxWorker
 
 pytestmark = pytest.mark.anyio
 
@@ -317,7 +317,7 @@ async def test_a_4300_digit_event_id_is_accepted_and_deduplicated(tmp_path: Path
     (it used to fail the whole accept batch on PostgreSQL: 503 for every webhook committed with it)."""
     from starlette.testclient import TestClient
 
-    from receiver.app import create_app
+    from receiver.http.app import create_app
     from receiver.settings import Settings
     from receiver.signature import sign
 

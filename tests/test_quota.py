@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.quota import EntryQuota, retry_after
+from receiver.http.quota import EntryQuota, retry_after
 
 
 class Clock:

@@ -38,7 +38,7 @@ class TestExample:
 
     def test_loads_with_the_real_url_checker(self) -> None:
         """Every channel of the example is a URL apprise accepts (log://)."""
-        notifier = pytest.importorskip("receiver.notifier")
+        notifier = pytest.importorskip("receiver.delivery.notifier")
         ruleset = load_rules(ROOT / "rules.yaml", environ={}, check_url=notifier.check_url)
         assert {"log"} == {c.scheme for c in ruleset.channels.values()}
 

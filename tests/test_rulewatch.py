@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.rulewatch import watch_rules
+from receiver.pipeline.rulewatch import watch_rules
 
 pytestmark = pytest.mark.anyio
 

@@ -13,12 +13,12 @@ import pytest
 from starlette.testclient import TestClient
 from support import fresh
 
-from receiver.app import create_app
-from receiver.notifier import SendResult
+from receiver.delivery.notifier import SendResult
+from receiver.http.app import create_app
+from receiver.http.ui import COOKIE, SESSION_SECONDS
 from receiver.render import Notification
 from receiver.settings import Settings
 from receiver.signature import sign
-from receiver.ui import COOKIE, SESSION_SECONDS
 
 SECRET = "ui-secret"
 ADMIN = "ui-admin-token-0123456789"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet, load_rules
 from receiver.store import EventRow, InboxItem, NoiseWrite, Processed, SQLiteStore
-from receiver.worker import InboxWorker
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +63,7 @@ async def test_stopping_gives_back_the_lease_and_the_unfinished_batch(tmp_path: 
 
 def test_an_outcome_with_text_orjson_refuses_is_still_stored_as_json() -> None:
     """A lone surrogate (from event text in a noise reason) or an integer past 64 bits: json writes it."""
-    from receiver.worker import _outcome_json
+    from receiver.pipeline.worker import _outcome_json
 
     summary = {"parsed": True, "noise": [{"reason": "key \ud800 muted"}], "count": 2**70}
     assert summary == json.loads(_outcome_json(summary))

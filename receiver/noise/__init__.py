@@ -11,16 +11,19 @@ The reference for users is docs/rules.md ("Noise control").
 
 from __future__ import annotations
 
-from receiver.noise.engine import SUPPRESSED, Decision, Emitted, Engine, Plan, Result, parse_stored
+from receiver.noise.engine import SILENT_TYPES, SUPPRESSED, Decision, Emitted, Engine, Plan, Result, parse_stored
 from receiver.noise.silences import AdHocSilence, Matcher, MatcherError, Silencer, compile_matchers, parse_matchers
+from receiver.noise.simulate import Entry, Simulation
 from receiver.noise.state import Ref, Row, StateView
 
 __all__ = [
+    "SILENT_TYPES",
     "SUPPRESSED",
     "AdHocSilence",
     "Decision",
     "Emitted",
     "Engine",
+    "Entry",
     "Matcher",
     "MatcherError",
     "Plan",
@@ -28,6 +31,7 @@ __all__ = [
     "Result",
     "Row",
     "Silencer",
+    "Simulation",
     "StateView",
     "compile_matchers",
     "parse_matchers",

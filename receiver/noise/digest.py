@@ -14,8 +14,7 @@ from typing import Any
 
 from receiver.events import Event
 from receiver.render import Notification, default_severity, default_title, escaper, finish
-from receiver.rules import Channel, Rule, RuleSet, Severity
-from receiver.rules.template import TIME_FORMAT, firstlines
+from receiver.rules import TIME_FORMAT, Channel, Rule, RuleSet, Severity, firstlines
 
 __all__ = ["SAMPLES", "TOP", "add_item", "new_group", "render_digest", "worst"]
 

@@ -39,11 +39,17 @@ from receiver.noise.digest import add_item, new_group, render_digest, single_not
 from receiver.noise.silences import AdHocSilence, Silencer
 from receiver.noise.state import Ref, Row, StateView, state_key
 from receiver.render import Notification, default_severity, default_title, render, render_recovered, template_context
-from receiver.rules import Route, Rule, RuleSet
-from receiver.rules.budget import BudgetExceededError
-from receiver.rules.match import Subject
-from receiver.rules.model import Inhibit, KeyTemplate
-from receiver.rules.template import TIME_FORMAT, context_names
+from receiver.rules import (
+    TIME_FORMAT,
+    BudgetExceededError,
+    Inhibit,
+    KeyTemplate,
+    Route,
+    Rule,
+    RuleSet,
+    Subject,
+    context_names,
+)
 
 __all__ = [
     "SILENT_TYPES",

@@ -25,10 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver.rules import RuleSet
-from receiver.rules.fields import event_classes
-from receiver.rules.match import Clause, Compiler, Subject
-from receiver.rules.values import compile_glob, is_plain_glob
+from receiver.rules import Clause, Compiler, RuleSet, Subject, compile_glob, event_classes, is_plain_glob
 
 __all__ = ["AdHocSilence", "Matcher", "MatcherError", "Silencer", "compile_matchers", "parse_matchers"]
 

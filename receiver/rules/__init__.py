@@ -7,24 +7,48 @@ Modules: ``spec`` (the YAML schema), ``load`` (reading and checking), ``match`` 
 compiler and the explanations), ``values`` (value specs: equality, globs, regexes,
 comparisons...), ``fields`` (handles and dotted paths), ``ruleset`` (the index and
 first-match-wins evaluation), ``template`` (sandboxed Jinja2), ``model`` (the runtime types).
-The reference for users is docs/rules.md.
+The reference for users is docs/rules.md. Other packages import only the names below, never a module.
 """
 
 from __future__ import annotations
 
+from receiver.rules.budget import BudgetExceededError, event_budget
+from receiver.rules.fields import HANDLE_TYPES, event_classes
 from receiver.rules.load import expand_env, load_rules
-from receiver.rules.model import BodyFormat, Channel, Route, Rule, RuleDecision, Severity, Source
+from receiver.rules.match import Clause, Compiler, Subject
+from receiver.rules.model import BodyFormat, Channel, Inhibit, KeyTemplate, Route, Rule, RuleDecision, Severity, Source
 from receiver.rules.ruleset import RuleSet
+from receiver.rules.spec import parse_duration
+from receiver.rules.template import TIME_FORMAT, context_names, escape_markdown, firstlines, localtime, neutralise
+from receiver.rules.values import compile_glob, is_plain_glob
 
 __all__ = [
+    "HANDLE_TYPES",
+    "TIME_FORMAT",
     "BodyFormat",
+    "BudgetExceededError",
     "Channel",
+    "Clause",
+    "Compiler",
+    "Inhibit",
+    "KeyTemplate",
     "Route",
     "Rule",
     "RuleDecision",
     "RuleSet",
     "Severity",
     "Source",
+    "Subject",
+    "compile_glob",
+    "context_names",
+    "escape_markdown",
+    "event_budget",
+    "event_classes",
     "expand_env",
+    "firstlines",
+    "is_plain_glob",
     "load_rules",
+    "localtime",
+    "neutralise",
+    "parse_duration",
 ]

@@ -44,7 +44,7 @@ How a send runs, and why:
   send to a local endpoint (docs/performance.md). The failure reason is the plugin's own
   WARNING/ERROR lines, collected per send. URLs with those options take apprise's path, which
   implements them.
-* HTTP connections are reused: ``receiver.keepalive`` gives each of apprise's sending threads one
+* HTTP connections are reused: ``receiver.delivery.keepalive`` gives each of apprise's sending threads one
   ``requests.Session`` (cookies cleared after every call, connections idle 30 s closed), so a
   burst of alerts to one webhook pays for one TCP and TLS handshake per thread, not per message.
 * ``body_format`` is always explicit: apprise's default (``None``) skips escaping and lets
@@ -90,7 +90,8 @@ from apprise import (
 )
 from apprise.decorators import notify  # the custom-notification hook for log://
 
-from receiver import __version__, keepalive
+from receiver import __version__
+from receiver.delivery import keepalive
 from receiver.render import Notification
 
 __all__ = [
@@ -560,7 +561,7 @@ def _pool() -> ThreadPoolExecutor:
     global _send_pool  # one pool per process, made on first use, like apprise's own
     if _send_pool is None:
         # The standard size (CPUs + 4, at most 32), as apprise's own pool, which sent these before:
-        # each thread keeps its own connections (receiver.keepalive), so more threads mean more of them.
+        # each thread keeps its own connections (receiver.delivery.keepalive), so more threads mean more of them.
         _send_pool = ThreadPoolExecutor(thread_name_prefix="receiver-send")
     return _send_pool
 

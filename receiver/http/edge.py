@@ -25,24 +25,17 @@ from starlette.types import Receive, Scope, Send
 
 from receiver.errors import EventParseError, SignatureError, StoreError
 from receiver.events import EVENT_TYPES, parse_log_entries
+from receiver.http.auth import token_matches
+from receiver.http.quota import retry_after
+from receiver.http.responses import INTERNAL_ERROR
+from receiver.http.runtime import Runtime
 from receiver.logconfig import log_summary
-from receiver.quota import retry_after
-from receiver.runtime import Runtime, token_matches
 from receiver.signature import SignatureForm, verify_signature
 from receiver.store import InboxItem
 
-__all__ = ["INTERNAL_ERROR", "error_response", "is_webhook", "logs", "webhook"]
+__all__ = ["is_webhook", "logs", "webhook"]
 
 log = structlog.get_logger()
-
-
-INTERNAL_ERROR = {"error": "internal_error", "detail": "internal error; see the server log"}
-"""The body of every 500: the cause goes to the log, never to the client."""
-
-
-def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    """The JSON error body every refusal uses: ``{"error": CODE, "detail": MESSAGE}``."""
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 def _json_bytes(payload: dict[str, Any]) -> bytes:
@@ -285,7 +278,7 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
             raise _Refused(401, f"signature_{exc.reason}", str(exc)) from None
         if form is SignatureForm.HEX:
             log.info("signature_hex_form_used", source=source_name)
-    # Counted as a burst only once authenticated (see receiver/activity.py): a few unsigned bodies
+    # Counted as a burst only once authenticated (see receiver/pipeline/activity.py): a few unsigned bodies
     # trickled in must not make the workers wait.
     rt.edge.started()
     try:

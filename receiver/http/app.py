@@ -1,7 +1,7 @@
 """The HTTP application: the route table, the life cycle of store and workers, error mapping.
 
-``create_app`` wires the pieces explicitly: the edge (``receiver.edge``), the admin API
-(``receiver.api``), health and metrics here, and the workers started in the lifespan.
+``create_app`` wires the pieces explicitly: the edge (``receiver.http.edge``), the admin API
+(``receiver.http.api``), health and metrics here, and the workers started in the lifespan.
 """
 
 from __future__ import annotations
@@ -22,18 +22,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from receiver import __version__, api, audit, edge, ui
-from receiver.dispatch import Backoff, Dispatcher
+from receiver import __version__
+from receiver.admin import audit
+from receiver.delivery.notifier import AppriseNotifier, Notifier
 from receiver.errors import StoreError
-from receiver.limiter import FailureLimiter
+from receiver.http import api, auth, edge, responses, ui
+from receiver.http.limiter import FailureLimiter
+from receiver.http.runtime import Runtime, load_rules_file, resolve_sources
 from receiver.metrics import Metrics
-from receiver.notifier import AppriseNotifier, Notifier
+from receiver.pipeline.dispatch import Backoff, Dispatcher
+from receiver.pipeline.rulewatch import watch_rules
+from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet
-from receiver.rulewatch import watch_rules
-from receiver.runtime import Runtime, load_rules_file, resolve_sources
 from receiver.settings import Settings
 from receiver.store import open_store
-from receiver.worker import InboxWorker
 
 __all__ = ["create_app"]
 
@@ -106,7 +108,7 @@ def create_app(
         if settings.watch_rules:
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))
         _install_sighup(rt)
-        if api.admin_secret(rt) is None:
+        if auth.admin_secret(rt) is None:
             log.info("admin_api_disabled", hint="set RECEIVER_ADMIN_TOKEN (not empty) to enable /api and /ui")
         log.info(
             "receiver_started",
@@ -260,18 +262,18 @@ async def _readyz(request: Request) -> Response:
 
 def _admin_asks(rt: Runtime, request: Request) -> bool:
     """Whether the request carries the admin token; a wrong one counts as a failed check (no 429 here)."""
-    if "authorization" not in request.headers or api.admin_secret(rt) is None:
+    if "authorization" not in request.headers or auth.admin_secret(rt) is None:
         return False
-    if api.admin_throttled(rt, request) is not None:
+    if auth.admin_throttled(rt, request) is not None:
         return False
-    if api.bearer_ok(rt, request):
+    if auth.bearer_ok(rt, request):
         return True
-    api.note_failure(rt, request, "readyz")
+    auth.note_failure(rt, request, "readyz")
     return False
 
 
 async def _watch_rules(rt: Runtime) -> None:
-    """Reload when rules.yaml changes on disk (see ``receiver.rulewatch``)."""
+    """Reload when rules.yaml changes on disk (see ``receiver.pipeline.rulewatch``)."""
     await watch_rules(rt.settings.rules, rt.reload)
 
 
@@ -285,15 +287,15 @@ def _install_sighup(rt: Runtime) -> None:
 
 
 async def _not_found(_: Request, __: Exception) -> Response:
-    return edge.error_response(404, "not_found", "no such route")
+    return responses.error_response(404, "not_found", "no such route")
 
 
 async def _method_not_allowed(_: Request, exc: Exception) -> Response:
     # Starlette's HTTPException for a 405 carries the Allow header (RFC 9110 requires it).
     headers = exc.headers if isinstance(exc, HTTPException) else None
-    return edge.error_response(405, "method_not_allowed", "method not allowed on this route", headers)
+    return responses.error_response(405, "method_not_allowed", "method not allowed on this route", headers)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("request_failed", path=request.url.path, exc_info=exc)
-    return JSONResponse(edge.INTERNAL_ERROR, status_code=500)
+    return JSONResponse(responses.INTERNAL_ERROR, status_code=500)

@@ -8,7 +8,6 @@ event never sees half of a rule set.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,18 +15,18 @@ from pathlib import Path
 
 import structlog
 
-from receiver.activity import EdgeActivity
-from receiver.deadline import ReadDeadlines
-from receiver.dispatch import Dispatcher
+from receiver.delivery.notifier import check_url
 from receiver.errors import ConfigError, RulesError
-from receiver.limiter import FailureLimiter
+from receiver.http.deadline import ReadDeadlines
+from receiver.http.limiter import FailureLimiter
+from receiver.http.quota import EntryQuota
 from receiver.metrics import Metrics
-from receiver.notifier import check_url
-from receiver.quota import EntryQuota
+from receiver.pipeline.activity import EdgeActivity
+from receiver.pipeline.dispatch import Dispatcher
+from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet, load_rules
 from receiver.settings import Settings
 from receiver.store import Store
-from receiver.worker import InboxWorker
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -35,8 +34,6 @@ __all__ = [
     "SourceAuth",
     "load_rules_file",
     "resolve_sources",
-    "secret_equals",
-    "token_matches",
 ]
 
 log = structlog.get_logger()
@@ -121,7 +118,7 @@ class Runtime:
     dispatcher: Dispatcher | None = None
     reload_problems: list[str] = field(default_factory=list)
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
-    """Failed admin-token checks per client address (``receiver.api``)."""
+    """Failed admin-token checks per client address (``receiver.http.api``)."""
     rules_loaded_at: float = 0.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     edge: EdgeActivity = field(default_factory=EdgeActivity)
@@ -171,24 +168,3 @@ def _token(value: str | None) -> str | None:
     """A bearer token as it can arrive in a header (no surrounding whitespace); blank is None (route off)."""
     value = (value or "").strip()
     return value or None
-
-
-def secret_equals(given: str, secret: str | None) -> bool:
-    """True when ``given`` equals ``secret`` (constant time); never for an empty or blank secret.
-
-    Args:
-        given: what the client sent.
-        secret: the configured value; None or blank means not set, which nothing matches.
-    """
-    if secret is None or not secret.strip():
-        return False
-    return hmac.compare_digest(given.encode(), secret.encode())
-
-
-def token_matches(authorization: str | None, token: str | None) -> bool:
-    """True when an ``Authorization`` header carries ``Bearer <token>`` (constant-time compare).
-
-    An empty or blank ``token`` matches nothing, not even ``Bearer `` with nothing after it.
-    """
-    scheme, _, given = (authorization or "").partition(" ")
-    return scheme.lower() == "bearer" and secret_equals(given.strip(), token)

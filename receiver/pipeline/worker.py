@@ -33,15 +33,13 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-from receiver.activity import EdgeActivity
 from receiver.errors import EventParseError, ReceiverError, StoreError
 from receiver.events import Event, UnknownEvent
 from receiver.logconfig import log_summary
 from receiver.metrics import Metrics
-from receiver.noise import AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
-from receiver.noise.engine import SILENT_TYPES
-from receiver.rules import RuleSet
-from receiver.rules.budget import BudgetExceededError, event_budget
+from receiver.noise import SILENT_TYPES, AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
+from receiver.pipeline.activity import EdgeActivity
+from receiver.rules import BudgetExceededError, RuleSet, event_budget
 from receiver.store import (
     EventRow,
     LateDelivery,

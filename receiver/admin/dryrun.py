@@ -29,12 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from receiver.errors import EventParseError, Problem, RulesError
 from receiver.events import Event, cap_strings, parse_event, parse_log_entries
-from receiver.noise import Decision, Emitted, Result
-from receiver.noise.simulate import Entry, Simulation
-from receiver.rules import Channel, RuleSet, Severity, load_rules
-from receiver.rules.fields import HANDLE_TYPES
-from receiver.rules.spec import parse_duration
-from receiver.rules.template import TIME_FORMAT
+from receiver.noise import Decision, Emitted, Entry, Result, Simulation
+from receiver.rules import HANDLE_TYPES, TIME_FORMAT, Channel, RuleSet, Severity, load_rules, parse_duration
 
 __all__ = [
     "SCHEMA_SUITE",

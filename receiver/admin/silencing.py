@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from receiver.noise import MatcherError, compile_matchers, parse_matchers
-from receiver.rules.spec import parse_duration
+from receiver.rules import parse_duration
 from receiver.store import NewSilence, SilenceRow
 
 __all__ = ["SilenceError", "build_silence", "parse_time", "silence_json", "silence_state"]

@@ -8,7 +8,7 @@ is over, the right token included, on ``/api`` and the login of ``/ui`` alike. B
 proxy the address is the client's only when the proxy is trusted (``RECEIVER_TRUSTED_PROXIES``).
 
 ``GET /api/openapi.json`` (the document describing these routes and the webhook routes) is open:
-it holds no data. The shapes of events and deliveries come from ``receiver.audit``, which the web
+it holds no data. The shapes of events and deliveries come from ``receiver.admin.audit``, which the web
 page shares.
 """
 
@@ -24,22 +24,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver import audit, openapi, silencing
-from receiver.deadline import BodyError
-from receiver.edge import error_response
-from receiver.notifier import mask_url
-from receiver.runtime import Runtime, token_matches
+from receiver.admin import audit, silencing
+from receiver.http import openapi
+from receiver.http.auth import admin_secret, admin_throttled, bearer_ok, note_failure, too_many_failures
+from receiver.http.deadline import BodyError
+from receiver.http.responses import error_response
+from receiver.http.runtime import Runtime
+from receiver.http.views import event_detail, event_list, rules_json
 from receiver.store import DeliveryRow, EventRow, NoiseLogRow
 
-__all__ = [
-    "admin_secret",
-    "admin_throttled",
-    "bearer_ok",
-    "client_address",
-    "note_failure",
-    "routes",
-    "too_many_failures",
-]
+__all__ = ["routes"]
 
 log = structlog.get_logger()
 
@@ -53,49 +47,6 @@ def _by_method(**handlers: _Handler) -> _Handler:
         return await handlers["GET" if request.method == "HEAD" else request.method](request, rt)
 
     return dispatch
-
-
-def client_address(request: Request) -> str:
-    """The client's address as the server sees it (after trusted forwarded headers)."""
-    return request.client.host if request.client else "unknown"
-
-
-def admin_secret(rt: Runtime) -> str | None:
-    """The admin token, or None when it is not set (an empty or blank value is not set either)."""
-    token = rt.settings.admin_token
-    if token is None:
-        return None
-    value = token.get_secret_value()
-    return value if value.strip() else None
-
-
-def admin_throttled(rt: Runtime, request: Request) -> int | None:
-    """Seconds the client must wait before its admin token is checked again, or None."""
-    return rt.auth_failures.retry_after(client_address(request))
-
-
-def note_failure(rt: Runtime, request: Request, route: str) -> None:
-    """Count and log one failed admin-token check by this request's client."""
-    client = client_address(request)
-    failures = rt.auth_failures.failed(client)
-    log.warning("admin_auth_failed", client=client, route=route, failures=failures)
-    if failures == rt.auth_failures.limit:
-        log.warning("admin_auth_throttled", client=client, route=route, seconds=rt.auth_failures.window)
-
-
-def bearer_ok(rt: Runtime, request: Request) -> bool:
-    """Whether the request's ``Authorization: Bearer`` is the admin token (constant time)."""
-    return token_matches(request.headers.get("authorization"), admin_secret(rt))
-
-
-def too_many_failures(wait: int) -> Response:
-    """429 for a client past its failed admin-token checks."""
-    return error_response(
-        429,
-        "too_many_failures",
-        f"too many failed token checks from this address; retry in {wait} s",
-        {"Retry-After": str(wait)},
-    )
 
 
 def admin(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -130,43 +81,6 @@ async def rules_reload(_: Request, rt: Runtime) -> Response:
 
 async def rules_status(_: Request, rt: Runtime) -> Response:
     return JSONResponse(rules_json(rt))
-
-
-def rules_json(rt: Runtime) -> dict[str, Any]:
-    """The rule set in force and its load status (``GET /api/rules``, the web page's rules view)."""
-    ruleset = rt.ruleset
-    return {
-        "path": str(rt.settings.rules),
-        "rules": [r.name for r in ruleset.rules],
-        "channels": sorted(ruleset.channels),
-        "loaded_at": rt.rules_loaded_at,
-        "last_reload_problems": rt.reload_problems,
-        "rule_details": [
-            {
-                "name": r.name,
-                "line": r.line,
-                "description": r.description,
-                "match": r.clause.describe() if r.clause is not None else "every event",
-                "notify": list(r.notify),
-                "continue": r.continue_,
-                "noise": [
-                    name for name in ("throttle", "group", "frequency", "absence", "recover") if getattr(r, name)
-                ],
-            }
-            for r in ruleset.rules
-        ],
-        "channel_details": [
-            {
-                "name": c.name,
-                "url": mask_url(c.url.get_secret_value()),
-                "max_attempts": c.max_attempts,
-                "max_age_seconds": c.max_age_seconds,
-                "concurrency": c.concurrency,
-                "timeout_seconds": c.timeout_seconds,
-            }
-            for c in sorted(ruleset.channels.values(), key=lambda c: c.name)
-        ],
-    }
 
 
 async def deliveries(request: Request, rt: Runtime) -> Response:
@@ -240,39 +154,6 @@ async def events(request: Request, rt: Runtime) -> Response:
     explain = request.query_params.get("explain", "") in ("1", "true", "yes")
     items = await event_list(rt, rows, explain=explain)
     return JSONResponse({"events": items, "next_before": _next_before(rows, limit)})
-
-
-async def event_list(rt: Runtime, rows: Sequence[EventRow], *, explain: bool = False) -> list[dict[str, Any]]:
-    """Events as ``GET /api/events`` shows them, with their deliveries (one store query for all)."""
-    by_event: dict[int, list[DeliveryRow]] = {r.id: [] for r in rows}
-    if rows:
-        for d in await rt.store.list_deliveries(inbox_ids=list(by_event), limit=len(rows) * 20):
-            by_event[d.inbox_id].append(d)
-    ruleset, loaded_at = rt.ruleset, rt.rules_loaded_at
-    items = []
-    for row in rows:
-        item = audit.event_json(row, sorted(by_event[row.id], key=lambda d: d.id))
-        if explain:
-            item["explain"] = audit.explain_event(ruleset, row, rules_loaded_at=loaded_at)
-        items.append(item)
-    return items
-
-
-async def event_detail(rt: Runtime, inbox_id: int) -> dict[str, Any] | None:
-    """One event with its body, deliveries and their attempts, every noise decision, and the explanation."""
-    row = await rt.store.get_event(inbox_id)
-    if row is None:
-        return None
-    rows = await rt.store.deliveries_of(row.id)
-    attempts = await rt.store.list_attempts([d.id for d in rows])
-    noise = await rt.store.list_noise_log(inbox_id=row.id, limit=1000)
-    data = audit.event_json(row, rows)
-    for item in data["deliveries"]:
-        item["attempt_log"] = [audit.attempt_json(a) for a in attempts if a.delivery_id == item["id"]]
-    data["noise_log"] = [audit.noise_json(n) for n in reversed(noise)]
-    data["explain"] = audit.explain_event(rt.ruleset, row, rules_loaded_at=rt.rules_loaded_at)
-    data["body"] = audit.body_json(row)
-    return data
 
 
 async def event(request: Request, rt: Runtime) -> Response:

@@ -1,6 +1,6 @@
 """The web page at ``/ui``: what arrived, what became of it, what is failing, and the few actions.
 
-Server-rendered HTML (Jinja2, autoescaped, templates and one stylesheet in ``receiver/ui/``),
+Server-rendered HTML (Jinja2, autoescaped, templates and one stylesheet in ``receiver/http/ui/``),
 no JavaScript, no build step. Pages: an overview (counts, failing and dead deliveries, recent
 events), events with filters, one event (its deliveries and attempts, its noise decisions, why
 each rule did or did not match, its body), deliveries by state, silences (active ones, a form to
@@ -8,7 +8,7 @@ add one, the maintenance windows of rules.yaml), and the rule set with its load 
 
 Access: the admin token (``RECEIVER_ADMIN_TOKEN``; unset or blank = the page is off) is typed once
 into the login form and compared in constant time; failed logins count against the client's
-address (``receiver.api``). The session cookie does not hold the token: it is
+address (``receiver.http.api``). The session cookie does not hold the token: it is
 ``EXPIRY.GENERATION.HMAC(token, EXPIRY.GENERATION)``, HttpOnly, SameSite=Strict and Secure over
 https. It expires by itself, dies when the token is rotated (the MAC no longer verifies), and
 when anyone logs out: logging out bumps the session generation kept in the store, which every
@@ -38,11 +38,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from receiver import api, audit, silencing
-from receiver.api import event_detail, event_list, rules_json
-from receiver.deadline import BodyError
-from receiver.edge import error_response
-from receiver.runtime import Runtime, secret_equals
+from receiver.admin import audit, silencing
+from receiver.http import auth
+from receiver.http.deadline import BodyError
+from receiver.http.responses import error_response
+from receiver.http.runtime import Runtime
+from receiver.http.views import event_detail, event_list, rules_json
 from receiver.store import DeliveryRow
 
 __all__ = ["COOKIE", "SESSION_SECONDS", "routes"]
@@ -121,7 +122,7 @@ def _ago(context: Mapping[str, Any], ts: float | None) -> str:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("receiver", "ui"),
+        loader=jinja2.PackageLoader("receiver.http", "ui"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -135,7 +136,7 @@ def _environment() -> jinja2.Environment:
 
 
 _ENV = _environment()
-_CSS = resources.files("receiver").joinpath("ui/ui.css").read_bytes()
+_CSS = resources.files("receiver.http").joinpath("ui/ui.css").read_bytes()
 
 
 def _html(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> HTMLResponse:
@@ -278,7 +279,7 @@ def _page(handler: _PageHandler) -> Callable[[Request], Awaitable[Response]]:
 
     async def guarded(request: Request) -> Response:
         rt: Runtime = request.app.state.runtime
-        secret = api.admin_secret(rt)
+        secret = auth.admin_secret(rt)
         if secret is None:
             return _off()
         session = request.cookies.get(COOKIE)
@@ -295,7 +296,7 @@ def _action(handler: _FormHandler) -> Callable[[Request], Awaitable[Response]]:
 
     async def guarded(request: Request) -> Response:
         rt: Runtime = request.app.state.runtime
-        secret = api.admin_secret(rt)
+        secret = auth.admin_secret(rt)
         if secret is None:
             return _off()
         session = request.cookies.get(COOKIE) or ""
@@ -337,7 +338,7 @@ def _login_page(
 
 async def login_form(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    secret = api.admin_secret(rt)
+    secret = auth.admin_secret(rt)
     if secret is None:
         return _off()
     if await _valid_session(rt, request.cookies.get(COOKIE), secret):
@@ -347,10 +348,10 @@ async def login_form(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
-    secret = api.admin_secret(rt)
+    secret = auth.admin_secret(rt)
     if secret is None:
         return _off()
-    wait = api.admin_throttled(rt, request)
+    wait = auth.admin_throttled(rt, request)
     if wait is not None:
         error = f"Too many wrong tokens from your address: try again in {wait} s."
         return _login_page("/ui", error=error, status=429, headers={"Retry-After": str(wait)})
@@ -360,12 +361,12 @@ async def login(request: Request) -> Response:
         return _form_refused(exc)
     if not _same_origin(request):
         # Not counted: another site must not be able to lock the admin out from the admin's own browser.
-        log.warning("ui_login_refused", client=api.client_address(request), reason="origin")
+        log.warning("ui_login_refused", client=auth.client_address(request), reason="origin")
         return _login_page(_next_path(form.get("next")), error="That is not the admin token.", status=401)
-    if not secret_equals(form.get("token", "").strip(), secret):
-        api.note_failure(rt, request, "ui")
+    if not auth.secret_equals(form.get("token", "").strip(), secret):
+        auth.note_failure(rt, request, "ui")
         return _login_page(_next_path(form.get("next")), error="That is not the admin token.", status=401)
-    log.info("ui_login", client=api.client_address(request))
+    log.info("ui_login", client=auth.client_address(request))
     response = _redirect(_next_path(form.get("next")))
     response.set_cookie(
         COOKIE,
@@ -382,7 +383,7 @@ async def login(request: Request) -> Response:
 async def logout(page: _Page, _: dict[str, str]) -> Response:
     # Server-side: every session issued so far ends, on every replica, even a copied cookie.
     generation = await page.rt.store.bump_counter(_GENERATION)
-    log.info("ui_logout", client=api.client_address(page.request), generation=generation)
+    log.info("ui_logout", client=auth.client_address(page.request), generation=generation)
     response = _redirect("/ui/login")
     response.delete_cookie(
         COOKIE, path="/ui", httponly=True, samesite="strict", secure=page.request.url.scheme == "https"

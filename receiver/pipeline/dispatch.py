@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from receiver.activity import EdgeActivity
+from receiver.delivery.notifier import Notifier, SendResult
 from receiver.errors import StoreError
 from receiver.logconfig import log_summary
 from receiver.metrics import Metrics
-from receiver.notifier import Notifier, SendResult
+from receiver.pipeline.activity import EdgeActivity
 from receiver.render import Notification
 from receiver.rules import Channel, RuleSet
 from receiver.store import DeliveryRow, Store
