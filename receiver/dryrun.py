@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from receiver.errors import EventParseError, Problem, RulesError
 from receiver.events import Event, cap_strings, parse_event, parse_log_entries
-from receiver.noise import Decision, Emitted, Result
+from receiver.noise import Emitted, Result
 from receiver.noise.simulate import Entry, Simulation
 from receiver.rules import Channel, RuleSet, Severity, load_rules
 from receiver.rules.fields import HANDLE_TYPES
@@ -128,19 +128,11 @@ def _notification_json(emitted: Emitted, ruleset: RuleSet, mask_url: MaskUrl | N
     }
 
 
-def _decision_json(decision: Decision) -> dict[str, Any]:
-    data = decision.as_json()
-    data["at"] = _iso(decision.at)
-    data["due_at"] = None if decision.due_at is None else _iso(decision.due_at)
-    data.pop("inbox_id", None)
-    return data
-
-
 def _later_json(entry: Entry, ruleset: RuleSet, mask_url: MaskUrl | None) -> dict[str, Any]:
     return {
         "at": _iso(entry.at),
         "timer": entry.label,
-        "decisions": [_decision_json(d) for d in entry.result.decisions],
+        "decisions": [d.to_json() for d in entry.result.decisions],
         "notifications": [_notification_json(e, ruleset, mask_url) for e in entry.result.emitted],
     }
 
@@ -197,7 +189,7 @@ def evaluate_event(
             for d in decisions
         ],
         "matched": entry.result.matched,
-        "noise": [_decision_json(d) for d in entry.result.decisions],
+        "noise": [d.to_json() for d in entry.result.decisions],
         "notifications": [_notification_json(e, ruleset, mask_url) for e in entry.result.emitted],
         "held": [
             {**_notification_json(e, ruleset, mask_url), "action": d.action, "reason": d.reason}
@@ -619,7 +611,7 @@ def _entry_json(entry: Entry, start: float, ruleset: RuleSet, mask_url: MaskUrl 
         "at": _iso(entry.at),
         "kind": entry.kind,
         "label": entry.label,
-        "decisions": [_decision_json(d) for d in result.decisions],
+        "decisions": [d.to_json() for d in result.decisions],
         "notifications": [_notification_json(e, ruleset, mask_url) for e in result.emitted],
     }
 

@@ -38,8 +38,7 @@ from receiver.errors import EventParseError, ReceiverError, StoreError
 from receiver.events import Event, UnknownEvent
 from receiver.logconfig import log_summary
 from receiver.metrics import Metrics
-from receiver.noise import AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
-from receiver.noise.engine import SILENT_TYPES
+from receiver.noise import SILENT_TYPES, AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
 from receiver.rules import RuleSet
 from receiver.rules.budget import BudgetExceededError, event_budget
 from receiver.store import (
@@ -481,7 +480,7 @@ class InboxWorker:
             "matched": matched,
             "deliveries": len(own),
             "unknown_type": unknown,
-            "noise": [_outcome_decision(d) for d in result.decisions],
+            "noise": [d.to_json() for d in result.decisions],
         }
         label = "unknown_type" if unknown else "matched" if matched else "unmatched"
         event = plan.event
@@ -644,8 +643,3 @@ def _outcome_json(summary: dict[str, Any]) -> str:
 def _text(value: object) -> str | None:
     """A handle (process, robot) as text for the inbox row's filters."""
     return None if value is None else str(value)
-
-
-def _outcome_decision(decision: Decision) -> dict[str, Any]:
-    data = decision.as_json()
-    return {k: v for k, v in data.items() if v is not None}
