@@ -29,7 +29,7 @@ from receiver.deadline import BodyError
 from receiver.edge import error_response
 from receiver.notifier import mask_url
 from receiver.runtime import Runtime, token_matches
-from receiver.store import DeliveryRow, EventRow, NoiseLogRow
+from receiver.store import DeliveryRow, EventRow
 
 __all__ = [
     "admin_secret",
@@ -365,22 +365,7 @@ async def suppressions(request: Request, rt: Runtime) -> Response:
     if limit is None:
         return _bad_limit()
     rows = await rt.store.list_noise_log(limit=limit, suppressed_only=not every, inbox_id=inbox_id)
-    return JSONResponse({"suppressions": [_noise_json(r) for r in rows]})
-
-
-def _noise_json(row: NoiseLogRow) -> dict[str, Any]:
-    entry = row.entry
-    return {
-        "id": row.id,
-        "event": entry.inbox_id,
-        "at": entry.at,
-        "recorded_at": row.recorded_at,
-        "rule": entry.rule,
-        "key": entry.key,
-        "action": entry.action,
-        "suppressed": entry.suppressed,
-        "reason": entry.reason,
-    }
+    return JSONResponse({"suppressions": [audit.noise_json(r) for r in rows]})
 
 
 async def openapi_document(_: Request) -> Response:

@@ -116,6 +116,10 @@ class TestSingleEvent:
         assert {"type", "event_id", "timestamp", "handles"} == set(result["event"])
         assert "Faulted" == result["event"]["handles"]["job_state"]
         assert ["invoice-faults", "stopped-or-faulted"] == result["matched"]
+        assert result["noise"]
+        for noise in result["noise"]:  # the form the admin API shows (Unix seconds)
+            assert {"action", "rule", "key", "reason", "suppressed", "event", "at", "due_at"} == set(noise)
+            assert isinstance(noise["at"], float)
         decision = result["decisions"][2]
         assert {"rule", "line", "matched", "evaluated", "reason", "continue", "channels"} == set(decision)
         assert ("robot-down", False, True, "type: job.faulted is not robot.status") == (
