@@ -173,7 +173,7 @@ class Planner:
     def _plan_inhibits(self, plan: Plan, *, follow_ups: bool) -> None:
         subject = plan.subject
         for inh in self.ruleset.inhibits:
-            key = inhibit_key(inh, subject)
+            key = _inhibit_key(inh, subject)
             if key is None:
                 continue
             if inh.target.test(subject):
@@ -197,7 +197,7 @@ class Planner:
             pairs = [
                 (inh, key)
                 for inh in self.ruleset.inhibits
-                if inh.source_rule == rule.name and (key := inhibit_key(inh, subject)) is not None
+                if inh.source_rule == rule.name and (key := _inhibit_key(inh, subject)) is not None
             ]
             if pairs:
                 plan.recovery_clears[rule.name] = pairs
@@ -254,7 +254,7 @@ class Planner:
         return safe_key("|".join(parts))
 
 
-def inhibit_key(inh: Inhibit, subject: Subject) -> str | None:
+def _inhibit_key(inh: Inhibit, subject: Subject) -> str | None:
     """The key of an inhibition for an event (its ``equal`` fields), or None when one is missing."""
     values = [(ref.label, ref.text(subject)) for ref in inh.equal]
     if any(v is None for _, v in values):
