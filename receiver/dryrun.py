@@ -8,7 +8,7 @@ are passed in (``check_url``, ``mask_url``) by the CLI.
 clause that failed and why, then the notifications that would be sent, rendered, per
 channel (by name and masked URL, never the secret). ``--json`` prints the same as one JSON
 document whose schema is documented in docs/rules.md ("receiver test --json") and kept
-stable: fields may be added, never renamed or removed within ``receiver.test/1``.
+stable: fields may be added, never renamed or removed within ``receiver.test/2``.
 
 ``receiver test RULES --suite FILE`` runs routing tests: a YAML list of cases, each an event
 fixture (relative to the suite file) and the rules / channels / title it must produce.
@@ -45,8 +45,8 @@ __all__ = [
     "test_command",
 ]
 
-SCHEMA_TEST = "receiver.test/1"
-SCHEMA_SUITE = "receiver.suite/1"
+SCHEMA_TEST = "receiver.test/2"
+SCHEMA_SUITE = "receiver.suite/2"
 
 MaskUrl = Callable[[str], str]
 CheckUrl = Callable[[str], str | None]
@@ -247,7 +247,7 @@ def test_command(
     Args:
         path: the rules file.
         event_path: the event JSON (a webhook body, or robot log entries); None with ``suite``.
-        as_json: print one JSON document (schema ``receiver.test/1`` or ``receiver.suite/1``).
+        as_json: print one JSON document (schema ``receiver.test/2`` or ``receiver.suite/2``).
         suite: a YAML routing suite to run instead of a single event.
         environ: where ``${VAR}`` is read from.
         check_url: validates channel URLs, or None.

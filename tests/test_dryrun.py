@@ -107,7 +107,7 @@ class TestSingleEvent:
         document = json.loads(output)
         assert 0 == code
         assert {"schema", "ok", "rules_file", "event_file", "problems", "error", "events"} == set(document)
-        assert ("receiver.test/1", True, []) == (document["schema"], document["ok"], document["problems"])
+        assert ("receiver.test/2", True, []) == (document["schema"], document["ok"], document["problems"])
         (result,) = document["events"]
         assert {"source", "at", "event", "decisions", "matched", "noise", "notifications", "held", "later"} == set(
             result
@@ -207,7 +207,7 @@ class TestSuite:
         assert {"schema", "ok", "rules_file", "suite", "problems", "error", "passed", "failed", "cases"} == set(
             document
         )
-        assert ("receiver.suite/1", True, 0) == (document["schema"], document["ok"], document["failed"])
+        assert ("receiver.suite/2", True, 0) == (document["schema"], document["ok"], document["failed"])
         assert {"name", "event", "source", "passed", "failures", "rules", "channels", "titles", "timeline"} == set(
             document["cases"][0]
         )
