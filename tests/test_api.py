@@ -240,6 +240,32 @@ class TestWhyNot:
         assert any(n["action"] == "silenced" for n in detail["noise_log"])
         assert [] == notifier.sent
 
+    def test_a_decision_reads_the_same_in_the_outcome_the_log_and_the_suppressions(
+        self, client: TestClient, notifier: ScriptedNotifier
+    ) -> None:
+        """One decision, one JSON form: the event's decisions, its noise log and /api/suppressions agree."""
+        reply = client.post(
+            "/api/silences",
+            json={"matchers": "process=Invoice*", "comment": "month-end", "created_by": "ana", "for": "1h"},
+            headers=AUTH,
+        )
+        assert 201 == reply.status_code
+        post(client, fresh("job.faulted.json"))
+        (event,) = processed(client, 1)
+        (decision,) = event["decisions"]
+        assert {"action", "rule", "key", "reason", "suppressed", "event", "at", "due_at"} == set(decision)
+        assert ("silenced", "faults", True, event["id"]) == (
+            decision["action"],
+            decision["rule"],
+            decision["suppressed"],
+            decision["event"],
+        )
+        (logged,) = get(client, f"/api/events/{event['id']}")["noise_log"]
+        (listed,) = get(client, "/api/suppressions")["suppressions"]
+        for row in (logged, listed):
+            assert {"id", "recorded_at"} == set(row) - set(decision)
+            assert decision == {name: row[name] for name in decision}
+
 
 class TestEventDetail:
     def test_has_body_deliveries_attempts_and_explanation(

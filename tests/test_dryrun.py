@@ -107,7 +107,7 @@ class TestSingleEvent:
         document = json.loads(output)
         assert 0 == code
         assert {"schema", "ok", "rules_file", "event_file", "problems", "error", "events"} == set(document)
-        assert ("receiver.test/1", True, []) == (document["schema"], document["ok"], document["problems"])
+        assert ("receiver.test/2", True, []) == (document["schema"], document["ok"], document["problems"])
         (result,) = document["events"]
         assert {"source", "at", "event", "decisions", "matched", "noise", "notifications", "held", "later"} == set(
             result
@@ -116,6 +116,10 @@ class TestSingleEvent:
         assert {"type", "event_id", "timestamp", "handles"} == set(result["event"])
         assert "Faulted" == result["event"]["handles"]["job_state"]
         assert ["invoice-faults", "stopped-or-faulted"] == result["matched"]
+        assert result["noise"]
+        for noise in result["noise"]:  # the form the admin API shows (Unix seconds)
+            assert {"action", "rule", "key", "reason", "suppressed", "event", "at", "due_at"} == set(noise)
+            assert isinstance(noise["at"], float)
         decision = result["decisions"][2]
         assert {"rule", "line", "matched", "evaluated", "reason", "continue", "channels"} == set(decision)
         assert ("robot-down", False, True, "type: job.faulted is not robot.status") == (
@@ -203,7 +207,7 @@ class TestSuite:
         assert {"schema", "ok", "rules_file", "suite", "problems", "error", "passed", "failed", "cases"} == set(
             document
         )
-        assert ("receiver.suite/1", True, 0) == (document["schema"], document["ok"], document["failed"])
+        assert ("receiver.suite/2", True, 0) == (document["schema"], document["ok"], document["failed"])
         assert {"name", "event", "source", "passed", "failures", "rules", "channels", "titles", "timeline"} == set(
             document["cases"][0]
         )

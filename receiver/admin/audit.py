@@ -22,9 +22,9 @@ from typing import Any
 
 from receiver.errors import EventParseError
 from receiver.metrics import ChannelQueue, QueueSnapshot
-from receiver.noise import parse_stored
+from receiver.noise import Decision, parse_stored
 from receiver.rules import RuleSet
-from receiver.store import AttemptRow, DeliveryRow, EventQuery, EventRow, NoiseLogRow, Store
+from receiver.store import AttemptRow, DeliveryRow, EventQuery, EventRow, NoiseLogEntry, NoiseLogRow, Store
 
 __all__ = [
     "DELIVERY_STATES",
@@ -32,6 +32,7 @@ __all__ = [
     "QueryError",
     "attempt_json",
     "body_json",
+    "decision_of",
     "delivery_json",
     "event_json",
     "event_query",
@@ -156,13 +157,29 @@ def event_query(params: Mapping[str, str], types: Sequence[str], *, now: float) 
 
 
 def _outcome(row: EventRow) -> dict[str, Any] | None:
+    """The stored outcome, its noise decisions in :meth:`Decision.to_json`'s form (older rows too)."""
     if not row.outcome:
         return None
     try:
         data = json.loads(row.outcome)
     except ValueError:
         return {"detail": row.outcome[:1000]}
-    return data if isinstance(data, dict) else {"detail": data}
+    if not isinstance(data, dict):
+        return {"detail": data}
+    if isinstance(data.get("noise"), list):
+        data["noise"] = [d.to_json() for d in _decisions(data["noise"])]
+    return data
+
+
+def _decisions(stored: Iterable[Any]) -> list[Decision]:
+    decisions = []
+    for item in stored:
+        if isinstance(item, dict):
+            try:
+                decisions.append(Decision.from_json(item))
+            except ValueError:
+                continue
+    return decisions
 
 
 def _summary(row: EventRow, outcome: dict[str, Any] | None, deliveries: Sequence[DeliveryRow]) -> str:
@@ -180,8 +197,8 @@ def _summary(row: EventRow, outcome: dict[str, Any] | None, deliveries: Sequence
         return "sending"
     if states == {"sent"}:
         return "notified"
-    noise = (outcome or {}).get("noise") or []
-    if any(isinstance(d, dict) and d.get("suppressed") for d in noise):
+    noise = (outcome or {}).get("noise")
+    if isinstance(noise, list) and any(d["suppressed"] for d in noise):
         return "suppressed"
     return "matched" if (outcome or {}).get("matched") else "unmatched"
 
@@ -271,17 +288,17 @@ async def queue_snapshot(store: Store, *, now: float, channels: Iterable[str] = 
     )
 
 
+def decision_of(entry: NoiseLogEntry) -> Decision:
+    """The decision a ``noise_log`` row keeps."""
+    return Decision(entry.action, entry.reason, rule=entry.rule, key=entry.key, inbox_id=entry.inbox_id, at=entry.at)
+
+
 def noise_json(row: NoiseLogRow) -> dict[str, Any]:
-    """A stored noise decision about an event (including later ones: a digest sent, a timer fired)."""
-    e = row.entry
-    return {
-        "at": e.at,
-        "rule": e.rule,
-        "key": e.key,
-        "action": e.action,
-        "reason": e.reason,
-        "suppressed": e.suppressed,
-    }
+    """A stored noise decision about an event (including later ones: a digest sent, a timer fired).
+
+    :meth:`Decision.to_json`'s form, with the row's ``id`` and ``recorded_at``.
+    """
+    return {"id": row.id, "recorded_at": row.recorded_at, **decision_of(row.entry).to_json()}
 
 
 @dataclass(frozen=True, slots=True)

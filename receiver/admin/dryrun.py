@@ -8,7 +8,7 @@ are passed in (``check_url``, ``mask_url``) by the CLI.
 clause that failed and why, then the notifications that would be sent, rendered, per
 channel (by name and masked URL, never the secret). ``--json`` prints the same as one JSON
 document whose schema is documented in docs/rules.md ("receiver test --json") and kept
-stable: fields may be added, never renamed or removed within ``receiver.test/1``.
+stable: fields may be added, never renamed or removed within ``receiver.test/2``.
 
 ``receiver test RULES --suite FILE`` runs routing tests: a YAML list of cases, each an event
 fixture (relative to the suite file) and the rules / channels / title it must produce.
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from receiver.errors import EventParseError, Problem, RulesError
 from receiver.events import Event, cap_strings, parse_event, parse_log_entries
-from receiver.noise import Decision, Emitted, Entry, Result, Simulation
+from receiver.noise import Emitted, Entry, Result, Simulation
 from receiver.rules import HANDLE_TYPES, TIME_FORMAT, Channel, RuleSet, Severity, load_rules, parse_duration
 
 __all__ = [
@@ -41,8 +41,8 @@ __all__ = [
     "test_command",
 ]
 
-SCHEMA_TEST = "receiver.test/1"
-SCHEMA_SUITE = "receiver.suite/1"
+SCHEMA_TEST = "receiver.test/2"
+SCHEMA_SUITE = "receiver.suite/2"
 
 MaskUrl = Callable[[str], str]
 CheckUrl = Callable[[str], str | None]
@@ -124,19 +124,11 @@ def _notification_json(emitted: Emitted, ruleset: RuleSet, mask_url: MaskUrl | N
     }
 
 
-def _decision_json(decision: Decision) -> dict[str, Any]:
-    data = decision.as_json()
-    data["at"] = _iso(decision.at)
-    data["due_at"] = None if decision.due_at is None else _iso(decision.due_at)
-    data.pop("inbox_id", None)
-    return data
-
-
 def _later_json(entry: Entry, ruleset: RuleSet, mask_url: MaskUrl | None) -> dict[str, Any]:
     return {
         "at": _iso(entry.at),
         "timer": entry.label,
-        "decisions": [_decision_json(d) for d in entry.result.decisions],
+        "decisions": [d.to_json() for d in entry.result.decisions],
         "notifications": [_notification_json(e, ruleset, mask_url) for e in entry.result.emitted],
     }
 
@@ -193,7 +185,7 @@ def evaluate_event(
             for d in decisions
         ],
         "matched": entry.result.matched,
-        "noise": [_decision_json(d) for d in entry.result.decisions],
+        "noise": [d.to_json() for d in entry.result.decisions],
         "notifications": [_notification_json(e, ruleset, mask_url) for e in entry.result.emitted],
         "held": [
             {**_notification_json(e, ruleset, mask_url), "action": d.action, "reason": d.reason}
@@ -251,7 +243,7 @@ def test_command(
     Args:
         path: the rules file.
         event_path: the event JSON (a webhook body, or robot log entries); None with ``suite``.
-        as_json: print one JSON document (schema ``receiver.test/1`` or ``receiver.suite/1``).
+        as_json: print one JSON document (schema ``receiver.test/2`` or ``receiver.suite/2``).
         suite: a YAML routing suite to run instead of a single event.
         environ: where ``${VAR}`` is read from.
         check_url: validates channel URLs, or None.
@@ -615,7 +607,7 @@ def _entry_json(entry: Entry, start: float, ruleset: RuleSet, mask_url: MaskUrl 
         "at": _iso(entry.at),
         "kind": entry.kind,
         "label": entry.label,
-        "decisions": [_decision_json(d) for d in result.decisions],
+        "decisions": [d.to_json() for d in result.decisions],
         "notifications": [_notification_json(e, ruleset, mask_url) for e in result.emitted],
     }
 

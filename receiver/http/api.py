@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 from starlette.requests import Request
@@ -31,7 +30,7 @@ from receiver.http.deadline import BodyError
 from receiver.http.responses import error_response
 from receiver.http.runtime import Runtime
 from receiver.http.views import event_detail, event_list, rules_json
-from receiver.store import DeliveryRow, EventRow, NoiseLogRow
+from receiver.store import DeliveryRow, EventRow
 
 __all__ = ["routes"]
 
@@ -246,22 +245,7 @@ async def suppressions(request: Request, rt: Runtime) -> Response:
     if limit is None:
         return _bad_limit()
     rows = await rt.store.list_noise_log(limit=limit, suppressed_only=not every, inbox_id=inbox_id)
-    return JSONResponse({"suppressions": [_noise_json(r) for r in rows]})
-
-
-def _noise_json(row: NoiseLogRow) -> dict[str, Any]:
-    entry = row.entry
-    return {
-        "id": row.id,
-        "event": entry.inbox_id,
-        "at": entry.at,
-        "recorded_at": row.recorded_at,
-        "rule": entry.rule,
-        "key": entry.key,
-        "action": entry.action,
-        "suppressed": entry.suppressed,
-        "reason": entry.reason,
-    }
+    return JSONResponse({"suppressions": [audit.noise_json(r) for r in rows]})
 
 
 async def openapi_document(_: Request) -> Response:

@@ -112,6 +112,12 @@ def _schemas() -> dict[str, Any]:
             "key": nullable_string,
             "reason": {"type": "string"},
             "suppressed": {"type": "boolean", "description": "The rule sent nothing for the event because of it."},
+            "event": {"type": ["integer", "null"], "description": "The event (inbox id) it is about."},
+            "at": {
+                "type": "number",
+                "description": "When it applies (the event's arrival, a timer's due time), Unix seconds.",
+            },
+            "due_at": {**nullable_number, "description": "For grouped and armed: when the digest or the timer is due."},
         },
         "required": ["action", "reason"],
     }
@@ -207,7 +213,7 @@ def _schemas() -> dict[str, Any]:
             "outcome": {"type": ["object", "null"], "description": "The worker's record of processing."},
             "deliveries": {"type": "array", "items": _ref("Delivery")},
             "explain": _ref("Explanation"),
-            "noise_log": {"type": "array", "items": _ref("Decision")},
+            "noise_log": {"type": "array", "items": _ref("LoggedDecision")},
             "body": {"description": "The stored body (GET /api/events/{id} only)."},
         },
         "required": ["id", "source", "event_id", "type", "received_at", "state", "result", "matched_rules"],
@@ -264,6 +270,17 @@ def _schemas() -> dict[str, Any]:
         "Delivery": delivery,
         "Attempt": attempt,
         "Decision": decision,
+        "LoggedDecision": {
+            "description": "A stored noise decision: a Decision with its row number and when it was recorded.",
+            "allOf": [
+                _ref("Decision"),
+                {
+                    "type": "object",
+                    "properties": {"id": {"type": "integer"}, "recorded_at": {"type": "number"}},
+                    "required": ["id", "recorded_at"],
+                },
+            ],
+        },
         "Explanation": explanation,
         "Silence": {
             "type": "object",
@@ -589,7 +606,7 @@ def _admin_paths() -> dict[str, Any]:
                     "200": _json(
                         {
                             "type": "object",
-                            "properties": {"suppressions": {"type": "array", "items": _ref("Decision")}},
+                            "properties": {"suppressions": {"type": "array", "items": _ref("LoggedDecision")}},
                         },
                         "Newest first.",
                     ),

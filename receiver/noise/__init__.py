@@ -1,17 +1,23 @@
 """Noise control and time-based rules: throttle, group, frequency, absence, recovery, silences,
-inhibition and folder fan-out collapse. Pure: no database, no clock, no settings.
+inhibition and folder fan-out collapse, as stages (after Alertmanager's pipeline). Pure: no
+database, no clock, no settings.
 
-``engine`` decides (one event, or one due timer, against the state so far); ``state`` holds the
-rows it reads and writes; ``digest`` renders a group's digest; ``silences`` reads ad-hoc
-silence matchers and decides whether a notification is silenced; ``simulate`` runs the engine
-on an in-memory state for ``receiver test``. The inbox worker loads the rows an event needs from
+``engine`` fixes the order of the stages (its docstring is the one place that states it);
+``plan`` matches an event and renders its keys; one module per stage, each owning the typed
+state of its kind: ``collapse``, ``absence``, ``inhibit``, ``recovery`` (kind ``firing``),
+``silences`` (no state: windows and ad-hoc silences), ``frequency``, ``group`` (``digest``
+renders its digest), ``throttle``, ``notify``. ``decision`` holds :class:`Decision` and its one
+JSON form; ``state`` holds the rows the stages read and write; ``simulate`` runs the engine on
+an in-memory state for ``receiver test``. The inbox worker loads the rows an event needs from
 the store and commits the engine's changes in the transaction that marks the event processed.
 The reference for users is docs/rules.md ("Noise control").
 """
 
 from __future__ import annotations
 
-from receiver.noise.engine import SILENT_TYPES, SUPPRESSED, Decision, Emitted, Engine, Plan, Result, parse_stored
+from receiver.noise.decision import SUPPRESSED, Decision, Emitted, Result
+from receiver.noise.engine import Engine
+from receiver.noise.plan import SILENT_TYPES, Plan, parse_stored
 from receiver.noise.silences import AdHocSilence, Matcher, MatcherError, Silencer, compile_matchers, parse_matchers
 from receiver.noise.simulate import Entry, Simulation
 from receiver.noise.state import Ref, Row, StateView

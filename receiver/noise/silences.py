@@ -1,4 +1,8 @@
-"""Silences: maintenance windows of ``rules.yaml`` and ad-hoc silences created at run time. Pure.
+"""The silence stage: maintenance windows of ``rules.yaml`` and ad-hoc silences created at run time. Pure.
+
+:class:`Silencer` decides whether a rule's notification about an event is silenced; the stage
+(:func:`silenced`) records it. Silences keep no noise state: windows are in ``rules.yaml``,
+ad-hoc silences in the store's ``silences`` table.
 
 An ad-hoc silence (``receiver silence add``, ``POST /api/silences``) is a list of matchers, a
 creator, a comment and a time range. Matchers are written ``FIELD OP VALUE``, several in one
@@ -23,11 +27,24 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from receiver.rules import Clause, Compiler, RuleSet, Subject, compile_glob, event_classes, is_plain_glob
 
-__all__ = ["AdHocSilence", "Matcher", "MatcherError", "Silencer", "compile_matchers", "parse_matchers"]
+if TYPE_CHECKING:  # the stage context imports the Silencer
+    from receiver.noise.decision import Result
+    from receiver.noise.plan import Plan, RoutePlan
+    from receiver.noise.stage import Context
+
+__all__ = [
+    "AdHocSilence",
+    "Matcher",
+    "MatcherError",
+    "Silencer",
+    "compile_matchers",
+    "parse_matchers",
+    "silenced",
+]
 
 _MATCHER = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(=~|!~|!=|=)(.*)$", re.DOTALL)
 
@@ -223,3 +240,13 @@ class Silencer:
                     f"{silence.comment}"
                 )
         return None
+
+
+def silenced(ctx: Context, plan: Plan, rp: RoutePlan, result: Result) -> bool:
+    """True when a silence holds for the rule's notification about the event (recorded as ``silenced``)."""
+    reason = ctx.silencer.check(plan.subject, rp.rule.name, plan.at)
+    if not reason:
+        return False
+    decision = ctx.decide(result, plan, "silenced", reason, rule=rp.rule.name)
+    ctx.held(plan, rp, decision, result)
+    return True

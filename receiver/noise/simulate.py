@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from receiver.events import Event
-from receiver.noise.engine import Engine, Result
+from receiver.noise.decision import Result
+from receiver.noise.engine import Engine
 from receiver.noise.silences import AdHocSilence
 from receiver.noise.state import StateView
 from receiver.rules import RuleSet
@@ -62,7 +63,7 @@ class Simulation:
                 return fired
             row = due[0]
             result = self.engine.fire(self.view, row)
-            inbox_id = int(row.data.get("inbox_id") or row.data.get("first_inbox_id") or 0)
+            inbox_id = self.engine.timer_event(row)
             entry = Entry(
                 float(row.due_at or until), "timer", f"{row.kind} {row.name} [{row.shown_key}]", inbox_id, result
             )

@@ -14,6 +14,11 @@ collapse   (empty)        type, entity, state          ``inbox_id``, ``at``
 inhibit    inhibit name   ``machine=RPAVM01``          ``since``, ``source_inbox_id``, ``muted``
 ========== ============== ============================ ==========================================
 
+Each kind's ``data`` is a typed payload (a frozen dataclass) owned by its stage module, read and
+written there only (``from_data``/``to_data``): ``ThrottleState`` (throttle), ``FrequencyState``
+(frequency), ``GroupState`` (group), ``absence.Armed``/``absence.Followed`` (absence),
+``FiringState`` (recovery), ``CollapseState`` (collapse), ``InhibitState`` (inhibit).
+
 Rules and inhibitions keep their state per source: the stored key of such a row is
 ``source|key`` (see :func:`state_key`), so that an event of one source never meets another
 source's window, counter, timer, alert flag or inhibition. A rule or an inhibition with

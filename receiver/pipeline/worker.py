@@ -479,7 +479,7 @@ class InboxWorker:
             "matched": matched,
             "deliveries": len(own),
             "unknown_type": unknown,
-            "noise": [_outcome_decision(d) for d in result.decisions],
+            "noise": [d.to_json() for d in result.decisions],
         }
         label = "unknown_type" if unknown else "matched" if matched else "unmatched"
         event = plan.event
@@ -642,8 +642,3 @@ def _outcome_json(summary: dict[str, Any]) -> str:
 def _text(value: object) -> str | None:
     """A handle (process, robot) as text for the inbox row's filters."""
     return None if value is None else str(value)
-
-
-def _outcome_decision(decision: Decision) -> dict[str, Any]:
-    data = decision.as_json()
-    return {k: v for k, v in data.items() if v is not None}

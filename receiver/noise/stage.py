@@ -1,0 +1,88 @@
+"""What every noise stage shares: the rules, the silences, how a decision is recorded and a message rendered. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from receiver.events import Event
+from receiver.noise.decision import Decision, Emitted, Result
+from receiver.noise.plan import Plan, RoutePlan
+from receiver.noise.silences import Silencer
+from receiver.render import render
+from receiver.rules import TIME_FORMAT, Inhibit, RuleSet
+
+__all__ = ["Context", "channel_names", "describe_seconds", "equal_labels"]
+
+
+def describe_seconds(seconds: float) -> str:
+    """``90`` -> ``1m30s``, ``3600`` -> ``1h``."""
+    total = round(seconds)
+    if total <= 0:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size:
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return "".join(parts)
+
+
+def channel_names(channels: Sequence[Any]) -> str:
+    """``a, b``, or ``no channels``."""
+    names = [c.name for c in channels]
+    return ", ".join(names) if names else "no channels"
+
+
+def equal_labels(inh: Inhibit) -> str:
+    """The labels of an inhibition's ``equal`` fields, for its messages."""
+    return ", ".join(ref.label for ref in inh.equal)
+
+
+class Context:
+    """The rule set, the silencer and the helpers the stages share for one engine.
+
+    Args:
+        ruleset: the rules.
+        silencer: the silences in force.
+        render_held: also render the notifications a rule held back (for ``receiver test``).
+    """
+
+    def __init__(self, ruleset: RuleSet, silencer: Silencer, *, render_held: bool) -> None:
+        self.ruleset = ruleset
+        self.silencer = silencer
+        self.render_held = render_held
+        self.events: dict[int, Event] = {}
+        """Events parsed during this engine's life, by inbox id (an absence timer fired soon after)."""
+
+    def decide(self, result: Result, plan: Plan, action: str, reason: str, **extra: Any) -> Decision:
+        """Record a decision about the plan's event (``inbox_id`` may name another)."""
+        decision = Decision(action, reason, inbox_id=extra.pop("inbox_id", plan.inbox_id), at=plan.at, **extra)
+        result.decisions.append(decision)
+        return decision
+
+    def render(self, plan: Plan, rp: RoutePlan, notes: list[str]) -> list[Emitted]:
+        """The rule's notification of the event, one per channel."""
+        rule = rp.rule
+        return [
+            Emitted(
+                plan.inbox_id,
+                rule.name,
+                channel.name,
+                render(plan.event, rule, channel, self.ruleset, source=plan.source, notes=notes),
+                plan.at,
+            )
+            for channel in rp.route.channels
+        ]
+
+    def held(self, plan: Plan, rp: RoutePlan, decision: Decision, result: Result) -> None:
+        """Keep what the rule held back, rendered, when the engine shows it (``receiver test``)."""
+        if self.render_held:
+            result.held.extend((decision, e) for e in self.render(plan, rp, []))
+
+    def time(self, at: float | None) -> str:
+        """A time in the rules' time zone, or ``?``."""
+        if at is None:
+            return "?"
+        return datetime.fromtimestamp(float(at), tz=UTC).astimezone(self.ruleset.timezone).strftime(TIME_FORMAT)
