@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from noise_support import payload
 
-from receiver import audit
+from receiver.admin import audit
 from receiver.events import parse_event
 from receiver.noise import Row, StateView
 from receiver.noise.simulate import Entry, Simulation
