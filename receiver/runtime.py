@@ -22,6 +22,7 @@ from receiver.dispatch import Dispatcher
 from receiver.errors import ConfigError, RulesError
 from receiver.metrics import Metrics
 from receiver.notifier import check_url
+from receiver.retention import StoreStatsCache
 from receiver.rules import RuleSet, load_rules
 from receiver.settings import Settings
 from receiver.store import Store
@@ -108,6 +109,8 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     edge: EdgeActivity = field(default_factory=EdgeActivity)
     reads: ReadDeadlines = field(default_factory=ReadDeadlines)
+    store_stats: StoreStatsCache | None = None
+    """Rows per table and size of the store, read at most once a minute (``/metrics``, ``/ui``)."""
     """Body reads in progress, cancelled past ``settings.body_timeout_seconds`` (slow clients)."""
     """Requests in hand at the edge: the workers give way to them (bounded)."""
 

@@ -49,3 +49,15 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=1.0, gt=0, description="idle poll interval of the workers")
     retry_initial_seconds: float = Field(default=30.0, gt=0, description="wait after a delivery's first failure")
     retry_max_seconds: float = Field(default=1800.0, gt=0, description="longest wait between two attempts")
+    retain_events_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="processed events, their deliveries and attempts are kept this long; 0 = for ever",
+    )
+    retain_dead_days: float = Field(
+        default=90.0, ge=0, description="dead deliveries (and their events) are kept this long; 0 = for ever"
+    )
+    retain_noise_log_days: float = Field(
+        default=30.0, ge=0, description="noise decisions (/api/suppressions) are kept this long; 0 = for ever"
+    )
+    prune_interval_seconds: float = Field(default=300.0, gt=0, description="how often retention is applied")
