@@ -108,7 +108,14 @@ def create_app(
             noise_log_days=settings.retain_noise_log_days,
             max_event_age=settings.max_event_age_seconds,
         )
-        pruner = Pruner(store, retention, clock=clock, interval=settings.prune_interval_seconds, metrics=metrics)
+        pruner = Pruner(
+            store,
+            retention,
+            clock=clock,
+            interval=settings.prune_interval_seconds,
+            metrics=metrics,
+            busy=lambda: rt.edge.inflight > 0,
+        )
         rt.tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
         if settings.watch_rules:
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))

@@ -20,6 +20,7 @@ a time prunes (the store's ``prune`` lease); ``receiver prune`` runs the same co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -41,13 +42,13 @@ _DAY = 86400.0
 DEDUP_MARGIN = 3600.0
 """Seconds an EventId is remembered past the replay window (clock skew between Orchestrator and us)."""
 
-EVENTS_BATCH = 500
-"""Events looked at per transaction (each with its deliveries and attempts)."""
+EVENTS_BATCH = 200
+"""Events looked at per transaction (each with its deliveries and attempts: ~600 rows, a few ms)."""
 
-NOISE_LOG_BATCH = 1000
+NOISE_LOG_BATCH = 500
 """Noise decisions deleted per transaction."""
 
-PAUSE = 0.05
+PAUSE = 0.02
 """Seconds between two batches: the store is free for webhooks meanwhile."""
 
 PRUNED_TABLES = ("inbox", "deliveries", "attempts", "noise_log", "silences")
@@ -55,6 +56,10 @@ PRUNED_TABLES = ("inbox", "deliveries", "attempts", "noise_log", "silences")
 
 _LEASE = "prune"
 _FIRST_RUN_MAX = 30.0
+_BACKOFF = 3.0  # pause >= 3 x the last batch: pruning takes at most a quarter of the store's time
+_BUSY_POLL = 0.002
+_BUSY_WAIT_MAX = 1.0
+_RELEASE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,36 @@ async def _always() -> bool:
     return True
 
 
+class _Pacer:
+    """Between two batches: a pause that grows with the batch's duration, a quiet edge, the lease."""
+
+    def __init__(
+        self, pause: float, keep_going: Callable[[], Awaitable[bool]], busy: Callable[[], bool] | None
+    ) -> None:
+        self._pause = pause
+        self._keep_going = keep_going
+        self._busy = busy
+        self._started: float | None = None
+        self.slowest = 0.0
+
+    async def next(self) -> bool:
+        """Wait before the next batch; False when the run must stop."""
+        if self._started is not None:
+            took = time.monotonic() - self._started
+            self.slowest = max(self.slowest, took)
+            if self._pause > 0:
+                # A store slowed down by other work makes batches take longer: prune backs off with it.
+                await asyncio.sleep(max(self._pause, _BACKOFF * took))
+                waited = 0.0
+                while self._busy is not None and self._busy() and waited < _BUSY_WAIT_MAX:
+                    await asyncio.sleep(_BUSY_POLL)  # a webhook in hand: let its accept go first
+                    waited += _BUSY_POLL
+        if not await self._keep_going():
+            return False
+        self._started = time.monotonic()
+        return True
+
+
 async def prune(
     store: Store,
     retention: Retention,
@@ -107,6 +142,8 @@ async def prune(
     events_batch: int = EVENTS_BATCH,
     noise_log_batch: int = NOISE_LOG_BATCH,
     keep_going: Callable[[], Awaitable[bool]] = _always,
+    on_step: Callable[[str, int], None] | None = None,
+    busy: Callable[[], bool] | None = None,
 ) -> dict[str, int]:
     """Apply ``retention`` at ``now``: delete what may go, batch by batch (``dry_run``: only count it).
 
@@ -115,10 +152,12 @@ async def prune(
         retention: how long rows stay.
         now: the time the cutoffs are computed from (Unix seconds).
         dry_run: count what would go, delete nothing.
-        pause: seconds to sleep between two batches.
+        pause: least seconds between two batches (0: none, and no waiting for ``busy``).
         events_batch: events looked at per transaction.
         noise_log_batch: noise decisions per transaction.
         keep_going: awaited before each batch; False stops the run (another replica took over).
+        on_step: called with (table, rows) after each batch that deleted (or counted) rows.
+        busy: True while the server has a request in hand; the next batch waits (up to 1 s) for it.
 
     Returns:
         Rows deleted (or that would be) per table of ``PRUNED_TABLES``.
@@ -127,39 +166,38 @@ async def prune(
         StoreError: the store failed; what was deleted before stays deleted.
     """
     totals = dict.fromkeys(PRUNED_TABLES, 0)
+    pacer = _Pacer(pause, keep_going, busy)
 
-    async def next_batch(first: bool) -> bool:
-        if not first and pause > 0:
-            await asyncio.sleep(pause)
-        return await keep_going()
+    def add(table: str, count: int) -> None:
+        totals[table] += count
+        if count and on_step is not None:
+            on_step(table, count)
 
     cutoffs = retention.cutoffs(now, keep=frozenset(await store.timer_inbox_ids()))
     after: tuple[float, int] | None = None
-    first = True
-    while cutoffs is not None and await next_batch(first):
-        first = False
+    while cutoffs is not None and await pacer.next():
         step = await store.prune_events(cutoffs, after=after, limit=events_batch, dry_run=dry_run)
         for table, count in step.counts.items():
-            totals[table] += count
+            add(table, count)
         if step.after is None:
             break
         after = step.after
     before = retention.noise_log_before(now)
     after = None
-    while before is not None and await next_batch(first):
-        first = False
+    while before is not None and await pacer.next():
         step = await store.prune_noise_log(before, after=after, limit=noise_log_batch, dry_run=dry_run)
-        totals["noise_log"] += step.counts["noise_log"]
+        add("noise_log", step.counts["noise_log"])
         if step.after is None:
             break
         after = step.after
     ended = retention.silences_before(now)
-    while ended is not None and await next_batch(first):
-        first = False
+    while ended is not None and await pacer.next():
         count = await store.prune_silences(ended, limit=noise_log_batch, dry_run=dry_run)
-        totals["silences"] += count
+        add("silences", count)
         if dry_run or count < noise_log_batch:
             break
+    if any(totals.values()):
+        log.debug("store_prune_batches", slowest_ms=round(pacer.slowest * 1000, 1))
     return totals
 
 
@@ -172,7 +210,8 @@ class Pruner:
         clock: Unix time (tests drive it).
         interval: seconds between two runs (the first comes sooner: at most 30 s after start).
         metrics: where deleted rows are counted.
-        pause: seconds between two batches.
+        pause: least seconds between two batches.
+        busy: True while the server has a request in hand (``prune``'s ``busy``).
     """
 
     def __init__(
@@ -184,6 +223,7 @@ class Pruner:
         interval: float = 300.0,
         metrics: Metrics | None = None,
         pause: float = PAUSE,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self._store = store
         self._retention = retention
@@ -191,6 +231,7 @@ class Pruner:
         self._interval = interval
         self._metrics = metrics
         self._pause = pause
+        self._busy = busy
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # Held past the next run's start, so the replica that prunes keeps doing it.
         self._ttl = interval + 60.0
@@ -198,13 +239,19 @@ class Pruner:
 
     async def run(self) -> None:
         """Prune until cancelled; a store failure is logged and the next run tries again."""
-        await asyncio.sleep(min(self._interval, _FIRST_RUN_MAX))
-        while True:
-            try:
-                await self.run_once()
-            except StoreError as exc:
-                log.warning("store_prune_failed", error=str(exc))
-            await asyncio.sleep(self._interval)
+        try:
+            await asyncio.sleep(min(self._interval, _FIRST_RUN_MAX))
+            while True:
+                try:
+                    await self.run_once()
+                except StoreError as exc:
+                    log.warning("store_prune_failed", error=str(exc))
+                await asyncio.sleep(self._interval)
+        finally:
+            # Else a restarted server (a new owner) waits for this lease to lapse before it prunes.
+            with contextlib.suppress(StoreError, TimeoutError):
+                async with asyncio.timeout(_RELEASE_SECONDS):
+                    await self._store.release_lease(_LEASE, self.owner)
 
     async def run_once(self) -> dict[str, int] | None:
         """One run, if this replica holds the ``prune`` lease; returns the rows deleted, or None."""
@@ -212,15 +259,21 @@ class Pruner:
             return None
         started = time.monotonic()
         counts = await prune(
-            self._store, self._retention, now=self._clock(), pause=self._pause, keep_going=self._still_mine
+            self._store,
+            self._retention,
+            now=self._clock(),
+            pause=self._pause,
+            keep_going=self._still_mine,
+            on_step=self._count,
+            busy=self._busy,
         )
-        if self._metrics is not None:
-            for table, count in counts.items():
-                if count:
-                    self._metrics.store_pruned.labels(table).inc(count)
         if any(counts.values()):
             log.info("store_pruned", seconds=round(time.monotonic() - started, 3), **counts)
         return counts
+
+    def _count(self, table: str, rows: int) -> None:
+        if self._metrics is not None:  # per batch: a long run shows its progress
+            self._metrics.store_pruned.labels(table).inc(rows)
 
     async def _renew(self) -> bool:
         self._renewed = time.monotonic()

@@ -245,6 +245,23 @@ async def test_one_replica_prunes_at_a_time(store: Store) -> None:
     assert await second.run_once() is None
 
 
+@pytest.mark.anyio
+async def test_a_stopped_pruner_hands_its_lease_over(store: Store) -> None:
+    """A pruner that stops gives the lease back, so a restarted server prunes without waiting for it to lapse."""
+    await event(store, "old", days_ago=40)
+    first = Pruner(store, RETENTION, clock=lambda: NOW, interval=0.01, pause=0)
+    task = asyncio.create_task(first.run())
+    for _ in range(500):
+        if not await event_ids(store):
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await event(store, "old-too", days_ago=40)
+    second = Pruner(store, RETENTION, clock=lambda: NOW, interval=60, pause=0)
+    assert 1 == (await second.run_once() or {}).get("inbox")
+
+
 # -- the CLI ----------------------------------------------------------------------------------
 
 

@@ -670,7 +670,9 @@ class SQLiteStore:
             last = scanned[-1] if len(scanned) >= limit else None
             return PruneStep(counts, None if last is None else (float(last[1]), int(last[0])))
 
-        return await self._run(prune)
+        # Lost in a power cut, the rows are simply deleted again at the next run; an fsync per
+        # batch would hold the store thread (and the webhooks behind it) for nothing.
+        return await self._run(prune, redone_if_lost=True)
 
     async def prune_noise_log(
         self, before: float, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
@@ -690,7 +692,7 @@ class SQLiteStore:
             conn.execute("COMMIT")
             return PruneStep({"noise_log": len(ids)}, (0.0, ids[-1]) if more and ids else None)
 
-        return await self._run(prune)
+        return await self._run(prune, redone_if_lost=True)  # as prune_events
 
     async def prune_silences(self, before: float, *, limit: int, dry_run: bool = False) -> int:
         """Delete (or count) up to ``limit`` silences that ended before ``before``."""
