@@ -122,9 +122,10 @@ def fill_postgres(url: str, events: int, body: bytes) -> None:
                     (_ATTEMPT, attempts),
                     (_NOISE, noise),
                 ):
-                    table = sql.split()[2]
-                    statement = sql.format(p="%s", false="false").replace(f"INSERT INTO {table}", "", 1)
-                    cur.executemany(f"INSERT INTO {table} OVERRIDING SYSTEM VALUE {statement.strip()}", rows)
+                    statement = sql.format(p="%s", false="false").replace(
+                        " VALUES ", " OVERRIDING SYSTEM VALUE VALUES "
+                    )
+                    cur.executemany(statement, rows)
             conn.commit()
         for table in ("inbox", "deliveries", "attempts", "noise_log"):
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {events + 1})")
@@ -218,12 +219,26 @@ async def _load(server: Server, phase: Phase, bodies: list[tuple[str, str, bytes
     await asyncio.wait_for(asyncio.gather(*workers), timeout=120)
 
 
-def _pruned_line(server: Server) -> dict[str, Any] | None:
-    with contextlib.suppress(OSError):
-        for line in server.log_path.read_text(errors="replace").splitlines():
-            if '"store_pruned"' in line:
-                return dict(json.loads(line))
-    return None
+class _PrunedLine:
+    """The server's ``store_pruned`` log line, looked for in what the log gained since the last look."""
+
+    def __init__(self, server: Server) -> None:
+        self._path = server.log_path
+        self._offset = self._path.stat().st_size if self._path.exists() else 0
+        self.line: dict[str, Any] | None = None
+
+    def __call__(self) -> dict[str, Any] | None:
+        if self.line is None:
+            with contextlib.suppress(OSError), self._path.open("rb") as log:
+                log.seek(self._offset)
+                chunk = log.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                self._offset += len(complete)
+                for raw in complete.splitlines():
+                    if b'"store_pruned"' in raw:
+                        self.line = dict(json.loads(raw))
+                        break
+        return self.line
 
 
 def run_phase(
@@ -232,6 +247,7 @@ def run_phase(
     phase = Phase(name)
     deadline = [0.0]
     checked = [0.0]
+    pruned = _PrunedLine(server)
 
     async def stop() -> bool:
         if time.monotonic() > deadline[0]:
@@ -239,12 +255,12 @@ def run_phase(
         if not until_pruned or time.monotonic() - checked[0] < 0.25:
             return False
         checked[0] = time.monotonic()
-        return await asyncio.to_thread(_pruned_line, server) is not None
+        return pruned() is not None
 
     with server:
         deadline[0] = time.monotonic() + seconds
         asyncio.run(_load(server, phase, bodies, rate, stop))
-    line = _pruned_line(server)
+    line = pruned()
     if line is not None:
         end = datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
         phase.prune_window = (end - float(line["seconds"]), end)
@@ -260,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=250_000, help="old events to fill (4 rows each)")
     parser.add_argument("--rate", type=float, default=100.0, help="webhooks per second during both phases")
     parser.add_argument("--baseline-seconds", type=float, default=30.0)
-    parser.add_argument("--max-seconds", type=float, default=600.0, help="bound of the pruning phase")
+    parser.add_argument("--max-seconds", type=float, default=900.0, help="bound of the pruning phase")
     parser.add_argument("--database", help="a postgresql:// URL (default: SQLite in a temporary directory)")
+    parser.add_argument("--pause", help="RECEIVER_PRUNE_PAUSE_SECONDS of the pruning server (default: its default)")
     args = parser.parse_args(argv)
     pin_self_to_load_cpu()
     tag = run_tag()
@@ -286,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 bodies = signed_faults(int(args.rate * seconds) + 1, f"{tag[:4]}{name[:4]}")
                 server_env = {**env, "RECEIVER_PRUNE_INTERVAL_SECONDS": "2"}
+                if args.pause is not None:
+                    server_env["RECEIVER_PRUNE_PAUSE_SECONDS"] = args.pause
                 server = _server(directory, rules, server_env, url)
                 phase = run_phase(name, server, bodies, args.rate, seconds, until_pruned=until)
                 phases.append(phase)
@@ -295,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                 "store": "postgresql" if url else "sqlite",
                 "rows_filled": 4 * args.events,
                 "rate_per_s": args.rate,
+                "pause_s": args.pause or "default",
                 "baseline": base.summary(),
                 "pruning_whole_phase": pruning.summary(),
                 "pruning_window": pruning.summary(pruning.prune_window) if pruning.prune_window else None,

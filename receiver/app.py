@@ -114,6 +114,7 @@ def create_app(
             clock=clock,
             interval=settings.prune_interval_seconds,
             metrics=metrics,
+            pause=settings.prune_pause_seconds,
             busy=lambda: rt.edge.inflight > 0,
         )
         rt.tasks.append(asyncio.create_task(pruner.run(), name="pruner"))

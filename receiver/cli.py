@@ -407,7 +407,9 @@ def _prune(args: argparse.Namespace) -> int:
     async def run() -> dict[str, int]:
         await store.open()
         try:
-            return await prune(store, retention, now=time.time(), dry_run=args.dry_run)
+            return await prune(
+                store, retention, now=time.time(), dry_run=args.dry_run, pause=settings.prune_pause_seconds
+            )
         finally:
             await store.close()
 

@@ -48,8 +48,8 @@ EVENTS_BATCH = 200
 NOISE_LOG_BATCH = 500
 """Noise decisions deleted per transaction."""
 
-PAUSE = 0.02
-"""Seconds between two batches: the store is free for webhooks meanwhile."""
+PAUSE = 0.25
+"""Seconds between two batches (``RECEIVER_PRUNE_PAUSE_SECONDS``): the store is free for webhooks meanwhile."""
 
 PRUNED_TABLES = ("inbox", "deliveries", "attempts", "noise_log", "silences")
 """The tables retention deletes from, in the order ``prune`` reports them."""

@@ -61,3 +61,8 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="noise decisions (/api/suppressions) are kept this long; 0 = for ever"
     )
     prune_interval_seconds: float = Field(default=300.0, gt=0, description="how often retention is applied")
+    prune_pause_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        description="pause between two prune batches: longer is gentler on webhooks, slower to catch up",
+    )

@@ -283,6 +283,7 @@ def test_prune_command_dry_run_then_for_real(
 
     asyncio.run(fill())
     monkeypatch.setenv("RECEIVER_RETAIN_EVENTS_DAYS", "30")
+    monkeypatch.setenv("RECEIVER_PRUNE_PAUSE_SECONDS", "0")
     assert 0 == main(["prune", "--dry-run", "--database", url])
     out = capsys.readouterr().out
     assert "events 30 d" in out
@@ -424,7 +425,11 @@ def test_a_real_server_answers_webhooks_while_it_prunes(tmp_path: Path) -> None:
     server = ServerProcess(
         rules=rules,
         database=database,
-        env={"RECEIVER_WEBHOOK_SECRET": SECRET, "RECEIVER_PRUNE_INTERVAL_SECONDS": "0.5"},
+        env={
+            "RECEIVER_WEBHOOK_SECRET": SECRET,
+            "RECEIVER_PRUNE_INTERVAL_SECONDS": "0.5",
+            "RECEIVER_PRUNE_PAUSE_SECONDS": "0.01",
+        },
     ).start()
     try:
         slowest = 0.0
