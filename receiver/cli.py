@@ -1,4 +1,4 @@
-"""The ``receiver`` command line: serve, check, test, sign, send-test, deliveries, silence.
+"""The ``receiver`` command line: serve, check, test, sign, send-test, deliveries, silence, prune.
 
 Each command is a small function returning an exit code; ``main`` parses the arguments and
 calls it. Commands that read rules share the loader the server uses, so ``check`` says exactly
@@ -120,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     expire = silence_actions.add_parser("expire", help="end a silence now")
     expire.add_argument("id", type=int, help="silence id")
     silence.set_defaults(handler=_silence, action=None)
+
+    prune = commands.add_parser("prune", help="apply the retention settings now (RECEIVER_RETAIN_*)")
+    prune.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
+    prune.add_argument("--dry-run", action="store_true", help="show what would go, per table; delete nothing")
+    prune.set_defaults(handler=_prune)
     return parser
 
 
@@ -385,4 +390,43 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
         created = datetime.fromtimestamp(r.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
         error = (r.last_error or "").replace("\n", " ")[:80]
         print(f"{r.id:>6}  {r.state:<8} {r.attempts:>5}  {r.channel:<16.16} {r.rule:<20.20} {created:<20} {error}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from receiver.admin.retention import DEDUP_MARGIN, PRUNED_TABLES, Retention, prune
+    from receiver.store import open_store
+
+    settings = _settings(database_url=args.database)
+    retention = Retention(
+        events_days=settings.retain_events_days,
+        dead_days=settings.retain_dead_days,
+        noise_log_days=settings.retain_noise_log_days,
+        max_event_age=settings.max_event_age_seconds,
+    )
+    store = open_store(settings.database_url)
+
+    async def run() -> dict[str, int]:
+        await store.open()
+        try:
+            return await prune(
+                store, retention, now=time.time(), dry_run=args.dry_run, pause=settings.prune_pause_seconds
+            )
+        finally:
+            await store.close()
+
+    counts = asyncio.run(run())
+    kept = ", ".join(
+        f"{name} {days:g} d" if days > 0 else f"{name} for ever"
+        for name, days in (
+            ("events", retention.events_days),
+            ("dead deliveries", retention.dead_days),
+            ("noise log", retention.noise_log_days),
+        )
+    )
+    window = retention.max_event_age + DEDUP_MARGIN
+    print(f"retention: {kept}; every EventId kept at least {window:g} s (the replay window and a margin)")
+    verb = "would delete" if args.dry_run else "deleted"
+    for table in PRUNED_TABLES:
+        print(f"{table:<12} {counts[table]:>10} {verb}")
     return 0

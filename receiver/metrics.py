@@ -94,6 +94,31 @@ class _QueueCollector(Collector):
         yield from (depth, dead, age)
 
 
+class _StoreCollector(Collector):
+    """The store's rows per table and its size, as last read (``receiver.admin.retention.StoreStatsCache``)."""
+
+    def __init__(self) -> None:
+        self.rows: Mapping[str, int] | None = None
+        self.size_bytes = 0
+
+    def collect(self) -> Iterator[Metric]:
+        if self.rows is None:
+            return
+        rows = GaugeMetricFamily(
+            "receiver_store_rows",
+            "Rows per table (exact up to a million, estimated beyond; read at most once a minute).",
+            labels=["table"],
+        )
+        for table in sorted(self.rows):
+            rows.add_metric([table], self.rows[table])
+        yield rows
+        yield GaugeMetricFamily(
+            "receiver_store_size_bytes",
+            "Bytes the store takes: the SQLite file and its WAL, or the PostgreSQL tables with their indexes.",
+            value=self.size_bytes,
+        )
+
+
 _M = TypeVar("_M", Counter, Histogram)
 
 
@@ -193,9 +218,22 @@ class Metrics:
         self.info = Info("receiver", "The running receiver.", registry=registry)
         self._queues = _QueueCollector()
         registry.register(self._queues)
+        self.store_pruned = Counter(
+            "receiver_store_pruned_rows_total",
+            "Rows retention deleted, by table (inbox, deliveries, attempts, noise_log, silences).",
+            ["table"],
+            registry=registry,
+        )
+        self._store = _StoreCollector()
+        registry.register(self._store)
 
     def set_queues(self, snapshot: QueueSnapshot | None) -> None:
         """Publish the inbox and outbox as read from the store; None when the store could not be read."""
         # A stale snapshot would look healthy while the store is down: report none instead.
         self._queues.store_up = 0.0 if snapshot is None else 1.0
         self._queues.snapshot = snapshot
+
+    def set_store_size(self, rows: Mapping[str, int] | None, size_bytes: int = 0) -> None:
+        """Publish the store's rows per table and its size; ``rows`` None leaves both out (store unreadable)."""
+        self._store.rows = rows
+        self._store.size_bytes = size_bytes

@@ -103,3 +103,21 @@ class Settings(BaseSettings):
                     raise ValueError(f"RECEIVER_TRUSTED_PROXIES: {item!r} is not an IP address or network") from exc
                 items.append(str(parsed))
         return ",".join(items)
+
+    retain_events_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="processed events, their deliveries and attempts are kept this long; 0 = for ever",
+    )
+    retain_dead_days: float = Field(
+        default=90.0, ge=0, description="dead deliveries (and their events) are kept this long; 0 = for ever"
+    )
+    retain_noise_log_days: float = Field(
+        default=30.0, ge=0, description="noise decisions (/api/suppressions) are kept this long; 0 = for ever"
+    )
+    prune_interval_seconds: float = Field(default=300.0, gt=0, description="how often retention is applied")
+    prune_pause_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        description="pause between two prune batches: longer is gentler on webhooks, slower to catch up",
+    )

@@ -24,6 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from receiver import __version__
 from receiver.admin import audit
+from receiver.admin.retention import Pruner, Retention, StoreStatsCache
 from receiver.delivery.notifier import AppriseNotifier, Notifier
 from receiver.errors import StoreError
 from receiver.http import api, auth, edge, responses, ui
@@ -105,6 +106,23 @@ def create_app(
             asyncio.create_task(rt.dispatcher.run(), name="dispatcher"),
             asyncio.create_task(rt.reads.run(), name="read-deadlines"),
         ]
+        rt.store_stats = StoreStatsCache(store)
+        retention = Retention(
+            events_days=settings.retain_events_days,
+            dead_days=settings.retain_dead_days,
+            noise_log_days=settings.retain_noise_log_days,
+            max_event_age=settings.max_event_age_seconds,
+        )
+        pruner = Pruner(
+            store,
+            retention,
+            clock=clock,
+            interval=settings.prune_interval_seconds,
+            metrics=metrics,
+            pause=settings.prune_pause_seconds,
+            busy=lambda: rt.edge.inflight > 0,
+        )
+        rt.tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
         if settings.watch_rules:
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))
         _install_sighup(rt)
@@ -224,9 +242,13 @@ async def _metrics(request: Request) -> Response:
     # replica, so each one reports the same, current numbers.
     try:
         rt.metrics.set_queues(await audit.queue_snapshot(rt.store, now=rt.clock(), channels=rt.ruleset.channels))
+        if rt.store_stats is not None:
+            stats = await rt.store_stats.get()
+            rt.metrics.set_store_size(stats.rows, stats.size_bytes)
     except StoreError as exc:
         log.warning("metrics_store_unavailable", error=str(exc))
         rt.metrics.set_queues(None)
+        rt.metrics.set_store_size(None)
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import structlog
 
+from receiver.admin.retention import StoreStatsCache
 from receiver.delivery.notifier import check_url
 from receiver.errors import ConfigError, RulesError
 from receiver.http.deadline import ReadDeadlines
@@ -124,6 +125,8 @@ class Runtime:
     edge: EdgeActivity = field(default_factory=EdgeActivity)
     """Authenticated requests in hand at the edge: the workers give way to them (bounded)."""
     reads: ReadDeadlines = field(default_factory=ReadDeadlines)
+    store_stats: StoreStatsCache | None = None
+    """Rows per table and size of the store, read at most once a minute (``/metrics``, ``/ui``)."""
     """Body reads in progress, cancelled past ``settings.body_timeout_seconds`` (slow clients)."""
     logs_quota: EntryQuota = field(default_factory=EntryQuota)
     """Robot-log entries each source may still post (``settings.logs_rate_per_second``, ``logs_burst``)."""

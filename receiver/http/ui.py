@@ -424,7 +424,36 @@ async def overview(page: _Page) -> Response:
         silences=len(silences),
         rules=rules_json(rt),
         events=events,
+        store=await _store_size(rt),
     )
+
+
+async def _store_size(rt: Runtime) -> dict[str, Any] | None:
+    """The store's rows per table, its size and the retention in force (None until first read)."""
+    if rt.store_stats is None:
+        return None
+    stats = await rt.store_stats.get()
+    settings = rt.settings
+    kept = {
+        "events": settings.retain_events_days,
+        "dead deliveries": settings.retain_dead_days,
+        "noise log": settings.retain_noise_log_days,
+    }
+    return {
+        "rows": dict(sorted(stats.rows.items())),
+        "size": _size(stats.size_bytes),
+        "estimated": any(count > stats.exact_limit for count in stats.rows.values()),
+        "kept": {name: f"{days:g} days" if days > 0 else "for ever" for name, days in kept.items()},
+    }
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"  # pragma: no cover - the loop returns at GB
 
 
 async def events(page: _Page) -> Response:

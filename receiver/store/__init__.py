@@ -34,6 +34,7 @@ from typing import Literal, Protocol
 from receiver.errors import ConfigError
 
 __all__ = [
+    "STORE_TABLES",
     "Accepted",
     "AttemptRow",
     "ChannelStats",
@@ -52,10 +53,13 @@ __all__ = [
     "NoiseRow",
     "NoiseWrite",
     "Processed",
+    "PruneCutoffs",
+    "PruneStep",
     "QueueStats",
     "SQLiteStore",
     "SilenceRow",
     "Store",
+    "StoreStats",
     "open_store",
 ]
 
@@ -311,6 +315,55 @@ class QueueStats:
     channels: dict[str, ChannelStats]
 
 
+# -- retention ----------------------------------------------------------------------------
+
+STORE_TABLES = ("inbox", "deliveries", "attempts", "noise_log", "noise_state", "silences")
+"""The tables whose rows ``table_stats`` reports (the ones that grow with traffic)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCutoffs:
+    """What retention lets go, as Unix-second bounds; an event goes only when every bound allows it.
+
+    Attributes:
+        events_before: a processed (or unparsed) event received and finished before this goes, with
+            its deliveries and their attempts, once each delivery is final: sent before this, or
+            dead (``dead_before``). An event still ``new`` or with a pending delivery never goes.
+        dead_before: a dead delivery whose last attempt budget began before this counts as final;
+            None keeps dead deliveries, and so their events, for ever.
+        dedup_before: an inbox row stays until its arrival and its ``Timestamp`` are both before
+            this, so a replay of its EventId is still answered ``duplicate`` (the replay window).
+        keep: inbox ids that must stay whatever their age (events a noise timer will deliver about).
+    """
+
+    events_before: float
+    dead_before: float | None
+    dedup_before: float
+    keep: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class PruneStep:
+    """One batch of pruning.
+
+    Attributes:
+        counts: rows deleted per table (in a dry run: rows that would be).
+        after: where the next batch starts; None when nothing older is left to look at.
+    """
+
+    counts: dict[str, int]
+    after: tuple[float, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """How big the store is: rows per table (exact up to ``exact_limit``, estimated beyond) and bytes."""
+
+    rows: dict[str, int]
+    size_bytes: int
+    exact_limit: int
+
+
 class Store(Protocol):
     """What the server needs from a database. Every method is safe to call concurrently.
 
@@ -467,6 +520,28 @@ class Store(Protocol):
         is reported by the loop and does not stop later calls. Each call adds one more callback;
         ``close`` stops them all.
         """
+
+    # -- retention (see receiver.admin.retention) -------------------------------------------------
+
+    async def prune_events(
+        self, cutoffs: PruneCutoffs, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
+    ) -> PruneStep:
+        """Look at up to ``limit`` events old enough for ``cutoffs``, arrived after ``after``; delete those
+        that may go, with their deliveries and attempts, in one short transaction (``dry_run``: count them)."""
+
+    async def prune_noise_log(
+        self, before: float, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
+    ) -> PruneStep:
+        """Delete (``dry_run``: count) up to ``limit`` of the oldest noise decisions recorded before ``before``."""
+
+    async def prune_silences(self, before: float, *, limit: int, dry_run: bool = False) -> int:
+        """Delete (``dry_run``: count) up to ``limit`` ad-hoc silences that ended before ``before``."""
+
+    async def timer_inbox_ids(self) -> set[int]:
+        """The events noise timers refer to (a group's first event, an absence's arming event)."""
+
+    async def table_stats(self, *, exact_limit: int = 1_000_000) -> StoreStats:
+        """Rows per table of ``STORE_TABLES`` and the store's size (no full count of a table past ``exact_limit``)."""
 
 
 def open_store(database_url: str) -> Store:

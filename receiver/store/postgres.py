@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from receiver.errors import ConfigError, StoreError
 from receiver.store import (
+    STORE_TABLES,
     Accepted,
     AttemptRow,
     ChannelStats,
@@ -41,9 +42,13 @@ from receiver.store import (
     NoiseRow,
     NoiseWrite,
     Processed,
+    PruneCutoffs,
+    PruneStep,
     QueueStats,
     SilenceRow,
+    StoreStats,
 )
+from receiver.store import _retention as _prune
 from receiver.store import schema as _schema
 from receiver.store._queries import POSTGRES as _DIALECT
 from receiver.store._queries import delivery_where, event_where, filter_name
@@ -938,6 +943,111 @@ class PostgresStore:
             return len(channels)
 
         return await self._tx(retry)
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def prune_events(
+        self, cutoffs: PruneCutoffs, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
+    ) -> PruneStep:
+        """Delete (or count) the events of one batch that may go, in one short transaction."""
+
+        async def prune(conn: _Conn) -> PruneStep:
+            cursor = await conn.execute(
+                _prune.scan_events_sql(_DIALECT), _prune.scan_events_params(cutoffs, after, limit)
+            )
+            scanned = await cursor.fetchall()
+            counts = {"inbox": 0, "deliveries": 0, "attempts": 0}
+            if scanned:
+                candidates = [int(r[0]) for r in scanned]
+                if not dry_run:
+                    # Locked first, so a delivery re-driven meanwhile is seen pending below (its
+                    # event stays) rather than deleted after its retry committed.
+                    await conn.execute(
+                        "SELECT 1 FROM deliveries WHERE inbox_id = ANY(%s) ORDER BY id FOR UPDATE", (candidates,)
+                    )
+                sql, params = _prune.eligible_sql(_DIALECT, cutoffs, candidates)
+                ids = [int(r[0]) for r in await (await conn.execute(sql, params)).fetchall()]
+                if ids:
+                    for table, statement, param in _prune.delete_sql(_DIALECT, ids, dry_run=dry_run):
+                        cursor = await conn.execute(statement, (param,))
+                        row = await cursor.fetchone() if dry_run else None
+                        counts[table] = int(row[0]) if row is not None else cursor.rowcount
+            last = scanned[-1] if len(scanned) >= limit else None
+            return PruneStep(counts, None if last is None else (float(last[1]), int(last[0])))
+
+        return await self._tx(prune)
+
+    async def prune_noise_log(
+        self, before: float, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
+    ) -> PruneStep:
+        """Delete (or count) the oldest noise decisions recorded before ``before``, up to ``limit``."""
+
+        async def prune(conn: _Conn) -> PruneStep:
+            cursor = await conn.execute(
+                "SELECT id, recorded_at FROM noise_log WHERE id > %s ORDER BY id LIMIT %s",
+                (0 if after is None else after[1], limit),
+            )
+            rows = [(int(i), float(at)) for i, at in await cursor.fetchall()]
+            ids, more = _prune.noise_log_run(rows, before, limit)
+            if ids and not dry_run:
+                await conn.execute("DELETE FROM noise_log WHERE id = ANY(%s)", (ids,))
+            return PruneStep({"noise_log": len(ids)}, (0.0, ids[-1]) if more and ids else None)
+
+        return await self._tx(prune)
+
+    async def prune_silences(self, before: float, *, limit: int, dry_run: bool = False) -> int:
+        """Delete (or count) up to ``limit`` silences that ended before ``before``."""
+
+        async def prune(conn: _Conn) -> int:
+            select = "SELECT id FROM silences WHERE ends_at < %s ORDER BY ends_at LIMIT %s"
+            if dry_run:
+                row = await (await conn.execute(f"SELECT count(*) FROM ({select}) s", (before, limit))).fetchone()
+                return 0 if row is None else int(row[0])
+            cursor = await conn.execute(f"DELETE FROM silences WHERE id IN ({select})", (before, limit))
+            return cursor.rowcount
+
+        return await self._tx(prune)
+
+    async def timer_inbox_ids(self) -> set[int]:
+        """The events noise timers refer to."""
+
+        async def select(conn: _Conn) -> set[int]:
+            cursor = await conn.execute(
+                "SELECT data::jsonb -> 'inbox_id', data::jsonb -> 'first_inbox_id' FROM noise_state "
+                "WHERE due_at IS NOT NULL"
+            )
+            return {
+                int(v) for row in await cursor.fetchall() for v in row if isinstance(v, int) and not isinstance(v, bool)
+            }
+
+        return await self._tx(select)
+
+    async def table_stats(self, *, exact_limit: int = 1_000_000) -> StoreStats:
+        """Rows per table (counted up to ``exact_limit``, past it the planner's estimate) and the tables' size."""
+
+        async def select(conn: _Conn) -> StoreStats:
+            cursor = await conn.execute(
+                "SELECT c.relname, c.reltuples, pg_total_relation_size(c.oid) FROM pg_class c "
+                "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND c.relname = ANY(%s)",
+                (list(STORE_TABLES),),
+            )
+            found = {str(name): (float(estimate), int(size)) for name, estimate, size in await cursor.fetchall()}
+            rows: dict[str, int] = {}
+            for table in STORE_TABLES:
+                if table not in found:
+                    continue
+                estimate = round(found[table][0])  # -1 until the table was first vacuumed or analyzed
+                if estimate > exact_limit:
+                    rows[table] = estimate
+                    continue
+                # A bounded count: exact for small tables, never a full scan of a big one.
+                query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT %s) t").format(sql.Identifier(table))
+                row = await (await conn.execute(query, (exact_limit + 1,))).fetchone()
+                count = 0 if row is None else int(row[0])
+                rows[table] = max(count, estimate)
+            return StoreStats(rows, sum(size for _, size in found.values()), exact_limit)
+
+        return await self._tx(select)
 
 
 def _deliveries_params(deliveries: Sequence[tuple[int, NewDelivery]], now: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ committed together (group commit): one fsync for every request that arrived mean
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from typing import Any, Generic, TypeVar
 
 from receiver.errors import StoreError
 from receiver.store import (
+    STORE_TABLES,
     Accepted,
     AttemptRow,
     ChannelStats,
@@ -38,9 +40,13 @@ from receiver.store import (
     NoiseRow,
     NoiseWrite,
     Processed,
+    PruneCutoffs,
+    PruneStep,
     QueueStats,
     SilenceRow,
+    StoreStats,
 )
+from receiver.store import _retention as _prune
 from receiver.store import schema as _schema
 from receiver.store._queries import SQLITE as _DIALECT
 from receiver.store._queries import delivery_where, event_where, filter_name
@@ -670,6 +676,123 @@ class SQLiteStore:
         channels = await self._run(retry)
         self._emit(sorted({f"deliveries:{c}" for c in channels}))
         return len(channels)
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def prune_events(
+        self, cutoffs: PruneCutoffs, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
+    ) -> PruneStep:
+        """Delete (or count) the events of one batch that may go; one short write transaction."""
+
+        def prune(conn: sqlite3.Connection) -> PruneStep:
+            # IMMEDIATE even for a dry run: the eligibility and the deletes see one state of the deliveries.
+            conn.execute("BEGIN IMMEDIATE")
+            scanned = conn.execute(
+                _prune.scan_events_sql(_DIALECT), _prune.scan_events_params(cutoffs, after, limit)
+            ).fetchall()
+            counts = {"inbox": 0, "deliveries": 0, "attempts": 0}
+            if scanned:
+                sql, params = _prune.eligible_sql(_DIALECT, cutoffs, [r[0] for r in scanned])
+                ids = [int(r[0]) for r in conn.execute(sql, params)]
+                if ids:
+                    for table, statement, param in _prune.delete_sql(_DIALECT, ids, dry_run=dry_run):
+                        cursor = conn.execute(statement, (param,))
+                        counts[table] = int(cursor.fetchone()[0]) if dry_run else cursor.rowcount
+            conn.execute("COMMIT")
+            last = scanned[-1] if len(scanned) >= limit else None
+            return PruneStep(counts, None if last is None else (float(last[1]), int(last[0])))
+
+        # Lost in a power cut, the rows are simply deleted again at the next run; an fsync per
+        # batch would hold the store thread (and the webhooks behind it) for nothing.
+        return await self._run(prune, redone_if_lost=True)
+
+    async def prune_noise_log(
+        self, before: float, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
+    ) -> PruneStep:
+        """Delete (or count) the oldest noise decisions recorded before ``before``, up to ``limit``."""
+
+        def prune(conn: sqlite3.Connection) -> PruneStep:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                "SELECT id, recorded_at FROM noise_log WHERE id > ? ORDER BY id LIMIT ?",
+                (0 if after is None else after[1], limit),
+            ).fetchall()
+            ids, more = _prune.noise_log_run(rows, before, limit)
+            if ids and not dry_run:
+                where, param = _DIALECT.in_list("id", ids)
+                conn.execute(f"DELETE FROM noise_log WHERE {where}", (param,))
+            conn.execute("COMMIT")
+            return PruneStep({"noise_log": len(ids)}, (0.0, ids[-1]) if more and ids else None)
+
+        return await self._run(prune, redone_if_lost=True)  # as prune_events
+
+    async def prune_silences(self, before: float, *, limit: int, dry_run: bool = False) -> int:
+        """Delete (or count) up to ``limit`` silences that ended before ``before``."""
+
+        def prune(conn: sqlite3.Connection) -> int:
+            select = "SELECT id FROM silences WHERE ends_at < ? ORDER BY ends_at LIMIT ?"
+            if dry_run:
+                return int(conn.execute(f"SELECT count(*) FROM ({select})", (before, limit)).fetchone()[0])
+            return conn.execute(f"DELETE FROM silences WHERE id IN ({select})", (before, limit)).rowcount
+
+        return await self._run(prune)
+
+    async def timer_inbox_ids(self) -> set[int]:
+        """The events noise timers refer to."""
+        return await self._run(
+            lambda conn: _ids(
+                conn.execute(
+                    "SELECT json_extract(data, '$.inbox_id'), json_extract(data, '$.first_inbox_id') "
+                    "FROM noise_state WHERE due_at IS NOT NULL"
+                )
+            )
+        )
+
+    async def table_stats(self, *, exact_limit: int = 1_000_000) -> StoreStats:
+        """Rows per table and the file's size, read on a connection and thread of its own.
+
+        Counting a large table takes a while; on the store thread it would hold every accept
+        behind it. A reader of its own in WAL mode blocks no writer.
+        """
+        if self._executor is None:
+            raise StoreError("store is not open")
+        if self.path == ":memory:":  # no second connection sees this database
+            rows = await self._run(lambda conn: _count_rows(conn, exact_limit))
+            return StoreStats(rows, 0, exact_limit)
+        try:
+            return await asyncio.to_thread(self._stats_sync, exact_limit)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+
+    def _stats_sync(self, exact_limit: int) -> StoreStats:
+        path = Path(self.path).resolve()
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=_BUSY_SECONDS)
+        try:
+            rows = _count_rows(conn, exact_limit)
+        finally:
+            conn.close()
+        size = 0
+        for file in (path, path.with_name(path.name + "-wal")):
+            with contextlib.suppress(OSError):
+                size += file.stat().st_size
+        return StoreStats(rows, size, exact_limit)
+
+
+def _ids(rows: Iterable[tuple[Any, ...]]) -> set[int]:
+    """The integers among the values of ``rows`` (ids read out of JSON)."""
+    return {int(v) for row in rows for v in row if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _count_rows(conn: sqlite3.Connection, exact_limit: int) -> dict[str, int]:
+    """Rows per table: counted up to ``exact_limit``, past it estimated from the span of row ids."""
+    rows: dict[str, int] = {}
+    for table in STORE_TABLES:
+        (count,) = conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT ?)", (exact_limit + 1,)).fetchone()
+        if count > exact_limit:
+            low, high = conn.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+            count = max(count, int(high) - int(low) + 1)
+        rows[table] = int(count)
+    return rows
 
 
 def _delivery_params(inbox_id: int, d: NewDelivery, now: float) -> tuple[object, ...]:
