@@ -147,7 +147,7 @@ def _relative(stored: list[Any]) -> list[Any]:
     ]
 
 
-WRITTEN_FILE = Path(__file__).parent / "data" / "noise_state_v1.json"
+WRITTEN_FILE = Path(__file__).parent / "data" / "state" / "noise_state_v1.json"  # apart from the glob-ed samples
 WRITTEN: dict[str, list[list[list[Any]]]] = json.loads(WRITTEN_FILE.read_text()) if WRITTEN_FILE.exists() else {}
 
 
