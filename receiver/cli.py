@@ -425,8 +425,20 @@ def _orchestrator(args: argparse.Namespace) -> int:
     if args.action == "status":
         run = status_command(ruleset, args.source, connect=OrchestratorClient, out=sys.stdout, err=sys.stderr)
     else:
+        env_secret = settings.webhook_secret.get_secret_value().strip() if settings.webhook_secret else ""
+        # The secret the server verifies with first: for `uipath`, RECEIVER_WEBHOOK_SECRET comes before the file's.
+        firsts = {
+            name: (env_secret if name == "uipath" and env_secret else None) or next(iter(s.secret_values()), None)
+            for name, s in ruleset.sources.items()
+        }
         run = sync_command(
-            ruleset, args.source, dry_run=args.dry_run, connect=OrchestratorClient, out=sys.stdout, err=sys.stderr
+            ruleset,
+            args.source,
+            secrets=firsts,
+            dry_run=args.dry_run,
+            connect=OrchestratorClient,
+            out=sys.stdout,
+            err=sys.stderr,
         )
     return asyncio.run(run)
 

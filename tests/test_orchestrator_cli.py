@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from fake_orchestrator import FakeOrchestrator
 
+import receiver.orchestrator.client as orchestrator_client
 from receiver.cli import main
 from receiver.events import EVENT_TYPES
 from receiver.rules import load_rules, needed_event_types
@@ -45,6 +47,13 @@ rules:
 WANTED = ["job.completed", "job.faulted", "job.started", "ping", "queueItem.transactionFailed"]
 
 
+@pytest.fixture(autouse=True)
+def _uncache_client_logger() -> Iterator[None]:
+    """The CLI configures logging with cache_logger_on_first_use: give later tests an uncached logger back."""
+    yield
+    orchestrator_client.log = structlog.get_logger()
+
+
 @pytest.fixture
 def orch() -> Iterator[FakeOrchestrator]:
     fake = FakeOrchestrator(org="acme", tenant="DefaultTenant")
@@ -59,6 +68,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UIPATH_CLIENT_SECRET", CLIENT_SECRET)
     monkeypatch.setenv("WEBHOOK_SECRET", WEBHOOK_SECRET)
     monkeypatch.setenv("RECEIVER_LOG_FORMAT", "json")
+    monkeypatch.delenv("RECEIVER_WEBHOOK_SECRET", raising=False)
 
 
 @pytest.fixture
@@ -289,6 +299,16 @@ class TestSync:
         assert PUBLIC_URL == created["Url"]
         assert WANTED == sorted(e["EventType"] for e in created["Events"])
         assert WEBHOOK_SECRET == created["Secret"]
+
+    def test_uipath_secret_from_the_environment_comes_first(
+        self, orch: FakeOrchestrator, rules: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """For `uipath` the server verifies with RECEIVER_WEBHOOK_SECRET first, so sync registers that one."""
+        monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", "from-the-environment")
+        code, out, err = run(capsys, "orchestrator", "sync", "--rules", str(rules))
+        assert 0 == code, out + err
+        [created] = orch.webhooks()
+        assert "from-the-environment" == created["Secret"]
 
     def test_sync_failure_exits_1(
         self, orch: FakeOrchestrator, rules: Path, capsys: pytest.CaptureFixture[str]

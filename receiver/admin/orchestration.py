@@ -8,7 +8,7 @@ usage error (an unknown source, or no source with an ``orchestrator:`` block).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from receiver.orchestrator import (
@@ -113,13 +113,15 @@ async def status_command(ruleset: RuleSet, name: str | None, *, connect: Connect
     return 0 if ok else 1
 
 
-async def _sync_one(source: Source, ruleset: RuleSet, connect: Connect, out: TextIO, dry_run: bool) -> bool:
+async def _sync_one(
+    source: Source, ruleset: RuleSet, secret: str | None, connect: Connect, out: TextIO, dry_run: bool
+) -> bool:
     link = source.orchestrator
     if link is None:  # pragma: no cover  # pick_sources keeps only sources with a link
         return False
     async with connect(source.name, link) as client:
         try:
-            plan = plan_sync(source, ruleset, await list_webhooks(client, url=link.public_url))
+            plan = plan_sync(source, ruleset, await list_webhooks(client, url=link.public_url), secret=secret)
         except OrchestratorError as exc:
             out.write(f"source {source.name!r}: webhooks NOT read: {exc.detail}\n")
             return False
@@ -141,13 +143,21 @@ async def _sync_one(source: Source, ruleset: RuleSet, connect: Connect, out: Tex
 
 
 async def sync_command(
-    ruleset: RuleSet, name: str | None, *, dry_run: bool, connect: Connect, out: TextIO, err: TextIO
+    ruleset: RuleSet,
+    name: str | None,
+    *,
+    secrets: Mapping[str, str | None],
+    dry_run: bool,
+    connect: Connect,
+    out: TextIO,
+    err: TextIO,
 ) -> int:
     """Create or update each source's webhook as the rules need; print the difference first.
 
     Args:
         ruleset: the loaded rules.
         name: one source, or None for every source with an ``orchestrator:`` block.
+        secrets: each source's first secret as the server resolves it (the webhook's ``Secret``).
         dry_run: print the difference only.
         connect: builds a source's client.
         out: where the differences go.
@@ -162,5 +172,5 @@ async def sync_command(
         return 2
     ok = True
     for source in sources:
-        ok = await _sync_one(source, ruleset, connect, out, dry_run) and ok
+        ok = await _sync_one(source, ruleset, secrets.get(source.name), connect, out, dry_run) and ok
     return 0 if ok else 1

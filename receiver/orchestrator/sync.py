@@ -104,13 +104,15 @@ def _events_change(current: Webhook, subscribe_all: bool, events: Sequence[str])
     return Change("Events", "", ", ".join(diff))
 
 
-def plan_sync(source: Source, ruleset: RuleSet, webhooks: Sequence[Webhook]) -> SyncPlan:
+def plan_sync(source: Source, ruleset: RuleSet, webhooks: Sequence[Webhook], *, secret: str | None) -> SyncPlan:
     """Compare the webhooks Orchestrator holds with what the rules need for ``source``.
 
     Args:
         source: a source with an ``orchestrator:`` block.
         ruleset: the compiled rules.
         webhooks: the tenant's webhooks (those with another URL are ignored).
+        secret: the source's first secret as the server resolves it (for ``uipath``,
+            ``RECEIVER_WEBHOOK_SECRET`` comes first), or None for an unsigned source.
 
     Returns:
         The plan; nothing is changed.
@@ -119,21 +121,20 @@ def plan_sync(source: Source, ruleset: RuleSet, webhooks: Sequence[Webhook]) -> 
         raise ValueError(f"source {source.name!r} has no orchestrator block")
     url = source.orchestrator.public_url
     subscribe_all, events = desired_events(ruleset, source.name)
-    secrets = source.secret_values()
     fields: dict[str, Any] = {
         "Url": url,
         "Enabled": True,
         "SubscribeToAllEvents": subscribe_all,
         "Events": [{"EventType": t} for t in events],
     }
-    if secrets:
-        fields["Secret"] = secrets[0]
+    if secret:
+        fields["Secret"] = secret
     same = sorted((w for w in webhooks if w.url == url), key=lambda w: (not w.enabled, w.id))
     if not same:
         fields |= {"Name": f"receiver {source.name}"[:128], "Description": _DESCRIPTION, "AllowInsecureSsl": False}
         new = [Change("Enabled", "", "true")]
         new.append(Change("Events", "", "every event" if subscribe_all else ", ".join(events)))
-        if secrets:
+        if secret:
             new.append(Change("Secret", "", _SECRET_NEW))
         return SyncPlan(source.name, url, "create", None, tuple(new), fields=fields)
     current = same[0]
@@ -143,11 +144,11 @@ def plan_sync(source: Source, ruleset: RuleSet, webhooks: Sequence[Webhook]) -> 
     if current.subscribe_to_all != subscribe_all:
         found.append(Change("SubscribeToAllEvents", _flag(current.subscribe_to_all), _flag(subscribe_all)))
     found.append(_events_change(current, subscribe_all, events))
-    if secrets:
+    if secret:
         have = current.secret.get_secret_value() if current.secret is not None else None
         if have is None:
             found.append(Change("Secret", "not set or not readable", _SECRET_NEW))
-        elif have != secrets[0]:
+        elif have != secret:
             found.append(Change("Secret", "differs", _SECRET_NEW))
     changes = tuple(c for c in found if c is not None)
     duplicates = tuple(w.id for w in same[1:])
