@@ -69,47 +69,22 @@ from fake_odata import ODataError, compile_filter, order, select
 __all__ = ["EVENT_TYPES", "Delivery", "FakeOrchestrator", "RecordedRequest", "sign"]
 
 # GetEventTypes (§5.4), from the event table of webhooks.md §2 (the subscribable, documented ones).
-EVENT_TYPES: tuple[tuple[str, str], ...] = (
-    *(
-        (f"job.{name}", "Jobs")
-        for name in (
-            "created",
-            "started",
-            "completed",
-            "faulted",
-            "stopped",
-            "suspended",
-            "resumed",
-            "stopping",
-            "terminating",
-        )
-    ),
-    *((f"robot.{name}", "Robots") for name in ("created", "updated", "deleted", "status")),
-    *((f"queue.{name}", "Queues") for name in ("created", "updated", "deleted")),
-    *(
-        (f"queueItem.{name}", "Queue items")
-        for name in (
-            "added",
-            "transactionStarted",
-            "transactionCompleted",
-            "transactionFailed",
-            "transactionAbandoned",
-            "deferred",
-            "deleted",
-            "retried",
-            "updated",
-            "reviewStatusChanged",
-        )
-    ),
-    *((f"process.{name}", "Processes") for name in ("created", "updated", "deleted")),
-    ("schedule.failed", "Triggers"),
-    *(
-        (f"task.{name}", "Tasks")
-        for name in ("created", "completed", "assignmentChanged", "forwarded", "saved", "deleted", "updated")
-    ),
-    *((f"blobfile.{name}", "Storage buckets") for name in ("uploaded", "deleted")),
-    ("ping", "Other"),
-    ("custom", "Other"),
+_EVENT_GROUPS = {
+    "Jobs": "job.created job.started job.completed job.faulted job.stopped job.suspended job.resumed job.stopping"
+    " job.terminating",
+    "Robots": "robot.created robot.updated robot.deleted robot.status",
+    "Queues": "queue.created queue.updated queue.deleted",
+    "Queue items": "queueItem.added queueItem.transactionStarted queueItem.transactionCompleted"
+    " queueItem.transactionFailed queueItem.transactionAbandoned queueItem.deferred queueItem.deleted"
+    " queueItem.retried queueItem.updated queueItem.reviewStatusChanged",
+    "Processes": "process.created process.updated process.deleted",
+    "Triggers": "schedule.failed",
+    "Tasks": "task.created task.completed task.assignmentChanged task.forwarded task.saved task.deleted task.updated",
+    "Storage buckets": "blobfile.uploaded blobfile.deleted",
+    "Other": "ping custom",
+}
+EVENT_TYPES: tuple[tuple[str, str], ...] = tuple(
+    (name, group) for group, names in _EVENT_GROUPS.items() for name in names.split()
 )
 _EVENT_NAMES = frozenset(name for name, _ in EVENT_TYPES)
 
@@ -292,7 +267,9 @@ class FakeOrchestrator:
         """Listen on 127.0.0.1 (a free port) in a daemon thread."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-orchestrator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-orchestrator", daemon=True
+        )
         self._thread.start()
         return self
 
