@@ -50,6 +50,7 @@ import hmac
 import ipaddress
 import itertools
 import json
+import queue
 import re
 import secrets as secrets_module
 import threading
@@ -257,7 +258,9 @@ class FakeOrchestrator:
         self._rate_window: list[float] = []
         self._log: list[RecordedRequest] = []
         self._deliveries: list[Delivery] = []
-        self._delivery_threads: list[threading.Thread] = []
+        # One sender, in order: a failed delivery opens the breaker before the next one is tried.
+        self._outbox: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue()
+        self._sender: threading.Thread | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -271,6 +274,8 @@ class FakeOrchestrator:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-orchestrator", daemon=True
         )
         self._thread.start()
+        self._sender = threading.Thread(target=self._send_loop, name="fake-orchestrator-webhooks", daemon=True)
+        self._sender.start()
         return self
 
     def stop(self) -> None:
@@ -279,8 +284,10 @@ class FakeOrchestrator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        for thread in list(self._delivery_threads):
-            thread.join(timeout=self.delivery_timeout + 1)
+        if self._sender is not None:
+            self._outbox.put(None)
+            self._sender.join(timeout=self.delivery_timeout + 1)
+            self._sender = None
 
     def __enter__(self) -> FakeOrchestrator:
         return self.start()
@@ -1031,11 +1038,15 @@ class FakeOrchestrator:
             self._deliver_later(key, event)
 
     def _deliver_later(self, webhook_id: int, event: dict[str, Any]) -> None:
-        thread = threading.Thread(target=self._deliver, args=(webhook_id, event), daemon=True)
-        with self._lock:
-            self._delivery_threads = [t for t in self._delivery_threads if t.is_alive()]
-            self._delivery_threads.append(thread)
-        thread.start()
+        self._outbox.put((webhook_id, event))
+
+    def _send_loop(self) -> None:
+        while (item := self._outbox.get()) is not None:
+            webhook_id, event = item
+            with self._lock:
+                exists = webhook_id in self._webhooks
+            if exists:
+                self._deliver(webhook_id, event)
 
     def _deliver(self, webhook_id: int, event: dict[str, Any]) -> Delivery:
         """POST one event to a webhook's URL as Orchestrator does (webhooks.md §1, §4), and record it."""
