@@ -50,6 +50,7 @@ import hmac
 import ipaddress
 import itertools
 import json
+import math
 import queue
 import re
 import secrets as secrets_module
@@ -589,11 +590,16 @@ class FakeOrchestrator:
         count: int,
         status: int = 429,
         *,
-        retry_after: float | None = 1,
+        retry_after: float | None = None,
         scope: Literal["api", "token", "all"] = "api",
         path_contains: str | None = None,
     ) -> None:
-        """Answer the next ``count`` matching calls with ``status`` (429 carries ``Retry-After``)."""
+        """Answer the next ``count`` matching calls with ``status``.
+
+        ``Retry-After`` (whole seconds, rounded up) is sent when ``retry_after`` is given; a 429 gets 1 s by default.
+        """
+        if retry_after is None and status == 429:
+            retry_after = 1
         with self._lock:
             self._faults.append(_Fault(status, retry_after, count, None, scope, path_contains))
 
@@ -1224,7 +1230,7 @@ def _integer(text: str | None, name: str, default: int) -> int:
 
 
 def _fault_reply(status: int, retry_after: float | None) -> _Reply:
-    headers = {"Retry-After": str(round(retry_after))} if retry_after is not None else {}
+    headers = {"Retry-After": str(max(0, math.ceil(retry_after)))} if retry_after is not None else {}
     message = "Too many requests." if status == 429 else "The service is unavailable."
     return _Reply(status, {"message": message, "errorCode": 0, "traceId": uuid.uuid4().hex}, headers)
 
