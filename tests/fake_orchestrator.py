@@ -30,6 +30,9 @@ Usage::
         orch.edit_webhook(hook["Id"], Enabled=False)   # as a person in the web UI would (no ping)
         orch.edit_webhook(hook["Id"], Secret="other")  # secret changed on Orchestrator's side only
         orch.suspend_webhook(hook["Id"])               # Orchestrator's breaker: looks enabled, delivers nothing
+        orch.resume_webhook(hook["Id"])                # close it (any non-2xx answer or timeout opens it, §7)
+        orch.send_event("job.faulted", Job={...})      # a signed event to every subscribed webhook
+        orch.rate_limit(100)                           # §6: 429 past 100 GET /odata/Jobs|QueueItems a minute
         orch.fail_next(3, status=429, retry_after=2)   # or fail_for(5.0, status=503); slow_down(2.0, count=1)
         orch.expire_tokens()                           # or orch.token_lifetime = 2
         orch.wait_for_deliveries(1)                    # what reached (or did not reach) the webhook URLs
