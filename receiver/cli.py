@@ -1,4 +1,4 @@
-"""The ``receiver`` command line: serve, check, test, sign, send-test, deliveries, silence, prune.
+"""The ``receiver`` command line: serve, check, test, sign, send-test, deliveries, silence, prune, orchestrator.
 
 Each command is a small function returning an exit code; ``main`` parses the arguments and
 calls it. Commands that read rules share the loader the server uses, so ``check`` says exactly
@@ -125,6 +125,19 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
     prune.add_argument("--dry-run", action="store_true", help="show what would go, per table; delete nothing")
     prune.set_defaults(handler=_prune)
+
+    orchestrator = commands.add_parser(
+        "orchestrator", help="the connection back to Orchestrator (docs/orchestrator.md)"
+    )
+    orchestrator_actions = orchestrator.add_subparsers(dest="action")
+    status = orchestrator_actions.add_parser("status", help="token, scopes granted and webhooks seen, per source")
+    sync = orchestrator_actions.add_parser("sync", help="create or update each source's webhook as the rules need")
+    sync.add_argument("--dry-run", action="store_true", help="print the difference; change nothing")
+    reconcile = orchestrator_actions.add_parser("reconcile", help="not implemented yet")
+    for sub in (status, sync, reconcile):
+        sub.add_argument("source", nargs="?", help="one source (default: every source with an orchestrator: block)")
+        sub.add_argument("--rules", help="rules file (default ./rules.yaml, env RECEIVER_RULES)")
+    orchestrator.set_defaults(handler=_orchestrator, action=None)
     return parser
 
 
@@ -391,6 +404,43 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
         error = (r.last_error or "").replace("\n", " ")[:80]
         print(f"{r.id:>6}  {r.state:<8} {r.attempts:>5}  {r.channel:<16.16} {r.rule:<20.20} {created:<20} {error}")
     return 0
+
+
+def _orchestrator(args: argparse.Namespace) -> int:
+    from receiver.admin.orchestration import status_command, sync_command
+    from receiver.delivery.notifier import check_url
+    from receiver.logconfig import configure_logging
+    from receiver.orchestrator import OrchestratorClient
+    from receiver.rules import load_rules
+
+    if args.action is None:
+        print("receiver orchestrator: give status or sync", file=sys.stderr)
+        return 2
+    if args.action == "reconcile":
+        print("receiver orchestrator reconcile: not implemented yet", file=sys.stderr)
+        return 2
+    settings = _settings(rules=args.rules)
+    configure_logging(settings)  # retries and the circuit are logged to stderr, the report goes to stdout
+    ruleset = load_rules(settings.rules, environ=dict(os.environ), check_url=check_url)
+    if args.action == "status":
+        run = status_command(ruleset, args.source, connect=OrchestratorClient, out=sys.stdout, err=sys.stderr)
+    else:
+        env_secret = settings.webhook_secret.get_secret_value().strip() if settings.webhook_secret else ""
+        # The secret the server verifies with first: for `uipath`, RECEIVER_WEBHOOK_SECRET comes before the file's.
+        firsts = {
+            name: (env_secret if name == "uipath" and env_secret else None) or next(iter(s.secret_values()), None)
+            for name, s in ruleset.sources.items()
+        }
+        run = sync_command(
+            ruleset,
+            args.source,
+            secrets=firsts,
+            dry_run=args.dry_run,
+            connect=OrchestratorClient,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    return asyncio.run(run)
 
 
 def _prune(args: argparse.Namespace) -> int:

@@ -16,13 +16,26 @@ from receiver.rules.budget import BudgetExceededError, event_budget
 from receiver.rules.fields import HANDLE_TYPES, event_classes
 from receiver.rules.load import expand_env, load_rules
 from receiver.rules.match import Clause, Compiler, Subject
-from receiver.rules.model import BodyFormat, Channel, Inhibit, KeyTemplate, Route, Rule, RuleDecision, Severity, Source
+from receiver.rules.model import (
+    BodyFormat,
+    Channel,
+    Inhibit,
+    KeyTemplate,
+    OrchestratorLink,
+    Route,
+    Rule,
+    RuleDecision,
+    Severity,
+    Source,
+)
+from receiver.rules.reach import needed_event_types
 from receiver.rules.ruleset import RuleSet
-from receiver.rules.spec import parse_duration
+from receiver.rules.spec import DEFAULT_ORCHESTRATOR_SCOPES, parse_duration
 from receiver.rules.template import TIME_FORMAT, context_names, escape_markdown, firstlines, localtime, neutralise
 from receiver.rules.values import compile_glob, is_plain_glob
 
 __all__ = [
+    "DEFAULT_ORCHESTRATOR_SCOPES",
     "HANDLE_TYPES",
     "TIME_FORMAT",
     "BodyFormat",
@@ -32,6 +45,7 @@ __all__ = [
     "Compiler",
     "Inhibit",
     "KeyTemplate",
+    "OrchestratorLink",
     "Route",
     "Rule",
     "RuleDecision",
@@ -49,6 +63,7 @@ __all__ = [
     "is_plain_glob",
     "load_rules",
     "localtime",
+    "needed_event_types",
     "neutralise",
     "parse_duration",
 ]

@@ -38,6 +38,7 @@ from receiver.rules.model import (
     Group,
     Inhibit,
     KeyTemplate,
+    OrchestratorLink,
     Recover,
     Rule,
     Silence,
@@ -53,6 +54,7 @@ from receiver.rules.spec import (
     CollapseSpec,
     FileSpec,
     InhibitSpec,
+    OrchestratorSpec,
     RecoverSpec,
     RuleSpec,
     SilenceSpec,
@@ -72,6 +74,8 @@ _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{NAME_CHARS - 1}}}$")
 _NAME_RULE = f"names may use letters, digits, '_', '.' and '-' (at most {NAME_CHARS})"
 _DEFAULT_SOURCE = "uipath"
+_HTTP_URL = re.compile(r"^https?://[^/\s?#]+[^\s]*$")
+_SCOPE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 # libyaml's loader when PyYAML has it: same nodes and marks, about ten times faster.
 _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -294,6 +298,16 @@ class _Loader:
             self.report(path, f"{label}: malformed variable reference {ref!r} in {what}; write ${{NAME}}")
         return None if missing or malformed else value
 
+    def _expand_secret(self, text: str, path: YamlPath, label: str, what: str) -> str | None:
+        # As _expand, but a malformed reference is not quoted: it would be a piece of the secret.
+        value, missing, malformed = expand_env(text, self.environ)
+        for name in missing:
+            self.report(path, f"{label}: environment variable {name!r} is not set (used in {what})")
+        if malformed:
+            hint = "write ${NAME}, or $$ for a literal $"
+            self.report(path, f"{label}: malformed variable reference in {what} (not shown); {hint}")
+        return None if missing or malformed else value
+
     def _channels(self, raw: dict[str, Any]) -> dict[str, Channel]:
         channels: dict[str, Channel] = {}
         for name, value in raw.items():
@@ -359,14 +373,70 @@ class _Loader:
                 hint = "add `secrets:` or set `insecure: true` (not recommended)"
                 self.report(base, f"{label} has no secrets: {hint}", at_key=True)
                 continue
+            # A broken block is reported and leaves None: the load fails on the problems anyway.
+            orchestrator = (
+                None
+                if spec.orchestrator is None
+                else self._orchestrator(spec.orchestrator, name, (*base, "orchestrator"), label)
+            )
             sources[name] = Source(
                 name=name,
                 secrets=tuple(secrets),
                 logs_token=token,
                 insecure=spec.insecure,
                 accept_hex_signature=spec.accept_hex_signature,
+                orchestrator=orchestrator,
             )
         return sources
+
+    def _orchestrator(self, spec: OrchestratorSpec, source: str, base: YamlPath, label: str) -> OrchestratorLink | None:
+        """Expand and check ``orchestrator:``; the client secret is never part of a message."""
+        values: dict[str, str] = {}
+        for key in ("url", "client_id", "client_secret", "public_url", "token_url"):
+            raw = getattr(spec, key)
+            if raw is None:
+                continue
+            if key == "client_secret":
+                expanded = self._expand_secret(raw, (*base, key), label, f"orchestrator.{key}")
+            else:
+                expanded = self._expand(raw, (*base, key), label, f"orchestrator.{key}")
+            if expanded is None:
+                continue
+            if not expanded.strip():  # an unset ${VAR} set to "" in compose: not a value
+                self.report((*base, key), f"{label}: orchestrator.{key} is empty or blank")
+                continue
+            values[key] = expanded.strip()
+        for key in ("url", "public_url", "token_url"):
+            if key in values and not _HTTP_URL.match(values[key]):
+                shown = values[key] if len(values[key]) <= 200 else values[key][:200] + "..."
+                self.report((*base, key), f"{label}: orchestrator.{key} {shown!r} must be an http:// or https:// URL")
+                del values[key]
+        public_url = values.get("public_url")
+        if public_url is not None and not public_url.split("?", 1)[0].rstrip("/").endswith(f"/webhooks/{source}"):
+            self.report(
+                (*base, "public_url"),
+                f"{label}: orchestrator.public_url {public_url!r} must end with /webhooks/{source} "
+                "(the route Orchestrator calls for this source)",
+            )
+            values.pop("public_url")
+        for i, scope in enumerate(spec.scopes):
+            if not _SCOPE.match(scope):
+                shown = scope if len(scope) <= 100 else scope[:100] + "..."
+                message = f"{label}: orchestrator.scopes: {shown!r} (#{i + 1}) is not a scope name"
+                self.report((*base, "scopes"), message)
+                return None
+        required = ("url", "client_id", "client_secret", "public_url")
+        if any(k not in values for k in required) or ("token_url" not in values and spec.token_url is not None):
+            return None
+        return OrchestratorLink(
+            url=values["url"].rstrip("/"),
+            client_id=values["client_id"],
+            client_secret=SecretStr(values["client_secret"]),
+            scopes=tuple(dict.fromkeys(spec.scopes)),
+            public_url=values["public_url"],
+            token_url=values.get("token_url"),
+            timeout_seconds=spec.timeout.total_seconds(),
+        )
 
     def _orchestrator_url(self, url: str | None) -> str | None:
         if url is None or not url.strip():

@@ -28,6 +28,7 @@ __all__ = [
     "Group",
     "Inhibit",
     "KeyTemplate",
+    "OrchestratorLink",
     "Recover",
     "Route",
     "Rule",
@@ -76,6 +77,34 @@ class Channel:
 
 
 @dataclass(frozen=True, slots=True)
+class OrchestratorLink:
+    """A source's connection back to Orchestrator (``sources.<name>.orchestrator:``), values expanded.
+
+    Attributes:
+        url: the Orchestrator API base (``.../{org}/{tenant}/orchestrator_`` or a standalone host), no
+            trailing slash.
+        client_id: the external application's id.
+        client_secret: its secret (masked in every repr).
+        scopes: the scopes asked for with each token.
+        public_url: the URL Orchestrator calls for this source, byte for byte as registered.
+        token_url: the token endpoint when given explicitly; None derives it from ``url``.
+        timeout_seconds: timeout of one HTTP request to Orchestrator.
+    """
+
+    url: str
+    client_id: str
+    client_secret: SecretStr
+    scopes: tuple[str, ...]
+    public_url: str
+    token_url: str | None = None
+    timeout_seconds: float = 10.0
+
+    def client_secret_value(self) -> str:
+        """Return the client secret in clear (only for the token request)."""
+        return self.client_secret.get_secret_value()
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """A sender of webhooks and robot logs (``POST /webhooks/{name}``, ``POST /logs/{name}``).
 
@@ -85,6 +114,7 @@ class Source:
         logs_token: the bearer token of ``POST /logs/{name}``; None turns that route off.
         insecure: accept unsigned webhooks (only when set explicitly).
         accept_hex_signature: also accept the ``sha256=<hex>`` signature form.
+        orchestrator: the connection back to Orchestrator, or None.
     """
 
     name: str
@@ -92,6 +122,7 @@ class Source:
     logs_token: SecretStr | None = None
     insecure: bool = False
     accept_hex_signature: bool = False
+    orchestrator: OrchestratorLink | None = None
 
     def secret_values(self) -> tuple[str, ...]:
         """Return the webhook secrets in clear (only for signature verification)."""

@@ -17,6 +17,7 @@ from receiver.rules.model import BodyFormat, Severity
 
 __all__ = [
     "ALLOWED_KEYS",
+    "DEFAULT_ORCHESTRATOR_SCOPES",
     "NAME_CHARS",
     "AbsenceSpec",
     "ChannelSpec",
@@ -27,6 +28,7 @@ __all__ = [
     "FrequencySpec",
     "GroupSpec",
     "InhibitSpec",
+    "OrchestratorSpec",
     "RecoverSpec",
     "RuleSpec",
     "SilenceSpec",
@@ -94,6 +96,28 @@ class ChannelSpec(_Spec):
     timeout: Duration = timedelta(seconds=30)
 
 
+DEFAULT_ORCHESTRATOR_SCOPES = ("OR.Webhooks",)
+"""What the Orchestrator features need: webhooks read, edit, create and Ping (Ping wants the write scope)."""
+
+
+def _split_scopes(value: Any) -> Any:
+    return value.split() if isinstance(value, str) else value
+
+
+class OrchestratorSpec(_Spec):
+    """``sources.<name>.orchestrator:``, the connection back to Orchestrator; values are expanded by the loader."""
+
+    url: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+    scopes: Annotated[list[str], BeforeValidator(_split_scopes)] = Field(
+        default_factory=lambda: list(DEFAULT_ORCHESTRATOR_SCOPES), min_length=1
+    )
+    public_url: str = Field(min_length=1)
+    token_url: str | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+
 class SourceSpec(_Spec):
     """A webhook / robot-log source."""
 
@@ -101,6 +125,7 @@ class SourceSpec(_Spec):
     logs_token: str | None = None
     insecure: bool = False
     accept_hex_signature: bool = False
+    orchestrator: OrchestratorSpec | None = None
 
 
 class ThrottleSpec(_Spec):
@@ -240,6 +265,7 @@ ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "file": tuple(FileSpec.model_fields),
     "channel": tuple(ChannelSpec.model_fields),
     "source": tuple(SourceSpec.model_fields),
+    "orchestrator": tuple(OrchestratorSpec.model_fields),
     "rule": tuple(f.alias or name for name, f in RuleSpec.model_fields.items()),
     "throttle": tuple(ThrottleSpec.model_fields),
     "group": tuple(GroupSpec.model_fields),

@@ -1,0 +1,110 @@
+"""OAuth2 client credentials: the token request, its answer, and a cache that renews before expiry.
+
+Client credentials have no refresh token (the reference): a new token is asked for with the
+same secret when the cached one nears its end, or once when Orchestrator answers 401.
+Concurrent callers share one token request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import SecretStr
+
+from receiver.orchestrator.errors import OrchestratorAuthError
+from receiver.rules import OrchestratorLink
+
+__all__ = ["Token", "TokenCache", "token_form"]
+
+_DEFAULT_LIFETIME = 3600.0
+_MAX_RENEW_MARGIN = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An access token and what came with it.
+
+    Attributes:
+        access_token: the bearer token (masked in every repr).
+        expires_in: its lifetime in seconds, as the token endpoint said.
+        scopes: the scopes granted (the ``scope`` of the answer; those asked for when it has none).
+        obtained_at: monotonic seconds when it arrived.
+    """
+
+    access_token: SecretStr = field(repr=False)
+    expires_in: float
+    scopes: tuple[str, ...]
+    obtained_at: float
+
+    def renew_at(self) -> float:
+        """Monotonic time from which the token is renewed: a fifth of its life (at most 5 min) early."""
+        return self.obtained_at + self.expires_in - min(_MAX_RENEW_MARGIN, self.expires_in / 5)
+
+
+def token_form(link: OrchestratorLink) -> dict[str, str]:
+    """The form body of the token request (it carries the client secret: never log it)."""
+    return {
+        "grant_type": "client_credentials",
+        "client_id": link.client_id,
+        "client_secret": link.client_secret_value(),
+        "scope": " ".join(link.scopes),
+    }
+
+
+def parse_token(source: str, link: OrchestratorLink, payload: Any, now: float) -> Token:
+    """Read the token endpoint's JSON answer.
+
+    Raises:
+        OrchestratorAuthError: when the answer has no usable access token.
+    """
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("access_token"), str):
+        raise OrchestratorAuthError(source, "the token endpoint answered without an access_token", status=200)
+    expires = payload.get("expires_in")
+    lifetime = float(expires) if isinstance(expires, int | float) and not isinstance(expires, bool) else 0.0
+    if lifetime <= 0:
+        lifetime = _DEFAULT_LIFETIME
+    granted = payload.get("scope")
+    scopes = tuple(granted.split()) if isinstance(granted, str) and granted.strip() else link.scopes
+    return Token(SecretStr(payload["access_token"]), lifetime, scopes, now)
+
+
+class TokenCache:
+    """Holds the current token; renews it before expiry, and on demand after a 401.
+
+    Args:
+        clock: monotonic seconds (injectable for tests).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._token: Token | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def current(self) -> Token | None:
+        """The cached token, fresh or not, or None."""
+        return self._token
+
+    def _fresh(self, token: Token | None) -> bool:
+        return token is not None and self._clock() < token.renew_at()
+
+    async def get(self, fetch: Callable[[], Awaitable[Token]]) -> Token:
+        """Return a fresh token, asking ``fetch`` for a new one when needed (one request at a time)."""
+        token = self._token
+        if token is not None and self._fresh(token):
+            return token
+        async with self._lock:
+            token = self._token
+            if token is not None and self._fresh(token):
+                return token
+            self._token = await fetch()
+            return self._token
+
+    def invalidate(self, token: Token) -> None:
+        """Forget ``token`` after Orchestrator refused it (unless another caller already renewed it)."""
+        if self._token is token:
+            self._token = None
