@@ -291,15 +291,8 @@ class _Loader:
         return sorted(self.problems, key=lambda p: (p.line, p.column))
 
     def _expand(self, text: str, path: YamlPath, label: str, what: str) -> str | None:
-        value, missing, malformed = expand_env(text, self.environ)
-        for name in missing:
-            self.report(path, f"{label}: environment variable {name!r} is not set (used in {what})")
-        for ref in malformed:
-            self.report(path, f"{label}: malformed variable reference {ref!r} in {what}; write ${{NAME}}")
-        return None if missing or malformed else value
-
-    def _expand_secret(self, text: str, path: YamlPath, label: str, what: str) -> str | None:
-        # As _expand, but a malformed reference is not quoted: it would be a piece of the secret.
+        # What is expanded is a channel URL, a secret or a token: a malformed reference is a piece
+        # of it, so it is never quoted.
         value, missing, malformed = expand_env(text, self.environ)
         for name in missing:
             self.report(path, f"{label}: environment variable {name!r} is not set (used in {what})")
@@ -397,7 +390,7 @@ class _Loader:
             if raw is None:
                 continue
             if key == "client_secret":
-                expanded = self._expand_secret(raw, (*base, key), label, f"orchestrator.{key}")
+                expanded = self._expand(raw, (*base, key), label, f"orchestrator.{key}")
             else:
                 expanded = self._expand(raw, (*base, key), label, f"orchestrator.{key}")
             if expanded is None:
