@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 from starlette.testclient import TestClient
-from support import ServerProcess, Sink, free_port, fresh, sample, wait_until
+from support import Sink, free_port, fresh, sample, wait_until
 
 from receiver import logconfig
 from receiver.app import create_app
@@ -268,29 +268,3 @@ class TestNoSecretsAtInfo:
         assert event_id == processed["event_id"]
         assert ["faults"] == processed["matched_rules"]
         assert 0 <= processed["latency_s"] < 15
-
-
-@pytest.mark.slow
-def test_real_server_writes_one_json_stream(tmp_path: Path, sink: Sink) -> None:
-    """A real ``receiver serve``: uvicorn's lines and ours are JSON lines of one stream, without secrets."""
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        RULES.format(password=CANARY_URL_PASSWORD, token=CANARY_URL_TOKEN, sink_port=sink.port, closed_port=free_port())
-    )
-    server = ServerProcess(
-        rules=rules,
-        database=tmp_path / "receiver.db",
-        env={"RECEIVER_WEBHOOK_SECRET": CANARY_SECRET, "RECEIVER_ADMIN_TOKEN": CANARY_ADMIN},
-    ).start()
-    try:
-        assert 202 == server.post_signed(fresh("job.faulted.json"), CANARY_SECRET)[0]
-        assert wait_until(lambda: len(sink.received) >= 1)
-    finally:
-        server.stop()
-    lines = json_lines(server.log())
-    assert any(line.get("logger", "").startswith("uvicorn") for line in lines)
-    assert {"receiver_started", "webhook_received", "event_processed", "notification_sent"} <= {
-        line["event"] for line in lines
-    }
-    for canary in CANARIES:
-        assert canary not in server.log()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 # bench/ is a directory of scripts that import each other by name (harness, loadgen), not a package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import soak
 
