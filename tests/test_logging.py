@@ -216,10 +216,15 @@ class TestNoSecretsAtInfo:
                 lambda: len(client.get("/api/deliveries?state=dead", headers=admin).json()["deliveries"]) == 1
             )
             dead = client.get("/api/deliveries?state=dead", headers=admin).json()["deliveries"][0]
-            client.post(f"/api/deliveries/{dead['id']}/retry", headers=admin)
-            assert wait_until(
-                lambda: len(client.get("/api/deliveries?state=dead", headers=admin).json()["deliveries"]) == 1
-            )
+            assert 1 == dead["attempts"]
+            assert 200 == client.post(f"/api/deliveries/{dead['id']}/retry", headers=admin).status_code
+
+            def failed_again() -> bool:
+                again = client.get(f"/api/deliveries/{dead['id']}", headers=admin).json()
+                return bool(again["state"] == "dead" and len(again["attempt_log"]) == 2)
+
+            # The retry was tried and failed again (a second attempt), not merely still dead from the first.
+            assert wait_until(failed_again), client.get(f"/api/deliveries/{dead['id']}", headers=admin).json()
             client.get("/metrics")
             stored = client.get("/api/events?type=job.faulted", headers=admin).json()["events"][0]
             # The canaries were in play: the body is stored whole and shown to the admin.
@@ -239,7 +244,7 @@ class TestNoSecretsAtInfo:
             "event_processed",
             "notification_sent",
         } <= events
-        assert {"notification_dead"} <= events
+        assert 2 == [line["event"] for line in lines].count("notification_dead"), "the first attempt and the retry"
 
     def test_summary_line_and_processed_line_share_the_event_id(self, tmp_path: Path, sink: Sink) -> None:
         """One webhook_received line (source, type, event id, status, duration) and one event_processed
