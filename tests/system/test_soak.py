@@ -23,6 +23,7 @@ import soak
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
+
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
     """One short soak, shared by the assertions below."""
