@@ -89,9 +89,9 @@ async def test_a_file_being_written_is_loaded_once_it_is_whole(tmp_path: Path) -
     """An editor that writes in pieces: one reload, after the last piece."""
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules: []\n")
-    async with watching(rules, debounce=1.0) as reloads:
+    async with watching(rules, debounce=0.5) as reloads:
         with rules.open("w") as f:
-            for n in range(10):  # a piece every 20 ms, well under the settling time of 1 s
+            for n in range(10):  # a piece every 20 ms, well under the settling time of 0.5 s
                 f.write(f"# piece {n}\n")
                 f.flush()
                 await asyncio.sleep(0.02)
@@ -133,7 +133,7 @@ async def test_writes_to_other_files_in_the_directory_do_not_reload(tmp_path: Pa
     rules.write_text("rules: []\n")
     async with watching(rules) as reloads:
         with (tmp_path / "receiver.db-wal").open("ab") as wal:
-            for _ in range(40):  # bounded: 2 s of writes
+            for _ in range(20):  # bounded: 1 s of writes, 20 polls
                 wal.write(b"x" * 4096)
                 wal.flush()
                 await asyncio.sleep(0.05)
