@@ -82,6 +82,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return (yield)
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``-m "not slow"``, tests/system is not even imported (its imports alone take seconds)."""
+    if collection_path == SYSTEM and config.option.markexpr.replace(" ", "") == "notslow":
+        return True
+    return None
+
+
 def _starts_processes(item: pytest.Item) -> bool:
     return SYSTEM in item.path.parents
 

@@ -152,6 +152,7 @@ def test_deliveries_of_a_removed_channel_are_dead_lettered(
     """Rules reloaded without a channel: its pending deliveries go dead saying why, the others go on."""
     notifier.answers[GONE] = unavailable
     post(client, "orphan")
+    assert wait_until(settled(client, "gone", "pending"))  # stored, not sent
     assert wait_until(lambda: delivery(client, "gone")["attempts"] >= 1)
     rules_path.write_text(rules_text(gone=False))
     assert 200 == client.post("/api/rules/reload", headers=AUTH).status_code
