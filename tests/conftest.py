@@ -1,22 +1,137 @@
-"""Shared fixtures: a clean structlog configuration per test, free ports, signed bodies."""
+"""Shared fixtures: a clean structlog configuration per test, free ports, signed bodies.
+
+Two guards keep the suite's claims true:
+
+- A test outside tests/system that starts a process fails (tests/system marks its tests ``slow``,
+  so ``pytest -m "not slow"`` runs no real process).
+- structlog's lines of a test go to a buffer of that test, shown with its report when it fails:
+  structlog's default logger writes to the ``sys.stdout`` of import time, pytest's global capture,
+  which a thread of the app (the TestClient's loop) wrote to the terminal between two test phases.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 from support import ENABLE_POSTGRES, with_params
 
+SYSTEM = Path(__file__).parent / "system"
+
+# Tools a unit test may run to make a fixture (a TLS certificate), not a process under test.
+ALLOWED_PROGRAMS = frozenset({"openssl"})
+
+
+class _Lines:
+    """A file-like sink for one test's structlog lines; the thread that writes does not matter."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> str:
+        with self._lock:
+            text, self._parts = "".join(self._parts), []
+        return text
+
+
+_LINES = pytest.StashKey[_Lines]()
+
 
 @pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    """Each test starts from structlog's defaults, whatever an earlier test configured."""
-    structlog.reset_defaults()
+def _reset_structlog(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts from structlog's defaults (writing to its own buffer), whatever an earlier test configured."""
+    lines = request.node.stash[_LINES] = _Lines()
+    _defaults(lines, request.config)
     yield
+    # Threads the test left behind (a module-wide app's loop) keep writing here, not to the terminal.
+    _defaults(lines, request.config)
+
+
+def _defaults(lines: _Lines, config: pytest.Config) -> None:
+    """structlog's default configuration, writing to ``lines`` unless pytest captures nothing (``-s``)."""
     structlog.reset_defaults()
+    if config.getoption("capture") != "no":
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(lines))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the structlog lines of this phase to its report (pytest shows them when the test fails)."""
+    lines = item.stash.get(_LINES, None)
+    if lines is not None:
+        text = lines.take()
+        if text:
+            item.add_report_section(call.when, "structlog", text)
+    return (yield)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``-m "not slow"``, tests/system is not even imported (its imports alone take seconds)."""
+    if collection_path == SYSTEM and config.option.markexpr.replace(" ", "") == "notslow":
+        return True
+    return None
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    return SYSTEM in item.path.parents
+
+
+@contextlib.contextmanager
+def _no_processes(item: pytest.Item) -> Iterator[None]:
+    """While a unit test (and its fixtures) runs, starting a process fails: such a test belongs in tests/system."""
+    if _starts_processes(item):
+        yield
+        return
+    original = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> Any:
+        program = args if isinstance(args, (str, bytes)) else args[0]
+        if Path(os.fsdecode(program).split()[0]).name in ALLOWED_PROGRAMS:
+            return original(self, args, *rest, **kwargs)
+        raise AssertionError(
+            f"{item.nodeid} started a process ({args!r}): tests that start processes belong in tests/system"
+        )
+
+    subprocess.Popen._execute_child = refuse  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child = original  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    with _no_processes(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    with _no_processes(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Any:
+    with _no_processes(item):
+        return (yield)
 
 
 @pytest.fixture

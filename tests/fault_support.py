@@ -1,4 +1,4 @@
-"""Helpers of the fault-injection tests (tests/test_faults.py): a server whose file writes can be
+"""Helpers of the fault-injection tests (tests/system/test_faults.py): a server whose file writes can be
 capped, posters that retry like Orchestrator, a tally of what was lost, a throwaway PostgreSQL.
 
 Everything runs on 127.0.0.1, and every loop and wait is bounded.

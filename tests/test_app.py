@@ -222,8 +222,8 @@ class TestPipeline:
         assert 202 == post(client, fresh("job.faulted.json")).status_code
         assert wait_until(lambda: len(notifier.sent) == 2)
         assert wait_until(lambda: len(admin_get(client, "/api/deliveries?state=sent")["deliveries"]) == 2)
-        title = notifier.sent[0][1].title
-        assert "Invoice" in title or "faulted" in title.lower()
+        title = "Job faulted: InvoiceProcessing on FIN-UNATT-01"  # the default title of the sample
+        assert [("log://", title)] * 2 == [(url, n.title) for url, n in notifier.sent]
         event = admin_get(client, "/api/events")["events"][0]
         assert ["faults"] == event["outcome"]["matched"]
 

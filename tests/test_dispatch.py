@@ -274,7 +274,11 @@ async def test_waking_a_running_channel_leaves_the_supervisor_to_its_poll(tmp_pa
         dispatcher = Dispatcher(store, lambda: ruleset, SlowNotifier(0.001), clock=time.time, lease=30, poll=30)
         task = asyncio.create_task(dispatcher.run())
         try:
-            await asyncio.sleep(0.2)  # the supervisor's first pass starts the channel's loop
+            for _ in range(2000):  # bounded: 20 s
+                if store.queries >= 1:
+                    break  # the supervisor's first pass has run
+                await asyncio.sleep(0.01)
+            assert 1 == store.queries
             for n in range(20):
                 await outbox(store, 1, first=n)
                 dispatcher.wake(["ops"])

@@ -111,11 +111,15 @@ class ChannelNotifier:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.released = False  # set at the end of the test: the stuck send ends, shutdown need not wait it out
 
     async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
         self.calls.append(url)
         if "stuck" in url:
-            await asyncio.sleep(3600)
+            for _ in range(36_000):  # bounded: an hour
+                if self.released:
+                    break
+                await asyncio.sleep(0.1)
         if "broken" in url:
             return SendResult(status="failed", reason="error=500", elapsed=0.0, recoverable=True)
         return SendResult(status="sent", reason=None, elapsed=0.0, recoverable=True)
@@ -137,8 +141,10 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         watch_rules=False,
         poll_seconds=0.05,
     )
-    with TestClient(create_app(settings, notifier=ChannelNotifier()), raise_server_exceptions=False) as test_client:
+    notifier = ChannelNotifier()
+    with TestClient(create_app(settings, notifier=notifier), raise_server_exceptions=False) as test_client:
         yield test_client
+        notifier.released = True
 
 
 def scrape(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

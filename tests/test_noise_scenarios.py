@@ -476,9 +476,8 @@ class TestCrashBeforeCommit:
             await h.restart()
             await h.advance(3600)
             sent = await h.sent()
-            assert [(60, "ops", "Job faulted: InvoiceProcessing on FIN-UNATT-01"), (60, "mail", sent[1].title)] == [
-                (s.at, s.channel, s.title) for s in sent
-            ]
+            title = "Job faulted: InvoiceProcessing on FIN-UNATT-01"  # a digest of one keeps the event's title
+            assert [(60, "ops", title), (60, "mail", title)] == [(s.at, s.channel, s.title) for s in sent]
         finally:
             await h.close()
 

@@ -392,7 +392,7 @@ class TestEmail:
         result = await AppriseNotifier().send(url, make_notification(), timeout=10)
         assert "sent" == result.status
         assert [["dev@example.com"], ["ops@example.com"]] == sorted(e.rcpt_tos for e in envelopes)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # apprise's pause alone would be 5.5 s
 
     @pytest.mark.anyio
     async def test_starttls_with_auth(self, starttls_server: tuple[int, list[Envelope]]) -> None:
@@ -538,7 +538,7 @@ class TestWorkflows:
             for _ in range(2):
                 assert (await notifier.send(WORKFLOWS_URL, make_notification(), timeout=5)).ok
             elapsed = time.monotonic() - started
-        assert elapsed < 1.0
+        assert elapsed < 5.0  # apprise's pacing alone would be 5.5 s
 
 
 # --- json:// to a real local endpoint -----------------------------------------------------------
@@ -551,8 +551,8 @@ class TestJsonEndpoint:
     async def test_success(self, http_sink: HttpSink) -> None:
         """A 200 is sent, and the endpoint receives title, body and severity."""
         result = await AppriseNotifier().send(http_sink.url("/hook"), make_notification(), timeout=5)
-        assert SendResult("sent", None, result.elapsed, recoverable=False) == result
-        assert result.ok
+        assert ("sent", None, False) == (result.status, result.reason, result.recoverable)
+        assert 0 < result.elapsed < 5
         path, raw = http_sink.received[0]
         payload = json.loads(raw)
         assert "/hook" == path
@@ -738,10 +738,12 @@ class RecordingNotifier:
     """A Notifier that records its calls and reports them sent."""
 
     calls: list[tuple[str, Notification, float]] = field(default_factory=list)
+    returned: list[SendResult] = field(default_factory=list)
 
     async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109
         self.calls.append((url, notification, timeout))
-        return SendResult("sent", None, 0.0, recoverable=False)
+        self.returned.append(SendResult("sent", None, 0.001 * len(self.calls), recoverable=False))
+        return self.returned[-1]
 
 
 class TestLogChannel:
@@ -776,7 +778,8 @@ class TestSendTest:
         notifier = RecordingNotifier()
         result = await send_test("log://", notifier, timeout=7)
         [(url, notification, timeout)] = notifier.calls
-        assert (True, "log://", 7) == (result.ok, url, timeout)
+        assert ("log://", 7) == (url, timeout)
+        assert notifier.returned == [result]  # the notifier's own answer, passed on
         assert (TEST_TITLE, "info", "text") == (notification.title, notification.severity, notification.body_format)
         assert "receiver send-test" in notification.body
         assert socket.gethostname() in notification.body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,10 +14,12 @@ import pytest
 
 from receiver.pipeline.rulewatch import watch_rules
 
+rulewatch = sys.modules[watch_rules.__module__]  # its fingerprint is wrapped to count the polls
+
 pytestmark = pytest.mark.anyio
 
 POLL = 0.05
-SETTLE = 1.0  # seconds: many polls
+SETTLE = 10  # polls of the watcher that must pass without a reload
 
 
 @pytest.fixture
@@ -24,27 +27,45 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+class Reloads(list[str]):
+    """The reasons of the reloads the watcher asked for, and how often it has looked at the file."""
+
+    looks = 0
+
+    async def polls(self, count: int) -> None:
+        """Wait until the watcher has looked at the file ``count`` more times (counted, not timed)."""
+        target = self.looks + count
+        assert await eventually(lambda: self.looks >= target), f"the watcher looked {self.looks} times"
+
+
 @asynccontextmanager
-async def watching(path: Path) -> AsyncIterator[list[str]]:
+async def watching(path: Path, *, debounce: float = POLL) -> AsyncIterator[Reloads]:
     """Run the watcher on ``path``; yields the reasons of the reloads it asked for."""
-    reloads: list[str] = []
+    reloads = Reloads()
 
     async def reload(reason: str) -> None:
         reloads.append(reason)
 
-    task = asyncio.create_task(watch_rules(path, reload, poll=POLL, debounce=POLL))
-    await asyncio.sleep(POLL)  # it has seen the file as it is
+    def counted(watched: Path) -> tuple[int, int, int, int] | None:
+        reloads.looks += 1
+        return original(watched)
+
+    original = rulewatch.fingerprint
+    rulewatch.fingerprint = counted
+    task = asyncio.create_task(watch_rules(path, reload, poll=POLL, debounce=debounce))
+    await reloads.polls(1)  # it has seen the file as it is
     try:
         yield reloads
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        rulewatch.fingerprint = original
 
 
 async def eventually(condition: Callable[[], bool]) -> bool:
-    """Whether ``condition`` holds within 5 seconds."""
-    for _ in range(100):
+    """Whether ``condition`` holds within 30 seconds."""
+    for _ in range(600):
         if condition():
             return True
         await asyncio.sleep(0.05)
@@ -60,7 +81,7 @@ async def test_each_edit_in_place_reloads_once(tmp_path: Path) -> None:
         assert await eventually(lambda: len(reloads) == 1)
         rules.write_text("rules: []\n# edited again\n")
         assert await eventually(lambda: len(reloads) == 2)
-        await asyncio.sleep(SETTLE)
+        await reloads.polls(SETTLE)
     assert reloads == ["file_changed", "file_changed"]
 
 
@@ -68,14 +89,14 @@ async def test_a_file_being_written_is_loaded_once_it_is_whole(tmp_path: Path) -
     """An editor that writes in pieces: one reload, after the last piece."""
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules: []\n")
-    async with watching(rules) as reloads:
+    async with watching(rules, debounce=0.5) as reloads:
         with rules.open("w") as f:
-            for n in range(10):  # a piece every 20 ms, under the settling time of 50 ms
+            for n in range(10):  # a piece every 20 ms, well under the settling time of 0.5 s
                 f.write(f"# piece {n}\n")
                 f.flush()
                 await asyncio.sleep(0.02)
         assert await eventually(lambda: len(reloads) >= 1)
-        await asyncio.sleep(SETTLE)
+        await reloads.polls(SETTLE)
     assert reloads == ["file_changed"]
 
 
@@ -112,11 +133,11 @@ async def test_writes_to_other_files_in_the_directory_do_not_reload(tmp_path: Pa
     rules.write_text("rules: []\n")
     async with watching(rules) as reloads:
         with (tmp_path / "receiver.db-wal").open("ab") as wal:
-            for _ in range(40):  # bounded: 2 s of writes
+            for _ in range(20):  # bounded: 1 s of writes, 20 polls
                 wal.write(b"x" * 4096)
                 wal.flush()
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
+        await reloads.polls(SETTLE)
     assert reloads == []
 
 
@@ -127,8 +148,9 @@ async def test_a_deleted_file_is_reported_once_and_its_return_again(tmp_path: Pa
     async with watching(rules) as reloads:
         rules.unlink()
         assert await eventually(lambda: len(reloads) == 1)
-        await asyncio.sleep(0.5)
+        await reloads.polls(10)  # still missing: no second report
+        assert ["file_changed"] == reloads
         rules.write_text("rules: []\n")
         assert await eventually(lambda: len(reloads) == 2)
-        await asyncio.sleep(SETTLE)
+        await reloads.polls(SETTLE)
     assert reloads == ["file_changed", "file_changed"]

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
 import pytest
 
 from receiver.pipeline.worker import InboxWorker
@@ -25,9 +26,13 @@ def anyio_backend() -> str:
 class StuckCommit(SQLiteStore):
     """A store whose commit of processed events never returns (the process is stopped meanwhile)."""
 
+    committing: asyncio.Event | None = None
+
     async def finish_inbox(
         self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
     ) -> None:
+        if self.committing is not None:
+            self.committing.set()
         await asyncio.Event().wait()
 
 
@@ -47,12 +52,14 @@ async def test_stopping_gives_back_the_lease_and_the_unfinished_batch(tmp_path: 
             for n in range(3)
         ]
         ruleset = no_rules(tmp_path)
+        store.committing = asyncio.Event()
         worker = InboxWorker(store, lambda: ruleset, clock=time.time, lease=60, poll=0.05)
         task = asyncio.create_task(worker.run())
-        for _ in range(200):
-            if not await store.claim_inbox(limit=10, now=time.time(), lease=0):
-                break  # the worker holds all three
-            await asyncio.sleep(0.01)
+        with anyio.fail_after(20):
+            await store.committing.wait()  # the worker claimed the batch and is stuck committing it
+        # While it runs, it holds both: nobody else gets the lease or the events.
+        assert not await store.acquire_lease("inbox", "next", now=time.time(), ttl=60)
+        assert [] == await store.claim_inbox(limit=10, now=time.time(), lease=60)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         assert await store.acquire_lease("inbox", "next", now=time.time(), ttl=60)

@@ -71,6 +71,13 @@ def attempts(client: TestClient) -> int:
     return int(rows[0]["attempts"]) if rows else 0
 
 
+def attempt_log(client: TestClient) -> list[dict[str, Any]]:
+    """The attempts of the one delivery, oldest first."""
+    (row,) = deliveries(client)
+    reply = client.get(f"/api/deliveries/{row['id']}", headers={"Authorization": f"Bearer {ADMIN}"})
+    return list(reply.json()["attempt_log"])
+
+
 def test_fails_500_refused_stall_then_arrives_once(tmp_path: Path, sink: Sink) -> None:
     """A 500, a refused connection and a stall past the timeout are retried; the message arrives once."""
     sink.behaviour = lambda _: 500
@@ -92,7 +99,10 @@ def test_fails_500_refused_stall_then_arrives_once(tmp_path: Path, sink: Sink) -
 
         stalled = Sink(port=sink.port, delay=2.5, behaviour=lambda _: None).start()  # past the 1 s budget
         try:
-            assert wait_until(lambda: attempts(client) >= 3)
+            # An attempt may still be refused before the stalling endpoint listens: wait for one it held.
+            assert wait_until(lambda: stalled.calls >= 1), "no attempt reached the stalling endpoint"
+            # That attempt failed when the channel's 1 s timeout ran out, not when the endpoint gave up (2.5 s).
+            assert wait_until(lambda: any(0.9 <= a["elapsed"] < 2.4 for a in attempt_log(client))), attempt_log(client)
         finally:
             stalled.stop()
 

@@ -18,9 +18,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -305,20 +306,21 @@ def _post_raw(env: Env, path: bytes, headers: list[bytes], body: bytes) -> bytes
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "header",
+    ("header", "expected"),
     [
-        pytest.param(b"X-UiPath-Signature: abc\rX-Injected: evil", id="bare-CR"),
-        pytest.param(b"X-UiPath-Signature: abc\x00X-Injected: evil", id="NUL"),
-        pytest.param(b"X-UiPath-Signature: abc\nX-Injected: evil", id="bare-LF"),
-        pytest.param(b"X-UiPath-Signature: " + b"A" * 100_000, id="oversized"),
-        pytest.param(b"X-Injected evil no colon", id="no-colon"),
+        pytest.param(b"X-UiPath-Signature: abc\rX-Injected: evil", 400, id="bare-CR"),
+        pytest.param(b"X-UiPath-Signature: abc\x00X-Injected: evil", 400, id="NUL"),
+        pytest.param(b"X-UiPath-Signature: abc\nX-Injected: evil", 400, id="bare-LF"),
+        # 100 KB arrives in one read, which the 64 KiB head bound counts only after (receiver/protocol.py):
+        # the parser takes the header whole and the wrong signature is what refuses it.
+        pytest.param(b"X-UiPath-Signature: " + b"A" * 100_000, 401, id="oversized"),
+        pytest.param(b"X-Injected evil no colon", 400, id="no-colon"),
     ],
 )
-def test_header_injection_is_refused_or_harmless(env: Env, header: bytes) -> None:
-    """A header with CR, LF or NUL inside, a huge one, or a broken line: a 4xx, never a 202, nothing reflected."""
+def test_header_injection_is_refused_or_harmless(env: Env, header: bytes, expected: int) -> None:
+    """A header with CR, LF or NUL inside, a huge one, or a broken line: refused, never a 202, nothing reflected."""
     answer = _post_raw(env, b"/webhooks/uipath", [header], fault(f"inject-{len(header)}"))
-    status = _status(answer)
-    assert 400 <= status < 500 or answer == b"", answer[:200]
+    assert expected == _status(answer), answer[:200]
     assert not any(line.lower().startswith("x-injected") for line in _headers_of(answer))
     assert b"evil" not in answer
 
@@ -367,6 +369,29 @@ def test_attacker_text_in_source_or_type_stays_out_of_headers_and_log_lines(env:
         if line.strip():
             assert isinstance(json.loads(line), dict), line
             assert not line.startswith("X-Injected")
+
+
+def _events(env: Env, event_type: str) -> list[dict[str, Any]]:
+    reply = env.request("GET", f"/api/events?type={event_type}&limit=1000", headers=ADMIN)
+    return list(reply.json()["events"])
+
+
+def _event(env: Env, wanted: Callable[[dict[str, Any]], bool]) -> int:
+    """The id of the one stored event ``wanted`` picks, once it is there."""
+    found: list[int] = []
+
+    def stored() -> bool:
+        found[:] = [e["id"] for t in ("job.faulted", "robot.log") for e in _events(env, t) if wanted(e)]
+        return len(found) == 1
+
+    assert wait_until(stored), f"not stored exactly once: {found}"
+    return found[0]
+
+
+def _delivered(env: Env, inbox_id: int) -> set[tuple[str, str]]:
+    """(channel, state) of each delivery of one event."""
+    reply = env.request("GET", f"/api/deliveries?event={inbox_id}", headers=ADMIN)
+    return {(d["channel"], d["state"]) for d in reply.json()["deliveries"]}
 
 
 def _sent_to_sink(env: Env) -> int:
@@ -437,6 +462,7 @@ def test_no_canary_in_any_answer_page_or_log_line(env: Env) -> None:
     Last in the module: it stops the server to read its whole log, and searches the answers of
     the tests before it (injection attempts, refused logins) as well as its own.
     """
+    robot_logs_before = {e["id"] for e in _events(env, "robot.log")}
     assert 202 == env.signed(fault("sec-1")).status
     assert (
         202
@@ -444,31 +470,32 @@ def test_no_canary_in_any_answer_page_or_log_line(env: Env) -> None:
             "POST", "/logs/uipath", fresh("robot-log-error.json"), {"Authorization": f"Bearer {CANARY_LOGS}", **_JSON}
         ).status
     )
-    assert env.sink.wait_for(2), "the sink channel never got the notifications"
-    assert wait_until(
-        lambda: len(env.request("GET", "/api/deliveries?state=dead", headers=ADMIN).json()["deliveries"]) >= 1
-    ), "the broken channel's delivery never went dead"
+    # Earlier tests of the module used the same server and sink: wait for this test's own events.
+    sec = _event(env, lambda e: e["event_id"] == "sec-1")
+    robot = _event(env, lambda e: e["type"] == "robot.log" and e["id"] not in robot_logs_before)
+    assert wait_until(lambda: {("sink", "sent"), ("broken", "dead")} == _delivered(env, sec)), _delivered(env, sec)
+    assert wait_until(lambda: {("sink", "sent")} == _delivered(env, robot)), _delivered(env, robot)
 
     events = env.request("GET", "/api/events?explain=1", headers=ADMIN).json()["events"]
     deliveries = env.request("GET", "/api/deliveries", headers=ADMIN).json()["deliveries"]
-    dead = next(d for d in deliveries if d["state"] == "dead")
+    dead = next(d for d in deliveries if d["state"] == "dead" and d["inbox_id"] == sec)
     detail = env.request("GET", f"/api/deliveries/{dead['id']}", headers=ADMIN).json()
     # The channel's own error was recorded, so the search below covers a real failure reason.
     assert detail["attempt_log"]
     assert detail["attempt_log"][0]["reason"]
-    for path in (
-        "/api/rules",
-        f"/api/events/{events[0]['id']}",
-        f"/api/events/{events[-1]['id']}",
-        "/api/suppressions?all=1",
-        "/api/silences?all=1",
-        "/api/events/99999",
-        "/api/events/not-a-number",
-        "/api/deliveries?state=nonsense",
-        "/api/openapi.json",
-    ):
-        assert env.request("GET", path, headers=ADMIN).status < 500, path
-    assert 422 != env.request("POST", "/api/rules/reload", headers=ADMIN).status
+    expected = {
+        "/api/rules": 200,
+        f"/api/events/{events[0]['id']}": 200,
+        f"/api/events/{events[-1]['id']}": 200,
+        "/api/suppressions?all=1": 200,
+        "/api/silences?all=1": 200,
+        "/api/events/99999": 404,
+        "/api/events/not-a-number": 400,
+        "/api/deliveries?state=nonsense": 400,
+        "/api/openapi.json": 200,
+    }
+    assert expected == {path: env.request("GET", path, headers=ADMIN).status for path in expected}
+    assert 200 == env.request("POST", "/api/rules/reload", headers=ADMIN).status
 
     cookie = {"Cookie": _login(env)}
     for path in (

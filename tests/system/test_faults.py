@@ -166,13 +166,10 @@ class TestSQLiteDiskFull:
                         break
             assert small_refused >= 3, f"the disk never filled up: {tally.answers}"
             release.set()  # the channel accepts: recording "sent" now fails (disk full)
+            # The fault under test: the send succeeded and its "sent" could not be written.
             assert wait_until(
-                lambda: (
-                    server.events("delivery_record_retrying")
-                    or server.events("delivery_not_recorded")
-                    or server.events("notification_sent")
-                )
-            )
+                lambda: server.events("delivery_record_retrying") or server.events("delivery_not_recorded")
+            ), "recording the sent delivery never failed: the disk was not full when it was written"
             server.uncap()
             delivered = settle(sink, tally.accepted, timeout=30, quiet=8.0)  # past the 6 s lease
         finally:
@@ -180,8 +177,12 @@ class TestSQLiteDiskFull:
             poster.close()
             server.kill()
         figures = tally.figures(delivered)
+        retried = len(server.events("delivery_record_retrying"))
         not_recorded = len(server.events("delivery_not_recorded"))
-        summary = describe({**figures, "delivery_not_recorded": not_recorded}, "sqlite_disk_full_while_sent")
+        figures = {**figures, "delivery_record_retrying": retried, "delivery_not_recorded": not_recorded}
+        summary = describe(figures, "sqlite_disk_full_while_sent")
+        assert retried >= 1, summary
+        assert 0 == not_recorded, summary  # written once the disk had room, within the lease: never given up
         assert 0 == figures["lost"], summary
         assert 0 == figures["duplicates"], summary
 
@@ -534,10 +535,12 @@ rules:
             "duplicates": sum(n - 1 for n in counts.values()),
             "lost": len({"a", "throttled a"} - set(counts)),
             "recorded_sent": sum(1 for _, status in attempts if status == "sent"),
+            "attempts": len(attempts),
         }
         summary = describe(figures, "clock_forward_in_flight")
         assert 0 == figures["lost"], summary
         assert 0 == figures["duplicates"], summary
+        assert 2 == figures["recorded_sent"] == figures["attempts"], summary  # one attempt each, recorded sent
 
     def test_jumps_lose_nothing_and_retries_still_happen(self, tmp_path: Path, sink: Sink) -> None:
         """Forward an hour, back an hour: nothing lost or doubled, throttles follow the clock, retries wait for it.

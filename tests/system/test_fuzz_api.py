@@ -47,7 +47,7 @@ rules:
 """
 
 # Cases per operation: enough for CI in about 15 s. A deeper run, same cases first then more:
-#   RECEIVER_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest tests/test_fuzz_api.py
+#   RECEIVER_FUZZ_EXAMPLES=1000 .venv/bin/python -m pytest tests/system/test_fuzz_api.py
 MAX_EXAMPLES = int(os.environ.get("RECEIVER_FUZZ_EXAMPLES", "100"))
 
 # Checks left out, each for a reason that is not a bug in the document or the API:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ServerProcess, Sink, fault
+from support import ServerProcess, Sink, fault, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -58,25 +58,32 @@ def test_reload_under_traffic(tmp_path: Path, sink: Sink) -> None:
             i += 1
             time.sleep(0.005)
 
+    def arrived(version: str) -> bool:
+        return any(r["title"].startswith(f"{version} ") for r in list(sink.received))
+
     thread = threading.Thread(target=traffic)
     thread.start()
     try:
-        time.sleep(0.5)
+        # Each step waits for what it needs (a notification of the running version), not for a time.
+        assert wait_until(lambda: arrived("v1"), timeout=30)
         rules.write_text(rules_text(sink, "v2"))
         assert server.process is not None
         server.process.send_signal(signal.SIGHUP)
-        time.sleep(0.7)
+        assert wait_until(lambda: arrived("v2"), timeout=30), "the SIGHUP reload never took effect"
         rules.write_text("rules: [ {name: broken, notify: [nowhere]} ]\n")  # invalid: running rules stay
         server.process.send_signal(signal.SIGHUP)
-        time.sleep(0.7)
+        assert wait_until(lambda: "rules_reload_failed" in server.log(), timeout=30)
+        settled = len(posted)
+        assert wait_until(lambda: len(posted) >= settled + 20, timeout=30), "no traffic after the broken reload"
         rules.write_text(rules_text(sink, "v3"))  # picked up by the file watcher, no signal
-        time.sleep(1.5)
+        assert wait_until(lambda: arrived("v3"), timeout=30), "the file watcher never reloaded"
     finally:
         stop.set()
         thread.join()
     try:
         received = sink.wait_for(len(posted), timeout=60)
-        time.sleep(0.5)
+        time.sleep(0.5)  # a duplicate would arrive meanwhile (checked below)
+        received = list(sink.received)
     finally:
         log = server.log()
         server.stop()

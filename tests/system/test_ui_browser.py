@@ -1,9 +1,8 @@
 """The web page end to end, in a real headless Chromium against a real ``receiver serve`` process.
 
 Chromium is Debian's package (``/usr/bin/chromium``), driven by the ``playwright`` Python package
-(never ``playwright install``: no browser is downloaded). When Chromium is missing and the tests
-run as root, the session installs it with apt-get; when that is impossible the test is skipped
-with the reason, except in CI (``CI`` set), where it fails.
+(never ``playwright install``: no browser is downloaded). ``.ci/run`` installs it; when it is
+missing the test is skipped with the reason, except in CI (``CI`` set), where it fails.
 
 What a person in a hurry does: log in, find the event just posted, retry a dead delivery, silence
 the noisy process. Screenshots of each page go to the test's ``tmp_path``.
@@ -13,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -47,25 +44,11 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _install_chromium() -> str | None:
-    """apt-get install chromium when running as root; the reason it could not, or None."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return "Debian's chromium is not installed (install it: apt-get install -y chromium)"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=800, check=False)
-        if result.returncode != 0:
-            return f"{' '.join(command)} failed: {(result.stderr or result.stdout)[-500:]}"
-    return None if os.path.exists(CHROMIUM) else f"apt-get installed chromium, but {CHROMIUM} is missing"
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """The path of Debian's Chromium, installed first when missing and possible."""
+    """The path of Debian's Chromium (``.ci/run`` installs it)."""
     if not os.path.exists(CHROMIUM):
-        problem = _install_chromium()
-        if problem is not None:
-            _unavailable(problem)
+        _unavailable(f"{CHROMIUM} is missing (install it: apt-get install -y chromium chromium-driver)")
     return CHROMIUM
 
 
@@ -184,12 +167,21 @@ def test_log_in_see_event_retry_dead_delivery_and_silence(
             page.fill("input[name=type]", "job.*")
             page.click("text=Filter")
             assert "job.completed" in page.inner_text("table")
+            assert "job.faulted" in page.inner_text("table")
             page.screenshot(path=str(tmp_path / "events.png"), full_page=True)
 
             page.click("nav >> text=Deliveries")
             page.click("nav.tabs >> text=Dead")
+            dead_rows = page.locator("table tbody tr")
+            assert 1 == dead_rows.count(), page.inner_text("main")  # retried, failed again: dead once more
+            assert "pager" in dead_rows.first.inner_text()
+            assert "ops" not in dead_rows.first.inner_text()
             page.screenshot(path=str(tmp_path / "deliveries.png"), full_page=True)
             page.click("nav >> text=Rules")
+            rules_page = page.inner_text("main")
+            assert "faulted-jobs" in rules_page
+            assert "A job faulted" in rules_page
+            assert "ignore-completed" in rules_page
             page.screenshot(path=str(tmp_path / "rules.png"), full_page=True)
         finally:
             browser.close()
