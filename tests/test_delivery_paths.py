@@ -15,9 +15,9 @@ import pytest
 from starlette.testclient import TestClient
 from support import fault, wait_until
 
-from receiver.app import create_app
 from receiver.cli import main
-from receiver.notifier import SendResult
+from receiver.delivery.notifier import SendResult
+from receiver.http.app import create_app
 from receiver.render import Notification
 from receiver.settings import Settings
 from receiver.signature import sign
