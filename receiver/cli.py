@@ -14,13 +14,13 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from receiver import __version__
 from receiver.errors import ConfigError, RulesError, StoreError
 from receiver.settings import Settings
+from receiver.timefmt import utc_text
 
 __all__ = ["main"]
 
@@ -303,7 +303,7 @@ async def _silence_add(store: Any, args: argparse.Namespace) -> int:
             print(f"receiver silence add: {problem}", file=sys.stderr)
         return 1
     row = await store.add_silence(new, now=now)
-    print(f"silence {row.id} added: {' '.join(row.matchers)} until {_utc(row.ends_at)}")
+    print(f"silence {row.id} added: {' '.join(row.matchers)} until {utc_text(row.ends_at)}")
     return 0
 
 
@@ -312,7 +312,7 @@ async def _silence_expire(store: Any, args: argparse.Namespace) -> int:
     if row is None:
         print(f"no silence {args.id}", file=sys.stderr)
         return 1
-    print(f"silence {row.id} expired ({_utc(row.ends_at)})")
+    print(f"silence {row.id} expired ({utc_text(row.ends_at)})")
     return 0
 
 
@@ -331,13 +331,9 @@ async def _silence_list(store: Any, args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':>5}  {'STATE':<8} {'ENDS (UTC)':<20} {'BY':<12} {'MATCHERS':<40} COMMENT")
     for r in rows:
-        state, ends, by, matchers = silence_state(r, now), _utc(r.ends_at), r.created_by, " ".join(r.matchers)
+        state, ends, by, matchers = silence_state(r, now), utc_text(r.ends_at), r.created_by, " ".join(r.matchers)
         print(f"{r.id:>5}  {state:<8} {ends:<20} {by:<12.12} {matchers:<40} {r.comment}")
     return 0
-
-
-def _utc(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _deliveries(args: argparse.Namespace) -> int:
@@ -387,7 +383,7 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':>6}  {'STATE':<8} {'TRIES':>5}  {'CHANNEL':<16} {'RULE':<20} {'CREATED (UTC)':<20} LAST ERROR")
     for r in rows:
-        created = datetime.fromtimestamp(r.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        created = utc_text(r.created_at)
         error = (r.last_error or "").replace("\n", " ")[:80]
         print(f"{r.id:>6}  {r.state:<8} {r.attempts:>5}  {r.channel:<16.16} {r.rule:<20.20} {created:<20} {error}")
     return 0

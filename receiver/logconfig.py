@@ -13,9 +13,8 @@ import json
 import logging
 import sys
 import threading
-import time
+import time  # noqa: F401 - the clock of now_iso_utc, which tests reach as logconfig.time
 from asyncio import events as asyncio_events
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,6 +22,7 @@ import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 from receiver.settings import Settings
+from receiver.timefmt import now_iso_utc
 
 __all__ = ["configure_logging", "log_summary"]
 
@@ -135,32 +135,9 @@ def log_summary(level: str, event: str, fields: dict[str, Any]) -> None:
     line = dict(fields)
     line["event"] = event
     line["level"] = level
-    line["timestamp"] = _utc_now()
+    line["timestamp"] = now_iso_utc()
     line["logger"] = "receiver"
     _STDERR_LOGGER.msg(_dumps(line))
-
-
-_second: tuple[int, str] = (0, "")
-"""The last whole second a summary line was stamped in, and its text up to the seconds."""
-
-
-def _utc_now() -> str:
-    """Now in ISO 8601, UTC, to the microsecond (``2026-12-03T12:33:33.004512Z``).
-
-    The date and time up to the second are formatted once per second: ``datetime.now(UTC)
-    .isoformat()`` on every line was ~2 µs (up to 6 µs under load) of each webhook's summary line.
-    """
-    global _second
-    now = time.time()
-    whole = int(now)
-    micros = round((now - whole) * 1_000_000)  # rounded as datetime.fromtimestamp rounds
-    if micros == 1_000_000:
-        whole, micros = whole + 1, 0
-    second, text = _second
-    if whole != second:
-        text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second = (whole, text)  # one tuple: a thread reading it sees both halves of the same second
-    return f"{text}.{micros:06d}Z"
 
 
 _summary_log = structlog.get_logger()

@@ -71,7 +71,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
@@ -93,6 +92,7 @@ from apprise.decorators import notify  # the custom-notification hook for log://
 from receiver import __version__
 from receiver.delivery import keepalive
 from receiver.render import Notification
+from receiver.timefmt import utc_text
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -770,7 +770,7 @@ async def send_test(url: str, notifier: Notifier, *, timeout: float = DEFAULT_SE
     Returns:
         The outcome, with apprise's reason when it failed.
     """
-    sent_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    sent_at = utc_text(time.time()) + " UTC"
     body = (
         f"This is a test notification from receiver {__version__} on host {socket.gethostname()!r}, "
         f"sent at {sent_at} by 'receiver send-test'. If you can read it, this channel works."

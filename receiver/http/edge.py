@@ -14,7 +14,6 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from receiver.http.runtime import Runtime
 from receiver.logconfig import log_summary
 from receiver.signature import SignatureForm, verify_signature
 from receiver.store import InboxItem
+from receiver.timefmt import parse_iso
 
 __all__ = ["is_webhook", "logs", "webhook"]
 
@@ -143,12 +143,9 @@ def _event_time(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        return parse_iso(value).timestamp()
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def _event_id(raw: Mapping[str, Any], body: bytes) -> str:

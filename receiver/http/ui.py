@@ -27,7 +27,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -45,6 +45,7 @@ from receiver.http.responses import error_response
 from receiver.http.runtime import Runtime
 from receiver.http.views import event_detail, event_list, rules_json
 from receiver.store import DeliveryRow
+from receiver.timefmt import local_text
 
 __all__ = ["COOKIE", "SESSION_SECONDS", "routes"]
 
@@ -96,7 +97,7 @@ _DONE = {
 def _when(context: Mapping[str, Any], ts: float | None) -> str:
     if ts is None:
         return "\u2013"
-    return datetime.fromtimestamp(ts, tz=UTC).astimezone(context["tz"]).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return local_text(ts, context["tz"])
 
 
 def _duration(seconds: float) -> str:

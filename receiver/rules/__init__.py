@@ -19,12 +19,11 @@ from receiver.rules.match import Clause, Compiler, Subject
 from receiver.rules.model import BodyFormat, Channel, Inhibit, KeyTemplate, Route, Rule, RuleDecision, Severity, Source
 from receiver.rules.ruleset import RuleSet
 from receiver.rules.spec import parse_duration
-from receiver.rules.template import TIME_FORMAT, context_names, escape_markdown, firstlines, localtime, neutralise
+from receiver.rules.template import context_names, escape_markdown, firstlines, localtime, neutralise
 from receiver.rules.values import compile_glob, is_plain_glob
 
 __all__ = [
     "HANDLE_TYPES",
-    "TIME_FORMAT",
     "BodyFormat",
     "BudgetExceededError",
     "Channel",

@@ -36,11 +36,11 @@ from markupsafe import Markup
 from receiver.rules.budget import check_budget
 from receiver.rules.fields import HANDLE_TYPES
 from receiver.rules.model import BodyFormat
+from receiver.timefmt import TIME_FORMAT, format_local
 
 __all__ = [
     "CONTEXT_NAMES",
     "RECOVER_NAMES",
-    "TIME_FORMAT",
     "RuleTemplate",
     "check_template",
     "compile_template",
@@ -60,7 +60,6 @@ CONTEXT_NAMES: frozenset[str] = frozenset(
 RECOVER_NAMES: frozenset[str] = frozenset({"since", "count", "alert_title", "key"})
 """The names a ``recover:`` template may use besides :data:`CONTEXT_NAMES`."""
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
 
 _ZWSP = "\u200b"
 _SLACK_CONTROL = re.compile(r"<(?=[!@#])")
@@ -127,11 +126,7 @@ def _escape_line_starts(text: str) -> str:
 
 def localtime(value: Any, tz: ZoneInfo, fmt: str = TIME_FORMAT) -> str:
     """Format an aware datetime in ``tz`` (naive ones are taken as UTC); other values as text."""
-    if not isinstance(value, datetime):
-        return "" if value is None else str(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo("UTC"))
-    return str(value.astimezone(tz).strftime(fmt))
+    return format_local(value, tz, fmt)
 
 
 def firstlines(value: Any, n: int = 5, width: int = 300) -> str:
