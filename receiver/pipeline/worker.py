@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
 import structlog
 
 from receiver.errors import EventParseError, ReceiverError, StoreError
 from receiver.events import Event, UnknownEvent
+from receiver.jsonfmt import dumps_text
 from receiver.logconfig import log_summary
 from receiver.metrics import Metrics
 from receiver.noise import SILENT_TYPES, AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
@@ -632,11 +632,8 @@ def _arrival_times(rows: Sequence[EventRow]) -> list[float]:
 
 
 def _outcome_json(summary: dict[str, Any]) -> str:
-    """An event's outcome as JSON text: orjson (~5x faster than json, once per event), json when it can't."""
-    try:
-        return orjson.dumps(summary).decode()
-    except TypeError:  # orjson.JSONEncodeError: a lone surrogate in a reason taken from event text, ...
-        return json.dumps(summary)
+    """An event's outcome as JSON text (a lone surrogate from event text included)."""
+    return dumps_text(summary)
 
 
 def _text(value: object) -> str | None:
