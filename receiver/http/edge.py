@@ -25,7 +25,7 @@ from receiver.errors import EventParseError, SignatureError, StoreError
 from receiver.events import EVENT_TYPES, parse_log_entries
 from receiver.http.auth import token_matches
 from receiver.http.quota import retry_after
-from receiver.http.responses import INTERNAL_ERROR
+from receiver.http.responses import INTERNAL_ERROR, error_body
 from receiver.http.runtime import Runtime
 from receiver.jsonfmt import dumps
 from receiver.logconfig import log_summary
@@ -187,7 +187,7 @@ def _refusal(rt: Runtime, source: str, refusal: _Refused) -> _Answer:
     label = source if source in rt.sources else "unknown"
     rt.metrics.webhooks_refused.labels(label, refusal.code).inc()
     summary = ("webhook_refused", {"source": source[:100], "reason": refusal.code, "status": refusal.status})
-    return refusal.status, {"error": refusal.code, "detail": refusal.detail}, refusal.headers, summary
+    return refusal.status, error_body(refusal.code, refusal.detail), refusal.headers, summary
 
 
 def _refuse(rt: Runtime, source: str, refusal: _Refused) -> tuple[Response, _Summary]:
