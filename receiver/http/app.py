@@ -29,8 +29,9 @@ from receiver.delivery.notifier import AppriseNotifier, Notifier
 from receiver.errors import StoreError
 from receiver.http import api, auth, edge, responses, ui
 from receiver.http.limiter import FailureLimiter
-from receiver.http.runtime import Runtime, load_rules_file, resolve_sources
+from receiver.http.runtime import RulesInForce, Runtime, load_rules_file, resolve_sources
 from receiver.metrics import Metrics
+from receiver.pipeline.activity import EdgeActivity
 from receiver.pipeline.dispatch import Backoff, Dispatcher
 from receiver.pipeline.rulewatch import watch_rules
 from receiver.pipeline.worker import InboxWorker
@@ -74,39 +75,50 @@ def create_app(
         metrics = Metrics(CollectorRegistry(auto_describe=True))
         metrics.rules_loaded.set(len(rules.rules))
         metrics.info.info({"version": __version__})
-        rt = Runtime(settings=settings, store=store, ruleset=rules, sources=sources, clock=clock, metrics=metrics)
-        rt.auth_failures = FailureLimiter(settings.auth_failures_per_minute, 60.0)
-        rt.rules_loaded_at = clock()
-        rt.dispatcher = Dispatcher(
+        in_force = RulesInForce(rules, sources, loaded_at=clock())
+        edge_activity = EdgeActivity()
+        dispatcher = Dispatcher(
             store,
-            rt.current_rules,
+            in_force.current,
             notifier or AppriseNotifier(),
             clock=clock,
             lease=settings.lease_seconds,
             poll=settings.poll_seconds,
             backoff=Backoff(base=settings.retry_initial_seconds, cap=settings.retry_max_seconds),
             metrics=metrics,
-            edge=rt.edge,
+            edge=edge_activity,
         )
-        rt.worker = InboxWorker(
+        worker = InboxWorker(
             store,
-            rt.current_rules,
+            in_force.current,
             clock=clock,
             lease=settings.lease_seconds,
             poll=settings.poll_seconds,
-            on_deliveries=rt.dispatcher.wake,
             metrics=metrics,
-            edge=rt.edge,
+            edge=edge_activity,
             event_budget=settings.event_budget_seconds,
         )
+        rt = Runtime(
+            settings=settings,
+            store=store,
+            rules=in_force,
+            clock=clock,
+            metrics=metrics,
+            worker=worker,
+            dispatcher=dispatcher,
+            edge=edge_activity,
+            auth_failures=FailureLimiter(settings.auth_failures_per_minute, 60.0),
+            store_stats=StoreStatsCache(store),
+        )
         app.state.runtime = rt
-        await store.listen(_wake_workers(rt.worker, rt.dispatcher))
+        # The one path of wake-ups: the store's bus hears this process's commits and, on PostgreSQL,
+        # every replica's and the CLI's.
+        await store.listen(_wake_workers(worker, dispatcher))
         rt.tasks = [
-            asyncio.create_task(rt.worker.run(), name="inbox-worker"),
-            asyncio.create_task(rt.dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(worker.run(), name="inbox-worker"),
+            asyncio.create_task(dispatcher.run(), name="dispatcher"),
             asyncio.create_task(rt.reads.run(), name="read-deadlines"),
         ]
-        rt.store_stats = StoreStatsCache(store)
         retention = Retention(
             events_days=settings.retain_events_days,
             dead_days=settings.retain_dead_days,
@@ -120,7 +132,7 @@ def create_app(
             interval=settings.prune_interval_seconds,
             metrics=metrics,
             pause=settings.prune_pause_seconds,
-            busy=lambda: rt.edge.inflight > 0,
+            busy=lambda: edge_activity.inflight > 0,
         )
         rt.tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
         if settings.watch_rules:
@@ -242,9 +254,8 @@ async def _metrics(request: Request) -> Response:
     # replica, so each one reports the same, current numbers.
     try:
         rt.metrics.set_queues(await audit.queue_snapshot(rt.store, now=rt.clock(), channels=rt.ruleset.channels))
-        if rt.store_stats is not None:
-            stats = await rt.store_stats.get()
-            rt.metrics.set_store_size(stats.rows, stats.size_bytes)
+        stats = await rt.store_stats.get()
+        rt.metrics.set_store_size(stats.rows, stats.size_bytes)
     except StoreError as exc:
         log.warning("metrics_store_unavailable", error=str(exc))
         rt.metrics.set_queues(None)

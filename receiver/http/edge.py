@@ -304,8 +304,6 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
             503, "store_unavailable", "the event could not be stored; retry later", {"Retry-After": "5"}
         ) from None
     status = "duplicate" if accepted.duplicate else "accepted"
-    if not accepted.duplicate and rt.worker is not None:
-        rt.worker.wake()
     type_label = event_type if event_type in EVENT_TYPES else "unknown"
     rt.metrics.received(source_name, type_label, status).inc()
     summary = (
@@ -390,8 +388,6 @@ async def _store_logs(rt: Runtime, source_name: str, body: bytes) -> tuple[Respo
         raise _Refused(
             503, "store_unavailable", "the entries could not be stored; retry later", {"Retry-After": "5"}
         ) from None
-    if rt.worker is not None:
-        rt.worker.wake()
     accepted = sum(not r.duplicate for r in results)
     rt.metrics.webhooks_received.labels(source_name, "robot.log", "accepted").inc(accepted)
     rt.metrics.webhooks_received.labels(source_name, "robot.log", "duplicate").inc(len(items) - accepted)

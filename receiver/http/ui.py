@@ -429,10 +429,8 @@ async def overview(page: _Page) -> Response:
     )
 
 
-async def _store_size(rt: Runtime) -> dict[str, Any] | None:
-    """The store's rows per table, its size and the retention in force (None until first read)."""
-    if rt.store_stats is None:
-        return None
+async def _store_size(rt: Runtime) -> dict[str, Any]:
+    """The store's rows per table, its size and the retention in force."""
     stats = await rt.store_stats.get()
     settings = rt.settings
     kept = {
@@ -586,8 +584,6 @@ async def retry(page: _Page, form: dict[str, str]) -> Response:
     delivery_id = audit.parse_id(raw)
     if delivery_id is None or not await rt.store.retry_delivery(delivery_id, now=rt.clock()):
         return _redirect(back, done="not_found", what="delivery", id=delivery_id or 0)
-    if rt.dispatcher is not None:
-        rt.dispatcher.wake()
     log.info("delivery_redriven", delivery_id=delivery_id, by="ui")
     return _redirect(back, done="retried", id=delivery_id)
 
@@ -595,8 +591,6 @@ async def retry(page: _Page, form: dict[str, str]) -> Response:
 async def retry_dead(page: _Page, form: dict[str, str]) -> Response:
     rt = page.rt
     count = await rt.store.retry_dead(now=rt.clock())
-    if rt.dispatcher is not None:
-        rt.dispatcher.wake()
     log.info("deliveries_redriven", count=count, by="ui")
     return _redirect(_next_path(form.get("next")), done="retried_dead", n=count)
 

@@ -129,9 +129,6 @@ class _Batch:
     late: list[LateDelivery] = field(default_factory=list)
     log: list[NoiseLogEntry] = field(default_factory=list)
 
-    def channels(self) -> set[str]:
-        return {d.channel for p in self.processed for d in p.deliveries} | {d.delivery.channel for d in self.late}
-
 
 class InboxWorker:
     """Processes the inbox in order of arrival, and fires noise timers when they are due.
@@ -142,7 +139,6 @@ class InboxWorker:
         clock: Unix time source.
         lease: seconds a claimed event stays with this worker.
         poll: seconds to sleep when idle and not woken (catches work of other processes, due timers).
-        on_deliveries: called with the channels that got new deliveries.
         batch: events claimed at once.
         edge: the edge's activity. While it is busy, the worker waits, at most
             ``max_defer`` seconds per batch: a burst is answered first and processed right after
@@ -160,7 +156,6 @@ class InboxWorker:
         clock: Callable[[], float],
         lease: float,
         poll: float,
-        on_deliveries: Callable[[Iterable[str]], None] | None = None,
         batch: int = 100,
         metrics: Metrics | None = None,
         edge: EdgeActivity | None = None,
@@ -172,7 +167,6 @@ class InboxWorker:
         self._clock = clock
         self._lease = lease
         self._poll = poll
-        self._on_deliveries = on_deliveries
         self._batch = batch
         self._metrics = metrics
         self._edge = edge
@@ -189,7 +183,7 @@ class InboxWorker:
         self._claimed: list[int] = []  # ids of the claimed batch not yet committed as processed
 
     def wake(self) -> None:
-        """Tell the worker there is new work (the webhook route calls this after a commit)."""
+        """Tell the worker there is new work (the store's ``listen`` bus calls this after a commit)."""
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -616,9 +610,6 @@ class InboxWorker:
             for entry in batch.log:
                 if entry.suppressed:
                     self._metrics.notifications_suppressed.labels(entry.action).inc()
-        channels = batch.channels()
-        if channels and self._on_deliveries is not None:
-            self._on_deliveries(channels)
 
 
 def _arrival_times(rows: Sequence[EventRow]) -> list[float]:
