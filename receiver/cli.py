@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import sys
 import time
@@ -23,9 +22,6 @@ from receiver.settings import Settings
 from receiver.timefmt import utc_text
 
 __all__ = ["main"]
-
-_GC_YOUNG_THRESHOLD = 10_000
-"""Allocations between two young collections while serving (CPython's default is 700)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,7 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from receiver.delivery.notifier import check_url
-    from receiver.http.app import create_app
+    from receiver.http.app import create_app, tune_collector
     from receiver.http.protocol import BoundedHttpToolsProtocol
     from receiver.logconfig import configure_logging
     from receiver.rules import load_rules
@@ -149,16 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     resolve_sources(ruleset, settings)
     app = create_app(settings, ruleset=ruleset)
-    # Everything loaded so far (apprise's plugins, pydantic's schemas, the rules) lives for the
-    # whole process: move it out of the collector's reach, or every full collection walks it and
-    # stalls the webhooks waiting behind it (p99 at concurrency 64: about 60 ms -> 20 ms).
-    gc.collect()
-    gc.freeze()
-    # A young collection walks every young object still alive, and with 64 webhooks in hand
-    # thousands are (their tasks, futures, parsed bodies): at the default of one collection per
-    # 700 allocations that was ~10 % of a webhook's CPU. Most objects die by reference count and
-    # never count against the threshold, so a larger one costs little memory (docs/performance.md).
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    tune_collector()  # last before serving: what is loaded by now lives as long as the process
     uvicorn.run(
         app,
         host=settings.host,
@@ -226,6 +213,7 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _send_test(args: argparse.Namespace) -> int:
+    from receiver.delivery import keepalive
     from receiver.delivery.notifier import AppriseNotifier, check_url, mask_url, send_test
     from receiver.rules import load_rules
 
@@ -239,6 +227,7 @@ def _send_test(args: argparse.Namespace) -> int:
         )
         return 1
     url = channel.url_value()
+    keepalive.install()  # as in the server: the test goes out the way alerts do
     result = asyncio.run(send_test(url, AppriseNotifier()))
     target = mask_url(url)
     if result.ok:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 from receiver import __version__
 from receiver.admin import audit
 from receiver.admin.retention import Pruner, Retention, StoreStatsCache
+from receiver.delivery import keepalive
 from receiver.delivery.notifier import AppriseNotifier, Notifier
 from receiver.errors import StoreError
 from receiver.http import api, auth, edge, responses, ui
@@ -39,12 +41,15 @@ from receiver.rules import RuleSet
 from receiver.settings import Settings
 from receiver.store import open_store
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "tune_collector"]
 
 log = structlog.get_logger()
 
 _DRAIN_SECONDS = 5.0
 """On shutdown, how long sends in flight may take to end before they are cut short."""
+
+_GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between two young collections while serving (CPython's default is 700)."""
 
 
 def create_app(
@@ -65,6 +70,7 @@ def create_app(
     Returns:
         The Starlette app; its lifespan opens the store and starts the workers.
     """
+    keepalive.install()  # apprise's sends reuse their connections (docs/performance.md, "Fast paths")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -178,7 +184,8 @@ def create_app(
 class ReceiverApp(Starlette):
     """Starlette, with ``POST /webhooks/{source}`` answered ahead of its middleware and router.
 
-    See ``edge.is_webhook`` for why; every other request, and the lifespan, go through Starlette.
+    See ``edge.is_webhook`` for why (docs/performance.md, "Fast paths"); every other request, and the
+    lifespan, go through Starlette.
     An https request (TLS at a trusted proxy, see ``RECEIVER_TRUSTED_PROXIES``) gets HSTS on its answer.
     """
 
@@ -234,6 +241,17 @@ def _close_if_unread(scope: Scope, receive: Receive, send: Send) -> tuple[Receiv
         await send(message)
 
     return receiving, sending
+
+
+def tune_collector() -> None:
+    """Set the garbage collector up for serving: the start-up heap frozen, young collections rarer.
+
+    Called by ``receiver serve`` once everything is loaded, just before it serves: collections
+    walking long-lived or in-flight objects stalled webhooks (docs/performance.md, "Fast paths").
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _wake_workers(worker: InboxWorker, dispatcher: Dispatcher) -> Callable[[str], None]:

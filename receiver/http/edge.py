@@ -44,10 +44,9 @@ _WEBHOOKS = "/webhooks/"
 def is_webhook(scope: Scope) -> bool:
     """Whether ``scope`` is ``POST /webhooks/{source}``, the one hot path.
 
-    ``app.ReceiverApp`` answers it with ``webhook`` before Starlette's middleware stack and router:
-    without them, a ``Request`` and a ``JSONResponse``, a webhook costs ~30 µs less CPU, most of
-    the budget that keeps ingest at half the bare framework's rate (docs/performance.md). The route
-    stays in the table (mounting the same handler) for 405s and for apps built without this.
+    ``app.ReceiverApp`` answers it with ``webhook`` before Starlette's middleware stack and router,
+    which cost a webhook more CPU than the rest of its path (docs/performance.md, "Fast paths"). The
+    route stays in the table (mounting the same handler) for 405s and for apps built without this.
     """
     if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
         return False
@@ -270,11 +269,8 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
             log.info("signature_hex_form_used", source=source_name)
     # Counted as a burst only once authenticated (see receiver/pipeline/activity.py): a few unsigned bodies
     # trickled in must not make the workers wait.
-    rt.edge.started()
-    try:
+    with rt.edge.handling():
         return await _store_webhook(rt, source_name, body)
-    finally:
-        rt.edge.finished()
 
 
 async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
@@ -332,11 +328,8 @@ async def _accept_logs(rt: Runtime, source_name: str, request: Request) -> tuple
     if wait > 0:
         raise _rate_limited(source_name, rate, burst, wait, close=True)
     body = await _receive_body(rt, request.scope, request.receive)
-    rt.edge.started()  # counted as a burst once authenticated and read, as for webhooks
-    try:
+    with rt.edge.handling():  # counted as a burst once authenticated and read, as for webhooks
         return await _store_logs(rt, source_name, body)
-    finally:
-        rt.edge.finished()
 
 
 def _logs_rate(rt: Runtime) -> tuple[float, int]:
@@ -357,9 +350,9 @@ def _rate_limited(source_name: str, rate: float, burst: int, wait: float, *, clo
 
 
 _INLINE_PARSE_BYTES = 2048
-"""Log bodies up to this size are parsed on the loop (one entry: ~40 µs; the thread hop alone ~100 µs).
+"""Log bodies up to this size are parsed on the loop, where a small one costs less than a hop to a thread.
 
-Larger ones go to a thread: 1,000 entries take ~40 ms, and the loop must keep answering.
+Larger ones go to a thread: the loop must keep answering while a big batch of entries is parsed.
 """
 
 
@@ -457,7 +450,7 @@ def _loads(body: bytes) -> Any:
     """``json.loads`` that refuses an object with a repeated key.
 
     Parsers disagree on which of two equal keys wins, so a signed body with ``"Type"`` twice
-    could mean one thing to us and another to whoever checks our logs. About 2 µs per 1 KB.
+    could mean one thing to us and another to whoever checks our logs.
     """
     # What json.loads does with bytes (UTF-8, -16 or -32, BOM or not), with a decoder built once:
     # json.loads(..., object_pairs_hook=...) builds a new JSONDecoder on every call.

@@ -169,7 +169,7 @@ class InboxWorker:
         self._poll = poll
         self._batch = batch
         self._metrics = metrics
-        self._edge = edge
+        self._edge = edge if edge is not None else EdgeActivity()  # none given: never busy
         self._max_defer = max_defer
         self._budget = event_budget
         self._spent: dict[int, float] = {}  # inbox id -> seconds its planning took
@@ -309,23 +309,21 @@ class InboxWorker:
     async def _yield_to_edge(self) -> None:
         """Every ``_SLICE`` seconds, let the event loop run; while the edge is busy, wait for it.
 
-        A batch of 100 events is ~20 ms of CPU: run in one go it delays every webhook answer behind
-        it, and in a burst it takes the CPU the edge needs. The wait ends at the batch's deadline,
-        so processing never stops. Not after every event: each turn of the loop is a system call,
-        and two per event were about a fifth of the worker's CPU (docs/performance.md).
+        A whole batch run in one go would delay every webhook answer behind it, and in a burst take
+        the CPU the edge needs. The wait ends at the batch's deadline, so processing never stops.
+        Not after every event: each turn of the loop is a system call (docs/performance.md, "Fast paths").
         """
         now = time.monotonic()
         if now < self._next_yield:
             return
         await asyncio.sleep(0)
-        if self._edge is not None:
-            await self._edge.wait_quiet(self._deadline - time.monotonic())
+        await self._edge.wait_quiet(self._deadline - time.monotonic())
         self._next_yield = time.monotonic() + _SLICE
 
     # An event runs on the event loop for up to _ON_LOOP seconds; one that needs longer is rolled
     # back and run again in the worker's own thread, where the loop keeps answering meanwhile
     # (the GIL is handed over every few ms even to a thread that never blocks). Not every event
-    # in the thread: a hand-over costs ~100 µs of CPU, most of a normal event's whole cost.
+    # in the thread: a hand-over costs more CPU than a normal event (docs/performance.md).
 
     def _loop_share(self, spent: float) -> float:
         """The budget of an attempt on the loop, after ``spent`` seconds on the event so far."""

@@ -172,9 +172,7 @@ def _finalizer(fmt: BodyFormat) -> Callable[[Context, Any], Any]:
 class RuleTemplate(Template):
     """A compiled rule template that knows the context names it reads.
 
-    Building the whole context for every render read ~20 event attributes and built the
-    Orchestrator link, about a tenth of the inbox worker's CPU per event, for templates that
-    mostly read one or two (docs/performance.md).
+    So a render builds only the context it reads (docs/performance.md, "Fast paths").
     """
 
     names: frozenset[str] | None = None
@@ -185,10 +183,9 @@ class RuleTemplate(Template):
     def render(self, *args: Any, **kwargs: Any) -> str:
         """``Template.render``, without walking the globals' ChainMap twice on every call.
 
-        jinja2 copies the template's globals (a ChainMap over the environment's) into each new
-        context and then builds the set of their keys: 12 of the 15 µs that ``{{ process }}``
-        took, a throttle key rendered for every event. The environment's globals are fixed once
-        ``environment()`` has built it, so they are flattened on the first render.
+        The environment's globals are fixed once ``environment()`` has built it, so they are
+        flattened on the first render (docs/performance.md, "Fast paths"). It copies jinja2's
+        render internals: pyproject.toml bounds jinja2 and tests/test_fast_paths.py checks them.
         """
         flat = self._flat_globals
         if flat is None:
