@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from receiver import __version__
 from receiver.errors import ConfigError, RulesError, StoreError
 from receiver.settings import Settings
+from receiver.timefmt import utc_text
 
 __all__ = ["main"]
-
-_GC_YOUNG_THRESHOLD = 10_000
-"""Allocations between two young collections while serving (CPython's default is 700)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,7 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from receiver.delivery.notifier import check_url
-    from receiver.http.app import create_app
+    from receiver.http.app import create_app, tune_collector
     from receiver.http.protocol import BoundedHttpToolsProtocol
     from receiver.logconfig import configure_logging
     from receiver.rules import load_rules
@@ -162,16 +158,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     resolve_sources(ruleset, settings)
     app = create_app(settings, ruleset=ruleset)
-    # Everything loaded so far (apprise's plugins, pydantic's schemas, the rules) lives for the
-    # whole process: move it out of the collector's reach, or every full collection walks it and
-    # stalls the webhooks waiting behind it (p99 at concurrency 64: about 60 ms -> 20 ms).
-    gc.collect()
-    gc.freeze()
-    # A young collection walks every young object still alive, and with 64 webhooks in hand
-    # thousands are (their tasks, futures, parsed bodies): at the default of one collection per
-    # 700 allocations that was ~10 % of a webhook's CPU. Most objects die by reference count and
-    # never count against the threshold, so a larger one costs little memory (docs/performance.md).
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    tune_collector()  # last before serving: what is loaded by now lives as long as the process
     uvicorn.run(
         app,
         host=settings.host,
@@ -239,6 +226,7 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _send_test(args: argparse.Namespace) -> int:
+    from receiver.delivery import keepalive
     from receiver.delivery.notifier import AppriseNotifier, check_url, mask_url, send_test
     from receiver.rules import load_rules
 
@@ -252,6 +240,7 @@ def _send_test(args: argparse.Namespace) -> int:
         )
         return 1
     url = channel.url_value()
+    keepalive.install()  # as in the server: the test goes out the way alerts do
     result = asyncio.run(send_test(url, AppriseNotifier()))
     target = mask_url(url)
     if result.ok:
@@ -316,7 +305,7 @@ async def _silence_add(store: Any, args: argparse.Namespace) -> int:
             print(f"receiver silence add: {problem}", file=sys.stderr)
         return 1
     row = await store.add_silence(new, now=now)
-    print(f"silence {row.id} added: {' '.join(row.matchers)} until {_utc(row.ends_at)}")
+    print(f"silence {row.id} added: {' '.join(row.matchers)} until {utc_text(row.ends_at)}")
     return 0
 
 
@@ -325,7 +314,7 @@ async def _silence_expire(store: Any, args: argparse.Namespace) -> int:
     if row is None:
         print(f"no silence {args.id}", file=sys.stderr)
         return 1
-    print(f"silence {row.id} expired ({_utc(row.ends_at)})")
+    print(f"silence {row.id} expired ({utc_text(row.ends_at)})")
     return 0
 
 
@@ -344,13 +333,9 @@ async def _silence_list(store: Any, args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':>5}  {'STATE':<8} {'ENDS (UTC)':<20} {'BY':<12} {'MATCHERS':<40} COMMENT")
     for r in rows:
-        state, ends, by, matchers = silence_state(r, now), _utc(r.ends_at), r.created_by, " ".join(r.matchers)
+        state, ends, by, matchers = silence_state(r, now), utc_text(r.ends_at), r.created_by, " ".join(r.matchers)
         print(f"{r.id:>5}  {state:<8} {ends:<20} {by:<12.12} {matchers:<40} {r.comment}")
     return 0
-
-
-def _utc(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _deliveries(args: argparse.Namespace) -> int:
@@ -400,7 +385,7 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':>6}  {'STATE':<8} {'TRIES':>5}  {'CHANNEL':<16} {'RULE':<20} {'CREATED (UTC)':<20} LAST ERROR")
     for r in rows:
-        created = datetime.fromtimestamp(r.created_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        created = utc_text(r.created_at)
         error = (r.last_error or "").replace("\n", " ")[:80]
         print(f"{r.id:>6}  {r.state:<8} {r.attempts:>5}  {r.channel:<16.16} {r.rule:<20.20} {created:<20} {error}")
     return 0

@@ -7,8 +7,9 @@
     │   └── RulesError         rules.yaml problems (carries every Problem found)
     ├── SignatureError         a webhook whose X-UiPath-Signature does not verify
     ├── EventParseError        a body that is not an Orchestrator event we can read
-    ├── StoreError             the store cannot be reached or written (recoverable or not)
-    └── DeliveryError          a notification that could not be delivered (recoverable or not)
+    └── StoreError             the store cannot be reached or written (recoverable or not)
+
+A send that fails is not an exception: ``receiver.delivery`` returns a ``SendResult`` for it.
 
 Every exception carries its data as attributes, not only as a message, so callers can
 map it to an HTTP status, an exit code or a log field without parsing text.
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 
 __all__ = [
     "ConfigError",
-    "DeliveryError",
     "EventParseError",
     "Problem",
     "ReceiverError",
@@ -101,17 +101,5 @@ class StoreError(ReceiverError):
     """
 
     def __init__(self, message: str, *, recoverable: bool = True) -> None:
-        self.recoverable = recoverable
-        super().__init__(message)
-
-
-class DeliveryError(ReceiverError):
-    """A notification that failed to go out.
-
-    Attributes:
-        recoverable: True when a later attempt may succeed (alertmanager's ``Notify() (bool, error)``).
-    """
-
-    def __init__(self, message: str, *, recoverable: bool) -> None:
         self.recoverable = recoverable
         super().__init__(message)

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import sys
 import threading
-import time
+import time  # noqa: F401 - the clock of now_iso_utc, which tests reach as logconfig.time
 from asyncio import events as asyncio_events
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from receiver.jsonfmt import dumps_text
 from receiver.settings import Settings
+from receiver.timefmt import now_iso_utc
 
 __all__ = ["configure_logging", "log_summary"]
 
@@ -37,8 +36,9 @@ class _StderrLogger:
 
     On the event loop, lines are gathered and written once per turn of the loop: after a group
     commit, the answers to a whole batch of webhooks are sent in one turn, and their summary
-    lines then cost one write instead of one each (~4 µs apiece). At most that turn's lines wait,
-    and ``atexit`` writes whatever is left. Other threads (the store's, apprise's) write at once.
+    lines then cost one write instead of one each (docs/performance.md, "Fast paths"). At most
+    that turn's lines wait, and ``atexit`` writes whatever is left. Other threads (the store's,
+    apprise's) write at once.
     """
 
     _lock = threading.Lock()
@@ -98,14 +98,8 @@ def _stderr_logger(*_: Any) -> _StderrLogger:
 
 
 def _dumps(event_dict: EventDict, **_: Any) -> str:
-    """One JSON line: orjson (~1 µs for a summary line, against ~5 µs for ``json.dumps``), ``json`` when it can't.
-
-    Anything neither knows becomes its repr, as with structlog's own renderer.
-    """
-    try:
-        return orjson.dumps(event_dict, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:  # orjson.JSONEncodeError: an int past 64 bits, a str with lone surrogates, ...
-        return json.dumps(event_dict, default=repr)
+    """One JSON line; anything JSON does not know becomes its repr, as with structlog's own renderer."""
+    return dumps_text(event_dict, default=repr, non_str_keys=True)
 
 
 def _add_logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -115,15 +109,13 @@ def _add_logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
 
 
 def log_summary(level: str, event: str, fields: dict[str, Any]) -> None:
-    """One of the lines written once per webhook, event or send, at ``level``.
+    """One of the lines written once per webhook, event or send, at ``level``: the one way to write them.
 
     Those are a request's summary (``webhook_received``, ``webhook_refused``, ...), an event's
-    ``event_processed`` and a send's ``notification_sent``. With JSON output it is rendered here,
-    with the keys structlog's chain gives every line (``event``, ``level``, ``timestamp``,
-    ``logger``) but without the chain: contextvars, level, time stamper, logger name, exception
-    formatter, renderer and the bound logger around them cost ~8 µs of a webhook's ~35 µs budget,
-    and about half of the dispatcher's own CPU per send (docs/performance.md). Otherwise
-    structlog writes it.
+    ``event_processed`` and a send's ``notification_sent``. Once ``configure_logging`` chose JSON,
+    it is rendered here with the keys structlog's chain gives every line (``event``, ``level``,
+    ``timestamp``, ``logger``) but without running the chain, which is most of a line's cost
+    (docs/performance.md, "Fast paths"). Otherwise structlog writes it.
     """
     minimum = _summary_minimum
     if minimum is None or structlog.get_config()["processors"] is not _summary_chain:
@@ -135,32 +127,9 @@ def log_summary(level: str, event: str, fields: dict[str, Any]) -> None:
     line = dict(fields)
     line["event"] = event
     line["level"] = level
-    line["timestamp"] = _utc_now()
+    line["timestamp"] = now_iso_utc()
     line["logger"] = "receiver"
     _STDERR_LOGGER.msg(_dumps(line))
-
-
-_second: tuple[int, str] = (0, "")
-"""The last whole second a summary line was stamped in, and its text up to the seconds."""
-
-
-def _utc_now() -> str:
-    """Now in ISO 8601, UTC, to the microsecond (``2026-12-03T12:33:33.004512Z``).
-
-    The date and time up to the second are formatted once per second: ``datetime.now(UTC)
-    .isoformat()`` on every line was ~2 µs (up to 6 µs under load) of each webhook's summary line.
-    """
-    global _second
-    now = time.time()
-    whole = int(now)
-    micros = round((now - whole) * 1_000_000)  # rounded as datetime.fromtimestamp rounds
-    if micros == 1_000_000:
-        whole, micros = whole + 1, 0
-    second, text = _second
-    if whole != second:
-        text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second = (whole, text)  # one tuple: a thread reading it sees both halves of the same second
-    return f"{text}.{micros:06d}Z"
 
 
 _summary_log = structlog.get_logger()
@@ -187,7 +156,7 @@ def configure_logging(settings: Settings) -> None:
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     # Our own lines are rendered by structlog and written to stderr directly: no stdlib LogRecord,
-    # caller lookup and handler per line, which cost ~10 µs of every webhook (docs/performance.md).
+    # caller lookup and handler per line (docs/performance.md, "Fast paths").
     # The stdlib loggers (uvicorn, apprise) still go through ProcessorFormatter: one stream, one format.
     global _summary_minimum, _summary_chain
     _summary_minimum = _LEVELS[settings.log_level] if as_json else None
@@ -221,8 +190,8 @@ def configure_logging(settings: Settings) -> None:
     # urllib3 at DEBUG logs request paths, which hold Slack tokens and the Workflows sig=.
     logging.getLogger("urllib3").setLevel(max(logging.INFO, _LEVELS[settings.log_level]))
     # apprise's INFO lines ("Notifying 1 service(s) asynchronously.", "Sent Slack notification.")
-    # repeat our notification_sent line, at ~15 µs each through the stdlib formatter: two per send,
-    # 6.5 % of the server's GIL time while delivering (docs/performance.md). Its warnings and errors (why
-    # a send failed) stay; at log level debug its INFO lines come back, for troubleshooting.
+    # repeat our notification_sent line, two per send through the stdlib formatter (docs/performance.md,
+    # "Fast paths"). Its warnings and errors (why a send failed) stay; at log level debug its INFO
+    # lines come back, for troubleshooting.
     apprise_level = logging.INFO if settings.log_level == "debug" else max(logging.WARNING, _LEVELS[settings.log_level])
     logging.getLogger("apprise").setLevel(apprise_level)

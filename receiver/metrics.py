@@ -125,8 +125,8 @@ _M = TypeVar("_M", Counter, Histogram)
 class Children(Generic[_M]):
     """A labelled metric's children by label values, each looked up once.
 
-    ``labels()`` takes a lock and checks its arguments, a few µs per call: once per webhook,
-    event and send it was a noticeable part of the dispatcher's own CPU. Label values come
+    ``labels()`` takes a lock and checks its arguments on every call, once per webhook, event and
+    send (docs/performance.md, "Fast paths"). Label values come
     from configuration and fixed vocabularies (sources, channels, rules, outcomes), so the
     cache stays as small as the metric's own table of children.
     """

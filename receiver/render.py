@@ -26,7 +26,6 @@ import html
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -56,6 +55,7 @@ from receiver.rules import (
     localtime,
     neutralise,
 )
+from receiver.timefmt import from_unix
 
 __all__ = [
     "Notification",
@@ -489,7 +489,7 @@ def render_recovered(
     body_template = None if recover is None else recover.body_template
     names = context_names(title_template, body_template)
     context = template_context(event, rule, ruleset, source=source, severity=severity, names=names)
-    when = datetime.fromtimestamp(since, tz=UTC)
+    when = from_unix(since)
     context.update(since=when, count=count, alert_title=alert_title, key=key)
     title, title_error = _run(title_template, context)
     body, body_error = _run(body_template, context)

@@ -17,7 +17,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from receiver.errors import EventParseError
@@ -25,6 +24,7 @@ from receiver.metrics import ChannelQueue, QueueSnapshot
 from receiver.noise import Decision, parse_stored
 from receiver.rules import RuleSet
 from receiver.store import AttemptRow, DeliveryRow, EventQuery, EventRow, NoiseLogEntry, NoiseLogRow, Store
+from receiver.timefmt import parse_iso
 
 __all__ = [
     "DELIVERY_STATES",
@@ -97,15 +97,12 @@ def parse_time(value: str, *, now: float) -> float:
         # Not float() on anything: it reads "nan", "inf" and "1e400", and a NaN bound matches nothing.
         return float(text)
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parse_iso(text).timestamp()
     except ValueError:
         raise ValueError(
             f"{value[:_TEXT_LIMIT]!r} is not a time: use Unix seconds, ISO 8601 (2026-01-31T08:00:00Z) "
             "or a duration back from now (15m, 2h, 7d)"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def _text(params: Mapping[str, str], name: str) -> str | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from receiver.errors import EventParseError, Problem, RulesError
 from receiver.events import Event, cap_strings, parse_event, parse_log_entries
 from receiver.noise import Emitted, Entry, Result, Simulation
-from receiver.rules import HANDLE_TYPES, TIME_FORMAT, Channel, RuleSet, Severity, load_rules, parse_duration
+from receiver.rules import HANDLE_TYPES, Channel, RuleSet, Severity, load_rules, parse_duration
+from receiver.timefmt import format_local, iso_utc, parse_iso
 
 __all__ = [
     "SCHEMA_SUITE",
@@ -106,10 +107,6 @@ def _events_of(raw: Any) -> list[Event]:
     return list(parse_log_entries(raw))
 
 
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=UTC).isoformat()
-
-
 def _notification_json(emitted: Emitted, ruleset: RuleSet, mask_url: MaskUrl | None) -> dict[str, Any]:
     note = emitted.notification
     channel = ruleset.channels.get(emitted.channel)
@@ -126,7 +123,7 @@ def _notification_json(emitted: Emitted, ruleset: RuleSet, mask_url: MaskUrl | N
 
 def _later_json(entry: Entry, ruleset: RuleSet, mask_url: MaskUrl | None) -> dict[str, Any]:
     return {
-        "at": _iso(entry.at),
+        "at": iso_utc(entry.at),
         "timer": entry.label,
         "decisions": [d.to_json() for d in entry.result.decisions],
         "notifications": [_notification_json(e, ruleset, mask_url) for e in entry.result.emitted],
@@ -161,7 +158,7 @@ def evaluate_event(
     timers = sim.run_until(arrival + later)
     return {
         "source": source,
-        "at": _iso(arrival),
+        "at": iso_utc(arrival),
         "event": {
             "type": event.type,
             "event_id": event.event_id,
@@ -345,8 +342,7 @@ def _print_event(result: Mapping[str, Any], out: TextIO, ruleset: RuleSet | None
 
 
 def _local(iso: str, ruleset: RuleSet | None) -> str:
-    moment = datetime.fromisoformat(iso)
-    return moment.astimezone(ruleset.timezone).strftime(TIME_FORMAT) if ruleset is not None else iso
+    return format_local(parse_iso(iso), ruleset.timezone) if ruleset is not None else iso
 
 
 def _print_decisions(decisions: Sequence[Mapping[str, Any]], out: TextIO, indent: str = "  ") -> None:
@@ -604,7 +600,7 @@ def _entry_json(entry: Entry, start: float, ruleset: RuleSet, mask_url: MaskUrl 
     result: Result = entry.result
     return {
         "offset": entry.at - start,
-        "at": _iso(entry.at),
+        "at": iso_utc(entry.at),
         "kind": entry.kind,
         "label": entry.label,
         "decisions": [d.to_json() for d in result.decisions],

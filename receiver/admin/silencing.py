@@ -9,12 +9,12 @@ is refused when it is made, not discovered when it fails to mute.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from receiver.noise import MatcherError, compile_matchers, parse_matchers
 from receiver.rules import parse_duration
 from receiver.store import NewSilence, SilenceRow
+from receiver.timefmt import iso_utc, parse_iso
 
 __all__ = ["SilenceError", "build_silence", "parse_time", "silence_json", "silence_state"]
 
@@ -39,12 +39,9 @@ def parse_time(value: Any) -> float:
         return float(value)
     if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.strip())
+            return parse_iso(value).timestamp()
         except ValueError as exc:
             raise ValueError(f"{value!r} is not an ISO 8601 date-time, e.g. 2026-03-01T18:00:00Z") from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
     raise ValueError(f"{value!r} is not a time")
 
 
@@ -117,10 +114,6 @@ def silence_state(row: SilenceRow, now: float) -> str:
     return "active" if now < row.ends_at else "expired"
 
 
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=UTC).isoformat()
-
-
 def silence_json(row: SilenceRow, now: float) -> dict[str, Any]:
     """A silence as the admin API and ``receiver silence list --json`` show it."""
     return {
@@ -128,8 +121,8 @@ def silence_json(row: SilenceRow, now: float) -> dict[str, Any]:
         "matchers": list(row.matchers),
         "comment": row.comment,
         "created_by": row.created_by,
-        "created_at": _iso(row.created_at),
-        "starts_at": _iso(row.starts_at),
-        "ends_at": _iso(row.ends_at),
+        "created_at": iso_utc(row.created_at),
+        "starts_at": iso_utc(row.starts_at),
+        "ends_at": iso_utc(row.ends_at),
         "state": silence_state(row, now),
     }

@@ -2,12 +2,13 @@
 
 apprise's HTTP plugins (Slack, Teams, Discord, json://, ...) call ``requests.post()`` and its
 siblings, and each call builds a ``requests.Session``, opens a connection, sends, and closes
-both: a TCP handshake per notification, and for https a TLS handshake too (tens of
-milliseconds to a real service, ~1 ms of CPU). In a burst of alerts to one webhook that is most
-of a send. ``install()`` routes those calls through one ``Session`` per thread instead, so
-consecutive sends from a thread reuse its open connection to the same host. Measured on loopback
-(json://, 1,000 sends, 4 at a time, docs/performance.md): 18 % less CPU and 14 % less time per
-send, before any TLS.
+both: a TCP handshake per notification, and for https a TLS handshake too. ``install()`` routes
+those calls through one ``Session`` per thread instead, so consecutive sends from a thread reuse
+its open connection to the same host (docs/performance.md, "Fast paths").
+
+``install()`` patches the ``requests`` module for the whole process, so nothing here runs on
+import: the application factory (``receiver.http.app.create_app``) and the CLI commands that send
+call it.
 
 What a call still sees as if its session were new:
 
@@ -16,8 +17,8 @@ What a call still sees as if its session were new:
 * **Environment.** Proxies (``HTTPS_PROXY``, ``NO_PROXY``), ``REQUESTS_CA_BUNDLE`` and
   ``.netrc`` apply as with ``requests.request``. What the environment gives for one scheme and
   host is worked out on a session's first request there and kept for the session's life: requests
-  scans the whole environment two or three times per call for it, a tenth of a send's CPU, and a
-  server's environment does not change while it runs.
+  scans the whole environment two or three times per call for it, and a server's environment does
+  not change while it runs.
 * **Idle connections are not trusted.** A connection unused for ``IDLE_SECONDS`` is closed, not
   reused: NAT gateways, firewalls and load balancers drop idle flows without telling either end
   (Azure's after 4 minutes, AWS's NAT after 350 s), and a request written into a dropped flow

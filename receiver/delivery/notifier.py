@@ -23,11 +23,10 @@ DEBUG lines carry raw webhook tokens.
 
 How a send runs, and why:
 
-* One ``Apprise`` object per channel URL, built on first use and reused, concurrently too.
-  Building one costs about 0.2 ms, against 1.1 ms for a whole send to a local endpoint: a fifth
-  of the delivery path. Each call still gets its own result (apprise keeps per-call state in
-  contextvars; 200 sends from 16 threads on one object were all delivered once, reference
-  §7). The state a plugin does keep is its pacing timestamp, zeroed below, and lookup caches
+* One ``Apprise`` object per channel URL, built on first use and reused, concurrently too
+  (docs/performance.md, "Fast paths"). Each call still gets its own result (apprise keeps
+  per-call state in contextvars; 200 sends from 16 threads on one object were all delivered
+  once, reference §7). The state a plugin does keep is its pacing timestamp, zeroed below, and lookup caches
   (Slack's e-mail to user id), which are safe to share.
 * ``request_rate_per_sec`` is zeroed on that plugin: apprise would otherwise sleep 1.2 s (Slack)
   to 5.5 s (Teams, e-mail) between the requests of one send, for example one message per e-mail
@@ -40,13 +39,12 @@ How a send runs, and why:
   in one of receiver's threads, not through ``Apprise.async_notify``: the same preparation of the
   message (apprise designed the plugin call to match ``Apprise.notify``), without apprise's
   per-call machinery (call state, log capture handlers, retry runner, result objects, two more
-  tasks and a hop through its coordinator), which cost ~0.5 ms of CPU per send, a fifth of a
-  send to a local endpoint (docs/performance.md). The failure reason is the plugin's own
-  WARNING/ERROR lines, collected per send. URLs with those options take apprise's path, which
+  tasks and a hop through its coordinator; docs/performance.md, "Fast paths"). The failure
+  reason is the plugin's own WARNING/ERROR lines, collected per send. URLs with those options take apprise's path, which
   implements them.
-* HTTP connections are reused: ``receiver.delivery.keepalive`` gives each of apprise's sending threads one
-  ``requests.Session`` (cookies cleared after every call, connections idle 30 s closed), so a
-  burst of alerts to one webhook pays for one TCP and TLS handshake per thread, not per message.
+* HTTP connections are reused once ``receiver.delivery.keepalive.install()`` ran (the application
+  factory and ``receiver send-test`` call it): each of apprise's sending threads gets one
+  ``requests.Session`` (cookies cleared after every call, connections idle 30 s closed).
 * ``body_format`` is always explicit: apprise's default (``None``) skips escaping and lets
   ``<!channel>`` through to Slack.
 
@@ -71,7 +69,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
@@ -91,8 +88,8 @@ from apprise import (
 from apprise.decorators import notify  # the custom-notification hook for log://
 
 from receiver import __version__
-from receiver.delivery import keepalive
 from receiver.render import Notification
+from receiver.timefmt import utc_text
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -635,13 +632,12 @@ class AppriseNotifier:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._cache: dict[tuple[str, float], tuple[Apprise, NotifyBase]] = {}
-        keepalive.install()
 
     def _loaded(self, url: str, timeout: float) -> tuple[Apprise, NotifyBase] | None:
         """The ``Apprise`` object holding ``url``'s prepared plugin, built once per URL and timeout.
 
-        Loading a URL costs 0.5-0.8 ms and a reused object notifies in 60 % of a fresh one's time
-        (reference/apprise.md §8). Reuse is safe: apprise keeps per-call state (attempts, logs) in
+        Loading a URL costs more than a send to a nearby endpoint (docs/performance.md, "Fast paths").
+        Reuse is safe: apprise keeps per-call state (attempts, logs) in
         contextvars and the result is per call, and ``_prepare`` zeroed the one thing a reused
         plugin remembers between sends, its pacing. Bounded: URLs come from the rules file, so
         only a reload brings new ones, and a full cache is simply started again.
@@ -770,7 +766,7 @@ async def send_test(url: str, notifier: Notifier, *, timeout: float = DEFAULT_SE
     Returns:
         The outcome, with apprise's reason when it failed.
     """
-    sent_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    sent_at = utc_text(time.time()) + " UTC"
     body = (
         f"This is a test notification from receiver {__version__} on host {socket.gethostname()!r}, "
         f"sent at {sent_at} by 'receiver send-test'. If you can read it, this channel works."

@@ -128,15 +128,11 @@ async def delivery_retry(request: Request, rt: Runtime) -> Response:
         return error_response(400, "invalid_id", "delivery id must be an integer")
     if not await rt.store.retry_delivery(delivery_id, now=rt.clock()):
         return error_response(404, "not_found", f"no unsent delivery {delivery_id}")
-    if rt.dispatcher is not None:
-        rt.dispatcher.wake()
     return JSONResponse({"status": "retrying", "id": delivery_id})
 
 
 async def deliveries_retry_dead(_: Request, rt: Runtime) -> Response:
     count = await rt.store.retry_dead(now=rt.clock())
-    if rt.dispatcher is not None:
-        rt.dispatcher.wake()
     return JSONResponse({"status": "retrying", "count": count})
 
 

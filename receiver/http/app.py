@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,12 +26,14 @@ from starlette.types import Message, Receive, Scope, Send
 from receiver import __version__
 from receiver.admin import audit
 from receiver.admin.retention import Pruner, Retention, StoreStatsCache
+from receiver.delivery import keepalive
 from receiver.delivery.notifier import AppriseNotifier, Notifier
 from receiver.errors import StoreError
 from receiver.http import api, auth, edge, responses, ui
 from receiver.http.limiter import FailureLimiter
-from receiver.http.runtime import Runtime, load_rules_file, resolve_sources
+from receiver.http.runtime import RulesInForce, Runtime, load_rules_file, resolve_sources
 from receiver.metrics import Metrics
+from receiver.pipeline.activity import EdgeActivity
 from receiver.pipeline.dispatch import Backoff, Dispatcher
 from receiver.pipeline.rulewatch import watch_rules
 from receiver.pipeline.worker import InboxWorker
@@ -38,12 +41,15 @@ from receiver.rules import RuleSet
 from receiver.settings import Settings
 from receiver.store import open_store
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "tune_collector"]
 
 log = structlog.get_logger()
 
 _DRAIN_SECONDS = 5.0
 """On shutdown, how long sends in flight may take to end before they are cut short."""
+
+_GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between two young collections while serving (CPython's default is 700)."""
 
 
 def create_app(
@@ -64,6 +70,7 @@ def create_app(
     Returns:
         The Starlette app; its lifespan opens the store and starts the workers.
     """
+    keepalive.install()  # apprise's sends reuse their connections (docs/performance.md, "Fast paths")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -74,39 +81,50 @@ def create_app(
         metrics = Metrics(CollectorRegistry(auto_describe=True))
         metrics.rules_loaded.set(len(rules.rules))
         metrics.info.info({"version": __version__})
-        rt = Runtime(settings=settings, store=store, ruleset=rules, sources=sources, clock=clock, metrics=metrics)
-        rt.auth_failures = FailureLimiter(settings.auth_failures_per_minute, 60.0)
-        rt.rules_loaded_at = clock()
-        rt.dispatcher = Dispatcher(
+        in_force = RulesInForce(rules, sources, loaded_at=clock())
+        edge_activity = EdgeActivity()
+        dispatcher = Dispatcher(
             store,
-            rt.current_rules,
+            in_force.current,
             notifier or AppriseNotifier(),
             clock=clock,
             lease=settings.lease_seconds,
             poll=settings.poll_seconds,
             backoff=Backoff(base=settings.retry_initial_seconds, cap=settings.retry_max_seconds),
             metrics=metrics,
-            edge=rt.edge,
+            edge=edge_activity,
         )
-        rt.worker = InboxWorker(
+        worker = InboxWorker(
             store,
-            rt.current_rules,
+            in_force.current,
             clock=clock,
             lease=settings.lease_seconds,
             poll=settings.poll_seconds,
-            on_deliveries=rt.dispatcher.wake,
             metrics=metrics,
-            edge=rt.edge,
+            edge=edge_activity,
             event_budget=settings.event_budget_seconds,
         )
+        rt = Runtime(
+            settings=settings,
+            store=store,
+            rules=in_force,
+            clock=clock,
+            metrics=metrics,
+            worker=worker,
+            dispatcher=dispatcher,
+            edge=edge_activity,
+            auth_failures=FailureLimiter(settings.auth_failures_per_minute, 60.0),
+            store_stats=StoreStatsCache(store),
+        )
         app.state.runtime = rt
-        await store.listen(_wake_workers(rt.worker, rt.dispatcher))
+        # The one path of wake-ups: the store's bus hears this process's commits and, on PostgreSQL,
+        # every replica's and the CLI's.
+        await store.listen(_wake_workers(worker, dispatcher))
         rt.tasks = [
-            asyncio.create_task(rt.worker.run(), name="inbox-worker"),
-            asyncio.create_task(rt.dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(worker.run(), name="inbox-worker"),
+            asyncio.create_task(dispatcher.run(), name="dispatcher"),
             asyncio.create_task(rt.reads.run(), name="read-deadlines"),
         ]
-        rt.store_stats = StoreStatsCache(store)
         retention = Retention(
             events_days=settings.retain_events_days,
             dead_days=settings.retain_dead_days,
@@ -120,7 +138,7 @@ def create_app(
             interval=settings.prune_interval_seconds,
             metrics=metrics,
             pause=settings.prune_pause_seconds,
-            busy=lambda: rt.edge.inflight > 0,
+            busy=lambda: edge_activity.inflight > 0,
         )
         rt.tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
         if settings.watch_rules:
@@ -166,7 +184,8 @@ def create_app(
 class ReceiverApp(Starlette):
     """Starlette, with ``POST /webhooks/{source}`` answered ahead of its middleware and router.
 
-    See ``edge.is_webhook`` for why; every other request, and the lifespan, go through Starlette.
+    See ``edge.is_webhook`` for why (docs/performance.md, "Fast paths"); every other request, and the
+    lifespan, go through Starlette.
     An https request (TLS at a trusted proxy, see ``RECEIVER_TRUSTED_PROXIES``) gets HSTS on its answer.
     """
 
@@ -224,6 +243,17 @@ def _close_if_unread(scope: Scope, receive: Receive, send: Send) -> tuple[Receiv
     return receiving, sending
 
 
+def tune_collector() -> None:
+    """Set the garbage collector up for serving: the start-up heap frozen, young collections rarer.
+
+    Called by ``receiver serve`` once everything is loaded, just before it serves: collections
+    walking long-lived or in-flight objects stalled webhooks (docs/performance.md, "Fast paths").
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def _wake_workers(worker: InboxWorker, dispatcher: Dispatcher) -> Callable[[str], None]:
     """Route the store's wake-ups (other replicas' commits, CLI re-drives) to the workers they concern."""
 
@@ -242,9 +272,8 @@ async def _metrics(request: Request) -> Response:
     # replica, so each one reports the same, current numbers.
     try:
         rt.metrics.set_queues(await audit.queue_snapshot(rt.store, now=rt.clock(), channels=rt.ruleset.channels))
-        if rt.store_stats is not None:
-            stats = await rt.store_stats.get()
-            rt.metrics.set_store_size(stats.rows, stats.size_bytes)
+        stats = await rt.store_stats.get()
+        rt.metrics.set_store_size(stats.rows, stats.size_bytes)
     except StoreError as exc:
         log.warning("metrics_store_unavailable", error=str(exc))
         rt.metrics.set_queues(None)

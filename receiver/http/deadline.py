@@ -2,10 +2,10 @@
 
 uvicorn bounds idle keep-alive connections but not a client that sends its body slowly: each
 such request would hold a task, a connection and its buffer for as long as the client likes.
-``asyncio.timeout`` would bound it, but costs 6-9 µs per request on the webhook path, which
-has ~35 µs of budget in all (docs/performance.md). Here a read registers its task in a dict
-(well under a µs) and one loop, waking every ``tick`` seconds, cancels the reads that are
-overdue; the reader turns that cancellation into its 408 (``expired``).
+``asyncio.timeout`` would bound it, at a cost the webhook path cannot spare (docs/performance.md,
+"Fast paths"). Here a read registers its task in a dict and one loop, waking every ``tick``
+seconds, cancels the reads that are overdue; the reader turns that cancellation into its 408
+(``expired``).
 """
 
 from __future__ import annotations

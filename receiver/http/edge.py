@@ -14,10 +14,8 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -27,22 +25,17 @@ from receiver.errors import EventParseError, SignatureError, StoreError
 from receiver.events import EVENT_TYPES, parse_log_entries
 from receiver.http.auth import token_matches
 from receiver.http.quota import retry_after
-from receiver.http.responses import INTERNAL_ERROR
+from receiver.http.responses import INTERNAL_ERROR, error_body
 from receiver.http.runtime import Runtime
+from receiver.jsonfmt import dumps
 from receiver.logconfig import log_summary
 from receiver.signature import SignatureForm, verify_signature
 from receiver.store import InboxItem
+from receiver.timefmt import parse_iso
 
 __all__ = ["is_webhook", "logs", "webhook"]
 
 log = structlog.get_logger()
-
-
-def _json_bytes(payload: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(payload)
-    except TypeError:  # a lone surrogate in an event id taken from the body: json escapes it
-        return json.dumps(payload, separators=(",", ":")).encode()
 
 
 _WEBHOOKS = "/webhooks/"
@@ -51,10 +44,9 @@ _WEBHOOKS = "/webhooks/"
 def is_webhook(scope: Scope) -> bool:
     """Whether ``scope`` is ``POST /webhooks/{source}``, the one hot path.
 
-    ``app.ReceiverApp`` answers it with ``webhook`` before Starlette's middleware stack and router:
-    without them, a ``Request`` and a ``JSONResponse``, a webhook costs ~30 µs less CPU, most of
-    the budget that keeps ingest at half the bare framework's rate (docs/performance.md). The route
-    stays in the table (mounting the same handler) for 405s and for apps built without this.
+    ``app.ReceiverApp`` answers it with ``webhook`` before Starlette's middleware stack and router,
+    which cost a webhook more CPU than the rest of its path (docs/performance.md, "Fast paths"). The
+    route stays in the table (mounting the same handler) for 405s and for apps built without this.
     """
     if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
         return False
@@ -83,7 +75,7 @@ class _Webhook:
             log.exception("request_failed", path=scope["path"][:200])
             status, payload, headers = 500, dict(INTERNAL_ERROR), None
             summary = ("webhook_failed", {"source": source_name[:100], "status": 500})
-        body = _json_bytes(payload)
+        body = dumps(payload)
         raw_headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
         raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
         elapsed = time.perf_counter() - started
@@ -143,12 +135,9 @@ def _event_time(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        return parse_iso(value).timestamp()
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def _event_id(raw: Mapping[str, Any], body: bytes) -> str:
@@ -197,7 +186,7 @@ def _refusal(rt: Runtime, source: str, refusal: _Refused) -> _Answer:
     label = source if source in rt.sources else "unknown"
     rt.metrics.webhooks_refused.labels(label, refusal.code).inc()
     summary = ("webhook_refused", {"source": source[:100], "reason": refusal.code, "status": refusal.status})
-    return refusal.status, {"error": refusal.code, "detail": refusal.detail}, refusal.headers, summary
+    return refusal.status, error_body(refusal.code, refusal.detail), refusal.headers, summary
 
 
 def _refuse(rt: Runtime, source: str, refusal: _Refused) -> tuple[Response, _Summary]:
@@ -280,11 +269,8 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
             log.info("signature_hex_form_used", source=source_name)
     # Counted as a burst only once authenticated (see receiver/pipeline/activity.py): a few unsigned bodies
     # trickled in must not make the workers wait.
-    rt.edge.started()
-    try:
+    with rt.edge.handling():
         return await _store_webhook(rt, source_name, body)
-    finally:
-        rt.edge.finished()
 
 
 async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
@@ -314,8 +300,6 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
             503, "store_unavailable", "the event could not be stored; retry later", {"Retry-After": "5"}
         ) from None
     status = "duplicate" if accepted.duplicate else "accepted"
-    if not accepted.duplicate and rt.worker is not None:
-        rt.worker.wake()
     type_label = event_type if event_type in EVENT_TYPES else "unknown"
     rt.metrics.received(source_name, type_label, status).inc()
     summary = (
@@ -344,11 +328,8 @@ async def _accept_logs(rt: Runtime, source_name: str, request: Request) -> tuple
     if wait > 0:
         raise _rate_limited(source_name, rate, burst, wait, close=True)
     body = await _receive_body(rt, request.scope, request.receive)
-    rt.edge.started()  # counted as a burst once authenticated and read, as for webhooks
-    try:
+    with rt.edge.handling():  # counted as a burst once authenticated and read, as for webhooks
         return await _store_logs(rt, source_name, body)
-    finally:
-        rt.edge.finished()
 
 
 def _logs_rate(rt: Runtime) -> tuple[float, int]:
@@ -369,9 +350,9 @@ def _rate_limited(source_name: str, rate: float, burst: int, wait: float, *, clo
 
 
 _INLINE_PARSE_BYTES = 2048
-"""Log bodies up to this size are parsed on the loop (one entry: ~40 µs; the thread hop alone ~100 µs).
+"""Log bodies up to this size are parsed on the loop, where a small one costs less than a hop to a thread.
 
-Larger ones go to a thread: 1,000 entries take ~40 ms, and the loop must keep answering.
+Larger ones go to a thread: the loop must keep answering while a big batch of entries is parsed.
 """
 
 
@@ -400,8 +381,6 @@ async def _store_logs(rt: Runtime, source_name: str, body: bytes) -> tuple[Respo
         raise _Refused(
             503, "store_unavailable", "the entries could not be stored; retry later", {"Retry-After": "5"}
         ) from None
-    if rt.worker is not None:
-        rt.worker.wake()
     accepted = sum(not r.duplicate for r in results)
     rt.metrics.webhooks_received.labels(source_name, "robot.log", "accepted").inc(accepted)
     rt.metrics.webhooks_received.labels(source_name, "robot.log", "duplicate").inc(len(items) - accepted)
@@ -471,7 +450,7 @@ def _loads(body: bytes) -> Any:
     """``json.loads`` that refuses an object with a repeated key.
 
     Parsers disagree on which of two equal keys wins, so a signed body with ``"Type"`` twice
-    could mean one thing to us and another to whoever checks our logs. About 2 µs per 1 KB.
+    could mean one thing to us and another to whoever checks our logs.
     """
     # What json.loads does with bytes (UTF-8, -16 or -32, BOM or not), with a decoder built once:
     # json.loads(..., object_pairs_hook=...) builds a new JSONDecoder on every call.

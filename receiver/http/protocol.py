@@ -8,10 +8,12 @@ bytes that arrive while a head is incomplete, and past ``MAX_HEAD_BYTES`` answer
 closes the connection: what it holds is bounded by the limit plus one read.
 
 One write per answer: uvicorn writes an answer's head when the app starts it and its body when
-the app sends it, two ``send`` system calls and two TCP segments for a 200-byte answer. On
-loopback each call also runs the receiving side's TCP work, so the two writes were a third of
-the webhook path's CPU (docs/performance.md). The head is held and goes out with the first
-body write; a ``100 Continue`` is never held.
+the app sends it, two ``send`` system calls and two TCP segments for a 200-byte answer
+(docs/performance.md, "Fast paths"). The head is held and goes out with the first body write; a
+``100 Continue`` is never held.
+
+Both lean on uvicorn's internals (``HttpToolsProtocol``, its ``cycle``): pyproject.toml bounds
+uvicorn, and tests/test_fast_paths.py fails when a version inside the bound breaks them.
 """
 
 from __future__ import annotations

@@ -10,13 +10,18 @@ from collections.abc import Mapping
 
 from starlette.responses import JSONResponse
 
-__all__ = ["INTERNAL_ERROR", "error_response"]
+__all__ = ["INTERNAL_ERROR", "error_body", "error_response"]
 
 
-INTERNAL_ERROR = {"error": "internal_error", "detail": "internal error; see the server log"}
+def error_body(code: str, detail: str) -> dict[str, str]:
+    """``{"error": CODE, "detail": MESSAGE}``, for a route that writes its answer itself (the webhook edge)."""
+    return {"error": code, "detail": detail}
+
+
+INTERNAL_ERROR = error_body("internal_error", "internal error; see the server log")
 """The body of every 500: the cause goes to the log, never to the client."""
 
 
 def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The JSON error body every refusal uses: ``{"error": CODE, "detail": MESSAGE}``."""
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+    return JSONResponse(error_body(code, detail), status_code=status, headers=headers)

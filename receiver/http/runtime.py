@@ -31,6 +31,7 @@ from receiver.store import Store
 
 __all__ = [
     "DEFAULT_SOURCE",
+    "RulesInForce",
     "Runtime",
     "SourceAuth",
     "load_rules_file",
@@ -106,34 +107,66 @@ def resolve_sources(ruleset: RuleSet, settings: Settings) -> dict[str, SourceAut
 
 
 @dataclass
+class RulesInForce:
+    """The rule set in force, the sources it gives and how its last reload went.
+
+    The workers hold ``current`` and the routes the ``Runtime`` around this; a reload swaps the
+    rule set and the sources together, so no request or event sees half of a rule set.
+    """
+
+    ruleset: RuleSet
+    sources: dict[str, SourceAuth]
+    loaded_at: float
+    problems: list[str] = field(default_factory=list)
+    """What the last reload found wrong (empty: it worked, or none happened)."""
+
+    def current(self) -> RuleSet:
+        """The rule set in force (workers call this once per batch)."""
+        return self.ruleset
+
+
+@dataclass
 class Runtime:
-    """What the routes share: settings, store, the current rules and the workers."""
+    """What the routes share: settings, store, the rules in force and the workers, built complete by ``create_app``."""
 
     settings: Settings
     store: Store
-    ruleset: RuleSet
-    sources: dict[str, SourceAuth]
+    rules: RulesInForce
     clock: Callable[[], float]
     metrics: Metrics
-    worker: InboxWorker | None = None
-    dispatcher: Dispatcher | None = None
-    reload_problems: list[str] = field(default_factory=list)
-    auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
-    """Failed admin-token checks per client address (``receiver.http.api``)."""
-    rules_loaded_at: float = 0.0
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    edge: EdgeActivity = field(default_factory=EdgeActivity)
+    worker: InboxWorker
+    dispatcher: Dispatcher
+    edge: EdgeActivity
     """Authenticated requests in hand at the edge: the workers give way to them (bounded)."""
-    reads: ReadDeadlines = field(default_factory=ReadDeadlines)
-    store_stats: StoreStatsCache | None = None
+    auth_failures: FailureLimiter
+    """Failed admin-token checks per client address (``receiver.http.api``)."""
+    store_stats: StoreStatsCache
     """Rows per table and size of the store, read at most once a minute (``/metrics``, ``/ui``)."""
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    reads: ReadDeadlines = field(default_factory=ReadDeadlines)
     """Body reads in progress, cancelled past ``settings.body_timeout_seconds`` (slow clients)."""
     logs_quota: EntryQuota = field(default_factory=EntryQuota)
     """Robot-log entries each source may still post (``settings.logs_rate_per_second``, ``logs_burst``)."""
 
-    def current_rules(self) -> RuleSet:
-        """The rule set in force (workers call this once per batch)."""
-        return self.ruleset
+    @property
+    def ruleset(self) -> RuleSet:
+        """The rule set in force."""
+        return self.rules.ruleset
+
+    @property
+    def sources(self) -> dict[str, SourceAuth]:
+        """The sources of the rule set in force."""
+        return self.rules.sources
+
+    @property
+    def rules_loaded_at(self) -> float:
+        """When the rule set in force was loaded."""
+        return self.rules.loaded_at
+
+    @property
+    def reload_problems(self) -> list[str]:
+        """What the last reload found wrong (empty: it worked)."""
+        return self.rules.problems
 
     async def reload(self, reason: str) -> list[str]:
         """Load the rules file again and swap it in whole; on any problem keep the running rules."""
@@ -146,17 +179,14 @@ class Runtime:
         except ConfigError as exc:
             problems = [f"{path}: {exc}"]
         else:
-            # One assignment each: a worker reads self.ruleset once per event, so no event
-            # sees half of a rule set.
-            self.ruleset, self.sources = ruleset, sources
-            self.reload_problems = []
-            self.rules_loaded_at = self.clock()
+            # Swapped whole, with no await between: a request or a batch sees the old set or the new one.
+            rules = self.rules
+            rules.ruleset, rules.sources, rules.loaded_at, rules.problems = ruleset, sources, self.clock(), []
             self.metrics.rules_loaded.set(len(ruleset.rules))
             log.info("rules_reloaded", reason=reason, rules=len(ruleset.rules), channels=len(ruleset.channels))
-            if self.dispatcher is not None:
-                self.dispatcher.wake()
+            self.dispatcher.wake()  # new channels get their send loops now, not at the next poll
             return []
-        self.reload_problems = problems
+        self.rules.problems = problems
         self.metrics.rules_reload_failures.inc()
         log.error("rules_reload_failed", reason=reason, problems=problems)
         return problems

@@ -27,7 +27,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -45,6 +45,7 @@ from receiver.http.responses import error_response
 from receiver.http.runtime import Runtime
 from receiver.http.views import event_detail, event_list, rules_json
 from receiver.store import DeliveryRow
+from receiver.timefmt import local_text
 
 __all__ = ["COOKIE", "SESSION_SECONDS", "routes"]
 
@@ -96,7 +97,7 @@ _DONE = {
 def _when(context: Mapping[str, Any], ts: float | None) -> str:
     if ts is None:
         return "\u2013"
-    return datetime.fromtimestamp(ts, tz=UTC).astimezone(context["tz"]).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return local_text(ts, context["tz"])
 
 
 def _duration(seconds: float) -> str:
@@ -428,10 +429,8 @@ async def overview(page: _Page) -> Response:
     )
 
 
-async def _store_size(rt: Runtime) -> dict[str, Any] | None:
-    """The store's rows per table, its size and the retention in force (None until first read)."""
-    if rt.store_stats is None:
-        return None
+async def _store_size(rt: Runtime) -> dict[str, Any]:
+    """The store's rows per table, its size and the retention in force."""
     stats = await rt.store_stats.get()
     settings = rt.settings
     kept = {
@@ -585,8 +584,6 @@ async def retry(page: _Page, form: dict[str, str]) -> Response:
     delivery_id = audit.parse_id(raw)
     if delivery_id is None or not await rt.store.retry_delivery(delivery_id, now=rt.clock()):
         return _redirect(back, done="not_found", what="delivery", id=delivery_id or 0)
-    if rt.dispatcher is not None:
-        rt.dispatcher.wake()
     log.info("delivery_redriven", delivery_id=delivery_id, by="ui")
     return _redirect(back, done="retried", id=delivery_id)
 
@@ -594,8 +591,6 @@ async def retry(page: _Page, form: dict[str, str]) -> Response:
 async def retry_dead(page: _Page, form: dict[str, str]) -> Response:
     rt = page.rt
     count = await rt.store.retry_dead(now=rt.clock())
-    if rt.dispatcher is not None:
-        rt.dispatcher.wake()
     log.info("deliveries_redriven", count=count, by="ui")
     return _redirect(_next_path(form.get("next")), done="retried_dead", n=count)
 

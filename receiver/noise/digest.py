@@ -7,11 +7,11 @@ so a group flushed after a restart reads the same as one flushed before it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from receiver.render import Notification, escaper, finish
-from receiver.rules import TIME_FORMAT, Channel, Rule, RuleSet, Severity
+from receiver.rules import Channel, Rule, RuleSet, Severity
+from receiver.timefmt import local_text
 
 if TYPE_CHECKING:  # the group stage imports the digest
     from receiver.noise.group import GroupState
@@ -35,10 +35,6 @@ def _top(counts: Mapping[str, int]) -> str:
     return shown + (f", +{len(ranked) - TOP} more" if len(ranked) > TOP else "")
 
 
-def _when(at: float, ruleset: RuleSet, fmt: str = TIME_FORMAT) -> str:
-    return datetime.fromtimestamp(at, tz=UTC).astimezone(ruleset.timezone).strftime(fmt)
-
-
 def render_digest(group: GroupState, rule: Rule, channel: Channel, ruleset: RuleSet) -> Notification:
     """The digest of a group's pending events for one channel.
 
@@ -59,14 +55,14 @@ def render_digest(group: GroupState, rule: Rule, channel: Channel, ruleset: Rule
     fields: list[tuple[str, str]] = [
         ("Rule", rule.name),
         ("Group", ", ".join(f"{k}={v}" for k, v in labels.items()) or "all matches"),
-        ("Events", f"{count}, {_when(first_at, ruleset)} to {_when(last_at, ruleset)}"),
+        ("Events", f"{count}, {local_text(first_at, ruleset.timezone)} to {local_text(last_at, ruleset.timezone)}"),
         ("Types", _top(types)),
     ]
     for label, counts in (("Processes", group.processes), ("Robots", group.robots), ("Queues", group.queues)):
         if counts:
             fields.append((label, _top(counts)))
     lines = [
-        f"{_when(s.at, ruleset, '%H:%M:%S')} {s.title}" + (f" — {s.message}" if s.message else "")
+        f"{local_text(s.at, ruleset.timezone, '%H:%M:%S')} {s.title}" + (f" — {s.message}" if s.message else "")
         for s in group.samples
     ]
     if count > len(group.samples):

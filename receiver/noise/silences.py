@@ -26,10 +26,10 @@ import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from receiver.rules import Clause, Compiler, RuleSet, Subject, compile_glob, event_classes, is_plain_glob
+from receiver.timefmt import local_text
 
 if TYPE_CHECKING:  # the stage context imports the Silencer
     from receiver.noise.decision import Result
@@ -193,10 +193,6 @@ class AdHocSilence:
         return self.starts_at <= at < self.ends_at
 
 
-def _time(at: float, zone: Any) -> str:
-    return datetime.fromtimestamp(at, tz=UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
 class Silencer:
     """Decides whether a notification of a rule about an event is silenced at a time.
 
@@ -233,7 +229,7 @@ class Silencer:
             return f"silenced by maintenance window {window.name!r} ({window.schedule.describe()}){comment}"
         for silence, compiled in self._adhoc:
             if silence.active(at) and compiled.holds(subject, rule):
-                until = _time(silence.ends_at, self._ruleset.timezone)
+                until = local_text(silence.ends_at, self._ruleset.timezone)
                 matchers = " ".join(silence.matchers)
                 return (
                     f"silenced by silence #{silence.id} ({matchers}) of {silence.created_by} until {until}: "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from receiver.events import Event
@@ -11,7 +10,8 @@ from receiver.noise.decision import Decision, Emitted, Result
 from receiver.noise.plan import Plan, RoutePlan
 from receiver.noise.silences import Silencer
 from receiver.render import render
-from receiver.rules import TIME_FORMAT, Inhibit, RuleSet
+from receiver.rules import Inhibit, RuleSet
+from receiver.timefmt import local_text
 
 __all__ = ["Context", "channel_names", "describe_seconds", "equal_labels"]
 
@@ -85,4 +85,4 @@ class Context:
         """A time in the rules' time zone, or ``?``."""
         if at is None:
             return "?"
-        return datetime.fromtimestamp(float(at), tz=UTC).astimezone(self.ruleset.timezone).strftime(TIME_FORMAT)
+        return local_text(float(at), self.ruleset.timezone)

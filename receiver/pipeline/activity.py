@@ -1,17 +1,18 @@
 """Whether the edge is in a burst of requests, for background work that should give way to it.
 
-The inbox worker and the dispatcher share the event loop (and, pinned, the CPU) with the edge.
-In a burst, webhook answers come first: Orchestrator is waiting on them, while an event in the
-inbox is already safe. So background work waits until the burst is over, bounded so that it
-never stops: in a sustained flood it still runs once per ``max_defer`` of its caller
-(docs/performance.md).
+The one home of the burst gate: the edge wraps each authenticated request in ``handling()``, and
+the inbox worker and the dispatcher call ``wait_quiet`` before a batch or a claim; nothing else
+looks at it. They share the event loop (and, pinned, the CPU) with the edge. In a burst, webhook
+answers come first: Orchestrator is waiting on them, while an event in the inbox is already safe.
+So background work waits until the burst is over, bounded so that it never stops: in a sustained
+flood it still runs once per ``max_defer`` of its caller (docs/performance.md, "Fast paths").
 
 A burst is many requests in hand at once, not one: at a steady few hundred webhooks a second
-the edge nearly always has one or two in hand (longer still while apprise's threads hold the
-GIL), and background work that waited for none fell minutes behind (the soak, docs/reliability.md).
+the edge nearly always has one or two in hand, and background work that waited for none fell
+behind (the soak, docs/reliability.md).
 
-Only authenticated work counts: the edge calls ``started`` once a request's signature (or bearer
-token) has passed and its body is read, not when the request arrives. Otherwise anyone could hold
+Only authenticated work counts: the edge enters ``handling()`` once a request's signature (or
+bearer token) has passed and its body is read, not when the request arrives. Otherwise anyone could hold
 ``BURST`` connections open with trickled unsigned bodies and keep the workers waiting ``max_defer``
 at every turn, slowing delivery to a few sends a second per channel.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Iterator
 
 __all__ = ["BURST", "QUIET_SECONDS", "EdgeActivity"]
 
@@ -31,8 +33,8 @@ QUIET_SECONDS = 0.002
 """How long the edge must have stayed under ``BURST`` to count as quiet again.
 
 Not zero: in a flood the edge empties for an instant after every group commit (all its answers
-go out in one pass, the next requests are not read yet). Background work that woke in that
-instant took a third of the CPU. 2 ms adds at most that much to an alert's latency.
+go out in one pass, the next requests are not read yet), and background work must not wake in
+that instant. 2 ms adds at most that much to an alert's latency.
 """
 
 
@@ -52,6 +54,15 @@ class EdgeActivity:
     def inflight(self) -> int:
         """Requests being answered right now."""
         return self._inflight
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        """Count one authenticated request in hand at the edge while the block runs."""
+        self.started()
+        try:
+            yield
+        finally:
+            self.finished()
 
     def started(self) -> None:
         """The edge took a request."""

@@ -115,7 +115,7 @@ class Dispatcher:
         self._backoff = backoff or Backoff()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._metrics = metrics
-        self._edge = edge
+        self._edge = edge if edge is not None else EdgeActivity()  # none given: never busy
         self._max_defer = max_defer
         self._wakeups: dict[str, asyncio.Event] = {}
         self._sending: set[int] = set()  # ids of the deliveries this process is sending right now
@@ -247,8 +247,7 @@ class Dispatcher:
         (the outcome), not two (outcome and claim), closer to apprise called directly.
         """
         # Set by wake() (deliveries may be due) and by every send that ends. One event, waited on
-        # directly: two waiter tasks and asyncio.wait per idle turn were ~3 % of the server's CPU
-        # while delivering.
+        # directly: cheaper than waiter tasks and asyncio.wait per idle turn (docs/performance.md).
         signal = self._wakeups[name]
         sends = _Sends(signal)
         while True:
@@ -263,13 +262,12 @@ class Dispatcher:
                 await signal.wait()
                 continue
             # Rows in hand start first; the next round is claimed while these sends run, so a slot
-            # that frees finds its row here instead of waiting for a claim (one in ~5 sends did).
+            # that frees finds its row here instead of waiting for a claim.
             self._start_sends(channel, ready=ready, sends=sends, in_flight=in_flight)
             full = False
             # (After a reload that lowered the concurrency, more may be in flight than two rounds: no claim.)
             if not ready and sends.count < 2 * channel.concurrency:
-                if self._edge is not None:
-                    await self._edge.wait_quiet(self._max_defer)  # webhooks first, as in InboxWorker
+                await self._edge.wait_quiet(self._max_defer)  # webhooks first, as in InboxWorker
                 lease = max(self._lease, channel.timeout_seconds * 2)
                 # The free slots and the next round: a claimed row waits at most one send here.
                 want = 2 * channel.concurrency - sends.count

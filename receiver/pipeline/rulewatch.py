@@ -7,10 +7,10 @@ a Kubernetes ConfigMap update (which swaps the ``..data`` symlink the path leads
 
 Written here rather than with watchfiles, which this used before: its inotify watch had to be
 on the directory (a watch on the file is lost when an editor replaces it), and by default that
-directory also holds the SQLite database, written on every webhook. The watcher's thread woke for
-each of those writes, 4-10 µs of CPU per webhook, about 3.5 % of the server's under load
-(docs/performance.md). Its polling mode compares modification times to the second and missed the
-second of two saves made within one second. A ``stat`` every half second costs nothing.
+directory also holds the SQLite database, written on every webhook, and the watcher's thread woke
+for each of those writes (docs/performance.md, "Fast paths"). Its polling mode compares
+modification times to the second and missed the second of two saves made within one second. A
+``stat`` every half second costs nothing.
 """
 
 from __future__ import annotations

@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
 import structlog
 
 from receiver.errors import EventParseError, ReceiverError, StoreError
 from receiver.events import Event, UnknownEvent
+from receiver.jsonfmt import dumps_text
 from receiver.logconfig import log_summary
 from receiver.metrics import Metrics
 from receiver.noise import SILENT_TYPES, AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
@@ -129,9 +129,6 @@ class _Batch:
     late: list[LateDelivery] = field(default_factory=list)
     log: list[NoiseLogEntry] = field(default_factory=list)
 
-    def channels(self) -> set[str]:
-        return {d.channel for p in self.processed for d in p.deliveries} | {d.delivery.channel for d in self.late}
-
 
 class InboxWorker:
     """Processes the inbox in order of arrival, and fires noise timers when they are due.
@@ -142,7 +139,6 @@ class InboxWorker:
         clock: Unix time source.
         lease: seconds a claimed event stays with this worker.
         poll: seconds to sleep when idle and not woken (catches work of other processes, due timers).
-        on_deliveries: called with the channels that got new deliveries.
         batch: events claimed at once.
         edge: the edge's activity. While it is busy, the worker waits, at most
             ``max_defer`` seconds per batch: a burst is answered first and processed right after
@@ -160,7 +156,6 @@ class InboxWorker:
         clock: Callable[[], float],
         lease: float,
         poll: float,
-        on_deliveries: Callable[[Iterable[str]], None] | None = None,
         batch: int = 100,
         metrics: Metrics | None = None,
         edge: EdgeActivity | None = None,
@@ -172,10 +167,9 @@ class InboxWorker:
         self._clock = clock
         self._lease = lease
         self._poll = poll
-        self._on_deliveries = on_deliveries
         self._batch = batch
         self._metrics = metrics
-        self._edge = edge
+        self._edge = edge if edge is not None else EdgeActivity()  # none given: never busy
         self._max_defer = max_defer
         self._budget = event_budget
         self._spent: dict[int, float] = {}  # inbox id -> seconds its planning took
@@ -189,7 +183,7 @@ class InboxWorker:
         self._claimed: list[int] = []  # ids of the claimed batch not yet committed as processed
 
     def wake(self) -> None:
-        """Tell the worker there is new work (the webhook route calls this after a commit)."""
+        """Tell the worker there is new work (the store's ``listen`` bus calls this after a commit)."""
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -315,23 +309,21 @@ class InboxWorker:
     async def _yield_to_edge(self) -> None:
         """Every ``_SLICE`` seconds, let the event loop run; while the edge is busy, wait for it.
 
-        A batch of 100 events is ~20 ms of CPU: run in one go it delays every webhook answer behind
-        it, and in a burst it takes the CPU the edge needs. The wait ends at the batch's deadline,
-        so processing never stops. Not after every event: each turn of the loop is a system call,
-        and two per event were about a fifth of the worker's CPU (docs/performance.md).
+        A whole batch run in one go would delay every webhook answer behind it, and in a burst take
+        the CPU the edge needs. The wait ends at the batch's deadline, so processing never stops.
+        Not after every event: each turn of the loop is a system call (docs/performance.md, "Fast paths").
         """
         now = time.monotonic()
         if now < self._next_yield:
             return
         await asyncio.sleep(0)
-        if self._edge is not None:
-            await self._edge.wait_quiet(self._deadline - time.monotonic())
+        await self._edge.wait_quiet(self._deadline - time.monotonic())
         self._next_yield = time.monotonic() + _SLICE
 
     # An event runs on the event loop for up to _ON_LOOP seconds; one that needs longer is rolled
     # back and run again in the worker's own thread, where the loop keeps answering meanwhile
     # (the GIL is handed over every few ms even to a thread that never blocks). Not every event
-    # in the thread: a hand-over costs ~100 µs of CPU, most of a normal event's whole cost.
+    # in the thread: a hand-over costs more CPU than a normal event (docs/performance.md).
 
     def _loop_share(self, spent: float) -> float:
         """The budget of an attempt on the loop, after ``spent`` seconds on the event so far."""
@@ -616,9 +608,6 @@ class InboxWorker:
             for entry in batch.log:
                 if entry.suppressed:
                     self._metrics.notifications_suppressed.labels(entry.action).inc()
-        channels = batch.channels()
-        if channels and self._on_deliveries is not None:
-            self._on_deliveries(channels)
 
 
 def _arrival_times(rows: Sequence[EventRow]) -> list[float]:
@@ -632,11 +621,8 @@ def _arrival_times(rows: Sequence[EventRow]) -> list[float]:
 
 
 def _outcome_json(summary: dict[str, Any]) -> str:
-    """An event's outcome as JSON text: orjson (~5x faster than json, once per event), json when it can't."""
-    try:
-        return orjson.dumps(summary).decode()
-    except TypeError:  # orjson.JSONEncodeError: a lone surrogate in a reason taken from event text, ...
-        return json.dumps(summary)
+    """An event's outcome as JSON text (a lone surrogate from event text included)."""
+    return dumps_text(summary)
 
 
 def _text(value: object) -> str | None:

@@ -31,13 +31,12 @@ from receiver.rules.model import (
 from receiver.rules.reach import needed_event_types
 from receiver.rules.ruleset import RuleSet
 from receiver.rules.spec import DEFAULT_ORCHESTRATOR_SCOPES, parse_duration
-from receiver.rules.template import TIME_FORMAT, context_names, escape_markdown, firstlines, localtime, neutralise
+from receiver.rules.template import context_names, escape_markdown, firstlines, localtime, neutralise
 from receiver.rules.values import compile_glob, is_plain_glob
 
 __all__ = [
     "DEFAULT_ORCHESTRATOR_SCOPES",
     "HANDLE_TYPES",
-    "TIME_FORMAT",
     "BodyFormat",
     "BudgetExceededError",
     "Channel",

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from receiver.timefmt import format_local, from_unix
 
 __all__ = ["DAY_NAMES", "DateRange", "Schedule", "WeeklyWindow", "parse_clock", "parse_days", "parse_moment"]
 
@@ -153,7 +155,7 @@ class DateRange:
     def describe(self, zone: ZoneInfo) -> str:
         """``2024-12-24 00:00 to 2024-12-27 00:00``, in ``zone``."""
         fmt = "%Y-%m-%d %H:%M"
-        return f"{self.start.astimezone(zone).strftime(fmt)} to {self.end.astimezone(zone).strftime(fmt)}"
+        return f"{format_local(self.start, zone, fmt)} to {format_local(self.end, zone, fmt)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +168,7 @@ class Schedule:
 
     def active(self, at: float) -> bool:
         """True when the Unix time ``at`` falls into a window of the schedule."""
-        moment = datetime.fromtimestamp(at, tz=UTC)
+        moment = from_unix(at)
         if any(r.active(moment) for r in self.dates):
             return True
         if not self.weekly:

@@ -36,11 +36,11 @@ from markupsafe import Markup
 from receiver.rules.budget import check_budget
 from receiver.rules.fields import HANDLE_TYPES
 from receiver.rules.model import BodyFormat
+from receiver.timefmt import TIME_FORMAT, format_local
 
 __all__ = [
     "CONTEXT_NAMES",
     "RECOVER_NAMES",
-    "TIME_FORMAT",
     "RuleTemplate",
     "check_template",
     "compile_template",
@@ -60,7 +60,6 @@ CONTEXT_NAMES: frozenset[str] = frozenset(
 RECOVER_NAMES: frozenset[str] = frozenset({"since", "count", "alert_title", "key"})
 """The names a ``recover:`` template may use besides :data:`CONTEXT_NAMES`."""
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
 
 _ZWSP = "\u200b"
 _SLACK_CONTROL = re.compile(r"<(?=[!@#])")
@@ -127,11 +126,7 @@ def _escape_line_starts(text: str) -> str:
 
 def localtime(value: Any, tz: ZoneInfo, fmt: str = TIME_FORMAT) -> str:
     """Format an aware datetime in ``tz`` (naive ones are taken as UTC); other values as text."""
-    if not isinstance(value, datetime):
-        return "" if value is None else str(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo("UTC"))
-    return str(value.astimezone(tz).strftime(fmt))
+    return format_local(value, tz, fmt)
 
 
 def firstlines(value: Any, n: int = 5, width: int = 300) -> str:
@@ -177,9 +172,7 @@ def _finalizer(fmt: BodyFormat) -> Callable[[Context, Any], Any]:
 class RuleTemplate(Template):
     """A compiled rule template that knows the context names it reads.
 
-    Building the whole context for every render read ~20 event attributes and built the
-    Orchestrator link, about a tenth of the inbox worker's CPU per event, for templates that
-    mostly read one or two (docs/performance.md).
+    So a render builds only the context it reads (docs/performance.md, "Fast paths").
     """
 
     names: frozenset[str] | None = None
@@ -190,10 +183,9 @@ class RuleTemplate(Template):
     def render(self, *args: Any, **kwargs: Any) -> str:
         """``Template.render``, without walking the globals' ChainMap twice on every call.
 
-        jinja2 copies the template's globals (a ChainMap over the environment's) into each new
-        context and then builds the set of their keys: 12 of the 15 µs that ``{{ process }}``
-        took, a throttle key rendered for every event. The environment's globals are fixed once
-        ``environment()`` has built it, so they are flattened on the first render.
+        The environment's globals are fixed once ``environment()`` has built it, so they are
+        flattened on the first render (docs/performance.md, "Fast paths"). It copies jinja2's
+        render internals: pyproject.toml bounds jinja2 and tests/test_fast_paths.py checks them.
         """
         flat = self._flat_globals
         if flat is None:

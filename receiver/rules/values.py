@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime, time
 from enum import Enum
 from typing import Any
 
+from receiver.timefmt import parse_iso
+
 __all__ = [
     "CMP",
     "AllOf",
@@ -100,10 +102,9 @@ def as_datetime(raw: Any) -> datetime | None:
         if not text[:4].isdigit():
             return None
         try:
-            parsed = datetime.fromisoformat(text)
+            return parse_iso(text)
         except ValueError:
             return None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     return None
 
 

@@ -1,0 +1,192 @@
+"""The fast paths: switched on by the application factory, and loud when a library they lean on changes.
+
+Each one relies on something a library does not promise (jinja2's render internals, uvicorn's
+protocol class, ``requests.api.request``); pyproject.toml bounds those libraries, and these tests
+fail with a clear message when an upgrade inside the bounds breaks the assumption anyway
+(docs/performance.md, "Fast paths").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+import jinja2
+import pytest
+import requests
+import requests.api
+
+from receiver.delivery import keepalive
+from receiver.delivery.notifier import AppriseNotifier
+from receiver.http.app import create_app
+from receiver.http.protocol import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+from receiver.rules.template import RuleTemplate, compile_template
+from receiver.settings import Settings
+
+
+@pytest.fixture
+def unpatched_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``requests`` as it is without keepalive (put back as it was afterwards)."""
+    original = requests.Session().request
+
+    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+        return original(method=method, url=url, **kwargs)
+
+    monkeypatch.setattr(requests.api, "request", request)
+    monkeypatch.setattr(requests, "request", request)
+
+
+@pytest.mark.usefixtures("unpatched_requests")
+def test_keepalive_is_installed_by_the_app_factory_not_by_a_notifier(tmp_path: Any) -> None:
+    """Building a notifier patches nothing; building the application installs keep-alive."""
+    AppriseNotifier()
+    assert not keepalive.installed()
+    create_app(Settings(database_url=f"sqlite:///{tmp_path}/r.db", webhook_secret="s" * 32))
+    assert keepalive.installed()
+
+
+# --- jinja2: RuleTemplate.render rebuilds Template.render around a flattened globals dict ----------
+
+_TEMPLATES = [
+    "{{ process }} failed",
+    "{% for x in items %}{{ loop.index }}:{{ x }} {% endfor %}",
+    "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}",
+    "{{ process | upper }} {{ process[:3] }} {{ items | join(',') }}",
+]
+
+
+@pytest.mark.parametrize("source", _TEMPLATES)
+def test_rule_templates_render_as_jinja2_renders_them(source: str) -> None:
+    """The fast render gives what jinja2's own ``Template.render`` gives, its globals included."""
+    fast = compile_template(source, "text")
+    assert isinstance(fast, RuleTemplate)
+    assert type(fast).render is not jinja2.Template.render, "RuleTemplate no longer overrides render"
+    context = {"process": "InvoiceProcessing", "items": ["a", "b"]}
+    assert jinja2.Template.render(fast, **context) == fast.render(**context)
+    assert jinja2.Template.render(fast, context) == fast.render(context)
+
+
+def test_rule_template_errors_carry_the_template_line() -> None:
+    """An error inside a template is re-raised by jinja2's handler, as from ``Template.render``."""
+    fast = compile_template("line one\n{{ 1 // zero }}", "text")
+    with pytest.raises(ZeroDivisionError) as caught:
+        fast.render(zero=0)
+    assert any(entry.lineno + 1 == 2 and "<template>" in str(entry.path) for entry in caught.traceback)
+
+
+def test_jinja2_render_internals_are_the_ones_rule_templates_rebuild() -> None:
+    """jinja2's ``Template.render`` still builds a context and concatenates ``root_render_func``."""
+    source = inspect.getsource(jinja2.Template.render)
+    for piece in ("self.new_context(", "self.root_render_func(ctx)", "self.environment.concat(", "handle_exception"):
+        assert piece in source, (
+            f"jinja2 {jinja2.__version__}: Template.render no longer contains {piece!r}; "
+            "receiver.rules.template.RuleTemplate.render copies it and must be checked against the new version"
+        )
+    new_context = inspect.getsource(jinja2.Template.new_context)
+    for piece in ("new_context(", "self.globals"):
+        assert piece in new_context, (
+            f"jinja2 {jinja2.__version__}: Template.new_context changed; check RuleTemplate.render"
+        )
+    env = compile_template("{{ process }}", "text").environment
+    for name in ("context_class", "concat", "handle_exception"):
+        assert hasattr(env, name), f"jinja2 {jinja2.__version__}: Environment.{name} is gone; check RuleTemplate.render"
+
+
+# --- uvicorn: BoundedHttpToolsProtocol subclasses its httptools protocol ------------------------
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 40000)}.get(name, default)
+
+
+async def _answer(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 202,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"21")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b'{"status":"accepted"}'})
+
+
+async def _connection() -> tuple[BoundedHttpToolsProtocol, _Transport]:
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    config = uvicorn.Config(app=_answer, http=BoundedHttpToolsProtocol, log_config=None, lifespan="off")
+    config.load()
+    try:
+        protocol = BoundedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    except TypeError as exc:
+        pytest.fail(
+            f"uvicorn {uvicorn.__version__}: HttpToolsProtocol's constructor changed ({exc}); "
+            "check receiver/http/protocol.py"
+        )
+    transport = _Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(200):  # bounded: 2 s
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_uvicorn_answers_in_one_write_through_the_bounded_protocol() -> None:
+    """The answer's head and body leave in one write: uvicorn still sends through ``cycle.transport``."""
+    protocol, transport = await _connection()
+    protocol.data_received(b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+    await _until(lambda: transport.writes)
+    assert 1 == len(transport.writes), f"uvicorn's cycle wrote {len(transport.writes)} times: {transport.writes!r}"
+    (answer,) = transport.writes
+    assert answer.startswith(b"HTTP/1.1 202 ")
+    assert answer.endswith(b'{"status":"accepted"}')
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_uvicorn_head_over_the_bound_gets_431() -> None:
+    """The protocol still sees each read of a head (``data_received``) and refuses an oversized one."""
+    protocol, transport = await _connection()
+    protocol.data_received(b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\n")
+    filler = b"x-filler: " + b"a" * 1000 + b"\r\n"
+    for _ in range(MAX_HEAD_BYTES // len(filler) + 2):
+        protocol.data_received(filler)
+        if transport.writes:
+            break
+    assert transport.writes, "a head over MAX_HEAD_BYTES was not refused: check receiver/http/protocol.py"
+    assert transport.writes[0].startswith(b"HTTP/1.1 431 ")
+    protocol.connection_lost(None)
