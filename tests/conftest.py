@@ -26,8 +26,9 @@ from support import ENABLE_POSTGRES, with_params
 
 SYSTEM = Path(__file__).parent / "system"
 
-# Tools a unit test may run to make a fixture (a TLS certificate), not a process under test.
-ALLOWED_PROGRAMS = frozenset({"openssl"})
+# Tools a unit test may run, not a process under test: openssl makes a TLS certificate for a
+# fixture; lint-imports reads the source tree (in-process it leaves state that changes later tests).
+ALLOWED_PROGRAMS = frozenset({"openssl", "lint-imports"})
 
 
 class _Lines:
