@@ -317,7 +317,7 @@ class QueueStats:
 
 # -- retention ----------------------------------------------------------------------------
 
-STORE_TABLES = ("inbox", "deliveries", "attempts", "noise_log", "noise_state", "silences")
+STORE_TABLES: tuple[str, ...] = ("inbox", "deliveries", "attempts", "noise_log", "noise_state", "silences")
 """The tables whose rows ``table_stats`` reports (the ones that grow with traffic)."""
 
 
