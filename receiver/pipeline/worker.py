@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import structlog
@@ -42,14 +42,16 @@ from receiver.pipeline.activity import EdgeActivity
 from receiver.rules import BudgetExceededError, RuleSet, event_budget
 from receiver.store import (
     EventRow,
+    InboxStore,
     LateDelivery,
     NewDelivery,
     NoiseLogEntry,
     NoiseRow,
+    NoiseStateStore,
     NoiseWrite,
     Processed,
     SilenceRow,
-    Store,
+    SilenceStore,
 )
 
 __all__ = ["InboxWorker", "parse_row"]
@@ -133,6 +135,10 @@ class _Batch:
         return {d.channel for p in self.processed for d in p.deliveries} | {d.delivery.channel for d in self.late}
 
 
+class WorkerStore(InboxStore, NoiseStateStore, SilenceStore, Protocol):
+    """What the inbox worker needs of the store: the inbox, the noise state, and the silences."""
+
+
 class InboxWorker:
     """Processes the inbox in order of arrival, and fires noise timers when they are due.
 
@@ -154,7 +160,7 @@ class InboxWorker:
 
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         rules: Callable[[], RuleSet],
         *,
         clock: Callable[[], float],

@@ -31,6 +31,7 @@ from receiver.store import (
 from receiver.store import _plans as plans
 from receiver.store import _retention as retention
 from receiver.store._batch import GroupCommit
+from receiver.store._queries import delivery_where
 from receiver.store.sql import Dialect
 
 __all__ = ["SQLStore"]
@@ -210,9 +211,10 @@ class SQLStore:
         before: int | None = None,
     ) -> list[DeliveryRow]:
         """Newest deliveries first, filtered (see ``Store.list_deliveries``)."""
-        return await self._run(
-            plans.list_deliveries, self.dialect, limit, state, failing, channel, rule, inbox_ids, before
+        where, params = delivery_where(
+            self.dialect, state=state, failing=failing, channel=channel, rule=rule, inbox_ids=inbox_ids, before=before
         )
+        return await self._run(plans.list_deliveries, self.dialect, limit, where, params)
 
     async def get_delivery(self, delivery_id: int) -> DeliveryRow | None:
         """One delivery, or None."""

@@ -33,7 +33,7 @@ from receiver.store import (
     QueueStats,
     SilenceRow,
 )
-from receiver.store._queries import delivery_where, event_where, filter_name
+from receiver.store._queries import event_where, filter_name
 from receiver.store._rows import (
     ATTEMPT_COLUMNS,
     DELIVERY_COLUMNS,
@@ -558,23 +558,10 @@ def deliveries_of(inbox_id: int) -> Plan[list[DeliveryRow]]:
     return [delivery_row(r) for r in rows]
 
 
-def list_deliveries(
-    d: Dialect,
-    limit: int,
-    state: str | None,
-    failing: bool,
-    channel: str | None,
-    rule: str | None,
-    inbox_ids: Collection[int] | None,
-    before: int | None,
-) -> Plan[list[DeliveryRow]]:
-    """Newest deliveries first, filtered (see ``Store.list_deliveries``)."""
-    where, params = delivery_where(
-        d, state=state, failing=failing, channel=channel, rule=rule, inbox_ids=inbox_ids, before=before
-    )
-    params["limit"] = limit
+def list_deliveries(d: Dialect, limit: int, where: str, params: dict[str, object]) -> Plan[list[DeliveryRow]]:
+    """Newest deliveries first, those ``where`` (``delivery_where``) admits."""
     text = f"SELECT {DELIVERY_COLUMNS} FROM deliveries{where} ORDER BY id DESC LIMIT {d.param('limit')}"
-    rows = yield query(text), params
+    rows = yield query(text), {**params, "limit": limit}
     return [delivery_row(r) for r in rows]
 
 
