@@ -6,6 +6,7 @@ dialect; what the methods do is written here and in the plans, once.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -51,13 +52,13 @@ class SQLStore:
 
     def __init__(self) -> None:
         self._accepts: GroupCommit[InboxItem, Accepted] = GroupCommit(
-            lambda take: self._run(plans.accept, take, write=True),
+            lambda take: self._write_batch(plans.accept, take, relaxed=False),
             error=self._unexpected,
             flushers=self._flushers(),
             size=lambda item: len(item.body),
         )
         self._sent: GroupCommit[tuple[int, float, float], None] = GroupCommit(
-            lambda take: self._run(plans.mark_sent, take, write=True, relaxed=True),
+            lambda take: self._write_batch(plans.mark_sent, take, relaxed=True),
             error=self._unexpected,
             flushers=self._flushers(),
         )
@@ -71,6 +72,12 @@ class SQLStore:
     ) -> Awaitable[_T]:
         """Run ``plan(*args)`` in one transaction; driver errors become StoreError."""
         raise NotImplementedError
+
+    def _write_batch(
+        self, plan: Callable[..., plans.Plan[list[_T]]], take: Callable[[], Any], *, relaxed: bool
+    ) -> Awaitable[list[_T]] | concurrent.futures.Future[list[_T]]:
+        """Start a group commit's write of the batch ``take`` gives (see ``GroupCommit``)."""
+        return self._run(plan, take, write=True, relaxed=relaxed)
 
     def _unexpected(self, exc: BaseException) -> StoreError:
         """A StoreError for an error that is not the driver's (a group commit's whole batch fails with it)."""

@@ -8,6 +8,7 @@ store time (``mark_sent``).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
@@ -29,8 +30,9 @@ class GroupCommit(Generic[_I, _R]):
 
     Args:
         write: writes the items ``take()`` returns in one transaction, and returns one result per
-            item, in order. ``take`` may be called again (a retried transaction): it returns the
-            same items.
+            item, in order: as an awaitable, or as the future of a thread (SQLite's store thread,
+            answered with one hand-off back to the loop). ``take`` may be called again (a retried
+            transaction): it returns the same items.
         error: the StoreError to answer with when the write failed with another exception.
         flushers: batches under way at once.
         max_items: the most items in one batch.
@@ -40,7 +42,7 @@ class GroupCommit(Generic[_I, _R]):
 
     def __init__(
         self,
-        write: Callable[[Callable[[], list[_I]]], Awaitable[list[_R]]],
+        write: Callable[[Callable[[], list[_I]]], Awaitable[list[_R]] | concurrent.futures.Future[list[_R]]],
         *,
         error: Callable[[BaseException], StoreError],
         flushers: int = 1,
@@ -58,7 +60,7 @@ class GroupCommit(Generic[_I, _R]):
         self._pending: list[tuple[_I, asyncio.Future[_R]]] = []
         self._running = 0
         self._starting = False  # a write was started and has not taken its batch yet
-        self._writes: set[asyncio.Future[list[_R]]] = set()
+        self._writes: set[_Write[_R]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def submit(self, item: _I) -> _R:
@@ -79,7 +81,8 @@ class GroupCommit(Generic[_I, _R]):
     async def drain(self) -> None:
         """Wait until no write is under way (at close)."""
         while self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+            waits = [asyncio.wrap_future(w) if isinstance(w, concurrent.futures.Future) else w for w in self._writes]
+            await asyncio.gather(*waits, return_exceptions=True)
 
     def _reserve(self) -> bool:
         """Under the lock: whether to start a write for what is pending."""
@@ -91,14 +94,22 @@ class GroupCommit(Generic[_I, _R]):
 
     def _start(self) -> None:
         batch = _Batch(self)
-        write: asyncio.Future[list[_R]]
+        loop = self.loop
+        assert loop is not None  # noqa: S101 - type narrowing: submit() checked it
+        write: _Write[_R]
         try:
-            write = asyncio.ensure_future(self._write(batch.take))
+            started = self._write(batch.take)
         except Exception as exc:  # noqa: BLE001 - a store not open: every waiting call must get the answer
-            write = asyncio.get_running_loop().create_future()
+            write = loop.create_future()
             write.set_exception(exc)
+            started = write
+        if isinstance(started, concurrent.futures.Future):
+            write = started
+            write.add_done_callback(lambda done: loop.call_soon_threadsafe(self._done, batch, done))
+        else:
+            write = asyncio.ensure_future(started)
+            write.add_done_callback(lambda done: self._done(batch, done))
         self._writes.add(write)
-        write.add_done_callback(lambda done: self._done(batch, done))
 
     def _take(self) -> list[tuple[_I, asyncio.Future[_R]]]:
         with self._lock:
@@ -113,7 +124,7 @@ class GroupCommit(Generic[_I, _R]):
             taken, self._pending = self._pending[:count], self._pending[count:]
         return taken
 
-    def _done(self, batch: _Batch[_I, _R], write: asyncio.Future[list[_R]]) -> None:
+    def _done(self, batch: _Batch[_I, _R], write: _Write[_R]) -> None:
         self._writes.discard(write)
         entries = batch.entries()  # taken now if the write failed before taking its batch
         futures = [future for _, future in entries]
@@ -130,6 +141,9 @@ class GroupCommit(Generic[_I, _R]):
             start = self._reserve()
         if start:
             self._start()
+
+
+_Write = asyncio.Future[list[_R]] | concurrent.futures.Future[list[_R]]
 
 
 class _Batch(Generic[_I, _R]):

@@ -97,9 +97,10 @@ _ID = "bigint"
 # -- inbox --------------------------------------------------------------------------------
 
 _INSERT_INBOX = sql(
-    "INSERT INTO inbox (source, event_id, type, body, received_at, event_time) "
-    "SELECT source, event_id, type, body, received_at, event_time FROM {rows} WHERE true {order} "
-    "ON CONFLICT (source, event_id) DO NOTHING RETURNING id, source, event_id",
+    "INSERT INTO inbox (source, event_id, type, body, received_at, event_time) {values} "
+    "ON CONFLICT (source, event_id) DO NOTHING",
+    values="@source, @event_id, @type, @body, @received_at, @event_time",
+    inserted=("source", "event_id"),
     rows=[
         ("source", _TEXT),
         ("event_id", _TEXT),
@@ -110,7 +111,7 @@ _INSERT_INBOX = sql(
     ],
 )
 _FIND_INBOX = sql(
-    "SELECT id, source, event_id FROM inbox WHERE (source, event_id) IN (SELECT source, event_id FROM {rows})",
+    "SELECT id, source, event_id FROM inbox WHERE (source, event_id) IN (SELECT @source, @event_id {from_rows})",
     rows=[("source", _TEXT), ("event_id", _TEXT)],
 )
 _CLAIM_INBOX = sql(
@@ -121,9 +122,8 @@ _CLAIM_INBOX = sql(
 )
 _INSERT_DELIVERIES = sql(
     "INSERT INTO deliveries (inbox_id, rule, channel, title, body, severity, body_format, created_at, "
-    "budget_since, next_attempt_at) "
-    "SELECT inbox_id, rule, channel, title, body, severity, body_format, :now, :now, :now FROM {rows} "
-    "WHERE true {order} ON CONFLICT (inbox_id, rule, channel) DO NOTHING RETURNING channel",
+    "budget_since, next_attempt_at) {values} ON CONFLICT (inbox_id, rule, channel) DO NOTHING",
+    values="@inbox_id, @rule, @channel, @title, @body, @severity, @body_format, :now, :now, :now",
     rows=[
         ("inbox_id", _ID),
         ("rule", _TEXT),
@@ -135,14 +135,14 @@ _INSERT_DELIVERIES = sql(
     ],
 )
 _FINISH_INBOX = sql(
-    "UPDATE inbox SET state = r.state, outcome = r.outcome, processed_at = :now, lease_until = NULL, "
-    "process = r.process, robot = r.robot FROM {rows} WHERE inbox.id = r.id",
+    "UPDATE inbox SET state = @state, outcome = @outcome, processed_at = :now, lease_until = NULL, "
+    "process = @process, robot = @robot {from_rows} WHERE inbox.id = @id",
     rows=[("id", _ID), ("state", _TEXT), ("outcome", _TEXT), ("process", _TEXT), ("robot", _TEXT)],
 )
 _ACQUIRE_LEASE = sql(
     "INSERT INTO leases (name, owner, expires_at) VALUES (:name, :owner, :until) ON CONFLICT (name) DO UPDATE "
     "SET owner = excluded.owner, expires_at = excluded.expires_at "
-    "WHERE leases.owner = excluded.owner OR leases.expires_at <= :now RETURNING owner"
+    "WHERE leases.owner = excluded.owner OR leases.expires_at <= :now"
 )
 _RELEASE_LEASE = sql("DELETE FROM leases WHERE name = :name AND owner = :owner")
 _RELEASE_INBOX = sql(lambda d: f"UPDATE inbox SET lease_until = NULL WHERE {d.in_ids('id', 'ids')} AND state = 'new'")
@@ -202,8 +202,8 @@ def accept(take: Callable[[], list[InboxItem]]) -> Plan[list[Accepted]]:
 
 def acquire_lease(name: str, owner: str, now: float, ttl: float) -> Plan[bool]:
     """Take or renew the named lease; False while another owner's lease runs."""
-    rows = yield _ACQUIRE_LEASE, {"name": name, "owner": owner, "until": now + ttl, "now": now}
-    return bool(rows)
+    changed = yield _ACQUIRE_LEASE, {"name": name, "owner": owner, "until": now + ttl, "now": now}
+    return bool(changed == 1)
 
 
 def release_lease(name: str, owner: str) -> Plan[None]:
@@ -245,8 +245,9 @@ def finish_inbox(processed: Sequence[Processed], now: float, noise: NoiseWrite |
     deliveries = [_delivery(p.inbox_id, d) for p in ordered for d in p.deliveries]
     deliveries += [_delivery(x.inbox_id, x.delivery) for x in late]
     if deliveries:
-        channels = yield _INSERT_DELIVERIES, (deliveries, {"now": now})
-        yield NOTIFY, sorted({f"deliveries:{c}" for (c,) in channels})
+        yield _INSERT_DELIVERIES, (deliveries, {"now": now})
+        # Every channel written to, also where the delivery was there already: a wake-up is a hint.
+        yield NOTIFY, sorted({f"deliveries:{row['channel']}" for row in deliveries})
     latest = {p.inbox_id: p for p in ordered}  # a repeated id: the last one wins
     if latest:
         events = [
@@ -280,22 +281,23 @@ def _delivery(inbox_id: int, d: NewDelivery) -> dict[str, object]:
 
 _REF = [("kind", _TEXT), ("name", _TEXT), ("key", _TEXT)]
 _LOAD_NOISE = sql(
-    f"SELECT {NOISE_COLUMNS} FROM noise_state WHERE (kind, name, key) IN (SELECT kind, name, key FROM {{rows}})",
+    f"SELECT {NOISE_COLUMNS} FROM noise_state WHERE (kind, name, key) IN (SELECT @kind, @name, @key {{from_rows}})",
     rows=_REF,
 )
 _PURGE_NOISE = sql("DELETE FROM noise_state WHERE due_at IS NULL AND expires_at IS NOT NULL AND expires_at <= :before")
 _DELETE_NOISE = sql(
-    "DELETE FROM noise_state WHERE (kind, name, key) IN (SELECT kind, name, key FROM {rows})", rows=_REF
+    "DELETE FROM noise_state WHERE (kind, name, key) IN (SELECT @kind, @name, @key {from_rows})", rows=_REF
 )
 _PUT_NOISE = sql(
-    f"INSERT INTO noise_state ({NOISE_COLUMNS}) SELECT {NOISE_COLUMNS} FROM {{rows}} WHERE true "
+    f"INSERT INTO noise_state ({NOISE_COLUMNS}) {{values}} "
     "ON CONFLICT (kind, name, key) DO UPDATE "
     "SET data = excluded.data, due_at = excluded.due_at, expires_at = excluded.expires_at",
     rows=[*_REF, ("data", _TEXT), ("due_at", _REAL), ("expires_at", _REAL)],
+    values="@kind, @name, @key, @data, @due_at, @expires_at",
 )
 _LOG_NOISE = sql(
-    "INSERT INTO noise_log (at, recorded_at, inbox_id, rule, key, action, reason, suppressed) "
-    "SELECT at, :now, inbox_id, rule, key, action, reason, suppressed FROM {rows} WHERE true {order}",
+    "INSERT INTO noise_log (at, recorded_at, inbox_id, rule, key, action, reason, suppressed) {values}",
+    values="@at, :now, @inbox_id, @rule, @key, @action, @reason, @suppressed",
     rows=[
         ("at", _REAL),
         ("inbox_id", _ID),
@@ -427,13 +429,13 @@ _DUE_CHANNELS = sql(
     "AND (lease_until IS NULL OR lease_until <= :now)"
 )
 _MARK_SENT = sql(
-    "UPDATE deliveries SET state = 'sent', sent_at = r.at, attempts = attempts + 1, lease_until = NULL, "
-    "last_error = NULL FROM {rows} WHERE deliveries.id = r.id",
+    "UPDATE deliveries SET state = 'sent', sent_at = @at, attempts = attempts + 1, lease_until = NULL, "
+    "last_error = NULL {from_rows} WHERE deliveries.id = @id",
     rows=[("id", _ID), ("at", _REAL), ("elapsed", _REAL)],
 )
 _SENT_ATTEMPTS = sql(
-    "INSERT INTO attempts (delivery_id, at, status, reason, elapsed) "
-    "SELECT id, at, 'sent', NULL, elapsed FROM {rows} WHERE true {order}",
+    "INSERT INTO attempts (delivery_id, at, status, reason, elapsed) {values}",
+    values="@id, @at, 'sent', NULL, @elapsed",
     rows=[("id", _ID), ("at", _REAL), ("elapsed", _REAL)],
 )
 _MARK_DEAD = sql(

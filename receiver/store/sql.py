@@ -1,11 +1,13 @@
 """The SQL of both stores, each statement written once, and the dialect that spells it per database.
 
-Statements use named parameters (``:name``) and a few dialect fields in braces: ``{rows}`` (a set
-of rows passed as parameters; ``{order}`` keeps their order), ``{least}``, ``{true}`` and
-``{skip_locked}``. ``Sql`` renders every statement for both databases once, at import: on SQLite
-``{rows}`` is one row of parameters, run once per row (``executemany``); on PostgreSQL it is
-``unnest`` over one array per column, run once for all rows. Values always travel as parameters;
-only column and table names, all constants here, are put into the text.
+Statements use named parameters (``:name``) and a few dialect fields in braces (``{least}``,
+``{true}``, ``{skip_locked}``). A statement over a set of rows writes each row's values as
+``@column`` and puts ``{from_rows}`` where the rows come from (``{order}`` keeps their order):
+on SQLite ``@column`` is a parameter and the statement runs once per row (``executemany``), as
+plain as a hand-written one; on PostgreSQL the rows are ``unnest`` over one array per column, and
+the statement runs once for all of them. ``sql`` renders every statement for both databases
+once, at import. Values always travel as parameters; only column and table names, all constants
+here, are put into the text.
 """
 
 from __future__ import annotations
@@ -66,16 +68,26 @@ class Dialect:
         """The value of ``field`` in the JSON object text ``column`` (numbers come back as numbers)."""
         return f"{column}::jsonb -> '{field}'" if self.index else f"json_extract({column}, '$.{field}')"
 
-    def rows(self, columns: Sequence[tuple[str, str]]) -> str:
-        """A row source ``r`` with these (name, PostgreSQL type) columns, for ``{rows}``."""
+    def from_rows(self, columns: Sequence[tuple[str, str]]) -> str:
+        """For ``{from_rows}``: where rows with these (name, PostgreSQL type) columns come from."""
+        if not self.index:
+            return ""  # one row at a time, its values are parameters
+        arrays = ", ".join(f"%({name})s::{kind}[]" for name, kind in columns)
+        names = ", ".join(name for name, _ in columns)
+        return f"FROM unnest({arrays}) WITH ORDINALITY AS r ({names}, n)"
+
+    def row_value(self, name: str) -> str:
+        """For ``@name``: the column ``name`` of the current row."""
+        return f"r.{name}" if self.index else f":{name}"
+
+    def values(self, select: str) -> str:
+        """For ``{values}``: an INSERT's rows, as ``select`` (a list of ``@column``/``:name`` values) spells each."""
         if self.index:
-            arrays = ", ".join(f"%({name})s::{kind}[]" for name, kind in columns)
-            names = ", ".join(name for name, _ in columns)
-            return f"unnest({arrays}) WITH ORDINALITY AS r ({names}, n)"
-        return "(SELECT " + ", ".join(f":{name} AS {name}" for name, _ in columns) + ") AS r"
+            return f"SELECT {select} {{from_rows}} {{order}}"
+        return f"VALUES ({select})"
 
     def order(self) -> str:
-        """For ``{order}``: the rows of ``{rows}`` in the order given (one row at a time needs none)."""
+        """For ``{order}``: the rows in the order given (one row at a time needs none)."""
         return "ORDER BY r.n" if self.index else ""
 
 
@@ -87,6 +99,7 @@ DIALECTS: Final = (SQLITE, POSTGRES)
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PERCENT = re.compile(r"%(?!\(\w+\)s)")  # a % that is not already a placeholder (from the dialect)
+_ROW_VALUE = re.compile(r"@(\w+)")
 _RETURNS = re.compile(r"^\s*SELECT\b|\bRETURNING\b", re.IGNORECASE)
 
 
@@ -98,38 +111,55 @@ class Sql:
         texts: the SQLite and the PostgreSQL text.
         returns: the statement returns rows (a SELECT, or RETURNING): an executor answers with the
             rows, otherwise with the number of rows changed.
-        columns: for a statement over ``{rows}``, the per-row columns; its parameters are then
+        columns: for a statement over a set of rows, their columns; its parameters are then
             ``(rows, shared)``: a list of dicts (one per row) and a dict of the other parameters.
+        echo: for an INSERT that returns the new rows (``inserted``): the row columns returned
+            after the id. SQLite answers them from ``lastrowid`` and the row: its RETURNING costs
+            an ephemeral table per statement, about doubling a one-row insert.
     """
 
     texts: tuple[str, str]
     returns: bool
     columns: tuple[str, ...] | None = None
+    echo: tuple[str, ...] = ()
 
     def text(self, dialect: Dialect) -> str:
         """The text for ``dialect``."""
         return self.texts[dialect.index]
 
 
-def sql(template: str | Callable[[Dialect], str], *, rows: Sequence[tuple[str, str]] | None = None) -> Sql:
+def sql(
+    template: str | Callable[[Dialect], str],
+    *,
+    rows: Sequence[tuple[str, str]] | None = None,
+    values: str = "",
+    inserted: Sequence[str] = (),
+) -> Sql:
     """Render ``template`` (text, or a function of the dialect) for both databases.
 
     Args:
         template: the statement with ``:name`` parameters and the dialect fields of the module docstring.
-        rows: the columns of ``{rows}`` as (name, PostgreSQL type), when the statement runs over a set of rows.
+        rows: the columns of ``@column`` values as (name, PostgreSQL type), when the statement runs
+            over a set of rows.
+        values: for ``{values}``: the values of each inserted row.
+        inserted: an INSERT over rows returns, of each row it inserted, ``id`` and these row columns.
     """
     texts = []
     for d in DIALECTS:
         text = template(d) if callable(template) else template
+        text = text.replace("{values}", d.values(values))
+        if inserted and d.index:
+            text += " RETURNING " + ", ".join(("id", *inserted))
         if d.index:  # psycopg's placeholders; a literal % is doubled
             text = _NAMED.sub(r"%(\1)s", _PERCENT.sub("%%", text))
         fields = {"least": d.least, "true": d.true, "skip_locked": d.skip_locked, "order": d.order()}
         if rows is not None:
-            fields["rows"] = d.rows(rows)
+            fields["from_rows"] = d.from_rows(rows)
+            text = _ROW_VALUE.sub(lambda m, d=d: d.row_value(m.group(1)), text)  # type: ignore[misc]
         texts.append(" ".join(text.format(**fields).split()))
     sqlite, postgres = texts
     columns = None if rows is None else tuple(name for name, _ in rows)
-    return Sql((sqlite, postgres), bool(_RETURNS.search(sqlite)), columns)
+    return Sql((sqlite, postgres), bool(inserted) or bool(_RETURNS.search(sqlite)), columns, tuple(inserted))
 
 
 def query(text: str) -> Sql:

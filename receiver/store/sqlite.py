@@ -15,6 +15,7 @@ that arrived meanwhile.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -150,8 +151,15 @@ class SQLiteStore(SQLStore):
         executor, loop = self._executor, self._loop
         if executor is None or loop is None:
             raise StoreError("store is not open")
-        # A future, not a coroutine: a group commit's write needs no task of its own.
         return loop.run_in_executor(executor, self._call, plan, args, write, relaxed)
+
+    def _write_batch(
+        self, plan: Callable[..., Plan[list[_T]]], take: Callable[[], Any], *, relaxed: bool
+    ) -> concurrent.futures.Future[list[_T]]:
+        # The thread's own future: the group commit answers its callers with one hand-off back to the loop.
+        if self._executor is None:
+            raise StoreError("store is not open")
+        return self._executor.submit(self._call, plan, (take,), True, relaxed)
 
     def _unexpected(self, exc: BaseException) -> StoreError:
         error = StoreError(f"SQLite store {self.path!r}: {exc!r}")
@@ -271,6 +279,12 @@ def _execute(conn: sqlite3.Connection, statement: Sql, params: Any) -> Any:
     if not statement.returns:
         return conn.executemany(text, rows).rowcount if rows else 0
     found: list[Any] = []
+    if statement.echo:  # RETURNING id and row values, read off the cursor and the row
+        for row in rows:
+            cursor = conn.execute(text, row)
+            if cursor.rowcount == 1:
+                found.append((cursor.lastrowid, *(row[column] for column in statement.echo)))
+        return found
     for row in rows:  # executemany cannot return rows
         found += conn.execute(text, row).fetchall()
     return found
