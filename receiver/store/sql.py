@@ -13,8 +13,9 @@ here, are put into the text.
 from __future__ import annotations
 
 import json
+import operator
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -116,12 +117,15 @@ class Sql:
         echo: for an INSERT that returns the new rows (``inserted``): the row columns returned
             after the id. SQLite answers them from ``lastrowid`` and the row: its RETURNING costs
             an ephemeral table per statement, about doubling a one-row insert.
+        bind: the SQLite text's parameters as a tuple, from the named ones (its text uses ``?``:
+            sqlite3 binds a name by building a string per parameter and call).
     """
 
     texts: tuple[str, str]
     returns: bool
     columns: tuple[str, ...] | None = None
     echo: tuple[str, ...] = ()
+    bind: Callable[[Mapping[str, object]], tuple[object, ...]] | None = None
 
     def text(self, dialect: Dialect) -> str:
         """The text for ``dialect``."""
@@ -158,8 +162,22 @@ def sql(
             text = _ROW_VALUE.sub(lambda m, d=d: d.row_value(m.group(1)), text)  # type: ignore[misc]
         texts.append(" ".join(text.format(**fields).split()))
     sqlite, postgres = texts
+    names = _NAMED.findall(sqlite)
+    sqlite = _NAMED.sub("?", sqlite)
     columns = None if rows is None else tuple(name for name, _ in rows)
-    return Sql((sqlite, postgres), bool(inserted) or bool(_RETURNS.search(sqlite)), columns, tuple(inserted))
+    returns = bool(inserted) or bool(_RETURNS.search(sqlite))
+    return Sql((sqlite, postgres), returns, columns, tuple(inserted), _binder(names))
+
+
+def _binder(names: Sequence[str]) -> Callable[[Mapping[str, object]], tuple[object, ...]]:
+    """The parameters ``names`` (in order, repeats included) of a mapping, as a tuple."""
+    if not names:
+        return lambda _: ()
+    if len(names) == 1:
+        name = names[0]
+        return lambda params: (params[name],)
+    get = operator.itemgetter(*names)
+    return lambda params: get(params)
 
 
 def query(text: str) -> Sql:

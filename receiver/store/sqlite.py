@@ -243,7 +243,7 @@ def _count_rows(conn: sqlite3.Connection, exact_limit: int) -> dict[str, int]:
     """Rows per table: counted up to ``exact_limit``, past it estimated from the span of row ids."""
     rows: dict[str, int] = {}
     for table in STORE_TABLES:
-        (count,) = conn.execute(COUNT_ROWS[table].text(SQLITE), {"limit": exact_limit + 1}).fetchone()
+        ((count,),) = _execute(conn, COUNT_ROWS[table], {"limit": exact_limit + 1})
         if count > exact_limit:
             low, high = conn.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
             count = max(count, int(high) - int(low) + 1)
@@ -269,22 +269,21 @@ def _drive(conn: sqlite3.Connection, steps: Plan[_T]) -> tuple[_T, list[str]]:
 
 def _execute(conn: sqlite3.Connection, statement: Sql, params: Any) -> Any:
     """One statement of a plan: its rows if it returns any, else how many rows it changed."""
-    text = statement.texts[0]
+    text, bind = statement.texts[0], statement.bind
     if statement.columns is None:
-        cursor = conn.execute(text, params)
+        cursor = conn.execute(text, params if bind is None else bind(params))
         return cursor.fetchall() if statement.returns else cursor.rowcount
     rows, shared = params
     if shared:
         rows = [{**shared, **row} for row in rows]
     if not statement.returns:
-        return conn.executemany(text, rows).rowcount if rows else 0
+        return conn.executemany(text, rows if bind is None else map(bind, rows)).rowcount if rows else 0
     found: list[Any] = []
-    if statement.echo:  # RETURNING id and row values, read off the cursor and the row
-        for row in rows:
-            cursor = conn.execute(text, row)
+    for row in rows:
+        cursor = conn.execute(text, row if bind is None else bind(row))
+        if statement.echo:  # RETURNING id and row values, read off the cursor and the row
             if cursor.rowcount == 1:
                 found.append((cursor.lastrowid, *(row[column] for column in statement.echo)))
-        return found
-    for row in rows:  # executemany cannot return rows
-        found += conn.execute(text, row).fetchall()
+        else:  # executemany cannot return rows
+            found += cursor.fetchall()
     return found
