@@ -23,7 +23,7 @@ from receiver.errors import EventParseError
 from receiver.metrics import ChannelQueue, QueueSnapshot
 from receiver.noise import Decision, parse_stored
 from receiver.rules import RuleSet
-from receiver.store import AttemptRow, DeliveryRow, EventQuery, EventRow, NoiseLogEntry, NoiseLogRow, Store
+from receiver.store import AttemptRow, DeliveryRow, EventQuery, EventRow, NoiseLogEntry, NoiseLogRow, ReadStore
 from receiver.timefmt import parse_iso
 
 __all__ = [
@@ -259,7 +259,7 @@ def body_json(row: EventRow) -> Any:
         return row.body.decode("utf-8", errors="replace")
 
 
-async def queue_snapshot(store: Store, *, now: float, channels: Iterable[str] = ()) -> QueueSnapshot:
+async def queue_snapshot(store: ReadStore, *, now: float, channels: Iterable[str] = ()) -> QueueSnapshot:
     """The inbox and outbox as ``/metrics`` and the web page show them (ages in seconds from ``now``).
 
     Args:

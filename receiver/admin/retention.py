@@ -32,7 +32,7 @@ import structlog
 
 from receiver.errors import StoreError
 from receiver.metrics import Metrics
-from receiver.store import PruneCutoffs, Store, StoreStats
+from receiver.store import PruneCutoffs, RetentionStore, StoreStats
 
 __all__ = ["DEDUP_MARGIN", "PRUNED_TABLES", "Pruner", "Retention", "StoreStatsCache", "prune"]
 
@@ -133,7 +133,7 @@ class _Pacer:
 
 
 async def prune(
-    store: Store,
+    store: RetentionStore,
     retention: Retention,
     *,
     now: float,
@@ -216,7 +216,7 @@ class Pruner:
 
     def __init__(
         self,
-        store: Store,
+        store: RetentionStore,
         retention: Retention,
         *,
         clock: Callable[[], float] = time.time,
@@ -292,7 +292,7 @@ class StoreStatsCache:
     time would load the database for nothing. Concurrent callers share one read.
     """
 
-    def __init__(self, store: Store, *, max_age: float = 60.0) -> None:
+    def __init__(self, store: RetentionStore, *, max_age: float = 60.0) -> None:
         self._store = store
         self._max_age = max_age
         self._stats: StoreStats | None = None

@@ -31,7 +31,7 @@ from receiver.metrics import Metrics
 from receiver.pipeline.activity import EdgeActivity
 from receiver.render import Notification
 from receiver.rules import Channel, RuleSet
-from receiver.store import DeliveryRow, Store
+from receiver.store import DeliveryRow, OutboxStore
 
 __all__ = ["Backoff", "Dispatcher"]
 
@@ -93,7 +93,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Store,
+        store: OutboxStore,
         rules: Callable[[], RuleSet],
         notifier: Notifier,
         *,

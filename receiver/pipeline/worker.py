@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -42,14 +42,16 @@ from receiver.pipeline.activity import EdgeActivity
 from receiver.rules import BudgetExceededError, RuleSet, event_budget
 from receiver.store import (
     EventRow,
+    InboxStore,
     LateDelivery,
     NewDelivery,
     NoiseLogEntry,
     NoiseRow,
+    NoiseStateStore,
     NoiseWrite,
     Processed,
     SilenceRow,
-    Store,
+    SilenceStore,
 )
 
 __all__ = ["InboxWorker", "parse_row"]
@@ -130,6 +132,10 @@ class _Batch:
     log: list[NoiseLogEntry] = field(default_factory=list)
 
 
+class WorkerStore(InboxStore, NoiseStateStore, SilenceStore, Protocol):
+    """What the inbox worker needs of the store: the inbox, the noise state, and the silences."""
+
+
 class InboxWorker:
     """Processes the inbox in order of arrival, and fires noise timers when they are due.
 
@@ -150,7 +156,7 @@ class InboxWorker:
 
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         rules: Callable[[], RuleSet],
         *,
         clock: Callable[[], float],

@@ -1,10 +1,18 @@
 """The durable store: the inbox of accepted events and the outbox of deliveries.
 
-The only package that talks to a database. ``Store`` is the protocol the server codes against;
-``SQLiteStore`` (``receiver.store.sqlite``) is the embedded default, and ``PostgresStore``
-(``receiver.store.postgres``, the ``receiver[postgres]`` extra) lets several replicas share one
-database. ``open_store`` picks one from a database URL. Both apply the versioned migrations of
-``receiver.store.schema`` when opened.
+The only package that talks to a database, used through this module. Each consumer codes
+against the role it uses: ``InboxStore`` (accept, claim, finish), ``NoiseStateStore``,
+``OutboxStore`` (claim deliveries, record attempts), ``SilenceStore``, ``ReadStore`` (the admin
+read models), ``CounterStore`` and ``RetentionStore``; ``Store`` is their union, which the app
+factory holds. ``SQLiteStore`` (``receiver.store.sqlite``) is the embedded default, and
+``PostgresStore`` (``receiver.store.postgres``, the ``receiver[postgres]`` extra) lets several
+replicas share one database. ``open_store`` picks one from a database URL. Both apply the
+versioned migrations of ``receiver.store.schema`` when opened.
+
+Inside, each statement is written once (``sql`` renders it for both dialects; ``_plans`` and
+``_retention`` hold what each method does, as a generator of statements), the row mappers are
+shared (``_rows``), and so is the group commit (``_batch``); a back end holds only its executor:
+connections, transactions, error mapping and wake-ups.
 
 What must survive a crash is a row here before anyone is told "done":
 
@@ -38,26 +46,34 @@ __all__ = [
     "Accepted",
     "AttemptRow",
     "ChannelStats",
+    "CounterStore",
     "DeliveryRow",
     "DeliveryState",
     "EventQuery",
     "EventRow",
     "InboxItem",
     "InboxState",
+    "InboxStore",
     "LateDelivery",
+    "LeaseStore",
     "NewDelivery",
     "NewSilence",
     "NoiseLogEntry",
     "NoiseLogRow",
     "NoiseRef",
     "NoiseRow",
+    "NoiseStateStore",
     "NoiseWrite",
+    "OutboxStore",
     "Processed",
     "PruneCutoffs",
     "PruneStep",
     "QueueStats",
+    "ReadStore",
+    "RetentionStore",
     "SQLiteStore",
     "SilenceRow",
+    "SilenceStore",
     "Store",
     "StoreStats",
     "open_store",
@@ -317,7 +333,7 @@ class QueueStats:
 
 # -- retention ----------------------------------------------------------------------------
 
-STORE_TABLES = ("inbox", "deliveries", "attempts", "noise_log", "noise_state", "silences")
+STORE_TABLES: tuple[str, ...] = ("inbox", "deliveries", "attempts", "noise_log", "noise_state", "silences")
 """The tables whose rows ``table_stats`` reports (the ones that grow with traffic)."""
 
 
@@ -364,7 +380,187 @@ class StoreStats:
     exact_limit: int
 
 
-class Store(Protocol):
+class LeaseStore(Protocol):
+    """Leases: a named one (of N replicas one works the inbox, one prunes), and those of claimed rows."""
+
+    async def acquire_lease(self, name: str, owner: str, *, now: float, ttl: float) -> bool:
+        """Take or renew the named lease for ``owner`` until ``now + ttl``; False while another owner holds it.
+
+        The inbox worker holds the lease ``inbox``, so of N replicas one processes events (in
+        order of arrival) and runs the noise engine; the others take over when it lapses.
+        """
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give up the named lease if ``owner`` holds it (a clean shutdown: the next owner need not wait)."""
+
+    async def release_claims(self, *, inbox_ids: Collection[int] = (), delivery_ids: Collection[int] = ()) -> None:
+        """Make claimed rows that this process will not finish claimable again at once.
+
+        For a clean shutdown: events claimed and not processed, deliveries claimed and not yet
+        started. Rows already processed or sent are left as they are. A delivery whose send was
+        cut short must not be released: the channel may have it, and its lease lapsing (a resend)
+        is the at-least-once rule.
+        """
+
+
+class InboxStore(LeaseStore, Protocol):
+    """The inbox: accept events, claim them in order of arrival, finish them with their deliveries."""
+
+    async def accept(self, item: InboxItem) -> Accepted:
+        """Commit ``item`` to the inbox, or find the row with its (source, event_id)."""
+
+    async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
+        """Lease up to ``limit`` unprocessed events in order of arrival."""
+
+    async def finish_inbox(
+        self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
+    ) -> None:
+        """Write the events' deliveries and mark them done, with ``noise``'s changes, in one transaction.
+
+        ``finish_inbox([], now=..., noise=...)`` commits fired timers alone. Deliveries already
+        written (same event, rule and channel) are left as they are.
+        """
+
+
+class NoiseStateStore(Protocol):
+    """Noise control's state rows and timers (written by ``InboxStore.finish_inbox``)."""
+
+    async def load_noise(self, refs: Collection[NoiseRef]) -> list[NoiseRow]:
+        """The noise state rows of these refs that exist (in no particular order)."""
+
+    async def due_noise(self, *, until: float, limit: int) -> list[NoiseRow]:
+        """Up to ``limit`` timers due at or before ``until``, earliest first."""
+
+    async def next_noise_due(self) -> float | None:
+        """When the earliest timer is due, or None when there is none."""
+
+
+class OutboxStore(LeaseStore, Protocol):
+    """The outbox: claim due deliveries, record each attempt's outcome, re-drive failed ones."""
+
+    async def claim_deliveries(self, channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
+        """Lease up to ``limit`` due deliveries of ``channel``, oldest due first."""
+
+    async def due_channels(self, now: float) -> set[str]:
+        """Channels that have deliveries due (for deliveries of channels no longer configured)."""
+
+    async def mark_sent(self, delivery_id: int, *, now: float, elapsed: float) -> None:
+        """Record a successful delivery; it will never be sent again."""
+
+    async def mark_failed(
+        self, delivery_id: int, *, now: float, reason: str, elapsed: float, next_attempt_at: float | None
+    ) -> None:
+        """Record a failed attempt; ``next_attempt_at`` None moves the delivery to the dead letters."""
+
+    async def retry_delivery(self, delivery_id: int, *, now: float) -> bool:
+        """Make a failed or dead delivery due now; False when there is no such unsent delivery."""
+
+    async def retry_dead(self, *, now: float) -> int:
+        """Make every dead delivery due now; returns how many."""
+
+
+class SilenceStore(Protocol):
+    """Ad-hoc silences."""
+
+    async def add_silence(self, silence: NewSilence, *, now: float) -> SilenceRow:
+        """Store an ad-hoc silence; returns it with its id."""
+
+    async def list_silences(self, *, active_at: float | None = None, limit: int = 100) -> list[SilenceRow]:
+        """Newest silences first; with ``active_at`` only those not ended by then (pending ones included)."""
+
+    async def expire_silence(self, silence_id: int, *, now: float) -> SilenceRow | None:
+        """End a silence now (if it has not ended yet); None when there is no such silence."""
+
+
+class ReadStore(Protocol):
+    """The admin read models: events, deliveries and their attempts, noise decisions, what waits."""
+
+    async def list_events(self, *, limit: int = 100, query: EventQuery | None = None) -> list[EventRow]:
+        """Newest events first, those ``query`` admits."""
+
+    async def get_event(self, inbox_id: int) -> EventRow | None:
+        """One event, or None."""
+
+    async def list_deliveries(
+        self,
+        *,
+        state: str | None = None,
+        limit: int = 100,
+        failing: bool = False,
+        channel: str | None = None,
+        rule: str | None = None,
+        inbox_ids: Collection[int] | None = None,
+        before: int | None = None,
+    ) -> list[DeliveryRow]:
+        """Newest deliveries first, filtered.
+
+        Filters: a state; ``failing`` (pending with a failed attempt); a channel; a rule; the
+        deliveries of some events; ids below ``before`` (paging).
+        """
+
+    async def get_delivery(self, delivery_id: int) -> DeliveryRow | None:
+        """One delivery, or None."""
+
+    async def deliveries_of(self, inbox_id: int) -> list[DeliveryRow]:
+        """The deliveries an event produced."""
+
+    async def list_attempts(self, delivery_ids: Collection[int]) -> list[AttemptRow]:
+        """The attempt log of these deliveries, in the order of the attempts."""
+
+    async def list_noise_log(
+        self, *, limit: int = 100, suppressed_only: bool = False, inbox_id: int | None = None
+    ) -> list[NoiseLogRow]:
+        """Newest noise decisions first, optionally only suppressions, or only those about one event."""
+
+    async def queue_stats(self, *, now: float) -> QueueStats:
+        """What waits: unprocessed events; per channel, pending deliveries (the earliest due time among
+        those due at ``now``) and dead ones."""
+
+
+class CounterStore(Protocol):
+    """Named counters every replica shares (e.g. the web page's session generation)."""
+
+    async def read_counter(self, name: str) -> int:
+        """The named counter's value (0 before its first bump); every replica reads the same."""
+
+    async def bump_counter(self, name: str) -> int:
+        """Add one to the named counter and return the new value."""
+
+
+class RetentionStore(LeaseStore, Protocol):
+    """Retention and maintenance: pruning in short batches, and the store's size (see receiver.admin.retention)."""
+
+    async def prune_events(
+        self, cutoffs: PruneCutoffs, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
+    ) -> PruneStep:
+        """Look at up to ``limit`` events old enough for ``cutoffs``, arrived after ``after``; delete those
+        that may go, with their deliveries and attempts, in one short transaction (``dry_run``: count them)."""
+
+    async def prune_noise_log(
+        self, before: float, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
+    ) -> PruneStep:
+        """Delete (``dry_run``: count) up to ``limit`` of the oldest noise decisions recorded before ``before``."""
+
+    async def prune_silences(self, before: float, *, limit: int, dry_run: bool = False) -> int:
+        """Delete (``dry_run``: count) up to ``limit`` ad-hoc silences that ended before ``before``."""
+
+    async def timer_inbox_ids(self) -> set[int]:
+        """The events noise timers refer to (a group's first event, an absence's arming event)."""
+
+    async def table_stats(self, *, exact_limit: int = 1_000_000) -> StoreStats:
+        """Rows per table of ``STORE_TABLES`` and the store's size (no full count of a table past ``exact_limit``)."""
+
+
+class Store(
+    InboxStore,
+    NoiseStateStore,
+    OutboxStore,
+    SilenceStore,
+    ReadStore,
+    CounterStore,
+    RetentionStore,
+    Protocol,
+):
     """What the server needs from a database. Every method is safe to call concurrently.
 
     Every method raises ``StoreError`` when the database cannot be reached or written; the
@@ -393,125 +589,6 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreError when the store cannot be read."""
 
-    async def accept(self, item: InboxItem) -> Accepted:
-        """Commit ``item`` to the inbox, or find the row with its (source, event_id)."""
-
-    async def acquire_lease(self, name: str, owner: str, *, now: float, ttl: float) -> bool:
-        """Take or renew the named lease for ``owner`` until ``now + ttl``; False while another owner holds it.
-
-        The inbox worker holds the lease ``inbox``, so of N replicas one processes events (in
-        order of arrival) and runs the noise engine; the others take over when it lapses.
-        """
-
-    async def release_lease(self, name: str, owner: str) -> None:
-        """Give up the named lease if ``owner`` holds it (a clean shutdown: the next owner need not wait)."""
-
-    async def release_claims(self, *, inbox_ids: Collection[int] = (), delivery_ids: Collection[int] = ()) -> None:
-        """Make claimed rows that this process will not finish claimable again at once.
-
-        For a clean shutdown: events claimed and not processed, deliveries claimed and not yet
-        started. Rows already processed or sent are left as they are. A delivery whose send was
-        cut short must not be released: the channel may have it, and its lease lapsing (a resend)
-        is the at-least-once rule.
-        """
-
-    async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
-        """Lease up to ``limit`` unprocessed events in order of arrival."""
-
-    async def finish_inbox(
-        self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
-    ) -> None:
-        """Write the events' deliveries and mark them done, with ``noise``'s changes, in one transaction.
-
-        ``finish_inbox([], now=..., noise=...)`` commits fired timers alone. Deliveries already
-        written (same event, rule and channel) are left as they are.
-        """
-
-    async def load_noise(self, refs: Collection[NoiseRef]) -> list[NoiseRow]:
-        """The noise state rows of these refs that exist (in no particular order)."""
-
-    async def due_noise(self, *, until: float, limit: int) -> list[NoiseRow]:
-        """Up to ``limit`` timers due at or before ``until``, earliest first."""
-
-    async def next_noise_due(self) -> float | None:
-        """When the earliest timer is due, or None when there is none."""
-
-    async def add_silence(self, silence: NewSilence, *, now: float) -> SilenceRow:
-        """Store an ad-hoc silence; returns it with its id."""
-
-    async def list_silences(self, *, active_at: float | None = None, limit: int = 100) -> list[SilenceRow]:
-        """Newest silences first; with ``active_at`` only those not ended by then (pending ones included)."""
-
-    async def expire_silence(self, silence_id: int, *, now: float) -> SilenceRow | None:
-        """End a silence now (if it has not ended yet); None when there is no such silence."""
-
-    async def list_noise_log(
-        self, *, limit: int = 100, suppressed_only: bool = False, inbox_id: int | None = None
-    ) -> list[NoiseLogRow]:
-        """Newest noise decisions first, optionally only suppressions, or only those about one event."""
-
-    async def claim_deliveries(self, channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
-        """Lease up to ``limit`` due deliveries of ``channel``, oldest due first."""
-
-    async def due_channels(self, now: float) -> set[str]:
-        """Channels that have deliveries due (for deliveries of channels no longer configured)."""
-
-    async def mark_sent(self, delivery_id: int, *, now: float, elapsed: float) -> None:
-        """Record a successful delivery; it will never be sent again."""
-
-    async def mark_failed(
-        self, delivery_id: int, *, now: float, reason: str, elapsed: float, next_attempt_at: float | None
-    ) -> None:
-        """Record a failed attempt; ``next_attempt_at`` None moves the delivery to the dead letters."""
-
-    async def list_deliveries(
-        self,
-        *,
-        state: str | None = None,
-        limit: int = 100,
-        failing: bool = False,
-        channel: str | None = None,
-        rule: str | None = None,
-        inbox_ids: Collection[int] | None = None,
-        before: int | None = None,
-    ) -> list[DeliveryRow]:
-        """Newest deliveries first, filtered.
-
-        Filters: a state; ``failing`` (pending with a failed attempt); a channel; a rule; the
-        deliveries of some events; ids below ``before`` (paging).
-        """
-
-    async def get_delivery(self, delivery_id: int) -> DeliveryRow | None:
-        """One delivery, or None."""
-
-    async def list_attempts(self, delivery_ids: Collection[int]) -> list[AttemptRow]:
-        """The attempt log of these deliveries, in the order of the attempts."""
-
-    async def queue_stats(self, *, now: float) -> QueueStats:
-        """What waits: unprocessed events; per channel, pending deliveries (the earliest due time among
-        those due at ``now``) and dead ones."""
-
-    async def retry_delivery(self, delivery_id: int, *, now: float) -> bool:
-        """Make a failed or dead delivery due now; False when there is no such unsent delivery."""
-
-    async def retry_dead(self, *, now: float) -> int:
-        """Make every dead delivery due now; returns how many."""
-
-    async def list_events(self, *, limit: int = 100, query: EventQuery | None = None) -> list[EventRow]:
-        """Newest events first, those ``query`` admits."""
-
-    async def get_event(self, inbox_id: int) -> EventRow | None:
-        """One event, or None."""
-
-    async def deliveries_of(self, inbox_id: int) -> list[DeliveryRow]:
-        """The deliveries an event produced."""
-
-    async def read_counter(self, name: str) -> int:
-        """The named counter's value (0 before its first bump); every replica reads the same."""
-
-    async def bump_counter(self, name: str) -> int:
-        """Add one to the named counter and return the new value."""
-
     async def listen(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(topic)`` whenever work became available (topics: see the class docstring).
 
@@ -520,28 +597,6 @@ class Store(Protocol):
         is reported by the loop and does not stop later calls. Each call adds one more callback;
         ``close`` stops them all.
         """
-
-    # -- retention (see receiver.admin.retention) -------------------------------------------------
-
-    async def prune_events(
-        self, cutoffs: PruneCutoffs, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
-    ) -> PruneStep:
-        """Look at up to ``limit`` events old enough for ``cutoffs``, arrived after ``after``; delete those
-        that may go, with their deliveries and attempts, in one short transaction (``dry_run``: count them)."""
-
-    async def prune_noise_log(
-        self, before: float, *, after: tuple[float, int] | None, limit: int, dry_run: bool = False
-    ) -> PruneStep:
-        """Delete (``dry_run``: count) up to ``limit`` of the oldest noise decisions recorded before ``before``."""
-
-    async def prune_silences(self, before: float, *, limit: int, dry_run: bool = False) -> int:
-        """Delete (``dry_run``: count) up to ``limit`` ad-hoc silences that ended before ``before``."""
-
-    async def timer_inbox_ids(self) -> set[int]:
-        """The events noise timers refer to (a group's first event, an absence's arming event)."""
-
-    async def table_stats(self, *, exact_limit: int = 1_000_000) -> StoreStats:
-        """Rows per table of ``STORE_TABLES`` and the store's size (no full count of a table past ``exact_limit``)."""
 
 
 def open_store(database_url: str) -> Store:

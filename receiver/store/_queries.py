@@ -1,4 +1,4 @@
-"""The admin API's list filters as SQL, shared by both stores (they differ in placeholders and LIKE).
+"""The admin API's list filters as SQL, shared by both stores (built per call: the filters vary).
 
 Values always travel as parameters; only column names and operators, all constants here, are
 put into the text. Name patterns take ``*`` (any text) and ``?`` (one character), in any
@@ -7,35 +7,15 @@ casing: SQLite's ``LIKE`` ignores ASCII case, PostgreSQL's ``ILIKE`` all case.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
-from dataclasses import dataclass
 
 from receiver.store import EventQuery
 from receiver.store._text import storable
+from receiver.store.sql import Dialect
 
-__all__ = ["POSTGRES", "SQLITE", "Dialect", "delivery_where", "event_where", "filter_name", "like_pattern"]
+__all__ = ["delivery_where", "event_where", "filter_name", "like_pattern"]
 
 _NAME_LIMIT = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """How one database spells a parameter, a case-insensitive LIKE, and "column in this list"."""
-
-    param: str
-    like: str
-    json_list: bool
-
-    def in_list(self, column: str, values: Collection[int]) -> tuple[str, object]:
-        """``column`` is one of ``values``: the SQL and its one parameter."""
-        if self.json_list:
-            return f"{column} IN (SELECT value FROM json_each({self.param}))", json.dumps(sorted(values))
-        return f"{column} = ANY({self.param})", sorted(values)
-
-
-SQLITE = Dialect(param="?", like="LIKE", json_list=True)
-POSTGRES = Dialect(param="%s", like="ILIKE", json_list=False)
 
 
 def filter_name(value: str | None) -> str | None:
@@ -62,23 +42,26 @@ def _where(parts: list[str]) -> str:
     return f" WHERE {' AND '.join(parts)}" if parts else ""
 
 
-def event_where(query: EventQuery | None, d: Dialect) -> tuple[str, list[object]]:
-    """`` WHERE ...`` (or nothing) and its parameters for ``list_events``."""
+def event_where(query: EventQuery | None, d: Dialect) -> tuple[str, dict[str, object]]:
+    """`` WHERE ...`` (or nothing) and its named parameters for ``list_events``."""
+    params: dict[str, object] = {}
     if query is None:
-        return "", []
+        return "", params
     parts: list[str] = []
-    params: list[object] = []
-    like = f"{d.like} {d.param} ESCAPE '\\'"
+
+    def bind(value: object) -> str:
+        name = f"p{len(params)}"
+        params[name] = value
+        return d.param(name)
+
     if query.source is not None:
-        parts.append(f"source = {d.param}")
-        params.append(query.source)
+        parts.append(f"source = {bind(query.source)}")
     if query.types:
-        parts.append("(" + " OR ".join(f"type {like}" for _ in query.types) + ")")
-        params.extend(like_pattern(t) for t in query.types)
+        types = [f"type {d.like} {bind(like_pattern(t))} ESCAPE '\\'" for t in query.types]
+        parts.append("(" + " OR ".join(types) + ")")
     for column, value in (("process", query.process), ("robot", query.robot)):
         if value is not None:
-            parts.append(f"{column} {like}")
-            params.append(like_pattern(value))
+            parts.append(f"{column} {d.like} {bind(like_pattern(value))} ESCAPE '\\'")
     for sql, bound in (
         ("state = {}", query.state),
         ("received_at >= {}", query.since),
@@ -86,8 +69,7 @@ def event_where(query: EventQuery | None, d: Dialect) -> tuple[str, list[object]
         ("id < {}", query.before),
     ):
         if bound is not None:
-            parts.append(sql.format(d.param))
-            params.append(bound)
+            parts.append(sql.format(bind(bound)))
     return _where(parts), params
 
 
@@ -100,23 +82,20 @@ def delivery_where(
     rule: str | None,
     inbox_ids: Collection[int] | None,
     before: int | None,
-) -> tuple[str, list[object]]:
-    """`` WHERE ...`` (or nothing) and its parameters for ``list_deliveries``."""
+) -> tuple[str, dict[str, object]]:
+    """`` WHERE ...`` (or nothing) and its named parameters for ``list_deliveries``."""
     parts: list[str] = []
-    params: list[object] = []
+    params: dict[str, object] = {}
     if failing:
         parts.append("state = 'pending' AND attempts > 0")
-    for sql, value in (
-        ("state = {}", state),
-        ("channel = {}", channel),
-        ("rule = {}", rule),
-        ("id < {}", before),
-    ):
+    for column, value in (("state", state), ("channel", channel), ("rule", rule)):
         if value is not None:
-            parts.append(sql.format(d.param))
-            params.append(value)
+            parts.append(f"{column} = {d.param(column)}")
+            params[column] = value
+    if before is not None:
+        parts.append(f"id < {d.param('before')}")
+        params["before"] = before
     if inbox_ids is not None:
-        sql, param = d.in_list("inbox_id", inbox_ids)
-        parts.append(sql)
-        params.append(param)
+        parts.append(d.in_ids("inbox_id", "inbox_ids"))
+        params["inbox_ids"] = d.ids(inbox_ids)
     return _where(parts), params

@@ -1,4 +1,4 @@
-"""Row conversions both stores share (noise decisions, silences)."""
+"""The row mappers both stores share: one column list and one mapper per row type."""
 
 from __future__ import annotations
 
@@ -7,14 +7,57 @@ from collections.abc import Collection, Iterable
 from dataclasses import replace
 from typing import Any
 
-from receiver.store import NoiseLogEntry, NoiseLogRow, NoiseRef, NoiseRow, SilenceRow
+from receiver.store import AttemptRow, DeliveryRow, EventRow, NoiseLogEntry, NoiseLogRow, NoiseRef, NoiseRow, SilenceRow
 from receiver.store._text import noise_ref
 
-__all__ = ["LOG_COLUMNS", "NOISE_COLUMNS", "SILENCE_COLUMNS", "as_requested", "log_row", "noise_refs", "silence_row"]
+__all__ = [
+    "ATTEMPT_COLUMNS",
+    "DELIVERY_COLUMNS",
+    "EVENT_COLUMNS",
+    "LOG_COLUMNS",
+    "NOISE_COLUMNS",
+    "SILENCE_COLUMNS",
+    "as_requested",
+    "attempt_row",
+    "delivery_row",
+    "event_row",
+    "log_row",
+    "noise_refs",
+    "noise_row",
+    "silence_row",
+]
 
+EVENT_COLUMNS = (
+    "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome, process, robot"
+)
+DELIVERY_COLUMNS = (
+    "id, inbox_id, rule, channel, title, body, severity, body_format, state, attempts, created_at, "
+    "budget_since, next_attempt_at, last_error, sent_at"
+)
+ATTEMPT_COLUMNS = "id, delivery_id, at, status, reason, elapsed"
 NOISE_COLUMNS = "kind, name, key, data, due_at, expires_at"
 SILENCE_COLUMNS = "id, matchers, comment, created_by, created_at, starts_at, ends_at"
 LOG_COLUMNS = "id, recorded_at, at, inbox_id, rule, key, action, reason, suppressed"
+
+
+def event_row(row: tuple[Any, ...]) -> EventRow:
+    """An ``inbox`` row (``EVENT_COLUMNS``)."""
+    return EventRow(*row)
+
+
+def delivery_row(row: tuple[Any, ...]) -> DeliveryRow:
+    """A ``deliveries`` row (``DELIVERY_COLUMNS``)."""
+    return DeliveryRow(*row)
+
+
+def attempt_row(row: tuple[Any, ...]) -> AttemptRow:
+    """An ``attempts`` row (``ATTEMPT_COLUMNS``)."""
+    return AttemptRow(*row)
+
+
+def noise_row(row: tuple[Any, ...]) -> NoiseRow:
+    """A ``noise_state`` row (``NOISE_COLUMNS``)."""
+    return NoiseRow(*row)
 
 
 def silence_row(row: tuple[Any, ...]) -> SilenceRow:

@@ -1,0 +1,593 @@
+"""What each store method does in the database, written once for both stores.
+
+A plan is a generator: it yields ``(statement, parameters)`` and is sent back the statement's
+rows (a SELECT or RETURNING) or the number of rows it changed; what it returns is the method's
+answer. The executor of each store (``SQLiteStore._call``, ``PostgresStore._run``) runs one plan
+in one transaction, so the logic between statements (which rows were new, what to notify) is
+the same on both stores and only the driver calls differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Generator, Sequence
+from typing import Any, TypeVar
+
+from receiver.errors import StoreError
+from receiver.store import (
+    Accepted,
+    AttemptRow,
+    ChannelStats,
+    DeliveryRow,
+    EventQuery,
+    EventRow,
+    InboxItem,
+    LateDelivery,
+    NewDelivery,
+    NewSilence,
+    NoiseLogRow,
+    NoiseRef,
+    NoiseRow,
+    NoiseWrite,
+    Processed,
+    QueueStats,
+    SilenceRow,
+)
+from receiver.store._queries import event_where, filter_name
+from receiver.store._rows import (
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    LOG_COLUMNS,
+    NOISE_COLUMNS,
+    SILENCE_COLUMNS,
+    as_requested,
+    attempt_row,
+    delivery_row,
+    event_row,
+    log_row,
+    noise_refs,
+    noise_row,
+    silence_row,
+)
+from receiver.store._text import noise_ref, storable, stored_key
+from receiver.store.sql import NOTIFY, Dialect, Sql, query, sql
+
+__all__ = [
+    "Plan",
+    "accept",
+    "acquire_lease",
+    "add_silence",
+    "bump_counter",
+    "claim_deliveries",
+    "claim_inbox",
+    "deliveries_of",
+    "due_channels",
+    "due_noise",
+    "expire_silence",
+    "finish_inbox",
+    "get_delivery",
+    "get_event",
+    "list_attempts",
+    "list_deliveries",
+    "list_events",
+    "list_noise_log",
+    "list_silences",
+    "load_noise",
+    "mark_failed",
+    "mark_sent",
+    "next_noise_due",
+    "ping",
+    "queue_stats",
+    "read_counter",
+    "release_claims",
+    "release_lease",
+    "retry_dead",
+    "retry_delivery",
+]
+
+_T = TypeVar("_T")
+Plan = Generator[tuple[Sql, Any], Any, _T]
+"""A store method's work in one transaction (see the module docstring)."""
+
+_TEXT = "text"
+_REAL = "float8"
+_ID = "bigint"
+
+# -- inbox --------------------------------------------------------------------------------
+
+_INSERT_INBOX = sql(
+    "INSERT INTO inbox (source, event_id, type, body, received_at, event_time) {values} "
+    "ON CONFLICT (source, event_id) DO NOTHING",
+    values="@source, @event_id, @type, @body, @received_at, @event_time",
+    inserted=("source", "event_id"),
+    rows=[
+        ("source", _TEXT),
+        ("event_id", _TEXT),
+        ("type", _TEXT),
+        ("body", "bytea"),
+        ("received_at", _REAL),
+        ("event_time", _REAL),
+    ],
+)
+_FIND_INBOX = sql(
+    "SELECT id, source, event_id FROM inbox WHERE (source, event_id) IN (SELECT @source, @event_id {from_rows})",
+    rows=[("source", _TEXT), ("event_id", _TEXT)],
+)
+_CLAIM_INBOX = sql(
+    "UPDATE inbox SET lease_until = :until WHERE id IN ("
+    "SELECT id FROM inbox WHERE state = 'new' AND (lease_until IS NULL OR lease_until <= :now) "
+    "ORDER BY id LIMIT :limit {skip_locked}) "
+    f"RETURNING {EVENT_COLUMNS}"
+)
+_INSERT_DELIVERIES = sql(
+    "INSERT INTO deliveries (inbox_id, rule, channel, title, body, severity, body_format, created_at, "
+    "budget_since, next_attempt_at) {values} ON CONFLICT (inbox_id, rule, channel) DO NOTHING",
+    values="@inbox_id, @rule, @channel, @title, @body, @severity, @body_format, :now, :now, :now",
+    rows=[
+        ("inbox_id", _ID),
+        ("rule", _TEXT),
+        ("channel", _TEXT),
+        ("title", _TEXT),
+        ("body", _TEXT),
+        ("severity", _TEXT),
+        ("body_format", _TEXT),
+    ],
+)
+_FINISH_INBOX = sql(
+    "UPDATE inbox SET state = @state, outcome = @outcome, processed_at = :now, lease_until = NULL, "
+    "process = @process, robot = @robot {from_rows} WHERE inbox.id = @id",
+    rows=[("id", _ID), ("state", _TEXT), ("outcome", _TEXT), ("process", _TEXT), ("robot", _TEXT)],
+)
+_ACQUIRE_LEASE = sql(
+    "INSERT INTO leases (name, owner, expires_at) VALUES (:name, :owner, :until) ON CONFLICT (name) DO UPDATE "
+    "SET owner = excluded.owner, expires_at = excluded.expires_at "
+    "WHERE leases.owner = excluded.owner OR leases.expires_at <= :now"
+)
+_RELEASE_LEASE = sql("DELETE FROM leases WHERE name = :name AND owner = :owner")
+_RELEASE_INBOX = sql(lambda d: f"UPDATE inbox SET lease_until = NULL WHERE {d.in_ids('id', 'ids')} AND state = 'new'")
+_RELEASE_DELIVERIES = sql(
+    lambda d: f"UPDATE deliveries SET lease_until = NULL WHERE {d.in_ids('id', 'ids')} AND state = 'pending'"
+)
+_READ_COUNTER = sql("SELECT value FROM counters WHERE name = :name")
+_BUMP_COUNTER = sql(
+    "INSERT INTO counters (name, value) VALUES (:name, 1) "
+    "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value"
+)
+_PING = sql("SELECT 1")
+
+
+def ping() -> Plan[None]:
+    """Read nothing, but from the database."""
+    yield _PING, {}
+
+
+def accept(take: Callable[[], list[InboxItem]]) -> Plan[list[Accepted]]:
+    """Insert the items ``take`` gives (a group commit's batch), finding the rows of those already there."""
+    items = take()
+    rows = [
+        {
+            "source": storable(i.source),
+            "event_id": storable(i.event_id),
+            "type": storable(i.type),
+            "body": i.body,
+            "received_at": i.received_at,
+            "event_time": i.event_time,
+        }
+        for i in items
+    ]
+    keys = [(r["source"], r["event_id"]) for r in rows]
+    inserted = {(str(s), str(e)): int(i) for i, s, e in (yield _INSERT_INBOX, (rows, {}))}
+    if inserted:
+        yield NOTIFY, ["inbox"]
+    # Rows that conflicted were committed by someone else (another request, another replica, which
+    # the INSERT waited for), so a fresh statement in READ COMMITTED sees them.
+    missing = sorted({key for key in keys if key not in inserted})
+    found: dict[tuple[str, str], int] = {}
+    if missing:
+        wanted = [{"source": s, "event_id": e} for s, e in missing]
+        found = {(str(s), str(e)): int(i) for i, s, e in (yield _FIND_INBOX, (wanted, {}))}
+    results: list[Accepted] = []
+    first_seen: set[tuple[str, str]] = set()
+    for key in keys:
+        if key in inserted and key not in first_seen:
+            first_seen.add(key)
+            results.append(Accepted(inbox_id=inserted[key], duplicate=False))
+        elif key in inserted or key in found:
+            results.append(Accepted(inbox_id=inserted[key] if key in inserted else found[key], duplicate=True))
+        else:
+            raise StoreError(f"inbox row {key!r} conflicted but cannot be found")
+    return results
+
+
+def acquire_lease(name: str, owner: str, now: float, ttl: float) -> Plan[bool]:
+    """Take or renew the named lease; False while another owner's lease runs."""
+    changed = yield _ACQUIRE_LEASE, {"name": name, "owner": owner, "until": now + ttl, "now": now}
+    return bool(changed == 1)
+
+
+def release_lease(name: str, owner: str) -> Plan[None]:
+    """Give up the named lease if ``owner`` holds it."""
+    yield _RELEASE_LEASE, {"name": name, "owner": owner}
+
+
+def release_claims(d: Dialect, inbox_ids: Collection[int], delivery_ids: Collection[int]) -> Plan[None]:
+    """Clear the leases of unprocessed events and of still pending deliveries among these ids."""
+    if inbox_ids:
+        yield _RELEASE_INBOX, {"ids": d.ids(inbox_ids)}
+    if delivery_ids:
+        yield _RELEASE_DELIVERIES, {"ids": d.ids(delivery_ids)}
+
+
+def read_counter(name: str) -> Plan[int]:
+    """The named counter's value (0 before its first bump)."""
+    rows = yield _READ_COUNTER, {"name": name}
+    return int(rows[0][0]) if rows else 0
+
+
+def bump_counter(name: str) -> Plan[int]:
+    """Add one to the named counter; its new value."""
+    rows = yield _BUMP_COUNTER, {"name": name}
+    return int(rows[0][0])
+
+
+def claim_inbox(limit: int, now: float, lease: float) -> Plan[list[EventRow]]:
+    """Lease up to ``limit`` events still ``new`` whose lease is free, oldest first."""
+    rows = yield _CLAIM_INBOX, {"until": now + lease, "now": now, "limit": limit}
+    return sorted(map(event_row, rows), key=lambda r: r.id)
+
+
+def finish_inbox(processed: Sequence[Processed], now: float, noise: NoiseWrite | None) -> Plan[None]:
+    """Write the deliveries (ignoring ones already written), the noise changes, and mark the events done."""
+    # In inbox id order, so two replicas finishing the same events lock them in the same order.
+    ordered = sorted(processed, key=lambda p: p.inbox_id)
+    late: Sequence[LateDelivery] = () if noise is None else noise.deliveries
+    deliveries = [_delivery(p.inbox_id, d) for p in ordered for d in p.deliveries]
+    deliveries += [_delivery(x.inbox_id, x.delivery) for x in late]
+    if deliveries:
+        yield _INSERT_DELIVERIES, (deliveries, {"now": now})
+        # Every channel written to, also where the delivery was there already: a wake-up is a hint.
+        yield NOTIFY, sorted({f"deliveries:{row['channel']}" for row in deliveries})
+    latest = {p.inbox_id: p for p in ordered}  # a repeated id: the last one wins
+    if latest:
+        events = [
+            {
+                "id": p.inbox_id,
+                "state": p.state,
+                "outcome": storable(p.outcome),
+                "process": filter_name(p.process),
+                "robot": filter_name(p.robot),
+            }
+            for p in latest.values()
+        ]
+        yield _FINISH_INBOX, (events, {"now": now})
+    if noise is not None:
+        yield from _write_noise(noise, now)
+
+
+def _delivery(inbox_id: int, d: NewDelivery) -> dict[str, object]:
+    return {
+        "inbox_id": inbox_id,
+        "rule": storable(d.rule),
+        "channel": storable(d.channel),
+        "title": storable(d.title),
+        "body": storable(d.body),
+        "severity": storable(d.severity),
+        "body_format": storable(d.body_format),
+    }
+
+
+# -- noise state --------------------------------------------------------------------------
+
+_REF = [("kind", _TEXT), ("name", _TEXT), ("key", _TEXT)]
+_LOAD_NOISE = sql(
+    f"SELECT {NOISE_COLUMNS} FROM noise_state WHERE (kind, name, key) IN (SELECT @kind, @name, @key {{from_rows}})",
+    rows=_REF,
+)
+_PURGE_NOISE = sql("DELETE FROM noise_state WHERE due_at IS NULL AND expires_at IS NOT NULL AND expires_at <= :before")
+_DELETE_NOISE = sql(
+    "DELETE FROM noise_state WHERE (kind, name, key) IN (SELECT @kind, @name, @key {from_rows})", rows=_REF
+)
+_PUT_NOISE = sql(
+    f"INSERT INTO noise_state ({NOISE_COLUMNS}) {{values}} "
+    "ON CONFLICT (kind, name, key) DO UPDATE "
+    "SET data = excluded.data, due_at = excluded.due_at, expires_at = excluded.expires_at",
+    rows=[*_REF, ("data", _TEXT), ("due_at", _REAL), ("expires_at", _REAL)],
+    values="@kind, @name, @key, @data, @due_at, @expires_at",
+)
+_LOG_NOISE = sql(
+    "INSERT INTO noise_log (at, recorded_at, inbox_id, rule, key, action, reason, suppressed) {values}",
+    values="@at, :now, @inbox_id, @rule, @key, @action, @reason, @suppressed",
+    rows=[
+        ("at", _REAL),
+        ("inbox_id", _ID),
+        ("rule", _TEXT),
+        ("key", _TEXT),
+        ("action", _TEXT),
+        ("reason", _TEXT),
+        ("suppressed", "boolean"),
+    ],
+)
+_DUE_NOISE = sql(
+    f"SELECT {NOISE_COLUMNS} FROM noise_state WHERE due_at IS NOT NULL AND due_at <= :until "
+    "ORDER BY due_at, kind, name, key LIMIT :limit"
+)
+_NEXT_NOISE_DUE = sql("SELECT min(due_at) FROM noise_state")
+
+
+def load_noise(refs: Collection[NoiseRef]) -> Plan[list[NoiseRow]]:
+    """The rows of these refs that exist (a long key comes back as it was asked for)."""
+    wanted = noise_refs(refs)
+    if not wanted:
+        return []
+    rows = yield _LOAD_NOISE, ([{"kind": k, "name": n, "key": key} for k, n, key in wanted], {})
+    return as_requested(map(noise_row, rows), wanted)
+
+
+def due_noise(until: float, limit: int) -> Plan[list[NoiseRow]]:
+    """Timers due at or before ``until``, earliest first."""
+    rows = yield _DUE_NOISE, {"until": until, "limit": limit}
+    return [noise_row(r) for r in rows]
+
+
+def next_noise_due() -> Plan[float | None]:
+    """The earliest timer's due time."""
+    rows = yield _NEXT_NOISE_DUE, {}
+    return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+
+def _write_noise(noise: NoiseWrite, now: float) -> Plan[None]:
+    """Noise changes inside the caller's transaction: purge, deletes, then writes."""
+    if noise.purge_before is not None:
+        yield _PURGE_NOISE, {"before": noise.purge_before}
+    if noise.delete:
+        refs = sorted({noise_ref(ref) for ref in noise.delete})
+        yield _DELETE_NOISE, ([{"kind": k, "name": n, "key": key} for k, n, key in refs], {})
+    if noise.put:
+        # One row per ref: a later write of the same ref in the batch wins (PostgreSQL's ON CONFLICT
+        # cannot touch one row twice in one statement).
+        puts = {noise_ref((r.kind, r.name, r.key)): r for r in noise.put}
+        rows = [
+            {"kind": k, "name": n, "key": key, "data": storable(r.data), "due_at": r.due_at, "expires_at": r.expires_at}
+            for (k, n, key), r in puts.items()
+        ]
+        yield _PUT_NOISE, (rows, {})
+    if noise.log:
+        entries = [
+            {
+                "at": e.at,
+                "inbox_id": e.inbox_id,
+                "rule": None if e.rule is None else storable(e.rule),
+                "key": None if e.key is None else stored_key(e.key),
+                "action": storable(e.action),
+                "reason": storable(e.reason),
+                "suppressed": e.suppressed,
+            }
+            for e in noise.log
+        ]
+        yield _LOG_NOISE, (entries, {"now": now})
+
+
+# -- silences -----------------------------------------------------------------------------
+
+_ADD_SILENCE = sql(
+    "INSERT INTO silences (matchers, comment, created_by, created_at, starts_at, ends_at) "
+    f"VALUES (:matchers, :comment, :created_by, :now, :starts_at, :ends_at) RETURNING {SILENCE_COLUMNS}"
+)
+_LIST_SILENCES = sql(f"SELECT {SILENCE_COLUMNS} FROM silences ORDER BY id DESC LIMIT :limit")
+_LIST_ACTIVE_SILENCES = sql(
+    f"SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > :active_at ORDER BY id DESC LIMIT :limit"
+)
+_EXPIRE_SILENCE = sql(
+    "UPDATE silences SET ends_at = :now, starts_at = {least}(starts_at, :now) WHERE id = :id AND ends_at > :now"
+)
+_GET_SILENCE = sql(f"SELECT {SILENCE_COLUMNS} FROM silences WHERE id = :id")
+
+
+def add_silence(silence: NewSilence, now: float) -> Plan[SilenceRow]:
+    """Store an ad-hoc silence; the row with its id."""
+    rows = yield (
+        _ADD_SILENCE,
+        {
+            "matchers": json.dumps([storable(m) for m in silence.matchers]),
+            "comment": storable(silence.comment),
+            "created_by": storable(silence.created_by),
+            "now": now,
+            "starts_at": silence.starts_at,
+            "ends_at": silence.ends_at,
+        },
+    )
+    return silence_row(rows[0])
+
+
+def list_silences(active_at: float | None, limit: int) -> Plan[list[SilenceRow]]:
+    """Newest first; with ``active_at`` only those not ended by then."""
+    if active_at is None:
+        rows = yield _LIST_SILENCES, {"limit": limit}
+    else:
+        rows = yield _LIST_ACTIVE_SILENCES, {"active_at": active_at, "limit": limit}
+    return [silence_row(r) for r in rows]
+
+
+def expire_silence(silence_id: int, now: float) -> Plan[SilenceRow | None]:
+    """End a silence now, unless it has ended already; the row, or None."""
+    yield _EXPIRE_SILENCE, {"now": now, "id": silence_id}
+    rows = yield _GET_SILENCE, {"id": silence_id}
+    return silence_row(rows[0]) if rows else None
+
+
+# -- outbox -------------------------------------------------------------------------------
+
+_CLAIM_DELIVERIES = sql(
+    "UPDATE deliveries SET lease_until = :until WHERE id IN ("
+    "SELECT id FROM deliveries WHERE state = 'pending' AND channel = :channel AND next_attempt_at <= :now "
+    "AND (lease_until IS NULL OR lease_until <= :now) ORDER BY next_attempt_at, id LIMIT :limit {skip_locked}) "
+    f"RETURNING {DELIVERY_COLUMNS}"
+)
+_DUE_CHANNELS = sql(
+    "SELECT DISTINCT channel FROM deliveries WHERE state = 'pending' AND next_attempt_at <= :now "
+    "AND (lease_until IS NULL OR lease_until <= :now)"
+)
+_MARK_SENT = sql(
+    "UPDATE deliveries SET state = 'sent', sent_at = @at, attempts = attempts + 1, lease_until = NULL, "
+    "last_error = NULL {from_rows} WHERE deliveries.id = @id",
+    rows=[("id", _ID), ("at", _REAL), ("elapsed", _REAL)],
+)
+_SENT_ATTEMPTS = sql(
+    "INSERT INTO attempts (delivery_id, at, status, reason, elapsed) {values}",
+    values="@id, @at, 'sent', NULL, @elapsed",
+    rows=[("id", _ID), ("at", _REAL), ("elapsed", _REAL)],
+)
+_MARK_DEAD = sql(
+    "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, lease_until = NULL, last_error = :reason "
+    "WHERE id = :id AND state = 'pending'"
+)
+_MARK_FAILED = sql(
+    "UPDATE deliveries SET attempts = attempts + 1, lease_until = NULL, last_error = :reason, "
+    "next_attempt_at = :next_attempt_at WHERE id = :id AND state = 'pending'"
+)
+_ATTEMPT = sql(
+    "INSERT INTO attempts (delivery_id, at, status, reason, elapsed) VALUES (:id, :now, :status, :reason, :elapsed)"
+)
+_RETRY_DELIVERY = sql(
+    "UPDATE deliveries SET state = 'pending', next_attempt_at = :now, budget_since = :now, attempts = 0, "
+    "lease_until = NULL WHERE id = :id AND state IN ('pending', 'dead') RETURNING channel"
+)
+_RETRY_DEAD = sql(
+    "UPDATE deliveries SET state = 'pending', next_attempt_at = :now, budget_since = :now, attempts = 0, "
+    "lease_until = NULL WHERE state = 'dead' RETURNING channel"
+)
+
+
+def claim_deliveries(channel: str, limit: int, now: float, lease: float) -> Plan[list[DeliveryRow]]:
+    """Lease due, unleased deliveries of one channel, the longest due first."""
+    rows = yield _CLAIM_DELIVERIES, {"until": now + lease, "now": now, "limit": limit, "channel": channel}
+    return sorted(map(delivery_row, rows), key=lambda r: (r.next_attempt_at, r.id))
+
+
+def due_channels(now: float) -> Plan[set[str]]:
+    """Channels with at least one delivery due and not leased."""
+    rows = yield _DUE_CHANNELS, {"now": now}
+    return {str(r[0]) for r in rows}
+
+
+def mark_sent(take: Callable[[], list[tuple[int, float, float]]]) -> Plan[list[None]]:
+    """Record the successes ``take`` gives, as (delivery id, now, elapsed): a group commit's batch."""
+    sent = [{"id": i, "at": at, "elapsed": elapsed} for i, at, elapsed in take()]
+    yield _MARK_SENT, (sent, {})
+    yield _SENT_ATTEMPTS, (sent, {})
+    return [None] * len(sent)
+
+
+def mark_failed(delivery_id: int, now: float, reason: str, elapsed: float, next_attempt_at: float | None) -> Plan[None]:
+    """Record a failed attempt and when to try again, or move the delivery to the dead letters."""
+    reason = storable(reason)
+    if next_attempt_at is None:
+        yield _MARK_DEAD, {"reason": reason, "id": delivery_id}
+    else:
+        yield _MARK_FAILED, {"reason": reason, "next_attempt_at": next_attempt_at, "id": delivery_id}
+    status = "dead" if next_attempt_at is None else "failed"
+    yield _ATTEMPT, {"id": delivery_id, "now": now, "status": status, "reason": reason, "elapsed": elapsed}
+
+
+def retry_delivery(delivery_id: int, now: float) -> Plan[bool]:
+    """Make one unsent delivery due now, with a fresh attempt budget, and wake its channel."""
+    rows = yield _RETRY_DELIVERY, {"now": now, "id": delivery_id}
+    if rows:
+        yield NOTIFY, [f"deliveries:{rows[0][0]}"]
+    return bool(rows)
+
+
+def retry_dead(now: float) -> Plan[int]:
+    """Make every dead delivery due now, with a fresh attempt budget, and wake their channels."""
+    rows = yield _RETRY_DEAD, {"now": now}
+    yield NOTIFY, sorted({f"deliveries:{c}" for (c,) in rows})
+    return len(rows)
+
+
+# -- reads --------------------------------------------------------------------------------
+
+_GET_EVENT = sql(f"SELECT {EVENT_COLUMNS} FROM inbox WHERE id = :id")
+_GET_DELIVERY = sql(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = :id")
+_DELIVERIES_OF = sql(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE inbox_id = :inbox_id ORDER BY id")
+_ATTEMPTS_OF = sql(
+    lambda d: f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE {d.in_ids('delivery_id', 'ids')} ORDER BY id"
+)
+_INBOX_DEPTH = sql("SELECT count(*), min(received_at) FROM inbox WHERE state = 'new'")
+_PENDING_BY_CHANNEL = sql(
+    "SELECT channel, count(*), min(CASE WHEN next_attempt_at <= :now THEN next_attempt_at END) "
+    "FROM deliveries WHERE state = 'pending' GROUP BY channel"
+)
+_DEAD_BY_CHANNEL = sql("SELECT channel, count(*) FROM deliveries WHERE state = 'dead' GROUP BY channel")
+# Four spellings, so each can use its index: only suppressions, only one event's, both, neither.
+_NOISE_LOG = {
+    (suppressed, by_event): sql(
+        f"SELECT {LOG_COLUMNS} FROM noise_log "
+        + ("WHERE " if suppressed or by_event else "")
+        + " AND ".join(
+            part for part, wanted in (("suppressed = {true}", suppressed), ("inbox_id = :inbox_id", by_event)) if wanted
+        )
+        + " ORDER BY id DESC LIMIT :limit"
+    )
+    for suppressed in (False, True)
+    for by_event in (False, True)
+}
+
+
+def get_event(inbox_id: int) -> Plan[EventRow | None]:
+    """One event, or None."""
+    rows = yield _GET_EVENT, {"id": inbox_id}
+    return event_row(rows[0]) if rows else None
+
+
+def list_events(d: Dialect, limit: int, events: EventQuery | None) -> Plan[list[EventRow]]:
+    """Newest events first, those ``events`` admits."""
+    where, params = event_where(events, d)
+    params["limit"] = limit
+    rows = yield query(f"SELECT {EVENT_COLUMNS} FROM inbox{where} ORDER BY id DESC LIMIT {d.param('limit')}"), params
+    return [event_row(r) for r in rows]
+
+
+def get_delivery(delivery_id: int) -> Plan[DeliveryRow | None]:
+    """One delivery, or None."""
+    rows = yield _GET_DELIVERY, {"id": delivery_id}
+    return delivery_row(rows[0]) if rows else None
+
+
+def deliveries_of(inbox_id: int) -> Plan[list[DeliveryRow]]:
+    """The deliveries an event produced, in creation order."""
+    rows = yield _DELIVERIES_OF, {"inbox_id": inbox_id}
+    return [delivery_row(r) for r in rows]
+
+
+def list_deliveries(d: Dialect, limit: int, where: str, params: dict[str, object]) -> Plan[list[DeliveryRow]]:
+    """Newest deliveries first, those ``where`` (``delivery_where``) admits."""
+    text = f"SELECT {DELIVERY_COLUMNS} FROM deliveries{where} ORDER BY id DESC LIMIT {d.param('limit')}"
+    rows = yield query(text), {**params, "limit": limit}
+    return [delivery_row(r) for r in rows]
+
+
+def list_attempts(d: Dialect, delivery_ids: Collection[int]) -> Plan[list[AttemptRow]]:
+    """The attempt log of these deliveries, in the order of the attempts."""
+    if not delivery_ids:
+        return []
+    rows = yield _ATTEMPTS_OF, {"ids": d.ids(delivery_ids)}
+    return [attempt_row(r) for r in rows]
+
+
+def list_noise_log(limit: int, suppressed_only: bool, inbox_id: int | None) -> Plan[list[NoiseLogRow]]:
+    """Newest decisions first."""
+    rows = yield _NOISE_LOG[suppressed_only, inbox_id is not None], {"limit": limit, "inbox_id": inbox_id}
+    return [log_row(r) for r in rows]
+
+
+def queue_stats(now: float) -> Plan[QueueStats]:
+    """Unprocessed events, and per channel the pending (with the earliest due time among the due) and dead."""
+    ((depth, oldest),) = yield _INBOX_DEPTH, {}
+    channels: dict[str, ChannelStats] = {}
+    for channel, pending, due in (yield _PENDING_BY_CHANNEL, {"now": now}):
+        channels[channel] = ChannelStats(pending=int(pending), oldest_due_at=due)
+    for channel, dead in (yield _DEAD_BY_CHANNEL, {}):
+        known = channels.get(channel, ChannelStats())
+        channels[channel] = ChannelStats(known.pending, int(dead), known.oldest_due_at)
+    return QueueStats(inbox_depth=int(depth), inbox_oldest_at=oldest, channels=channels)
