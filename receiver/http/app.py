@@ -32,6 +32,7 @@ from receiver.http.limiter import FailureLimiter
 from receiver.http.runtime import Runtime, load_rules_file, resolve_sources
 from receiver.metrics import Metrics
 from receiver.pipeline.dispatch import Backoff, Dispatcher
+from receiver.pipeline.heartbeat import Heartbeats
 from receiver.pipeline.rulewatch import watch_rules
 from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet
@@ -123,6 +124,9 @@ def create_app(
             busy=lambda: rt.edge.inflight > 0,
         )
         rt.tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
+        if Heartbeats.configured(rules):
+            rt.heartbeats = Heartbeats(store, rt.current_rules, rt.webhook_path, metrics.registry, clock=clock)
+            rt.tasks.append(asyncio.create_task(rt.heartbeats.run(), name="heartbeats"))
         if settings.watch_rules:
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))
         _install_sighup(rt)
@@ -274,9 +278,16 @@ async def _readyz(request: Request) -> Response:
     body: dict[str, Any] = {"status": "ok" if not problems else "unavailable"}
     if problems:
         body["failing"] = sorted(problems)
+    # A deaf webhook path is degraded, not unready: restarting the receiver would not fix it.
+    paths = rt.heartbeats.states if rt.heartbeats is not None else {}
+    degraded = sorted(f"webhook_path:{n}" for n, s in paths.items() if s.state == "down" or s.missing_types)
+    if degraded:
+        body["degraded"] = degraded
     if not _admin_asks(rt, request):
         return JSONResponse(body, status_code=status)
     body["rules"] = {"loaded": len(rt.ruleset.rules), "last_reload_problems": rt.reload_problems}
+    if paths:
+        body["webhook_path"] = {n: s.snapshot() for n, s in sorted(paths.items())}
     if problems:
         body["problems"] = problems
     return JSONResponse(body, status_code=status)
