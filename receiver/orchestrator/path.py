@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from receiver.rules import Severity
+
 __all__ = ["CAUSES", "Arrival", "Cause", "Notice", "PathSignals", "PathState", "Watch"]
 
 Cause = Literal[
@@ -98,14 +100,14 @@ class Notice:
         key: unique per outage and kind (the synthetic event's id: a retry writes it once).
         title: the message title.
         body: the message text.
-        severity: ``critical`` for down, ``info`` for restored.
+        severity: ``failure`` for down, ``success`` for restored (apprise notify types).
     """
 
     kind: Literal["down", "restored"]
     key: str
     title: str
     body: str
-    severity: str
+    severity: Severity
 
 
 def _duration(seconds: float) -> str:
@@ -171,7 +173,7 @@ class PathState:
                 f"Webhook path of source {self.source!r} restored",
                 f"Webhooks from Orchestrator {self.tenant} arrive again at {self.public_url}: "
                 f"the path was down for {down_for} (events sent by Orchestrator meanwhile may be lost).",
-                "info",
+                "success",
             )
         self.state, self.roundtrip, self.last_ok_at, self.last_check_at = "up", roundtrip, now, now
         self.down_since, self.alerted, self.cause, self.reason, self.failures = None, False, None, None, 0
@@ -200,7 +202,7 @@ class PathState:
             f"No webhook from Orchestrator {self.tenant} arrived at {self.public_url} for the heartbeat "
             f"(for {_duration(now - since)}): {self.reason}. Until this is fixed, receiver sees none of "
             "Orchestrator's events for this source.",
-            "critical",
+            "failure",
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from receiver.errors import StoreError
 from receiver.orchestrator import (
+    Circuit,
     OrchestratorClient,
     OrchestratorError,
     OrchestratorUnavailableError,
@@ -177,9 +178,17 @@ class Heartbeats:
             # A reload changed the block: the old client closes in the background.
             asyncio.get_running_loop().create_task(known[1].aclose())
         assert link.heartbeat is not None  # noqa: S101  # only sources with a heartbeat get here
-        budget = max(1.0, min(_BUDGET_CAP, link.heartbeat.every))
+        every = link.heartbeat.every
+        budget = max(1.0, min(_BUDGET_CAP, every))
+        # The circuit's pause fits the period: a heartbeat must notice the API's recovery soon.
+        circuit = Circuit(cooldown=max(5.0, min(60.0, 2 * every)))
         client = OrchestratorClient(
-            name, link, transport=self._transport, policy=RetryPolicy(budget=budget), observer=self._observer
+            name,
+            link,
+            transport=self._transport,
+            policy=RetryPolicy(budget=budget),
+            circuit=circuit,
+            observer=self._observer,
         )
         self._clients[name] = (link, client)
         return client
