@@ -97,6 +97,8 @@ def _tokenize(text: str) -> list[_Token]:
             word = match.group()
             if kind == "name" and word.lower() in _KEYWORDS:
                 kind = word.lower()
+            elif kind == "punct":
+                kind = word
             tokens.append(_Token(kind, word))
         position = match.end()
     return tokens

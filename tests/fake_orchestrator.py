@@ -30,6 +30,9 @@ Usage::
         orch.edit_webhook(hook["Id"], Enabled=False)   # as a person in the web UI would (no ping)
         orch.edit_webhook(hook["Id"], Secret="other")  # secret changed on Orchestrator's side only
         orch.suspend_webhook(hook["Id"])               # Orchestrator's breaker: looks enabled, delivers nothing
+        orch.resume_webhook(hook["Id"])                # close it (any non-2xx answer or timeout opens it, §7)
+        orch.send_event("job.faulted", Job={...})      # a signed event to every subscribed webhook
+        orch.rate_limit(100)                           # §6: 429 past 100 GET /odata/Jobs|QueueItems a minute
         orch.fail_next(3, status=429, retry_after=2)   # or fail_for(5.0, status=503); slow_down(2.0, count=1)
         orch.expire_tokens()                           # or orch.token_lifetime = 2
         orch.wait_for_deliveries(1)                    # what reached (or did not reach) the webhook URLs
@@ -50,6 +53,8 @@ import hmac
 import ipaddress
 import itertools
 import json
+import math
+import queue
 import re
 import secrets as secrets_module
 import threading
@@ -69,47 +74,22 @@ from fake_odata import ODataError, compile_filter, order, select
 __all__ = ["EVENT_TYPES", "Delivery", "FakeOrchestrator", "RecordedRequest", "sign"]
 
 # GetEventTypes (§5.4), from the event table of webhooks.md §2 (the subscribable, documented ones).
-EVENT_TYPES: tuple[tuple[str, str], ...] = (
-    *(
-        (f"job.{name}", "Jobs")
-        for name in (
-            "created",
-            "started",
-            "completed",
-            "faulted",
-            "stopped",
-            "suspended",
-            "resumed",
-            "stopping",
-            "terminating",
-        )
-    ),
-    *((f"robot.{name}", "Robots") for name in ("created", "updated", "deleted", "status")),
-    *((f"queue.{name}", "Queues") for name in ("created", "updated", "deleted")),
-    *(
-        (f"queueItem.{name}", "Queue items")
-        for name in (
-            "added",
-            "transactionStarted",
-            "transactionCompleted",
-            "transactionFailed",
-            "transactionAbandoned",
-            "deferred",
-            "deleted",
-            "retried",
-            "updated",
-            "reviewStatusChanged",
-        )
-    ),
-    *((f"process.{name}", "Processes") for name in ("created", "updated", "deleted")),
-    ("schedule.failed", "Triggers"),
-    *(
-        (f"task.{name}", "Tasks")
-        for name in ("created", "completed", "assignmentChanged", "forwarded", "saved", "deleted", "updated")
-    ),
-    *((f"blobfile.{name}", "Storage buckets") for name in ("uploaded", "deleted")),
-    ("ping", "Other"),
-    ("custom", "Other"),
+_EVENT_GROUPS = {
+    "Jobs": "job.created job.started job.completed job.faulted job.stopped job.suspended job.resumed job.stopping"
+    " job.terminating",
+    "Robots": "robot.created robot.updated robot.deleted robot.status",
+    "Queues": "queue.created queue.updated queue.deleted",
+    "Queue items": "queueItem.added queueItem.transactionStarted queueItem.transactionCompleted"
+    " queueItem.transactionFailed queueItem.transactionAbandoned queueItem.deferred queueItem.deleted"
+    " queueItem.retried queueItem.updated queueItem.reviewStatusChanged",
+    "Processes": "process.created process.updated process.deleted",
+    "Triggers": "schedule.failed",
+    "Tasks": "task.created task.completed task.assignmentChanged task.forwarded task.saved task.deleted task.updated",
+    "Storage buckets": "blobfile.uploaded blobfile.deleted",
+    "Other": "ping custom",
+}
+EVENT_TYPES: tuple[tuple[str, str], ...] = tuple(
+    (name, group) for group, names in _EVENT_GROUPS.items() for name in names.split()
 )
 _EVENT_NAMES = frozenset(name for name, _ in EVENT_TYPES)
 
@@ -282,7 +262,9 @@ class FakeOrchestrator:
         self._rate_window: list[float] = []
         self._log: list[RecordedRequest] = []
         self._deliveries: list[Delivery] = []
-        self._delivery_threads: list[threading.Thread] = []
+        # One sender, in order: a failed delivery opens the breaker before the next one is tried.
+        self._outbox: queue.Queue[tuple[int, dict[str, Any]] | None] = queue.Queue()
+        self._sender: threading.Thread | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -292,8 +274,12 @@ class FakeOrchestrator:
         """Listen on 127.0.0.1 (a free port) in a daemon thread."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-orchestrator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-orchestrator", daemon=True
+        )
         self._thread.start()
+        self._sender = threading.Thread(target=self._send_loop, name="fake-orchestrator-webhooks", daemon=True)
+        self._sender.start()
         return self
 
     def stop(self) -> None:
@@ -302,8 +288,10 @@ class FakeOrchestrator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-        for thread in list(self._delivery_threads):
-            thread.join(timeout=self.delivery_timeout + 1)
+        if self._sender is not None:
+            self._outbox.put(None)
+            self._sender.join(timeout=self.delivery_timeout + 1)
+            self._sender = None
 
     def __enter__(self) -> FakeOrchestrator:
         return self.start()
@@ -605,11 +593,16 @@ class FakeOrchestrator:
         count: int,
         status: int = 429,
         *,
-        retry_after: float | None = 1,
+        retry_after: float | None = None,
         scope: Literal["api", "token", "all"] = "api",
         path_contains: str | None = None,
     ) -> None:
-        """Answer the next ``count`` matching calls with ``status`` (429 carries ``Retry-After``)."""
+        """Answer the next ``count`` matching calls with ``status``.
+
+        ``Retry-After`` (whole seconds, rounded up) is sent when ``retry_after`` is given; a 429 gets 1 s by default.
+        """
+        if retry_after is None and status == 429:
+            retry_after = 1
         with self._lock:
             self._faults.append(_Fault(status, retry_after, count, None, scope, path_contains))
 
@@ -1054,11 +1047,15 @@ class FakeOrchestrator:
             self._deliver_later(key, event)
 
     def _deliver_later(self, webhook_id: int, event: dict[str, Any]) -> None:
-        thread = threading.Thread(target=self._deliver, args=(webhook_id, event), daemon=True)
-        with self._lock:
-            self._delivery_threads = [t for t in self._delivery_threads if t.is_alive()]
-            self._delivery_threads.append(thread)
-        thread.start()
+        self._outbox.put((webhook_id, event))
+
+    def _send_loop(self) -> None:
+        while (item := self._outbox.get()) is not None:
+            webhook_id, event = item
+            with self._lock:
+                exists = webhook_id in self._webhooks
+            if exists:
+                self._deliver(webhook_id, event)
 
     def _deliver(self, webhook_id: int, event: dict[str, Any]) -> Delivery:
         """POST one event to a webhook's URL as Orchestrator does (webhooks.md §1, §4), and record it."""
@@ -1236,7 +1233,7 @@ def _integer(text: str | None, name: str, default: int) -> int:
 
 
 def _fault_reply(status: int, retry_after: float | None) -> _Reply:
-    headers = {"Retry-After": str(round(retry_after))} if retry_after is not None else {}
+    headers = {"Retry-After": str(max(0, math.ceil(retry_after)))} if retry_after is not None else {}
     message = "Too many requests." if status == 429 else "The service is unavailable."
     return _Reply(status, {"message": message, "errorCode": 0, "traceId": uuid.uuid4().hex}, headers)
 

@@ -310,10 +310,12 @@ class OrchestratorClient:
             OrchestratorAuthError: the credentials or the scopes were refused.
             OrchestratorUnavailableError: the token endpoint did not answer in time.
         """
-        return await self.tokens.get(self._fetch_token)
+        return await self._token(self._clock() + self.policy.budget)
 
-    async def _fetch_token(self) -> Token:
-        deadline = self._clock() + self.policy.budget
+    async def _token(self, deadline: float) -> Token:
+        return await self.tokens.get(lambda: self._fetch_token(deadline))
+
+    async def _fetch_token(self, deadline: float) -> Token:
         answer = await self._exchange(
             "POST",
             self.endpoints.token_url,
@@ -379,7 +381,7 @@ class OrchestratorClient:
             headers["Content-Type"] = "application/json"
         for renewal in (False, True):
             self._refuse_if_open(what)
-            token = await self.token()
+            token = await self._token(deadline)  # a token request counts against the call's budget
             headers["Authorization"] = f"Bearer {token.access_token.get_secret_value()}"
             answer = await self._exchange(
                 method, url, what, headers=headers, deadline=deadline, idempotent=repeatable, **extra
