@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,16 @@ def _metric(server: ServerProcess, name: str) -> float | None:
     return None
 
 
+def _overview(server: ServerProcess) -> str:
+    """The web page's overview, after logging in with the admin token."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    form = urllib.parse.urlencode({"token": ADMIN, "next": "/ui"}).encode()
+    login = urllib.request.Request(f"{server.base}/ui/login", data=form, headers={"Origin": server.base})  # noqa: S310
+    opener.open(login, timeout=5).read()
+    with opener.open(f"{server.base}/ui", timeout=5) as reply:
+        return str(reply.read().decode())
+
+
 def _messages(sink: Sink) -> list[str]:
     return [f"{m.get('title', '')}\n{m.get('message', '')}" for m in sink.received]
 
@@ -114,6 +125,9 @@ def test_heartbeat_runs_and_a_disabled_webhook_is_alerted_within_two_periods(
         assert status == 200
         assert json.loads(body)["degraded"] == ["webhook_path:uipath"]
         assert "webhook_path" not in json.loads(body)
+        page = _overview(server)
+        assert "webhook path of uipath, round trip" in page
+        assert "does not subscribe to job.faulted" in page
         assert sink.received == []
 
         orch.edit_webhook(hook["Id"], Enabled=False)
