@@ -35,6 +35,7 @@ from receiver.http.runtime import RulesInForce, Runtime, load_rules_file, resolv
 from receiver.metrics import Metrics
 from receiver.pipeline.activity import EdgeActivity
 from receiver.pipeline.dispatch import Backoff, Dispatcher
+from receiver.pipeline.heartbeat import Heartbeats
 from receiver.pipeline.rulewatch import watch_rules
 from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet
@@ -141,6 +142,9 @@ def create_app(
             busy=lambda: edge_activity.inflight > 0,
         )
         rt.tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
+        if Heartbeats.configured(rules):
+            rt.heartbeats = Heartbeats(store, in_force.current, rt.webhook_path, metrics.registry, clock=clock)
+            rt.tasks.append(asyncio.create_task(rt.heartbeats.run(), name="heartbeats"))
         if settings.watch_rules:
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))
         _install_sighup(rt)
@@ -303,9 +307,16 @@ async def _readyz(request: Request) -> Response:
     body: dict[str, Any] = {"status": "ok" if not problems else "unavailable"}
     if problems:
         body["failing"] = sorted(problems)
+    # A deaf webhook path is degraded, not unready: restarting the receiver would not fix it.
+    paths = rt.heartbeats.states if rt.heartbeats is not None else {}
+    degraded = sorted(f"webhook_path:{n}" for n, s in paths.items() if s.state == "down" or s.missing_types)
+    if degraded:
+        body["degraded"] = degraded
     if not _admin_asks(rt, request):
         return JSONResponse(body, status_code=status)
     body["rules"] = {"loaded": len(rt.ruleset.rules), "last_reload_problems": rt.reload_problems}
+    if paths:
+        body["webhook_path"] = {n: s.snapshot() for n, s in sorted(paths.items())}
     if problems:
         body["problems"] = problems
     return JSONResponse(body, status_code=status)

@@ -185,6 +185,8 @@ def _refusal(rt: Runtime, source: str, refusal: _Refused) -> _Answer:
     # Unknown source names come from the URL: label them as one value, not as what was sent.
     label = source if source in rt.sources else "unknown"
     rt.metrics.webhooks_refused.labels(label, refusal.code).inc()
+    if refusal.code == "signature_mismatch":
+        rt.webhook_path.signature_mismatch(source)  # evidence for the heartbeat
     summary = ("webhook_refused", {"source": source[:100], "reason": refusal.code, "status": refusal.status})
     return refusal.status, error_body(refusal.code, refusal.detail), refusal.headers, summary
 
@@ -300,6 +302,8 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
             503, "store_unavailable", "the event could not be stored; retry later", {"Retry-After": "5"}
         ) from None
     status = "duplicate" if accepted.duplicate else "accepted"
+    if event_type == "ping":
+        rt.webhook_path.ping_accepted(source_name, event_id)  # the heartbeat's round trip
     type_label = event_type if event_type in EVENT_TYPES else "unknown"
     rt.metrics.received(source_name, type_label, status).inc()
     summary = (

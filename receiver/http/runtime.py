@@ -22,8 +22,10 @@ from receiver.http.deadline import ReadDeadlines
 from receiver.http.limiter import FailureLimiter
 from receiver.http.quota import EntryQuota
 from receiver.metrics import Metrics
+from receiver.orchestrator.path import PathSignals
 from receiver.pipeline.activity import EdgeActivity
 from receiver.pipeline.dispatch import Dispatcher
+from receiver.pipeline.heartbeat import Heartbeats
 from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet, load_rules
 from receiver.settings import Settings
@@ -145,6 +147,10 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     reads: ReadDeadlines = field(default_factory=ReadDeadlines)
     """Body reads in progress, cancelled past ``settings.body_timeout_seconds`` (slow clients)."""
+    webhook_path: PathSignals = field(default_factory=PathSignals)
+    """The edge's one hook for the heartbeat: pings accepted, signature mismatches (``receiver.orchestrator.path``)."""
+    heartbeats: Heartbeats | None = None
+    """The heartbeat of the sources that have one, or None (``receiver.pipeline.heartbeat``)."""
     logs_quota: EntryQuota = field(default_factory=EntryQuota)
     """Robot-log entries each source may still post (``settings.logs_rate_per_second``, ``logs_burst``)."""
 

@@ -426,6 +426,7 @@ async def overview(page: _Page) -> Response:
         rules=rules_json(rt),
         events=events,
         store=await _store_size(rt),
+        paths={n: s.snapshot() for n, s in sorted(rt.heartbeats.states.items())} if rt.heartbeats else {},
     )
 
 

@@ -19,6 +19,7 @@ from receiver.rules.match import Clause, Compiler, Subject
 from receiver.rules.model import (
     BodyFormat,
     Channel,
+    Heartbeat,
     Inhibit,
     KeyTemplate,
     OrchestratorLink,
@@ -42,6 +43,7 @@ __all__ = [
     "Channel",
     "Clause",
     "Compiler",
+    "Heartbeat",
     "Inhibit",
     "KeyTemplate",
     "OrchestratorLink",

@@ -36,6 +36,7 @@ from receiver.rules.model import (
     Collapse,
     Frequency,
     Group,
+    Heartbeat,
     Inhibit,
     KeyTemplate,
     OrchestratorLink,
@@ -53,6 +54,7 @@ from receiver.rules.spec import (
     ChannelSpec,
     CollapseSpec,
     FileSpec,
+    HeartbeatSpec,
     InhibitSpec,
     OrchestratorSpec,
     RecoverSpec,
@@ -429,6 +431,26 @@ class _Loader:
             public_url=values["public_url"],
             token_url=values.get("token_url"),
             timeout_seconds=spec.timeout.total_seconds(),
+            heartbeat=self._heartbeat(spec.heartbeat, (*base, "heartbeat"), label),
+        )
+
+    def _heartbeat(self, spec: HeartbeatSpec | None, base: YamlPath, label: str) -> Heartbeat | None:
+        """Check ``orchestrator.heartbeat:``: its channels must be declared; ``within`` must fit in ``every``."""
+        if spec is None:
+            return None
+        notify = self._notify(spec.notify, base, f"{label}: orchestrator.heartbeat")
+        if spec.within > spec.every:
+            self.report(
+                (*base, "within"),
+                f"{label}: orchestrator.heartbeat.within must not be longer than every "
+                "(a ping is asked for once per period)",
+            )
+        return Heartbeat(
+            every=spec.every.total_seconds(),
+            within=spec.within.total_seconds(),
+            notify=notify,
+            auto_enable=spec.auto_enable,
+            health_every=spec.health_every.total_seconds(),
         )
 
     def _orchestrator_url(self, url: str | None) -> str | None:

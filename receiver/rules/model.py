@@ -26,6 +26,7 @@ __all__ = [
     "Collapse",
     "Frequency",
     "Group",
+    "Heartbeat",
     "Inhibit",
     "KeyTemplate",
     "OrchestratorLink",
@@ -77,6 +78,25 @@ class Channel:
 
 
 @dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The end-to-end check of a source's webhook path (``orchestrator.heartbeat:``).
+
+    Attributes:
+        every: seconds between two pings asked of Orchestrator.
+        within: seconds the signed ``ping`` has to arrive at ``/webhooks/{source}``.
+        notify: the channels of the path's alerts (they should not depend on that path).
+        auto_enable: enable the webhook again when it is found disabled.
+        health_every: seconds between two reads of the source's webhooks (enabled, event types).
+    """
+
+    every: float
+    within: float
+    notify: tuple[str, ...]
+    auto_enable: bool = False
+    health_every: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class OrchestratorLink:
     """A source's connection back to Orchestrator (``sources.<name>.orchestrator:``), values expanded.
 
@@ -89,6 +109,7 @@ class OrchestratorLink:
         public_url: the URL Orchestrator calls for this source, byte for byte as registered.
         token_url: the token endpoint when given explicitly; None derives it from ``url``.
         timeout_seconds: timeout of one HTTP request to Orchestrator.
+        heartbeat: the end-to-end check of the webhook path, or None.
     """
 
     url: str
@@ -98,6 +119,7 @@ class OrchestratorLink:
     public_url: str
     token_url: str | None = None
     timeout_seconds: float = 10.0
+    heartbeat: Heartbeat | None = None
 
     def client_secret_value(self) -> str:
         """Return the client secret in clear (only for the token request)."""

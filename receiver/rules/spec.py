@@ -27,6 +27,7 @@ __all__ = [
     "FileSpec",
     "FrequencySpec",
     "GroupSpec",
+    "HeartbeatSpec",
     "InhibitSpec",
     "OrchestratorSpec",
     "RecoverSpec",
@@ -104,6 +105,16 @@ def _split_scopes(value: Any) -> Any:
     return value.split() if isinstance(value, str) else value
 
 
+class HeartbeatSpec(_Spec):
+    """``sources.<name>.orchestrator.heartbeat:``, the end-to-end check of the webhook path."""
+
+    every: Duration = timedelta(minutes=5)
+    within: Duration = timedelta(minutes=1)
+    notify: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+    auto_enable: bool = False
+    health_every: Duration = timedelta(minutes=5)
+
+
 class OrchestratorSpec(_Spec):
     """``sources.<name>.orchestrator:``, the connection back to Orchestrator; values are expanded by the loader."""
 
@@ -116,6 +127,7 @@ class OrchestratorSpec(_Spec):
     public_url: str = Field(min_length=1)
     token_url: str | None = None
     timeout: Duration = timedelta(seconds=10)
+    heartbeat: HeartbeatSpec | None = None
 
 
 class SourceSpec(_Spec):
@@ -266,6 +278,7 @@ ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "channel": tuple(ChannelSpec.model_fields),
     "source": tuple(SourceSpec.model_fields),
     "orchestrator": tuple(OrchestratorSpec.model_fields),
+    "heartbeat": tuple(HeartbeatSpec.model_fields),
     "rule": tuple(f.alias or name for name, f in RuleSpec.model_fields.items()),
     "throttle": tuple(ThrottleSpec.model_fields),
     "group": tuple(GroupSpec.model_fields),
