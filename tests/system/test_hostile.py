@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ServerProcess, Sink, fault
-from test_stall import HealthPoller
+from support import HealthPoller, ServerProcess, Sink, fault
 
 pytestmark = pytest.mark.slow
 

@@ -9,16 +9,14 @@ a second throughout and both entries end processed, their stored bodies whole.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ServerProcess, Sink
+from support import HealthPoller, ServerProcess, Sink
 
 pytestmark = pytest.mark.slow
 
@@ -58,48 +56,6 @@ rules:
     process = ServerProcess(rules=rules, database=tmp_path / "r.db", env=env).start()
     yield process
     process.stop()
-
-
-@dataclass
-class HealthPoller:
-    """Asks ``/healthz`` every 50 ms in a thread and keeps the slowest answer (bounded by ``limit`` seconds)."""
-
-    base: str
-    limit: float = 120.0
-    slowest: float = 0.0
-    failures: list[str] = field(default_factory=list)
-    polls: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> HealthPoller:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    @property
-    def stalled(self) -> bool:
-        return self.slowest >= 1.0 or bool(self.failures)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.limit
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            started = time.monotonic()
-            try:
-                with urllib.request.urlopen(f"{self.base}/healthz", timeout=5) as reply:  # noqa: S310 - loopback
-                    reply.read()
-                    if reply.status != 200:
-                        self.failures.append(f"status {reply.status}")
-            except OSError as exc:
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-            self.slowest = max(self.slowest, time.monotonic() - started)
-            self.polls += 1
-            self._stop.wait(0.05)
 
 
 def _log_entry(message: str, level: str = "Error") -> bytes:
