@@ -32,12 +32,14 @@ from receiver.rules.model import (
 from receiver.rules.reach import needed_event_types
 from receiver.rules.ruleset import RuleSet
 from receiver.rules.spec import DEFAULT_ORCHESTRATOR_SCOPES, parse_duration
+from receiver.rules.starter import STARTER_CHANNELS, StarterRules, starter_rules
 from receiver.rules.template import context_names, escape_markdown, firstlines, localtime, neutralise
 from receiver.rules.values import compile_glob, is_plain_glob
 
 __all__ = [
     "DEFAULT_ORCHESTRATOR_SCOPES",
     "HANDLE_TYPES",
+    "STARTER_CHANNELS",
     "BodyFormat",
     "BudgetExceededError",
     "Channel",
@@ -53,6 +55,7 @@ __all__ = [
     "RuleSet",
     "Severity",
     "Source",
+    "StarterRules",
     "Subject",
     "compile_glob",
     "context_names",
@@ -67,4 +70,5 @@ __all__ = [
     "needed_event_types",
     "neutralise",
     "parse_duration",
+    "starter_rules",
 ]
