@@ -1,4 +1,4 @@
-"""The ``receiver`` command line: serve, check, test, sign, send-test, deliveries, silence, prune, orchestrator, init.
+"""The ``receiver`` command line: serve, check, init, schema, test, sign, send-test, and the admin commands.
 
 Each command is a small function returning an exit code; ``main`` parses the arguments and
 calls it. Commands that read rules share the loader the server uses, so ``check`` says exactly
@@ -141,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
         init.add_argument(f"--{kind}", action="store_true", help=f"a {kind} channel (its ${{VAR}} placeholders)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=_init)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of rules.yaml (for editors; docs/rules.md)")
+    schema.set_defaults(handler=_schema)
     return parser
 
 
@@ -165,6 +168,15 @@ def _init(args: argparse.Namespace) -> int:
     print("     queueItem.transactionFailed (or all events); Enabled.")
     print("     Or let receiver create it: give the source an `orchestrator:` block (docs/orchestrator.md)")
     print("     and run: receiver orchestrator sync")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from receiver.rules import rules_json_schema
+
+    print(json.dumps(rules_json_schema(), indent=2))
     return 0
 
 
