@@ -1,4 +1,4 @@
-"""The ``receiver`` command line: serve, check, test, sign, send-test, deliveries, silence, prune, orchestrator.
+"""The ``receiver`` command line: serve, check, init, schema, test, sign, send-test, and the admin commands.
 
 Each command is a small function returning an exit code; ``main`` parses the arguments and
 calls it. Commands that read rules share the loader the server uses, so ``check`` says exactly
@@ -134,7 +134,50 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("source", nargs="?", help="one source (default: every source with an orchestrator: block)")
         sub.add_argument("--rules", help="rules file (default ./rules.yaml, env RECEIVER_RULES)")
     orchestrator.set_defaults(handler=_orchestrator, action=None)
+
+    init = commands.add_parser("init", help="write a starter rules.yaml for the channels named")
+    init.add_argument("path", nargs="?", default="rules.yaml", help="where to write it (default ./rules.yaml)")
+    for kind in ("slack", "teams", "email"):
+        init.add_argument(f"--{kind}", action="store_true", help=f"a {kind} channel (its ${{VAR}} placeholders)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(handler=_init)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of rules.yaml (for editors; docs/rules.md)")
+    schema.set_defaults(handler=_schema)
     return parser
+
+
+def _init(args: argparse.Namespace) -> int:
+    from receiver.rules import starter_rules
+
+    starter = starter_rules([kind for kind in ("slack", "teams", "email") if getattr(args, kind)])
+    try:
+        # "x" refuses an existing file atomically; --force replaces it.
+        with open(args.path, "w" if args.force else "x", encoding="utf-8") as out:
+            out.write(starter.text)
+    except FileExistsError:
+        print(f"receiver: {args.path!r} exists; pass --force to overwrite it", file=sys.stderr)
+        return 1
+    print(f"Wrote {args.path}. Next:")
+    variables = " ".join(f"{name}=..." for name in ("RECEIVER_WEBHOOK_SECRET", *starter.variables))
+    print(f"  1. Set the environment variables it reads: {variables}")
+    print(f"  2. Check it: receiver check {args.path}")
+    print(f"  3. Run: receiver serve --rules {args.path} --host 0.0.0.0 (behind HTTPS that Orchestrator can reach)")
+    print("  4. In Orchestrator: Tenant > Webhooks > Add webhook. URL: https://YOUR-HOST/webhooks/uipath;")
+    print("     Secret: the value of RECEIVER_WEBHOOK_SECRET; events: job.faulted, job.stopped,")
+    print("     queueItem.transactionFailed (or all events); Enabled.")
+    print("     Or let receiver create it: give the source an `orchestrator:` block (docs/orchestrator.md)")
+    print("     and run: receiver orchestrator sync")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from receiver.rules import rules_json_schema
+
+    print(json.dumps(rules_json_schema(), indent=2))
+    return 0
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -769,7 +769,7 @@ class TestPostgresWithoutServer:
         """Without psycopg installed, a PostgreSQL URL is a ConfigError saying which extra to install."""
         monkeypatch.delitem(sys.modules, "receiver.store.postgres", raising=False)
         monkeypatch.setitem(sys.modules, "psycopg", None)
-        with pytest.raises(ConfigError, match=r"pip install 'receiver\[postgres\]'"):
+        with pytest.raises(ConfigError, match=r"pip install 'orchestrator-alert-receiver\[postgres\]'"):
             open_store("postgresql://db/alerts")
 
 

@@ -6,7 +6,8 @@ Anything that needs apprise (URL validation) is passed in as a callable.
 Modules: ``spec`` (the YAML schema), ``load`` (reading and checking), ``match`` (clauses, the
 compiler and the explanations), ``values`` (value specs: equality, globs, regexes,
 comparisons...), ``fields`` (handles and dotted paths), ``ruleset`` (the index and
-first-match-wins evaluation), ``template`` (sandboxed Jinja2), ``model`` (the runtime types).
+first-match-wins evaluation), ``template`` (sandboxed Jinja2), ``model`` (the runtime types),
+``json_schema`` (the JSON Schema for editors), ``starter`` (``receiver init``).
 The reference for users is docs/rules.md. Other packages import only the names below, never a module.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from receiver.rules.budget import BudgetExceededError, event_budget
 from receiver.rules.fields import HANDLE_TYPES, event_classes
+from receiver.rules.json_schema import SCHEMA_PATH, rules_json_schema
 from receiver.rules.load import expand_env, load_rules
 from receiver.rules.match import Clause, Compiler, Subject
 from receiver.rules.model import (
@@ -32,12 +34,15 @@ from receiver.rules.model import (
 from receiver.rules.reach import needed_event_types
 from receiver.rules.ruleset import RuleSet
 from receiver.rules.spec import DEFAULT_ORCHESTRATOR_SCOPES, parse_duration
+from receiver.rules.starter import STARTER_CHANNELS, StarterRules, starter_rules
 from receiver.rules.template import context_names, escape_markdown, firstlines, localtime, neutralise
 from receiver.rules.values import compile_glob, is_plain_glob
 
 __all__ = [
     "DEFAULT_ORCHESTRATOR_SCOPES",
     "HANDLE_TYPES",
+    "SCHEMA_PATH",
+    "STARTER_CHANNELS",
     "BodyFormat",
     "BudgetExceededError",
     "Channel",
@@ -53,6 +58,7 @@ __all__ = [
     "RuleSet",
     "Severity",
     "Source",
+    "StarterRules",
     "Subject",
     "compile_glob",
     "context_names",
@@ -67,4 +73,6 @@ __all__ = [
     "needed_event_types",
     "neutralise",
     "parse_duration",
+    "rules_json_schema",
+    "starter_rules",
 ]

@@ -5,7 +5,7 @@ against the role it uses: ``InboxStore`` (accept, claim, finish), ``NoiseStateSt
 ``OutboxStore`` (claim deliveries, record attempts), ``SilenceStore``, ``ReadStore`` (the admin
 read models), ``CounterStore`` and ``RetentionStore``; ``Store`` is their union, which the app
 factory holds. ``SQLiteStore`` (``receiver.store.sqlite``) is the embedded default, and
-``PostgresStore`` (``receiver.store.postgres``, the ``receiver[postgres]`` extra) lets several
+``PostgresStore`` (``receiver.store.postgres``, the ``orchestrator-alert-receiver[postgres]`` extra) lets several
 replicas share one database. ``open_store`` picks one from a database URL. Both apply the
 versioned migrations of ``receiver.store.schema`` when opened.
 
@@ -621,7 +621,7 @@ def open_store(database_url: str) -> Store:
                 raise
             raise ConfigError(
                 f"database URL uses PostgreSQL but its driver is not installed ({exc.name!r} is missing); "
-                "install it with: pip install 'receiver[postgres]'"
+                "install it with: pip install 'orchestrator-alert-receiver[postgres]'"
             ) from exc
         return PostgresStore(database_url)
     raise ConfigError(f"database URL {database_url.split(':', 1)[0]!r}: expected sqlite:///PATH or postgresql://...")
