@@ -217,6 +217,24 @@ class TestFailedChecks:
         assert [("testclient", "api")] * 3 == [(e["client"], e["route"]) for e in failed]
         assert not any("guess-" in str(e) for e in logs)
 
+    def test_wrong_robot_log_tokens_are_limited_apart_from_the_admin(self, tmp_path: Path, rules_path: Path) -> None:
+        """Wrong /logs tokens get 401 and a log line each, then 429; the admin token still works from that address."""
+        settings = make_settings(tmp_path, rules_path, auth_failures_per_minute=3, logs_token="robot-token")
+        entry = b'{"Level": "Error", "Message": "m"}'
+        with serve(settings) as limited, capture_logs() as logs:
+            wrong = [
+                limited.post("/logs/uipath", content=entry, headers={"Authorization": f"Bearer stale-{i}"})
+                for i in range(3)
+            ]
+            blocked = limited.post("/logs/uipath", content=entry, headers={"Authorization": "Bearer robot-token"})
+            admin = limited.get("/api/rules", headers=AUTH)
+        assert [401, 401, 401] == [r.status_code for r in wrong]
+        assert (429, "too_many_failures") == (blocked.status_code, blocked.json()["error"])
+        assert 0 < int(blocked.headers["retry-after"]) <= 60
+        assert 200 == admin.status_code
+        assert 3 == len([e for e in logs if e["event"] == "logs_auth_failed"])
+        assert not any("stale-" in str(e) for e in logs)
+
     def test_wrong_logins_are_limited_too(self, limited: TestClient) -> None:
         """Three wrong tokens at the login form; the fourth try, right or wrong, gets 429 and no cookie."""
         assert [401, 401, 401] == [log_in(limited, token=f"guess-{i}").status_code for i in range(3)]

@@ -115,6 +115,7 @@ def create_app(
             dispatcher=dispatcher,
             edge=edge_activity,
             auth_failures=FailureLimiter(settings.auth_failures_per_minute, 60.0),
+            logs_auth_failures=FailureLimiter(settings.auth_failures_per_minute, 60.0),
             store_stats=StoreStatsCache(store),
         )
         app.state.runtime = rt

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from receiver.errors import EventParseError, SignatureError, StoreError
 from receiver.events import EVENT_TYPES, parse_log_entries
-from receiver.http.auth import token_matches
+from receiver.http.auth import client_address, token_matches
 from receiver.http.quota import retry_after
 from receiver.http.responses import INTERNAL_ERROR, error_body
 from receiver.http.runtime import Runtime
@@ -324,7 +324,14 @@ async def _accept_logs(rt: Runtime, source_name: str, request: Request) -> tuple
     source = rt.sources.get(source_name)
     if source is None or source.logs_token is None:
         raise _Refused(404, "unknown_source", f"no robot-log route is configured for source {source_name[:100]!r}")
+    client = client_address(request)
+    wait_failures = rt.logs_auth_failures.retry_after(client)
+    if wait_failures is not None:
+        detail = f"too many failed token checks from this address; retry in {wait_failures} s"
+        raise _Refused(429, "too_many_failures", detail, {"Retry-After": str(wait_failures), **_CLOSE})
     if not token_matches(request.headers.get("authorization"), source.logs_token):
+        failures = rt.logs_auth_failures.failed(client)
+        log.warning("logs_auth_failed", client=client, source=source_name, failures=failures)
         raise _Refused(401, "unauthorized", "missing or wrong bearer token")
     rate, burst = _logs_rate(rt)
     # A source already over its rate is refused before its body is read or parsed.

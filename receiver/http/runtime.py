@@ -142,6 +142,9 @@ class Runtime:
     """Authenticated requests in hand at the edge: the workers give way to them (bounded)."""
     auth_failures: FailureLimiter
     """Failed admin-token checks per client address (``receiver.http.api``)."""
+    logs_auth_failures: FailureLimiter
+    """Failed robot-log token checks per client address: apart, so a robot with a stale token
+    cannot lock the admin out of an address it shares."""
     store_stats: StoreStatsCache
     """Rows per table and size of the store, read at most once a minute (``/metrics``, ``/ui``)."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
