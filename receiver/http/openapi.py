@@ -185,7 +185,10 @@ def _schemas() -> dict[str, Any]:
         "properties": {
             "id": {"type": "integer"},
             "source": {"type": "string"},
-            "event_id": {"type": "string", "description": "Orchestrator's EventId (or sha256 of the body)."},
+            "event_id": {
+                "type": "string",
+                "description": "Orchestrator's EventId (or sha256 of the body); job:<JobKey>:<State> for a job's end.",
+            },
             "type": {"type": "string"},
             "received_at": {"type": "number"},
             "event_time": nullable_number,
