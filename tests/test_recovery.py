@@ -26,6 +26,7 @@ from receiver.cli import main
 from receiver.http.app import create_app
 from receiver.orchestrator import OrchestratorClient
 from receiver.orchestrator.recovery import find_ended_jobs
+from receiver.pipeline.gaps import GapRecoveries
 from receiver.rules import OrchestratorLink
 from receiver.settings import Settings
 from receiver.signature import sign
@@ -284,3 +285,49 @@ class TestFindEndedJobs:
         assert run.complete
         skips = [r.query.get("$skip") for r in orch.request_log if r.path.endswith("/odata/Jobs")]
         assert [["0"], ["2"], ["4"]] == skips
+
+
+class TestInTheBackground:
+    def test_runs_after_start_and_every_interval_once_across_two_replicas(
+        self,
+        rules: Path,
+        gap: dict[str, Any],
+        orch: FakeOrchestrator,
+        database: str,
+        sink: Sink,
+    ) -> None:
+        """orchestrator.recovery: two apps on one database recover each job end once, and new ones at the next run."""
+        text = rules.read_text().replace(
+            '      scopes: "', '      recovery: {every: 1s, lookback: 2h}\n      scopes: "'
+        )
+        rules.write_text(text)
+        settings = _settings(rules, database)
+
+        def job_rounds() -> int:
+            return sum(r.path.endswith("/odata/Jobs") for r in orch.request_log) // len(gap["folders"])
+
+        with TestClient(create_app(settings)), TestClient(create_app(settings)) as second:
+            assert 2 == len(sink.wait_for(2))
+            rounds = job_rounds()
+            assert wait_until(lambda: job_rounds() >= rounds + 2)  # later runs find the same two again
+            late = orch.add_job(gap["folders"][1]["Id"], State="Faulted", ReleaseName="Late", Info="late fault")
+            assert wait_until(lambda: any("late fault" in a["message"] for a in sink.received))
+            assert "duplicate" == _post(second, _webhook(late, "99999999"))["status"]
+        assert 3 == len(sink.received)
+        assert 3 == sum("after a gap" in a["message"] for a in sink.received)
+
+    @pytest.mark.anyio
+    async def test_one_replica_at_a_time(self, tmp_path: Path) -> None:
+        """The gap-recovery lease: of two replicas on one database, one runs; the other waits."""
+        store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+        await store.open()
+        try:
+            rules = lambda: None  # noqa: E731  # never read by _leader
+            first, second = GapRecoveries(store, rules), GapRecoveries(store, rules)  # type: ignore[arg-type]
+            assert [True, False, True] == [
+                await first._leader(600.0),
+                await second._leader(600.0),
+                await first._leader(600.0),
+            ]
+        finally:
+            await store.close()

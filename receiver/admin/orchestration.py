@@ -22,11 +22,11 @@ from receiver.orchestrator import (
     list_webhooks,
     plan_sync,
 )
-from receiver.orchestrator.recovery import Recovered, RecoveryRun, find_ended_jobs, recovery_states
+from receiver.pipeline.gaps import recover_source
 from receiver.rules import OrchestratorLink, RuleSet, Source
-from receiver.store import InboxItem, InboxStore
+from receiver.store import InboxStore
 
-__all__ = ["Connect", "pick_sources", "reconcile_command", "recover_source", "status_command", "sync_command"]
+__all__ = ["Connect", "pick_sources", "reconcile_command", "status_command", "sync_command"]
 
 Connect = Callable[[str, OrchestratorLink], OrchestratorClient]
 """Builds the client of one source (the CLI's makes real ones; tests pass a transport)."""
@@ -183,55 +183,6 @@ async def sync_command(
 
 def _utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-async def recover_source(
-    source: Source,
-    ruleset: RuleSet,
-    client: OrchestratorClient,
-    *,
-    since: datetime,
-    now: datetime,
-    store: InboxStore | None,
-) -> tuple[RecoveryRun, list[tuple[Recovered, str]]]:
-    """Find the job ends of one source since ``since`` and store those the inbox lacks.
-
-    Each is stored under ``job:<JobKey>:<State>``, the key the webhook edge gives the same job
-    end, so a job end that arrived (or arrives later) by webhook is stored once.
-
-    Args:
-        source: the source.
-        ruleset: the rules (which end states they use).
-        client: the source's Orchestrator client.
-        since: the start of the window.
-        now: the end of the window and the receive time of what is stored.
-        store: where to store; None for a dry run.
-
-    Returns:
-        The run, and per job end found what became of it: ``stored``, ``already received``
-        or ``would send``.
-
-    Raises:
-        OrchestratorError: the folders could not be listed.
-        StoreError: the store refused a write.
-    """
-    run = await find_ended_jobs(client, recovery_states(ruleset, source.name), since=since, now=now)
-    outcomes: list[tuple[Recovered, str]] = []
-    for found in run.found:
-        if store is None:
-            outcomes.append((found, "would send"))
-            continue
-        item = InboxItem(
-            source=source.name,
-            event_id=found.event_id,
-            type=found.type,
-            body=found.body,
-            received_at=now.timestamp(),
-            event_time=found.event_time,
-        )
-        accepted = await store.accept(item)
-        outcomes.append((found, "already received" if accepted.duplicate else f"stored (event {accepted.inbox_id})"))
-    return run, outcomes
 
 
 async def _reconcile_one(

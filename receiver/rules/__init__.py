@@ -19,6 +19,7 @@ from receiver.rules.match import Clause, Compiler, Subject
 from receiver.rules.model import (
     BodyFormat,
     Channel,
+    GapRecovery,
     Heartbeat,
     Inhibit,
     KeyTemplate,
@@ -43,6 +44,7 @@ __all__ = [
     "Channel",
     "Clause",
     "Compiler",
+    "GapRecovery",
     "Heartbeat",
     "Inhibit",
     "KeyTemplate",
