@@ -8,7 +8,9 @@ same end arriving by webhook (either order) make one inbox row and one notificat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 import structlog
 from fake_orchestrator import FakeOrchestrator
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 from support import Sink, wait_until
@@ -25,9 +28,11 @@ import receiver.orchestrator.client as orchestrator_client
 from receiver.cli import main
 from receiver.http.app import create_app
 from receiver.orchestrator import OrchestratorClient
+from receiver.orchestrator.path import Notice, PathSignals, PathState
 from receiver.orchestrator.recovery import find_ended_jobs
 from receiver.pipeline.gaps import GapRecoveries
-from receiver.rules import OrchestratorLink
+from receiver.pipeline.heartbeat import Heartbeats
+from receiver.rules import Heartbeat, OrchestratorLink, RuleSet, load_rules
 from receiver.settings import Settings
 from receiver.signature import sign
 from receiver.store import open_store
@@ -287,6 +292,14 @@ class TestFindEndedJobs:
         assert [["0"], ["2"], ["4"]] == skips
 
 
+@pytest.fixture
+def hourly(rules: Path) -> RuleSet:
+    """The rules with gap recovery every hour."""
+    hourly = "      recovery: {every: 1h, lookback: 2h}\n"
+    rules.write_text(rules.read_text().replace('      scopes: "', hourly + '      scopes: "'))
+    return load_rules(rules, environ=dict(os.environ))
+
+
 class TestInTheBackground:
     def test_runs_after_start_and_every_interval_once_across_two_replicas(
         self,
@@ -330,4 +343,38 @@ class TestInTheBackground:
                 await first._leader(600.0),
             ]
         finally:
+            await store.close()
+
+    @pytest.mark.anyio
+    async def test_a_kick_runs_at_once_and_the_heartbeats_restored_path_kicks(
+        self, hourly: RuleSet, gap: dict[str, Any], orch: FakeOrchestrator, tmp_path: Path
+    ) -> None:
+        """A period of 1 h: the first run comes at start, the next at once when kicked (the path came back)."""
+        ruleset = hourly
+        store = open_store(f"sqlite:///{tmp_path / 'r.db'}")
+        await store.open()
+        gaps = GapRecoveries(store, lambda: ruleset)
+        heartbeats = Heartbeats(store, lambda: ruleset, PathSignals(), CollectorRegistry())
+        heartbeats.on_restored = gaps.kick
+        task = asyncio.create_task(gaps.run())
+
+        async def rows(count: int) -> bool:
+            for _ in range(200):  # 10 s at most
+                # Only the source's rows: the heartbeat's notice is a row of its own (source heartbeat:uipath).
+                if sum(e.source == "uipath" for e in await store.list_events(limit=100)) >= count:
+                    return True
+                await asyncio.sleep(0.05)
+            return False
+
+        try:
+            assert await rows(2)
+            orch.add_job(gap["folders"][0]["Id"], State="Faulted", ReleaseName="Late")
+            beat = Heartbeat(every=60.0, within=10.0, notify=("ops",))
+            notice = Notice("restored", "restored:1", "Webhook path restored", "back", "success")
+            await heartbeats._finish("uipath", beat, PathState("uipath", orch.orchestrator_url, "x"), notice)
+            assert await rows(3)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await store.close()

@@ -148,6 +148,8 @@ def create_app(
             rt.tasks.append(asyncio.create_task(rt.heartbeats.run(), name="heartbeats"))
         if GapRecoveries.configured(rules):
             gaps = GapRecoveries(store, in_force.current, clock=clock)
+            if rt.heartbeats is not None:
+                rt.heartbeats.on_restored = gaps.kick  # what was lost while the path was down
             rt.tasks.append(asyncio.create_task(gaps.run(), name="gap-recovery"))
         if settings.watch_rules:
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))

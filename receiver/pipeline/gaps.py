@@ -1,7 +1,8 @@
 """Gap recovery in the background: job ends the webhook did not bring, read back from the API.
 
-Each source with ``orchestrator.recovery`` runs soon after start and then every ``every``
-seconds, on the one replica holding the ``gap-recovery`` lease: ask the API for the jobs that
+Each source with ``orchestrator.recovery`` runs soon after start, then every ``every`` seconds
+and at once when its heartbeat finds the webhook path back (:meth:`GapRecoveries.kick`), on
+the one replica holding the ``gap-recovery`` lease: ask the API for the jobs that
 ended since the watermark (receiver.orchestrator.recovery) and store each in the inbox under
 ``job:<JobKey>:<State>``, the key the webhook edge gives the same job end, so whichever arrives
 second is a duplicate. The worker then processes them like webhooks. The watermark is the start
@@ -106,6 +107,7 @@ class GapRecoveries:
         self._clock = clock
         self._transport = transport
         self.watermarks: dict[str, datetime] = {}
+        self._kicks: dict[str, asyncio.Event] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     @staticmethod
@@ -137,8 +139,14 @@ class GapRecoveries:
             with contextlib.suppress(StoreError, OSError):
                 await self._store.release_lease(_LEASE, self.owner)
 
+    def kick(self, name: str) -> None:
+        """Run ``name``'s recovery now rather than at the end of its period (the heartbeat's path came back)."""
+        self._kicks.setdefault(name, asyncio.Event()).set()
+
     async def _source_loop(self, name: str) -> None:
+        kicked = self._kicks.setdefault(name, asyncio.Event())
         while True:
+            kicked.clear()
             ruleset = self._rules()
             source = ruleset.sources.get(name)
             link = source.orchestrator if source is not None else None
@@ -152,7 +160,8 @@ class GapRecoveries:
                 raise
             except Exception:  # a run must never end gap recovery
                 log.exception("gap_recovery_failed", source=name)
-            await asyncio.sleep(max(0.0, link.recovery.every - (time.monotonic() - started)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(kicked.wait(), max(0.0, link.recovery.every - (time.monotonic() - started)))
 
     async def _leader(self, every: float) -> bool:
         try:
