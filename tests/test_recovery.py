@@ -229,6 +229,24 @@ class TestReconcile:
         assert 0 == code
         assert 2 == out.count(": already received")
 
+    def test_a_job_that_ended_20_hours_ago_still_alerts(
+        self, rules: Path, orch: FakeOrchestrator, tmp_path: Path, sink: Sink, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The edge refuses webhooks older than max_event_age; a recovered event is as old as its job's end."""
+        database = f"sqlite:///{tmp_path / 'r.db'}"
+        folder = orch.add_folder("Shared")
+        ended = datetime.now(UTC) - timedelta(hours=20)
+        orch.add_job(folder["Id"], State="Faulted", Info="long ago", EndTime=_iso(ended))
+        code, out, err = run(
+            capsys, "orchestrator", "reconcile", "--since", "24h", "--rules", str(rules), "--database", database
+        )
+        assert 0 == code, err
+        assert 1 == out.count(": stored (event ")
+        with TestClient(create_app(_settings(rules, database))):
+            (alert,) = sink.wait_for(1)
+        assert "long ago" in alert["message"]
+        assert f"this happened at {ended:%Y-%m-%d %H:%M}" in alert["message"]
+
     def test_recovered_then_late_webhook_notifies_once(
         self, rules: Path, gap: dict[str, Any], database: str, sink: Sink, capsys: pytest.CaptureFixture[str]
     ) -> None:

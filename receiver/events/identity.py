@@ -1,10 +1,10 @@
 """The identity of a finished job's event, shared by the webhook edge and gap recovery.
 
-A job ends once: its key and its end state name the event whoever reports it. The webhook
-edge stores a ``job.faulted``/``job.stopped``/``job.completed`` of one job under this key
-instead of Orchestrator's ``EventId``, and gap recovery stores what it finds in the API under
-the same key, so the inbox's unique (source, event_id) lets exactly one of them in, on every
-store and across replicas.
+A job ends once: its key and its end state name the event whoever reports it. For a source
+with an ``orchestrator:`` block, the webhook edge stores a ``job.faulted``/``job.stopped``/
+``job.completed`` of one job under this key instead of Orchestrator's ``EventId``, and gap
+recovery stores what it finds in the API under the same key, so the inbox's unique
+(source, event_id) lets exactly one of them in, on every store and across replicas.
 """
 
 from __future__ import annotations

@@ -272,10 +272,10 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
     # Counted as a burst only once authenticated (see receiver/pipeline/activity.py): a few unsigned bodies
     # trickled in must not make the workers wait.
     with rt.edge.handling():
-        return await _store_webhook(rt, source_name, body)
+        return await _store_webhook(rt, source_name, body, key_job_ends=source.key_job_ends)
 
 
-async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
+async def _store_webhook(rt: Runtime, source_name: str, body: bytes, *, key_job_ends: bool) -> _Answer:
     """Check and store one authenticated webhook; raises _Refused for anything it will not take."""
     try:
         raw = _parse_envelope(body)
@@ -283,8 +283,8 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
         raise _Refused(400, exc.code, str(exc)) from None
     event_type = str(_lookup(raw, "Type")).strip()
     event_id = _event_id(raw, body)
-    # A job's end is stored under its job key and state, so its webhook and its API recovery dedup (events/identity.py).
-    inbox_key = job_end_key(raw) or event_id
+    # Where gap recovery may store a job's end too, both use its job key and state (events/identity.py).
+    inbox_key = (job_end_key(raw) if key_job_ends else None) or event_id
     now = rt.clock()
     event_time = _event_time(_lookup(raw, "Timestamp"))
     if event_time is not None and now - event_time > rt.settings.max_event_age_seconds:

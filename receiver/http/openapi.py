@@ -187,7 +187,8 @@ def _schemas() -> dict[str, Any]:
             "source": {"type": "string"},
             "event_id": {
                 "type": "string",
-                "description": "Orchestrator's EventId (or sha256 of the body); job:<JobKey>:<State> for a job's end.",
+                "description": "Orchestrator's EventId (or sha256 of the body); job:<JobKey>:<State> for a job's end"
+                " on a source with an orchestrator: block.",
             },
             "type": {"type": "string"},
             "received_at": {"type": "number"},
