@@ -403,7 +403,8 @@ def test_a_source_without_orchestrator_block_keeps_eventid_as_the_key(
 ) -> None:
     """No reconcile is possible there: two webhooks reusing one job key with new EventIds stay two events."""
     rules = tmp_path / "rules.yaml"
-    rules.write_text(f'channels:\n  ops: "{sink.url()}"\nrules:\n  - {{name: f, match: {{type: job.faulted}}, notify: ops}}\n')
+    rule = "  - {name: f, match: {type: job.faulted}, notify: ops}\n"
+    rules.write_text(f'channels:\n  ops: "{sink.url()}"\nrules:\n{rule}')
     monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", WEBHOOK_SECRET)
     job = {"Id": 1, "Key": "0f3c9a7e-2d41-4b8e-9c55-7a1e6d2b4f10", "State": "Faulted", "Info": "again"}
     job.update(StartTime=None, EndTime=None, Release=None)
