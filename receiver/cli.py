@@ -129,7 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     status = orchestrator_actions.add_parser("status", help="token, scopes granted and webhooks seen, per source")
     sync = orchestrator_actions.add_parser("sync", help="create or update each source's webhook as the rules need")
     sync.add_argument("--dry-run", action="store_true", help="print the difference; change nothing")
-    reconcile = orchestrator_actions.add_parser("reconcile", help="not implemented yet")
+    reconcile = orchestrator_actions.add_parser(
+        "reconcile", help="recover from the API the job ends the webhook did not bring (gap recovery)"
+    )
+    reconcile.add_argument("--since", default="24h", help="how far back, e.g. 2h, 1d (default 24h)")
+    reconcile.add_argument("--dry-run", action="store_true", help="print what was found; store nothing")
+    reconcile.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
     for sub in (status, sync, reconcile):
         sub.add_argument("source", nargs="?", help="one source (default: every source with an orchestrator: block)")
         sub.add_argument("--rules", help="rules file (default ./rules.yaml, env RECEIVER_RULES)")
@@ -445,8 +450,7 @@ def _orchestrator(args: argparse.Namespace) -> int:
         print("receiver orchestrator: give status or sync", file=sys.stderr)
         return 2
     if args.action == "reconcile":
-        print("receiver orchestrator reconcile: not implemented yet", file=sys.stderr)
-        return 2
+        return _reconcile(args)
     settings = _settings(rules=args.rules)
     configure_logging(settings)  # retries and the circuit are logged to stderr, the report goes to stdout
     ruleset = load_rules(settings.rules, environ=dict(os.environ), check_url=check_url)
@@ -469,6 +473,47 @@ def _orchestrator(args: argparse.Namespace) -> int:
             err=sys.stderr,
         )
     return asyncio.run(run)
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from receiver.admin.orchestration import reconcile_command
+    from receiver.delivery.notifier import check_url
+    from receiver.logconfig import configure_logging
+    from receiver.orchestrator import OrchestratorClient
+    from receiver.rules import load_rules, parse_duration
+    from receiver.store import open_store
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"receiver orchestrator reconcile: --since: {exc}", file=sys.stderr)
+        return 2
+    settings = _settings(rules=args.rules, database_url=args.database)
+    configure_logging(settings)
+    ruleset = load_rules(settings.rules, environ=dict(os.environ), check_url=check_url)
+    store = None if args.dry_run else open_store(settings.database_url)
+
+    async def run() -> int:
+        if store is not None:
+            await store.open()
+        try:
+            return await reconcile_command(
+                ruleset,
+                args.source,
+                since=since,
+                store=store,
+                connect=OrchestratorClient,
+                out=sys.stdout,
+                err=sys.stderr,
+                now=datetime.now(UTC),
+            )
+        finally:
+            if store is not None:
+                await store.close()
+
+    return asyncio.run(run())
 
 
 def _prune(args: argparse.Namespace) -> int:

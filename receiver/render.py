@@ -237,6 +237,8 @@ def template_context(
         link=None if link is None else Markup(link),  # noqa: S704 - built here from quoted parts
         severity=severity,
         timezone=ruleset.timezone,
+        origin=event.origin or "webhook",
+        recovered_at=event.recovered_at,
     )
     return context
 
@@ -371,6 +373,11 @@ def _fields(event: Event, ruleset: RuleSet) -> tuple[list[tuple[str, Any]], str 
         fields += [("Machine", event.machine)]
         message = firstlines(event.message, 6)
     fields += [("Folder", event.folder), ("Time", localtime(event.timestamp, ruleset.timezone))]
+    if event.origin == "api":  # gap recovery read it from the API: say so first
+        happened = localtime(event.timestamp, ruleset.timezone) or "an unknown time"
+        learned = localtime(event.recovered_at, ruleset.timezone) or "an unknown time"
+        note = f"after a gap: this happened at {happened}, receiver learned of it at {learned}"
+        fields.insert(0, ("Recovered", note))
     return [(label, value) for label, value in fields if value not in (None, "")], message or None
 
 

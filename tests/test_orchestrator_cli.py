@@ -320,8 +320,11 @@ class TestSync:
         assert 1 == code
         assert "FAILED to update the webhook" in out
 
-    def test_reconcile_is_not_implemented_yet(self, rules: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """reconcile belongs to a later change: it says so and exits 2."""
-        code, _, err = run(capsys, "orchestrator", "reconcile", "--rules", str(rules))
+    def test_reconcile_usage_errors_exit_2(self, rules: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """reconcile (tests/test_recovery.py) refuses a bad --since or an unknown source with exit 2."""
+        code, _, err = run(capsys, "orchestrator", "reconcile", "--since", "soon", "--dry-run", "--rules", str(rules))
         assert 2 == code
-        assert "not implemented yet" in err
+        assert "--since" in err
+        code, _, err = run(capsys, "orchestrator", "reconcile", "nope", "--dry-run", "--rules", str(rules))
+        assert 2 == code
+        assert "no source 'nope'" in err

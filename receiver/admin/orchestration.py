@@ -1,16 +1,19 @@
-"""``receiver orchestrator status`` and ``sync``: each source's connection and webhook, from the CLI.
+"""``receiver orchestrator status``, ``sync`` and ``reconcile``: each source's connection, webhook and gaps.
 
 Exit codes (docs/orchestrator.md): ``status`` 0 when every source shown got a token, read its
 webhooks and has an enabled webhook at its ``public_url``, else 1; ``sync`` 0 when every source
-is (or, with ``--dry-run``, would be) as the rules need, 1 when a call failed; both 2 for a
-usage error (an unknown source, or no source with an ``orchestrator:`` block).
+is (or, with ``--dry-run``, would be) as the rules need, 1 when a call failed; ``reconcile`` 0
+when every folder of every source was read, 1 when a call failed or the run was cut short; all
+2 for a usage error (an unknown source, or no source with an ``orchestrator:`` block).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import TextIO
 
+from receiver.errors import StoreError
 from receiver.orchestrator import (
     OrchestratorClient,
     OrchestratorError,
@@ -19,9 +22,11 @@ from receiver.orchestrator import (
     list_webhooks,
     plan_sync,
 )
+from receiver.pipeline.gaps import recover_source
 from receiver.rules import OrchestratorLink, RuleSet, Source
+from receiver.store import InboxStore
 
-__all__ = ["Connect", "pick_sources", "status_command", "sync_command"]
+__all__ = ["Connect", "pick_sources", "reconcile_command", "status_command", "sync_command"]
 
 Connect = Callable[[str, OrchestratorLink], OrchestratorClient]
 """Builds the client of one source (the CLI's makes real ones; tests pass a transport)."""
@@ -173,4 +178,84 @@ async def sync_command(
     ok = True
     for source in sources:
         ok = await _sync_one(source, ruleset, secrets.get(source.name), connect, out, dry_run) and ok
+    return 0 if ok else 1
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+async def _reconcile_one(
+    source: Source,
+    ruleset: RuleSet,
+    connect: Connect,
+    store: InboxStore | None,
+    since: timedelta,
+    now: datetime,
+    out: TextIO,
+) -> bool:
+    link = source.orchestrator
+    if link is None:  # pragma: no cover  # pick_sources keeps only sources with a link
+        return False
+    async with connect(source.name, link) as client:
+        try:
+            run, outcomes = await recover_source(source, ruleset, client, since=now - since, now=now, store=store)
+        except OrchestratorError as exc:
+            hint = "the scopes need OR.Folders.Read and OR.Jobs.Read"
+            out.write(f"source {source.name!r}: folders NOT read: {exc.detail} ({hint})\n")
+            return False
+        except StoreError as exc:
+            out.write(f"source {source.name!r}: NOT stored: {exc}\n")
+            return False
+    states = ", ".join(run.states) or "none (no rule uses job.faulted, job.stopped or job.completed)"
+    out.write(
+        f"source {source.name!r}: jobs ended {_utc(run.since)} .. {_utc(run.until)} in {states}: "
+        f"{run.folders} folders asked, {run.calls} API calls\n"
+    )
+    for failure in run.failures:
+        out.write(f"  folder {failure.folder}: NOT read: {failure.detail}\n")
+    if not run.complete:
+        out.write("  cut short (time budget or page cap): run again with a shorter --since\n")
+    out.write(f"  found {len(outcomes)} job end{'s' if len(outcomes) != 1 else ''}\n")
+    for found, outcome in outcomes:
+        what = f"{found.type:<14} {found.folder}  {found.process}  ended {found.ended_at}  job {found.job_key}"
+        out.write(f"  {what}: {outcome}\n")
+    if store is None and outcomes:
+        out.write("  dry run: nothing stored\n")
+    return run.complete and not run.failures
+
+
+async def reconcile_command(
+    ruleset: RuleSet,
+    name: str | None,
+    *,
+    since: timedelta,
+    store: InboxStore | None,
+    connect: Connect,
+    out: TextIO,
+    err: TextIO,
+    now: datetime,
+) -> int:
+    """Recover the job ends of the last ``since`` from the API; print what was found and done.
+
+    Args:
+        ruleset: the loaded rules.
+        name: one source, or None for every source with an ``orchestrator:`` block.
+        since: how far back to look.
+        store: where recovered events go (processed by a running receiver); None for a dry run.
+        connect: builds a source's client.
+        out: where the report goes.
+        err: where usage errors go.
+        now: the current time (aware).
+
+    Returns:
+        0 every folder read, 1 a call failed or the run was cut short, 2 a usage error.
+    """
+    sources, problem = pick_sources(ruleset, name)
+    if problem is not None:
+        err.write(f"receiver orchestrator reconcile: {problem}\n")
+        return 2
+    ok = True
+    for source in sources:
+        ok = await _reconcile_one(source, ruleset, connect, store, since, now, out) and ok
     return 0 if ok else 1

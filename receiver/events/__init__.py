@@ -45,6 +45,7 @@ from receiver.events.enums import (
     UserType,
 )
 from receiver.events.event import Event
+from receiver.events.identity import END_STATES, END_TYPES, job_end_key
 from receiver.events.logs import ROBOT_LOG_TYPE, RobotLogEvent, parse_log_entries
 from receiver.events.models import (
     CustomEvent,
@@ -113,6 +114,8 @@ from receiver.events.payloads import (
 from receiver.events.textcap import TEXT_LIMIT, cap_strings, cap_text
 
 __all__ = [
+    "END_STATES",
+    "END_TYPES",
     "EVENT_TYPES",
     "ROBOT_LOG_TYPE",
     "TEXT_LIMIT",
@@ -204,6 +207,7 @@ __all__ = [
     "UtcDatetime",
     "cap_strings",
     "cap_text",
+    "job_end_key",
     "parse_event",
     "parse_log_entries",
 ]

@@ -33,6 +33,8 @@ class Event(PayloadModel):
         timestamp: ``Timestamp``, aware (naive times are UTC).
         organization_unit_id: the folder id, read from ``OrganizationUnitId`` or ``FolderId``.
         event_key: the envelope's ``EntityKey`` (meaning undocumented).
+        origin: ``api`` when gap recovery read the event from the Orchestrator API; None for a webhook.
+        recovered_at: when gap recovery found it (``RecoveredAt``); None for a webhook.
     """
 
     event_type: ClassVar[str] = ""
@@ -51,6 +53,8 @@ class Event(PayloadModel):
     event_key: str | None = Field(default=None, alias="EntityKey")
     event_source_id: int | None = None
     webhook_name: str | None = Field(default=None, alias="Name")
+    origin: str | None = None
+    recovered_at: UtcDatetime | None = None
 
     @property
     def tenant(self) -> int | None:

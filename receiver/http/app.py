@@ -35,6 +35,7 @@ from receiver.http.runtime import RulesInForce, Runtime, load_rules_file, resolv
 from receiver.metrics import Metrics
 from receiver.pipeline.activity import EdgeActivity
 from receiver.pipeline.dispatch import Backoff, Dispatcher
+from receiver.pipeline.gaps import GapRecoveries
 from receiver.pipeline.heartbeat import Heartbeats
 from receiver.pipeline.rulewatch import watch_rules
 from receiver.pipeline.worker import InboxWorker
@@ -146,6 +147,11 @@ def create_app(
         if Heartbeats.configured(rules):
             rt.heartbeats = Heartbeats(store, in_force.current, rt.webhook_path, metrics.registry, clock=clock)
             rt.tasks.append(asyncio.create_task(rt.heartbeats.run(), name="heartbeats"))
+        if GapRecoveries.configured(rules):
+            gaps = GapRecoveries(store, in_force.current, clock=clock)
+            if rt.heartbeats is not None:
+                rt.heartbeats.on_restored = gaps.kick  # what was lost while the path was down
+            rt.tasks.append(asyncio.create_task(gaps.run(), name="gap-recovery"))
         if settings.watch_rules:
             rt.tasks.append(asyncio.create_task(_watch_rules(rt), name="rules-watcher"))
         _install_sighup(rt)

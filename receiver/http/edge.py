@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from receiver.errors import EventParseError, SignatureError, StoreError
-from receiver.events import EVENT_TYPES, parse_log_entries
+from receiver.events import EVENT_TYPES, job_end_key, parse_log_entries
 from receiver.http.auth import client_address, token_matches
 from receiver.http.quota import retry_after
 from receiver.http.responses import INTERNAL_ERROR, error_body
@@ -272,10 +272,10 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
     # Counted as a burst only once authenticated (see receiver/pipeline/activity.py): a few unsigned bodies
     # trickled in must not make the workers wait.
     with rt.edge.handling():
-        return await _store_webhook(rt, source_name, body)
+        return await _store_webhook(rt, source_name, body, key_job_ends=source.key_job_ends)
 
 
-async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
+async def _store_webhook(rt: Runtime, source_name: str, body: bytes, *, key_job_ends: bool) -> _Answer:
     """Check and store one authenticated webhook; raises _Refused for anything it will not take."""
     try:
         raw = _parse_envelope(body)
@@ -283,6 +283,8 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
         raise _Refused(400, exc.code, str(exc)) from None
     event_type = str(_lookup(raw, "Type")).strip()
     event_id = _event_id(raw, body)
+    # Where gap recovery may store a job's end too, both use its job key and state (events/identity.py).
+    inbox_key = (job_end_key(raw) if key_job_ends else None) or event_id
     now = rt.clock()
     event_time = _event_time(_lookup(raw, "Timestamp"))
     if event_time is not None and now - event_time > rt.settings.max_event_age_seconds:
@@ -292,7 +294,7 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
             f"Timestamp is older than {rt.settings.max_event_age_seconds:.0f} s: refused as a possible replay",
         )
     item = InboxItem(
-        source=source_name, event_id=event_id, type=event_type, body=body, received_at=now, event_time=event_time
+        source=source_name, event_id=inbox_key, type=event_type, body=body, received_at=now, event_time=event_time
     )
     try:
         accepted = await rt.store.accept(item)
@@ -314,6 +316,7 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes) -> _Answer:
             "event_id": event_id,
             "status": status,
             "inbox_id": accepted.inbox_id,
+            **({"inbox_key": inbox_key} if inbox_key != event_id else {}),
         },
     )
     return 202, {"status": status, "event_id": event_id}, None, summary

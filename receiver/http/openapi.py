@@ -185,7 +185,11 @@ def _schemas() -> dict[str, Any]:
         "properties": {
             "id": {"type": "integer"},
             "source": {"type": "string"},
-            "event_id": {"type": "string", "description": "Orchestrator's EventId (or sha256 of the body)."},
+            "event_id": {
+                "type": "string",
+                "description": "Orchestrator's EventId (or sha256 of the body); job:<JobKey>:<State> for a job's end"
+                " on a source with an orchestrator: block.",
+            },
             "type": {"type": "string"},
             "received_at": {"type": "number"},
             "event_time": nullable_number,

@@ -47,13 +47,18 @@ DEFAULT_SOURCE = "uipath"
 
 @dataclass(frozen=True, slots=True)
 class SourceAuth:
-    """How one source proves itself: webhook secrets (rotation: several), robot-log token."""
+    """How one source proves itself: webhook secrets (rotation: several), robot-log token.
+
+    ``key_job_ends``: the source talks back to Orchestrator (an ``orchestrator:`` block), so gap
+    recovery may store its job ends too: the edge stores a job's end under ``job:<Key>:<State>``.
+    """
 
     name: str
     secrets: tuple[str, ...]
     logs_token: str | None
     insecure: bool
     allow_hex: bool
+    key_job_ends: bool = False
 
     def __repr__(self) -> str:  # never show secrets
         return f"SourceAuth(name={self.name!r}, secrets=<{len(self.secrets)}>, insecure={self.insecure})"
@@ -84,6 +89,7 @@ def resolve_sources(ruleset: RuleSet, settings: Settings) -> dict[str, SourceAut
             logs_token=_token(source.logs_token_value()),
             insecure=source.insecure,
             allow_hex=source.accept_hex_signature,
+            key_job_ends=source.orchestrator is not None,
         )
     # Settings already read blank values as unset; checked again here, where they become keys.
     env_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
@@ -96,6 +102,7 @@ def resolve_sources(ruleset: RuleSet, settings: Settings) -> dict[str, SourceAut
         logs_token=env_token or (default.logs_token if default else None),
         insecure=default.insecure if default else False,
         allow_hex=default.allow_hex if default else False,
+        key_job_ends=default.key_job_ends if default else False,
     )
     missing = sorted(name for name, s in sources.items() if not s.secrets and not s.insecure)
     if missing:

@@ -113,6 +113,8 @@ class Heartbeats:
         self._clients: dict[str, tuple[OrchestratorLink, OrchestratorClient]] = {}
         self._health_at: dict[str, float] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.on_restored: Callable[[str], None] | None = None
+        """Called with the source's name when its path comes back (gap recovery runs then)."""
 
     @staticmethod
     def configured(ruleset: RuleSet) -> dict[str, Heartbeat]:
@@ -326,6 +328,8 @@ class Heartbeats:
             log.warning("webhook_path_down", source=name, reason=state.reason, failures=state.failures)
         if notice is not None:
             await self._send(name, beat, notice)
+            if notice.kind == "restored" and self.on_restored is not None:
+                self.on_restored(name)
 
     async def _send(self, name: str, beat: Heartbeat, notice: Notice) -> None:
         """Write the notice to the outbox: a synthetic inbox row finished with its deliveries at once."""

@@ -21,6 +21,7 @@ from receiver.rules.match import Clause, Compiler, Subject
 from receiver.rules.model import (
     BodyFormat,
     Channel,
+    GapRecovery,
     Heartbeat,
     Inhibit,
     KeyTemplate,
@@ -48,6 +49,7 @@ __all__ = [
     "Channel",
     "Clause",
     "Compiler",
+    "GapRecovery",
     "Heartbeat",
     "Inhibit",
     "KeyTemplate",

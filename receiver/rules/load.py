@@ -35,6 +35,7 @@ from receiver.rules.model import (
     Channel,
     Collapse,
     Frequency,
+    GapRecovery,
     Group,
     Heartbeat,
     Inhibit,
@@ -432,6 +433,9 @@ class _Loader:
             token_url=values.get("token_url"),
             timeout_seconds=spec.timeout.total_seconds(),
             heartbeat=self._heartbeat(spec.heartbeat, (*base, "heartbeat"), label),
+            recovery=None
+            if spec.recovery is None
+            else GapRecovery(spec.recovery.every.total_seconds(), spec.recovery.lookback.total_seconds()),
         )
 
     def _heartbeat(self, spec: HeartbeatSpec | None, base: YamlPath, label: str) -> Heartbeat | None:

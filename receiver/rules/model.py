@@ -97,6 +97,19 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class GapRecovery:
+    """Gap recovery of a source (``orchestrator.recovery:``): job ends read back from the API.
+
+    Attributes:
+        every: seconds between two runs (the first runs soon after start).
+        lookback: how far back a run looks at most.
+    """
+
+    every: float = 600.0
+    lookback: float = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class OrchestratorLink:
     """A source's connection back to Orchestrator (``sources.<name>.orchestrator:``), values expanded.
 
@@ -110,6 +123,7 @@ class OrchestratorLink:
         token_url: the token endpoint when given explicitly; None derives it from ``url``.
         timeout_seconds: timeout of one HTTP request to Orchestrator.
         heartbeat: the end-to-end check of the webhook path, or None.
+        recovery: gap recovery in the background, or None (``receiver orchestrator reconcile`` by hand).
     """
 
     url: str
@@ -120,6 +134,7 @@ class OrchestratorLink:
     token_url: str | None = None
     timeout_seconds: float = 10.0
     heartbeat: Heartbeat | None = None
+    recovery: GapRecovery | None = None
 
     def client_secret_value(self) -> str:
         """Return the client secret in clear (only for the token request)."""

@@ -115,6 +115,13 @@ class HeartbeatSpec(_Spec):
     health_every: Duration = timedelta(minutes=5)
 
 
+class RecoverySpec(_Spec):
+    """``sources.<name>.orchestrator.recovery:``, gap recovery in the background."""
+
+    every: Duration = timedelta(minutes=10)
+    lookback: Duration = timedelta(hours=24)
+
+
 class OrchestratorSpec(_Spec):
     """``sources.<name>.orchestrator:``, the connection back to Orchestrator; values are expanded by the loader."""
 
@@ -128,6 +135,7 @@ class OrchestratorSpec(_Spec):
     token_url: str | None = None
     timeout: Duration = timedelta(seconds=10)
     heartbeat: HeartbeatSpec | None = None
+    recovery: RecoverySpec | None = None
 
 
 class SourceSpec(_Spec):
@@ -279,6 +287,7 @@ ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "source": tuple(SourceSpec.model_fields),
     "orchestrator": tuple(OrchestratorSpec.model_fields),
     "heartbeat": tuple(HeartbeatSpec.model_fields),
+    "recovery": tuple(RecoverySpec.model_fields),
     "rule": tuple(f.alias or name for name, f in RuleSpec.model_fields.items()),
     "throttle": tuple(ThrottleSpec.model_fields),
     "group": tuple(GroupSpec.model_fields),

@@ -54,6 +54,7 @@ __all__ = [
 
 CONTEXT_NAMES: frozenset[str] = frozenset(
     {*HANDLE_TYPES, "event", "source", "rule", "orchestrator_url", "link", "severity", "timezone"}
+    | {"origin", "recovered_at"}
 )
 """The names a rule template may use (see docs/rules.md, "Template context")."""
 

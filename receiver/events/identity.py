@@ -1,0 +1,58 @@
+"""The identity of a finished job's event, shared by the webhook edge and gap recovery.
+
+A job ends once: its key and its end state name the event whoever reports it. For a source
+with an ``orchestrator:`` block, the webhook edge stores a ``job.faulted``/``job.stopped``/
+``job.completed`` of one job under this key instead of Orchestrator's ``EventId``, and gap
+recovery stores what it finds in the API under the same key, so the inbox's unique
+(source, event_id) lets exactly one of them in, on every store and across replicas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["END_STATES", "END_TYPES", "job_end_key"]
+
+END_STATES: Mapping[str, str] = {"job.faulted": "Faulted", "job.stopped": "Stopped", "job.completed": "Successful"}
+"""The job events that report an end, and the job ``State`` each one reports."""
+END_TYPES: Mapping[str, str] = {state: kind for kind, state in END_STATES.items()}
+"""The event type that reports a job ending in each end ``State``."""
+
+_MAX_KEY = 100
+
+
+def _get(obj: Mapping[str, Any], name: str) -> Any:
+    if name in obj:
+        return obj[name]
+    lowered = name.lower()
+    for key, value in obj.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return value
+    return None
+
+
+def job_end_key(raw: Mapping[str, Any]) -> str | None:
+    """``job:<JobKey>:<State>`` for a body that reports one job's end, else None.
+
+    Args:
+        raw: the decoded webhook body (keys in any casing).
+
+    Returns:
+        The key (the job key lower-cased, the state from the type), or None for other events,
+        for a ``Jobs`` array of more than one job and for a job without a ``Key``.
+    """
+    kind = _get(raw, "Type")
+    state = END_STATES.get(kind) if isinstance(kind, str) else None
+    if state is None:
+        return None
+    job = _get(raw, "Job")
+    if job is None:
+        jobs = _get(raw, "Jobs")
+        job = jobs[0] if isinstance(jobs, list) and len(jobs) == 1 else jobs
+    if not isinstance(job, Mapping):
+        return None
+    key = _get(job, "Key")
+    if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY:
+        return None
+    return f"job:{key.strip().lower()}:{state}"
