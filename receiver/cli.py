@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a rules file")
     check.add_argument("path", nargs="?", help="rules file (default ./rules.yaml, env RECEIVER_RULES)")
+    check.add_argument(
+        "--offline", action="store_true", help="do not ask Orchestrator which event types the webhooks subscribe to"
+    )
     check.set_defaults(handler=_check)
 
     test = commands.add_parser("test", help="dry-run rules against an event; sends nothing")
@@ -233,7 +236,18 @@ def _check(args: argparse.Namespace) -> int:
     from receiver.delivery.notifier import check_url
 
     path = args.path or str(_settings().rules)
-    return check_command(path, environ=dict(os.environ), check_url=check_url, out=sys.stdout)
+    status = check_command(path, environ=dict(os.environ), check_url=check_url, out=sys.stdout)
+    if status != 0 or args.offline:
+        return status
+    from receiver.rules import load_rules
+
+    ruleset = load_rules(path, environ=dict(os.environ), check_url=check_url)
+    if any(s.orchestrator is not None for s in ruleset.sources.values()):
+        from receiver.admin.orchestration import subscription_warnings
+        from receiver.orchestrator import OrchestratorClient
+
+        asyncio.run(subscription_warnings(ruleset, connect=OrchestratorClient, out=sys.stdout))
+    return status
 
 
 def _test(args: argparse.Namespace) -> int:

@@ -175,6 +175,36 @@ class TestCheck:
         assert ("OR.Webhooks",) == link.sources["uipath"].orchestrator.scopes  # type: ignore[union-attr]
 
 
+class TestCheckSubscriptions:
+    def test_check_warns_about_event_types_the_webhook_misses(
+        self, orch: FakeOrchestrator, rules: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The file is valid (exit 0), and the webhook's missing types are named, with the fix."""
+        orch.add_webhook(PUBLIC_URL, secret=WEBHOOK_SECRET, events=["job.faulted", "job.started"], name="mine")
+        code, out, _ = run(capsys, "check", str(rules))
+        assert 0 == code, out
+        warning = [line for line in out.splitlines() if ": warning: " in line]
+        assert 1 == len(warning), out
+        assert "does not subscribe to job.completed, queueItem.transactionFailed" in warning[0]
+        assert "receiver orchestrator sync" in warning[0]
+        assert CLIENT_SECRET not in out
+
+    def test_a_webhook_with_every_type_needs_nothing(
+        self, orch: FakeOrchestrator, rules: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A webhook subscribed to the rules' types (or to everything) gets no warning."""
+        orch.add_webhook(PUBLIC_URL, secret=WEBHOOK_SECRET, events=[e for e in WANTED if e != "ping"], name="mine")
+        code, out, _ = run(capsys, "check", str(rules))
+        assert (0, []) == (code, [line for line in out.splitlines() if "warning" in line])
+
+    def test_offline_asks_nothing(
+        self, orch: FakeOrchestrator, rules: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--offline validates the file only: no call to Orchestrator, no warning."""
+        code, out, _ = run(capsys, "check", "--offline", str(rules))
+        assert (0, [], []) == (code, [line for line in out.splitlines() if "warning" in line], orch.request_log)
+
+
 class TestNeededTypes:
     def test_types_from_the_rules_of_the_source(self, rules: Path) -> None:
         """Type lists and globs are expanded; absence follow-ups count; another source's rules do not."""

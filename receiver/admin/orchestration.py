@@ -19,6 +19,7 @@ from receiver.orchestrator import (
     OrchestratorError,
     Webhook,
     apply_sync,
+    desired_events,
     list_webhooks,
     plan_sync,
 )
@@ -26,7 +27,7 @@ from receiver.pipeline.gaps import recover_source
 from receiver.rules import OrchestratorLink, RuleSet, Source
 from receiver.store import InboxStore
 
-__all__ = ["Connect", "pick_sources", "reconcile_command", "status_command", "sync_command"]
+__all__ = ["Connect", "pick_sources", "reconcile_command", "status_command", "subscription_warnings", "sync_command"]
 
 Connect = Callable[[str, OrchestratorLink], OrchestratorClient]
 """Builds the client of one source (the CLI's makes real ones; tests pass a transport)."""
@@ -92,6 +93,45 @@ async def _status_one(source: Source, link: OrchestratorLink, connect: Connect, 
             return False
         out.write(f"  * = the webhook at public_url {link.public_url}\n")
         return True
+
+
+async def subscription_warnings(ruleset: RuleSet, *, connect: Connect, out: TextIO) -> int:
+    """For ``receiver check``: warn where a source's webhook misses event types its rules match.
+
+    Each source with an ``orchestrator:`` block is asked for its webhooks; one it cannot reach is a
+    note, not a failure (the file itself is valid).
+
+    Returns:
+        How many warnings were written.
+    """
+    warnings = 0
+    for source in ruleset.sources.values():
+        link = source.orchestrator
+        if link is None:
+            continue
+        where = f"{ruleset.path}: source {source.name!r}"
+        try:
+            async with connect(source.name, link) as client:
+                webhooks = await list_webhooks(client)
+        except OrchestratorError as exc:
+            out.write(f"{where}: note: Orchestrator not reached ({exc.detail}); subscriptions not checked\n")
+            continue
+        mine = [w for w in webhooks if w.url == link.public_url]
+        subscribe_all, needed = desired_events(ruleset, source.name)
+        if not mine:
+            problem = f"no webhook at public_url {link.public_url}"
+        elif any(w.subscribe_to_all for w in mine):
+            continue
+        elif subscribe_all:
+            problem = "the webhook does not subscribe to every event, which the rules can match"
+        else:
+            missing = sorted(set(needed) - {e for w in mine for e in w.events} - {"ping"})
+            if not missing:
+                continue
+            problem = f"the webhook does not subscribe to {', '.join(missing)}, which the rules match"
+        out.write(f"{where}: warning: {problem} (`receiver orchestrator sync` fixes it)\n")
+        warnings += 1
+    return warnings
 
 
 async def status_command(ruleset: RuleSet, name: str | None, *, connect: Connect, out: TextIO, err: TextIO) -> int:
