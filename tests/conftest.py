@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 import structlog
+from structlog._config import BoundLoggerLazyProxy as _LAZY_PROXY
 from support import ENABLE_POSTGRES, with_params
 
 SYSTEM = Path(__file__).parent / "system"
@@ -70,6 +72,15 @@ def _defaults(lines: _Lines, config: pytest.Config) -> None:
     structlog.reset_defaults()
     if config.getoption("capture") != "no":
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(lines))
+    _uncache_module_loggers()
+
+
+def _uncache_module_loggers() -> None:
+    # A CLI command run in-process configures cache_logger_on_first_use: the module-level loggers it
+    # touched keep writing to the real stdout, past any later configuration. Give them fresh proxies.
+    for name, module in list(sys.modules.items()):
+        if name.startswith("receiver") and isinstance(getattr(module, "log", None), _LAZY_PROXY):
+            module.log = structlog.get_logger()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
