@@ -27,6 +27,7 @@ import structlog
 from receiver.errors import StoreError
 from receiver.orchestrator import OrchestratorClient, OrchestratorError, RetryPolicy
 from receiver.orchestrator.recovery import Recovered, RecoveryRun, find_ended_jobs, recovery_states
+from receiver.pipeline.per_source import run_per_source
 from receiver.rules import GapRecovery, OrchestratorLink, RuleSet, Source
 from receiver.store import InboxItem, InboxStore
 
@@ -121,21 +122,9 @@ class GapRecoveries:
 
     async def run(self) -> None:
         """Run every source's recovery until cancelled; one task per source, each with its own period."""
-        tasks: dict[str, asyncio.Task[None]] = {}
         try:
-            while True:
-                wanted = self.configured(self._rules())
-                for name in list(tasks):
-                    if name not in wanted:
-                        tasks.pop(name).cancel()
-                for name in wanted:
-                    if name not in tasks or tasks[name].done():
-                        tasks[name] = asyncio.create_task(self._source_loop(name), name=f"gap-recovery-{name}")
-                await asyncio.sleep(5.0)  # picks up reloaded rules
+            await run_per_source(lambda: self.configured(self._rules()), self._source_loop, label="gap-recovery")
         finally:
-            for task in tasks.values():
-                task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
             with contextlib.suppress(StoreError, OSError):
                 await self._store.release_lease(_LEASE, self.owner)
 

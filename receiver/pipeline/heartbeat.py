@@ -41,6 +41,7 @@ from receiver.orchestrator import (
     update_webhook,
 )
 from receiver.orchestrator.path import Cause, Notice, PathSignals, PathState, Watch
+from receiver.pipeline.per_source import run_per_source
 from receiver.rules import Heartbeat, OrchestratorLink, RuleSet
 from receiver.store import EventQuery, InboxItem, NewDelivery, Processed, Store
 
@@ -127,22 +128,14 @@ class Heartbeats:
 
     async def run(self) -> None:
         """Run every source's rounds until cancelled; one task per source, each with its own period."""
-        tasks: dict[str, asyncio.Task[None]] = {}
         try:
-            while True:
-                wanted = self.configured(self._rules())
-                for name in list(tasks):
-                    if name not in wanted:
-                        tasks.pop(name).cancel()
-                        self._signals.unwatch(name)
-                for name in wanted:
-                    if name not in tasks or tasks[name].done():
-                        tasks[name] = asyncio.create_task(self._source_loop(name), name=f"heartbeat-{name}")
-                await asyncio.sleep(5.0)  # picks up reloaded rules
+            await run_per_source(
+                lambda: self.configured(self._rules()),
+                self._source_loop,
+                label="heartbeat",
+                on_removed=self._signals.unwatch,
+            )
         finally:
-            for task in tasks.values():
-                task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
             for _, client in self._clients.values():
                 await client.aclose()
             with contextlib.suppress(StoreError, OSError):
