@@ -28,6 +28,7 @@ from receiver.events import END_STATES, END_TYPES, EVENT_TYPES, job_end_key
 from receiver.orchestrator.client import OrchestratorClient
 from receiver.orchestrator.errors import OrchestratorError
 from receiver.rules import RuleSet, needed_event_types
+from receiver.timefmt import parse_iso
 
 __all__ = [
     "DEFAULT_LOOKBACK",
@@ -158,18 +159,10 @@ class RecoveryRun:
 def _parse_time(value: Any) -> float | None:
     if not isinstance(value, str) or not value:
         return None
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    head, dot, rest = text.partition(".")
-    if dot:  # Orchestrator writes up to 7 fraction digits; Python reads at most 6
-        digits = rest[: next((i for i, c in enumerate(rest) if not c.isdigit()), len(rest))]
-        text = f"{head}.{digits[:6]}{rest[len(digits) :]}" if digits else head + rest
     try:
-        moment = datetime.fromisoformat(text)
+        return parse_iso(value).timestamp()
     except ValueError:
         return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def job_event(
