@@ -26,6 +26,7 @@ from receiver.orchestrator import (
 from receiver.pipeline.gaps import recover_source
 from receiver.rules import OrchestratorLink, RuleSet, Source
 from receiver.store import InboxStore
+from receiver.timefmt import utc_text
 
 __all__ = ["Connect", "pick_sources", "reconcile_command", "status_command", "subscription_warnings", "sync_command"]
 
@@ -221,10 +222,6 @@ async def sync_command(
     return 0 if ok else 1
 
 
-def _utc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 async def _reconcile_one(
     source: Source,
     ruleset: RuleSet,
@@ -248,8 +245,9 @@ async def _reconcile_one(
             out.write(f"source {source.name!r}: NOT stored: {exc}\n")
             return False
     states = ", ".join(run.states) or "none (no rule uses job.faulted, job.stopped or job.completed)"
+    started, ended = utc_text(run.since.timestamp()), utc_text(run.until.timestamp())
     out.write(
-        f"source {source.name!r}: jobs ended {_utc(run.since)} .. {_utc(run.until)} in {states}: "
+        f"source {source.name!r}: jobs ended {started} UTC .. {ended} UTC in {states}: "
         f"{run.folders} folders asked, {run.calls} API calls\n"
     )
     for failure in run.failures:

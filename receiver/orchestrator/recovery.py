@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
 from receiver.events import END_STATES, END_TYPES, EVENT_TYPES, job_end_key
+from receiver.jsonfmt import dumps
 from receiver.orchestrator.client import OrchestratorClient
 from receiver.orchestrator.errors import OrchestratorError
 from receiver.rules import RuleSet, needed_event_types
@@ -205,7 +204,7 @@ def job_event(
     return Recovered(
         event_id=event_id,
         type=kind,
-        body=orjson.dumps(body),
+        body=dumps(body),
         event_time=_parse_time(job.get("EndTime")),
         job_key=key,
         state=state,

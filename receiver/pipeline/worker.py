@@ -350,7 +350,7 @@ class InboxWorker:
         start = time.monotonic()
         plan = self._plan(engine, row, at, self._loop_share(0.0))
         if isinstance(plan, BudgetExceededError) and self._moves(0.0):
-            log.info("event_moved_off_loop", inbox_id=row.id, type=row.type, stage="plan")
+            log.info("event_moved_off_loop", inbox_id=row.id, type=row.type[:100], stage="plan")
             left = None if self._budget is None else self._budget - (time.monotonic() - start)
             plan = await self._in_thread(self._plan, engine, row, at, left)
         self._spent[row.id] = time.monotonic() - start
@@ -365,7 +365,7 @@ class InboxWorker:
         except (EventParseError, BudgetExceededError) as exc:
             return exc
         except Exception:
-            log.exception("event_planning_crashed", inbox_id=row.id, type=row.type)
+            log.exception("event_planning_crashed", inbox_id=row.id, type=row.type[:100])
             return None
 
     async def _decided(
@@ -376,16 +376,9 @@ class InboxWorker:
         start = time.monotonic()
         result = self._attempt(row, plan, engine, view, batch, self._loop_share(spent))
         if result is None and self._moves(spent):
-            log.info("event_moved_off_loop", inbox_id=row.id, type=row.type, stage="process")
+            log.info("event_moved_off_loop", inbox_id=row.id, type=row.type[:100], stage="process")
             left = None if self._budget is None else self._budget - spent - (time.monotonic() - start)
             result = await self._in_thread(self._attempt, row, plan, engine, view, batch, left)
-        return self._over_budget(row) if result is None else result
-
-    def process(
-        self, row: EventRow, plan: Plan | ReceiverError | None, engine: Engine, view: StateView, batch: _Batch
-    ) -> Processed:
-        """Decide about one planned event (pure CPU: the caller commits the result), within the budget."""
-        result = self._attempt(row, plan, engine, view, batch, self._budget)
         return self._over_budget(row) if result is None else result
 
     def _attempt(
@@ -410,7 +403,7 @@ class InboxWorker:
         except Exception as exc:
             view.rollback(token)
             del batch.late[mark[0] :], batch.log[mark[1] :]
-            log.exception("event_processing_crashed", inbox_id=row.id, type=row.type)
+            log.exception("event_processing_crashed", inbox_id=row.id, type=row.type[:100])
             outcome = {"parsed": False, "error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"[:1000]}
             processed, label, matched = Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
         if self._metrics is not None:
@@ -422,7 +415,7 @@ class InboxWorker:
     def _over_budget(self, row: EventRow) -> Processed:
         """The outcome of an event whose matching or rendering ran past the budget: set aside, never retried."""
         exc = BudgetExceededError(self._budget or 0.0)
-        log.error("event_budget_exceeded", inbox_id=row.id, type=row.type, budget_s=exc.seconds)
+        log.error("event_budget_exceeded", inbox_id=row.id, type=row.type[:100], budget_s=exc.seconds)
         if self._metrics is not None:
             self._metrics.processed("unparsed").inc()
         outcome = {"parsed": True, "error": "budget_exceeded", "detail": str(exc)}
@@ -436,7 +429,7 @@ class InboxWorker:
             raise plan  # planning ran out of budget: so does the event
         if isinstance(plan, EventParseError):
             # Kept whole and visible: an event we cannot read is never dropped.
-            log.warning("event_unparsed", inbox_id=row.id, type=row.type, error=plan.code)
+            log.warning("event_unparsed", inbox_id=row.id, type=row.type[:100], error=plan.code)
             outcome = {"parsed": False, "error": plan.code, "detail": str(plan)[:1000]}
             return Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
         if not isinstance(plan, Plan):
@@ -446,7 +439,7 @@ class InboxWorker:
         except BudgetExceededError:
             raise
         except ReceiverError as exc:
-            log.error("event_evaluation_failed", inbox_id=row.id, type=row.type, error=str(exc))
+            log.error("event_evaluation_failed", inbox_id=row.id, type=row.type[:100], error=str(exc))
             outcome = {"parsed": True, "error": "evaluation_failed", "detail": str(exc)[:1000]}
             return Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
         # A ping (Orchestrator's connectivity test) never notifies; as before, it matches nothing here.
@@ -456,7 +449,7 @@ class InboxWorker:
         batch.log.extend(_log_entry(d) for d in result.decisions)
         unknown = isinstance(plan.event, UnknownEvent)
         if unknown:
-            log.warning("event_type_unknown", inbox_id=row.id, source=row.source, type=row.type)
+            log.warning("event_type_unknown", inbox_id=row.id, source=row.source, type=row.type[:100])
         suppressed = [d for d in result.decisions if d.suppressed]
         log_summary(  # one line per event: without structlog's chain (docs/performance.md)
             "info",
@@ -464,7 +457,7 @@ class InboxWorker:
             {
                 "inbox_id": row.id,
                 "source": row.source,
-                "type": row.type,
+                "type": row.type[:100],
                 "event_id": row.event_id,
                 "matched_rules": matched,
                 "deliveries": len(own),
@@ -573,7 +566,7 @@ class InboxWorker:
 
     async def _set_aside(self, row: EventRow, error: StoreError) -> None:
         """Mark an event the database refuses as unparsed, kept whole with the error, never claimed again."""
-        log.error("event_store_rejected", inbox_id=row.id, type=row.type, error=str(error))
+        log.error("event_store_rejected", inbox_id=row.id, type=row.type[:100], error=str(error))
         outcome = {"error": "store_rejected", "detail": str(error)[:1000]}
         await self._store.finish_inbox([Processed(row.id, "unparsed", json.dumps(outcome))], now=self._clock())
 

@@ -431,7 +431,7 @@ _DUE_CHANNELS = sql(
 _MARK_SENT = sql(
     "UPDATE deliveries SET state = 'sent', sent_at = @at, attempts = attempts + 1, lease_until = NULL, "
     "last_error = NULL {from_rows} WHERE deliveries.id = @id",
-    rows=[("id", _ID), ("at", _REAL), ("elapsed", _REAL)],
+    rows=[("id", _ID), ("at", _REAL)],
 )
 _SENT_ATTEMPTS = sql(
     "INSERT INTO attempts (delivery_id, at, status, reason, elapsed) {values}",

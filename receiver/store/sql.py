@@ -127,10 +127,6 @@ class Sql:
     echo: tuple[str, ...] = ()
     bind: Callable[[Mapping[str, object]], tuple[object, ...]] | None = None
 
-    def text(self, dialect: Dialect) -> str:
-        """The text for ``dialect``."""
-        return self.texts[dialect.index]
-
 
 def sql(
     template: str | Callable[[Dialect], str],
