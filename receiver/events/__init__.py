@@ -30,6 +30,17 @@ from receiver.events.base import (
     PayloadModel,
     UtcDatetime,
 )
+from receiver.events.details import (
+    DETAIL_TEXT_LIMIT,
+    LOG_LINE_LIMIT,
+    Details,
+    ItemDetail,
+    JobDetail,
+    LogLine,
+    item_detail,
+    job_detail,
+    log_lines,
+)
 from receiver.events.enums import (
     AssetValueScope,
     AssetValueType,
@@ -114,19 +125,24 @@ from receiver.events.payloads import (
 from receiver.events.textcap import TEXT_LIMIT, cap_strings, cap_text
 
 __all__ = [
+    "DETAIL_TEXT_LIMIT",
     "END_STATES",
     "END_TYPES",
     "EVENT_TYPES",
+    "LOG_LINE_LIMIT",
     "ROBOT_LOG_TYPE",
     "TEXT_LIMIT",
     "AssetValueScope",
     "AssetValueType",
     "CustomEvent",
+    "Details",
     "Environment",
     "Event",
+    "ItemDetail",
     "Job",
     "JobCompletedEvent",
     "JobCreatedEvent",
+    "JobDetail",
     "JobError",
     "JobEvent",
     "JobFaultedEvent",
@@ -149,6 +165,7 @@ __all__ = [
     "LenientReviewStatus",
     "LenientRobotState",
     "LogLevel",
+    "LogLine",
     "Machine",
     "Many",
     "OrchestratorEnum",
@@ -207,7 +224,10 @@ __all__ = [
     "UtcDatetime",
     "cap_strings",
     "cap_text",
+    "item_detail",
+    "job_detail",
     "job_end_key",
+    "log_lines",
     "parse_event",
     "parse_log_entries",
 ]

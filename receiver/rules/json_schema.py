@@ -18,6 +18,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from receiver.rules.spec import (
+    ENRICH_PARTS,
     ChannelSpec,
     CollapseSpec,
     FileSpec,
@@ -26,6 +27,7 @@ from receiver.rules.spec import (
     SilenceSpec,
     SourceSpec,
     _as_list,
+    _enrich,
     _lower,
     _recover,
     _split_scopes,
@@ -80,6 +82,9 @@ class _RulesSchema(GenerateJsonSchema):
             return {"anyOf": [{"type": "string"}, inner]}
         if function is _recover:  # `recover: true` / `false`
             return {"anyOf": [{"type": "boolean"}, inner]}
+        if function is _enrich:  # `enrich: [job, logs]`, `enrich: logs`, `enrich: true` / `false`
+            parts = _case_blind({"type": "string", "enum": list(ENRICH_PARTS)})
+            return {"anyOf": [{"type": "boolean"}, parts, {"type": "array", "items": parts}, inner]}
         if function is _lower:  # severity, format: editors offer the names, any case passes
             return _case_blind(inner)
         return inner

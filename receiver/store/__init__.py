@@ -51,6 +51,7 @@ __all__ = [
     "DeliveryState",
     "EventQuery",
     "EventRow",
+    "HeldDelivery",
     "InboxItem",
     "InboxState",
     "InboxStore",
@@ -148,7 +149,12 @@ class EventQuery:
 
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
-    """A rendered notification due to one channel, written with the event it came from."""
+    """A rendered notification due to one channel, written with the event it came from.
+
+    ``hold``: seconds after the commit before it is due (0: at once); a message waiting for
+    Orchestrator's details (``enrich:``) is held for the enrichment's budget, and sent as
+    written once that ends unless :meth:`OutboxStore.release_held` replaced it first.
+    """
 
     rule: str
     channel: str
@@ -156,6 +162,16 @@ class NewDelivery:
     body: str
     severity: str
     body_format: str
+    hold: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDelivery:
+    """Which delivery :meth:`OutboxStore.release_held` means: one event's message of one rule to one channel."""
+
+    inbox_id: int
+    rule: str
+    channel: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,6 +473,12 @@ class OutboxStore(LeaseStore, Protocol):
 
     async def retry_dead(self, *, now: float) -> int:
         """Make every dead delivery due now; returns how many."""
+
+    async def release_held(self, held: HeldDelivery, *, title: str, body: str, now: float) -> bool:
+        """Give a held delivery its final text and make it due now, if it is still held and unclaimed.
+
+        False when its hold ended first (it is due, or sent, as first written): nothing changes.
+        """
 
 
 class SilenceStore(Protocol):

@@ -17,6 +17,7 @@ from receiver.store import (
     DeliveryRow,
     EventQuery,
     EventRow,
+    HeldDelivery,
     InboxItem,
     NewSilence,
     NoiseLogRow,
@@ -185,6 +186,10 @@ class SQLStore:
     async def retry_dead(self, *, now: float) -> int:
         """Make every dead delivery due now, with a fresh attempt budget, and wake their channels' workers."""
         return await self._run(plans.retry_dead, now, write=True)
+
+    async def release_held(self, held: HeldDelivery, *, title: str, body: str, now: float) -> bool:
+        """Give a held delivery its final text and make it due now, if it is still held and unclaimed."""
+        return await self._run(plans.release_held, held, title, body, now, write=True)
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from receiver.store import (
     DeliveryRow,
     EventQuery,
     EventRow,
+    HeldDelivery,
     InboxItem,
     LateDelivery,
     NewDelivery,
@@ -81,6 +82,7 @@ __all__ = [
     "queue_stats",
     "read_counter",
     "release_claims",
+    "release_held",
     "release_lease",
     "retry_dead",
     "retry_delivery",
@@ -123,7 +125,7 @@ _CLAIM_INBOX = sql(
 _INSERT_DELIVERIES = sql(
     "INSERT INTO deliveries (inbox_id, rule, channel, title, body, severity, body_format, created_at, "
     "budget_since, next_attempt_at) {values} ON CONFLICT (inbox_id, rule, channel) DO NOTHING",
-    values="@inbox_id, @rule, @channel, @title, @body, @severity, @body_format, :now, :now, :now",
+    values="@inbox_id, @rule, @channel, @title, @body, @severity, @body_format, :now, :now, :now + @hold",
     rows=[
         ("inbox_id", _ID),
         ("rule", _TEXT),
@@ -132,6 +134,7 @@ _INSERT_DELIVERIES = sql(
         ("body", _TEXT),
         ("severity", _TEXT),
         ("body_format", _TEXT),
+        ("hold", _REAL),
     ],
 )
 _FINISH_INBOX = sql(
@@ -274,6 +277,7 @@ def _delivery(inbox_id: int, d: NewDelivery) -> dict[str, object]:
         "body": storable(d.body),
         "severity": storable(d.severity),
         "body_format": storable(d.body_format),
+        "hold": d.hold,
     }
 
 
@@ -457,6 +461,31 @@ _RETRY_DEAD = sql(
     "UPDATE deliveries SET state = 'pending', next_attempt_at = :now, budget_since = :now, attempts = 0, "
     "lease_until = NULL WHERE state = 'dead' RETURNING channel"
 )
+
+
+_RELEASE_HELD = sql(
+    "UPDATE deliveries SET title = :title, body = :body, next_attempt_at = :now, budget_since = :now "
+    "WHERE inbox_id = :inbox_id AND rule = :rule AND channel = :channel AND state = 'pending' AND attempts = 0 "
+    "AND next_attempt_at > :now AND lease_until IS NULL RETURNING channel"
+)
+
+
+def release_held(held: HeldDelivery, title: str, body: str, now: float) -> Plan[bool]:
+    """Replace a held delivery's text and make it due now, unless its hold has ended; wake its channel."""
+    rows = yield (
+        _RELEASE_HELD,
+        {
+            "title": storable(title),
+            "body": storable(body),
+            "now": now,
+            "inbox_id": held.inbox_id,
+            "rule": storable(held.rule),
+            "channel": storable(held.channel),
+        },
+    )
+    if rows:
+        yield NOTIFY, [f"deliveries:{rows[0][0]}"]
+    return bool(rows)
 
 
 def claim_deliveries(channel: str, limit: int, now: float, lease: float) -> Plan[list[DeliveryRow]]:
