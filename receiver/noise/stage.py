@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -10,7 +10,7 @@ from receiver.events import Details, Event
 from receiver.noise.decision import Decision, Emitted, Result
 from receiver.noise.plan import Plan, RoutePlan
 from receiver.noise.silences import Silencer
-from receiver.render import render
+from receiver.render import Notification, render
 from receiver.rules import Inhibit, RuleSet
 from receiver.timefmt import local_text
 
@@ -42,6 +42,10 @@ def channel_names(channels: Sequence[Any]) -> str:
 def equal_labels(inh: Inhibit) -> str:
     """The labels of an inhibition's ``equal`` fields, for its messages."""
     return ", ".join(ref.label for ref in inh.equal)
+
+
+def _with_details(render_again: Callable[..., Notification], details: Details | None) -> Notification:
+    return render_again(details=details)
 
 
 class Context:
@@ -82,7 +86,8 @@ class Context:
                 emitted.append(Emitted(plan.inbox_id, rule.name, channel.name, again(), plan.at))
             else:
                 first = again(details=ENRICH_PENDING)
-                emitted.append(Emitted(plan.inbox_id, rule.name, channel.name, first, plan.at, ask, again))
+                with_details = partial(_with_details, again)
+                emitted.append(Emitted(plan.inbox_id, rule.name, channel.name, first, plan.at, ask, with_details))
         return emitted
 
     def _enrichable(self, plan: Plan) -> bool:

@@ -158,13 +158,15 @@ class Enricher:
                 await client.aclose()
 
     async def _enrich(self, source: str, event: Event, held: Sequence[Emitted]) -> None:
-        budget = max(e.enrich.budget for e in held if e.enrich is not None)
-        started = self._monotonic()
         try:
-            found = await self._details(source, event, held, budget)
+            await self._enrich_and_release(source, event, held)
         except Exception:  # an enrichment must never lose a message: it goes out as held
             log.exception("enrichment_crashed", source=source, inbox_id=held[0].inbox_id)
-            return
+
+    async def _enrich_and_release(self, source: str, event: Event, held: Sequence[Emitted]) -> None:
+        budget = max(e.enrich.budget for e in held if e.enrich is not None)
+        started = self._monotonic()
+        found = await self._details(source, event, held, budget)
         if found is None:  # the budget ended: the messages are due as written
             log.info("enrichment_timed_out", source=source, inbox_id=held[0].inbox_id, budget_s=budget)
             if self._wake is not None:
@@ -227,7 +229,9 @@ class Enricher:
             task = asyncio.create_task(current[1].aclose())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        client = OrchestratorClient(source, link, transport=self._transport, policy=RetryPolicy(budget=budget))
+        # Quick retries within most of the budget, so a failure is named (HTTP 500) before the budget ends.
+        policy = RetryPolicy(attempts=3, budget=0.9 * budget, backoff=0.1, backoff_cap=1.0)
+        client = OrchestratorClient(source, link, transport=self._transport, policy=policy)
         self._clients[source] = (link, client)
         return client
 
