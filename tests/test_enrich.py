@@ -315,10 +315,12 @@ async def test_other_events_flow_while_an_enrichment_hangs(
     clock = Clock()
     line = Pipeline(store, ruleset(tmp_path, orch, budget="10s"), clock)
     sent: list[str] = []
+    got = asyncio.Event()
 
     class Recording:
         async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109
             sent.append(notification.title)
+            got.set()
             return SendResult(status="sent", reason=None, elapsed=0.0, recoverable=False)
 
     dispatcher = Dispatcher(store, lambda: line.ruleset, Recording(), clock=clock, lease=30, poll=0.05)
@@ -330,9 +332,7 @@ async def test_other_events_flow_while_an_enrichment_hangs(
         orch.slow_down(30.0)
         await line.post(job_webhook(hanging, folder["Id"]))
         await line.post(job_webhook(other, folder["Id"], kind="job.stopped"))
-        deadline = time.monotonic() + 10
-        while not sent and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(got.wait(), 10)
         assert ["Job stopped: Process"] == sent  # the second event's; the first (Job faulted) still waits
         assert 1 == line.enricher.pending  # the first is still waiting for Orchestrator, unsent
     finally:
@@ -374,10 +374,12 @@ async def test_a_restart_mid_enrichment_still_sends(store: SQLiteStore, tmp_path
     await line.enricher.aclose()  # the process stops: the enrichment is gone, the held row stays
     orch.clear_faults()
     sent: list[str] = []
+    got = asyncio.Event()
 
     class Recording:
         async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109
             sent.append(notification.body)
+            got.set()
             return SendResult(status="sent", reason=None, elapsed=0.0, recoverable=False)
 
     # The next process: a dispatcher on the same outbox, its clock past the budget.
@@ -385,9 +387,7 @@ async def test_a_restart_mid_enrichment_still_sends(store: SQLiteStore, tmp_path
     dispatcher = Dispatcher(store, lambda: rules, Recording(), clock=clock, lease=30, poll=0.05)
     task = asyncio.create_task(dispatcher.run())
     try:
-        deadline = time.monotonic() + 10
-        while not sent and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(got.wait(), 10)
         assert 1 == len(sent)
         assert "Orchestrator details unavailable: timeout" in sent[0]
     finally:
@@ -432,3 +432,34 @@ def test_untrusted_log_text_is_bounded() -> None:
     assert 5 == len(lines)
     assert all(len(line.message) <= LOG_LINE_LIMIT + 60 for line in lines)
     assert lines[0].message.endswith("characters shown]")
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_every_body_format_shows_the_details_escaped(tmp_path: Path, fmt: str) -> None:
+    """The default message of each format shows Info, log lines and the reason; untrusted text is escaped."""
+    from datetime import UTC, datetime
+
+    from receiver.events import Details, JobDetail, LogLine, parse_event
+    from receiver.render import render
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(f'channels: {{ops: "json://127.0.0.1:9/x"}}\nrules:\n  - {{name: r, notify: ops, format: {fmt}}}\n')
+    rules = load_rules(path, environ={})
+    event = parse_event({"Type": "job.faulted", "OrganizationUnitId": 1, "Job": {"Id": 5, "Info": "short"}})
+    hostile = "<!channel> <b>bold</b> *stars*"
+    details = Details(
+        job=JobDetail(id=5, info=f"Info {hostile}", host_machine="VM-1"),
+        logs=(LogLine(datetime(2026, 12, 6, 6, 0, tzinfo=UTC), "Error", f"log {hostile}"),),
+    )
+    rule, channel = rules.rules[0], rules.channels["ops"]
+    body = render(event, rule, channel, rules, details=details).body
+    assert "VM-1" in body
+    assert "Last 1 error log line" in body
+    assert "<!channel>" not in body  # mentions broken in every format
+    if fmt == "html":
+        assert "<b>bold</b>" not in body
+        assert "&lt;b&gt;bold&lt;/b&gt;" in body
+    if fmt == "markdown":
+        assert r"\*stars\*" in body
+    gone = render(event, rule, channel, rules, details=Details(unavailable="HTTP 500")).body
+    assert "Orchestrator details unavailable: HTTP 500" in gone

@@ -89,9 +89,7 @@ def _faulted(orch: FakeOrchestrator, name: str) -> tuple[dict[str, Any], bytes]:
     return job, json.dumps(body).encode()
 
 
-def test_a_faulted_job_alert_carries_its_error_lines(
-    server: ServerProcess, orch: FakeOrchestrator, sink: Sink
-) -> None:
+def test_a_faulted_job_alert_carries_its_error_lines(server: ServerProcess, orch: FakeOrchestrator, sink: Sink) -> None:
     _, body = _faulted(orch, "Invoices")
     status, _ = server.post_signed(body, SECRET)
     assert 202 == status
