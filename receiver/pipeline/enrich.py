@@ -38,7 +38,7 @@ from receiver.orchestrator import (
     fetch_details,
     unavailable_reason,
 )
-from receiver.rules import OrchestratorLink, RuleSet
+from receiver.rules import BudgetExceededError, OrchestratorLink, RuleSet, event_budget
 from receiver.store import HeldDelivery
 
 __all__ = ["Enricher", "HeldStore"]
@@ -48,6 +48,8 @@ log = structlog.get_logger()
 _CACHE_TTL = 30.0
 """Seconds an answer is reused: a job's details hardly change within them, an incident's burst fits."""
 _CACHE_SIZE = 1_000
+_RENDER_BUDGET = 0.2
+"""Seconds one message's second rendering may take (the first one passed the worker's event budget)."""
 _MAX_PENDING = 1_000
 """Enrichments in flight at most; past them a message goes out at the end of its budget without details."""
 
@@ -176,7 +178,12 @@ class Enricher:
         for emitted in held:
             if emitted.rerender is None:
                 continue
-            note = emitted.rerender(details_for(emitted, found))
+            try:
+                with event_budget(_RENDER_BUDGET):  # on the event loop: a template may not hold it for long
+                    note = emitted.rerender(details_for(emitted, found))
+            except BudgetExceededError:
+                log.warning("enrichment_render_over_budget", inbox_id=emitted.inbox_id, rule=emitted.rule)
+                continue  # it goes out as held, at the end of the budget
             target = HeldDelivery(emitted.inbox_id, emitted.rule, emitted.channel)
             try:
                 released += await self._store.release_held(target, title=note.title, body=note.body, now=self._clock())
