@@ -397,6 +397,40 @@ class TestInTheBackground:
                 await task
             await store.close()
 
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+    async def test_the_watermark_survives_a_restart(
+        self,
+        hourly: RuleSet,
+        gap: dict[str, Any],
+        orch: FakeOrchestrator,
+        tmp_path: Path,
+        backend: str,
+        request: pytest.FixtureRequest,
+    ) -> None:
+        """A run's watermark is stored: the next process asks from it (minus 5 min), not `lookback` back."""
+        url = f"sqlite:///{tmp_path / 'r.db'}" if backend == "sqlite" else str(request.getfixturevalue("pg_url"))
+        source = hourly.sources["uipath"]
+        link = source.orchestrator
+        assert link is not None
+        assert link.recovery is not None
+        store = open_store(url)
+        await store.open()
+        try:
+            now = datetime.now(UTC)
+            first = GapRecoveries(store, lambda: hourly, clock=now.timestamp)
+            await first.once(source, link, link.recovery, hourly)
+            assert 2 == sum(e.source == "uipath" for e in await store.list_events(limit=100))
+            orch.clear_request_log()
+            later = now + timedelta(minutes=30)
+            restarted = GapRecoveries(store, lambda: hourly, clock=later.timestamp)  # a new process
+            await restarted.once(source, link, link.recovery, hourly)
+        finally:
+            await store.close()
+        [jobs] = {r.query["$filter"][0] for r in orch.request_log if r.path.endswith("/odata/Jobs")}
+        since = (datetime.fromtimestamp(int(now.timestamp()), UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+        assert jobs.startswith(f"EndTime ge {since}"), jobs  # not 2 h (the lookback) before `later`
+
 
 def test_a_source_without_orchestrator_block_keeps_eventid_as_the_key(
     tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch

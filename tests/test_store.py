@@ -831,6 +831,14 @@ async def test_counters_start_at_zero_and_count_up_for_every_connection(store_ur
         await other.close()
 
 
+async def test_a_raised_counter_only_moves_on(store: Store) -> None:
+    """raise_counter keeps the higher of the stored and the given value (a watermark never goes back)."""
+    assert 1_700_000_000 == await store.raise_counter("gap-recovery:uipath", 1_700_000_000)
+    assert 1_700_000_000 == await store.raise_counter("gap-recovery:uipath", 1_600_000_000)
+    assert 1_800_000_000 == await store.raise_counter("gap-recovery:uipath", 1_800_000_000)
+    assert 1_800_000_000 == await store.read_counter("gap-recovery:uipath")
+
+
 async def test_released_claims_are_claimable_at_once(store: Store) -> None:
     """Released events and deliveries are claimed again before their leases end; processed and sent rows stay so."""
     ids = [(await store.accept(item(f"r-{n}"))).inbox_id for n in range(3)]

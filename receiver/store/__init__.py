@@ -548,6 +548,12 @@ class CounterStore(Protocol):
     async def bump_counter(self, name: str) -> int:
         """Add one to the named counter and return the new value."""
 
+    async def raise_counter(self, name: str, value: int) -> int:
+        """Set the named counter to ``value`` unless it is higher already (a watermark that only moves on).
+
+        Returns the counter's value afterwards; every replica reads the same.
+        """
+
 
 class RetentionStore(LeaseStore, Protocol):
     """Retention and maintenance: pruning in short batches, and the store's size (see receiver.admin.retention)."""

@@ -250,6 +250,10 @@ class SQLStore:
         """Add one to the named counter and return the new value."""
         return await self._run(plans.bump_counter, name, write=True)
 
+    async def raise_counter(self, name: str, value: int) -> int:
+        """Set the named counter to ``value`` unless it is higher already; returns its value."""
+        return await self._run(plans.raise_counter, name, value, write=True)
+
     # -- retention ------------------------------------------------------------------------
 
     async def prune_events(

@@ -80,6 +80,7 @@ __all__ = [
     "next_noise_due",
     "ping",
     "queue_stats",
+    "raise_counter",
     "read_counter",
     "release_claims",
     "release_held",
@@ -157,6 +158,11 @@ _BUMP_COUNTER = sql(
     "INSERT INTO counters (name, value) VALUES (:name, 1) "
     "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value"
 )
+_RAISE_COUNTER = sql(
+    "INSERT INTO counters (name, value) VALUES (:name, :value) ON CONFLICT (name) DO UPDATE "
+    "SET value = CASE WHEN excluded.value > counters.value THEN excluded.value ELSE counters.value END "
+    "RETURNING value"
+)
 _PING = sql("SELECT 1")
 
 
@@ -231,6 +237,12 @@ def read_counter(name: str) -> Plan[int]:
 def bump_counter(name: str) -> Plan[int]:
     """Add one to the named counter; its new value."""
     rows = yield _BUMP_COUNTER, {"name": name}
+    return int(rows[0][0])
+
+
+def raise_counter(name: str, value: int) -> Plan[int]:
+    """Set the named counter to ``value`` unless it is higher already (a watermark); its value after."""
+    rows = yield _RAISE_COUNTER, {"name": name, "value": value}
     return int(rows[0][0])
 
 
