@@ -56,7 +56,15 @@ from receiver.events.enums import (
     UserType,
 )
 from receiver.events.event import Event
-from receiver.events.identity import END_STATES, END_TYPES, job_end_key
+from receiver.events.identity import (
+    END_STATES,
+    END_TYPES,
+    ITEM_END_STATES,
+    ITEM_END_TYPES,
+    end_key,
+    job_end_key,
+    queue_item_end_key,
+)
 from receiver.events.logs import ROBOT_LOG_TYPE, RobotLogEvent, parse_log_entries
 from receiver.events.models import (
     CustomEvent,
@@ -129,6 +137,8 @@ __all__ = [
     "END_STATES",
     "END_TYPES",
     "EVENT_TYPES",
+    "ITEM_END_STATES",
+    "ITEM_END_TYPES",
     "LOG_LINE_LIMIT",
     "ROBOT_LOG_TYPE",
     "TEXT_LIMIT",
@@ -224,10 +234,12 @@ __all__ = [
     "UtcDatetime",
     "cap_strings",
     "cap_text",
+    "end_key",
     "item_detail",
     "job_detail",
     "job_end_key",
     "log_lines",
     "parse_event",
     "parse_log_entries",
+    "queue_item_end_key",
 ]

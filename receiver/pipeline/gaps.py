@@ -27,7 +27,13 @@ import structlog
 
 from receiver.errors import StoreError
 from receiver.orchestrator import OrchestratorClient, OrchestratorError, RetryPolicy
-from receiver.orchestrator.recovery import Recovered, RecoveryRun, find_ended_jobs, recovery_states
+from receiver.orchestrator.recovery import (
+    Recovered,
+    RecoveryRun,
+    find_ended_jobs,
+    recovery_item_statuses,
+    recovery_states,
+)
 from receiver.pipeline.per_source import run_per_source
 from receiver.rules import GapRecovery, OrchestratorLink, RuleSet, Source
 from receiver.store import CounterStore, InboxItem, InboxStore
@@ -67,7 +73,8 @@ async def recover_source(
         OrchestratorError: the folders could not be listed.
         StoreError: the store refused a write.
     """
-    run = await find_ended_jobs(client, recovery_states(ruleset, source.name), since=since, now=now)
+    states, statuses = recovery_states(ruleset, source.name), recovery_item_statuses(ruleset, source.name)
+    run = await find_ended_jobs(client, states, since=since, now=now, item_statuses=statuses)
     outcomes: list[tuple[Recovered, str]] = []
     for found in run.found:
         if store is None:
@@ -191,6 +198,7 @@ class GapRecoveries:
             source=source.name,
             since=since.isoformat(),
             states=list(run.states),
+            item_statuses=list(run.item_statuses),
             folders=run.folders,
             calls=run.calls,
             found=len(outcomes),
