@@ -1,14 +1,14 @@
-"""Gap recovery in the background: job ends the webhook did not bring, read back from the API.
+"""Gap recovery in the background: job ends and failed queue items the webhook did not bring.
 
 Each source with ``orchestrator.recovery`` runs soon after start, then every ``every`` seconds
 and at once when its heartbeat finds the webhook path back (:meth:`GapRecoveries.kick`), on
-the one replica holding the ``gap-recovery`` lease: ask the API for the jobs that
-ended since the watermark (receiver.orchestrator.recovery) and store each in the inbox under
-``job:<JobKey>:<State>``, the key the webhook edge gives the same job end, so whichever arrives
-second is a duplicate. The worker then processes them like webhooks. The watermark is the start
-of the last complete run, kept in the store (the counter ``gap-recovery:<source>``, epoch
-seconds, only ever raised): a restart or a new leader goes on from it rather than looking back
-``lookback`` again.
+the one replica holding the ``gap-recovery`` lease: ask the API for the jobs that ended (the
+queue items that failed) since the watermark (receiver.orchestrator.recovery) and store each in
+the inbox under ``job:<JobKey>:<State>`` (``queueitem:<Key>:<RetryNumber>:<Status>``), the key
+the webhook edge gives the same event, so whichever arrives second is a duplicate. The worker
+then processes them like webhooks. The watermark is the start of the last complete run, kept in
+the store (the counter ``gap-recovery:<source>``, epoch seconds, only ever raised): a restart or
+a new leader goes on from it rather than looking back ``lookback`` again.
 """
 
 from __future__ import annotations
