@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 from fake_orchestrator import FakeOrchestrator
+from prometheus_client import CollectorRegistry
 
 from receiver.delivery.notifier import SendResult
+from receiver.metrics import Metrics
 from receiver.pipeline.dispatch import Dispatcher
 from receiver.pipeline.enrich import Enricher
 from receiver.pipeline.worker import InboxWorker
@@ -90,7 +92,8 @@ class Pipeline:
         self.ruleset = ruleset
         self.clock = clock
         self.woken: list[str] = []
-        self.enricher = Enricher(store, lambda: ruleset, clock=clock, wake=self.woken.extend)
+        self.metrics = Metrics(CollectorRegistry())
+        self.enricher = Enricher(store, lambda: ruleset, clock=clock, wake=self.woken.extend, metrics=self.metrics)
         self.worker = InboxWorker(store, lambda: ruleset, clock=clock, lease=60, poll=0.05, enrich=self.enricher.submit)
         self._ids = 0
 
@@ -358,6 +361,8 @@ async def test_a_second_event_of_the_job_is_served_from_the_cache(pipeline: Pipe
     assert 1 == len(job_calls)
     assert job_calls == [r for r in orch.request_log if f"/odata/Jobs({job['Id']})" in r.path]
     assert 1 == pipeline.enricher.calls
+    outcomes = {o: pipeline.metrics.enrichments.labels(o)._value.get() for o in ("details", "cached", "timeout")}
+    assert {"details": 1, "cached": 1, "timeout": 0} == outcomes
 
 
 async def test_a_restart_mid_enrichment_still_sends(store: SQLiteStore, tmp_path: Path, orch: FakeOrchestrator) -> None:

@@ -98,7 +98,7 @@ def create_app(
             edge=edge_activity,
         )
         # Held messages of `enrich:` rules get Orchestrator's details after the worker's commit.
-        enricher = Enricher(store, in_force.current, clock=clock, wake=dispatcher.wake)
+        enricher = Enricher(store, in_force.current, clock=clock, wake=dispatcher.wake, metrics=metrics)
         worker = InboxWorker(
             store,
             in_force.current,

@@ -29,6 +29,7 @@ import structlog
 
 from receiver.errors import StoreError
 from receiver.events import Details, Event, QueueItem
+from receiver.metrics import Metrics
 from receiver.noise import Emitted
 from receiver.orchestrator import (
     OrchestratorClient,
@@ -103,6 +104,7 @@ class Enricher:
         transport: an httpx2 transport for tests; None for the network.
         wake: tells the dispatcher that these channels have deliveries due (a hold that ended).
         monotonic: the cache's clock.
+        metrics: where ``receiver_enrichments_total`` is counted, or None.
     """
 
     def __init__(
@@ -114,7 +116,9 @@ class Enricher:
         transport: Any = None,
         wake: Callable[[Iterable[str]], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._rules = rules
         self._clock = clock
@@ -168,7 +172,9 @@ class Enricher:
     async def _enrich_and_release(self, source: str, event: Event, held: Sequence[Emitted]) -> None:
         budget = max(e.enrich.budget for e in held if e.enrich is not None)
         started = self._monotonic()
-        found = await self._details(source, event, held, budget)
+        found, outcome = await self._details(source, event, held, budget)
+        if self._metrics is not None:
+            self._metrics.enrichments.labels(outcome).inc()
         if found is None:  # the budget ended: the messages are due as written
             log.info("enrichment_timed_out", source=source, inbox_id=held[0].inbox_id, budget_s=budget)
             if self._wake is not None:
@@ -199,29 +205,35 @@ class Enricher:
             elapsed_s=round(self._monotonic() - started, 3),
         )
 
-    async def _details(self, source: str, event: Event, held: Sequence[Emitted], budget: float) -> Details | None:
-        """What Orchestrator says within ``budget`` seconds; why it says nothing; None when the budget ended."""
+    async def _details(
+        self, source: str, event: Event, held: Sequence[Emitted], budget: float
+    ) -> tuple[Details | None, str]:
+        """What Orchestrator says within ``budget`` seconds, or why it says nothing (None: the budget ended).
+
+        With the outcome for the metric: ``details``, ``cached``, ``unavailable`` or ``timeout``.
+        """
         link = self._link(source)
         if link is None:
-            return Details(unavailable="the source has no orchestrator connection")
+            return Details(unavailable="the source has no orchestrator connection"), "unavailable"
         wanted = wanted_for(event, held)
         if isinstance(wanted, str):
-            return Details(unavailable=wanted)
+            return Details(unavailable=wanted), "unavailable"
         cached = self._cached(source, wanted)
         if cached is not None:
-            return cached
+            return cached, "cached"
         client = self._client(source, link, budget)
         try:
             async with asyncio.timeout(budget):
                 self.calls += 1
                 found = await fetch_details(client, wanted)
         except TimeoutError:
-            return None
+            return None, "timeout"
         except OrchestratorError as exc:
             log.warning("enrichment_unavailable", source=source, error=str(exc))
-            return Details(unavailable=unavailable_reason(exc))
+            reason = unavailable_reason(exc)
+            return Details(unavailable=reason), "timeout" if reason == "timeout" else "unavailable"
         self._remember(source, wanted, found)
-        return found
+        return found, "details"
 
     def _link(self, source: str) -> OrchestratorLink | None:
         found = self._rules().sources.get(source)
