@@ -238,7 +238,7 @@ async def _reconcile_one(
         try:
             run, outcomes = await recover_source(source, ruleset, client, since=now - since, now=now, store=store)
         except OrchestratorError as exc:
-            hint = "the scopes need OR.Folders.Read and OR.Jobs.Read"
+            hint = "the scopes need OR.Folders.Read and OR.Jobs.Read (OR.Queues.Read for failed queue items)"
             out.write(f"source {source.name!r}: folders NOT read: {exc.detail} ({hint})\n")
             return False
         except StoreError as exc:
