@@ -62,7 +62,7 @@ def test_schema_command_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
 def test_schema_knows_every_top_level_key() -> None:
     """Every key the loader accepts at the top level is described (nothing is lost by retyping the items)."""
     properties = rules_json_schema()["properties"]
-    assert {"channels", "sources", "rules", "orchestrator_url", "timezone", "silences", "inhibit", "collapse"} == set(
+    assert {"channels", "sources", "rules", "orchestrator_url", "timezone", "silences", "inhibit", "collapse", "redact"} == set(
         properties
     )
 
