@@ -13,12 +13,14 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from noise_support import T0, Harness, payload
 from starlette.testclient import TestClient
 from support import fresh, wait_until
 
 from receiver.delivery.notifier import SendResult
 from receiver.events import parse_event
 from receiver.http.app import create_app
+from receiver.noise.simulate import Simulation
 from receiver.render import Notification, render
 from receiver.rules import Redactor, RuleSet, load_rules
 from receiver.rules.redact import MAX_MATCHES, builtin_pattern, compile_user_pattern
@@ -381,3 +383,56 @@ class TestPipeline:
             assert secret not in message.body
             assert secret not in message.title
         assert INFO == stored["body"]["Job"]["Info"]
+
+
+class TestNoiseMessages:
+    """Digests and recovery messages are made of event text too: they are redacted the same way."""
+
+    RULES = """
+redact: [email]
+channels:
+  ops: "log://"
+rules:
+  - name: digest
+    match: {type: job.faulted}
+    notify: [ops]
+    group: {wait: 1m}
+  - name: stuck
+    match: {type: job.stopped}
+    notify: [ops]
+    recover: {match: {type: job.completed}, key: "{{ process }}"}
+"""
+
+    def _simulation(self, tmp_path: Path) -> Simulation:
+        path = tmp_path / "rules.yaml"
+        path.write_text(self.RULES)
+        return Simulation(load_rules(path, environ={}))
+
+    def test_a_digest_shows_no_address(self, tmp_path: Path) -> None:
+        """The first lines a digest quotes, cut short, never keep part of an address."""
+        sim = self._simulation(tmp_path)
+        long_line = "x" * 190 + " jane.doe@example.com failed"  # the sample line is cut at 200 characters
+        for offset, info in ((0, long_line), (10, "mail to ops.team@example.org bounced")):
+            sim.feed(parse_event(payload("job.faulted.json", Job__Info=info)), "uipath", T0 + offset)
+        [entry] = sim.run_until(T0 + 60)
+        [note] = [e.notification for e in entry.result.emitted]
+        assert "[redacted:email]" in note.body
+        assert "jane.doe" not in note.body
+        assert "ops.team@example.org" not in note.body
+
+    @pytest.mark.anyio
+    async def test_a_recovery_message_shows_no_address(self, tmp_path: Path) -> None:
+        """The "recovered" message, its alert title and key included, is redacted."""
+        h = await Harness(tmp_path, self.RULES).open()
+        try:
+            process = "Payroll-jane.doe@example.com"
+            await h.post_at(0, payload("job.stopped.json", Jobs__Release__ProcessKey=process))
+            await h.post_at(60, payload("job.completed.json", Job__Release__ProcessKey=process))
+            sent = await h.sent()
+            assert ["stuck", "stuck:recovered"] == [s.rule for s in sent]
+            recovered = sent[1]
+            assert recovered.title.startswith("Recovered: ")
+            assert "jane.doe@example.com" not in recovered.title + recovered.body
+            assert "[redacted:email]" in recovered.body
+        finally:
+            await h.close()
