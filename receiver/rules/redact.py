@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import re2
 from markupsafe import Markup
@@ -46,6 +48,9 @@ MAX_MATCHES = 256
 
 MAX_PATTERN_CHARS = 1_000
 """The longest user regex accepted."""
+
+_KEPT = frozenset({int, float, bool, bytes, datetime, date, timedelta, ZoneInfo})
+"""Types that hold no text to redact (checked by exact type: the common values of an event)."""
 
 _WITHHELD = " [rest withheld: more than {limit} matches of {name!r}]"
 _T = TypeVar("_T")
@@ -193,11 +198,18 @@ class Redactor:
     An empty redactor (no ``redact:`` in the file) returns every value as it is, at no cost.
     """
 
-    __slots__ = ("_last", "patterns")
+    __slots__ = ("_any", "_last", "patterns")
 
     def __init__(self, patterns: tuple[RedactPattern, ...] = ()) -> None:
         self.patterns = patterns
         self._last: tuple[object, object] | None = None
+        # One search for all patterns first: most texts hold nothing to redact.
+        self._any: Any = None
+        if len(patterns) > 1:
+            try:
+                self._any = re2.compile("|".join(f"(?:{p.regex.pattern})" for p in patterns), _options())
+            except re2.error:  # past RE2's memory bound together: each pattern searches on its own
+                self._any = None
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
@@ -208,6 +220,8 @@ class Redactor:
     def text(self, text: str) -> str:
         """``text`` with every pattern applied, in the order written."""
         check_budget()
+        if self._any is not None and self._any.search(text) is None:
+            return text
         for pattern in self.patterns:
             text = pattern.apply(text)
         return text
@@ -228,7 +242,10 @@ class Redactor:
         return result  # type: ignore[no-any-return]
 
     def _walk(self, value: Any) -> Any:
-        if isinstance(value, Markup | Enum):
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        if value is None or kind in _KEPT or isinstance(value, Markup | Enum):
             return value
         if isinstance(value, str):
             return self.text(value)
@@ -239,7 +256,7 @@ class Redactor:
             return self._model(value)
         if isinstance(value, list | tuple):
             return self._sequence(value)
-        if isinstance(value, Mapping):
+        if isinstance(value, dict | Mapping):
             pairs = [(self._walk(k), self._walk(v)) for k, v in value.items()]
             if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items(), strict=True)):
                 return value
