@@ -232,16 +232,19 @@ def orchestrator_link(event: Event, base: str | None) -> str | None:
     return f"{base}/{page}?{urlencode(query)}" if query else f"{base}/{page}"
 
 
+_LABEL_CHARS = 100  # a key is a GUID (36 characters); a longer one is not Orchestrator's
+
+
 def link_label(event: Event) -> str | None:
     """What to look for on the linked page: ``job <key>`` or ``queue item <id>`` (plain, unescaped text), or None."""
+    ref = None
     if event.type.startswith("job."):
-        ref = event.job_key or _id_text(event.job_id)
-        return None if ref is None else f"job {ref}"
-    item = _queue_item(event)
-    if event.type.startswith("queueItem.") and item is not None:
-        ref = _id_text(item.id) or item.key
-        return None if ref is None else f"queue item {ref}"
-    return None
+        ref, what = event.job_key or _id_text(event.job_id), "job"
+    elif event.type.startswith("queueItem.") and (item := _queue_item(event)) is not None:
+        ref, what = _id_text(item.id) or item.key, "queue item"
+    if not ref:
+        return None
+    return f"{what} {ref if len(ref) <= _LABEL_CHARS else ref[: _LABEL_CHARS - 1] + '…'}"
 
 
 # --- template context --------------------------------------------------------------------

@@ -17,6 +17,7 @@ from noise_support import T0, Harness, payload
 from starlette.testclient import TestClient
 from support import fresh, wait_until
 
+from receiver.cli import main
 from receiver.delivery.notifier import SendResult
 from receiver.events import parse_event
 from receiver.http.app import create_app
@@ -150,6 +151,24 @@ def test_a_user_pattern_with_its_own_replacement() -> None:
     assert not isinstance(employee, str)
     redactor = Redactor((employee, builtin_pattern("email", "<{name}>")))
     assert "[employee] (<email>) left" == redactor.text("EMP-123456 (jo@example.com) left")
+
+
+def test_receiver_check_reports_bad_patterns_at_their_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver check` exits 1 and names the line of a regex RE2 refuses and of an unknown built-in."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "channels: {ops: 'log://'}\n"
+        "rules: [{name: r, notify: ops}]\n"
+        "redact:\n"
+        "  - emial\n"
+        "  - name: twice\n"
+        "    regex: '(a)\\1'\n"
+    )
+    assert 1 == main(["check", str(rules)])
+    out = capsys.readouterr().out
+    assert f"{rules}:4:5: redact: 'emial' is not a built-in pattern; did you mean 'email'?" in out
+    assert f"{rules}:6:12: redact: pattern 'twice': the regex" in out
+    assert "no backreferences" in out
 
 
 _FILLER = st.text(alphabet=string.ascii_letters + string.punctuation.replace("@", "") + " \n", max_size=40)
