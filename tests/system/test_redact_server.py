@@ -24,7 +24,7 @@ def sink() -> Iterator[Sink]:
 
 
 def test_the_channel_gets_a_redacted_message_with_a_link(tmp_path: Path, sink: Sink) -> None:
-    """An e-mail address and an IBAN in Job.Info arrive redacted, next to the folder's Jobs link; the inbox keeps them."""
+    """An address and an IBAN in Job.Info arrive redacted, beside the folder's Jobs link; the inbox keeps them."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(
         f"""
