@@ -235,6 +235,13 @@ class TestLinearTime:
         assert out.endswith(f" [rest withheld: more than {MAX_MATCHES} matches of 'greedy']")
         assert "a" not in out.split(" [rest withheld")[0].replace("[redacted:greedy]", "")
 
+    def test_many_built_in_candidates_are_all_checked(self) -> None:
+        """Thousands of IBAN- and card-shaped numbers that fail their checks leave the text whole (no withholding)."""
+        text = "DE00 1234 5678 9012 34; 4111 1111 1111 1112; " * 400
+        assert text == BUILTINS.text(text)
+        cards = "4111 1111 1111 1111, " * 700
+        assert "[redacted:card], " * 700 == BUILTINS.text(cards)
+
     def test_catastrophic_backtracking_patterns_are_linear(self) -> None:
         """Patterns that freeze a backtracking engine (``(a+)+$``) run in RE2 without a blow-up."""
         compiled = compile_user_pattern("nested", r"(a+)+$")

@@ -9,9 +9,11 @@ with every string in it redacted; the stored event is never touched.
 Every pattern runs on RE2 (``google-re2``): an automaton without backtracking, so one search
 costs time linear in the text whatever the pattern (backreferences and lookaround, which would
 break that, are refused at load). Finding *all* matches can still read ahead past each match
-(``a.*z|a`` reads to the end of the text at every ``a``), so each pattern stops after
+(``a.*z|a`` reads to the end of the text at every ``a``), so a user's pattern stops after
 :data:`MAX_MATCHES` matches in one text and withholds the rest of that text: the work per text
 is at most ``(MAX_MATCHES + 1)`` passes over it, and event texts are capped at 16,384 characters.
+The built-ins need no such stop: an ``iban`` or ``card`` candidate is at most 64 characters, and
+an ``email`` scan past a match ends at the next character no address holds, before the next ``@``.
 """
 
 from __future__ import annotations
@@ -73,23 +75,31 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+_BASE36 = {ch: str(int(ch, 36)) for ch in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+
+
 def _iban_valid(compact: str) -> bool:
     rearranged = compact[4:] + compact[:4]
-    number = "".join(str(int(ch, 36)) for ch in rearranged)
-    return int(number) % 97 == 1
+    return int("".join(map(_BASE36.__getitem__, rearranged))) % 97 == 1
 
 
 def _valid_prefix(text: str, separators: str, keep: Callable[[str], bool]) -> int:
     """Length of the longest prefix of ``text`` ending at a group boundary that ``keep`` accepts; 0 if none.
 
     A match may run on into a following group (``4111 1111 1111 1111 2024``): the valid
-    number is its longest prefix that ends at a group boundary. A match is short (≤ 64
-    characters for the built-ins), so trying each boundary costs a constant.
+    number is its longest prefix that ends at a group boundary. A built-in's match is short
+    (at most 64 characters), so trying each boundary costs a constant.
     """
-    ends = [i for i, ch in enumerate(text) if ch in separators and i and text[i - 1] not in separators]
-    for end in (len(text), *reversed(ends)):
-        compact = "".join(ch for ch in text[:end] if ch not in separators)
-        if keep(compact):
+    kept: list[str] = []
+    ends: list[tuple[int, int]] = []  # (end in text, characters kept before it)
+    for i, ch in enumerate(text):
+        if ch not in separators:
+            kept.append(ch)
+        elif i and text[i - 1] not in separators:
+            ends.append((i, len(kept)))
+    compact = "".join(kept)
+    for end, size in ((len(text), len(compact)), *reversed(ends)):
+        if keep(compact[:size]):
             return end
     return 0
 
@@ -126,6 +136,8 @@ class RedactPattern:
         replacement: what each match becomes (``{name}`` already filled in).
         regex: the compiled RE2 regex.
         check: for ``iban`` and ``card``, the length of a match's valid prefix (0: not a number of that kind).
+        max_matches: matches in one text before the rest is withheld; None for the built-ins, whose
+            scans never read far past a match (their candidates are bounded, or end at the next ``@``).
     """
 
     name: str
@@ -133,16 +145,18 @@ class RedactPattern:
     replacement: str
     regex: Any = field(repr=False)
     check: Callable[[str], int] | None = field(default=None, repr=False)
+    max_matches: int | None = MAX_MATCHES
 
     def apply(self, text: str) -> str:
-        """``text`` with every match replaced; past :data:`MAX_MATCHES` matches the rest is withheld."""
+        """``text`` with every match replaced; past ``max_matches`` matches the rest is withheld."""
         pieces: list[str] = []
         end = 0
+        limit = self.max_matches
         for count, match in enumerate(self.regex.finditer(text), start=1):
             start, stop = match.span()
-            if count > MAX_MATCHES:
+            if limit is not None and count > limit:
                 pieces.append(text[end:start])
-                pieces.append(_WITHHELD.format(limit=MAX_MATCHES, name=self.name))
+                pieces.append(_WITHHELD.format(limit=limit, name=self.name))
                 return "".join(pieces)
             found = text[start:stop]
             if self.check is None:
@@ -170,7 +184,8 @@ def builtin_pattern(name: str, replacement: str = DEFAULT_REPLACEMENT) -> Redact
         KeyError: not a built-in.
     """
     source, check = _BUILTINS[name]
-    return RedactPattern(name, source, _replacement(replacement, name), re2.compile(source, _options()), check)
+    compiled = re2.compile(source, _options())
+    return RedactPattern(name, source, _replacement(replacement, name), compiled, check, max_matches=None)
 
 
 def compile_user_pattern(name: str, regex: str, replacement: str = DEFAULT_REPLACEMENT) -> RedactPattern | str:
