@@ -210,6 +210,7 @@ class Server:
     tree: Path = field(default_factory=lambda: receiver_tree())
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    database_url: str | None = None  # None: a SQLite file in the work directory
 
     @property
     def database(self) -> Path:
@@ -237,7 +238,7 @@ class Server:
             "--port",
             str(self.port),
             "--database",
-            f"sqlite:///{self.database}",
+            self.database_url or f"sqlite:///{self.database}",
         ]
 
     def start(self, timeout: float = 60.0) -> Server:

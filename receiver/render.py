@@ -15,9 +15,16 @@ have no title field. A template that fails at run time (an attribute missing on 
 sandbox violation) falls back to the default text with a note, so a notification is never
 lost to a template.
 
-Links to Orchestrator are best effort: the web UI's routes are not a documented API. Jobs
-link to ``{orchestrator_url}/jobs(sidepanel:sidepanel/jobs/{Id}/details)?fid={folder}``
-and queue items to ``{orchestrator_url}/queues(sidepanel:sidepanel/queueItems/{Id}/details)?fid={folder}``.
+Links to Orchestrator open the folder's Jobs page (job events) or Queues page (queue item events)
+with the folder and tenant ids, ``{web}/jobs?fid={FolderId}&tid={TenantId}``, and the message
+names the job key or queue item id beside the link: the ``fid``/``tid`` parameters are the
+documented part of the web UI's URLs, a URL that opens one job or item is not documented
+(docs/rules.md, "Links to Orchestrator"). ``{web}`` is :meth:`RuleSet.web_url` of the event's source.
+
+Redaction (``redact:``) happens first: :func:`render` takes the event, the template context and
+the notes through the rule set's :class:`~receiver.rules.Redactor`, so every untrusted text a
+message is made of (event fields, enriched text placed in the context) is redacted before it
+is escaped, cut to its first lines or shortened. The stored event keeps the original.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Template
 from markupsafe import Markup
@@ -66,6 +73,7 @@ __all__ = [
     "escaper",
     "finish",
     "limits_for",
+    "link_label",
     "orchestrator_link",
     "render",
     "render_recovered",
@@ -196,19 +204,49 @@ def _job_severity(kind: str, state: object) -> Severity:
 # --- links -------------------------------------------------------------------------------
 
 
+_MAX_ID = 2**63 - 1  # Orchestrator's ids are int64: anything else in a payload is not put into a URL
+
+
+def _id_text(value: object) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_ID:
+        return str(value)
+    return None
+
+
 def orchestrator_link(event: Event, base: str | None) -> str | None:
-    """A best-effort link to the job or queue item in Orchestrator's web UI, or None."""
+    """The folder's Jobs page (job events) or Queues page (queue item events) in Orchestrator's web UI, or None.
+
+    Args:
+        event: the event; its folder id (``OrganizationUnitId``/``FolderId``) and ``TenantId``
+            become the documented ``fid`` and ``tid`` query parameters when they are int64 values.
+        base: the web UI's base URL (:meth:`RuleSet.web_url`); None or empty: no link.
+    """
     if not base:
         return None
-    fid = f"?fid={event.folder}" if event.folder is not None else ""
     if event.type.startswith("job."):
-        if event.job_id is None:
-            return f"{base}/jobs{fid}"
-        return f"{base}/jobs(sidepanel:sidepanel/jobs/{quote(str(event.job_id))}/details){fid}"
-    item = _queue_item(event)
-    if item is not None and item.id is not None:
-        return f"{base}/queues(sidepanel:sidepanel/queueItems/{quote(str(item.id))}/details){fid}"
-    return None
+        page = "jobs"
+    elif event.type.startswith("queueItem."):
+        page = "queues"
+    else:
+        return None
+    ids = (("fid", event.folder), ("tid", event.tenant))
+    query = [(name, text) for name, value in ids if (text := _id_text(value))]
+    return f"{base}/{page}?{urlencode(query)}" if query else f"{base}/{page}"
+
+
+_LABEL_CHARS = 100  # a key is a GUID (36 characters); a longer one is not Orchestrator's
+
+
+def link_label(event: Event) -> str | None:
+    """What to look for on the linked page: ``job <key>`` or ``queue item <id>`` (plain, unescaped text), or None."""
+    ref = None
+    if event.type.startswith("job."):
+        ref, what = event.job_key or _id_text(event.job_id), "job"
+    elif event.type.startswith("queueItem.") and (item := _queue_item(event)) is not None:
+        ref, what = _id_text(item.id) or item.key, "queue item"
+    if not ref:
+        return None
+    return f"{what} {ref if len(ref) <= _LABEL_CHARS else ref[: _LABEL_CHARS - 1] + '…'}"
 
 
 # --- template context --------------------------------------------------------------------
@@ -233,13 +271,15 @@ def template_context(
     """
     handles = HANDLE_TYPES if names is None else [name for name in names if name in HANDLE_TYPES]
     context: dict[str, Any] = {name: getattr(event, name, None) for name in handles}
-    link = orchestrator_link(event, ruleset.orchestrator_url) if names is None or "link" in names else None
+    web_url = ruleset.web_url(source)
+    link = orchestrator_link(event, web_url) if names is None or "link" in names else None
     context.update(
         event=event,
         source=source,
         rule=rule.name,
-        orchestrator_url=ruleset.orchestrator_url,
-        link=None if link is None else Markup(link),  # noqa: S704 - built here from quoted parts
+        orchestrator_url=web_url,
+        link=None if link is None else Markup(link),  # noqa: S704 - the configured base, a fixed path, encoded ids
+        link_label=link_label(event),
         severity=severity,
         timezone=ruleset.timezone,
         origin=event.origin or "webhook",
@@ -457,10 +497,15 @@ def _section(fmt: BodyFormat, esc: Callable[[str], str], heading: str, text: str
     return f"{esc(heading)}:\n{esc(text)}" if text else esc(heading)
 
 
-def default_body(event: Event, ruleset: RuleSet, fmt: BodyFormat, details: Details | None = None) -> str:
+def default_body(
+    event: Event, ruleset: RuleSet, fmt: BodyFormat, *, source: str = "uipath", details: Details | None = None
+) -> str:
     """The default body of an event in a body format, every event value escaped for it.
 
-    ``details``: what ``enrich:`` found (shown after the event's own fields), or why it found nothing.
+    The event is taken as given: :func:`render` passes it redacted (and ``details`` too). The link
+    to Orchestrator (``source``'s web UI) ends the body, with the job key or queue item id to look
+    for beside it. ``details``: what ``enrich:`` found (shown after the event's own fields), or why
+    it found nothing.
     """
     fields, message = _fields(event, ruleset)
     sections: list[tuple[str, str]] = []
@@ -469,15 +514,17 @@ def default_body(event: Event, ruleset: RuleSet, fmt: BodyFormat, details: Detai
         at = next((i for i, (label, _) in enumerate(fields) if label in ("Folder", "Time")), len(fields))
         fields[at:at] = [(label, value) for label, value in extra if value not in (None, "")]
         message = detail_message or message
-    link = orchestrator_link(event, ruleset.orchestrator_url)
+    link = orchestrator_link(event, ruleset.web_url(source))
+    label = link_label(event)
     esc = escaper(fmt)
+    beside = "" if label is None else esc(label)
     if fmt == "markdown":
         parts = ["\n".join(f"- **{label}:** {esc(str(value))}" for label, value in fields)]
         if message:
             parts.append("\n".join(f"> {esc(line)}" for line in message.split("\n")))
         parts += [_section(fmt, esc, heading, text) for heading, text in sections]
         if link:
-            parts.append(f"[Open in Orchestrator]({link})")
+            parts.append(f"[Open in Orchestrator]({link})" + (f" · {beside}" if beside else ""))
         return "\n\n".join(parts)
     if fmt == "html":
         parts = ["<br>\n".join(f"<b>{label}:</b> {esc(str(value))}" for label, value in fields)]
@@ -485,14 +532,14 @@ def default_body(event: Event, ruleset: RuleSet, fmt: BodyFormat, details: Detai
             parts.append(f"<pre>{esc(message)}</pre>")
         parts += [_section(fmt, esc, heading, text) for heading, text in sections]
         if link:
-            parts.append(f'<a href="{html.escape(link)}">Open in Orchestrator</a>')
+            parts.append(f'<a href="{html.escape(link)}">Open in Orchestrator</a>' + (f" · {beside}" if beside else ""))
         return "\n".join(parts)
     parts = ["\n".join(f"{label}: {esc(str(value))}" for label, value in fields)]
     if message:
         parts.append(esc(message))
     parts += [_section(fmt, esc, heading, text) for heading, text in sections]
     if link:
-        parts.append(f"Open in Orchestrator: {link}")
+        parts.append(f"Open in Orchestrator: {link}" + (f" ({beside})" if beside else ""))
     return "\n\n".join(parts)
 
 
@@ -537,18 +584,21 @@ def render(
         The notification: title, body, severity and body format.
     """
     severity = rule.severity or default_severity(event)
+    redactor = ruleset.redactor
+    shown = redactor.value(event)
     title = body = title_error = body_error = None
     if rule.title_template is not None or rule.body_template is not None:
         names = context_names(rule.title_template, rule.body_template)
-        context = template_context(event, rule, ruleset, source=source, severity=severity, names=names, details=details)
+        context = redactor.value(
+            template_context(event, rule, ruleset, source=source, severity=severity, names=names, details=details)
+        )
         title, title_error = _run(rule.title_template, context)
         body, body_error = _run(rule.body_template, context)
-    title = " ".join((title or "").split()) or neutralise(" ".join(default_title(event).split()))
+    title = " ".join((title or "").split()) or neutralise(" ".join(default_title(shown).split()))
     if body is None:
-        body = default_body(event, ruleset, rule.format, details)
-    return finish(
-        title, body, severity, rule.format, channel, notes=[*_template_notes(rule, title_error, body_error), *notes]
-    )
+        body = default_body(shown, ruleset, rule.format, source=source, details=redactor.value(details))
+    notes = [*_template_notes(rule, title_error, body_error), *redactor.value(list(notes))]
+    return finish(title, body, severity, rule.format, channel, notes=notes)
 
 
 def render_recovered(
@@ -576,7 +626,11 @@ def render_recovered(
     title_template = None if recover is None else recover.title_template
     body_template = None if recover is None else recover.body_template
     names = context_names(title_template, body_template)
-    context = template_context(event, rule, ruleset, source=source, severity=severity, names=names)
+    redactor = ruleset.redactor
+    event = redactor.value(event)
+    alert_title, key = redactor.text(alert_title), redactor.text(key)
+    notes = redactor.value(list(notes))
+    context = redactor.value(template_context(event, rule, ruleset, source=source, severity=severity, names=names))
     when = from_unix(since)
     context.update(since=when, count=count, alert_title=alert_title, key=key)
     title, title_error = _run(title_template, context)
@@ -594,7 +648,7 @@ def render_recovered(
         body = (
             ("\n" if rule.format != "html" else "<br>\n").join(lines)
             + "\n\n"
-            + default_body(event, ruleset, rule.format)
+            + default_body(event, ruleset, rule.format, source=source)
         )
     return finish(
         title, body, severity, rule.format, channel, notes=[*_template_notes(rule, title_error, body_error), *notes]

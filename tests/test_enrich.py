@@ -467,3 +467,30 @@ def test_every_body_format_shows_the_details_escaped(tmp_path: Path, fmt: str) -
         assert r"\*stars\*" in body
     gone = render(event, rule, channel, rules, details=Details(unavailable="HTTP 500")).body
     assert "Orchestrator details unavailable: HTTP 500" in gone
+
+
+async def test_enriched_text_is_redacted(store: SQLiteStore, tmp_path: Path, orch: FakeOrchestrator) -> None:
+    """An e-mail address in the job's Info and in a log line reaches the message redacted (`redact:`)."""
+    ruleset(tmp_path, orch)
+    path = tmp_path / "rules.yaml"
+    path.write_text(path.read_text().replace("rules:\n", "redact: [email, iban]\nrules:\n", 1))
+    line = Pipeline(store, load_rules(path, environ={}), Clock())
+    try:
+        folder = orch.add_folder("Finance")
+        job = faulted_job(orch, folder["Id"], Info="Payment to DE89370400440532013000 failed for jane.doe@example.com")
+        orch.add_robot_log(
+            folder["Id"],
+            JobKey=job["Key"],
+            Level="Error",
+            Message="mail to bob@example.org bounced",
+            TimeStamp="2026-12-06T06:00:09Z",
+        )
+        await line.post(job_webhook(job, folder["Id"]))
+        await line.enricher.wait_idle()
+        [row] = await line.due()
+        assert "Payment to [redacted:iban] failed for [redacted:email]" in row.body
+        assert "mail to [redacted:email] bounced" in row.body
+        assert "example.com" not in row.body
+        assert "example.org" not in row.body
+    finally:
+        await line.enricher.aclose()

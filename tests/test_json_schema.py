@@ -62,8 +62,18 @@ def test_schema_command_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
 def test_schema_knows_every_top_level_key() -> None:
     """Every key the loader accepts at the top level is described (nothing is lost by retyping the items)."""
     properties = rules_json_schema()["properties"]
-    expected = {"channels", "sources", "rules", "orchestrator_url", "timezone", "silences", "inhibit", "collapse"}
-    assert expected | {"enrich"} == set(properties)
+    assert {
+        "channels",
+        "sources",
+        "rules",
+        "orchestrator_url",
+        "timezone",
+        "silences",
+        "inhibit",
+        "collapse",
+        "redact",
+        "enrich",
+    } == set(properties)
 
 
 def test_example_references_the_schema_on_its_first_line() -> None:

@@ -211,28 +211,72 @@ def test_time_in_the_rule_set_time_zone() -> None:
     assert "Time: 2019-03-14 10:24:52 CET" in _render("job.faulted", timezone="Europe/Berlin").body
 
 
-class TestLinks:
-    """Best-effort links to Orchestrator."""
+def _source(**orchestrator: str) -> dict[str, Any]:
+    connection = {
+        "url": "https://cloud.example/acme/prod/orchestrator_",
+        "client_id": "app",
+        "client_secret": "secret",
+        "public_url": "https://receiver.example/webhooks/prod",
+        **orchestrator,
+    }
+    return {"prod": {"secrets": ["s"], "orchestrator": connection}}
 
-    def test_job_link(self) -> None:
-        """A job event links to the job when orchestrator_url is set."""
-        body = _render("job.faulted", orchestrator_url="https://orch.example/acme/t/orchestrator_").body
-        assert "https://orch.example/acme/t/orchestrator_/jobs(sidepanel:sidepanel/jobs/90211/details)?fid=1" in body
+
+class TestLinks:
+    """Links to the folder's Jobs / Queues page in Orchestrator, with the job key or item id beside them."""
+
+    def test_job_link_in_each_format(self) -> None:
+        """A job event links to its folder's Jobs page (fid and tid) and names the job key beside the link."""
+        base = "https://orch.example/acme/t/orchestrator_"
+        key = "0f3c9a7e-2d41-4b8e-9c55-7a1e6d2b4f10"
+        text = _render("job.faulted", orchestrator_url=base).body
+        assert f"Open in Orchestrator: {base}/jobs?fid=1&tid=1 (job {key})" in text
+        markdown = _render("job.faulted", {"format": "markdown"}, orchestrator_url=base).body
+        assert f"[Open in Orchestrator]({base}/jobs?fid=1&tid=1) · job {key}" in markdown
+        page = _render("job.faulted", {"format": "html"}, orchestrator_url=base).body
+        assert f'<a href="{base}/jobs?fid=1&amp;tid=1">Open in Orchestrator</a> · job {key}' in page
 
     def test_queue_item_link(self) -> None:
-        """A queue item event links to the item."""
+        """A queue item event links to the Queues page and names the item id (no folder id: no fid)."""
         body = _render("queueItem.transactionFailed", orchestrator_url="https://orch.example").body
-        assert "https://orch.example/queues(sidepanel:sidepanel/queueItems/512880/details)?fid=" not in body
-        assert "https://orch.example/queues(sidepanel:sidepanel/queueItems/512880/details)" in body
+        assert "Open in Orchestrator: https://orch.example/queues?tid=1 (queue item 512880)" in body
 
     def test_no_link_without_url(self) -> None:
-        """Without orchestrator_url there is no link."""
-        assert "Orchestrator:" not in _render("job.faulted").body
+        """Without an Orchestrator URL there is no link."""
+        assert "Orchestrator" not in _render("job.faulted").body
+
+    def test_no_link_for_other_families(self) -> None:
+        """Only job and queue item events link (the pages are the Jobs and Queues pages)."""
+        assert "Open in Orchestrator" not in _render("robot.status", orchestrator_url="https://o.example").body
+
+    def test_ids_outside_int64_stay_out_of_the_url(self) -> None:
+        """A folder id no Orchestrator sends (past int64, negative) is not put into the link."""
+        raw = json.loads((DATA / "job.faulted.json").read_text(encoding="utf-8"))
+        raw.update(OrganizationUnitId=2**70, TenantId=-5)
+        ruleset = _ruleset(orchestrator_url="https://o.example")
+        body = render(parse_event(raw), ruleset.rules[0], ruleset.channels["log"], ruleset).body
+        assert "Open in Orchestrator: https://o.example/jobs (job " in body
+
+    def test_the_source_connection_gives_the_url(self) -> None:
+        """A source's connection links its events: its web_url, else the file's orchestrator_url, else its url."""
+        event = _event("job.faulted")
+
+        def link(**top: Any) -> str:
+            ruleset = _ruleset(**top)
+            note = render(event, ruleset.rules[0], ruleset.channels["log"], ruleset, source="prod")
+            return note.body.rsplit("Open in Orchestrator: ", 1)[1].split(" ", 1)[0]
+
+        assert "https://cloud.example/acme/prod/orchestrator_/jobs?fid=1&tid=1" == link(sources=_source())
+        assert "https://o.example/jobs?fid=1&tid=1" == link(sources=_source(), orchestrator_url="https://o.example")
+        web = _source(web_url="https://ui.example/acme/prod/orchestrator_/")
+        assert "https://ui.example/acme/prod/orchestrator_/jobs?fid=1&tid=1" == link(
+            sources=web, orchestrator_url="https://o.example"
+        )
 
     def test_link_in_template(self) -> None:
-        """Templates see the link as `link`."""
-        note = _render("job.faulted", {"body": "{{ link }}"}, orchestrator_url="https://o.example")
-        assert "https://o.example/jobs(sidepanel:sidepanel/jobs/90211/details)?fid=1" == note.body
+        """Templates see the link as `link` and what to look for as `link_label`."""
+        note = _render("job.faulted", {"body": "{{ link }} {{ link_label }}"}, orchestrator_url="https://o.example")
+        assert "https://o.example/jobs?fid=1&tid=1 job 0f3c9a7e-2d41-4b8e-9c55-7a1e6d2b4f10" == note.body
 
 
 class TestTemplates:

@@ -153,6 +153,24 @@ INVALID = [
     pytest.param("inhibit_without_equal", 4, "give `equal:`", id="inhibit-without-equal"),
     pytest.param("collapse_unknown_key", 3, "unknown key 'windw'; did you mean 'window'?", id="collapse-unknown-key"),
     pytest.param(
+        "redact_backreference",
+        10,
+        "is not accepted: invalid escape sequence: \\1 (redaction runs on RE2, in time linear in the text: "
+        "no backreferences",
+        id="redact-backreference",
+    ),
+    pytest.param("redact_lookahead", 9, "invalid perl operator: (?=", id="redact-lookahead"),
+    pytest.param(
+        "redact_unknown_builtin",
+        10,
+        "redact: 'ibn' is not a built-in pattern; did you mean 'iban'?",
+        id="redact-builtin",
+    ),
+    pytest.param("redact_unknown_key", 9, "unknown key 'regx'; did you mean 'regex'?", id="redact-unknown-key"),
+    pytest.param(
+        "redact_empty_match", 11, "pattern 'digits': the regex '[0-9]*' matches the empty text", id="redact-empty"
+    ),
+    pytest.param(
         "noise_share_without_state",
         7,
         "rule 'faults': share_across_sources needs throttle, group, frequency, absence or recover",

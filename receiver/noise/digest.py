@@ -42,7 +42,7 @@ def render_digest(group: GroupState, rule: Rule, channel: Channel, ruleset: Rule
         group: the group's pending summary.
         rule: the grouping rule (format, severity).
         channel: where it goes (its length limits).
-        ruleset: the time zone.
+        ruleset: the time zone and the redaction.
     """
     count = group.count
     labels = group.labels
@@ -67,7 +67,10 @@ def render_digest(group: GroupState, rule: Rule, channel: Channel, ruleset: Rule
     ]
     if count > len(group.samples):
         lines.append(f"… and {count - len(group.samples)} more")
-    body = _body(fields, lines, rule.format)
+    redactor = ruleset.redactor  # labels and samples come from event text
+    title = redactor.text(title)
+    fields = [(label, redactor.text(value)) for label, value in fields]
+    body = _body(fields, redactor.value(lines), rule.format)
     severity: Severity = rule.severity or cast("Severity", group.severity)
     return finish(title, body, severity, rule.format, channel)
 

@@ -216,7 +216,7 @@ def group(ctx: Context, view: StateView, plan: Plan, rp: RoutePlan, result: Resu
         row.due_at = max(plan.at, float(last_flush or plan.at) + grouping.interval)
     single = ctx.render(plan, rp, [], enrich=False) if state.count == 0 else None
     state = state.add(
-        plan.event,
+        ctx.ruleset.redactor.value(plan.event),  # its samples are cut short: redact before the cut
         rule,
         inbox_id=plan.inbox_id,
         at=plan.at,

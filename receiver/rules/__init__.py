@@ -7,7 +7,8 @@ Modules: ``spec`` (the YAML schema), ``load`` (reading and checking), ``match`` 
 compiler and the explanations), ``values`` (value specs: equality, globs, regexes,
 comparisons...), ``fields`` (handles and dotted paths), ``ruleset`` (the index and
 first-match-wins evaluation), ``template`` (sandboxed Jinja2), ``model`` (the runtime types),
-``json_schema`` (the JSON Schema for editors), ``starter`` (``receiver init``).
+``json_schema`` (the JSON Schema for editors), ``starter`` (``receiver init``), ``redact``
+(``redact:``, what message text must not show).
 The reference for users is docs/rules.md. Other packages import only the names below, never a module.
 """
 
@@ -34,6 +35,7 @@ from receiver.rules.model import (
     Source,
 )
 from receiver.rules.reach import needed_event_types
+from receiver.rules.redact import BUILTIN_PATTERNS, Redactor
 from receiver.rules.ruleset import RuleSet
 from receiver.rules.spec import DEFAULT_ORCHESTRATOR_SCOPES, parse_duration
 from receiver.rules.starter import STARTER_CHANNELS, StarterRules, starter_rules
@@ -41,6 +43,7 @@ from receiver.rules.template import context_names, escape_markdown, firstlines, 
 from receiver.rules.values import compile_glob, is_plain_glob
 
 __all__ = [
+    "BUILTIN_PATTERNS",
     "DEFAULT_ORCHESTRATOR_SCOPES",
     "HANDLE_TYPES",
     "SCHEMA_PATH",
@@ -56,6 +59,7 @@ __all__ = [
     "Inhibit",
     "KeyTemplate",
     "OrchestratorLink",
+    "Redactor",
     "Route",
     "Rule",
     "RuleDecision",

@@ -11,18 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import create_model
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from receiver.rules.redact import BUILTIN_PATTERNS as BUILTIN_NAMES
 from receiver.rules.spec import (
     ENRICH_PARTS,
     ChannelSpec,
     CollapseSpec,
     FileSpec,
     InhibitSpec,
+    RedactPatternSpec,
+    RedactSpec,
     RuleSpec,
     SilenceSpec,
     SourceSpec,
@@ -95,6 +98,15 @@ class _RulesSchema(GenerateJsonSchema):
         return super().encode_default(dft)
 
 
+_BuiltinName = Literal[BUILTIN_NAMES]  # type: ignore[valid-type]
+_RedactPatterns = list[_BuiltinName | RedactPatternSpec]
+_RedactFile = create_model(
+    "Redact",
+    __base__=RedactSpec,
+    __doc__=RedactSpec.__doc__,
+    patterns=(_RedactPatterns, ...),
+)
+
 # The top level with its items typed: FileSpec keeps them Any so that the loader can validate
 # (and report) each item on its own; an editor wants them described.
 _RulesFile = create_model(
@@ -107,6 +119,7 @@ _RulesFile = create_model(
     silences=(list[SilenceSpec] | None, None),
     inhibit=(list[InhibitSpec] | None, None),
     collapse=(CollapseSpec | bool | None, None),
+    redact=(_RedactFile | _RedactPatterns | None, None),
 )
 
 

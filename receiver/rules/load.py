@@ -48,6 +48,13 @@ from receiver.rules.model import (
     Source,
     Throttle,
 )
+from receiver.rules.redact import (
+    BUILTIN_PATTERNS,
+    Redactor,
+    RedactPattern,
+    builtin_pattern,
+    compile_user_pattern,
+)
 from receiver.rules.ruleset import RuleSet
 from receiver.rules.schedule import DateRange, Schedule, WeeklyWindow, parse_clock, parse_days, parse_moment
 from receiver.rules.spec import (
@@ -61,6 +68,8 @@ from receiver.rules.spec import (
     InhibitSpec,
     OrchestratorSpec,
     RecoverSpec,
+    RedactPatternSpec,
+    RedactSpec,
     RuleSpec,
     SilenceSpec,
     SourceSpec,
@@ -281,6 +290,7 @@ class _Loader:
         silences = self._silences(spec.silences, timezone, declared)
         inhibits = self._inhibits(spec.inhibit, declared)
         collapse = self._collapse(spec.collapse)
+        redactor = self._redact(spec.redact)
         if self.problems:
             raise RulesError(self._sorted())
         return RuleSet(
@@ -293,6 +303,7 @@ class _Loader:
             silences=tuple(silences),
             inhibits=tuple(inhibits),
             collapse=collapse,
+            redactor=redactor,
         )
 
     def _sorted(self) -> list[Problem]:
@@ -393,7 +404,7 @@ class _Loader:
     def _orchestrator(self, spec: OrchestratorSpec, source: str, base: YamlPath, label: str) -> OrchestratorLink | None:
         """Expand and check ``orchestrator:``; the client secret is never part of a message."""
         values: dict[str, str] = {}
-        for key in ("url", "client_id", "client_secret", "public_url", "token_url"):
+        for key in ("url", "client_id", "client_secret", "public_url", "token_url", "web_url"):
             raw = getattr(spec, key)
             if raw is None:
                 continue
@@ -407,7 +418,7 @@ class _Loader:
                 self.report((*base, key), f"{label}: orchestrator.{key} is empty or blank")
                 continue
             values[key] = expanded.strip()
-        for key in ("url", "public_url", "token_url"):
+        for key in ("url", "public_url", "token_url", "web_url"):
             if key in values and not _HTTP_URL.match(values[key]):
                 shown = values[key] if len(values[key]) <= 200 else values[key][:200] + "..."
                 self.report((*base, key), f"{label}: orchestrator.{key} {shown!r} must be an http:// or https:// URL")
@@ -427,7 +438,9 @@ class _Loader:
                 self.report((*base, "scopes"), message)
                 return None
         required = ("url", "client_id", "client_secret", "public_url")
-        if any(k not in values for k in required) or ("token_url" not in values and spec.token_url is not None):
+        if any(k not in values for k in required) or any(
+            key not in values and getattr(spec, key) is not None for key in ("token_url", "web_url")
+        ):
             return None
         return OrchestratorLink(
             url=values["url"].rstrip("/"),
@@ -436,6 +449,7 @@ class _Loader:
             scopes=tuple(dict.fromkeys(spec.scopes)),
             public_url=values["public_url"],
             token_url=values.get("token_url"),
+            web_url=None if "web_url" not in values else values["web_url"].rstrip("/"),
             timeout_seconds=spec.timeout.total_seconds(),
             heartbeat=self._heartbeat(spec.heartbeat, (*base, "heartbeat"), label),
             recovery=None
@@ -825,6 +839,58 @@ class _Loader:
             self._pydantic(exc, ("collapse",), "collapse", "collapse")
             return None
         return Collapse(spec.window.total_seconds(), tuple(t.casefold() for t in spec.types))
+
+    def _redact(self, raw: Any) -> Redactor:
+        """Compile ``redact:`` (a list is the short form of ``patterns:``); each bad pattern is reported at its line."""
+        if raw is None:
+            return Redactor()
+        base: YamlPath = ("redact",)
+        if isinstance(raw, list | str):  # the short form: its items sit where `patterns:` items would
+            raw = {"patterns": raw}
+            for key in [key for key in self.marks if key[:1] == base and len(key) > 1]:
+                self.marks[(*base, "patterns", *key[1:])] = self.marks[key]
+        try:
+            spec = RedactSpec.model_validate(raw)
+        except ValidationError as exc:
+            self._pydantic(exc, base, "redact", "redact")
+            return Redactor()
+        patterns: list[RedactPattern] = []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(spec.patterns):
+            path: YamlPath = (*base, "patterns", i)
+            if isinstance(item, dict):
+                try:
+                    user = RedactPatternSpec.model_validate(item)
+                except ValidationError as exc:
+                    self._pydantic(exc, path, "patterns", "redact")
+                    continue
+                replacement = user.replacement or spec.replacement
+                name, compiled = user.name, compile_user_pattern(user.name, user.regex, replacement)
+                path = (*path, "regex")
+            elif not isinstance(item, str):
+                self.report(path, "redact: each pattern is a built-in's name or a mapping {name: ..., regex: ...}")
+                continue
+            elif item in BUILTIN_PATTERNS:
+                name, compiled = item, builtin_pattern(item, spec.replacement)
+            else:
+                hint = _did_you_mean(item, BUILTIN_PATTERNS)
+                valid = ", ".join(BUILTIN_PATTERNS)
+                self.report(
+                    path,
+                    f"redact: {item!r} is not a built-in pattern{hint} (built-ins: {valid}; "
+                    "a regex of your own is written {name: ..., regex: ...})",
+                )
+                continue
+            line = self._locate(path, at_key=False)[0]
+            if name in seen:
+                self.report(path, f"redact: pattern {name!r} is listed twice (first at line {seen[name]})")
+                continue
+            seen[name] = line
+            if isinstance(compiled, str):
+                self.report(path, f"redact: pattern {name!r}: {compiled}")
+                continue
+            patterns.append(compiled)
+        return Redactor(tuple(patterns))
 
     def _unique(self, name: str, seen: dict[str, int], path: YamlPath, label: str, line: int) -> None:
         if not _NAME.match(name):

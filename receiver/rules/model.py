@@ -139,8 +139,10 @@ class OrchestratorLink:
         client_id: the external application's id.
         client_secret: its secret (masked in every repr).
         scopes: the scopes asked for with each token.
-        public_url: the URL Orchestrator calls for this source, byte for byte as registered.
+        public_url: the URL Orchestrator calls for this source (the receiver's own ``/webhooks/{name}``), byte
+            for byte as registered.
         token_url: the token endpoint when given explicitly; None derives it from ``url``.
+        web_url: the Orchestrator web UI that messages link to, when it differs from ``url`` (no trailing slash).
         timeout_seconds: timeout of one HTTP request to Orchestrator.
         heartbeat: the end-to-end check of the webhook path, or None.
         recovery: gap recovery in the background, or None (``receiver orchestrator reconcile`` by hand).
@@ -152,6 +154,7 @@ class OrchestratorLink:
     scopes: tuple[str, ...]
     public_url: str
     token_url: str | None = None
+    web_url: str | None = None
     timeout_seconds: float = 10.0
     heartbeat: Heartbeat | None = None
     recovery: GapRecovery | None = None

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from receiver.events import Event
 from receiver.rules.match import AllClause, Clause, FieldClause, Subject
 from receiver.rules.model import Channel, Collapse, Inhibit, Route, Rule, RuleDecision, Silence, Source
+from receiver.rules.redact import Redactor
 from receiver.rules.values import AnyOf, Eq, Glob, Spec
 
 __all__ = ["RuleIndex", "RuleSet"]
@@ -189,6 +190,7 @@ class RuleSet:
         silences: the maintenance windows (``silences:``).
         inhibits: the inhibitions (``inhibit:``).
         collapse: the folder fan-out collapse, or None when it is off.
+        redactor: what ``redact:`` cuts out of message text (empty: nothing).
     """
 
     rules: tuple[Rule, ...]
@@ -200,6 +202,7 @@ class RuleSet:
     silences: tuple[Silence, ...] = ()
     inhibits: tuple[Inhibit, ...] = ()
     collapse: Collapse | None = None
+    redactor: Redactor = field(default_factory=Redactor)
     _index: RuleIndex = field(init=False, repr=False)
     _routes: tuple[tuple[Channel, ...], ...] = field(init=False, repr=False)
     _by_name: Mapping[str, int] = field(init=False, repr=False)
@@ -211,6 +214,17 @@ class RuleSet:
         routes = tuple(tuple(self.channels[name] for name in rule.notify) for rule in self.rules)
         object.__setattr__(self, "_routes", routes)
         object.__setattr__(self, "_by_name", MappingProxyType({rule.name: i for i, rule in enumerate(self.rules)}))
+
+    def web_url(self, source: str) -> str | None:
+        """The Orchestrator web UI that messages about ``source``'s events link to, or None (no link).
+
+        The source's ``orchestrator.web_url``, else the file's ``orchestrator_url``, else the
+        source's ``orchestrator.url`` (on Automation Cloud and standalone the API base is also the web UI's).
+        """
+        link = None if (found := self.sources.get(source)) is None else found.orchestrator
+        if link is not None and link.web_url:
+            return link.web_url
+        return self.orchestrator_url or (None if link is None else link.url)
 
     def route(self, name: str) -> Route | None:
         """The rule called ``name`` with its channels, or None when the file has no such rule."""

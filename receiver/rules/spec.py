@@ -33,6 +33,8 @@ __all__ = [
     "InhibitSpec",
     "OrchestratorSpec",
     "RecoverSpec",
+    "RedactPatternSpec",
+    "RedactSpec",
     "RuleSpec",
     "SilenceSpec",
     "SourceSpec",
@@ -135,6 +137,7 @@ class OrchestratorSpec(_Spec):
     )
     public_url: str = Field(min_length=1)
     token_url: str | None = None
+    web_url: str | None = None
     timeout: Duration = timedelta(seconds=10)
     heartbeat: HeartbeatSpec | None = None
     recovery: RecoverySpec | None = None
@@ -305,6 +308,22 @@ class CollapseSpec(_Spec):
     )
 
 
+class RedactPatternSpec(_Spec):
+    """A user's pattern of ``redact:`` (RE2 syntax)."""
+
+    name: str = Field(min_length=1, max_length=NAME_CHARS)
+    regex: str = Field(min_length=1)
+    replacement: str | None = Field(default=None, max_length=200)
+
+
+class RedactSpec(_Spec):
+    """Redaction (``redact:``): built-in pattern names and user regexes, applied to message text."""
+
+    # Items are checked one by one by the loader (a built-in's name, or a RedactPatternSpec mapping).
+    patterns: Annotated[list[Any], BeforeValidator(_as_list)] = Field(min_length=1)
+    replacement: str = Field(default="[redacted:{name}]", max_length=200)
+
+
 class FileSpec(_Spec):
     """The top level of the file; the items are validated one by one afterwards."""
 
@@ -317,6 +336,7 @@ class FileSpec(_Spec):
     inhibit: Annotated[list[Any], _empty_if_null(list)] = Field(default_factory=list)
     collapse: Any = None
     enrich: Annotated[EnrichSpec | None, BeforeValidator(_enrich)] = None
+    redact: Any = None
 
 
 # Keys of each part, for did-you-mean on unknown keys.
@@ -339,4 +359,6 @@ ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "inhibit": tuple(InhibitSpec.model_fields),
     "collapse": tuple(CollapseSpec.model_fields),
     "enrich": tuple(f.alias or name for name, f in EnrichSpec.model_fields.items()),
+    "redact": tuple(RedactSpec.model_fields),
+    "patterns": tuple(RedactPatternSpec.model_fields),
 }
