@@ -122,6 +122,10 @@ SQLITE: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
+    # 6: fair claiming: each rule's due deliveries of a channel in order (a claim takes them round-robin).
+    """
+    CREATE INDEX deliveries_fair ON deliveries (channel, rule, next_attempt_at) WHERE state = 'pending';
+    """,
 )
 
 POSTGRES: tuple[str, ...] = (
@@ -232,5 +236,9 @@ POSTGRES: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         value BIGINT NOT NULL
     );
+    """,
+    # 6: fair claiming (as on SQLite; the id orders a rule's rows of one due time, as SQLite's rowid does).
+    """
+    CREATE INDEX deliveries_fair ON deliveries (channel, rule, next_attempt_at, id) WHERE state = 'pending';
     """,
 )
