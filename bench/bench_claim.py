@@ -24,7 +24,7 @@ from receiver.store._rows import DELIVERY_COLUMNS
 from receiver.store.sql import Dialect, Sql, sql
 
 _OLDEST = sql(
-    "UPDATE deliveries SET lease_until = :until WHERE id IN ("
+    "UPDATE deliveries SET lease_until = :until WHERE id IN ("  # noqa: S608 - constant column names
     "SELECT id FROM deliveries WHERE state = 'pending' AND channel = :channel AND next_attempt_at <= :now "
     "AND (lease_until IS NULL OR lease_until <= :now) ORDER BY next_attempt_at, id LIMIT :limit {skip_locked}) "
     f"RETURNING {DELIVERY_COLUMNS}"
@@ -33,7 +33,7 @@ _OLDEST = sql(
 
 def _window(_: Dialect) -> str:
     return (
-        "UPDATE deliveries SET lease_until = :until WHERE id IN (SELECT id FROM (SELECT id, next_attempt_at AS at, "
+        "UPDATE deliveries SET lease_until = :until WHERE id IN (SELECT id FROM (SELECT id, next_attempt_at AS at, "  # noqa: S608
         "row_number() OVER (PARTITION BY rule ORDER BY next_attempt_at, id) AS turn FROM deliveries "
         "WHERE state = 'pending' AND channel = :channel AND next_attempt_at <= :now "
         "AND (lease_until IS NULL OR lease_until <= :now)) ranked ORDER BY turn, at, id LIMIT :limit) "
@@ -46,7 +46,8 @@ async def _fill(store: Store, flood: int, rules: int) -> None:
     for i in range(flood + rules - 1):
         accepted = await store.accept(InboxItem("uipath", f"b{i}", "robot.log", b"{}", 1000.0 + i))
         rule = "robot-errors" if i < flood else f"rule-{i - flood}"
-        batch.append(Processed(accepted.inbox_id, "processed", "{}", [NewDelivery(rule, "ops", "t", "b", "failure", "text")]))
+        delivery = NewDelivery(rule, "ops", "t", "b", "failure", "text")
+        batch.append(Processed(accepted.inbox_id, "processed", "{}", [delivery]))
         if len(batch) == 500:
             await store.finish_inbox(batch, now=1000.0)
             batch = []

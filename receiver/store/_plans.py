@@ -418,6 +418,7 @@ def expire_silence(silence_id: int, now: float) -> Plan[SilenceRow | None]:
 
 # -- outbox -------------------------------------------------------------------------------
 
+
 def _claim_deliveries(d: Dialect) -> str:
     """Round-robin across rules: each rule's due rows in their own order, one turn per rule at a time.
 
@@ -429,11 +430,11 @@ def _claim_deliveries(d: Dialect) -> str:
         "x.state = 'pending' AND x.channel = :channel AND x.rule = k.rule AND x.next_attempt_at <= :now "
         "AND (x.lease_until IS NULL OR x.lease_until <= :now)"
     )
-    first = f"SELECT x.id, x.next_attempt_at FROM deliveries x WHERE {due} ORDER BY x.next_attempt_at, x.id LIMIT :limit"
+    first = f"FROM deliveries x WHERE {due} ORDER BY x.next_attempt_at, x.id LIMIT :limit"
     if d.row_locks:  # PostgreSQL: a lateral join, its rows locked (a window cannot sit beside FOR UPDATE)
-        candidates = f"FROM k CROSS JOIN LATERAL ({first} {{skip_locked}}) c"
+        candidates = f"FROM k CROSS JOIN LATERAL (SELECT x.id, x.next_attempt_at {first} {{skip_locked}}) c"
     else:  # SQLite: no LATERAL; the correlated IN is run once per rule
-        candidates = f"FROM k JOIN deliveries c ON c.id IN (SELECT x.id FROM deliveries x WHERE {due} ORDER BY x.next_attempt_at, x.id LIMIT :limit)"
+        candidates = f"FROM k JOIN deliveries c ON c.id IN (SELECT x.id {first})"
     return (
         "WITH RECURSIVE k (rule) AS ("
         "SELECT min(rule) FROM deliveries WHERE state = 'pending' AND channel = :channel "
@@ -492,7 +493,7 @@ def claim_deliveries(channel: str, limit: int, now: float, lease: float) -> Plan
 
 
 def fair_order(rows: Iterable[DeliveryRow]) -> list[DeliveryRow]:
-    """Rows in round-robin order across rules: every rule's first, then every rule's second...; each rule in its own order."""
+    """Rows round-robin across rules: every rule's first, then every rule's second...; each rule in its order."""
     by_rule: dict[str, list[DeliveryRow]] = {}
     for row in sorted(rows, key=lambda r: (r.next_attempt_at, r.id)):
         by_rule.setdefault(row.rule, []).append(row)
