@@ -68,6 +68,7 @@ __all__ = [
     "finish_inbox",
     "get_delivery",
     "get_event",
+    "last_event",
     "list_attempts",
     "list_deliveries",
     "list_events",
@@ -263,6 +264,15 @@ def finish_inbox(processed: Sequence[Processed], now: float, noise: NoiseWrite |
         yield _FINISH_INBOX, (events, {"now": now})
     if noise is not None:
         yield from _write_noise(noise, now)
+
+
+_LAST_EVENT = sql("SELECT id, received_at FROM inbox WHERE source = :source ORDER BY received_at DESC, id DESC LIMIT 1")
+
+
+def last_event(source: str) -> Plan[tuple[int, float] | None]:
+    """The source's latest event by arrival: (inbox id, received_at)."""
+    rows = yield _LAST_EVENT, {"source": source}
+    return (int(rows[0][0]), float(rows[0][1])) if rows else None
 
 
 def _delivery(inbox_id: int, d: NewDelivery) -> dict[str, object]:

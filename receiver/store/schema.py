@@ -122,9 +122,11 @@ SQLITE: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
-    # 6: fair claiming: each rule's due deliveries of a channel in order (a claim takes them round-robin).
+    # 6: fair claiming: each rule's due deliveries of a channel in order (a claim takes them round-robin);
+    # a source's latest event (where the watch of a quiet source starts).
     """
     CREATE INDEX deliveries_fair ON deliveries (channel, rule, next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX inbox_source ON inbox (source, received_at);
     """,
 )
 
@@ -237,8 +239,10 @@ POSTGRES: tuple[str, ...] = (
         value BIGINT NOT NULL
     );
     """,
-    # 6: fair claiming (as on SQLite; the id orders a rule's rows of one due time, as SQLite's rowid does).
+    # 6: fair claiming (as on SQLite; the id orders a rule's rows of one due time, as SQLite's rowid does);
+    # a source's latest event.
     """
     CREATE INDEX deliveries_fair ON deliveries (channel, rule, next_attempt_at, id) WHERE state = 'pending';
+    CREATE INDEX inbox_source ON inbox (source, received_at, id);
     """,
 )
