@@ -4,13 +4,15 @@ the middle of each window or watch. Every scenario runs on SQLite and on Postgre
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from noise_support import T0, Harness, payload
 
+from receiver.pipeline.worker import InboxWorker
 from receiver.rules import load_rules
-from receiver.store import Store
+from receiver.store import Store, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -193,3 +195,30 @@ class TestQuietSource:
             assert [(1860, "expect:uipath", last)] == [(s.at, s.rule, s.inbox_id) for s in sent]
         finally:
             await h.close()
+
+
+async def test_two_replicas_alert_once_for_a_quiet_source(tmp_path: Path, store_url: str) -> None:
+    """Both replicas run their inbox worker; the one holding the inbox lease fires the watch, once."""
+    h = await Harness(tmp_path, QUIET, store_url).open()
+    other = open_store(h.url)
+    await other.open()
+    try:
+        await h.post_at(0, payload("job.started.json"))
+        await h.work()
+        h.now = T0 + 3600
+        workers = [
+            InboxWorker(store, lambda: h.ruleset, clock=lambda: h.now, lease=60, poll=0.01)
+            for store in (store_of(h), other)
+        ]
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+        await asyncio.sleep(0.5)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        sent = await h.sent()
+        assert [(3600, "expect:uipath")] == [(s.at, s.rule) for s in sent]
+        log = await store_of(h).list_noise_log(limit=100)
+        assert 1 == sum(1 for row in log if row.entry.action == "quiet")
+    finally:
+        await other.close()
+        await h.close()
