@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 from noise_support import T0, Harness, payload
 
+from receiver.errors import RulesError
+from receiver.noise.channel_budget import COUNTED, SHOWN, BudgetState, render_budget_digest
+from receiver.noise.decision import Emitted
 from receiver.pipeline.worker import InboxWorker
+from receiver.render import Notification
 from receiver.rules import load_rules
 from receiver.store import Store, open_store
 
@@ -222,3 +226,56 @@ async def test_two_replicas_alert_once_for_a_quiet_source(tmp_path: Path, store_
     finally:
         await other.close()
         await h.close()
+
+
+def test_a_digest_of_a_wide_flood_stays_short_and_counts_everything(tmp_path: Path) -> None:
+    """200 distinct robots held: the digest lists the largest groups, sums the rest, and loses no count."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(BUDGET)
+    ruleset = load_rules(path, environ={})
+    state = BudgetState(since=T0, sent=3)
+    for n in range(200):
+        for _ in range(1 + (n == 7) * 40):
+            note = Notification("t", "b", "failure", "text")
+            state = state.holding(Emitted(n + 1, "robot-errors", "ops", note, T0 + n), f"on BOT{n:03d}")
+    assert 240 == state.held == sum(count for *_, count in state.counts)
+    assert COUNTED == len(state.counts)  # the last pair is "other"
+    digest = render_budget_digest(state, ruleset.channels["ops"], ruleset, T0 + 3600)
+    assert digest.title.startswith("240 more alerts: 151 other, 41 robot-errors on BOT007, 1 "), digest.title
+    assert "- 151 other" in digest.body  # pairs past the 49th are counted together
+    assert "... and " in digest.body
+    assert len(digest.body.splitlines()) <= SHOWN + 4
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ("budget: {max: 0, per: 1h}", "budget.max: Input should be greater than or equal to 1"),
+        ("budget: {max: 5}", "missing required key 'budget.per'"),
+        ("budget: {max: 5, per: 1h, window: 2h}", "unknown key 'window'"),
+    ],
+)
+def test_a_broken_budget_is_rejected(tmp_path: Path, block: str, message: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"channels:\n  ops: {{url: 'log://', {block}}}\nrules: []\n")
+    with pytest.raises(RulesError) as info:
+        load_rules(path, environ={})
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ("{every: 30m, notify: [nope]}", "source 'uipath': expect: unknown channel 'nope'"),
+        ("{every: 30m, during: 'mon-fri 7-19', notify: [ops]}", "expect.during:"),
+        ("{every: 30m, during: 'someday 07:00-19:00', notify: [ops]}", "'someday' is not a day"),
+        ("{every: 30m, timezone: Mars/Base, notify: [ops]}", "expect.timezone: unknown time zone 'Mars/Base'"),
+        ("{notify: [ops]}", "missing required key 'expect.every'"),
+    ],
+)
+def test_a_broken_expect_is_rejected(tmp_path: Path, block: str, message: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"channels:\n  ops: log://\nsources:\n  uipath:\n    expect: {block}\nrules: []\n")
+    with pytest.raises(RulesError) as info:
+        load_rules(path, environ={})
+    assert message in str(info.value)

@@ -31,7 +31,7 @@ DIGEST_RULE_PREFIX = "budget:"
 """The digest's rule name is ``budget:<channel>`` (a rule of the file cannot have a colon in its name)."""
 
 COUNTED = 50
-"""Distinct (rule, subject) pairs counted per window; more are counted under "other"."""
+"""Pairs counted per window: 49 distinct (rule, subject) pairs, and "other" for the rest."""
 
 SHOWN = 10
 """Pairs listed in the digest's body; its title names the first three."""
@@ -95,7 +95,7 @@ class BudgetState:
         counts = list(self.counts)
         pair = (emitted.rule, subject)
         index = next((i for i, (r, s, _) in enumerate(counts) if (r, s) == pair), None)
-        if index is None and len(counts) >= COUNTED:
+        if index is None and len(counts) >= COUNTED - 1:  # the last place is "other"
             pair = ("other", "")
             index = next((i for i, (r, s, _) in enumerate(counts) if (r, s) == pair), None)
         if index is None:
