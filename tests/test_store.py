@@ -187,6 +187,38 @@ async def test_claim_deliveries_longest_due_first(store: Store) -> None:
     assert [later] == [r.id for r in await store.claim_deliveries("ops", limit=5, now=3000, lease=30)]
 
 
+async def _queue(store: Store, rule: str, count: int, *, at: float, channel: str = "ops") -> list[int]:
+    """``count`` deliveries of ``rule`` on ``channel``, due at ``at``, in the order written."""
+    ids = []
+    for n in range(count):
+        accepted = await store.accept(item(f"{rule}-{channel}-{at}-{n}"))
+        await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", [delivery(channel, rule)])], now=at)
+        ids.extend(r.id for r in await store.deliveries_of(accepted.inbox_id))
+    return ids
+
+
+async def test_claims_take_turns_across_rules_each_in_its_own_order(store: Store) -> None:
+    """A flood of one rule does not starve another: each claim takes every rule's next rows in turn."""
+    flood = await _queue(store, "robot-errors", 30, at=1000)
+    faults = await _queue(store, "job-faulted", 2, at=1500)
+    later = await _queue(store, "robot-errors", 1, at=1200)  # due after the flood, before the faults
+    first = [r.id for r in await store.claim_deliveries("ops", limit=4, now=3000, lease=30)]
+    assert [flood[0], faults[0], flood[1], faults[1]] == first
+    taken: list[int] = []
+    while rows := await store.claim_deliveries("ops", limit=7, now=3000, lease=30):
+        taken.extend(r.id for r in rows)
+    assert [*flood[2:], *later] == taken  # the flooding rule's own order is kept
+
+
+async def test_a_fair_claim_skips_other_channels_and_rows_not_due(store: Store) -> None:
+    """Only due, unleased rows of the channel asked for are taken, whatever their rule."""
+    await _queue(store, "r1", 2, at=1000, channel="mail")
+    ops = await _queue(store, "r1", 1, at=1000)
+    await _queue(store, "r2", 1, at=5000)  # not yet due at 3000
+    assert ops == [r.id for r in await store.claim_deliveries("ops", limit=10, now=3000, lease=30)]
+    assert [] == await store.claim_deliveries("ops", limit=10, now=3000, lease=30)
+
+
 async def test_sent_is_never_claimed_again(store: Store) -> None:
     """After mark_sent no claim, however late, returns the delivery."""
     delivery_id = await _one_delivery(store)

@@ -18,7 +18,18 @@ from receiver.rules import Enrich
 __all__ = ["SUPPRESSED", "Decision", "Emitted", "Result"]
 
 SUPPRESSED = frozenset(
-    {"collapsed", "throttled", "grouped", "counted", "armed", "already_armed", "not_armed", "silenced", "inhibited"}
+    {
+        "collapsed",
+        "throttled",
+        "grouped",
+        "counted",
+        "armed",
+        "already_armed",
+        "not_armed",
+        "silenced",
+        "inhibited",
+        "held",
+    }
 )
 """Decisions that mean: this rule sent nothing for this event (now)."""
 
@@ -30,7 +41,7 @@ class Decision:
     Attributes:
         action: notified, throttled, grouped, counted, armed, already_armed, not_armed,
             cancelled, fired, flushed, recovered, silenced, inhibited, inhibiting, cleared,
-            collapsed or dropped.
+            collapsed, dropped, held (by a channel budget), quiet (a source sent nothing) or back.
         reason: one sentence naming the rule, silence or inhibition and the key.
         rule: the rule (or inhibition) it is about, or None.
         key: the key inside it, or None.

@@ -21,10 +21,17 @@ For one event (:meth:`Engine.process`):
    (:mod:`~receiver.noise.group`; the digest is sent by the group's timer), ``throttle`` lets
    one notification per key and interval through (:mod:`~receiver.noise.throttle`), and
    :mod:`~receiver.noise.notify` renders the message and starts the rule's inhibitions.
+5. **Channel budget** (:mod:`~receiver.noise.channel_budget`), last, over every notification the
+   steps before produced (timers' included): past a channel's ``budget`` it is held for the
+   window's digest.
 
-A timer (:meth:`Engine.fire`) is a group's digest (:func:`receiver.noise.group.flush`) or an
+Before all of them, an event of a source with ``expect`` moves the source's watch
+(:mod:`~receiver.noise.quiet`; the event after a "quiet" alert sends "events are back").
+
+A timer (:meth:`Engine.fire`) is a group's digest (:func:`receiver.noise.group.flush`), an
 absence deadline (:func:`receiver.noise.absence.fire`, whose event then goes through the
-inhibition, silence, throttle and notify stages).
+inhibition, silence, throttle and notify stages), a source's watch (:func:`receiver.noise.quiet.fire`)
+or a channel budget's digest (:func:`receiver.noise.channel_budget.flush`, never held itself).
 
 Keys are per source (an event only meets the state its own source made) unless the rule or the
 inhibition says ``share_across_sources: true``; :meth:`~receiver.noise.plan.Plan.ref` is where a key gets its source.
@@ -39,14 +46,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from receiver.events import Event
-from receiver.noise import absence, collapse, frequency, group, inhibit, recovery, silences, throttle
+from receiver.noise import (
+    absence,
+    channel_budget,
+    collapse,
+    frequency,
+    group,
+    inhibit,
+    quiet,
+    recovery,
+    silences,
+    throttle,
+)
 from receiver.noise.decision import Result
 from receiver.noise.notify import notify
 from receiver.noise.plan import Plan, Planner, RoutePlan
 from receiver.noise.silences import AdHocSilence, Silencer
 from receiver.noise.stage import Context
-from receiver.noise.state import Row, StateView
-from receiver.rules import RuleSet
+from receiver.noise.state import Ref, Row, StateView
+from receiver.rules import Expect, RuleSet
 
 __all__ = ["Engine"]
 
@@ -64,6 +82,7 @@ class Engine:
         self.ruleset = ruleset
         self._ctx = Context(ruleset, Silencer(ruleset, silences), render_held=render_held)
         self._planner = Planner(ruleset)
+        self._budgets = channel_budget.refs(ruleset)
 
     def plan(
         self, event: Event, source: str, *, inbox_id: int, at: float, body: str = "", only_rule: str | None = None
@@ -78,7 +97,26 @@ class Engine:
             body: its stored body (kept by absence timers, to notify about it later).
             only_rule: plan the firing of that rule's timer for the event (no matching, no follow-ups).
         """
-        return self._planner.plan(event, source, inbox_id=inbox_id, at=at, body=body, only_rule=only_rule)
+        plan = self._planner.plan(event, source, inbox_id=inbox_id, at=at, body=body, only_rule=only_rule)
+        plan.extra |= self._budgets
+        configured = self.ruleset.sources.get(source)
+        if only_rule is None and configured is not None and configured.expect is not None:
+            plan.extra.add(quiet.ref(source))
+        return plan
+
+    @staticmethod
+    def watch_ref(source: str) -> Ref:
+        """The row of a source's watch (``expect:``)."""
+        return quiet.ref(source)
+
+    @staticmethod
+    def watch_from(source: str, last_at: float, last_inbox_id: int, expect: Expect) -> Row:
+        """A source's watch that last saw an event at ``last_at`` (started from the inbox)."""
+        return quiet.watching(source, last_at, last_inbox_id, expect)
+
+    def timer_refs(self, row: Row) -> set[Ref]:
+        """Rows firing ``row`` may read besides it and its event's plan (the channels' budgets)."""
+        return set(self._budgets)
 
     def timer_plan(self, row: Row) -> Plan | None:
         """The plan of the event an absence timer is about (None for other timers, or an unreadable event)."""
@@ -91,6 +129,10 @@ class Engine:
             return absence.load(row.data).inbox_id or 0
         if row.kind == group.KIND:
             return group.GroupState.from_data(row.data).first_inbox_id or 0
+        if row.kind == channel_budget.KIND:
+            return channel_budget.BudgetState.from_data(row.data).first_inbox_id or 0
+        if row.kind == quiet.KIND:
+            return quiet.SourceWatch.from_data(row.data).last_inbox_id
         return 0
 
     def process(self, view: StateView, plan: Plan) -> Result:
@@ -104,14 +146,16 @@ class Engine:
             The notifications to deliver now and every decision taken.
         """
         ctx, result = self._ctx, Result(matched=list(plan.matched))
-        if collapse.collapsed(ctx, view, plan, result):
-            return result
-        notes = self._follow_ups(view, plan, result)
-        active = inhibit.inhibited(view, plan)
-        for inh, key in plan.sources:
-            inhibit.start(ctx, view, inh, key, plan, result)
-        for rp in plan.routes:
-            self._route(view, plan, rp, active, notes, result)
+        if quiet.ref(plan.source) in plan.extra:
+            quiet.seen(ctx, view, plan.source, plan.inbox_id, plan.at, result)
+        if not collapse.collapsed(ctx, view, plan, result):
+            notes = self._follow_ups(view, plan, result)
+            active = inhibit.inhibited(view, plan)
+            for inh, key in plan.sources:
+                inhibit.start(ctx, view, inh, key, plan, result)
+            for rp in plan.routes:
+                self._route(view, plan, rp, active, notes, result)
+        channel_budget.hold(ctx, view, result, lambda _: _subject_of(plan))
         return result
 
     def fire(self, view: StateView, row: Row) -> Result:
@@ -123,12 +167,19 @@ class Engine:
         """
         result = Result()
         at = float(row.due_at or 0.0)
+        if row.kind == channel_budget.KIND:
+            channel_budget.flush(self._ctx, view, row, at, result)
+            return result  # the digest is the budget's own message: not counted against it
         if row.kind == group.KIND:
             group.flush(self._ctx, view, row, at, result)
         elif row.kind == absence.KIND:
             absence.fire(self._ctx, self._planner, self, view, row, at, result)
+        elif row.kind == quiet.KIND:
+            quiet.fire(self._ctx, view, row, at, result)
         else:
             view.put(Row(row.kind, row.name, row.key, row.data, None, row.expires_at))
+        shown = row.shown_key
+        channel_budget.hold(self._ctx, view, result, lambda _: shown)
         return result
 
     def _follow_ups(self, view: StateView, plan: Plan, result: Result) -> list[str]:
@@ -182,3 +233,13 @@ class Engine:
             recovery.mark_firing(view, plan, rp, None)
             return
         notify(self._ctx, view, plan, rp, result, notes)
+
+
+def _subject_of(plan: Plan) -> str:
+    """What an event's notification is about, for a channel budget's digest: its robot, else its process."""
+    event = plan.event
+    if event.robot:
+        return f"on {event.robot}"
+    if event.process:
+        return f"of {event.process}"
+    return ""

@@ -91,6 +91,8 @@ class Plan:
     sources: list[tuple[Inhibit, str]] = field(default_factory=list)
     untils: list[tuple[Inhibit, str]] = field(default_factory=list)
     rule_sources: dict[str, list[tuple[Inhibit, str]]] = field(default_factory=dict)
+    extra: set[Ref] = field(default_factory=set)
+    """Rows of the last stages the engine adds (channel budgets, the source's watch)."""
 
     def touches_state(self) -> bool:
         """True when some rule routes the event or some follow-up, inhibition or source concerns it."""
@@ -108,7 +110,7 @@ class Plan:
 
     def refs(self) -> set[Ref]:
         """Every row processing this event may read (load them into the view first)."""
-        refs: set[Ref] = set()
+        refs: set[Ref] = set(self.extra)
         if self.collapse_key is not None:
             refs.add(("collapse", "", self.collapse_key))
         for rp in self.routes:

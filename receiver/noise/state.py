@@ -12,12 +12,15 @@ absence    rule           the absence key              ``state`` armed (a timer)
 firing     rule           the recover key              ``since``, ``count``, ``title``
 collapse   (empty)        type, entity, state          ``inbox_id``, ``at``
 inhibit    inhibit name   ``machine=RPAVM01``          ``since``, ``source_inbox_id``, ``muted``
+budget     channel        (empty)                      ``since``, ``sent``, ``held``, ``counts``
+quiet      source         (empty)                      ``last_at``, ``inbox_id``, ``quiet``
 ========== ============== ============================ ==========================================
 
 Each kind's ``data`` is a typed payload (a frozen dataclass) owned by its stage module, read and
 written there only (``from_data``/``to_data``): ``ThrottleState`` (throttle), ``FrequencyState``
 (frequency), ``GroupState`` (group), ``absence.Armed``/``absence.Followed`` (absence),
-``FiringState`` (recovery), ``CollapseState`` (collapse), ``InhibitState`` (inhibit).
+``FiringState`` (recovery), ``CollapseState`` (collapse), ``InhibitState`` (inhibit),
+``BudgetState`` (budget, in ``channel_budget``), ``SourceWatch`` (quiet).
 
 Rules and inhibitions keep their state per source: the stored key of such a row is
 ``source|key`` (see :func:`state_key`), so that an event of one source never meets another
@@ -26,7 +29,8 @@ source's window, counter, timer, alert flag or inhibition. A rule or an inhibiti
 before keys carried their source (bare keys) are read by rules that share, and otherwise expire
 on their own (an armed absence timer of such a row is still cancelled by its own source).
 
-``due_at`` makes a row a timer (a group's next digest, an absence deadline): the inbox worker
+``due_at`` makes a row a timer (a group's next digest, an absence deadline, a channel budget's
+digest, a source's watch): the inbox worker
 fires it once the time has come. ``expires_at`` tells when a row without a timer can be
 forgotten. The store keeps the rows; :class:`StateView` is the engine's working copy of those
 an event may touch, and records what changed so the caller can commit it with the event.

@@ -201,6 +201,7 @@ class InboxWorker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leader = False
         self._claimed: list[int] = []  # ids of the claimed batch not yet committed as processed
+        self._watched: RuleSet | None = None  # the rule set whose quiet-source watches were looked at
 
     def wake(self) -> None:
         """Tell the worker there is new work (the store's ``listen`` bus calls this after a commit)."""
@@ -279,6 +280,8 @@ class InboxWorker:
         rows = await self._store.claim_inbox(limit=self._batch, now=now, lease=self._lease)
         self._claimed = [row.id for row in rows]
         ruleset = self._rules()  # once per batch: a reload never splits the rules an event sees
+        if ruleset is not self._watched:
+            await self._start_watches(ruleset)
         if not rows:
             return await self.fire_due(ruleset, until=now)
         times = _arrival_times(rows)
@@ -294,6 +297,25 @@ class InboxWorker:
             self._claimed = self._claimed[end - start :]
             start = end
         return done + len(rows)
+
+    async def _start_watches(self, ruleset: RuleSet) -> None:
+        """Start the watch of each source with ``expect`` that has none, from its latest stored event.
+
+        Without it, a source already quiet when ``expect`` was added (or the receiver upgraded)
+        would never be noticed: the watch otherwise starts with the source's next event.
+        """
+        refs = {Engine.watch_ref(name) for name, source in ruleset.sources.items() if source.expect is not None}
+        present = {(r.kind, r.name, r.key) for r in await self._store.load_noise(refs)}
+        puts = []
+        for ref in sorted(refs - present):
+            source = ruleset.sources[ref[1]]
+            last = await self._store.last_event(source.name)
+            if last is not None and source.expect is not None:
+                puts.append(from_row(Engine.watch_from(source.name, last[1], last[0], source.expect)))
+        if puts:
+            await self._store.finish_inbox([], now=self._clock(), noise=NoiseWrite(put=puts))
+            log.info("source_watches_started", sources=[p.name for p in puts])
+        self._watched = ruleset
 
     # --- events ---------------------------------------------------------------------------
 
@@ -526,6 +548,7 @@ class InboxWorker:
         engine = Engine(ruleset, adhoc(await self._store.list_silences(active_at=first, limit=10_000)))
         refs = {r.ref for r in rows}
         for row in rows:
+            refs |= engine.timer_refs(row)
             plan = engine.timer_plan(row)
             if plan is not None:
                 refs |= plan.refs()

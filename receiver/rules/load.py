@@ -35,12 +35,14 @@ from receiver.rules.model import (
     Channel,
     Collapse,
     Enrich,
+    Expect,
     Frequency,
     GapRecovery,
     Group,
     Heartbeat,
     Inhibit,
     KeyTemplate,
+    NoiseBudget,
     OrchestratorLink,
     Recover,
     Rule,
@@ -56,13 +58,22 @@ from receiver.rules.redact import (
     compile_user_pattern,
 )
 from receiver.rules.ruleset import RuleSet
-from receiver.rules.schedule import DateRange, Schedule, WeeklyWindow, parse_clock, parse_days, parse_moment
+from receiver.rules.schedule import (
+    DateRange,
+    Schedule,
+    WeeklyWindow,
+    parse_clock,
+    parse_days,
+    parse_hours,
+    parse_moment,
+)
 from receiver.rules.spec import (
     ALLOWED_KEYS,
     NAME_CHARS,
     ChannelSpec,
     CollapseSpec,
     EnrichSpec,
+    ExpectSpec,
     FileSpec,
     HeartbeatSpec,
     InhibitSpec,
@@ -279,10 +290,10 @@ class _Loader:
             except ValidationError as exc:
                 self._pydantic(exc, (), "file", "")
         spec = FileSpec.model_validate(top)
-        channels = self._channels(spec.channels)
-        sources = self._sources(spec.sources)
-        orchestrator_url = self._orchestrator_url(spec.orchestrator_url)
         timezone = self._timezone(spec.timezone)
+        channels = self._channels(spec.channels)
+        sources = self._sources(spec.sources, timezone)
+        orchestrator_url = self._orchestrator_url(spec.orchestrator_url)
         self._file_enrich = spec.enrich
         rules = self._rules(spec.rules)
         self._enrich_needs_connection(rules, sources)
@@ -348,10 +359,13 @@ class _Loader:
                 max_age_seconds=spec.max_age.total_seconds(),
                 concurrency=spec.concurrency,
                 timeout_seconds=spec.timeout.total_seconds(),
+                budget=None
+                if spec.budget is None
+                else NoiseBudget(max=spec.budget.max, per=spec.budget.per.total_seconds()),
             )
         return channels
 
-    def _sources(self, raw: dict[str, Any]) -> dict[str, Source]:
+    def _sources(self, raw: dict[str, Any], timezone: ZoneInfo) -> dict[str, Source]:
         sources: dict[str, Source] = {}
         for name, value in raw.items():
             base: YamlPath = ("sources", name)
@@ -398,8 +412,31 @@ class _Loader:
                 insecure=spec.insecure,
                 accept_hex_signature=spec.accept_hex_signature,
                 orchestrator=orchestrator,
+                expect=None if spec.expect is None else self._expect(spec.expect, (*base, "expect"), label, timezone),
             )
         return sources
+
+    def _expect(self, spec: ExpectSpec, base: YamlPath, label: str, default: ZoneInfo) -> Expect | None:
+        """Check ``expect:``: declared channels, a known time zone, hours like ``mon-fri 07:00-19:00``."""
+        notify = self._notify(spec.notify, base, f"{label}: expect")
+        zone = default
+        if spec.timezone is not None:
+            try:
+                zone = ZoneInfo(spec.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                hint = _did_you_mean(spec.timezone, _zones())
+                self.report((*base, "timezone"), f"{label}: expect.timezone: unknown time zone {spec.timezone!r}{hint}")
+                return None
+        windows: list[WeeklyWindow] = []
+        for j, text in enumerate(spec.during):
+            path = (*base, "during", j) if (*base, "during", j) in self.marks else (*base, "during")
+            try:
+                windows.append(WeeklyWindow(*parse_hours(text)))
+            except ValueError as exc:
+                self.report(path, f"{label}: expect.during: {exc}")
+                return None
+        during = Schedule(zone, tuple(windows)) if windows else None
+        return Expect(every=spec.every.total_seconds(), during=during, notify=notify)
 
     def _orchestrator(self, spec: OrchestratorSpec, source: str, base: YamlPath, label: str) -> OrchestratorLink | None:
         """Expand and check ``orchestrator:``; the client secret is never part of a message."""

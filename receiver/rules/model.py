@@ -25,11 +25,13 @@ __all__ = [
     "Channel",
     "Collapse",
     "Enrich",
+    "Expect",
     "Frequency",
     "Group",
     "Heartbeat",
     "Inhibit",
     "KeyTemplate",
+    "NoiseBudget",
     "OrchestratorLink",
     "Recover",
     "Route",
@@ -49,6 +51,17 @@ BodyFormat = Literal["text", "markdown", "html"]
 
 
 @dataclass(frozen=True, slots=True)
+class NoiseBudget:
+    """A channel's noise budget (``budget:``): at most ``max`` notifications per ``per`` seconds.
+
+    Past it, notifications are held and sent as one digest when the window ends.
+    """
+
+    max: int
+    per: float
+
+
+@dataclass(frozen=True, slots=True)
 class Channel:
     """A named place notifications go to (one apprise URL) with its delivery options.
 
@@ -59,6 +72,7 @@ class Channel:
         max_age_seconds: a delivery still failing this long after it was due is dead-lettered.
         concurrency: deliveries to this channel in flight at once.
         timeout_seconds: the budget of one delivery attempt.
+        budget: at most this many notifications per window (the rest in one digest), or None.
     """
 
     name: str
@@ -67,6 +81,7 @@ class Channel:
     max_age_seconds: float = 24 * 3600.0
     concurrency: int = 4
     timeout_seconds: float = 30.0
+    budget: NoiseBudget | None = None
 
     def url_value(self) -> str:
         """Return the expanded URL, secrets included (only for apprise itself)."""
@@ -165,6 +180,21 @@ class OrchestratorLink:
 
 
 @dataclass(frozen=True, slots=True)
+class Expect:
+    """A source's expected traffic (``sources.<name>.expect:``): one alert when it goes quiet, one when it is back.
+
+    Attributes:
+        every: seconds (counted within ``during``) after which no event at all is an alert.
+        during: the hours the source is expected to send, or None for always.
+        notify: the channels of the alert and of the "back" message.
+    """
+
+    every: float
+    during: Schedule | None
+    notify: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """A sender of webhooks and robot logs (``POST /webhooks/{name}``, ``POST /logs/{name}``).
 
@@ -175,6 +205,7 @@ class Source:
         insecure: accept unsigned webhooks (only when set explicitly).
         accept_hex_signature: also accept the ``sha256=<hex>`` signature form.
         orchestrator: the connection back to Orchestrator, or None.
+        expect: alert when the source goes quiet (``expect:``), or None.
     """
 
     name: str
@@ -183,6 +214,7 @@ class Source:
     insecure: bool = False
     accept_hex_signature: bool = False
     orchestrator: OrchestratorLink | None = None
+    expect: Expect | None = None
 
     def secret_values(self) -> tuple[str, ...]:
         """Return the webhook secrets in clear (only for signature verification)."""

@@ -29,7 +29,19 @@ from zoneinfo import ZoneInfo
 
 from receiver.timefmt import format_local, from_unix
 
-__all__ = ["DAY_NAMES", "DateRange", "Schedule", "WeeklyWindow", "parse_clock", "parse_days", "parse_moment"]
+__all__ = [
+    "DAY_NAMES",
+    "DateRange",
+    "Schedule",
+    "WeeklyWindow",
+    "parse_clock",
+    "parse_days",
+    "parse_hours",
+    "parse_moment",
+]
+
+_SCAN_LIMIT = 15 * 24 * 60
+"""Minutes a walk over a schedule looks at, at most (every weekly window recurs within a week)."""
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _LONG_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -114,6 +126,23 @@ def parse_moment(value: Any, zone: ZoneInfo, *, end: bool) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
 
 
+def parse_hours(value: Any) -> tuple[frozenset[int], int, int]:
+    """Read ``mon-fri 07:00-19:00`` (or ``07:00-19:00`` for every day) into (days, start, end minutes).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a time window; write e.g. 'mon-fri 07:00-19:00'")
+    *days_part, hours = value.split()
+    start_text, sep, end_text = hours.partition("-")
+    if not sep:
+        raise ValueError(f"{value!r}: write the hours as HH:MM-HH:MM, e.g. 'mon-fri 07:00-19:00'")
+    days = parse_days("".join(days_part)) if days_part else frozenset(range(7))
+    start, end = parse_clock(start_text), parse_clock(end_text)
+    return days, start % 1440, end if end != start else start + 1440
+
+
 @dataclass(frozen=True, slots=True)
 class WeeklyWindow:
     """Every listed weekday from ``start`` to ``end`` minutes after local midnight.
@@ -175,6 +204,32 @@ class Schedule:
             return False
         local = moment.astimezone(self.zone)
         return any(w.active(local) for w in self.weekly)
+
+    def active_seconds(self, start: float, end: float) -> float:
+        """Seconds of ``[start, end)`` inside the schedule, counted by the minute (its windows' resolution)."""
+        total, at = 0.0, start
+        for _ in range(_SCAN_LIMIT):
+            if at >= end:
+                break
+            step = min(end, (at // 60 + 1) * 60)
+            if self.active(at):
+                total += step - at
+            at = step
+        else:
+            total += end - at  # past the scan: beyond any weekly pattern, count it whole
+        return total
+
+    def after_active(self, start: float, seconds: float) -> float:
+        """The moment at which ``seconds`` inside the schedule have passed since ``start``."""
+        left, at = seconds, start
+        for _ in range(_SCAN_LIMIT + int(seconds // 60) + 1):
+            step = (at // 60 + 1) * 60
+            if self.active(at):
+                if step - at >= left:
+                    return at + left
+                left -= step - at
+            at = step
+        return at + left  # a schedule never active in the scan: count from its end
 
     def describe(self) -> str:
         """One line: ``weekly sat,sun 00:00-24:00; dates 2024-12-24 00:00 to ... (Europe/Berlin)``."""

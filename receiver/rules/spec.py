@@ -21,11 +21,13 @@ __all__ = [
     "ENRICH_PARTS",
     "NAME_CHARS",
     "AbsenceSpec",
+    "BudgetSpec",
     "ChannelSpec",
     "CollapseSpec",
     "DateRangeSpec",
     "Duration",
     "EnrichSpec",
+    "ExpectSpec",
     "FileSpec",
     "FrequencySpec",
     "GroupSpec",
@@ -91,6 +93,13 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
 
+class BudgetSpec(_Spec):
+    """``channels.<name>.budget:``: at most ``max`` notifications per ``per``, the rest in one digest."""
+
+    max: int = Field(ge=1, le=100_000)
+    per: Duration
+
+
 class ChannelSpec(_Spec):
     """A channel written as a mapping (a plain string is its ``url``)."""
 
@@ -99,6 +108,7 @@ class ChannelSpec(_Spec):
     max_age: Duration = timedelta(hours=24)
     concurrency: int = Field(default=4, ge=1, le=256)
     timeout: Duration = timedelta(seconds=30)
+    budget: BudgetSpec | None = None
 
 
 DEFAULT_ORCHESTRATOR_SCOPES = ("OR.Webhooks",)
@@ -143,6 +153,15 @@ class OrchestratorSpec(_Spec):
     recovery: RecoverySpec | None = None
 
 
+class ExpectSpec(_Spec):
+    """``sources.<name>.expect:``: alert once when no event arrived for ``every`` within ``during``."""
+
+    every: Duration
+    during: Annotated[list[str], BeforeValidator(_as_list)] = Field(default_factory=list)
+    timezone: str | None = None
+    notify: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+
+
 class SourceSpec(_Spec):
     """A webhook / robot-log source."""
 
@@ -151,6 +170,7 @@ class SourceSpec(_Spec):
     insecure: bool = False
     accept_hex_signature: bool = False
     orchestrator: OrchestratorSpec | None = None
+    expect: ExpectSpec | None = None
 
 
 class ThrottleSpec(_Spec):
@@ -343,7 +363,9 @@ class FileSpec(_Spec):
 ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "file": tuple(FileSpec.model_fields),
     "channel": tuple(ChannelSpec.model_fields),
+    "budget": tuple(BudgetSpec.model_fields),
     "source": tuple(SourceSpec.model_fields),
+    "expect": tuple(ExpectSpec.model_fields),
     "orchestrator": tuple(OrchestratorSpec.model_fields),
     "heartbeat": tuple(HeartbeatSpec.model_fields),
     "recovery": tuple(RecoverySpec.model_fields),

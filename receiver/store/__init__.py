@@ -437,6 +437,9 @@ class InboxStore(LeaseStore, Protocol):
         written (same event, rule and channel) are left as they are.
         """
 
+    async def last_event(self, source: str) -> tuple[int, float] | None:
+        """The id and arrival time of the source's latest event, or None when it sent none."""
+
 
 class NoiseStateStore(Protocol):
     """Noise control's state rows and timers (written by ``InboxStore.finish_inbox``)."""

@@ -126,6 +126,10 @@ class SQLStore:
         # with: processed again, they give the same deliveries (a notification may go twice).
         await self._run(plans.finish_inbox, processed, now, noise, write=True, relaxed=True)
 
+    async def last_event(self, source: str) -> tuple[int, float] | None:
+        """The id and arrival of the source's latest event, or None when it sent none (index ``inbox_source``)."""
+        return await self._run(plans.last_event, source)
+
     # -- noise state ----------------------------------------------------------------------
 
     async def load_noise(self, refs: Collection[NoiseRef]) -> list[NoiseRow]:

@@ -10,7 +10,7 @@ the same on both stores and only the driver calls differ.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Sequence
 from typing import Any, TypeVar
 
 from receiver.errors import StoreError
@@ -69,6 +69,7 @@ __all__ = [
     "finish_inbox",
     "get_delivery",
     "get_event",
+    "last_event",
     "list_attempts",
     "list_deliveries",
     "list_events",
@@ -280,6 +281,15 @@ def finish_inbox(processed: Sequence[Processed], now: float, noise: NoiseWrite |
         yield from _write_noise(noise, now)
 
 
+_LAST_EVENT = sql("SELECT id, received_at FROM inbox WHERE source = :source ORDER BY received_at DESC, id DESC LIMIT 1")
+
+
+def last_event(source: str) -> Plan[tuple[int, float] | None]:
+    """The source's latest event by arrival: (inbox id, received_at)."""
+    rows = yield _LAST_EVENT, {"source": source}
+    return (int(rows[0][0]), float(rows[0][1])) if rows else None
+
+
 def _delivery(inbox_id: int, d: NewDelivery) -> dict[str, object]:
     return {
         "inbox_id": inbox_id,
@@ -434,12 +444,39 @@ def expire_silence(silence_id: int, now: float) -> Plan[SilenceRow | None]:
 
 # -- outbox -------------------------------------------------------------------------------
 
-_CLAIM_DELIVERIES = sql(
-    "UPDATE deliveries SET lease_until = :until WHERE id IN ("
-    "SELECT id FROM deliveries WHERE state = 'pending' AND channel = :channel AND next_attempt_at <= :now "
-    "AND (lease_until IS NULL OR lease_until <= :now) ORDER BY next_attempt_at, id LIMIT :limit {skip_locked}) "
-    f"RETURNING {DELIVERY_COLUMNS}"
-)
+
+def _claim_deliveries(d: Dialect) -> str:
+    """Round-robin across rules: each rule's due rows in their own order, one turn per rule at a time.
+
+    The rules with pending rows are found by a skip scan of ``deliveries_fair`` (one index probe per
+    rule), and of each only its first ``:limit`` due rows are read: a claim costs rules x limit
+    index entries, not the whole backlog of a flooding rule.
+    """
+    due = (
+        "x.state = 'pending' AND x.channel = :channel AND x.rule = k.rule AND x.next_attempt_at <= :now "
+        "AND (x.lease_until IS NULL OR x.lease_until <= :now)"
+    )
+    first = f"FROM deliveries x WHERE {due} ORDER BY x.next_attempt_at, x.id LIMIT :limit"
+    if d.row_locks:  # PostgreSQL: a lateral join, its rows locked (a window cannot sit beside FOR UPDATE)
+        candidates = f"FROM k CROSS JOIN LATERAL (SELECT x.id, x.next_attempt_at {first} {{skip_locked}}) c"
+    else:  # SQLite: no LATERAL; the correlated IN is run once per rule
+        candidates = f"FROM k JOIN deliveries c ON c.id IN (SELECT x.id {first})"
+    return (
+        "WITH RECURSIVE k (rule) AS ("
+        "SELECT min(rule) FROM deliveries WHERE state = 'pending' AND channel = :channel "
+        "UNION ALL SELECT (SELECT min(rule) FROM deliveries WHERE state = 'pending' AND channel = :channel "
+        "AND rule > k.rule) FROM k WHERE k.rule IS NOT NULL) "
+        "UPDATE deliveries SET lease_until = :until WHERE id IN ("
+        "SELECT id FROM (SELECT c.id AS id, c.next_attempt_at AS at, "
+        "row_number() OVER (PARTITION BY k.rule ORDER BY c.next_attempt_at, c.id) AS turn "
+        f"{candidates}) ranked ORDER BY turn, at, id LIMIT :limit) "
+        # Checked again on the row itself: a replica that waited for this row's lock must not take it too.
+        "AND state = 'pending' AND (lease_until IS NULL OR lease_until <= :now) "
+        f"RETURNING {DELIVERY_COLUMNS}"
+    )
+
+
+_CLAIM_DELIVERIES = sql(_claim_deliveries)
 _DUE_CHANNELS = sql(
     "SELECT DISTINCT channel FROM deliveries WHERE state = 'pending' AND next_attempt_at <= :now "
     "AND (lease_until IS NULL OR lease_until <= :now)"
@@ -501,9 +538,18 @@ def release_held(held: HeldDelivery, title: str, body: str, now: float) -> Plan[
 
 
 def claim_deliveries(channel: str, limit: int, now: float, lease: float) -> Plan[list[DeliveryRow]]:
-    """Lease due, unleased deliveries of one channel, the longest due first."""
+    """Lease due, unleased deliveries of one channel, taken round-robin across rules (see ``_claim_deliveries``)."""
     rows = yield _CLAIM_DELIVERIES, {"until": now + lease, "now": now, "limit": limit, "channel": channel}
-    return sorted(map(delivery_row, rows), key=lambda r: (r.next_attempt_at, r.id))
+    return fair_order(map(delivery_row, rows))
+
+
+def fair_order(rows: Iterable[DeliveryRow]) -> list[DeliveryRow]:
+    """Rows round-robin across rules: every rule's first, then every rule's second...; each rule in its order."""
+    by_rule: dict[str, list[DeliveryRow]] = {}
+    for row in sorted(rows, key=lambda r: (r.next_attempt_at, r.id)):
+        by_rule.setdefault(row.rule, []).append(row)
+    turns = [(turn, row.next_attempt_at, row.id, row) for same in by_rule.values() for turn, row in enumerate(same)]
+    return [row for *_, row in sorted(turns, key=lambda t: t[:3])]
 
 
 def due_channels(now: float) -> Plan[set[str]]:

@@ -122,6 +122,12 @@ SQLITE: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
+    # 6: fair claiming: each rule's due deliveries of a channel in order (a claim takes them round-robin);
+    # a source's latest event (where the watch of a quiet source starts).
+    """
+    CREATE INDEX deliveries_fair ON deliveries (channel, rule, next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX inbox_source ON inbox (source, received_at);
+    """,
 )
 
 POSTGRES: tuple[str, ...] = (
@@ -232,5 +238,11 @@ POSTGRES: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         value BIGINT NOT NULL
     );
+    """,
+    # 6: fair claiming (as on SQLite; the id orders a rule's rows of one due time, as SQLite's rowid does);
+    # a source's latest event.
+    """
+    CREATE INDEX deliveries_fair ON deliveries (channel, rule, next_attempt_at, id) WHERE state = 'pending';
+    CREATE INDEX inbox_source ON inbox (source, received_at, id);
     """,
 )
