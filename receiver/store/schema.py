@@ -122,6 +122,13 @@ SQLITE: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
+    # 6: the overview's charts read a time range from indexes alone: events per slot and state, the
+    # top faulting processes and robots (inbox_chart), the latency of sent deliveries (deliveries_sent:
+    # only a sent delivery has a sent_at).
+    """
+    CREATE INDEX inbox_chart ON inbox (received_at, state, type, process, robot);
+    CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at);
+    """,
 )
 
 POSTGRES: tuple[str, ...] = (
@@ -232,5 +239,10 @@ POSTGRES: tuple[str, ...] = (
         name TEXT PRIMARY KEY,
         value BIGINT NOT NULL
     );
+    """,
+    # 6: the overview's charts (as on SQLite).
+    """
+    CREATE INDEX inbox_chart ON inbox (received_at, state, type, process, robot);
+    CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at);
     """,
 )

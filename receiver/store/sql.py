@@ -69,6 +69,13 @@ class Dialect:
         """The value of ``field`` in the JSON object text ``column`` (numbers come back as numbers)."""
         return f"{column}::jsonb -> '{field}'" if self.index else f"json_extract({column}, '$.{field}')"
 
+    def whole(self, expression: str) -> str:
+        """The whole part of a non-negative float ``expression`` as an integer (a time slot's number).
+
+        SQLite's CAST truncates; PostgreSQL's rounds, so it takes ``floor`` first.
+        """
+        return f"floor({expression})::bigint" if self.index else f"CAST({expression} AS INTEGER)"
+
     def from_rows(self, columns: Sequence[tuple[str, str]]) -> str:
         """For ``{from_rows}``: where rows with these (name, PostgreSQL type) columns come from."""
         if not self.index:
