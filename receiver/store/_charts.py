@@ -45,9 +45,10 @@ _TOP_NAMES = {
     )
     for column in ("process", "robot")
 }
-# Nearest-rank percentiles (the value at rank ceil(p * n)) from one sort per channel; both
-# databases have the window functions (one window, so one sort), and integer division rounds the rank down on both. Only a
-# sent delivery has a sent_at (a retry resets only unsent ones), so the range alone picks them.
+# Nearest-rank percentiles (the value at rank ceil(p * n)) from one sort per channel: both
+# databases have the window functions (one window, so one sort), and integer division rounds the
+# rank down on both. Only a sent delivery has a sent_at (a retry resets only unsent ones), so the
+# range alone picks them.
 _LATENCY = sql(
     "SELECT channel, n, k, latency FROM ("
     "SELECT channel, sent_at - created_at AS latency, "
