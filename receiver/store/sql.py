@@ -108,7 +108,7 @@ DIALECTS: Final = (SQLITE, POSTGRES)
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PERCENT = re.compile(r"%(?!\(\w+\)s)")  # a % that is not already a placeholder (from the dialect)
 _ROW_VALUE = re.compile(r"@(\w+)")
-_RETURNS = re.compile(r"^\s*SELECT\b|\bRETURNING\b", re.IGNORECASE)
+_RETURNS = re.compile(r"^\s*(?:SELECT|WITH)\b|\bRETURNING\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ class Sql:
 
     Attributes:
         texts: the SQLite and the PostgreSQL text.
-        returns: the statement returns rows (a SELECT, or RETURNING): an executor answers with the
+        returns: the statement returns rows (a SELECT or WITH query, or RETURNING): an executor answers with the
             rows, otherwise with the number of rows changed.
         columns: for a statement over a set of rows, their columns; its parameters are then
             ``(rows, shared)``: a list of dicts (one per row) and a dict of the other parameters.
