@@ -17,7 +17,8 @@ def parse(markup: str) -> ET.Element:
 
 
 def bars_of(root: ET.Element, kind: str) -> list[ET.Element]:
-    return [r for r in root.iter(f"{SVG}rect") if r.get("class") == f"s-{kind}" and r.find(f"{SVG}title") is not None]
+    classes = (f"s-{kind}", f"p-{kind}")
+    return [r for r in root.iter(f"{SVG}rect") if r.get("class") in classes and r.find(f"{SVG}title") is not None]
 
 
 class TestStackedBars:

@@ -96,10 +96,11 @@ def _patterns(chart_id: str) -> str:
     )
 
 
-def _fill(chart_id: str, kind: str) -> str:
+def _paint(chart_id: str, kind: str) -> str:
+    """The class (and pattern) of a series' shapes: a CSS rule's fill would hide a pattern attribute."""
     if kind in ("failed", "suppressed"):
-        return f' fill="url(#{chart_id}-{kind})"'
-    return ""
+        return f'class="p-{kind}" fill="url(#{chart_id}-{kind})"'
+    return f'class="s-{_e(kind)}"'
 
 
 def _empty(parts: list[str], width: int, height: int, text: str) -> Markup:
@@ -117,8 +118,8 @@ def stacked_bars(
     title: str,
     desc: str,
     empty: str = "No events in this range.",
-    width: int = 760,
-    height: int = 220,
+    width: int = 1040,
+    height: int = 230,
     every: int = 1,
 ) -> Markup:
     """A column per slot, its series stacked from the bottom in the given order, with a y axis and a legend.
@@ -164,7 +165,7 @@ def stacked_bars(
             h = value * scale
             y -= h
             parts.append(
-                f'<rect class="s-{_e(s.kind)}"{_fill(chart_id, s.kind)} x="{x:.1f}" y="{y:.1f}" '
+                f'<rect {_paint(chart_id, s.kind)} x="{x:.1f}" y="{y:.1f}" '
                 f'width="{bar_w:.1f}" height="{h:.1f}"><title>{slot_text}: {_number(value)} {_e(s.name)}</title></rect>'
             )
         if i % every == 0:
@@ -173,7 +174,7 @@ def stacked_bars(
             )
     x = left
     for s in series:  # the legend, in stacking order
-        parts.append(f'<rect class="s-{_e(s.kind)}"{_fill(chart_id, s.kind)} x="{x}" y="6" width="12" height="12"/>')
+        parts.append(f'<rect {_paint(chart_id, s.kind)} x="{x}" y="6" width="12" height="12"/>')
         name = _e(label(s.name, 20))
         parts.append(f'<text class="legend" x="{x + 16}" y="16">{name} ({_number(sum(s.values))})</text>')
         x += 24 + 8 * len(label(s.name, 20)) + 8 * len(_number(sum(s.values)))
