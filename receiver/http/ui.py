@@ -1,10 +1,12 @@
 """The web page at ``/ui``: what arrived, what became of it, what is failing, and the few actions.
 
 Server-rendered HTML (Jinja2, autoescaped, templates and one stylesheet in ``receiver/http/ui/``),
-no JavaScript, no build step. Pages: an overview (counts, failing and dead deliveries, recent
-events), events with filters, one event (its deliveries and attempts, its noise decisions, why
-each rule did or did not match, its body), deliveries by state, silences (active ones, a form to
-add one, the maintenance windows of rules.yaml), and the rule set with its load status.
+no JavaScript, no build step. Pages: an overview (counts, maintenance windows in force and
+upcoming, charts of the last 24 hours or 7 days drawn as inline SVG by ``receiver.http.svg``,
+failing and dead deliveries, recent events), events with filters, one event (its deliveries and
+attempts, its noise decisions, why each rule did or did not match, its body), deliveries by
+state, silences (active ones, a form to add one, the maintenance windows of rules.yaml), and the
+rule set with its load status and each rule's message rendered for a sample event.
 
 Access: the admin token (``RECEIVER_ADMIN_TOKEN``; unset or blank = the page is off) is typed once
 into the login form and compared in constant time; failed logins count against the client's

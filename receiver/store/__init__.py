@@ -349,7 +349,8 @@ CHART_RESULTS: tuple[str, ...] = ("failed", "notified", "suppressed", "other")
 The first that holds wins, in that order, as ``receiver.admin.audit``'s one-word result does."""
 
 FAULT_TYPES: tuple[str, ...] = ("job.faulted", "queueItem.transactionFailed", "schedule.failed")
-"""The event types the overview counts as a fault of a process or robot (``ReadStore.top_names``)."""
+"""The event types the overview counts as a fault of a process or robot (``ReadStore.top_names``); the
+partial index ``inbox_faults`` (schema migration 6) names the same ones."""
 
 
 @dataclass(frozen=True, slots=True)

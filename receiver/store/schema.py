@@ -122,11 +122,13 @@ SQLITE: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
-    # 6: the overview's charts read a time range from indexes alone: events per slot and state, the
-    # top faulting processes and robots (inbox_chart), the latency of sent deliveries (deliveries_sent:
-    # only a sent delivery has a sent_at).
+    # 6: the overview's charts read a time range from indexes alone: the unparsed events, the faults
+    # by process and robot, the latency of sent deliveries (only a sent delivery has a sent_at).
+    # Partial, so that the other events (most of them) cost no index write.
     """
-    CREATE INDEX inbox_chart ON inbox (received_at, state, type, process, robot);
+    CREATE INDEX inbox_unparsed ON inbox (received_at) WHERE state = 'unparsed';
+    CREATE INDEX inbox_faults ON inbox (received_at, type, process, robot)
+        WHERE type IN ('job.faulted', 'queueItem.transactionFailed', 'schedule.failed');
     CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at);
     """,
 )
@@ -242,7 +244,9 @@ POSTGRES: tuple[str, ...] = (
     """,
     # 6: the overview's charts (as on SQLite).
     """
-    CREATE INDEX inbox_chart ON inbox (received_at, state, type, process, robot);
+    CREATE INDEX inbox_unparsed ON inbox (received_at) WHERE state = 'unparsed';
+    CREATE INDEX inbox_faults ON inbox (received_at, type, process, robot)
+        WHERE type IN ('job.faulted', 'queueItem.transactionFailed', 'schedule.failed');
     CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at);
     """,
 )
