@@ -129,7 +129,7 @@ SQLITE: tuple[str, ...] = (
     CREATE INDEX inbox_unparsed ON inbox (received_at) WHERE state = 'unparsed';
     CREATE INDEX inbox_faults ON inbox (received_at, type, process, robot)
         WHERE type IN ('job.faulted', 'queueItem.transactionFailed', 'schedule.failed');
-    CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at);
+    CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at) WHERE sent_at IS NOT NULL;
     """,
 )
 
@@ -247,6 +247,6 @@ POSTGRES: tuple[str, ...] = (
     CREATE INDEX inbox_unparsed ON inbox (received_at) WHERE state = 'unparsed';
     CREATE INDEX inbox_faults ON inbox (received_at, type, process, robot)
         WHERE type IN ('job.faulted', 'queueItem.transactionFailed', 'schedule.failed');
-    CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at);
+    CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at) WHERE sent_at IS NOT NULL;
     """,
 )
