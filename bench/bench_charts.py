@@ -13,6 +13,10 @@ methods as the page calls them: the events-per-slot chart over 24 h (hourly slot
 for 24 h and 7 d. Baselines: what the overview already read before the charts (``queue_stats``
 and the 25 newest events), and a plain ``count(*)`` of the inbox rows in the same range.
 
+``--write-cost N`` measures instead what migration 6's indexes cost the write path: ``N`` faults
+(the events those indexes hold) accepted, claimed, finished with a delivery and sent, on a fresh
+SQLite store with and without the indexes, interleaved, ``--runs`` rounds.
+
 Run from the checkout: ``python bench/bench_charts.py`` (SQLite), or
 ``python bench/bench_charts.py --database postgresql://root@127.0.0.1:5432/test`` (a schema of
 its own, dropped afterwards).
@@ -35,7 +39,7 @@ from typing import Any
 
 from harness import workdir
 
-from receiver.store import Store, open_store
+from receiver.store import InboxItem, NewDelivery, Processed, Store, open_store
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -225,13 +229,73 @@ async def measure(url: str, now: float, runs: int, count: Callable[[float], Awai
         await store.close()
 
 
+_CHART_INDEXES = ("inbox_unparsed", "inbox_faults", "deliveries_sent")
+
+
+async def _write_path(path: Path, events: int, *, with_indexes: bool) -> float:
+    """Seconds to take ``events`` faults through accept, claim, finish with a delivery, and sent."""
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    if not with_indexes:
+        conn = sqlite3.connect(path)  # the store is idle: its schema is changed beside it
+        for name in _CHART_INDEXES:
+            conn.execute(f"DROP INDEX {name}")
+        conn.close()
+    body = json.dumps({"Type": "job.faulted", "Job": {"Info": "x" * 700}}).encode()
+    started = time.perf_counter()
+    try:
+        for first in range(0, events, 100):
+            now = time.time()
+            await asyncio.gather(
+                *(
+                    store.accept(InboxItem("uipath", f"w{n}", "job.faulted", body, received_at=now))
+                    for n in range(first, min(events, first + 100))
+                )
+            )
+            rows = await store.claim_inbox(limit=100, now=now, lease=60)
+            delivery = NewDelivery("faults", "ops", "Job faulted", "b" * 300, "failure", "text")
+            await store.finish_inbox(
+                [Processed(r.id, "processed", "{}", [delivery], process="P", robot="R") for r in rows], now=now
+            )
+            for d in await store.claim_deliveries("ops", limit=100, now=now, lease=60):
+                await store.mark_sent(d.id, now=now, elapsed=0.01)
+    finally:
+        await store.close()
+    return time.perf_counter() - started
+
+
+def write_cost(events: int, rounds: int) -> dict[str, Any]:
+    """The chart indexes' cost on the write path: the same faults with and without them, interleaved."""
+    times: dict[str, list[float]] = {"with the chart indexes": [], "without": []}
+    for with_indexes in (True, False):  # warm-up, not counted: imports, the first files
+        with workdir("charts-write") as tmp:
+            asyncio.run(_write_path(Path(tmp) / "w.db", min(events, 500), with_indexes=with_indexes))
+    for _ in range(rounds):
+        for label, with_indexes in (("with the chart indexes", True), ("without", False)):
+            with workdir("charts-write") as tmp:
+                seconds = asyncio.run(_write_path(Path(tmp) / "w.db", events, with_indexes=with_indexes))
+            times[label].append(seconds * 1e6 / events)
+            _log(f"write path {label}: {times[label][-1]:.0f} µs per fault")
+    return {label: round(statistics.median(values), 1) for label, values in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--body-bytes", type=int, default=900, help="size of each stored webhook body")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--database", help="a PostgreSQL URL (a schema of its own is made and dropped)")
+    parser.add_argument(
+        "--write-cost",
+        type=int,
+        metavar="N",
+        help="instead: N faults through the write path, with and without the indexes",
+    )
     args = parser.parse_args(argv)
+    if args.write_cost:
+        report = {"store": "sqlite", "write path, µs per fault (median)": write_cost(args.write_cost, args.runs)}
+        print(json.dumps(report, indent=2, ensure_ascii=False))  # noqa: T201 - the report
+        return 0
     body = json.dumps({"Type": "job.faulted", "Job": {"Info": "x" * args.body_bytes}}).encode()[: args.body_bytes]
     now = time.time()
     with workdir("charts") as tmp:
