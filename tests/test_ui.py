@@ -422,3 +422,120 @@ class TestActions:
         reply = browser.post("/ui/silences/99/expire", data={"csrf": csrf(browser)}, headers=ORIGIN)
         assert "done=not_found" in reply.headers["location"]
         assert "silence 99 does not exist" in browser.get(reply.headers["location"]).text
+
+
+CHART_RULES = """
+timezone: Europe/Berlin
+channels:
+  ops: "log://"
+  pager: "log://"
+silences:
+  - name: always-on
+    comment: a window that holds all the time
+    weekly: [{days: [mon-sun], from: "00:00", to: "24:00"}]
+    rules: [quiet-*]
+  - name: around-now
+    dates: [{from: "%(yesterday)s", to: "%(tomorrow)s"}]
+    rules: [quiet-*]
+  - name: soon
+    dates: [{from: "%(soon)s", to: "%(soon)s"}]
+    rules: [quiet-*]
+  - name: far-away
+    dates: [{from: "%(far)s", to: "%(far)s"}]
+    rules: [quiet-*]
+rules:
+  - name: faults
+    match: {type: job.faulted}
+    format: html
+    notify: [ops, pager]
+  - name: payroll-only
+    match: {process: "Payroll*"}
+    format: markdown
+    notify: [ops]
+  - name: queue
+    match: {type: "queueItem.*"}
+    notify: []
+"""
+
+
+class TestCharts:
+    @pytest.fixture
+    def rules_path(self, tmp_path: Path) -> Path:
+        from datetime import datetime, timedelta
+        from zoneinfo import ZoneInfo
+
+        today = datetime.now(tz=ZoneInfo("Europe/Berlin")).date()
+        days = {
+            "yesterday": today - timedelta(days=1),
+            "tomorrow": today + timedelta(days=1),
+            "soon": today + timedelta(days=3),
+            "far": today + timedelta(days=30),
+        }
+        path = tmp_path / "rules.yaml"
+        path.write_text(CHART_RULES % {k: v.isoformat() for k, v in days.items()})
+        return path
+
+    def test_overview_draws_events_faults_and_latency(self, browser: TestClient) -> None:
+        """After two faults and a completed job, the charts show them: by result, by process and robot, per channel."""
+        for n, name in enumerate(("job.faulted.json", "job.faulted.json", "job.completed.json")):
+            post_event(browser, fresh(name, EventId=f"chart-{n}"))
+        assert wait_until(lambda: 4 == sum(d["state"] == "sent" for d in api(browser, "/api/deliveries")["deliveries"]))
+        page = browser.get("/ui").text
+        assert 3 <= page.count('<svg class="chart"')
+        assert 'role="img"' in page
+        assert "Events per hour, last 24 hours, by result</title>" in page
+        # The table beside the events chart: the current (last) slot has 2 notified and 1 with nothing to send.
+        rows = re.findall(r'<tr><th scope="row">([^<]+)</th>((?:<td class="num">\d+</td>)+)</tr>', page)
+        assert 24 == len(rows)
+        last = [int(n) for n in re.findall(r"\d+", rows[-1][1])]
+        assert [0, 2, 0, 1] == last  # failed, notified, suppressed, nothing to send
+        assert '<td>InvoiceProcessing</td><td class="num">2</td>' in page
+        assert '<td>FIN-UNATT-01</td><td class="num">2</td>' in page
+        assert re.search(r"<td>ops</td><td class=\"num\">2</td>", page)
+        assert re.search(r"<td>pager</td><td class=\"num\">2</td>", page)
+
+    def test_seven_day_view(self, browser: TestClient) -> None:
+        """?range=7d draws 6-hour slots over the week; an unknown range falls back to 24 hours."""
+        page = browser.get("/ui?range=7d").text
+        assert "Events per 6 hours, last 7 days, by result</title>" in page
+        assert 28 == len(re.findall(r'<tr><th scope="row">', page))
+        assert "No events in this range." in page  # nothing arrived: the empty state
+        assert "Events per hour, last 24 hours" in browser.get("/ui?range=<b>").text
+
+    def test_overview_shows_windows_in_force_and_upcoming(self, browser: TestClient) -> None:
+        """Windows in force count as active silences; the one starting within a week is listed, a later one not."""
+        page = browser.get("/ui").text
+        flat = page.replace("\n", "")
+        assert '2</div><div class="l">active silences (0 ad hoc, 2 maintenance)' in flat
+        section = page[page.index("<h2>Maintenance windows") : page.index("<h2>Activity")]
+        assert "always-on" in section
+        assert "for more than 7 days" in section
+        assert "around-now" in section
+        assert "until" in section
+        assert "soon" in section
+        assert "upcoming" in section
+        assert "far-away" not in section
+        silences = browser.get("/ui/silences").text
+        assert "far-away" in silences  # the silences page still lists every window
+        assert "next from" in silences
+
+    def test_rules_page_renders_each_rules_message_per_channel(self, browser: TestClient) -> None:
+        """Each rule's message for a matching sample, per channel, HTML bodies shown as escaped source."""
+        page = browser.get("/ui/rules").text
+        section = page[page.index("<h2>Messages") : page.index("<h2>Channels")]
+        faults = section[section.index("Message of rule faults") : section.index("Message of rule payroll-only")]
+        assert "for a sample job.faulted event" in faults
+        assert 2 == faults.count('<pre class="msg-body">')
+        assert "to <strong>ops</strong>" in faults
+        assert "to <strong>pager</strong>" in faults
+        assert "<code>html</code> (shown as source)" in faults
+        body = faults[faults.index('<pre class="msg-body">') :]
+        body = body[: body.index("</pre>")]
+        assert "&lt;" in body  # the HTML body's tags are text on the page
+        assert "<b>" not in body
+        assert "<br" not in body
+        assert "InvoiceProcessing" in body
+        payroll = section[section.index("Message of rule payroll-only") : section.index("Message of rule queue")]
+        assert "no built-in sample matches this rule" in payroll
+        assert "<code>markdown</code>" in payroll
+        assert "Notifies nobody" in section[section.index("Message of rule queue") :]

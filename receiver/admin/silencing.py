@@ -9,14 +9,27 @@ is refused when it is made, not discovered when it fails to mute.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from receiver.noise import MatcherError, compile_matchers, parse_matchers
-from receiver.rules import parse_duration
+from receiver.rules import RuleSet, parse_duration
 from receiver.store import NewSilence, SilenceRow
 from receiver.timefmt import iso_utc, parse_iso
 
-__all__ = ["SilenceError", "build_silence", "parse_time", "silence_json", "silence_state"]
+__all__ = [
+    "UPCOMING_SECONDS",
+    "SilenceError",
+    "WindowState",
+    "build_silence",
+    "maintenance_windows",
+    "parse_time",
+    "silence_json",
+    "silence_state",
+]
+
+UPCOMING_SECONDS = 7 * 86400.0
+"""How far ahead the next start of a maintenance window is looked for (and the end of one in force)."""
 
 _MAX_SECONDS = 366 * 86400.0
 
@@ -126,3 +139,59 @@ def silence_json(row: SilenceRow, now: float) -> dict[str, Any]:
         "ends_at": iso_utc(row.ends_at),
         "state": silence_state(row, now),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    """A maintenance window of rules.yaml (``silences:``) as seen at one moment.
+
+    Attributes:
+        name: its name.
+        when: its schedule in one line.
+        rules: the rules it is limited to, or "every rule".
+        comment: its comment, or "".
+        active: it holds now.
+        ends_at: when it stops holding (if active; None: not within the look-ahead).
+        starts_at: when it next starts holding (if not active; None: not within the look-ahead).
+    """
+
+    name: str
+    when: str
+    rules: str
+    comment: str
+    active: bool
+    ends_at: float | None
+    starts_at: float | None
+
+    @property
+    def upcoming(self) -> bool:
+        """Not holding now, but starting within the look-ahead."""
+        return not self.active and self.starts_at is not None
+
+
+def maintenance_windows(ruleset: RuleSet, *, now: float, ahead: float = UPCOMING_SECONDS) -> list[WindowState]:
+    """Every maintenance window of ``ruleset`` at ``now``: whether it holds, until when, or when it next starts.
+
+    Args:
+        ruleset: the rules in force.
+        now: the current Unix time.
+        ahead: how far ahead to look for an end or a next start, in seconds.
+    """
+    states = []
+    for window in ruleset.silences:
+        active = window.schedule.active(now)
+        changes = window.schedule.changes(now, now + ahead)
+        ends = next((at for at, holds in changes if not holds), None) if active else None
+        starts = None if active else next((at for at, holds in changes if holds), None)
+        states.append(
+            WindowState(
+                name=window.name,
+                when=window.schedule.describe(),
+                rules=", ".join(window.rules) or "every rule",
+                comment=window.comment or "",
+                active=active,
+                ends_at=ends,
+                starts_at=starts,
+            )
+        )
+    return states

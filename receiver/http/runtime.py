@@ -15,6 +15,7 @@ from pathlib import Path
 
 import structlog
 
+from receiver.admin.charts import ChartCache
 from receiver.admin.retention import StoreStatsCache
 from receiver.delivery.notifier import check_url
 from receiver.errors import ConfigError, RulesError
@@ -159,6 +160,8 @@ class Runtime:
     """Body reads in progress, cancelled past ``settings.body_timeout_seconds`` (slow clients)."""
     webhook_path: PathSignals = field(default_factory=PathSignals)
     """The edge's one hook for the heartbeat: pings accepted, signature mismatches (``receiver.orchestrator.path``)."""
+    charts: ChartCache = field(default_factory=ChartCache)
+    """The overview's charts per range, read at most once a minute (``receiver.admin.charts``)."""
     heartbeats: Heartbeats | None = None
     """The heartbeat of the sources that have one, or None (``receiver.pipeline.heartbeat``)."""
     logs_quota: EntryQuota = field(default_factory=EntryQuota)

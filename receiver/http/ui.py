@@ -1,10 +1,12 @@
 """The web page at ``/ui``: what arrived, what became of it, what is failing, and the few actions.
 
 Server-rendered HTML (Jinja2, autoescaped, templates and one stylesheet in ``receiver/http/ui/``),
-no JavaScript, no build step. Pages: an overview (counts, failing and dead deliveries, recent
-events), events with filters, one event (its deliveries and attempts, its noise decisions, why
-each rule did or did not match, its body), deliveries by state, silences (active ones, a form to
-add one, the maintenance windows of rules.yaml), and the rule set with its load status.
+no JavaScript, no build step. Pages: an overview (counts, maintenance windows in force and
+upcoming, charts of the last 24 hours or 7 days drawn as inline SVG by ``receiver.http.svg``,
+failing and dead deliveries, recent events), events with filters, one event (its deliveries and
+attempts, its noise decisions, why each rule did or did not match, its body), deliveries by
+state, silences (active ones, a form to add one, the maintenance windows of rules.yaml), and the
+rule set with its load status and each rule's message rendered for a sample event.
 
 Access: the admin token (``RECEIVER_ADMIN_TOKEN``; unset or blank = the page is off) is typed once
 into the login form and compared in constant time; failed logins count against the client's
@@ -38,13 +40,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from receiver.admin import audit, silencing
+from receiver.admin import audit, charts, preview, silencing
 from receiver.http import auth
 from receiver.http.deadline import BodyError
 from receiver.http.responses import error_response
 from receiver.http.runtime import Runtime
+from receiver.http.svg import Bar, Series, hbars, stacked_bars
 from receiver.http.views import event_detail, event_list, rules_json
-from receiver.store import DeliveryRow
+from receiver.store import CHART_RESULTS, DeliveryRow
 from receiver.timefmt import local_text
 
 __all__ = ["COOKIE", "SESSION_SECONDS", "routes"]
@@ -406,6 +409,7 @@ async def overview(page: _Page) -> Response:
     dead = await rt.store.list_deliveries(state="dead", limit=50)
     attention = sorted([*failing[:50], *dead], key=lambda d: d.id, reverse=True)[:40]
     silences = [s for s in await rt.store.list_silences(active_at=now) if s.starts_at <= now]
+    windows = silencing.maintenance_windows(rt.ruleset, now=now)
     events = await event_list(rt, await rt.store.list_events(limit=25))
     channels = snapshot.channels.values()
     queues = {
@@ -414,6 +418,8 @@ async def overview(page: _Page) -> Response:
         "oldest_due_age": max((c.oldest_due_age for c in channels), default=0.0),
         "inbox_depth": snapshot.inbox_depth,
     }
+    chart_range = charts.RANGES.get(page.request.query_params.get("range", ""), charts.RANGES["24h"])
+    drawn = await rt.charts.get(rt.store, now=now, zone=rt.ruleset.timezone, chart=chart_range)
     return page.render(
         "overview.html",
         title="Overview",
@@ -422,12 +428,92 @@ async def overview(page: _Page) -> Response:
         failing=min(len(failing), 50),
         failing_more=len(failing) > 50,
         attention=[audit.delivery_json(d) for d in attention],
-        silences=len(silences),
+        silences=len(silences) + sum(w.active for w in windows),
+        adhoc_silences=len(silences),
+        windows=[w for w in windows if w.active or w.upcoming],
+        windows_total=len(windows),
         rules=rules_json(rt),
         events=events,
+        charts=_charts_view(drawn),
+        ranges=list(charts.RANGES.values()),
         store=await _store_size(rt),
         paths={n: s.snapshot() for n, s in sorted(rt.heartbeats.states.items())} if rt.heartbeats else {},
     )
+
+
+_RESULT_WORDS = {
+    "failed": "failed",
+    "notified": "notified",
+    "suppressed": "suppressed",
+    "other": "nothing to send",
+}
+
+
+def _seconds_text(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s" if value < 60 else _duration(value)
+
+
+def _charts_view(drawn: charts.OverviewCharts) -> dict[str, Any]:
+    """The overview's charts as SVG, and the same figures as rows for the tables beside them."""
+    chart_range, events = drawn.range, drawn.events
+    series = [Series(_RESULT_WORDS[r], r, events.counts[r]) for r in CHART_RESULTS]
+    per = "hour" if chart_range.width == 3600 else f"{chart_range.width / 3600:g} hours"
+    events_svg = stacked_bars(
+        events.labels,
+        series,
+        title=f"Events per {per}, {chart_range.title}, by result",
+        desc=(
+            f"{events.total} events; stacked from the bottom: failed (hatched), notified, suppressed (dotted), "
+            "nothing to send. The table below has every figure."
+        ),
+        every=chart_range.label_every,
+    )
+    faults = "job faults, failed queue items and failed schedules"
+    tops = {}
+    for name, items in (("processes", drawn.processes), ("robots", drawn.robots)):
+        tops[name] = {
+            "svg": hbars(
+                [Bar(i.name, i.count, kind="fault") for i in items],
+                title=f"Top faulting {name}, {chart_range.title}",
+                desc=f"The {name} with the most {faults}, most first.",
+                empty=f"No faults in the {chart_range.title}.",
+            ),
+            "rows": [{"name": i.name, "count": i.count} for i in items],
+        }
+    bars = []
+    for c in drawn.latency:
+        bars.append(Bar(f"{c.channel} p50", c.p50, _seconds_text(c.p50), kind="p50"))
+        bars.append(Bar(f"{c.channel} p95", c.p95, _seconds_text(c.p95), kind="p95"))
+    latency_svg = hbars(
+        bars,
+        title=f"Delivery latency by channel, {chart_range.title}",
+        desc="Median (p50) and 95th percentile (p95) of the time from a delivery's creation to the channel "
+        "accepting it, retries included, over the deliveries sent in the range.",
+        empty=f"No delivery sent in the {chart_range.title}.",
+    )
+    return {
+        "range": chart_range,
+        "events_svg": events_svg,
+        "events_total": events.total,
+        "results": [(r, _RESULT_WORDS[r]) for r in CHART_RESULTS],
+        "event_rows": [
+            {"slot": label, "counts": [events.counts[r][i] for r in CHART_RESULTS]}
+            for i, label in enumerate(events.labels)
+        ],
+        "tops": tops,
+        "latency_svg": latency_svg,
+        "latency_rows": [
+            {
+                "channel": c.channel,
+                "count": c.count,
+                "p50": _seconds_text(c.p50),
+                "p95": _seconds_text(c.p95),
+                "max": _seconds_text(c.max),
+            }
+            for c in drawn.latency
+        ],
+        "read_at": drawn.read_at,
+    }
 
 
 async def _store_size(rt: Runtime) -> dict[str, Any]:
@@ -549,16 +635,7 @@ async def silences(
 ) -> Response:
     rt, now = page.rt, page.rt.clock()
     rows = await rt.store.list_silences(active_at=now)
-    windows = [
-        {
-            "name": w.name,
-            "when": w.schedule.describe(),
-            "rules": ", ".join(w.rules) or "every rule",
-            "active": w.schedule.active(now),
-            "comment": w.comment or "",
-        }
-        for w in rt.ruleset.silences
-    ]
+    windows = silencing.maintenance_windows(rt.ruleset, now=now)
     values = {"matchers": "", "duration": "", "comment": "", "created_by": "", **(form or {})}
     return page.render(
         "silences.html",
@@ -573,7 +650,8 @@ async def silences(
 
 
 async def rules(page: _Page) -> Response:
-    return page.render("rules.html", title="Rules", section="Rules", r=rules_json(page.rt))
+    previews = {p.rule: p for p in preview.preview_rules(page.rt.ruleset)}
+    return page.render("rules.html", title="Rules", section="Rules", r=rules_json(page.rt), previews=previews)
 
 
 # --- actions ---------------------------------------------------------------------------------

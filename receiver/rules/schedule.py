@@ -231,6 +231,37 @@ class Schedule:
             at = step
         return at + left  # a schedule never active in the scan: count from its end
 
+    def changes(self, at: float, until: float) -> list[tuple[float, bool]]:
+        """When the schedule starts or stops holding after ``at`` and up to ``until``: (Unix time, holds after).
+
+        The schedule can change only at a window's edge, so only those are looked at: each weekly
+        window's start and end on every local day of the span (both readings of a local time that
+        a daylight-saving change makes ambiguous), and each date range's ends.
+        """
+        edges: set[float] = set()
+        for r in self.dates:
+            edges.update((r.start.timestamp(), r.end.timestamp()))
+        if self.weekly:
+            first = from_unix(at).astimezone(self.zone).date() - timedelta(days=1)
+            last = from_unix(until).astimezone(self.zone).date() + timedelta(days=1)
+            day = first
+            while day <= last:
+                for w in self.weekly:
+                    for minute in (w.start, w.end):
+                        local = datetime(day.year, day.month, day.day, tzinfo=self.zone) + timedelta(minutes=minute)
+                        naive = local.replace(tzinfo=None)
+                        for fold in (0, 1):
+                            edges.add(naive.replace(tzinfo=self.zone, fold=fold).timestamp())
+                day += timedelta(days=1)
+        found: list[tuple[float, bool]] = []
+        holds = self.active(at)
+        for edge in sorted(e for e in edges if at < e <= until):
+            now_holds = self.active(edge)
+            if now_holds != holds:
+                found.append((edge, now_holds))
+                holds = now_holds
+        return found
+
     def describe(self) -> str:
         """One line: ``weekly sat,sun 00:00-24:00; dates 2024-12-24 00:00 to ... (Europe/Berlin)``."""
         parts: list[str] = []

@@ -3,7 +3,7 @@
 The only package that talks to a database, used through this module. Each consumer codes
 against the role it uses: ``InboxStore`` (accept, claim, finish), ``NoiseStateStore``,
 ``OutboxStore`` (claim deliveries, record attempts), ``SilenceStore``, ``ReadStore`` (the admin
-read models), ``CounterStore`` and ``RetentionStore``; ``Store`` is their union, which the app
+read models and the overview's charts), ``CounterStore`` and ``RetentionStore``; ``Store`` is their union, which the app
 factory holds. ``SQLiteStore`` (``receiver.store.sqlite``) is the embedded default, and
 ``PostgresStore`` (``receiver.store.postgres``, the ``orchestrator-alert-receiver[postgres]`` extra) lets several
 replicas share one database. ``open_store`` picks one from a database URL. Both apply the
@@ -42,9 +42,12 @@ from typing import Literal, Protocol
 from receiver.errors import ConfigError
 
 __all__ = [
+    "CHART_RESULTS",
+    "FAULT_TYPES",
     "STORE_TABLES",
     "Accepted",
     "AttemptRow",
+    "ChannelLatency",
     "ChannelStats",
     "CounterStore",
     "DeliveryRow",
@@ -57,6 +60,7 @@ __all__ = [
     "InboxStore",
     "LateDelivery",
     "LeaseStore",
+    "NameCount",
     "NewDelivery",
     "NewSilence",
     "NoiseLogEntry",
@@ -71,6 +75,7 @@ __all__ = [
     "PruneStep",
     "QueueStats",
     "ReadStore",
+    "ResultCount",
     "RetentionStore",
     "SQLiteStore",
     "SilenceRow",
@@ -347,6 +352,51 @@ class QueueStats:
     channels: dict[str, ChannelStats]
 
 
+# -- charts -------------------------------------------------------------------------------
+
+CHART_RESULTS: tuple[str, ...] = ("failed", "notified", "suppressed", "other")
+"""What became of an event, as the overview's chart stacks it (``ReadStore.event_counts``):
+
+* ``failed``: unparsed, or a delivery of it is dead or failing (pending after a failed attempt);
+* ``notified``: it has deliveries and none is dead or failing (sent, or on its way);
+* ``suppressed``: no delivery, and noise control suppressed one for it (a ``noise_log`` row);
+* ``other``: nothing to send (no rule matched, or its rule notifies nobody) or not processed yet.
+
+The first that holds wins, in that order, as ``receiver.admin.audit``'s one-word result does."""
+
+FAULT_TYPES: tuple[str, ...] = ("job.faulted", "queueItem.transactionFailed", "schedule.failed")
+"""The event types the overview counts as a fault of a process or robot (``ReadStore.top_names``); the
+partial index ``inbox_faults`` (schema migration 6) names the same ones."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultCount:
+    """Events of one result (``CHART_RESULTS``) received in one time slot."""
+
+    slot: int
+    result: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class NameCount:
+    """How many events one process or robot had."""
+
+    name: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelLatency:
+    """How long a channel's deliveries took from creation to sent (seconds, nearest-rank percentiles)."""
+
+    channel: str
+    count: int
+    p50: float
+    p95: float
+    max: float
+
+
 # -- retention ----------------------------------------------------------------------------
 
 STORE_TABLES: tuple[str, ...] = ("inbox", "deliveries", "attempts", "noise_log", "noise_state", "silences")
@@ -540,6 +590,21 @@ class ReadStore(Protocol):
     async def queue_stats(self, *, now: float) -> QueueStats:
         """What waits: unprocessed events; per channel, pending deliveries (the earliest due time among
         those due at ``now``) and dead ones."""
+
+    # The overview's charts: one aggregate query each, over a time range of Unix seconds.
+
+    async def event_counts(self, *, since: float, width: float, slots: int) -> list[ResultCount]:
+        """Events received in ``[since, since + width * slots)`` per slot (``(received_at - since) // width``)
+        and result (``CHART_RESULTS``); combinations without events are left out."""
+
+    async def top_names(
+        self, column: Literal["process", "robot"], *, since: float, until: float, limit: int
+    ) -> list[NameCount]:
+        """The processes (or robots) with the most events of ``FAULT_TYPES`` received in ``[since, until)``,
+        most first (ties by name)."""
+
+    async def delivery_latency(self, *, since: float, until: float) -> list[ChannelLatency]:
+        """Per channel, ``sent_at - created_at`` of the deliveries sent in ``[since, until)``, by channel name."""
 
 
 class CounterStore(Protocol):

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from receiver.errors import StoreError
 from receiver.store import (
     Accepted,
     AttemptRow,
+    ChannelLatency,
     DeliveryRow,
     EventQuery,
     EventRow,
     HeldDelivery,
     InboxItem,
+    NameCount,
     NewSilence,
     NoiseLogRow,
     NoiseRef,
@@ -28,8 +30,10 @@ from receiver.store import (
     PruneCutoffs,
     PruneStep,
     QueueStats,
+    ResultCount,
     SilenceRow,
 )
+from receiver.store import _charts as charts
 from receiver.store import _plans as plans
 from receiver.store import _retention as retention
 from receiver.store._batch import GroupCommit
@@ -73,6 +77,10 @@ class SQLStore:
     ) -> Awaitable[_T]:
         """Run ``plan(*args)`` in one transaction; driver errors become StoreError."""
         raise NotImplementedError
+
+    def _report(self, plan: Callable[..., plans.Plan[_T]], *args: Any) -> Awaitable[_T]:
+        """Run a long read-only ``plan`` (a chart's aggregate) where it holds up no other store call."""
+        return self._run(plan, *args)
 
     def _write_batch(
         self, plan: Callable[..., plans.Plan[list[_T]]], take: Callable[[], Any], *, relaxed: bool
@@ -245,6 +253,20 @@ class SQLStore:
     async def deliveries_of(self, inbox_id: int) -> list[DeliveryRow]:
         """The deliveries an event produced, in creation order."""
         return await self._run(plans.deliveries_of, inbox_id)
+
+    async def event_counts(self, *, since: float, width: float, slots: int) -> list[ResultCount]:
+        """Events per time slot and result (see ``ReadStore.event_counts``)."""
+        return await self._report(charts.event_counts, since, width, slots)
+
+    async def top_names(
+        self, column: Literal["process", "robot"], *, since: float, until: float, limit: int
+    ) -> list[NameCount]:
+        """The processes or robots with the most faults (see ``ReadStore.top_names``)."""
+        return await self._report(charts.top_names, column, since, until, limit)
+
+    async def delivery_latency(self, *, since: float, until: float) -> list[ChannelLatency]:
+        """Per channel, the time from creation to sent of the deliveries sent in the range."""
+        return await self._report(charts.delivery_latency, since, until)
 
     async def read_counter(self, name: str) -> int:
         """The named counter's value (0 before its first bump)."""

@@ -69,6 +69,13 @@ class Dialect:
         """The value of ``field`` in the JSON object text ``column`` (numbers come back as numbers)."""
         return f"{column}::jsonb -> '{field}'" if self.index else f"json_extract({column}, '$.{field}')"
 
+    def whole(self, expression: str) -> str:
+        """The whole part of a non-negative float ``expression`` as an integer (a time slot's number).
+
+        SQLite's CAST truncates; PostgreSQL's rounds, so it takes ``floor`` first.
+        """
+        return f"floor({expression})::bigint" if self.index else f"CAST({expression} AS INTEGER)"
+
     def from_rows(self, columns: Sequence[tuple[str, str]]) -> str:
         """For ``{from_rows}``: where rows with these (name, PostgreSQL type) columns come from."""
         if not self.index:
@@ -101,7 +108,7 @@ DIALECTS: Final = (SQLITE, POSTGRES)
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _PERCENT = re.compile(r"%(?!\(\w+\)s)")  # a % that is not already a placeholder (from the dialect)
 _ROW_VALUE = re.compile(r"@(\w+)")
-_RETURNS = re.compile(r"^\s*SELECT\b|\bRETURNING\b", re.IGNORECASE)
+_RETURNS = re.compile(r"^\s*(?:SELECT|WITH)\b|\bRETURNING\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +117,7 @@ class Sql:
 
     Attributes:
         texts: the SQLite and the PostgreSQL text.
-        returns: the statement returns rows (a SELECT, or RETURNING): an executor answers with the
+        returns: the statement returns rows (a SELECT or WITH query, or RETURNING): an executor answers with the
             rows, otherwise with the number of rows changed.
         columns: for a statement over a set of rows, their columns; its parameters are then
             ``(rows, shared)``: a list of dicts (one per row) and a dict of the other parameters.

@@ -206,6 +206,30 @@ class SQLiteStore(SQLStore):
             for callback in self._listeners:
                 loop.call_soon(callback, topic)
 
+    async def _report(self, plan: Callable[..., Plan[_T]], *args: Any) -> _T:
+        """Run a read-only plan on a connection and thread of its own (WAL: it blocks no writer).
+
+        A chart's aggregate over a week of events takes a while; on the store thread it would hold
+        every accept behind it (docs/performance.md, "The overview's charts").
+        """
+        if self._executor is None or self._conn is None:
+            raise StoreError("store is not open")
+        if self.path == ":memory:":  # no second connection sees this database
+            return await self._run(plan, *args)
+        try:
+            return await asyncio.to_thread(self._report_sync, plan, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+
+    def _report_sync(self, plan: Callable[..., Plan[_T]], args: tuple[Any, ...]) -> _T:
+        uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=_BUSY_SECONDS)
+        try:
+            conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            return _drive(conn, plan(*args))[0]
+        finally:
+            conn.close()
+
     # -- size -----------------------------------------------------------------------------
 
     async def table_stats(self, *, exact_limit: int = 1_000_000) -> StoreStats:

@@ -121,6 +121,8 @@ def test_log_in_see_event_retry_dead_delivery_and_silence(
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1360, "height": 900})
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(f"{server.base}/ui")
             assert page.url.startswith(f"{server.base}/ui/login")
             page.screenshot(path=str(tmp_path / "login.png"))
@@ -137,6 +139,19 @@ def test_log_in_see_event_retry_dead_delivery_and_silence(
             assert "InvoiceProcessing" in recent.inner_text()
             assert "dead" in recent.inner_text()
             page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+
+            # The charts: inline SVG, drawn and styled under the CSP (a violation is a console error).
+            charts = page.locator("svg.chart")
+            assert 4 == charts.count()
+            events_chart = charts.first
+            assert "Events per hour, last 24 hours, by result" == events_chart.locator("title").first.text_content()
+            bars = [t.text_content() or "" for t in events_chart.locator("rect > title").all()]
+            assert any(t.endswith(": 1 failed") for t in bars), bars  # the fault whose pager delivery died
+            assert any(t.endswith(": 1 nothing to send") for t in bars), bars  # the completed job
+            fill = events_chart.locator("rect.s-notified, rect.s-other").first.evaluate("e => getComputedStyle(e).fill")
+            assert fill not in ("", "none", "rgb(0, 0, 0)"), fill  # coloured by the stylesheet
+            assert "InvoiceProcessing" in charts.nth(1).text_content()
+            assert [] == [m for m in console if "Content Security Policy" in m], console
 
             # The event page explains it.
             page.click("text=job.faulted")
@@ -183,6 +198,7 @@ def test_log_in_see_event_retry_dead_delivery_and_silence(
             assert "A job faulted" in rules_page
             assert "ignore-completed" in rules_page
             page.screenshot(path=str(tmp_path / "rules.png"), full_page=True)
+            assert [] == [m for m in console if "Content Security Policy" in m], console
         finally:
             browser.close()
 
