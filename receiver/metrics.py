@@ -203,6 +203,13 @@ class Metrics:
         self.rules_reload_failures = Counter(
             "receiver_rules_reload_failures_total", "Reloads refused because the file had problems.", registry=registry
         )
+        self.enrichments = Counter(
+            "receiver_enrichments_total",
+            "Events whose held messages asked Orchestrator for details (enrich:), by outcome: "
+            "details, cached, unavailable (an error named in the message), timeout.",
+            ["outcome"],
+            registry=registry,
+        )
         self.notifications_suppressed = Counter(
             "receiver_notifications_suppressed_total",
             "Notifications a matched rule did not send, by noise-control reason (silenced, throttled...).",

@@ -40,6 +40,7 @@ from jinja2 import Template
 from markupsafe import Markup
 
 from receiver.events import (
+    Details,
     Event,
     JobState,
     LogLevel,
@@ -68,6 +69,7 @@ __all__ = [
     "Notification",
     "default_severity",
     "default_title",
+    "details_unavailable",
     "escaper",
     "finish",
     "limits_for",
@@ -258,11 +260,14 @@ def template_context(
     source: str,
     severity: Severity,
     names: Collection[str] | None = None,
+    details: Details | None = None,
 ) -> dict[str, Any]:
     """The names a rule template sees (documented in docs/rules.md, "Template context").
 
     ``names``: build only the event's handles among these and the link only when it is among
     them (what the templates to render read, ``context_names``); all of them when None.
+    ``details``: what ``enrich:`` found in Orchestrator (``job_detail``, ``job_logs``,
+    ``item_detail``, ``details_unavailable``); None when the rule asks for none.
     """
     handles = HANDLE_TYPES if names is None else [name for name in names if name in HANDLE_TYPES]
     context: dict[str, Any] = {name: getattr(event, name, None) for name in handles}
@@ -279,6 +284,10 @@ def template_context(
         timezone=ruleset.timezone,
         origin=event.origin or "webhook",
         recovered_at=event.recovered_at,
+        job_detail=None if details is None else details.job,
+        job_logs=() if details is None or details.logs is None else details.logs,
+        item_detail=None if details is None else details.item,
+        details_unavailable=None if details is None else details.unavailable,
     )
     return context
 
@@ -430,13 +439,81 @@ def escaper(fmt: BodyFormat) -> Callable[[str], str]:
     return neutralise
 
 
-def default_body(event: Event, ruleset: RuleSet, fmt: BodyFormat, *, source: str = "uipath") -> str:
+def details_unavailable(reason: str) -> str:
+    """The sentence a message carries when ``enrich:`` found nothing: ``details unavailable: <reason>``."""
+    return f"Orchestrator details unavailable: {reason}"
+
+
+def _log_text(details: Details, ruleset: RuleSet) -> str:
+    lines = []
+    for line in details.logs or ():
+        when = localtime(line.time, ruleset.timezone, "%H:%M:%S") if line.time is not None else "?"
+        lines.append(f"{when} {line.level}: {firstlines(line.message, 3, 300).replace(chr(10), ' / ')}")
+    return "\n".join(lines)
+
+
+def _detail_parts(
+    event: Event, details: Details, ruleset: RuleSet
+) -> tuple[list[tuple[str, Any]], str | None, list[tuple[str, str]]]:
+    """What ``enrich:`` adds to the default body: (fields, the message block instead of the event's, sections)."""
+    fields: list[tuple[str, Any]] = []
+    message: str | None = None
+    sections: list[tuple[str, str]] = []
+    if details.unavailable is not None:
+        sections.append(("", details_unavailable(details.unavailable)))
+        return fields, message, sections
+    item, job = details.item, details.job
+    if item is not None:
+        fields += [("Exception reason", item.reason)]
+        message = firstlines(item.details, 20, 500) or None
+    if job is not None:
+        fields += [("Host machine", job.host_machine), ("Job robot", job.robot if job.robot != event.robot else None)]
+        fields += [("Folder path", job.folder_path), ("Error code", job.error_code)]
+        fields += [("Started", localtime(job.start_time, ruleset.timezone) if job.start_time else None)]
+        fields += [("Ended", localtime(job.end_time, ruleset.timezone) if job.end_time else None)]
+        info = firstlines(job.info, 20, 500) or None
+        if item is None:
+            message = info or message
+        elif info:
+            sections.append(("Job info", info))
+        if job.input_arguments:
+            sections.append(("Input arguments", firstlines(job.input_arguments, 10, 300)))
+    if details.logs is not None:
+        count = len(details.logs)
+        heading = f"Last {count} error log line{'s' if count != 1 else ''}" if count else "No error log lines"
+        sections.append((heading, _log_text(details, ruleset)))
+    return fields, message, sections
+
+
+def _section(fmt: BodyFormat, esc: Callable[[str], str], heading: str, text: str) -> str:
+    """One block of details: a heading and its lines, or a sentence alone (no heading)."""
+    if not heading:
+        return f"<p>{esc(text)}</p>" if fmt == "html" else esc(text)
+    if fmt == "markdown":
+        quoted = "\n".join(f"> {esc(line)}" for line in text.split("\n")) if text else ""
+        return f"**{esc(heading)}:**\n{quoted}" if text else f"**{esc(heading)}**"
+    if fmt == "html":
+        return f"<b>{esc(heading)}:</b>" + (f"<pre>{esc(text)}</pre>" if text else "")
+    return f"{esc(heading)}:\n{esc(text)}" if text else esc(heading)
+
+
+def default_body(
+    event: Event, ruleset: RuleSet, fmt: BodyFormat, *, source: str = "uipath", details: Details | None = None
+) -> str:
     """The default body of an event in a body format, every event value escaped for it.
 
-    The event is taken as given: :func:`render` passes it redacted. The link to Orchestrator
-    (``source``'s web UI) ends the body, with the job key or queue item id to look for beside it.
+    The event is taken as given: :func:`render` passes it redacted (and ``details`` too). The link
+    to Orchestrator (``source``'s web UI) ends the body, with the job key or queue item id to look
+    for beside it. ``details``: what ``enrich:`` found (shown after the event's own fields), or why
+    it found nothing.
     """
     fields, message = _fields(event, ruleset)
+    sections: list[tuple[str, str]] = []
+    if details is not None:
+        extra, detail_message, sections = _detail_parts(event, details, ruleset)
+        at = next((i for i, (label, _) in enumerate(fields) if label in ("Folder", "Time")), len(fields))
+        fields[at:at] = [(label, value) for label, value in extra if value not in (None, "")]
+        message = detail_message or message
     link = orchestrator_link(event, ruleset.web_url(source))
     label = link_label(event)
     esc = escaper(fmt)
@@ -445,6 +522,7 @@ def default_body(event: Event, ruleset: RuleSet, fmt: BodyFormat, *, source: str
         parts = ["\n".join(f"- **{label}:** {esc(str(value))}" for label, value in fields)]
         if message:
             parts.append("\n".join(f"> {esc(line)}" for line in message.split("\n")))
+        parts += [_section(fmt, esc, heading, text) for heading, text in sections]
         if link:
             parts.append(f"[Open in Orchestrator]({link})" + (f" · {beside}" if beside else ""))
         return "\n\n".join(parts)
@@ -452,12 +530,14 @@ def default_body(event: Event, ruleset: RuleSet, fmt: BodyFormat, *, source: str
         parts = ["<br>\n".join(f"<b>{label}:</b> {esc(str(value))}" for label, value in fields)]
         if message:
             parts.append(f"<pre>{esc(message)}</pre>")
+        parts += [_section(fmt, esc, heading, text) for heading, text in sections]
         if link:
             parts.append(f'<a href="{html.escape(link)}">Open in Orchestrator</a>' + (f" · {beside}" if beside else ""))
         return "\n".join(parts)
     parts = ["\n".join(f"{label}: {esc(str(value))}" for label, value in fields)]
     if message:
         parts.append(esc(message))
+    parts += [_section(fmt, esc, heading, text) for heading, text in sections]
     if link:
         parts.append(f"Open in Orchestrator: {link}" + (f" ({beside})" if beside else ""))
     return "\n\n".join(parts)
@@ -486,6 +566,7 @@ def render(
     *,
     source: str = "uipath",
     notes: Sequence[str] = (),
+    details: Details | None = None,
 ) -> Notification:
     """Render the notification ``rule`` sends to ``channel`` for ``event``.
 
@@ -497,6 +578,7 @@ def render(
         source: the source the event came from (``{{ source }}`` in templates).
         notes: plain-text sentences added at the end of the body (noise control: how many
             were held back, what is muted meanwhile), escaped for the body format.
+        details: what ``enrich:`` found in Orchestrator, or why it found nothing; None without ``enrich:``.
 
     Returns:
         The notification: title, body, severity and body format.
@@ -507,12 +589,14 @@ def render(
     title = body = title_error = body_error = None
     if rule.title_template is not None or rule.body_template is not None:
         names = context_names(rule.title_template, rule.body_template)
-        context = redactor.value(template_context(event, rule, ruleset, source=source, severity=severity, names=names))
+        context = redactor.value(
+            template_context(event, rule, ruleset, source=source, severity=severity, names=names, details=details)
+        )
         title, title_error = _run(rule.title_template, context)
         body, body_error = _run(rule.body_template, context)
     title = " ".join((title or "").split()) or neutralise(" ".join(default_title(shown).split()))
     if body is None:
-        body = default_body(shown, ruleset, rule.format, source=source)
+        body = default_body(shown, ruleset, rule.format, source=source, details=redactor.value(details))
     notes = [*_template_notes(rule, title_error, body_error), *redactor.value(list(notes))]
     return finish(title, body, severity, rule.format, channel, notes=notes)
 

@@ -72,6 +72,7 @@ def test_schema_knows_every_top_level_key() -> None:
         "inhibit",
         "collapse",
         "redact",
+        "enrich",
     } == set(properties)
 
 

@@ -285,6 +285,70 @@ class TestReconcile:
         assert 1 == sum("after a gap" in a["message"] for a in sink.received)  # only the other job was recovered
 
 
+class TestFailedQueueItems:
+    """With a rule on queueItem.transactionFailed, failed queue items are recovered too, once each."""
+
+    @pytest.fixture
+    def item_rules(self, rules: Path, orch: FakeOrchestrator) -> Path:
+        orch.add_client(CLIENT_ID, CLIENT_SECRET, SCOPES + " OR.Queues.Read")
+        text = rules.read_text().replace(SCOPES, SCOPES + " OR.Queues.Read")
+        rules.write_text(text + "  - name: items\n    match: {type: queueItem.transactionFailed}\n    notify: ops\n")
+        return rules
+
+    @pytest.fixture
+    def failed(self, orch: FakeOrchestrator) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        folder = orch.add_folder("Finance")
+        exception = {"Reason": "Portal down", "Details": "at step 4", "Type": "ApplicationException"}
+        item = orch.add_queue_item(
+            folder["Id"],
+            Status="Failed",
+            Reference="INV-7",
+            ProcessingExceptionType="ApplicationException",
+            ProcessingException=exception,
+            EndProcessing=_iso(now - timedelta(minutes=10)),
+            RetryNumber=1,
+        )
+        orch.add_queue_item(folder["Id"], Status="Successful", EndProcessing=_iso(now - timedelta(minutes=5)))
+        orch.add_queue_item(folder["Id"], Status="Failed", EndProcessing=_iso(now - timedelta(hours=5)))
+        return {"folder": folder, "item": item}
+
+    def test_reconcile_finds_a_failed_item_and_a_late_webhook_is_a_duplicate(
+        self,
+        item_rules: Path,
+        failed: dict[str, Any],
+        orch: FakeOrchestrator,
+        tmp_path: Path,
+        sink: Sink,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        database = f"sqlite:///{tmp_path / 'r.db'}"
+        item = failed["item"]
+        code, out, err = run(
+            capsys, "orchestrator", "reconcile", "--since", "2h", "--rules", str(item_rules), "--database", database
+        )
+        assert 0 == code, err
+        assert f"item {item['Key']}: stored (event " in out
+        assert 1 == out.count(": stored (event ")  # not the successful one, nor the one failed 5 h ago
+        items = [r for r in orch.request_log if r.path.endswith("/odata/QueueItems")]
+        assert [str(failed["folder"]["Id"])] == [r.header("X-UIPATH-OrganizationUnitId") for r in items]
+        assert "Status eq 'Failed'" in items[0].query["$filter"][0]
+        late = {
+            "Type": "queueItem.transactionFailed",
+            "EventId": "q-late",
+            "Timestamp": _iso(datetime.now(UTC)),
+            "QueueItem": {k: item[k] for k in ("Id", "Key", "Status", "RetryNumber", "ProcessingException")},
+            "Queue": {"Id": 1, "Name": "Invoices"},
+        }
+        with TestClient(create_app(_settings(item_rules, database))) as client:
+            (alert,) = sink.wait_for(1)
+            assert "duplicate" == _post(client, json.dumps(late).encode())["status"]
+        assert "after a gap: this happened at" in alert["message"]
+        assert "Portal down" in alert["message"]
+        events = asyncio.run(_events(database))
+        assert [f"queueitem:{item['Key']}:1:Failed"] == [e.event_id for e in events if e.source == "uipath"]
+
+
 class TestFindEndedJobs:
     @pytest.mark.anyio
     async def test_pages_over_more_than_one_page(self, orch: FakeOrchestrator) -> None:
@@ -397,6 +461,40 @@ class TestInTheBackground:
                 await task
             await store.close()
 
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+    async def test_the_watermark_survives_a_restart(
+        self,
+        hourly: RuleSet,
+        gap: dict[str, Any],
+        orch: FakeOrchestrator,
+        tmp_path: Path,
+        backend: str,
+        request: pytest.FixtureRequest,
+    ) -> None:
+        """A run's watermark is stored: the next process asks from it (minus 5 min), not `lookback` back."""
+        url = f"sqlite:///{tmp_path / 'r.db'}" if backend == "sqlite" else str(request.getfixturevalue("pg_url"))
+        source = hourly.sources["uipath"]
+        link = source.orchestrator
+        assert link is not None
+        assert link.recovery is not None
+        store = open_store(url)
+        await store.open()
+        try:
+            now = datetime.now(UTC)
+            first = GapRecoveries(store, lambda: hourly, clock=now.timestamp)
+            await first.once(source, link, link.recovery, hourly)
+            assert 2 == sum(e.source == "uipath" for e in await store.list_events(limit=100))
+            orch.clear_request_log()
+            later = now + timedelta(minutes=30)
+            restarted = GapRecoveries(store, lambda: hourly, clock=later.timestamp)  # a new process
+            await restarted.once(source, link, link.recovery, hourly)
+        finally:
+            await store.close()
+        [jobs] = {r.query["$filter"][0] for r in orch.request_log if r.path.endswith("/odata/Jobs")}
+        since = (datetime.fromtimestamp(int(now.timestamp()), UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S")
+        assert jobs.startswith(f"EndTime ge {since}"), jobs  # not 2 h (the lookback) before `later`
+
 
 def test_a_source_without_orchestrator_block_keeps_eventid_as_the_key(
     tmp_path: Path, sink: Sink, monkeypatch: pytest.MonkeyPatch
@@ -412,3 +510,16 @@ def test_a_source_without_orchestrator_block_keeps_eventid_as_the_key(
         assert "accepted" == _post(client, _webhook(job, "1"))["status"]
         assert "accepted" == _post(client, _webhook(job, "2"))["status"]
         assert 2 == len(sink.wait_for(2))
+
+
+def test_each_failed_attempt_of_a_queue_item_has_its_own_key() -> None:
+    """The retries of an item share its Key: each attempt's failure is keyed by its RetryNumber too."""
+    from receiver.events import queue_item_end_key
+
+    def failed(retry: object, key: object = "AB-1") -> dict[str, Any]:
+        return {"type": "queueItem.transactionFailed", "queueitem": {"key": key, "RetryNumber": retry}}
+
+    assert "queueitem:ab-1:0:Failed" == queue_item_end_key(failed(None))
+    assert "queueitem:ab-1:2:Failed" == queue_item_end_key(failed(2))
+    assert queue_item_end_key(failed(None, key="")) is None
+    assert queue_item_end_key({"Type": "queueItem.transactionCompleted", "QueueItem": {"Key": "x"}}) is None

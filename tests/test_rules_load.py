@@ -440,3 +440,81 @@ rules:
 def test_expand_env(text: str, expected: tuple[str, list[str], list[str]]) -> None:
     """${VAR} expansion reports unset and malformed references."""
     assert expected == expand_env(text, {"X": "1"})
+
+
+_ENRICH_SOURCE = """\
+channels:
+  ops: "json://127.0.0.1:9/x"
+sources:
+  uipath:
+    secrets: ["s"]
+    orchestrator:
+      url: "https://orch.example.com"
+      client_id: a
+      client_secret: b
+      public_url: "https://receiver.example.com/webhooks/uipath"
+"""
+
+
+class TestEnrich:
+    def test_forms_and_the_file_default(self, tmp_path: Path) -> None:
+        """A list, a mapping, true and false; a rule's keys win over the file's, the rest is inherited."""
+        text = _ENRICH_SOURCE + (
+            "enrich: {with: [job, logs], log_lines: 7, budget: 2s}\n"
+            "rules:\n"
+            "  - {name: inherits, notify: ops, continue: true}\n"
+            "  - {name: arguments, notify: ops, continue: true, enrich: [arguments]}\n"
+            "  - {name: disabled, notify: ops, continue: true, enrich: false}\n"
+            "  - {name: lines, notify: ops, continue: true, enrich: {log_lines: 2}}\n"
+            "  - {name: defaults, notify: ops, continue: true, enrich: true}\n"
+        )
+        rules = {r.name: r.enrich for r in load_rules(_write(tmp_path, text), environ={}).rules}
+        inherits, arguments, lines, defaults = rules["inherits"], rules["arguments"], rules["lines"], rules["defaults"]
+        assert inherits is not None
+        assert (True, True, False, 7, 2.0) == (
+            inherits.job,
+            inherits.logs,
+            inherits.arguments,
+            inherits.log_lines,
+            inherits.budget,
+        )
+        assert arguments is not None
+        assert (True, False, True, 7) == (
+            arguments.job,
+            arguments.logs,
+            arguments.arguments,
+            arguments.log_lines,
+        )
+        assert rules["disabled"] is None
+        assert lines is not None
+        assert (True, True, 2, 2.0) == (lines.job, lines.logs, lines.log_lines, lines.budget)
+        assert defaults is not None
+        assert (True, True, 7) == (defaults.job, defaults.logs, defaults.log_lines)
+
+    def test_without_a_file_default_a_rule_has_none(self, tmp_path: Path) -> None:
+        text = _ENRICH_SOURCE + "rules:\n  - {name: a, notify: ops}\n"
+        assert [None] == [r.enrich for r in load_rules(_write(tmp_path, text), environ={}).rules]
+
+    def test_problems_are_located(self, tmp_path: Path) -> None:
+        """Unknown parts, keys and a budget past 30 s are reported where they are written."""
+        text = _ENRICH_SOURCE + (
+            "rules:\n"
+            "  - {name: a, notify: ops, continue: true, enrich: [job, log]}\n"
+            "  - {name: b, notify: ops, continue: true, enrich: {with: job, lines: 3}}\n"
+            "  - {name: c, notify: ops, enrich: {budget: 1m}}\n"
+        )
+        messages = [(p.line, p.message) for p in _problems(_write(tmp_path, text))]
+        assert any(line == 12 and "enrich.with.1: 'log' is not valid" in m for line, m in messages), messages
+        assert any(line == 13 and "unknown key 'lines'; did you mean 'log_lines'?" in m for line, m in messages)
+        assert any(
+            line == 14 and "enrich.budget: Input should be less than or equal to 30 seconds" in m
+            for line, m in messages
+        )
+
+    def test_enrich_needs_an_orchestrator_connection(self, tmp_path: Path) -> None:
+        text = 'channels:\n  ops: "json://127.0.0.1:9/x"\nrules:\n  - {name: a, notify: ops, enrich: [job, logs]}\n'
+        [problem] = _problems(_write(tmp_path, text))
+        assert (4, "rule 'a': enrich needs a source with an `orchestrator:` connection") == (
+            problem.line,
+            problem.message,
+        )

@@ -21,6 +21,7 @@ from support import free_port, with_params
 
 from receiver.errors import ConfigError, StoreError
 from receiver.store import (
+    HeldDelivery,
     InboxItem,
     LateDelivery,
     NewDelivery,
@@ -258,6 +259,28 @@ async def test_retry_one_and_all_dead(store: Store) -> None:
     assert not await store.retry_delivery(second, now=3003)
     assert not await store.retry_delivery(999_999, now=3003)
     assert 0 == await store.retry_dead(now=3004)
+
+
+async def test_a_held_delivery_is_due_at_its_hold_unless_released(store: Store) -> None:
+    """A held delivery (enrich:) is due when its hold ends, or at once with new text when released in time."""
+    accepted = await store.accept(item("e1"))
+    held = NewDelivery("r1", "ops", "t", "details unavailable: timeout", "failure", "text", hold=3.0)
+    other = NewDelivery("r2", "ops", "t2", "b2", "failure", "text", hold=3.0)
+    await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", [held, other])], now=2000)
+    assert [] == await store.claim_deliveries("ops", limit=5, now=2002.9, lease=30)
+    topics: list[str] = []
+    await store.listen(topics.append)
+    target = HeldDelivery(accepted.inbox_id, "r1", "ops")
+    assert await store.release_held(target, title="T", body="with details", now=2001)
+    await eventually(lambda: "deliveries:ops" in topics)
+    assert not await store.release_held(target, title="T", body="again", now=2001.5)  # released already
+    [row] = await store.claim_deliveries("ops", limit=5, now=2001.5, lease=30)
+    assert ("T", "with details", 2001.0) == (row.title, row.body, row.next_attempt_at)
+    # The other one's hold ended before its release: it stays as written, due since 2003.
+    late = HeldDelivery(accepted.inbox_id, "r2", "ops")
+    assert not await store.release_held(late, title="X", body="too late", now=2003)
+    [row] = await store.claim_deliveries("ops", limit=5, now=2003, lease=30)
+    assert ("t2", "b2") == (row.title, row.body)
 
 
 async def test_listen_hears_new_work(store: Store) -> None:
@@ -838,6 +861,14 @@ async def test_counters_start_at_zero_and_count_up_for_every_connection(store_ur
     finally:
         await one.close()
         await other.close()
+
+
+async def test_a_raised_counter_only_moves_on(store: Store) -> None:
+    """raise_counter keeps the higher of the stored and the given value (a watermark never goes back)."""
+    assert 1_700_000_000 == await store.raise_counter("gap-recovery:uipath", 1_700_000_000)
+    assert 1_700_000_000 == await store.raise_counter("gap-recovery:uipath", 1_600_000_000)
+    assert 1_800_000_000 == await store.raise_counter("gap-recovery:uipath", 1_800_000_000)
+    assert 1_800_000_000 == await store.read_counter("gap-recovery:uipath")
 
 
 async def test_released_claims_are_claimable_at_once(store: Store) -> None:

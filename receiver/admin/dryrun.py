@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from receiver.errors import EventParseError, Problem, RulesError
-from receiver.events import Event, cap_strings, parse_event, parse_log_entries
+from receiver.events import Details, Event, cap_strings, parse_event, parse_log_entries
 from receiver.noise import Emitted, Entry, Result, Simulation
 from receiver.rules import HANDLE_TYPES, Channel, RuleSet, Severity, load_rules, parse_duration
 from receiver.timefmt import format_local, iso_utc, parse_iso
@@ -109,6 +109,8 @@ def _events_of(raw: Any) -> list[Event]:
 
 def _notification_json(emitted: Emitted, ruleset: RuleSet, mask_url: MaskUrl | None) -> dict[str, Any]:
     note = emitted.notification
+    if emitted.rerender is not None:  # enrich: a dry run asks Orchestrator nothing, and says so
+        note = emitted.rerender(Details(unavailable="not fetched in a dry run"))
     channel = ruleset.channels.get(emitted.channel)
     return {
         "rule": emitted.rule,

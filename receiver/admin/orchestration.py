@@ -238,7 +238,7 @@ async def _reconcile_one(
         try:
             run, outcomes = await recover_source(source, ruleset, client, since=now - since, now=now, store=store)
         except OrchestratorError as exc:
-            hint = "the scopes need OR.Folders.Read and OR.Jobs.Read"
+            hint = "the scopes need OR.Folders.Read and OR.Jobs.Read (OR.Queues.Read for failed queue items)"
             out.write(f"source {source.name!r}: folders NOT read: {exc.detail} ({hint})\n")
             return False
         except StoreError as exc:
@@ -246,8 +246,9 @@ async def _reconcile_one(
             return False
     states = ", ".join(run.states) or "none (no rule uses job.faulted, job.stopped or job.completed)"
     started, ended = utc_text(run.since.timestamp()), utc_text(run.until.timestamp())
+    items = f"; queue items {', '.join(run.item_statuses)}" if run.item_statuses else ""
     out.write(
-        f"source {source.name!r}: jobs ended {started} UTC .. {ended} UTC in {states}: "
+        f"source {source.name!r}: jobs ended {started} UTC .. {ended} UTC in {states}{items}: "
         f"{run.folders} folders asked, {run.calls} API calls\n"
     )
     for failure in run.failures:
@@ -256,7 +257,8 @@ async def _reconcile_one(
         out.write("  cut short (time budget or page cap): run again with a shorter --since\n")
     out.write(f"  found {len(outcomes)} job end{'s' if len(outcomes) != 1 else ''}\n")
     for found, outcome in outcomes:
-        what = f"{found.type:<14} {found.folder}  {found.process}  ended {found.ended_at}  job {found.job_key}"
+        noun = "item" if found.type.startswith("queueItem.") else "job"
+        what = f"{found.type:<14} {found.folder}  {found.process}  ended {found.ended_at}  {noun} {found.job_key}"
         out.write(f"  {what}: {outcome}\n")
     if store is None and outcomes:
         out.write("  dry run: nothing stored\n")

@@ -30,6 +30,17 @@ from receiver.events.base import (
     PayloadModel,
     UtcDatetime,
 )
+from receiver.events.details import (
+    DETAIL_TEXT_LIMIT,
+    LOG_LINE_LIMIT,
+    Details,
+    ItemDetail,
+    JobDetail,
+    LogLine,
+    item_detail,
+    job_detail,
+    log_lines,
+)
 from receiver.events.enums import (
     AssetValueScope,
     AssetValueType,
@@ -45,7 +56,15 @@ from receiver.events.enums import (
     UserType,
 )
 from receiver.events.event import Event
-from receiver.events.identity import END_STATES, END_TYPES, job_end_key
+from receiver.events.identity import (
+    END_STATES,
+    END_TYPES,
+    ITEM_END_STATES,
+    ITEM_END_TYPES,
+    end_key,
+    job_end_key,
+    queue_item_end_key,
+)
 from receiver.events.logs import ROBOT_LOG_TYPE, RobotLogEvent, parse_log_entries
 from receiver.events.models import (
     CustomEvent,
@@ -114,19 +133,26 @@ from receiver.events.payloads import (
 from receiver.events.textcap import TEXT_LIMIT, cap_strings, cap_text
 
 __all__ = [
+    "DETAIL_TEXT_LIMIT",
     "END_STATES",
     "END_TYPES",
     "EVENT_TYPES",
+    "ITEM_END_STATES",
+    "ITEM_END_TYPES",
+    "LOG_LINE_LIMIT",
     "ROBOT_LOG_TYPE",
     "TEXT_LIMIT",
     "AssetValueScope",
     "AssetValueType",
     "CustomEvent",
+    "Details",
     "Environment",
     "Event",
+    "ItemDetail",
     "Job",
     "JobCompletedEvent",
     "JobCreatedEvent",
+    "JobDetail",
     "JobError",
     "JobEvent",
     "JobFaultedEvent",
@@ -149,6 +175,7 @@ __all__ = [
     "LenientReviewStatus",
     "LenientRobotState",
     "LogLevel",
+    "LogLine",
     "Machine",
     "Many",
     "OrchestratorEnum",
@@ -207,7 +234,12 @@ __all__ = [
     "UtcDatetime",
     "cap_strings",
     "cap_text",
+    "end_key",
+    "item_detail",
+    "job_detail",
     "job_end_key",
+    "log_lines",
     "parse_event",
     "parse_log_entries",
+    "queue_item_end_key",
 ]

@@ -1,10 +1,12 @@
-"""The identity of a finished job's event, shared by the webhook edge and gap recovery.
+"""The identity of a finished job's (or failed queue item's) event, shared by the webhook edge and gap recovery.
 
 A job ends once: its key and its end state name the event whoever reports it. For a source
 with an ``orchestrator:`` block, the webhook edge stores a ``job.faulted``/``job.stopped``/
 ``job.completed`` of one job under this key instead of Orchestrator's ``EventId``, and gap
 recovery stores what it finds in the API under the same key, so the inbox's unique
-(source, event_id) lets exactly one of them in, on every store and across replicas.
+(source, event_id) lets exactly one of them in, on every store and across replicas. A queue
+item fails once per attempt: ``queueitem:<Key>:<RetryNumber>:<Status>`` (the retries of an item
+share its Key, and each may fail).
 """
 
 from __future__ import annotations
@@ -12,12 +14,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["END_STATES", "END_TYPES", "job_end_key"]
+__all__ = [
+    "END_STATES",
+    "END_TYPES",
+    "ITEM_END_STATES",
+    "ITEM_END_TYPES",
+    "end_key",
+    "job_end_key",
+    "queue_item_end_key",
+]
 
 END_STATES: Mapping[str, str] = {"job.faulted": "Faulted", "job.stopped": "Stopped", "job.completed": "Successful"}
 """The job events that report an end, and the job ``State`` each one reports."""
 END_TYPES: Mapping[str, str] = {state: kind for kind, state in END_STATES.items()}
 """The event type that reports a job ending in each end ``State``."""
+
+ITEM_END_STATES: Mapping[str, str] = {"queueItem.transactionFailed": "Failed"}
+"""The queue item events gap recovery can also find in the API, and the item ``Status`` each reports."""
+ITEM_END_TYPES: Mapping[str, str] = {status: kind for kind, status in ITEM_END_STATES.items()}
+"""The event type that reports a queue item ending in each ``Status``."""
 
 _MAX_KEY = 100
 
@@ -56,3 +71,36 @@ def job_end_key(raw: Mapping[str, Any]) -> str | None:
     if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY:
         return None
     return f"job:{key.strip().lower()}:{state}"
+
+
+def queue_item_end_key(raw: Mapping[str, Any]) -> str | None:
+    """``queueitem:<Key>:<RetryNumber>:<Status>`` for a body that reports one queue item failing, else None.
+
+    Args:
+        raw: the decoded webhook body (keys in any casing); ``QueueItem``, or ``QueueItems`` of one item.
+
+    Returns:
+        The key (the item key lower-cased, the retry number, 0 when absent, the status from the
+        type), or None for other events, several items, and an item without a ``Key``.
+    """
+    kind = _get(raw, "Type")
+    status = ITEM_END_STATES.get(kind) if isinstance(kind, str) else None
+    if status is None:
+        return None
+    item = _get(raw, "QueueItem")
+    if item is None:
+        items = _get(raw, "QueueItems")
+        item = items[0] if isinstance(items, list) and len(items) == 1 else items
+    if not isinstance(item, Mapping):
+        return None
+    key = _get(item, "Key")
+    if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY:
+        return None
+    retry = _get(item, "RetryNumber")
+    number = retry if isinstance(retry, int) and not isinstance(retry, bool) and 0 <= retry < 10**6 else 0
+    return f"queueitem:{key.strip().lower()}:{number}:{status}"
+
+
+def end_key(raw: Mapping[str, Any]) -> str | None:
+    """The inbox key of a job's end or a queue item's failure (:func:`job_end_key`, :func:`queue_item_end_key`)."""
+    return job_end_key(raw) or queue_item_end_key(raw)

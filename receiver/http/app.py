@@ -35,6 +35,7 @@ from receiver.http.runtime import RulesInForce, Runtime, load_rules_file, resolv
 from receiver.metrics import Metrics
 from receiver.pipeline.activity import EdgeActivity
 from receiver.pipeline.dispatch import Backoff, Dispatcher
+from receiver.pipeline.enrich import Enricher
 from receiver.pipeline.gaps import GapRecoveries
 from receiver.pipeline.heartbeat import Heartbeats
 from receiver.pipeline.rulewatch import watch_rules
@@ -96,6 +97,8 @@ def create_app(
             metrics=metrics,
             edge=edge_activity,
         )
+        # Held messages of `enrich:` rules get Orchestrator's details after the worker's commit.
+        enricher = Enricher(store, in_force.current, clock=clock, wake=dispatcher.wake, metrics=metrics)
         worker = InboxWorker(
             store,
             in_force.current,
@@ -105,6 +108,7 @@ def create_app(
             metrics=metrics,
             edge=edge_activity,
             event_budget=settings.event_budget_seconds,
+            enrich=enricher.submit,
         )
         rt = Runtime(
             settings=settings,
@@ -173,6 +177,7 @@ def create_app(
             for task in rt.tasks:
                 task.cancel()
             await asyncio.gather(*rt.tasks, return_exceptions=True)
+            await enricher.aclose()  # what it held goes out at the end of the budget, after a restart too
             await store.close()
             log.info("receiver_stopped")
 

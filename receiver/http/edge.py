@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from receiver.errors import EventParseError, SignatureError, StoreError
-from receiver.events import EVENT_TYPES, job_end_key, parse_log_entries
+from receiver.events import EVENT_TYPES, end_key, parse_log_entries
 from receiver.http.auth import client_address, token_matches
 from receiver.http.quota import retry_after
 from receiver.http.responses import INTERNAL_ERROR, error_body
@@ -283,8 +283,9 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes, *, key_job_
         raise _Refused(400, exc.code, str(exc)) from None
     event_type = str(_lookup(raw, "Type")).strip()
     event_id = _event_id(raw, body)
-    # Where gap recovery may store a job's end too, both use its job key and state (events/identity.py).
-    inbox_key = (job_end_key(raw) if key_job_ends else None) or event_id
+    # Where gap recovery may store a job's end (a queue item's failure) too, both use the same key
+    # (events/identity.py).
+    inbox_key = (end_key(raw) if key_job_ends else None) or event_id
     now = rt.clock()
     event_time = _event_time(_lookup(raw, "Timestamp"))
     if event_time is not None and now - event_time > rt.settings.max_event_age_seconds:

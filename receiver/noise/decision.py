@@ -7,11 +7,13 @@ A decision is written to JSON in one place (:meth:`Decision.to_json`) and read b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from receiver.events import Details
 from receiver.render import Notification
+from receiver.rules import Enrich
 
 __all__ = ["SUPPRESSED", "Decision", "Emitted", "Result"]
 
@@ -104,13 +106,20 @@ def _text(value: object) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Emitted:
-    """A notification to deliver: ``rule`` is the rule's name (``NAME:recovered`` for a recovery)."""
+    """A notification to deliver: ``rule`` is the rule's name (``NAME:recovered`` for a recovery).
+
+    With ``enrich`` set, ``notification`` is the message without Orchestrator's details (it says
+    they are unavailable: timeout) and ``rerender`` renders it again with the details found (None:
+    the message without any word about them).
+    """
 
     inbox_id: int
     rule: str
     channel: str
     notification: Notification
     at: float
+    enrich: Enrich | None = None
+    rerender: Callable[[Details | None], Notification] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(slots=True)

@@ -214,7 +214,7 @@ def group(ctx: Context, view: StateView, plan: Plan, rp: RoutePlan, result: Resu
         )
     elif row.due_at is None:
         row.due_at = max(plan.at, float(last_flush or plan.at) + grouping.interval)
-    single = ctx.render(plan, rp, []) if state.count == 0 else None
+    single = ctx.render(plan, rp, [], enrich=False) if state.count == 0 else None
     state = state.add(
         ctx.ruleset.redactor.value(plan.event),  # its samples are cut short: redact before the cut
         rule,

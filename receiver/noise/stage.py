@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
-from receiver.events import Event
+from receiver.events import Details, Event
 from receiver.noise.decision import Decision, Emitted, Result
 from receiver.noise.plan import Plan, RoutePlan
 from receiver.noise.silences import Silencer
-from receiver.render import render
+from receiver.render import Notification, render
 from receiver.rules import Inhibit, RuleSet
 from receiver.timefmt import local_text
 
-__all__ = ["Context", "channel_names", "describe_seconds", "equal_labels"]
+__all__ = ["ENRICH_PENDING", "Context", "channel_names", "describe_seconds", "equal_labels"]
+
+ENRICH_PENDING = Details(unavailable="timeout")
+"""The details a message waiting for ``enrich:`` is first written with: what is sent if none arrive in time."""
 
 
 def describe_seconds(seconds: float) -> str:
@@ -40,6 +44,10 @@ def equal_labels(inh: Inhibit) -> str:
     return ", ".join(ref.label for ref in inh.equal)
 
 
+def _with_details(render_again: Callable[..., Notification], details: Details | None) -> Notification:
+    return render_again(details=details)
+
+
 class Context:
     """The rule set, the silencer and the helpers the stages share for one engine.
 
@@ -62,19 +70,31 @@ class Context:
         result.decisions.append(decision)
         return decision
 
-    def render(self, plan: Plan, rp: RoutePlan, notes: list[str]) -> list[Emitted]:
-        """The rule's notification of the event, one per channel."""
+    def render(self, plan: Plan, rp: RoutePlan, notes: list[str], *, enrich: bool = True) -> list[Emitted]:
+        """The rule's notification of the event, one per channel.
+
+        A rule with ``enrich:`` on a job or queue item event of a source connected to Orchestrator
+        gives each a way to render it again once the details are in (the pipeline fetches them);
+        ``enrich=False`` for a message kept for later (a group's first event), which never waits for them.
+        """
         rule = rp.rule
-        return [
-            Emitted(
-                plan.inbox_id,
-                rule.name,
-                channel.name,
-                render(plan.event, rule, channel, self.ruleset, source=plan.source, notes=notes),
-                plan.at,
-            )
-            for channel in rp.route.channels
-        ]
+        ask = rule.enrich if enrich and self._enrichable(plan) else None
+        emitted = []
+        for channel in rp.route.channels:
+            again = partial(render, plan.event, rule, channel, self.ruleset, source=plan.source, notes=notes)
+            if ask is None:
+                emitted.append(Emitted(plan.inbox_id, rule.name, channel.name, again(), plan.at))
+            else:
+                first = again(details=ENRICH_PENDING)
+                with_details = partial(_with_details, again)
+                emitted.append(Emitted(plan.inbox_id, rule.name, channel.name, first, plan.at, ask, with_details))
+        return emitted
+
+    def _enrichable(self, plan: Plan) -> bool:
+        """Whether Orchestrator can be asked about this event: a job or queue item of a connected source."""
+        source = self.ruleset.sources.get(plan.source)
+        kind = plan.event.type
+        return source is not None and source.orchestrator is not None and kind.startswith(("job.", "queueItem."))
 
     def held(self, plan: Plan, rp: RoutePlan, decision: Decision, result: Result) -> None:
         """Keep what the rule held back, rendered, when the engine shows it (``receiver test``)."""

@@ -3,7 +3,8 @@
 Modules: ``config`` (deployment kind and token endpoint from the ``url``), ``auth`` (client
 credentials and the token cache), ``circuit`` (the breaker), ``observe`` (metrics seam),
 ``client`` (HTTP with retries, time budget, circuit and OData paging), ``webhooks`` (the
-Webhooks API), ``sync`` (the webhook the rules need, compared and applied), ``errors``.
+Webhooks API), ``details`` (an event's job, log lines and queue item, for ``enrich:``),
+``sync`` (the webhook the rules need, compared and applied), ``errors``.
 httpx2 is imported here only. docs/orchestrator.md is the user's guide.
 """
 
@@ -13,6 +14,7 @@ from receiver.orchestrator.auth import Token
 from receiver.orchestrator.circuit import Circuit
 from receiver.orchestrator.client import FOLDER_HEADER, PAGE_LIMITS, Collection, OrchestratorClient, RetryPolicy
 from receiver.orchestrator.config import Deployment, Endpoints, endpoints
+from receiver.orchestrator.details import Wanted, fetch_details, unavailable_reason
 from receiver.orchestrator.errors import OrchestratorAuthError, OrchestratorError, OrchestratorUnavailableError
 from receiver.orchestrator.observe import NullObserver, Observer, Outcome, PrometheusObserver
 from receiver.orchestrator.sync import Change, SyncPlan, apply_sync, desired_events, plan_sync
@@ -47,15 +49,18 @@ __all__ = [
     "RetryPolicy",
     "SyncPlan",
     "Token",
+    "Wanted",
     "Webhook",
     "apply_sync",
     "create_webhook",
     "desired_events",
     "endpoints",
+    "fetch_details",
     "get_webhook",
     "list_event_types",
     "list_webhooks",
     "ping_webhook",
     "plan_sync",
+    "unavailable_reason",
     "update_webhook",
 ]

@@ -229,6 +229,7 @@ class OrchestratorClient:
                 self.source,
                 f"{what}: not called, the circuit is open after repeated failures (next try in {wait:.0f} s)",
                 retry_after=wait,
+                outcome="circuit_open",
             )
 
     async def _exchange(
@@ -245,6 +246,7 @@ class OrchestratorClient:
         """Send until an answer that is not retried (2xx-4xx but 429), or raise OrchestratorUnavailableError."""
         self._refuse_if_open(what)
         last = "no attempt"
+        last_outcome: Outcome = "timeout"  # no attempt: the budget was spent before it
         status: int | None = None
         retry_after: float | None = None
         for attempt in range(1, self.policy.attempts + 1):
@@ -281,6 +283,7 @@ class OrchestratorClient:
                     self._observer.request(self.source, outcome)
                     return answer
             self._observer.request(self.source, outcome)
+            last_outcome = outcome
             if delay is None or attempt == self.policy.attempts or self.circuit.is_open:
                 break
             if delay > self.policy.retry_after_cap or self._clock() + delay >= deadline:
@@ -298,7 +301,11 @@ class OrchestratorClient:
             await self._sleep(delay)
         log.warning("orchestrator_request_failed", source=self.source, call=what, reason=last, status=status)
         raise OrchestratorUnavailableError(
-            self.source, f"{what}: {last}; gave up after the call's retries", status=status, retry_after=retry_after
+            self.source,
+            f"{what}: {last}; gave up after the call's retries",
+            status=status,
+            retry_after=retry_after,
+            outcome=last_outcome,
         )
 
     # --- token ------------------------------------------------------------------------------

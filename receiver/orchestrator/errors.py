@@ -36,10 +36,19 @@ class OrchestratorUnavailableError(OrchestratorError):
 
     Attributes:
         retry_after: seconds after which a new call may succeed (the circuit's or a Retry-After), or None.
+        outcome: what the last attempt met: ``timeout``, ``network_error``, ``server_error``,
+            ``rate_limited`` or ``circuit_open`` (not called).
     """
 
     def __init__(
-        self, source: str, detail: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        source: str,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        outcome: str = "timeout",
     ) -> None:
         super().__init__(source, detail, status=status)
         self.retry_after = retry_after
+        self.outcome = outcome

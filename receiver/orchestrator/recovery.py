@@ -1,4 +1,4 @@
-"""Gap recovery: the job ends Orchestrator has and the webhook may never have brought.
+"""Gap recovery: the job ends (and failed queue items) Orchestrator has and the webhook may never have brought.
 
 Webhooks are fire-and-forget (a receiver down past Orchestrator's retries, a disabled or
 breaker-suspended webhook, a cut network lose events for good). This module asks the API,
@@ -9,9 +9,14 @@ orchestrator layer does not reach the store): the inbox key of each is
 ``job:<JobKey>:<State>`` (receiver.events.job_end_key), the same key the webhook edge gives
 that job's end, so whichever arrives second is a duplicate.
 
+When a rule of the source can use ``queueItem.transactionFailed``, each folder is also asked
+for the queue items that failed in the window (``GET /odata/QueueItems``, ``Status eq 'Failed'``),
+each stored under ``queueitem:<Key>:<RetryNumber>:Failed`` (receiver.events.queue_item_end_key).
+
 API cost per run: one ``GET /odata/Folders`` (a page per 1000 folders), then one
 ``GET /odata/Jobs`` per folder (a page per 1000 jobs) with the ``X-UIPATH-OrganizationUnitId``
-header; the client honours 429 ``Retry-After``; a run stops at its time budget and says so.
+header, and one ``GET /odata/QueueItems`` per folder (a page per 100 items) when failed items
+are recovered; the client honours 429 ``Retry-After``; a run stops at its time budget and says so.
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from receiver.events import END_STATES, END_TYPES, EVENT_TYPES, job_end_key
+from receiver.events import (
+    END_STATES,
+    END_TYPES,
+    EVENT_TYPES,
+    ITEM_END_STATES,
+    ITEM_END_TYPES,
+    job_end_key,
+    queue_item_end_key,
+)
 from receiver.jsonfmt import dumps
 from receiver.orchestrator.client import OrchestratorClient
 from receiver.orchestrator.errors import OrchestratorError
@@ -35,7 +48,9 @@ __all__ = [
     "Recovered",
     "RecoveryRun",
     "find_ended_jobs",
+    "item_event",
     "job_event",
+    "recovery_item_statuses",
     "recovery_states",
 ]
 
@@ -71,6 +86,32 @@ _JOB_FIELDS = (
     "ParentJobKey",
 )
 _MAX_JOBS_PER_FOLDER = 10_000
+# The fields of the webhook's queue item the QueueItems API also has (uipath-webhooks.md §3).
+_ITEM_FIELDS = (
+    "Id",
+    "Key",
+    "QueueDefinitionId",
+    "Status",
+    "ReviewStatus",
+    "ProcessingExceptionType",
+    "ProcessingException",
+    "Priority",
+    "Reference",
+    "CreationTime",
+    "StartProcessing",
+    "EndProcessing",
+    "DeferDate",
+    "DueDate",
+    "RetryNumber",
+    "AncestorId",
+    "UniqueKey",
+    "CreatorJobKey",
+    "ExecutorJobKey",
+    "Robot",
+    "SpecificContent",
+    "Output",
+)
+_MAX_ITEMS_PER_FOLDER = 10_000
 
 
 def _iso(moment: datetime) -> str:
@@ -93,20 +134,26 @@ def recovery_states(ruleset: RuleSet, source: str) -> tuple[str, ...]:
     return tuple(state for kind, state in END_STATES.items() if needed is None or kind in needed)
 
 
+def recovery_item_statuses(ruleset: RuleSet, source: str) -> tuple[str, ...]:
+    """The queue item statuses worth recovering for ``source`` (``Failed`` when a rule can use its event)."""
+    needed = needed_event_types(ruleset, source, EVENT_TYPES)
+    return tuple(status for kind, status in ITEM_END_STATES.items() if needed is None or kind in needed)
+
+
 @dataclass(frozen=True, slots=True)
 class Recovered:
-    """One job end found in the API, as the webhook body it would have been.
+    """One job end (or failed queue item) found in the API, as the webhook body it would have been.
 
     Attributes:
-        event_id: the inbox key, ``job:<JobKey>:<State>``.
-        type: the event type (``job.faulted``...).
+        event_id: the inbox key, ``job:<JobKey>:<State>`` (``queueitem:<Key>:<RetryNumber>:<Status>``).
+        type: the event type (``job.faulted``, ``queueItem.transactionFailed``...).
         body: the webhook body (JSON), marked ``"Origin": "api"``.
-        event_time: the job's ``EndTime`` as epoch seconds, or None.
-        job_key: the job's ``Key``.
-        state: the job's end ``State``.
+        event_time: the job's ``EndTime`` (the item's ``EndProcessing``) as epoch seconds, or None.
+        job_key: the job's ``Key`` (the item's).
+        state: the job's end ``State`` (the item's ``Status``).
         folder: the folder path (``OrganizationUnitFullyQualifiedName``) or id.
-        process: the release or process name.
-        ended_at: ``EndTime`` as Orchestrator wrote it.
+        process: the release or process name (the item's ``Reference``, else its queue's id).
+        ended_at: ``EndTime`` (``EndProcessing``) as Orchestrator wrote it.
     """
 
     event_id: str
@@ -137,6 +184,7 @@ class RecoveryRun:
         since: the start of the window (inclusive).
         until: when the run started (the end of the window).
         states: the job states asked for.
+        item_statuses: the queue item statuses asked for.
         folders: how many folders were asked.
         found: the job ends found, oldest first, one per job and state.
         failures: folders that could not be read.
@@ -148,6 +196,7 @@ class RecoveryRun:
     since: datetime
     until: datetime
     states: tuple[str, ...]
+    item_statuses: tuple[str, ...] = ()
     folders: int = 0
     found: list[Recovered] = field(default_factory=list)
     failures: list[FolderFailure] = field(default_factory=list)
@@ -214,6 +263,54 @@ def job_event(
     )
 
 
+def item_event(
+    item: Mapping[str, Any], *, recovered_at: datetime, folder: Mapping[str, Any] | None = None
+) -> Recovered | None:
+    """Turn one queue item of the QueueItems API into the webhook body of its failure, or None.
+
+    The body carries ``QueueItem`` and ``Queue`` (its ``Id`` only: the API item does not name its
+    queue, so a rule matching ``queue:`` does not match a recovered item).
+    """
+    status = item.get("Status")
+    key = item.get("Key")
+    if not isinstance(status, str) or status not in ITEM_END_TYPES or not isinstance(key, str) or not key:
+        return None
+    kind = ITEM_END_TYPES[status]
+    folder_id = item.get("OrganizationUnitId", folder.get("Id") if folder else None)
+    body: dict[str, Any] = {
+        "Type": kind,
+        "EventId": f"recovered:{key}:{item.get('RetryNumber') or 0}:{status}",
+        "Timestamp": item.get("EndProcessing") or _iso(recovered_at),
+        "OrganizationUnitId": folder_id,
+        "Origin": "api",
+        "RecoveredAt": _iso(recovered_at),
+        "QueueItem": {name: item[name] for name in _ITEM_FIELDS if name in item},
+        "Queue": {"Id": item.get("QueueDefinitionId")},
+    }
+    if folder is not None and folder.get("Key"):
+        body["OrganizationUnitKey"] = folder["Key"]
+    event_id = queue_item_end_key(body)
+    if event_id is None:  # pragma: no cover  # a keyed item in an end status always has one
+        return None
+    path = (folder or {}).get("FullyQualifiedName") or item.get("OrganizationUnitFullyQualifiedName") or folder_id
+    return Recovered(
+        event_id=event_id,
+        type=kind,
+        body=dumps(body),
+        event_time=_parse_time(item.get("EndProcessing")),
+        job_key=key,
+        state=status,
+        folder=str(path),
+        process=str(item.get("Reference") or f"queue {item.get('QueueDefinitionId')}"),
+        ended_at=str(item.get("EndProcessing") or "?"),
+    )
+
+
+def _items_filter(statuses: Iterable[str], since: datetime) -> str:
+    wanted = " or ".join(f"Status eq '{status}'" for status in statuses)
+    return f"EndProcessing ge {_iso(since)} and ({wanted})"
+
+
 def _jobs_filter(states: Iterable[str], since: datetime) -> str:
     wanted = " or ".join(f"State eq '{state}'" for state in states)
     return f"EndTime ge {_iso(since)} and ({wanted})"
@@ -228,8 +325,9 @@ async def find_ended_jobs(
     budget: float = 120.0,
     page_size: int | None = None,
     clock: Callable[[], float] = time.monotonic,
+    item_statuses: tuple[str, ...] = (),
 ) -> RecoveryRun:
-    """Ask every folder for the jobs that ended in ``states`` since ``since``.
+    """Ask every folder for the jobs that ended in ``states`` (the items that failed) since ``since``.
 
     Args:
         client: the source's Orchestrator client (scopes ``OR.Folders.Read`` and ``OR.Jobs.Read``).
@@ -239,6 +337,8 @@ async def find_ended_jobs(
         budget: seconds for the whole run; folders left when it is spent are not asked.
         page_size: ``$top`` of the Jobs pages; default the API's maximum (1000).
         clock: monotonic seconds (tests).
+        item_statuses: the queue item statuses to ask for too (see :func:`recovery_item_statuses`,
+            scope ``OR.Queues.Read``); none asks nothing.
 
     Returns:
         What was asked and found; each job end once, oldest first.
@@ -247,8 +347,8 @@ async def find_ended_jobs(
         OrchestratorError: the folders could not be listed.
     """
     started = now or datetime.now(UTC)
-    run = RecoveryRun(source=client.source, since=since, until=started, states=states)
-    if not states:
+    run = RecoveryRun(source=client.source, since=since, until=started, states=states, item_statuses=item_statuses)
+    if not states and not item_statuses:
         return run
     deadline = clock() + budget
     folders = await client.collection("odata/Folders")
@@ -264,22 +364,60 @@ async def find_ended_jobs(
         run.folders += 1
         name = str(folder.get("FullyQualifiedName") or folder_id)
         try:
-            jobs = await client.collection(
-                "odata/Jobs",
-                params={"$filter": _jobs_filter(states, since), "$orderby": "EndTime asc"},
-                folder_id=folder_id,
-                page_size=page_size,
-                max_items=_MAX_JOBS_PER_FOLDER,
-            )
+            if states:
+                await _folder_jobs(client, run, folder, states, since, page_size, seen)
+            if item_statuses:
+                await _folder_items(client, run, folder, item_statuses, since, seen)
         except OrchestratorError as exc:
             run.failures.append(FolderFailure(name, exc.detail))
             continue
-        run.calls += 1 + len(jobs.items) // (page_size or 1000)
-        run.complete = run.complete and not jobs.truncated
-        for job in jobs.items:
-            found = job_event(job, recovered_at=started, folder=folder)
-            if found is not None and found.event_id not in seen:  # a parent folder may list its subfolders' jobs
-                seen.add(found.event_id)
-                run.found.append(found)
     run.found.sort(key=lambda r: (r.event_time or 0.0, r.event_id))
     return run
+
+
+async def _folder_jobs(
+    client: OrchestratorClient,
+    run: RecoveryRun,
+    folder: Mapping[str, Any],
+    states: tuple[str, ...],
+    since: datetime,
+    page_size: int | None,
+    seen: set[str],
+) -> None:
+    jobs = await client.collection(
+        "odata/Jobs",
+        params={"$filter": _jobs_filter(states, since), "$orderby": "EndTime asc"},
+        folder_id=folder["Id"],
+        page_size=page_size,
+        max_items=_MAX_JOBS_PER_FOLDER,
+    )
+    run.calls += 1 + len(jobs.items) // (page_size or 1000)
+    run.complete = run.complete and not jobs.truncated
+    for job in jobs.items:
+        found = job_event(job, recovered_at=run.until, folder=folder)
+        if found is not None and found.event_id not in seen:  # a parent folder may list its subfolders' jobs
+            seen.add(found.event_id)
+            run.found.append(found)
+
+
+async def _folder_items(
+    client: OrchestratorClient,
+    run: RecoveryRun,
+    folder: Mapping[str, Any],
+    statuses: tuple[str, ...],
+    since: datetime,
+    seen: set[str],
+) -> None:
+    items = await client.collection(
+        "odata/QueueItems",
+        params={"$filter": _items_filter(statuses, since), "$orderby": "EndProcessing asc"},
+        folder_id=folder["Id"],
+        max_items=_MAX_ITEMS_PER_FOLDER,
+    )
+    run.calls += 1 + len(items.items) // 100
+    run.complete = run.complete and not items.truncated
+    for item in items.items:
+        found = item_event(item, recovered_at=run.until, folder=folder)
+        if found is not None and found.event_id not in seen:
+            seen.add(found.event_id)
+            run.found.append(found)

@@ -1,13 +1,14 @@
-"""Gap recovery in the background: job ends the webhook did not bring, read back from the API.
+"""Gap recovery in the background: job ends and failed queue items the webhook did not bring.
 
 Each source with ``orchestrator.recovery`` runs soon after start, then every ``every`` seconds
 and at once when its heartbeat finds the webhook path back (:meth:`GapRecoveries.kick`), on
-the one replica holding the ``gap-recovery`` lease: ask the API for the jobs that
-ended since the watermark (receiver.orchestrator.recovery) and store each in the inbox under
-``job:<JobKey>:<State>``, the key the webhook edge gives the same job end, so whichever arrives
-second is a duplicate. The worker then processes them like webhooks. The watermark is the start
-of the last complete run, kept in memory: a new leader (or a restart) looks back ``lookback``
-again, which the key makes harmless.
+the one replica holding the ``gap-recovery`` lease: ask the API for the jobs that ended (the
+queue items that failed) since the watermark (receiver.orchestrator.recovery) and store each in
+the inbox under ``job:<JobKey>:<State>`` (``queueitem:<Key>:<RetryNumber>:<Status>``), the key
+the webhook edge gives the same event, so whichever arrives second is a duplicate. The worker
+then processes them like webhooks. The watermark is the start of the last complete run, kept in
+the store (the counter ``gap-recovery:<source>``, epoch seconds, only ever raised): a restart or
+a new leader goes on from it rather than looking back ``lookback`` again.
 """
 
 from __future__ import annotations
@@ -20,18 +21,24 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from receiver.errors import StoreError
 from receiver.orchestrator import OrchestratorClient, OrchestratorError, RetryPolicy
-from receiver.orchestrator.recovery import Recovered, RecoveryRun, find_ended_jobs, recovery_states
+from receiver.orchestrator.recovery import (
+    Recovered,
+    RecoveryRun,
+    find_ended_jobs,
+    recovery_item_statuses,
+    recovery_states,
+)
 from receiver.pipeline.per_source import run_per_source
 from receiver.rules import GapRecovery, OrchestratorLink, RuleSet, Source
-from receiver.store import InboxItem, InboxStore
+from receiver.store import CounterStore, InboxItem, InboxStore
 
-__all__ = ["GapRecoveries", "recover_source"]
+__all__ = ["GapRecoveries", "RecoveryStore", "recover_source", "watermark_name"]
 
 log = structlog.get_logger()
 
@@ -66,7 +73,8 @@ async def recover_source(
         OrchestratorError: the folders could not be listed.
         StoreError: the store refused a write.
     """
-    run = await find_ended_jobs(client, recovery_states(ruleset, source.name), since=since, now=now)
+    states, statuses = recovery_states(ruleset, source.name), recovery_item_statuses(ruleset, source.name)
+    run = await find_ended_jobs(client, states, since=since, now=now, item_statuses=statuses)
     outcomes: list[tuple[Recovered, str]] = []
     for found in run.found:
         if store is None:
@@ -85,6 +93,15 @@ async def recover_source(
     return run, outcomes
 
 
+class RecoveryStore(InboxStore, CounterStore, Protocol):
+    """What gap recovery needs of the store: the inbox, the lease, and the watermark counters."""
+
+
+def watermark_name(source: str) -> str:
+    """The counter that keeps ``source``'s watermark."""
+    return f"gap-recovery:{source}"
+
+
 class GapRecoveries:
     """Gap recovery of every source that has ``orchestrator.recovery``; started by the app factory.
 
@@ -97,7 +114,7 @@ class GapRecoveries:
 
     def __init__(
         self,
-        store: InboxStore,
+        store: RecoveryStore,
         rules: Callable[[], RuleSet],
         *,
         clock: Callable[[], float] = time.time,
@@ -163,7 +180,9 @@ class GapRecoveries:
         """One run for one source: from the watermark (at most ``lookback`` back) to now."""
         now = datetime.fromtimestamp(self._clock(), UTC)
         floor = now - timedelta(seconds=recovery.lookback)
-        mark = self.watermarks.get(source.name)
+        # The store's (any replica's last complete run), or this process's if it could not be stored.
+        marks = [m for m in (self.watermarks.get(source.name), await self._stored_watermark(source.name)) if m]
+        mark = max(marks) if marks else None
         since = floor if mark is None else max(floor, mark - _OVERLAP)
         budget = max(5.0, min(60.0, recovery.every / 2))
         client = OrchestratorClient(source.name, link, transport=self._transport, policy=RetryPolicy(budget=budget))
@@ -179,6 +198,7 @@ class GapRecoveries:
             source=source.name,
             since=since.isoformat(),
             states=list(run.states),
+            item_statuses=list(run.item_statuses),
             folders=run.folders,
             calls=run.calls,
             found=len(outcomes),
@@ -188,3 +208,16 @@ class GapRecoveries:
         )
         if run.complete and not run.failures:
             self.watermarks[source.name] = run.until
+            try:
+                await self._store.raise_counter(watermark_name(source.name), int(run.until.timestamp()))
+            except StoreError as exc:  # kept in memory meanwhile; a restart looks back further
+                log.warning("gap_recovery_watermark_not_stored", source=source.name, error=str(exc))
+
+    async def _stored_watermark(self, source: str) -> datetime | None:
+        """The watermark a previous run (this process's, an earlier one's, another replica's) stored."""
+        try:
+            seconds = await self._store.read_counter(watermark_name(source))
+        except StoreError as exc:
+            log.warning("gap_recovery_watermark_unreadable", source=source, error=str(exc))
+            return None
+        return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None

@@ -99,8 +99,15 @@ def adhoc(rows: Iterable[SilenceRow]) -> list[AdHocSilence]:
     return [AdHocSilence(r.id, r.matchers, r.comment, r.created_by, r.created_at, r.starts_at, r.ends_at) for r in rows]
 
 
-def _delivery(emitted: Emitted) -> NewDelivery:
+def _delivery(emitted: Emitted, *, held: bool = True) -> NewDelivery:
+    """The outbox row of a message; ``held=False`` for one no enrichment follows (a timer's): sent at once."""
     note = emitted.notification
+    hold = 0.0
+    if emitted.enrich is not None:
+        if held:  # waiting for Orchestrator's details: due at the end of the budget unless released sooner
+            hold = emitted.enrich.budget
+        elif emitted.rerender is not None:  # nothing will fetch them: the message without a word about them
+            note = emitted.rerender(None)
     return NewDelivery(
         rule=emitted.rule,
         channel=emitted.channel,
@@ -108,6 +115,7 @@ def _delivery(emitted: Emitted) -> NewDelivery:
         body=note.body,
         severity=note.severity,
         body_format=note.body_format,
+        hold=hold,
     )
 
 
@@ -130,6 +138,8 @@ class _Batch:
     processed: list[Processed] = field(default_factory=list)
     late: list[LateDelivery] = field(default_factory=list)
     log: list[NoiseLogEntry] = field(default_factory=list)
+    held: dict[int, tuple[str, Event, list[Emitted]]] = field(default_factory=dict)
+    """Per inbox id: the source, the event and its messages waiting for enrichment, handed over after the commit."""
 
 
 class WorkerStore(InboxStore, NoiseStateStore, SilenceStore, Protocol):
@@ -152,6 +162,8 @@ class InboxWorker:
         max_defer: the longest a batch waits for the edge; it bounds the extra delay of alerts in a burst.
         event_budget: seconds of matching, keys and templates one event may take (None: no
             limit); past them the event is set aside as ``budget_exceeded`` (see ``receiver.rules.budget``).
+        enrich: called after the commit with an event's messages held for ``enrich:`` (source, event,
+            messages); it must return at once (``Enricher.submit``). None: they go out when their hold ends.
     """
 
     def __init__(
@@ -167,8 +179,10 @@ class InboxWorker:
         edge: EdgeActivity | None = None,
         max_defer: float = 1.0,
         event_budget: float | None = None,
+        enrich: Callable[[str, Event, Sequence[Emitted]], None] | None = None,
     ) -> None:
         self._store = store
+        self._enrich = enrich
         self._rules = rules
         self._clock = clock
         self._lease = lease
@@ -329,6 +343,9 @@ class InboxWorker:
                 raise  # the batch stays claimed and is processed again once its lease lapses
             await self._split(rows, times, ruleset, exc)
             return
+        if self._enrich is not None:
+            for source, event, held in batch.held.values():
+                self._enrich(source, event, held)
         if self._metrics is not None:
             done = self._clock()
             for row in rows:
@@ -421,10 +438,12 @@ class InboxWorker:
         except BudgetExceededError:
             view.rollback(token)
             del batch.late[mark[0] :], batch.log[mark[1] :]
+            batch.held.pop(row.id, None)
             return None
         except Exception as exc:
             view.rollback(token)
             del batch.late[mark[0] :], batch.log[mark[1] :]
+            batch.held.pop(row.id, None)
             log.exception("event_processing_crashed", inbox_id=row.id, type=row.type[:100])
             outcome = {"parsed": False, "error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"[:1000]}
             processed, label, matched = Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
@@ -467,7 +486,10 @@ class InboxWorker:
         # A ping (Orchestrator's connectivity test) never notifies; as before, it matches nothing here.
         matched = [] if plan.event.type in SILENT_TYPES else result.matched
         own = [_delivery(e) for e in result.emitted if e.inbox_id == row.id]
-        batch.late.extend(LateDelivery(e.inbox_id, _delivery(e)) for e in result.emitted if e.inbox_id != row.id)
+        held = [e for e in result.emitted if e.inbox_id == row.id and e.enrich is not None]
+        batch.late.extend(
+            LateDelivery(e.inbox_id, _delivery(e, held=False)) for e in result.emitted if e.inbox_id != row.id
+        )
         batch.log.extend(_log_entry(d) for d in result.decisions)
         unknown = isinstance(plan.event, UnknownEvent)
         if unknown:
@@ -499,6 +521,8 @@ class InboxWorker:
         processed = Processed(
             row.id, "processed", _outcome_json(summary), own, process=_text(event.process), robot=_text(event.robot)
         )
+        if held:
+            batch.held[row.id] = (row.source, event, held)
         return processed, label, matched
 
     # --- timers ---------------------------------------------------------------------------
@@ -556,7 +580,7 @@ class InboxWorker:
             decision = Decision("dropped", reason, rule=row.name, key=current.shown_key, at=float(current.due_at))
             batch.log.append(_log_entry(decision))
             return
-        batch.late.extend(LateDelivery(e.inbox_id, _delivery(e)) for e in result.emitted)
+        batch.late.extend(LateDelivery(e.inbox_id, _delivery(e, held=False)) for e in result.emitted)
         batch.log.extend(_log_entry(d) for d in result.decisions)
         log.info(
             "noise_timer_fired",

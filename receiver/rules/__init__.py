@@ -22,6 +22,7 @@ from receiver.rules.match import Clause, Compiler, Subject
 from receiver.rules.model import (
     BodyFormat,
     Channel,
+    Enrich,
     Expect,
     GapRecovery,
     Heartbeat,
@@ -54,6 +55,7 @@ __all__ = [
     "Channel",
     "Clause",
     "Compiler",
+    "Enrich",
     "Expect",
     "GapRecovery",
     "Heartbeat",

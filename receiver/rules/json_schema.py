@@ -19,6 +19,7 @@ from pydantic_core import core_schema
 
 from receiver.rules.redact import BUILTIN_PATTERNS as BUILTIN_NAMES
 from receiver.rules.spec import (
+    ENRICH_PARTS,
     ChannelSpec,
     CollapseSpec,
     FileSpec,
@@ -29,6 +30,7 @@ from receiver.rules.spec import (
     SilenceSpec,
     SourceSpec,
     _as_list,
+    _enrich,
     _lower,
     _recover,
     _split_scopes,
@@ -83,6 +85,9 @@ class _RulesSchema(GenerateJsonSchema):
             return {"anyOf": [{"type": "string"}, inner]}
         if function is _recover:  # `recover: true` / `false`
             return {"anyOf": [{"type": "boolean"}, inner]}
+        if function is _enrich:  # `enrich: [job, logs]`, `enrich: logs`, `enrich: true` / `false`
+            parts = _case_blind({"type": "string", "enum": list(ENRICH_PARTS)})
+            return {"anyOf": [{"type": "boolean"}, parts, {"type": "array", "items": parts}, inner]}
         if function is _lower:  # severity, format: editors offer the names, any case passes
             return _case_blind(inner)
         return inner

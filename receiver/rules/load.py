@@ -34,6 +34,7 @@ from receiver.rules.model import (
     Absence,
     Channel,
     Collapse,
+    Enrich,
     Expect,
     Frequency,
     GapRecovery,
@@ -71,6 +72,7 @@ from receiver.rules.spec import (
     NAME_CHARS,
     ChannelSpec,
     CollapseSpec,
+    EnrichSpec,
     ExpectSpec,
     FileSpec,
     HeartbeatSpec,
@@ -156,6 +158,7 @@ class _Loader:
         self.marks: dict[YamlPath, tuple[int, int]] = {}
         self.key_marks: dict[YamlPath, tuple[int, int]] = {}
         self.nodes: dict[YamlPath, yaml.Node] = {}
+        self._file_enrich: EnrichSpec | None = None  # the file-wide `enrich:`, the default of every rule
 
     # --- reporting ---------------------------------------------------------------------
 
@@ -291,7 +294,9 @@ class _Loader:
         channels = self._channels(spec.channels)
         sources = self._sources(spec.sources, timezone)
         orchestrator_url = self._orchestrator_url(spec.orchestrator_url)
+        self._file_enrich = spec.enrich
         rules = self._rules(spec.rules)
+        self._enrich_needs_connection(rules, sources)
         declared = [r["name"] for r in spec.rules if isinstance(r, dict) and isinstance(r.get("name"), str)]
         silences = self._silences(spec.silences, timezone, declared)
         inhibits = self._inhibits(spec.inhibit, declared)
@@ -576,12 +581,47 @@ class _Loader:
                 body_template=body,
                 clause=clause,
                 share_across_sources=spec.share_across_sources,
+                enrich=self._enrich(spec.enrich),
                 **noise,
             )
             if clause is None and not spec.continue_ and catch_all is None:
                 catch_all = spec.name
             rules.append(rule)
         return rules
+
+    def _enrich(self, given: EnrichSpec | None) -> Enrich | None:
+        """A rule's effective ``enrich:``: its own keys over the file's; None when it asks for nothing."""
+        default = self._file_enrich
+        if given is None and default is None:
+            return None
+        merged: dict[str, Any] = {} if default is None else dict(default)
+        if given is not None:
+            merged.update({name: getattr(given, name) for name in given.model_fields_set})
+        spec = EnrichSpec.model_validate({("with" if k == "with_" else k): v for k, v in merged.items()})
+        parts = set(spec.with_)
+        if not parts:
+            return None
+        return Enrich(
+            job="job" in parts or "arguments" in parts,
+            logs="logs" in parts,
+            arguments="arguments" in parts,
+            log_lines=spec.log_lines,
+            budget=spec.budget.total_seconds(),
+        )
+
+    def _enrich_needs_connection(self, rules: list[Rule], sources: Mapping[str, Source]) -> None:
+        """``enrich:`` asks Orchestrator's API: without a source's ``orchestrator:`` block it could never work."""
+        if any(s.orchestrator is not None for s in sources.values()):
+            return
+        if self._file_enrich is not None and self._file_enrich.with_:
+            self.report(("enrich",), "enrich: needs a source with an `orchestrator:` connection", at_key=True)
+        for rule in rules:
+            if rule.enrich is not None and self._file_enrich is None:
+                self.report(
+                    ("rules", rule.index, "enrich"),
+                    f"rule {rule.name!r}: enrich needs a source with an `orchestrator:` connection",
+                    at_key=True,
+                )
 
     def _prefixed(self, label: str) -> Callable[[YamlPath, str, bool], None]:
         def report(path: YamlPath, message: str, at_key: bool) -> None:

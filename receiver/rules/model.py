@@ -24,6 +24,7 @@ __all__ = [
     "BodyFormat",
     "Channel",
     "Collapse",
+    "Enrich",
     "Expect",
     "Frequency",
     "Group",
@@ -122,6 +123,25 @@ class GapRecovery:
 
     every: float = 600.0
     lookback: float = 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Enrich:
+    """``enrich:`` as it applies to one rule: what is asked of Orchestrator before the message goes out.
+
+    Attributes:
+        job: the job as Orchestrator has it now (full Info, host machine, robot, times).
+        logs: the job's last ``log_lines`` Error and Fatal robot log lines.
+        arguments: the job's input arguments too (they may hold business data: only when asked).
+        log_lines: how many log lines at most.
+        budget: seconds the message waits for the details at most; then it goes without them.
+    """
+
+    job: bool = True
+    logs: bool = True
+    arguments: bool = False
+    log_lines: int = 5
+    budget: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +252,8 @@ class Rule:
         share_across_sources: one throttle window, counter, group, absence timer and alert flag per
             key for events of every source (``share_across_sources: true``); by default each source
             has its own, so that one source cannot steer another's alerts.
+        enrich: the details asked of Orchestrator for its job and queue item messages (its own
+            ``enrich:`` or the file's), or None.
     """
 
     name: str
@@ -254,6 +276,7 @@ class Rule:
     absence: Absence | None = None
     recover: Recover | None = None
     share_across_sources: bool = False
+    enrich: Enrich | None = None
 
     @property
     def stateful(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -18,6 +18,7 @@ from receiver.rules.model import BodyFormat, Severity
 __all__ = [
     "ALLOWED_KEYS",
     "DEFAULT_ORCHESTRATOR_SCOPES",
+    "ENRICH_PARTS",
     "NAME_CHARS",
     "AbsenceSpec",
     "BudgetSpec",
@@ -25,6 +26,7 @@ __all__ = [
     "CollapseSpec",
     "DateRangeSpec",
     "Duration",
+    "EnrichSpec",
     "ExpectSpec",
     "FileSpec",
     "FrequencySpec",
@@ -211,6 +213,41 @@ class RecoverSpec(_Spec):
     body: str | None = None
 
 
+ENRICH_PARTS = ("job", "logs", "arguments")
+"""What ``enrich:`` may ask Orchestrator for: the job, its Error/Fatal log lines, its input arguments."""
+
+EnrichPart = Literal["job", "logs", "arguments"]
+
+
+def _job_and_logs() -> list[EnrichPart]:
+    return ["job", "logs"]
+
+
+class EnrichSpec(_Spec):
+    """``enrich:`` of a rule or of the file: what to ask Orchestrator about the event before it is sent.
+
+    Written as a list (``enrich: [job, logs]``), a mapping (``{with: [job, logs], log_lines: 5,
+    budget: 3s}``), ``true`` (job and logs) or ``false`` / ``[]`` (none).
+    """
+
+    with_: Annotated[list[Annotated[EnrichPart, BeforeValidator(_lower)]], BeforeValidator(_as_list)] = Field(
+        default_factory=_job_and_logs, alias="with"
+    )
+    log_lines: int = Field(default=5, ge=1, le=50)
+    budget: Duration = Field(default=timedelta(seconds=3), le=timedelta(seconds=30))
+
+
+def _enrich(value: Any) -> Any:
+    # A list is what to fetch; true means the defaults; false means nothing (and overrides a file default).
+    if value is True:
+        return {}
+    if value is False:
+        return {"with": []}
+    if isinstance(value, list | str):
+        return {"with": value}
+    return value
+
+
 def _recover(value: Any) -> Any:
     # `recover: true` means "the absence's expect clears it"; false means no recovery.
     if value is True:
@@ -238,6 +275,7 @@ class RuleSpec(_Spec):
     absence: AbsenceSpec | None = None
     recover: Annotated[RecoverSpec | None, BeforeValidator(_recover)] = None
     share_across_sources: bool = False
+    enrich: Annotated[EnrichSpec | None, BeforeValidator(_enrich)] = None
 
 
 class WeeklySpec(_Spec):
@@ -317,6 +355,7 @@ class FileSpec(_Spec):
     silences: Annotated[list[Any], _empty_if_null(list)] = Field(default_factory=list)
     inhibit: Annotated[list[Any], _empty_if_null(list)] = Field(default_factory=list)
     collapse: Any = None
+    enrich: Annotated[EnrichSpec | None, BeforeValidator(_enrich)] = None
     redact: Any = None
 
 
@@ -341,6 +380,7 @@ ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "dates": tuple(f.alias or name for name, f in DateRangeSpec.model_fields.items()),
     "inhibit": tuple(InhibitSpec.model_fields),
     "collapse": tuple(CollapseSpec.model_fields),
+    "enrich": tuple(f.alias or name for name, f in EnrichSpec.model_fields.items()),
     "redact": tuple(RedactSpec.model_fields),
     "patterns": tuple(RedactPatternSpec.model_fields),
 }

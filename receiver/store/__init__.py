@@ -54,6 +54,7 @@ __all__ = [
     "DeliveryState",
     "EventQuery",
     "EventRow",
+    "HeldDelivery",
     "InboxItem",
     "InboxState",
     "InboxStore",
@@ -153,7 +154,12 @@ class EventQuery:
 
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
-    """A rendered notification due to one channel, written with the event it came from."""
+    """A rendered notification due to one channel, written with the event it came from.
+
+    ``hold``: seconds after the commit before it is due (0: at once); a message waiting for
+    Orchestrator's details (``enrich:``) is held for the enrichment's budget, and sent as
+    written once that ends unless :meth:`OutboxStore.release_held` replaced it first.
+    """
 
     rule: str
     channel: str
@@ -161,6 +167,16 @@ class NewDelivery:
     body: str
     severity: str
     body_format: str
+    hold: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeldDelivery:
+    """Which delivery :meth:`OutboxStore.release_held` means: one event's message of one rule to one channel."""
+
+    inbox_id: int
+    rule: str
+    channel: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,6 +527,12 @@ class OutboxStore(LeaseStore, Protocol):
     async def retry_dead(self, *, now: float) -> int:
         """Make every dead delivery due now; returns how many."""
 
+    async def release_held(self, held: HeldDelivery, *, title: str, body: str, now: float) -> bool:
+        """Give a held delivery its final text and make it due now, if it is still held and unclaimed.
+
+        False when its hold ended first (it is due, or sent, as first written): nothing changes.
+        """
+
 
 class SilenceStore(Protocol):
     """Ad-hoc silences."""
@@ -593,6 +615,12 @@ class CounterStore(Protocol):
 
     async def bump_counter(self, name: str) -> int:
         """Add one to the named counter and return the new value."""
+
+    async def raise_counter(self, name: str, value: int) -> int:
+        """Set the named counter to ``value`` unless it is higher already (a watermark that only moves on).
+
+        Returns the counter's value afterwards; every replica reads the same.
+        """
 
 
 class RetentionStore(LeaseStore, Protocol):

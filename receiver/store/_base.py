@@ -18,6 +18,7 @@ from receiver.store import (
     DeliveryRow,
     EventQuery,
     EventRow,
+    HeldDelivery,
     InboxItem,
     NameCount,
     NewSilence,
@@ -198,6 +199,10 @@ class SQLStore:
         """Make every dead delivery due now, with a fresh attempt budget, and wake their channels' workers."""
         return await self._run(plans.retry_dead, now, write=True)
 
+    async def release_held(self, held: HeldDelivery, *, title: str, body: str, now: float) -> bool:
+        """Give a held delivery its final text and make it due now, if it is still held and unclaimed."""
+        return await self._run(plans.release_held, held, title, body, now, write=True)
+
     # -- reads ----------------------------------------------------------------------------
 
     async def list_noise_log(
@@ -270,6 +275,10 @@ class SQLStore:
     async def bump_counter(self, name: str) -> int:
         """Add one to the named counter and return the new value."""
         return await self._run(plans.bump_counter, name, write=True)
+
+    async def raise_counter(self, name: str, value: int) -> int:
+        """Set the named counter to ``value`` unless it is higher already; returns its value."""
+        return await self._run(plans.raise_counter, name, value, write=True)
 
     # -- retention ------------------------------------------------------------------------
 

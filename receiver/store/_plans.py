@@ -21,6 +21,7 @@ from receiver.store import (
     DeliveryRow,
     EventQuery,
     EventRow,
+    HeldDelivery,
     InboxItem,
     LateDelivery,
     NewDelivery,
@@ -80,8 +81,10 @@ __all__ = [
     "next_noise_due",
     "ping",
     "queue_stats",
+    "raise_counter",
     "read_counter",
     "release_claims",
+    "release_held",
     "release_lease",
     "retry_dead",
     "retry_delivery",
@@ -124,7 +127,7 @@ _CLAIM_INBOX = sql(
 _INSERT_DELIVERIES = sql(
     "INSERT INTO deliveries (inbox_id, rule, channel, title, body, severity, body_format, created_at, "
     "budget_since, next_attempt_at) {values} ON CONFLICT (inbox_id, rule, channel) DO NOTHING",
-    values="@inbox_id, @rule, @channel, @title, @body, @severity, @body_format, :now, :now, :now",
+    values="@inbox_id, @rule, @channel, @title, @body, @severity, @body_format, :now, :now, :now + @hold",
     rows=[
         ("inbox_id", _ID),
         ("rule", _TEXT),
@@ -133,6 +136,7 @@ _INSERT_DELIVERIES = sql(
         ("body", _TEXT),
         ("severity", _TEXT),
         ("body_format", _TEXT),
+        ("hold", _REAL),
     ],
 )
 _FINISH_INBOX = sql(
@@ -154,6 +158,11 @@ _READ_COUNTER = sql("SELECT value FROM counters WHERE name = :name")
 _BUMP_COUNTER = sql(
     "INSERT INTO counters (name, value) VALUES (:name, 1) "
     "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value"
+)
+_RAISE_COUNTER = sql(
+    "INSERT INTO counters (name, value) VALUES (:name, :value) ON CONFLICT (name) DO UPDATE "
+    "SET value = CASE WHEN excluded.value > counters.value THEN excluded.value ELSE counters.value END "
+    "RETURNING value"
 )
 _PING = sql("SELECT 1")
 
@@ -232,6 +241,12 @@ def bump_counter(name: str) -> Plan[int]:
     return int(rows[0][0])
 
 
+def raise_counter(name: str, value: int) -> Plan[int]:
+    """Set the named counter to ``value`` unless it is higher already (a watermark); its value after."""
+    rows = yield _RAISE_COUNTER, {"name": name, "value": value}
+    return int(rows[0][0])
+
+
 def claim_inbox(limit: int, now: float, lease: float) -> Plan[list[EventRow]]:
     """Lease up to ``limit`` events still ``new`` whose lease is free, oldest first."""
     rows = yield _CLAIM_INBOX, {"until": now + lease, "now": now, "limit": limit}
@@ -284,6 +299,7 @@ def _delivery(inbox_id: int, d: NewDelivery) -> dict[str, object]:
         "body": storable(d.body),
         "severity": storable(d.severity),
         "body_format": storable(d.body_format),
+        "hold": d.hold,
     }
 
 
@@ -494,6 +510,31 @@ _RETRY_DEAD = sql(
     "UPDATE deliveries SET state = 'pending', next_attempt_at = :now, budget_since = :now, attempts = 0, "
     "lease_until = NULL WHERE state = 'dead' RETURNING channel"
 )
+
+
+_RELEASE_HELD = sql(
+    "UPDATE deliveries SET title = :title, body = :body, next_attempt_at = :now, budget_since = :now "
+    "WHERE inbox_id = :inbox_id AND rule = :rule AND channel = :channel AND state = 'pending' AND attempts = 0 "
+    "AND next_attempt_at > :now AND lease_until IS NULL RETURNING channel"
+)
+
+
+def release_held(held: HeldDelivery, title: str, body: str, now: float) -> Plan[bool]:
+    """Replace a held delivery's text and make it due now, unless its hold has ended; wake its channel."""
+    rows = yield (
+        _RELEASE_HELD,
+        {
+            "title": storable(title),
+            "body": storable(body),
+            "now": now,
+            "inbox_id": held.inbox_id,
+            "rule": storable(held.rule),
+            "channel": storable(held.channel),
+        },
+    )
+    if rows:
+        yield NOTIFY, [f"deliveries:{rows[0][0]}"]
+    return bool(rows)
 
 
 def claim_deliveries(channel: str, limit: int, now: float, lease: float) -> Plan[list[DeliveryRow]]:
