@@ -15,7 +15,8 @@ The reference for users is docs/rules.md ("Noise control").
 
 from __future__ import annotations
 
-from receiver.noise.decision import SUPPRESSED, Decision, Emitted, Result
+from receiver.noise.alerting import alert_key
+from receiver.noise.decision import SUPPRESSED, AlertSignal, Decision, Emitted, Result
 from receiver.noise.engine import Engine
 from receiver.noise.plan import SILENT_TYPES, Plan, parse_stored
 from receiver.noise.silences import AdHocSilence, Matcher, MatcherError, Silencer, compile_matchers, parse_matchers
@@ -26,6 +27,7 @@ __all__ = [
     "SILENT_TYPES",
     "SUPPRESSED",
     "AdHocSilence",
+    "AlertSignal",
     "Decision",
     "Emitted",
     "Engine",
@@ -39,6 +41,7 @@ __all__ = [
     "Silencer",
     "Simulation",
     "StateView",
+    "alert_key",
     "compile_matchers",
     "parse_matchers",
     "parse_stored",

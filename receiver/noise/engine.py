@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from receiver.events import Event
-from receiver.noise import absence, collapse, frequency, group, inhibit, recovery, silences, throttle
+from receiver.noise import absence, alerting, collapse, frequency, group, inhibit, recovery, silences, throttle
 from receiver.noise.decision import Result
 from receiver.noise.notify import notify
 from receiver.noise.plan import Plan, Planner, RoutePlan
@@ -180,5 +180,6 @@ class Engine:
         notes = list(notes)
         if throttle.throttled(self._ctx, view, plan, rp, result, notes):
             recovery.mark_firing(view, plan, rp, None)
+            alerting.touched(plan, rp, result)
             return
         notify(self._ctx, view, plan, rp, result, notes)

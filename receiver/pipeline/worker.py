@@ -27,7 +27,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -37,10 +37,23 @@ from receiver.events import Event, UnknownEvent
 from receiver.jsonfmt import dumps_text
 from receiver.logconfig import log_summary
 from receiver.metrics import Metrics
-from receiver.noise import SILENT_TYPES, AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
+from receiver.noise import (
+    SILENT_TYPES,
+    AdHocSilence,
+    AlertSignal,
+    Decision,
+    Emitted,
+    Engine,
+    Plan,
+    Row,
+    StateView,
+    parse_stored,
+)
 from receiver.pipeline.activity import EdgeActivity
+from receiver.pipeline.alerts import AlertBook, Links, fire_alert_timers
 from receiver.rules import BudgetExceededError, RuleSet, event_budget
 from receiver.store import (
+    AlertStore,
     EventRow,
     InboxStore,
     LateDelivery,
@@ -130,10 +143,11 @@ class _Batch:
     processed: list[Processed] = field(default_factory=list)
     late: list[LateDelivery] = field(default_factory=list)
     log: list[NoiseLogEntry] = field(default_factory=list)
+    alerts: list[AlertSignal] = field(default_factory=list)
 
 
-class WorkerStore(InboxStore, NoiseStateStore, SilenceStore, Protocol):
-    """What the inbox worker needs of the store: the inbox, the noise state, and the silences."""
+class WorkerStore(InboxStore, NoiseStateStore, SilenceStore, AlertStore, Protocol):
+    """What the inbox worker needs of the store: the inbox, the noise state, the silences and the alerts."""
 
 
 class InboxWorker:
@@ -152,6 +166,7 @@ class InboxWorker:
         max_defer: the longest a batch waits for the edge; it bounds the extra delay of alerts in a burst.
         event_budget: seconds of matching, keys and templates one event may take (None: no
             limit); past them the event is set aside as ``budget_exceeded`` (see ``receiver.rules.budget``).
+        links: the action links alert messages carry, or None for none.
     """
 
     def __init__(
@@ -167,8 +182,10 @@ class InboxWorker:
         edge: EdgeActivity | None = None,
         max_defer: float = 1.0,
         event_budget: float | None = None,
+        links: Links | None = None,
     ) -> None:
         self._store = store
+        self._links = links
         self._rules = rules
         self._clock = clock
         self._lease = lease
@@ -301,7 +318,7 @@ class InboxWorker:
             await self._yield_to_edge()
             batch.processed.append(await self._decided(row, item, engine, view, batch))
         try:
-            await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
+            await self._commit(batch, view, ruleset, purge_before=times[0] - _PURGE_MARGIN)
         except StoreError as exc:
             if exc.recoverable:
                 raise  # the batch stays claimed and is processed again once its lease lapses
@@ -392,17 +409,17 @@ class InboxWorker:
     ) -> Processed | None:
         """Decide about one event within ``budget`` seconds; None (and nothing changed) when they run out."""
         token = view.checkpoint()
-        mark = (len(batch.late), len(batch.log))
+        mark = (len(batch.late), len(batch.log), len(batch.alerts))
         try:
             with event_budget(budget):
                 processed, label, matched = self._process(row, plan, engine, view, batch)
         except BudgetExceededError:
             view.rollback(token)
-            del batch.late[mark[0] :], batch.log[mark[1] :]
+            del batch.late[mark[0] :], batch.log[mark[1] :], batch.alerts[mark[2] :]
             return None
         except Exception as exc:
             view.rollback(token)
-            del batch.late[mark[0] :], batch.log[mark[1] :]
+            del batch.late[mark[0] :], batch.log[mark[1] :], batch.alerts[mark[2] :]
             log.exception("event_processing_crashed", inbox_id=row.id, type=row.type[:100])
             outcome = {"parsed": False, "error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"[:1000]}
             processed, label, matched = Processed(row.id, "unparsed", json.dumps(outcome)), "unparsed", []
@@ -447,6 +464,7 @@ class InboxWorker:
         own = [_delivery(e) for e in result.emitted if e.inbox_id == row.id]
         batch.late.extend(LateDelivery(e.inbox_id, _delivery(e)) for e in result.emitted if e.inbox_id != row.id)
         batch.log.extend(_log_entry(d) for d in result.decisions)
+        batch.alerts.extend(result.alerts)
         unknown = isinstance(plan.event, UnknownEvent)
         if unknown:
             log.warning("event_type_unknown", inbox_id=row.id, source=row.source, type=row.type[:100])
@@ -489,12 +507,13 @@ class InboxWorker:
         total = 0
         while True:
             rows = [to_row(r) for r in await self._store.due_noise(until=until, limit=self._batch)]
-            if not rows:
-                return total
-            await self._fire_rows(rows, ruleset, until)
-            total += len(rows)
+            if rows:
+                await self._fire_rows(rows, ruleset, until)
+                total += len(rows)
             if len(rows) < self._batch:
-                return total
+                break
+        # Reminders and escalations after the noise timers: an absence that fired just now opens its alert first.
+        return total + await fire_alert_timers(self._store, ruleset, until=until, now=self._clock(), links=self._links)
 
     async def _fire_rows(self, rows: Sequence[Row], ruleset: RuleSet, until: float) -> None:
         """Fire these timers and commit them at once."""
@@ -511,7 +530,7 @@ class InboxWorker:
         for row in rows:
             self._fire(engine, view, row, until, batch)
         try:
-            await self._commit(batch, view, purge_before=until - _PURGE_MARGIN)
+            await self._commit(batch, view, ruleset, purge_before=until - _PURGE_MARGIN)
         except StoreError as exc:
             if exc.recoverable:
                 raise
@@ -535,6 +554,7 @@ class InboxWorker:
             return
         batch.late.extend(LateDelivery(e.inbox_id, _delivery(e)) for e in result.emitted)
         batch.log.extend(_log_entry(d) for d in result.decisions)
+        batch.alerts.extend(result.alerts)
         log.info(
             "noise_timer_fired",
             kind=row.kind,
@@ -593,16 +613,24 @@ class InboxWorker:
         if due:
             await self._fire_rows(due, ruleset, until)
 
-    async def _commit(self, batch: _Batch, view: StateView, *, purge_before: float) -> None:
+    async def _commit(self, batch: _Batch, view: StateView, ruleset: RuleSet, *, purge_before: float) -> None:
         puts, deletes = view.changes()
+        alerts = AlertBook(await self._store.open_alerts(AlertBook.keys(batch.alerts)), ruleset, self._links)
+        alerts.apply(batch.alerts)
+        processed = [
+            replace(p, deliveries=[alerts.decorate(p.inbox_id, d) for d in p.deliveries]) if p.deliveries else p
+            for p in batch.processed
+        ]
+        late = [LateDelivery(x.inbox_id, alerts.decorate(x.inbox_id, x.delivery)) for x in batch.late]
         noise = NoiseWrite(
             put=[from_row(r) for r in puts],
             delete=deletes,
-            deliveries=batch.late,
+            deliveries=late,
             log=batch.log,
             purge_before=purge_before,
+            alerts=alerts.changes(),
         )
-        await self._store.finish_inbox(batch.processed, now=self._clock(), noise=noise)
+        await self._store.finish_inbox(processed, now=self._clock(), noise=noise)
         if self._metrics is not None:
             for entry in batch.log:
                 if entry.suppressed:

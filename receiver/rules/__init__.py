@@ -21,6 +21,7 @@ from receiver.rules.match import Clause, Compiler, Subject
 from receiver.rules.model import (
     BodyFormat,
     Channel,
+    Escalation,
     GapRecovery,
     Heartbeat,
     Inhibit,
@@ -49,6 +50,7 @@ __all__ = [
     "Channel",
     "Clause",
     "Compiler",
+    "Escalation",
     "GapRecovery",
     "Heartbeat",
     "Inhibit",

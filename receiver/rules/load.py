@@ -34,6 +34,7 @@ from receiver.rules.model import (
     Absence,
     Channel,
     Collapse,
+    Escalation,
     Frequency,
     GapRecovery,
     Group,
@@ -498,6 +499,7 @@ class _Loader:
             title = self._template(spec.title, "text", (*base, "title"), label, "title")
             body = self._template(spec.body, spec.format, (*base, "body"), label, "body")
             noise = self._noise(spec, base, label, compiler)
+            escalate = self._escalate(spec, base, label)
             if spec.share_across_sources and not any(
                 getattr(spec, k) is not None for k in ("throttle", "group", "frequency", "absence", "recover")
             ):
@@ -525,6 +527,10 @@ class _Loader:
                 body_template=body,
                 clause=clause,
                 share_across_sources=spec.share_across_sources,
+                repeat=None if spec.repeat is None else spec.repeat.total_seconds(),
+                escalate=escalate,
+                actions=tuple(dict.fromkeys(spec.actions)),
+                resolve_after=spec.resolve_after.total_seconds(),
                 **noise,
             )
             if clause is None and not spec.continue_ and catch_all is None:
@@ -552,6 +558,21 @@ class _Loader:
                 self.report(path, f"{label}: unknown channel {name!r}{hint}")
             seen.append(name)
         return tuple(dict.fromkeys(seen))
+
+    def _escalate(self, spec: RuleSpec, base: YamlPath, label: str) -> tuple[Escalation, ...]:
+        """Check ``escalate:``: declared channels, steps in increasing ``after``."""
+        steps: list[Escalation] = []
+        for i, step in enumerate(spec.escalate):
+            path = (*base, "escalate", i)
+            notify = self._notify(step.notify, path, f"{label}: escalate step {i + 1}")
+            after = step.after.total_seconds()
+            if steps and after <= steps[-1].after:
+                self.report(
+                    (*path, "after"),
+                    f"{label}: escalate step {i + 1} must come after step {i} (after: {after:g}s is not later)",
+                )
+            steps.append(Escalation(after, notify))
+        return tuple(steps)
 
     def _declared_channels(self) -> list[str]:
         node = self.nodes.get(("channels",))

@@ -24,6 +24,7 @@ __all__ = [
     "BodyFormat",
     "Channel",
     "Collapse",
+    "Escalation",
     "Frequency",
     "Group",
     "Heartbeat",
@@ -197,6 +198,10 @@ class Rule:
         share_across_sources: one throttle window, counter, group, absence timer and alert flag per
             key for events of every source (``share_across_sources: true``); by default each source
             has its own, so that one source cannot steer another's alerts.
+        repeat: seconds after which a firing, unacknowledged alert of the rule is notified again, or None.
+        escalate: the channels notified while an alert stays unacknowledged and unresolved, by delay.
+        actions: what the alert message's links may do besides acknowledge and silence (``retry``).
+        resolve_after: seconds without a notification after which an open alert is resolved by expiry.
     """
 
     name: str
@@ -219,6 +224,10 @@ class Rule:
     absence: Absence | None = None
     recover: Recover | None = None
     share_across_sources: bool = False
+    repeat: float | None = None
+    escalate: tuple[Escalation, ...] = ()
+    actions: tuple[str, ...] = ()
+    resolve_after: float = 24 * 3600.0
 
     @property
     def stateful(self) -> bool:
@@ -277,6 +286,14 @@ class KeyTemplate:
 
     source: str
     template: Template = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """One step of ``escalate:``: ``after`` seconds from the alert's opening, notify ``notify`` (channel names)."""
+
+    after: float
+    notify: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

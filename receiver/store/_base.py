@@ -13,11 +13,15 @@ from typing import Any, ClassVar, TypeVar
 from receiver.errors import StoreError
 from receiver.store import (
     Accepted,
+    AlertEventRow,
+    AlertRow,
+    AlertTimer,
     AttemptRow,
     DeliveryRow,
     EventQuery,
     EventRow,
     InboxItem,
+    NewAlertEvent,
     NewSilence,
     NoiseLogRow,
     NoiseRef,
@@ -29,6 +33,7 @@ from receiver.store import (
     QueueStats,
     SilenceRow,
 )
+from receiver.store import _alerts as alerts
 from receiver.store import _plans as plans
 from receiver.store import _retention as retention
 from receiver.store._batch import GroupCommit
@@ -244,6 +249,56 @@ class SQLStore:
     async def bump_counter(self, name: str) -> int:
         """Add one to the named counter and return the new value."""
         return await self._run(plans.bump_counter, name, write=True)
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    async def open_alerts(self, keys: Collection[tuple[str, str]]) -> list[AlertRow]:
+        """The open alerts of these (rule, key) pairs."""
+        if not keys:
+            return []
+        return await self._run(alerts.open_alerts, keys)
+
+    async def list_alerts(self, *, limit: int = 100, open_only: bool = False) -> list[AlertRow]:
+        """Open alerts first (oldest first), then resolved ones (latest first)."""
+        return await self._run(alerts.list_alerts, limit, open_only)
+
+    async def get_alert(self, alert_id: str) -> AlertRow | None:
+        """One alert, or None."""
+        return await self._run(alerts.get_alert, alert_id)
+
+    async def alert_trail(self, alert_id: str) -> list[AlertEventRow]:
+        """One alert's trail, in order."""
+        return await self._run(alerts.alert_trail, alert_id)
+
+    async def alert_trail_of_event(self, inbox_id: int) -> list[AlertEventRow]:
+        """The trail entries about one event."""
+        return await self._run(alerts.alert_trail_of_event, inbox_id)
+
+    async def acknowledge_alert(self, alert_id: str, *, actor: str, via: str, now: float) -> AlertRow | None:
+        """Acknowledge a firing alert; None when it is not firing."""
+        return await self._run(alerts.acknowledge_alert, alert_id, actor, via, now, write=True)
+
+    async def resolve_alert(self, alert_id: str, *, actor: str, via: str, now: float) -> AlertRow | None:
+        """Resolve an open alert by hand; None when it is not open."""
+        return await self._run(alerts.resolve_alert, alert_id, actor, via, now, write=True)
+
+    async def record_alert_event(self, entry: NewAlertEvent, *, once: bool = False) -> bool:
+        """Add a trail entry (with ``once``: only the first of its action)."""
+        return await self._run(alerts.record_alert_event, entry, once, write=True)
+
+    async def due_alerts(self, *, until: float, limit: int) -> list[AlertRow]:
+        """Firing alerts whose timer is due, earliest first."""
+        return await self._run(alerts.due_alerts, until, limit)
+
+    async def fire_alert_timers(self, timers: Sequence[AlertTimer], *, now: float) -> int:
+        """Write the fired timers still due as read, with their deliveries; how many."""
+        if not timers:
+            return 0
+        return await self._run(plans.fire_alert_timers, timers, now, write=True)
+
+    async def expire_alerts(self, *, now: float, limit: int) -> list[AlertRow]:
+        """Resolve open alerts past their expiry."""
+        return await self._run(alerts.expire_alerts, now, limit, write=True)
 
     # -- retention ------------------------------------------------------------------------
 

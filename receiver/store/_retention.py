@@ -81,6 +81,7 @@ _TIMER_INBOX_IDS = sql(
         "FROM noise_state WHERE due_at IS NOT NULL"
     )
 )
+_ALERT_INBOX_IDS = sql("SELECT inbox_id, last_inbox_id FROM alerts WHERE state <> 'resolved'")
 COUNT_ROWS = {table: sql(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT :limit) t") for table in STORE_TABLES}
 """Per table: its rows, counted up to ``limit`` (a bounded count: never a full scan of a big table)."""
 
@@ -132,8 +133,9 @@ def prune_silences(before: float, limit: int, dry_run: bool) -> Plan[int]:
 
 
 def timer_inbox_ids() -> Plan[set[int]]:
-    """The events noise timers refer to (a group's first event, an absence's arming event)."""
-    return _ids((yield _TIMER_INBOX_IDS, {}))
+    """The events noise timers and open alerts refer to (a group's first event, an absence's arming event...)."""
+    # An open alert's reminders and escalations are deliveries about its events: they stay too.
+    return _ids((yield _TIMER_INBOX_IDS, {})) | _ids((yield _ALERT_INBOX_IDS, {}))
 
 
 def _ids(rows: Iterable[tuple[Any, ...]]) -> set[int]:
