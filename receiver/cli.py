@@ -210,8 +210,15 @@ def _serve(args: argparse.Namespace) -> int:
     resolve_sources(ruleset, settings)
     app = create_app(settings, ruleset=ruleset)
     tune_collector()  # last before serving: what is loaded by now lives as long as the process
+    served: Any = app
+    if settings.trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        from receiver.http.peer import PeerRecorder
+
+        served = PeerRecorder(ProxyHeadersMiddleware(app, trusted_hosts=settings.trusted_proxies))
     uvicorn.run(
-        app,
+        served,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -225,8 +232,9 @@ def _serve(args: argparse.Namespace) -> int:
         http=BoundedHttpToolsProtocol,  # a request head over 64 KiB gets 431 (receiver/http/protocol.py)
         # X-Forwarded-For/-Proto only from the proxies named in RECEIVER_TRUSTED_PROXIES (none by
         # default): the client address counts failed logins, the scheme makes the cookie Secure.
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=settings.trusted_proxies or None,
+        # Applied here rather than by uvicorn, inside PeerRecorder, so that the connection's own peer
+        # stays known (the trusted user header of the action links: receiver/http/peer.py).
+        proxy_headers=False,
     )
     return 0
 

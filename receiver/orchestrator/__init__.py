@@ -14,6 +14,7 @@ from receiver.orchestrator.circuit import Circuit
 from receiver.orchestrator.client import FOLDER_HEADER, PAGE_LIMITS, Collection, OrchestratorClient, RetryPolicy
 from receiver.orchestrator.config import Deployment, Endpoints, endpoints
 from receiver.orchestrator.errors import OrchestratorAuthError, OrchestratorError, OrchestratorUnavailableError
+from receiver.orchestrator.jobs import StartedJob, start_job
 from receiver.orchestrator.observe import NullObserver, Observer, Outcome, PrometheusObserver
 from receiver.orchestrator.sync import Change, SyncPlan, apply_sync, desired_events, plan_sync
 from receiver.orchestrator.webhooks import (
@@ -45,6 +46,7 @@ __all__ = [
     "PingResult",
     "PrometheusObserver",
     "RetryPolicy",
+    "StartedJob",
     "SyncPlan",
     "Token",
     "Webhook",
@@ -57,5 +59,6 @@ __all__ = [
     "list_webhooks",
     "ping_webhook",
     "plan_sync",
+    "start_job",
     "update_webhook",
 ]
