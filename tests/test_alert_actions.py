@@ -246,6 +246,10 @@ class TestLinks:
         assert [["process=InvoiceProcessing"]] == [s["matchers"] for s in silences]
         actions = [e["action"] for e in client.get(f"/api/alerts/{alert['id']}", headers=AUTH).json()["trail"]]
         assert ["opened", "acknowledged", "silenced"] == actions
+        event = client.get(f"/api/events/{alert['event']}", headers=AUTH).json()
+        assert [("opened", "receiver"), ("acknowledged", "ana"), ("silenced", "ana")] == [
+            (t["action"], t["by"]) for t in event["alert_trail"]
+        ]
 
     def test_a_post_without_a_name_is_asked_again(self, server: Server) -> None:
         """No name and no trusted proxy: 400, the alert stays firing."""

@@ -218,6 +218,11 @@ def _schemas() -> dict[str, Any]:
             "deliveries": {"type": "array", "items": _ref("Delivery")},
             "explain": _ref("Explanation"),
             "noise_log": {"type": "array", "items": _ref("LoggedDecision")},
+            "alert_trail": {
+                "type": "array",
+                "items": _ref("AlertTrailEntry"),
+                "description": "What was done about the alerts of this event (GET /api/events/{id} only).",
+            },
             "body": {"description": "The stored body (GET /api/events/{id} only)."},
         },
         "required": ["id", "source", "event_id", "type", "received_at", "state", "result", "matched_rules"],

@@ -297,7 +297,7 @@ def _fire_one(alert: AlertRow, ruleset: RuleSet, links: Links | None) -> AlertTi
         ]
         deliveries.extend(LateDelivery(alert.inbox_id, d) for d in sent)
         detail = f"escalation step {alert.escalations} to {', '.join(step.notify)}"
-        trail.append(NewAlertEvent(alert.id, at, "escalated", _ACTOR, "timer", detail))
+        trail.append(NewAlertEvent(alert.id, at, "escalated", _ACTOR, "timer", detail, alert.inbox_id))
     alert = replace(alert, due_at=next_due(alert, rule))
     if alert.due_at is not None and alert.due_at <= at:
         alert = replace(alert, due_at=None)  # a rule changed under it: never loop on the same time
@@ -308,6 +308,9 @@ async def fire_alert_timers(
     store: AlertStore, ruleset: RuleSet, *, until: float, now: float, links: Links | None
 ) -> int:
     """Resolve expired alerts, then send every reminder and escalation due at or before ``until``; how many fired."""
+    first = await store.next_alert_time()
+    if first is None or first > until:
+        return 0  # the common case: one read, no write transaction
     expired = await store.expire_alerts(now=until, limit=_BATCH)
     for alert in expired:
         log.info("alert_expired", alert_id=alert.id, rule=alert.rule)

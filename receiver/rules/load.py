@@ -569,7 +569,7 @@ class _Loader:
             if steps and after <= steps[-1].after:
                 self.report(
                     (*path, "after"),
-                    f"{label}: escalate step {i + 1} must come after step {i} (after: {after:g}s is not later)",
+                    f"{label}: escalate step {i + 1} must come after step {i} (its `after` must be longer)",
                 )
             steps.append(Escalation(after, notify))
         return tuple(steps)

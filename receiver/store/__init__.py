@@ -678,6 +678,9 @@ class AlertStore(Protocol):
     async def expire_alerts(self, *, now: float, limit: int) -> list[AlertRow]:
         """Resolve open alerts whose ``expires_at`` has passed (resolution ``expired``); those resolved."""
 
+    async def next_alert_time(self) -> float | None:
+        """The earliest reminder, escalation or expiry of an open alert, or None (one cheap read)."""
+
 
 class CounterStore(Protocol):
     """Named counters every replica shares (e.g. the web page's session generation)."""

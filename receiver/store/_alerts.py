@@ -19,6 +19,7 @@ __all__ = [
     "expire_alerts",
     "get_alert",
     "list_alerts",
+    "next_alert_time",
     "open_alerts",
     "record_alert_event",
     "resolve_alert",
@@ -82,6 +83,10 @@ _EXPIRE = sql(
     "UPDATE alerts SET state = 'resolved', resolved_at = expires_at, resolved_by = 'expiry', "
     "resolution = 'expired', due_at = NULL WHERE id IN (SELECT id FROM alerts WHERE state <> 'resolved' "
     f"AND expires_at <= :now ORDER BY expires_at LIMIT :limit) RETURNING {ALERT_COLUMNS}"
+)
+_NEXT_TIMES = sql(
+    "SELECT (SELECT min(due_at) FROM alerts WHERE due_at IS NOT NULL), "
+    "(SELECT min(expires_at) FROM alerts WHERE state <> 'resolved')"
 )
 TIMER = sql(
     "UPDATE alerts SET due_at = :due_at, next_repeat_at = :next_repeat_at, reminders = :reminders, "
@@ -169,8 +174,9 @@ def acknowledge_alert(alert_id: str, actor: str, via: str, now: float) -> Plan[A
     rows = yield _ACKNOWLEDGE, {"id": alert_id, "now": now, "actor": storable(actor)[:200]}
     if not rows:
         return None
-    yield _TRAIL, trail_params(NewAlertEvent(alert_id, now, "acknowledged", actor, via))
-    return alert_row(rows[0])
+    alert = alert_row(rows[0])
+    yield _TRAIL, trail_params(NewAlertEvent(alert_id, now, "acknowledged", actor, via, "", alert.inbox_id))
+    return alert
 
 
 def resolve_alert(alert_id: str, actor: str, via: str, now: float) -> Plan[AlertRow | None]:
@@ -178,8 +184,10 @@ def resolve_alert(alert_id: str, actor: str, via: str, now: float) -> Plan[Alert
     rows = yield _RESOLVE, {"id": alert_id, "now": now, "actor": storable(actor)[:200]}
     if not rows:
         return None
-    yield _TRAIL, trail_params(NewAlertEvent(alert_id, now, "resolved", actor, via, "resolved by hand"))
-    return alert_row(rows[0])
+    alert = alert_row(rows[0])
+    entry = NewAlertEvent(alert_id, now, "resolved", actor, via, "resolved by hand", alert.inbox_id)
+    yield _TRAIL, trail_params(entry)
+    return alert
 
 
 def record_alert_event(entry: NewAlertEvent, once: bool) -> Plan[bool]:
@@ -194,11 +202,19 @@ def due_alerts(until: float, limit: int) -> Plan[list[AlertRow]]:
     return [alert_row(r) for r in rows]
 
 
+def next_alert_time() -> Plan[float | None]:
+    """The earliest reminder, escalation or expiry of an open alert (None: none)."""
+    rows = yield _NEXT_TIMES, {}
+    times = [float(t) for t in (rows[0] if rows else ()) if t is not None]
+    return min(times) if times else None
+
+
 def expire_alerts(now: float, limit: int) -> Plan[list[AlertRow]]:
     """Resolve the open alerts past their expiry, each with a trail entry."""
     rows = yield _EXPIRE, {"now": now, "limit": limit}
     expired = [alert_row(r) for r in rows]
     for alert in expired:
         detail = "nothing notified for it since it was last seen: resolved by expiry"
-        yield _TRAIL, trail_params(NewAlertEvent(alert.id, alert.expires_at, "expired", "expiry", "timer", detail))
+        entry = NewAlertEvent(alert.id, alert.expires_at, "expired", "expiry", "timer", detail, alert.inbox_id)
+        yield _TRAIL, trail_params(entry)
     return expired

@@ -294,11 +294,17 @@ class SQLStore:
         """Write the fired timers still due as read, with their deliveries; how many."""
         if not timers:
             return 0
-        return await self._run(plans.fire_alert_timers, timers, now, write=True)
+        # Lost in a power cut, a timer fires again to the same deliveries (unique per event, rule, channel).
+        return await self._run(plans.fire_alert_timers, timers, now, write=True, relaxed=True)
 
     async def expire_alerts(self, *, now: float, limit: int) -> list[AlertRow]:
         """Resolve open alerts past their expiry."""
-        return await self._run(alerts.expire_alerts, now, limit, write=True)
+        # Lost in a power cut, they are past their expiry still: resolved again at the next pass.
+        return await self._run(alerts.expire_alerts, now, limit, write=True, relaxed=True)
+
+    async def next_alert_time(self) -> float | None:
+        """The earliest reminder, escalation or expiry of an open alert."""
+        return await self._run(alerts.next_alert_time)
 
     # -- retention ------------------------------------------------------------------------
 
