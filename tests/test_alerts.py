@@ -209,3 +209,22 @@ class TestLinks:
                 assert "Retry the job" not in sent.body  # the rule has no `actions: [retry]`
         finally:
             await h.close()
+
+
+class TestRetention:
+    async def test_resolved_alerts_go_with_their_trail_open_ones_stay(self, tmp_path: Path, store_url: str) -> None:
+        """Pruning deletes an alert resolved before the cutoff and its trail; an open alert stays."""
+        h = await _open(tmp_path, store_url)
+        try:
+            await h.post(payload("job.faulted.json"))
+            resolved = await _only_alert(h)
+            await _store(h).resolve_alert(resolved, actor="ana", via="cli", now=h.now)
+            await h.post_at(MIN, payload("job.faulted.json", Job__Release__ProcessKey="Payroll"))
+            assert {"alerts": 1, "alert_events": 0} == await _store(h).prune_alerts(h.now, limit=10, dry_run=True)
+            assert {"alerts": 1, "alert_events": 2} == await _store(h).prune_alerts(h.now, limit=10)
+            left = await _store(h).list_alerts()
+            assert ["firing"] == [a.state for a in left]
+            assert [] == await _store(h).alert_trail(resolved)
+            assert ["opened"] == [e.event.action for e in await _store(h).alert_trail(left[0].id)]
+        finally:
+            await h.close()

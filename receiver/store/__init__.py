@@ -709,8 +709,12 @@ class RetentionStore(LeaseStore, Protocol):
     async def prune_silences(self, before: float, *, limit: int, dry_run: bool = False) -> int:
         """Delete (``dry_run``: count) up to ``limit`` ad-hoc silences that ended before ``before``."""
 
+    async def prune_alerts(self, before: float, *, limit: int, dry_run: bool = False) -> dict[str, int]:
+        """Delete (``dry_run``: count) up to ``limit`` alerts resolved before ``before``, with their trails;
+        rows per table (``alerts``, ``alert_events``)."""
+
     async def timer_inbox_ids(self) -> set[int]:
-        """The events noise timers refer to (a group's first event, an absence's arming event)."""
+        """The events noise timers and open alerts refer to (a group's first event, an absence's arming event)."""
 
     async def table_stats(self, *, exact_limit: int = 1_000_000) -> StoreStats:
         """Rows per table of ``STORE_TABLES`` and the store's size (no full count of a table past ``exact_limit``)."""

@@ -331,6 +331,10 @@ class SQLStore:
         """Delete (or count) up to ``limit`` silences that ended before ``before``."""
         return await self._run(retention.prune_silences, before, limit, dry_run, write=True)
 
+    async def prune_alerts(self, before: float, *, limit: int, dry_run: bool = False) -> dict[str, int]:
+        """Delete (or count) up to ``limit`` alerts resolved before ``before``, with their trails."""
+        return await self._run(retention.prune_alerts, self.dialect, before, limit, dry_run, write=True, relaxed=True)
+
     async def timer_inbox_ids(self) -> set[int]:
         """The events noise timers refer to."""
         return await self._run(retention.timer_inbox_ids)
