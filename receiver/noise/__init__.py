@@ -6,7 +6,8 @@ database, no clock, no settings.
 ``plan`` matches an event and renders its keys; one module per stage, each owning the typed
 state of its kind: ``collapse``, ``absence``, ``inhibit``, ``recovery`` (kind ``firing``),
 ``silences`` (no state: windows and ad-hoc silences), ``frequency``, ``group`` (``digest``
-renders its digest), ``throttle``, ``notify``. ``decision`` holds :class:`Decision` and its one
+renders its digest), ``throttle``, ``notify``; ``alerting`` reports which rule key fires, fires again or recovers
+(:class:`AlertSignal`; the inbox worker keeps the alerts). ``decision`` holds :class:`Decision` and its one
 JSON form; ``state`` holds the rows the stages read and write; ``simulate`` runs the engine on
 an in-memory state for ``receiver test``. The inbox worker loads the rows an event needs from
 the store and commits the engine's changes in the transaction that marks the event processed.

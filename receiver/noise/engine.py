@@ -26,6 +26,10 @@ A timer (:meth:`Engine.fire`) is a group's digest (:func:`receiver.noise.group.f
 absence deadline (:func:`receiver.noise.absence.fire`, whose event then goes through the
 inhibition, silence, throttle and notify stages).
 
+Every notification of a rule, every notification its throttle held back and every recovery is
+also reported as an :class:`~receiver.noise.decision.AlertSignal` (:mod:`~receiver.noise.alerting`):
+the inbox worker keeps the alerts (acknowledgement, reminders, escalation) outside the engine.
+
 Keys are per source (an event only meets the state its own source made) unless the rule or the
 inhibition says ``share_across_sources: true``; :meth:`~receiver.noise.plan.Plan.ref` is where a key gets its source.
 Every step is recorded as a :class:`~receiver.noise.decision.Decision` naming the rule, silence or inhibition behind it.

@@ -79,11 +79,39 @@ def _new_id() -> str:
     return secrets.token_hex(8)
 
 
-@dataclass
-class _Pending:
-    kind: Literal["open", "touch", "resolve"]
-    alert: AlertRow
+@dataclass(slots=True)
+class _Live:
+    """An alert while the batch changes it (one ``AlertRow`` is made of it at the end)."""
+
+    row: AlertRow
+    kind: Literal["open", "touch", "resolve", "none"]
+    last_inbox_id: int
+    last_at: float
+    count: int
+    expires_at: float
+    next_repeat_at: float | None
     trail: list[NewAlertEvent] = field(default_factory=list)
+    resolved_at: float | None = None
+
+    @classmethod
+    def of(cls, row: AlertRow, kind: Literal["open", "touch", "resolve", "none"]) -> _Live:
+        return cls(row, kind, row.last_inbox_id, row.last_at, row.count, row.expires_at, row.next_repeat_at)
+
+    def alert(self, rule: Rule | None) -> AlertRow:
+        """The alert as it ends the batch."""
+        row = replace(
+            self.row,
+            last_inbox_id=self.last_inbox_id,
+            last_at=self.last_at,
+            count=self.count,
+            expires_at=self.expires_at,
+            next_repeat_at=self.next_repeat_at,
+        )
+        if self.resolved_at is None:
+            return replace(row, due_at=next_due(row, rule))
+        return replace(
+            row, state="resolved", due_at=None, resolved_at=self.resolved_at, resolved_by=_ACTOR, resolution="recovered"
+        )
 
 
 class AlertBook:
@@ -104,17 +132,22 @@ class AlertBook:
         *,
         new_id: Callable[[], str] = _new_id,
     ) -> None:
-        self._open: dict[tuple[str, str], AlertRow] = {(a.rule, a.key): a for a in stored}
+        self._open: dict[tuple[str, str], _Live] = {(a.rule, a.key): _Live.of(a, "none") for a in stored}
         self._ruleset = ruleset
         self._links = links
         self._new_id = new_id
-        self._pending: dict[str, _Pending] = {}
+        self._changed: list[_Live] = []
         self._links_of: dict[tuple[int, str, str], list[tuple[str, str]]] = {}
 
     @staticmethod
     def keys(signals: Iterable[AlertSignal]) -> set[tuple[str, str]]:
         """The (rule, key) pairs whose open alerts the book needs."""
         return {(s.rule, s.key) for s in signals}
+
+    @property
+    def links(self) -> bool:
+        """Whether some message of the batch gets links (see :meth:`decorate`)."""
+        return bool(self._links_of)
 
     def apply(self, signals: Sequence[AlertSignal]) -> None:
         """Apply signals in the order they happened."""
@@ -131,25 +164,19 @@ class AlertBook:
         route = self._ruleset.route(name)
         return None if route is None else route.rule
 
-    def _change(
-        self, alert: AlertRow, kind: Literal["open", "touch", "resolve"], entry: NewAlertEvent | None = None
-    ) -> None:
-        pending = self._pending.get(alert.id)
-        if pending is None:
-            pending = self._pending[alert.id] = _Pending(kind, alert)
-        elif pending.kind != "open":
-            pending.kind = kind
-        pending.alert = alert
-        if entry is not None:
-            pending.trail.append(entry)
+    def _mark(self, live: _Live, kind: Literal["touch", "resolve"]) -> None:
+        if live.kind == "none":
+            self._changed.append(live)
+        if live.kind != "open":
+            live.kind = kind
 
     def _fire(self, signal: AlertSignal, rule: Rule | None) -> None:
         ref = (signal.rule, signal.key)
-        alert = self._open.get(ref)
+        live = self._open.get(ref)
         resolve_after = 24 * 3600.0 if rule is None else rule.resolve_after
         repeat = None if rule is None or rule.repeat is None else signal.at + rule.repeat
-        if alert is None:
-            alert = AlertRow(
+        if live is None:
+            row = AlertRow(
                 id=self._new_id(),
                 rule=signal.rule,
                 source=signal.source,
@@ -167,66 +194,48 @@ class AlertBook:
                 expires_at=signal.at + resolve_after,
                 next_repeat_at=repeat,
             )
-            alert = replace(alert, due_at=next_due(alert, rule))
+            live = self._open[ref] = _Live.of(row, "open")
+            self._changed.append(live)
             detail = f"rule {signal.rule!r} notified for key {signal.shown_key or '-'!r}"
-            self._change(
-                alert, "open", NewAlertEvent(alert.id, signal.at, "opened", _ACTOR, "rule", detail, alert.inbox_id)
-            )
+            live.trail.append(NewAlertEvent(row.id, signal.at, "opened", _ACTOR, "rule", detail, row.inbox_id))
         else:
-            alert = replace(
-                alert,
-                last_inbox_id=signal.inbox_id,
-                last_at=signal.at,
-                count=alert.count + 1,
-                expires_at=signal.at + resolve_after,
-                next_repeat_at=repeat if alert.state == "firing" else alert.next_repeat_at,
-            )
-            alert = replace(alert, due_at=next_due(alert, rule))
-            self._change(alert, "touch")
-        self._open[ref] = alert
-        if self._links is not None:
-            links = self._links.for_alert(alert, rule, self._ruleset, signal.at)
+            live.last_inbox_id, live.last_at, live.count = signal.inbox_id, signal.at, live.count + 1
+            live.expires_at = signal.at + resolve_after
+            if live.row.state == "firing":
+                live.next_repeat_at = repeat  # a new notification starts the reminder interval again
+            self._mark(live, "touch")
+        if self._links is not None and signal.emitted:
+            links = self._links.for_alert(live.row, rule, self._ruleset, signal.at)
             for emitted in signal.emitted:
                 self._links_of[(emitted.inbox_id, emitted.rule, emitted.channel)] = links
 
     def _touch(self, signal: AlertSignal, rule: Rule | None) -> None:
-        ref = (signal.rule, signal.key)
-        alert = self._open.get(ref)
-        if alert is None:
+        live = self._open.get((signal.rule, signal.key))
+        if live is None:
             return  # held back with no open alert (resolved by hand meanwhile): nothing to keep alive
-        resolve_after = 24 * 3600.0 if rule is None else rule.resolve_after
-        alert = replace(
-            alert,
-            last_inbox_id=signal.inbox_id,
-            last_at=signal.at,
-            count=alert.count + 1,
-            expires_at=signal.at + resolve_after,
-        )
-        self._open[ref] = alert
-        self._change(alert, "touch")
+        live.last_inbox_id, live.last_at, live.count = signal.inbox_id, signal.at, live.count + 1
+        live.expires_at = signal.at + (24 * 3600.0 if rule is None else rule.resolve_after)
+        self._mark(live, "touch")
 
     def _recover(self, signal: AlertSignal) -> None:
-        alert = self._open.pop((signal.rule, signal.key), None)
-        if alert is None:
+        live = self._open.pop((signal.rule, signal.key), None)
+        if live is None:
             return
-        alert = replace(
-            alert,
-            state="resolved",
-            due_at=None,
-            resolved_at=signal.at,
-            resolved_by=_ACTOR,
-            resolution="recovered",
-            last_at=signal.at,
-            last_inbox_id=signal.inbox_id,
-        )
+        live.resolved_at = signal.at
+        live.last_at, live.last_inbox_id = signal.at, signal.inbox_id
         detail = f"an event matched the recover clause of rule {signal.rule!r}"
-        self._change(
-            alert, "resolve", NewAlertEvent(alert.id, signal.at, "recovered", _ACTOR, "rule", detail, signal.inbox_id)
-        )
+        live.trail.append(NewAlertEvent(live.row.id, signal.at, "recovered", _ACTOR, "rule", detail, signal.inbox_id))
+        self._mark(live, "resolve")
 
     def changes(self) -> list[AlertChange]:
         """What to commit: one change per alert (a new one is inserted as it ends the batch)."""
-        return [AlertChange(p.kind, p.alert, tuple(p.trail)) for p in self._pending.values()]
+        out = []
+        for live in self._changed:
+            kind = live.kind
+            if kind == "none":
+                continue
+            out.append(AlertChange(kind, live.alert(self._rule(live.row.rule)), tuple(live.trail)))
+        return out
 
     def decorate(self, inbox_id: int, delivery: NewDelivery) -> NewDelivery:
         """The delivery with its alert's action links (unchanged when it has none)."""

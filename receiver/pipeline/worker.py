@@ -617,11 +617,13 @@ class InboxWorker:
         puts, deletes = view.changes()
         alerts = AlertBook(await self._store.open_alerts(AlertBook.keys(batch.alerts)), ruleset, self._links)
         alerts.apply(batch.alerts)
-        processed = [
-            replace(p, deliveries=[alerts.decorate(p.inbox_id, d) for d in p.deliveries]) if p.deliveries else p
-            for p in batch.processed
-        ]
-        late = [LateDelivery(x.inbox_id, alerts.decorate(x.inbox_id, x.delivery)) for x in batch.late]
+        processed, late = batch.processed, batch.late
+        if alerts.links:  # the messages carry their alert's action links
+            processed = [
+                replace(p, deliveries=[alerts.decorate(p.inbox_id, d) for d in p.deliveries]) if p.deliveries else p
+                for p in processed
+            ]
+            late = [LateDelivery(x.inbox_id, alerts.decorate(x.inbox_id, x.delivery)) for x in late]
         noise = NoiseWrite(
             put=[from_row(r) for r in puts],
             delete=deletes,
