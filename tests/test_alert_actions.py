@@ -290,3 +290,30 @@ class TestTrustedHeader:
             assert "firing" == _state(client, alert["id"])
         finally:
             srv.stop()
+
+
+class TestPageAndApi:
+    def test_the_page_lists_open_alerts_first_and_resolves_with_a_name(self, server: Server) -> None:
+        """Resolved from the page, an alert moves below the open one; the API refuses to resolve it twice (409)."""
+        client = server.client
+        assert client is not None
+        first = _fault(client)
+        second = _fault(client, process="Payroll")
+        assert 303 == client.post("/ui/login", data={"token": ADMIN, "next": "/ui"}, headers=ORIGIN).status_code
+        page = client.get("/ui/alerts")
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+        assert csrf is not None
+        nameless = client.post(f"/ui/alerts/{first['id']}/resolve", data={"csrf": csrf.group(1)}, headers=ORIGIN)
+        assert "done=name_needed" in nameless.headers["location"]
+        reply = client.post(
+            f"/ui/alerts/{first['id']}/resolve", data={"csrf": csrf.group(1), "by": "ana"}, headers=ORIGIN
+        )
+        assert "done=resolved" in reply.headers["location"]
+        page = client.get("/ui/alerts").text
+        assert page.index(second["id"]) < page.index(first["id"])
+        again = client.post(f"/api/alerts/{first['id']}/resolve", headers=AUTH)
+        assert 409 == again.status_code
+        assert "conflict" == again.json()["error"]
+        assert 404 == client.post("/api/alerts/0123abcd/ack", headers=AUTH).status_code
+        open_only = client.get("/api/alerts?state=open", headers=AUTH).json()["alerts"]
+        assert [second["id"]] == [a["id"] for a in open_only]
