@@ -228,3 +228,32 @@ class TestRetention:
             assert ["opened"] == [e.event.action for e in await _store(h).alert_trail(left[0].id)]
         finally:
             await h.close()
+
+
+class TestWhatOpensAnAlert:
+    async def test_a_rule_that_notifies_nobody_opens_no_alert(self, tmp_path: Path, store_url: str) -> None:
+        """`notify: []` stops events without a message: no alert either; a throttled rule keeps one alert per key."""
+        rules = """
+channels:
+  ops: "log://"
+rules:
+  - name: ignore-tests
+    match: {type: job.faulted, process: "Test*"}
+    notify: []
+  - name: faults
+    match: {type: job.faulted}
+    notify: [ops]
+    throttle: {interval: 10m, key: "{{ process }}"}
+"""
+        h = await Harness(tmp_path, rules, store_url).open()
+        try:
+            await h.post(payload("job.faulted.json", Job__Release__ProcessKey="TestRun"))
+            assert [] == await _store(h).list_alerts()
+            await h.post(payload("job.faulted.json"))
+            await h.post_at(MIN, payload("job.faulted.json"))
+            (alert,) = await _store(h).list_alerts()
+            assert ("faults", "InvoiceProcessing", 2) == (alert.rule, alert.shown_key, alert.count)
+            assert 1 == len(await h.sent())  # the second one was throttled, and kept the alert alive
+            assert h.at(MIN) == alert.last_at
+        finally:
+            await h.close()

@@ -46,13 +46,17 @@ def _signal(
 
 
 def fired(plan: Plan, rp: RoutePlan, emitted: list[Emitted], result: Result) -> None:
-    """The rule notified for its key: its alert opens, or fires again."""
+    """The rule notified for its key: its alert opens, or fires again (not for a rule that notifies nobody)."""
+    if not rp.route.channels:
+        return
     title = emitted[0].notification.title if emitted else rp.rule.name
     result.alerts.append(_signal(plan, rp.rule, alert_key(rp), "fire", title=title, emitted=tuple(emitted)))
 
 
 def touched(plan: Plan, rp: RoutePlan, result: Result) -> None:
     """The rule held a notification back: the condition still holds (the alert stays alive)."""
+    if not rp.route.channels:
+        return
     result.alerts.append(_signal(plan, rp.rule, alert_key(rp), "touch"))
 
 

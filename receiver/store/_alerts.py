@@ -39,7 +39,7 @@ _INSERT_ALERT = sql(
 _TOUCH_ALERT = sql(
     "UPDATE alerts SET last_inbox_id = :last_inbox_id, last_at = :last_at, count = :count, "
     "expires_at = :expires_at, next_repeat_at = :next_repeat_at, "
-    "due_at = CASE WHEN state = 'firing' THEN :due_at ELSE NULL END "
+    "due_at = CASE WHEN state = 'firing' THEN CAST(:due_at AS DOUBLE PRECISION) ELSE NULL END "
     "WHERE id = :id AND state <> 'resolved'"
 )
 _RESOLVE_CHANGE = sql(
