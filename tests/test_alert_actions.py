@@ -317,3 +317,24 @@ class TestPageAndApi:
         assert 404 == client.post("/api/alerts/0123abcd/ack", headers=AUTH).status_code
         open_only = client.get("/api/alerts?state=open", headers=AUTH).json()["alerts"]
         assert [second["id"]] == [a["id"] for a in open_only]
+
+    def test_from_a_trusted_proxy_the_header_names_who_acts(self, tmp_path: Path) -> None:
+        """Behind a trusted proxy the page says who acts, and the POST needs no typed name."""
+        srv = Server(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'p.db'}",
+            trusted_user_header="X-Forwarded-User",
+            trusted_proxies="*",
+        )
+        client = srv.start()
+        try:
+            alert = _fault(client)
+            path = _link(srv, "Acknowledge")
+            page = client.get(path, headers={"X-Forwarded-User": "carla"})
+            assert "You act as <strong>carla</strong>" in page.text
+            reply = client.post(path, data={"by": "someone else"}, headers={**ORIGIN, "X-Forwarded-User": "carla"})
+            assert 200 == reply.status_code
+            detail = client.get(f"/api/alerts/{alert['id']}", headers=AUTH).json()
+            assert ("acknowledged", "carla") == (detail["alert"]["state"], detail["alert"]["acknowledged_by"])
+        finally:
+            srv.stop()

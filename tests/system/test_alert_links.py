@@ -183,3 +183,60 @@ def _trail(server: ServerProcess, alert_id: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - loopback
         trail: list[dict[str, Any]] = json.loads(reply.read())["trail"]
     return trail
+
+
+SIMPLE_RULES = """\
+channels:
+  ops: "{sink}"
+sources:
+  uipath:
+    secrets: ["{secret}"]
+rules:
+  - name: faults
+    match: {{type: job.faulted}}
+    notify: ops
+"""
+
+
+@pytest.mark.parametrize(
+    ("proxies", "actor"),
+    [pytest.param("127.0.0.1", "dora", id="trusted-peer"), pytest.param("10.0.0.0/8", None, id="other-peer")],
+)
+def test_the_user_header_is_believed_only_from_a_trusted_proxy(
+    tmp_path: Path, sink: Sink, proxies: str, actor: str | None
+) -> None:
+    """The real server keeps the connection's peer: the header names who acts only when that peer is trusted."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(SIMPLE_RULES.format(sink=sink.url(), secret=SECRET))
+    server = ServerProcess(rules=rules, database=tmp_path / "proxy", env={})
+    server.env = {
+        "RECEIVER_PUBLIC_URL": f"http://127.0.0.1:{server.port}",
+        "RECEIVER_LINK_KEY": LINK_KEY,
+        "RECEIVER_ADMIN_TOKEN": ADMIN,
+        "RECEIVER_TRUSTED_PROXIES": proxies,
+        "RECEIVER_TRUSTED_USER_HEADER": "X-Forwarded-User",
+    }
+    try:
+        server.start()
+        status, _ = server.post_signed(fresh("job.faulted.json"), SECRET)
+        assert 202 == status
+        (message,) = sink.wait_for(1, timeout=30)
+        url = _links(message["message"])["Acknowledge"]
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            url,
+            data=b"",
+            method="POST",
+            headers={"X-Forwarded-User": "dora", "X-Forwarded-For": "203.0.113.9"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - loopback
+                status = reply.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        alert = _alert(server)
+        if actor is None:
+            assert (400, "firing") == (status, alert["state"])
+        else:
+            assert (200, "acknowledged", actor) == (status, alert["state"], alert["acknowledged_by"])
+    finally:
+        server.stop()
