@@ -164,6 +164,12 @@ INVALID = [
         "rule 'faults': escalate step 1: unknown channel 'oncall-sms'",
         id="escalate-unknown-channel",
     ),
+    pytest.param(
+        "alert_retry_without_orchestrator",
+        7,
+        "rule 'faults': actions: [retry] needs a source with an `orchestrator:` connection",
+        id="retry-without-orchestrator",
+    ),
     pytest.param("alert_action", 7, "actions.0: 'restart' is not valid; valid values: 'retry'", id="unknown-action"),
     pytest.param(
         "noise_share_without_state",

@@ -273,6 +273,7 @@ class _Loader:
         orchestrator_url = self._orchestrator_url(spec.orchestrator_url)
         timezone = self._timezone(spec.timezone)
         rules = self._rules(spec.rules)
+        self._check_actions(spec.rules, rules, sources)
         declared = [r["name"] for r in spec.rules if isinstance(r, dict) and isinstance(r.get("name"), str)]
         silences = self._silences(spec.silences, timezone, declared)
         inhibits = self._inhibits(spec.inhibit, declared)
@@ -558,6 +559,20 @@ class _Loader:
                 self.report(path, f"{label}: unknown channel {name!r}{hint}")
             seen.append(name)
         return tuple(dict.fromkeys(seen))
+
+    def _check_actions(self, raw: list[Any], rules: list[Rule], sources: dict[str, Source]) -> None:
+        """``actions: [retry]`` starts a job through Orchestrator's API: some source must have a connection."""
+        if any(s.orchestrator is not None for s in sources.values()):
+            return
+        for rule in rules:
+            if "retry" in rule.actions:
+                i = next((j for j, r in enumerate(raw) if isinstance(r, dict) and r.get("name") == rule.name), None)
+                path: YamlPath = ("rules", i, "actions") if i is not None else ("rules",)
+                self.report(
+                    path,
+                    f"rule {rule.name!r}: actions: [retry] needs a source with an `orchestrator:` connection "
+                    "(the job is started again through its API)",
+                )
 
     def _escalate(self, spec: RuleSpec, base: YamlPath, label: str) -> tuple[Escalation, ...]:
         """Check ``escalate:``: declared channels, steps in increasing ``after``."""
