@@ -62,6 +62,7 @@ def alert_json(alert: AlertRow) -> dict[str, Any]:
         "state": alert.state,
         "title": alert.title,
         "event": alert.inbox_id,
+        "event_type": alert.event_type,
         "last_event": alert.last_inbox_id,
         "process": alert.process,
         "robot": alert.robot,

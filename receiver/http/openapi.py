@@ -316,6 +316,7 @@ def _schemas() -> dict[str, Any]:
                 "state": {"type": "string", "enum": ["firing", "acknowledged", "resolved"]},
                 "title": {"type": "string"},
                 "event": {"type": "integer", "description": "The event that opened it."},
+                "event_type": {"type": "string", "description": "Its type; a job's alert may offer a retry."},
                 "last_event": {"type": "integer"},
                 "process": nullable_string,
                 "robot": nullable_string,

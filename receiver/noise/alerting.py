@@ -41,7 +41,7 @@ def _signal(
     process = None if event.process is None else str(event.process)
     robot = None if event.robot is None else str(event.robot)
     return AlertSignal(
-        action, rule.name, stored, key, plan.source, plan.inbox_id, plan.at, title, emitted, process, robot
+        action, rule.name, stored, key, plan.source, plan.inbox_id, plan.at, title, emitted, process, robot, event.type
     )
 
 

@@ -118,6 +118,7 @@ class AlertSignal:
         title: the title of the first message (``fire``).
         emitted: the messages sent (``fire``), to carry the alert's links.
         process: the event's process; robot: its robot (to silence them from the message).
+        event_type: the event's type (a job's alert may offer "retry the job").
     """
 
     action: Literal["fire", "touch", "recover"]
@@ -131,6 +132,7 @@ class AlertSignal:
     emitted: tuple[Emitted, ...] = ()
     process: str | None = None
     robot: str | None = None
+    event_type: str = ""
 
 
 @dataclass(slots=True)

@@ -57,7 +57,7 @@ class Links:
             and "retry" in rule.actions
             and source is not None
             and source.orchestrator is not None
-            and bool(alert.process)
+            and alert.event_type.startswith("job.")
         )
         what = "process" if alert.process else "robot" if alert.robot else None
         return action_links(self.base_url, self.signer, alert.id, now=now, silence_what=what, retry=retry)
@@ -193,6 +193,7 @@ class AlertBook:
                 last_at=signal.at,
                 expires_at=signal.at + resolve_after,
                 next_repeat_at=repeat,
+                event_type=signal.event_type,
             )
             live = self._open[ref] = _Live.of(row, "open")
             self._changed.append(live)

@@ -270,6 +270,7 @@ class AlertRow:
         reminders, escalations: reminders sent, escalation steps taken.
         acked_at, acked_by, resolved_at, resolved_by: who did it, when.
         resolution: recovered, by_hand or expired.
+        event_type: the type of the event that opened it (``job.faulted``...).
     """
 
     id: str
@@ -296,6 +297,7 @@ class AlertRow:
     resolved_at: float | None = None
     resolved_by: str | None = None
     resolution: str | None = None
+    event_type: str = ""
 
     @property
     def open(self) -> bool:

@@ -97,7 +97,7 @@ TIMER = sql(
 
 def _params(alert: AlertRow) -> dict[str, Any]:
     values = {name: getattr(alert, name) for name in _NAMES}
-    for name in ("rule", "source", "shown_key", "title", "acked_by", "resolved_by", "process", "robot"):
+    for name in ("rule", "source", "shown_key", "title", "acked_by", "resolved_by", "process", "robot", "event_type"):
         if values[name] is not None:
             values[name] = storable(values[name])[:1000]
     values["key"] = stored_key(alert.key)

@@ -56,7 +56,7 @@ SILENCE_COLUMNS = "id, matchers, comment, created_by, created_at, starts_at, end
 ALERT_COLUMNS = (
     "id, rule, source, key, shown_key, state, title, inbox_id, last_inbox_id, process, robot, count, opened_at, "
     "last_at, expires_at, due_at, next_repeat_at, reminders, escalations, acked_at, acked_by, resolved_at, "
-    "resolved_by, resolution"
+    "resolved_by, resolution, event_type"
 )
 ALERT_EVENT_COLUMNS = "id, alert_id, at, action, actor, via, detail, inbox_id"
 LOG_COLUMNS = "id, recorded_at, at, inbox_id, rule, key, action, reason, suppressed"

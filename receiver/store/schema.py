@@ -149,7 +149,8 @@ SQLITE: tuple[str, ...] = (
         acked_by TEXT,
         resolved_at REAL,
         resolved_by TEXT,
-        resolution TEXT
+        resolution TEXT,
+        event_type TEXT NOT NULL
     );
     CREATE UNIQUE INDEX alerts_open ON alerts (rule, key) WHERE state <> 'resolved';
     CREATE INDEX alerts_due ON alerts (due_at) WHERE due_at IS NOT NULL;
@@ -306,7 +307,8 @@ POSTGRES: tuple[str, ...] = (
         acked_by TEXT,
         resolved_at DOUBLE PRECISION,
         resolved_by TEXT,
-        resolution TEXT
+        resolution TEXT,
+        event_type TEXT NOT NULL
     );
     CREATE UNIQUE INDEX alerts_open ON alerts (rule, key) WHERE state <> 'resolved';
     CREATE INDEX alerts_due ON alerts (due_at) WHERE due_at IS NOT NULL;
