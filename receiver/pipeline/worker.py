@@ -13,6 +13,10 @@ neither loses nor repeats one. Every time is logical: an event is handled at its
 (``received_at``) and a timer at its due time, whatever the worker's lag; timers due before an
 event fire before it, so a backlog is replayed in the order things happened. Only one inbox
 worker may run per database (it is the only writer of noise state).
+
+Alerts (``receiver.pipeline.alerts``) ride along: the alerts an event opens, notifies again or
+recovers are written in its transaction (their messages get the alert's action links), and the
+reminders and escalations of firing alerts are fired after the noise timers.
 """
 
 from __future__ import annotations
