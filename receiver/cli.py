@@ -120,6 +120,19 @@ def _parser() -> argparse.ArgumentParser:
     expire.add_argument("id", type=int, help="silence id")
     silence.set_defaults(handler=_silence, action=None)
 
+    alerts = commands.add_parser("alerts", help="open alerts and their lifecycle (docs/alerts.md)")
+    alerts.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
+    alert_actions = alerts.add_subparsers(dest="action")
+    alert_list = alert_actions.add_parser("list", help="alerts, open ones first (default: open only)")
+    alert_list.add_argument("--all", action="store_true", help="resolved ones too")
+    alert_list.add_argument("--json", action="store_true", help="print JSON")
+    alert_list.add_argument("--limit", type=int, default=100)
+    for name, what in (("ack", "acknowledge a firing alert (its reminders stop)"), ("resolve", "resolve an alert")):
+        one = alert_actions.add_parser(name, help=what)
+        one.add_argument("id", help="alert id")
+        one.add_argument("--by", help="who (default: the current user)")
+    alerts.set_defaults(handler=_alerts, action=None)
+
     prune = commands.add_parser("prune", help="apply the retention settings now (RECEIVER_RETAIN_*)")
     prune.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
     prune.add_argument("--dry-run", action="store_true", help="show what would go, per table; delete nothing")
@@ -210,8 +223,15 @@ def _serve(args: argparse.Namespace) -> int:
     resolve_sources(ruleset, settings)
     app = create_app(settings, ruleset=ruleset)
     tune_collector()  # last before serving: what is loaded by now lives as long as the process
+    served: Any = app
+    if settings.trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        from receiver.http.peer import PeerRecorder
+
+        served = PeerRecorder(ProxyHeadersMiddleware(served, trusted_hosts=settings.trusted_proxies))
     uvicorn.run(
-        app,
+        served,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -225,8 +245,9 @@ def _serve(args: argparse.Namespace) -> int:
         http=BoundedHttpToolsProtocol,  # a request head over 64 KiB gets 431 (receiver/http/protocol.py)
         # X-Forwarded-For/-Proto only from the proxies named in RECEIVER_TRUSTED_PROXIES (none by
         # default): the client address counts failed logins, the scheme makes the cookie Secure.
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=settings.trusted_proxies or None,
+        # Applied here rather than by uvicorn, inside PeerRecorder, so that the connection's own peer
+        # stays known (the trusted user header of the action links: receiver/http/peer.py).
+        proxy_headers=False,
     )
     return 0
 
@@ -397,6 +418,60 @@ async def _silence_list(store: Any, args: argparse.Namespace) -> int:
     for r in rows:
         state, ends, by, matchers = silence_state(r, now), utc_text(r.ends_at), r.created_by, " ".join(r.matchers)
         print(f"{r.id:>5}  {state:<8} {ends:<20} {by:<12.12} {matchers:<40} {r.comment}")
+    return 0
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from receiver.store import open_store
+
+    settings = _settings(database_url=args.database)
+    store = open_store(settings.database_url)
+
+    async def run() -> int:
+        await store.open()
+        try:
+            if args.action in ("ack", "resolve"):
+                return await _alert_change(store, args)
+            return await _alert_list(store, args)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def _alert_change(store: Any, args: argparse.Namespace) -> int:
+    import getpass
+
+    from receiver.admin import alerting
+
+    action = alerting.acknowledge if args.action == "ack" else alerting.resolve
+    done = None
+    if alerting.valid_id(args.id):
+        done = await action(store, args.id, actor=args.by or getpass.getuser(), via="cli", now=time.time())
+    if done is None:
+        current = await store.get_alert(args.id) if alerting.valid_id(args.id) else None
+        state = "no such alert" if current is None else f"it is {current.state}"
+        print(f"receiver alerts {args.action}: alert {args.id}: nothing to do ({state})", file=sys.stderr)
+        return 1
+    print(f"alert {done.id} {done.state}: {done.title}")
+    return 0
+
+
+async def _alert_list(store: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from receiver.admin.alerting import alert_json
+
+    rows = await store.list_alerts(limit=max(1, min(args.limit, 1000)), open_only=not args.all)
+    if args.json:
+        print(json.dumps({"alerts": [alert_json(a) for a in rows]}, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no open alerts" if not args.all else "no alerts")
+        return 0
+    print(f"{'ID':<16}  {'STATE':<12} {'SINCE (UTC)':<20} {'COUNT':>5}  {'RULE':<20} TITLE")
+    for a in rows:
+        print(f"{a.id:<16}  {a.state:<12} {utc_text(a.opened_at):<20} {a.count:>5}  {a.rule:<20.20} {a.title}")
     return 0
 
 

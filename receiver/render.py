@@ -79,6 +79,7 @@ __all__ = [
     "render_recovered",
     "shorten",
     "template_context",
+    "with_links",
 ]
 
 
@@ -699,3 +700,21 @@ def finish(
         severity=severity,
         body_format=fmt,
     )
+
+
+def with_links(body: str, fmt: str, links: Sequence[tuple[str, str]], channel: Channel) -> str:
+    """A body in format ``fmt`` with action links (label, URL) at its end, room made for them.
+
+    The URLs are the receiver's own (signed action links), not event text; labels are fixed words.
+    """
+    if not links:
+        return body
+    if fmt == "markdown":
+        block = " \u00b7 ".join(f"[{label}]({url})" for label, url in links)
+    elif fmt == "html":
+        block = " &middot; ".join(f'<a href="{html.escape(url)}">{html.escape(label)}</a>' for label, url in links)
+    else:
+        block = "\n".join(f"{label}: {url}" for label, url in links)
+    _, body_limit = limits_for(channel)
+    kept = shorten(body, max(body_limit - len(block) - 2, 0))
+    return f"{kept}\n\n{block}" if kept else block

@@ -73,7 +73,30 @@ class Settings(BaseSettings):
         "X-Forwarded-Proto are believed; empty = none",
     )
 
-    @field_validator("webhook_secret", "logs_token", "admin_token", mode="after")
+    public_url: str = Field(
+        default="",
+        description="the receiver's own external URL (https://receiver.example.com); alert messages carry action "
+        "links under it when a link key is set too; empty = no links",
+    )
+    link_key: SecretStr | None = Field(
+        default=None, description="server key that signs action links; unset or blank = no links"
+    )
+    link_ttl_seconds: float = Field(default=24 * 3600, gt=0, description="how long an action link stays valid")
+    trusted_user_header: str = Field(
+        default="",
+        description="header of the reverse proxy that names the signed-in person (e.g. X-Forwarded-User); "
+        "believed only from RECEIVER_TRUSTED_PROXIES; empty = the action page asks",
+    )
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"RECEIVER_PUBLIC_URL: {value!r} must start with http:// or https://")
+        return value
+
+    @field_validator("webhook_secret", "logs_token", "admin_token", "link_key", mode="after")
     @classmethod
     def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():

@@ -254,6 +254,7 @@ class FakeOrchestrator:
         self._jobs: dict[int, dict[str, Any]] = {}
         self._logs: dict[int, dict[str, Any]] = {}
         self._queue_items: dict[int, dict[str, Any]] = {}
+        self._started: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._event_ids = itertools.count(78936220)  # 2023+ EventIds are numeric strings (webhooks.md §3.1)
         self._faults: list[_Fault] = []
@@ -833,6 +834,11 @@ class FakeOrchestrator:
     ) -> _Reply:
         if entity == "Webhooks":
             return self._webhooks_route(call, key, action)
+        if entity == "Jobs" and key is None and (action or "").lower() == _START_JOBS.lower():
+            if call.method != "POST":
+                raise _ApiError(405, f"{call.method} is not supported on StartJobs.", 0)
+            assert folder is not None
+            return self._start_jobs(call.body, folder)
         if call.method != "GET":
             raise _ApiError(405, f"{call.method} is not supported on {entity}.", 0)
         if entity == "Folders":
@@ -845,6 +851,52 @@ class FakeOrchestrator:
         if action is not None:
             return self._get_by_key(call, entity, table, action, folder)
         return self._read(call, entity, table, key, folder)
+
+    def _start_jobs(self, body: Any, folder: dict[str, Any]) -> _Reply:
+        """§5.1 StartJobs: ``{"startInfo": {ReleaseKey | ReleaseName, Strategy, RobotIds, JobsCount, ...}}`` → 201."""
+        info = body.get("startInfo") if isinstance(body, dict) else None
+        if not isinstance(info, dict):
+            raise _ApiError(400, "startInfo is required.", 0)
+        release_key, release_name = info.get("ReleaseKey"), info.get("ReleaseName")
+        if not isinstance(release_key, str) and not isinstance(release_name, str):
+            raise _ApiError(400, "ReleaseKey or ReleaseName is required.", 0)
+        strategy = info.get("Strategy")
+        if strategy not in ("All", "Specific", "RobotCount", "JobsCount", "ModernJobsCount"):
+            raise _ApiError(400, f"Invalid Strategy {strategy!r}.", 0)
+        robots = info.get("RobotIds") or []
+        if not isinstance(robots, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in robots):
+            raise _ApiError(400, "RobotIds must be a list of integers.", 0)
+        if strategy == "Specific" and not robots:
+            raise _ApiError(400, "The Specific strategy needs RobotIds.", 0)
+        arguments = info.get("InputArguments")
+        if arguments is not None and not isinstance(arguments, str):
+            raise _ApiError(400, "InputArguments must be a string of JSON.", 0)  # §8.6
+        count = len(robots) if strategy == "Specific" else int(info.get("JobsCount") or 1)
+        started = []
+        for i in range(count):
+            fields: dict[str, Any] = {
+                "State": "Pending",
+                "EndTime": None,
+                "StartTime": None,
+                "Info": None,
+                "Source": str(info.get("Source") or "Manual"),
+                "InputArguments": arguments,
+                "Release": {"Key": release_key, "ProcessKey": release_name or "Process", "ProcessVersion": "1.0.0"},
+            }
+            if release_name:
+                fields["ReleaseName"] = release_name
+            if strategy == "Specific":
+                fields["Robot"] = {"Id": robots[i], "Name": None, "MachineName": None}
+            job = self.add_job(folder["Id"], **fields)
+            with self._lock:
+                self._started.append(dict(job))
+            started.append(job)
+        return _Reply(201, {"@odata.context": self._context("Jobs"), "value": started})
+
+    def started_jobs(self) -> list[dict[str, Any]]:
+        """The jobs StartJobs created, in order."""
+        with self._lock:
+            return [dict(job) for job in self._started]
 
     def _rows(self, table: Mapping[int, dict[str, Any]], folder: dict[str, Any] | None) -> list[dict[str, Any]]:
         with self._lock:
@@ -1147,6 +1199,7 @@ class FakeOrchestrator:
 _ENTITIES = {name.lower(): name for name in ("Webhooks", "Folders", "Jobs", "RobotLogs", "QueueItems")}
 # /odata/Entity, /odata/Entity(123), /odata/Entity/Action(...), /odata/Entity(123)/Action; and the
 # one /api route the fake serves, /api/Folders/GetAllForCurrentUser (handled as an action).
+_START_JOBS = "UiPath.Server.Configuration.OData.StartJobs"
 _ROUTE = re.compile(r"/(?P<base>odata|api)/(?P<entity>[A-Za-z]+)(?:\((?P<key>\d+)\))?(?:/(?P<action>[^/]+))?")
 _QUERY_OPTIONS = frozenset({"$filter", "$top", "$skip", "$orderby", "$count", "$select", "$expand", "$format"})
 _WEBHOOK_FIELDS: dict[str, type] = {

@@ -17,6 +17,7 @@ from typing import Any
 
 from support import DATA
 
+from receiver.pipeline.alerts import Links
 from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet, load_rules
 from receiver.store import DeliveryRow, InboxItem, Store, open_store
@@ -63,7 +64,7 @@ class Sent:
 class Harness:
     """The worker and a SQLite file, with a clock the test moves."""
 
-    def __init__(self, tmp_path: Path, rules_text: str, url: str | None = None) -> None:
+    def __init__(self, tmp_path: Path, rules_text: str, url: str | None = None, links: Links | None = None) -> None:
         path = tmp_path / "rules.yaml"
         path.write_text(rules_text)
         self.ruleset: RuleSet = load_rules(path, environ={})
@@ -72,11 +73,14 @@ class Harness:
         self.store: Store | None = None
         self.worker: InboxWorker | None = None
         self.restarts = 0
+        self.links = links
 
     async def open(self) -> Harness:
         self.store = open_store(self.url)
         await self.store.open()
-        self.worker = InboxWorker(self.store, lambda: self.ruleset, clock=lambda: self.now, lease=60, poll=0.01)
+        self.worker = InboxWorker(
+            self.store, lambda: self.ruleset, clock=lambda: self.now, lease=60, poll=0.01, links=self.links
+        )
         return self
 
     async def close(self) -> None:
@@ -119,13 +123,22 @@ class Harness:
         assert self.store is not None
         target = T0 + offset
         while True:
-            due = await self.store.next_noise_due()
+            due = await self._next_due()
             if due is None or due > target:
                 break
             self.now = max(self.now, due)
             await self.work()
         self.now = target
         await self.work()
+
+    async def _next_due(self) -> float | None:
+        """The earliest noise timer or alert reminder / escalation."""
+        assert self.store is not None
+        times = [await self.store.next_noise_due()]
+        times += [a.due_at for a in await self.store.list_alerts(open_only=True, limit=10_000)]
+        times += [a.expires_at for a in await self.store.list_alerts(open_only=True, limit=10_000)]
+        known = [t for t in times if t is not None and t > self.now]
+        return min(known) if known else None
 
     async def post_at(self, offset: float, raw: dict[str, Any], **kwargs: Any) -> int:
         await self.advance(offset)

@@ -102,3 +102,39 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     """Bare `receiver` prints usage and exits 2."""
     assert 2 == main([])
     assert "serve" in capsys.readouterr().out
+
+
+def test_alerts_list_ack_resolve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver alerts` lists open alerts, acknowledges and resolves them by id, and says when nothing is left."""
+    import asyncio
+
+    from noise_support import Harness, payload
+
+    rules = 'channels:\n  ops: "log://"\nrules:\n  - name: faults\n    match: {type: job.faulted}\n    notify: [ops]\n'
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+
+    async def open_one() -> str:
+        h = await Harness(tmp_path, rules, url).open()
+        try:
+            await h.post(payload("job.faulted.json"))
+            assert h.store is not None
+            return (await h.store.list_alerts())[0].id
+        finally:
+            await h.close()
+
+    alert_id = asyncio.run(open_one())
+    assert 0 == main(["alerts", "--database", url, "list"])
+    listing = capsys.readouterr().out
+    assert alert_id in listing
+    assert "firing" in listing
+    assert 0 == main(["alerts", "--database", url, "ack", alert_id, "--by", "ana"])
+    assert f"alert {alert_id} acknowledged" in capsys.readouterr().out
+    assert 1 == main(["alerts", "--database", url, "ack", alert_id])
+    assert "nothing to do (it is acknowledged)" in capsys.readouterr().err
+    assert 0 == main(["alerts", "--database", url, "resolve", alert_id, "--by", "ana"])
+    capsys.readouterr()
+    assert 0 == main(["alerts", "--database", url, "list"])
+    assert "no open alerts" in capsys.readouterr().out
+    assert 0 == main(["alerts", "--database", url, "list", "--all", "--json"])
+    assert "by_hand" in capsys.readouterr().out
+    assert 1 == main(["alerts", "--database", url, "resolve", "not-an-id"])

@@ -57,7 +57,7 @@ class TestCheck:
     def test_valid_file(self) -> None:
         """A valid file exits 0 with a one-line summary."""
         code, output = _check(EXAMPLE)
-        assert (0, f"{EXAMPLE}: OK: 9 rules, 3 channels, 0 sources\n") == (code, output)
+        assert (0, f"{EXAMPLE}: OK: 9 rules, 4 channels, 0 sources\n") == (code, output)
 
     def test_invalid_file(self) -> None:
         """An invalid file exits 1 and prints every problem as PATH:LINE:COL: message."""

@@ -132,7 +132,15 @@ class TestPrune:
         await event(store, "old-quiet", days_ago=40)
         recent = await event(store, "recent", days_ago=29, deliveries=("sent",))
         counts = await prune(store, RETENTION, now=NOW, pause=0)
-        assert {"inbox": 2, "deliveries": 2, "attempts": 2, "noise_log": 0, "silences": 0} == counts
+        assert {
+            "inbox": 2,
+            "deliveries": 2,
+            "attempts": 2,
+            "noise_log": 0,
+            "silences": 0,
+            "alerts": 0,
+            "alert_events": 0,
+        } == counts
         assert {"recent"} == await event_ids(store)
         assert ["sent"] == [d.state for d in await store.deliveries_of(recent)]
         assert 1 == len(await store.list_attempts([d.id for d in await store.deliveries_of(recent)]))
@@ -219,7 +227,15 @@ class TestPrune:
         before = await store.table_stats()
         would = await prune(store, RETENTION, now=NOW, dry_run=True, pause=0, events_batch=1, noise_log_batch=2)
         assert before.rows == (await store.table_stats()).rows
-        assert {"inbox": 1, "deliveries": 2, "attempts": 2, "noise_log": 3, "silences": 0} == would
+        assert {
+            "inbox": 1,
+            "deliveries": 2,
+            "attempts": 2,
+            "noise_log": 3,
+            "silences": 0,
+            "alerts": 0,
+            "alert_events": 0,
+        } == would
         assert would == await prune(store, RETENTION, now=NOW, pause=0)
         assert {"old", "recent"} == await event_ids(store)
 
@@ -240,7 +256,15 @@ async def test_one_replica_prunes_at_a_time(store: Store) -> None:
     await event(store, "old", days_ago=40)
     first = Pruner(store, RETENTION, clock=lambda: NOW, interval=60, pause=0)
     second = Pruner(store, RETENTION, clock=lambda: NOW, interval=60, pause=0)
-    assert {"inbox": 1, "deliveries": 0, "attempts": 0, "noise_log": 0, "silences": 0} == await first.run_once()
+    assert {
+        "inbox": 1,
+        "deliveries": 0,
+        "attempts": 0,
+        "noise_log": 0,
+        "silences": 0,
+        "alerts": 0,
+        "alert_events": 0,
+    } == (await first.run_once())
     assert await second.run_once() is None
 
 

@@ -34,7 +34,7 @@ class TestExample:
         ruleset = load_rules(ROOT / "rules.yaml", environ={})
         assert isinstance(ruleset, RuleSet)
         assert ["ignore-test-processes", "invoice-faults", "robot-down"] == [r.name for r in ruleset.rules[:3]]
-        assert {"finance", "ops", "ops-urgent"} == set(ruleset.channels)
+        assert {"finance", "ops", "ops-urgent", "oncall"} == set(ruleset.channels)
 
     def test_loads_with_the_real_url_checker(self) -> None:
         """Every channel of the example is a URL apprise accepts (log://)."""
@@ -170,6 +170,25 @@ INVALID = [
     pytest.param(
         "redact_empty_match", 11, "pattern 'digits': the regex '[0-9]*' matches the empty text", id="redact-empty"
     ),
+    pytest.param(
+        "alert_escalate_order",
+        10,
+        "rule 'faults': escalate step 2 must come after step 1 (its `after` must be longer)",
+        id="escalate-order",
+    ),
+    pytest.param(
+        "alert_escalate_channel",
+        8,
+        "rule 'faults': escalate step 1: unknown channel 'oncall-sms'",
+        id="escalate-unknown-channel",
+    ),
+    pytest.param(
+        "alert_retry_without_orchestrator",
+        7,
+        "rule 'faults': actions: [retry] needs a source with an `orchestrator:` connection",
+        id="retry-without-orchestrator",
+    ),
+    pytest.param("alert_action", 7, "actions.0: 'restart' is not valid; valid values: 'retry'", id="unknown-action"),
     pytest.param(
         "noise_share_without_state",
         7,

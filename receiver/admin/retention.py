@@ -5,7 +5,7 @@ What goes (``Retention``; docs/operations.md, "Retention"):
 * a processed event with its deliveries and their attempts, ``events_days`` after it was received,
   once every delivery is final: sent before that, or dead for ``dead_days``;
 * noise decisions ``noise_log_days`` after they were recorded; ad-hoc silences ``events_days``
-  after they ended.
+  after they ended; resolved alerts, with their trails, ``events_days`` after they were resolved.
 
 What never goes: an event not processed yet, an event with a pending delivery, an event a noise
 timer will still deliver about, and any event while its EventId must stay a duplicate: until its
@@ -51,7 +51,7 @@ NOISE_LOG_BATCH = 500
 PAUSE = 0.25
 """Seconds between two batches (``RECEIVER_PRUNE_PAUSE_SECONDS``): the store is free for webhooks meanwhile."""
 
-PRUNED_TABLES = ("inbox", "deliveries", "attempts", "noise_log", "silences")
+PRUNED_TABLES = ("inbox", "deliveries", "attempts", "noise_log", "silences", "alerts", "alert_events")
 """The tables retention deletes from, in the order ``prune`` reports them."""
 
 _LEASE = "prune"
@@ -191,14 +191,34 @@ async def prune(
             break
         after = step.after
     ended = retention.silences_before(now)
-    while ended is not None and await pacer.next():
-        count = await store.prune_silences(ended, limit=noise_log_batch, dry_run=dry_run)
-        add("silences", count)
-        if dry_run or count < noise_log_batch:
-            break
+    if ended is not None:
+        await _prune_ended(store, ended, pacer, add, limit=noise_log_batch, dry_run=dry_run)
     if any(totals.values()):
         log.debug("store_prune_batches", slowest_ms=round(pacer.slowest * 1000, 1))
     return totals
+
+
+async def _prune_ended(
+    store: RetentionStore,
+    before: float,
+    pacer: _Pacer,
+    add: Callable[[str, int], None],
+    *,
+    limit: int,
+    dry_run: bool,
+) -> None:
+    """Silences that ended, and alerts resolved, before ``before`` (with their trails)."""
+    while await pacer.next():
+        count = await store.prune_silences(before, limit=limit, dry_run=dry_run)
+        add("silences", count)
+        if dry_run or count < limit:
+            break
+    while await pacer.next():
+        counts = await store.prune_alerts(before, limit=limit, dry_run=dry_run)
+        for table, rows in counts.items():
+            add(table, rows)
+        if dry_run or counts["alerts"] < limit:
+            break
 
 
 class Pruner:

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from receiver.admin import audit, silencing
+from receiver.admin import alerting, audit, silencing
 from receiver.http import openapi
 from receiver.http.auth import admin_secret, admin_throttled, bearer_ok, note_failure, too_many_failures
 from receiver.http.deadline import BodyError
@@ -244,6 +244,73 @@ async def suppressions(request: Request, rt: Runtime) -> Response:
     return JSONResponse({"suppressions": [audit.noise_json(r) for r in rows]})
 
 
+async def alerts(request: Request, rt: Runtime) -> Response:
+    """Alerts: open ones first (oldest first), then resolved ones; ``state=open`` for open ones only."""
+    state = request.query_params.get("state", "")
+    if state not in ("", "open"):
+        return error_response(400, "invalid_query", "state: open, or leave it out")
+    limit = _limit(request)
+    if limit is None:
+        return _bad_limit()
+    rows = await rt.store.list_alerts(limit=limit, open_only=state == "open")
+    return JSONResponse({"alerts": [alerting.alert_json(a) for a in rows]})
+
+
+async def alert(request: Request, rt: Runtime) -> Response:
+    """One alert with its trail (who did what when)."""
+    alert_id = request.path_params["id"]
+    row = await rt.store.get_alert(alert_id) if alerting.valid_id(alert_id) else None
+    if row is None:
+        return error_response(404, "not_found", "no such alert")
+    trail = alerting.trail_json(await rt.store.alert_trail(row.id))
+    return JSONResponse({"alert": alerting.alert_json(row), "trail": trail})
+
+
+async def _actor(request: Request, rt: Runtime) -> str | Response:
+    """``by`` of an optional JSON body (who acts), or ``api``."""
+    try:
+        body = await rt.reads.read_body(request.receive, limit=4096, within=rt.settings.body_timeout_seconds)
+    except BodyError as exc:
+        return error_response(exc.status, exc.code, exc.detail)
+    if not body.strip():
+        return "api"
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return error_response(400, "invalid_json", "the body must be a JSON object")
+    if not isinstance(data, dict) or not isinstance(data.get("by", ""), str) or set(data) - {"by"}:
+        return error_response(400, "invalid_json", 'the body must be {"by": "who acts"} or empty')
+    return alerting.actor_name(data.get("by", "")) or "api"
+
+
+async def alert_acknowledge(request: Request, rt: Runtime) -> Response:
+    """Acknowledge a firing alert: its reminders and escalations stop."""
+    return await _alert_action(request, rt, alerting.acknowledge, "firing")
+
+
+async def alert_resolve(request: Request, rt: Runtime) -> Response:
+    """Resolve an open alert by hand."""
+    return await _alert_action(request, rt, alerting.resolve, "open")
+
+
+async def _alert_action(
+    request: Request, rt: Runtime, action: Callable[..., Awaitable[object]], needs: str
+) -> Response:
+    alert_id = request.path_params["id"]
+    if not alerting.valid_id(alert_id):
+        return error_response(404, "not_found", "no such alert")
+    actor = await _actor(request, rt)
+    if isinstance(actor, Response):
+        return actor
+    done = await action(rt.store, alert_id, actor=actor, via="api", now=rt.clock())
+    current = await rt.store.get_alert(alert_id)
+    if current is None:
+        return error_response(404, "not_found", "no such alert")
+    if done is None:
+        return error_response(409, "conflict", f"alert {alert_id} is {current.state}, not {needs}")
+    return JSONResponse({"alert": alerting.alert_json(current)})
+
+
 async def openapi_document(_: Request) -> Response:
     return JSONResponse(openapi.document())
 
@@ -304,5 +371,9 @@ def routes() -> list[Route]:
         Route("/api/silences/{id}", admin(silence_expire), methods=["DELETE"]),
         Route("/api/silences/{id}/expire", admin(silence_expire), methods=["POST"]),
         Route("/api/suppressions", admin(suppressions), methods=["GET"]),
+        Route("/api/alerts", admin(alerts), methods=["GET"]),
+        Route("/api/alerts/{id}", admin(alert), methods=["GET"]),
+        Route("/api/alerts/{id}/ack", admin(alert_acknowledge), methods=["POST"]),
+        Route("/api/alerts/{id}/resolve", admin(alert_resolve), methods=["POST"]),
         Route("/api/openapi.json", openapi_document, methods=["GET"]),
     ]

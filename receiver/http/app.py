@@ -29,9 +29,9 @@ from receiver.admin.retention import Pruner, Retention, StoreStatsCache
 from receiver.delivery import keepalive
 from receiver.delivery.notifier import AppriseNotifier, Notifier
 from receiver.errors import StoreError
-from receiver.http import api, auth, edge, responses, ui
+from receiver.http import actions, api, auth, edge, responses, ui
 from receiver.http.limiter import FailureLimiter
-from receiver.http.runtime import RulesInForce, Runtime, load_rules_file, resolve_sources
+from receiver.http.runtime import RulesInForce, Runtime, action_links, load_rules_file, resolve_sources
 from receiver.metrics import Metrics
 from receiver.pipeline.activity import EdgeActivity
 from receiver.pipeline.dispatch import Backoff, Dispatcher
@@ -86,6 +86,7 @@ def create_app(
         metrics.info.info({"version": __version__})
         in_force = RulesInForce(rules, sources, loaded_at=clock())
         edge_activity = EdgeActivity()
+        links = action_links(settings)
         dispatcher = Dispatcher(
             store,
             in_force.current,
@@ -109,6 +110,7 @@ def create_app(
             edge=edge_activity,
             event_budget=settings.event_budget_seconds,
             enrich=enricher.submit,
+            links=links,
         )
         rt = Runtime(
             settings=settings,
@@ -122,6 +124,7 @@ def create_app(
             auth_failures=FailureLimiter(settings.auth_failures_per_minute, 60.0),
             logs_auth_failures=FailureLimiter(settings.auth_failures_per_minute, 60.0),
             store_stats=StoreStatsCache(store),
+            signer=None if links is None else links.signer,
         )
         app.state.runtime = rt
         # The one path of wake-ups: the store's bus hears this process's commits and, on PostgreSQL,
@@ -188,6 +191,7 @@ def create_app(
         Route("/readyz", _readyz, methods=["GET"]),
         Route("/metrics", _metrics, methods=["GET"]),
         *api.routes(),
+        *actions.routes(),
         *ui.routes(),
     ]
     return ReceiverApp(

@@ -218,6 +218,11 @@ def _schemas() -> dict[str, Any]:
             "deliveries": {"type": "array", "items": _ref("Delivery")},
             "explain": _ref("Explanation"),
             "noise_log": {"type": "array", "items": _ref("LoggedDecision")},
+            "alert_trail": {
+                "type": "array",
+                "items": _ref("AlertTrailEntry"),
+                "description": "What was done about the alerts of this event (GET /api/events/{id} only).",
+            },
             "body": {"description": "The stored body (GET /api/events/{id} only)."},
         },
         "required": ["id", "source", "event_id", "type", "received_at", "state", "result", "matched_rules"],
@@ -299,6 +304,53 @@ def _schemas() -> dict[str, Any]:
                 "state": {"type": "string", "enum": ["pending", "active", "expired"]},
             },
             "required": ["id", "matchers", "comment", "created_by", "starts_at", "ends_at", "state"],
+        },
+        "Alert": {
+            "type": "object",
+            "description": "A rule's key that is firing (docs/alerts.md). Times are Unix seconds.",
+            "properties": {
+                "id": {"type": "string"},
+                "rule": {"type": "string"},
+                "source": {"type": "string"},
+                "key": {"type": "string"},
+                "state": {"type": "string", "enum": ["firing", "acknowledged", "resolved"]},
+                "title": {"type": "string"},
+                "event": {"type": "integer", "description": "The event that opened it."},
+                "event_type": {"type": "string", "description": "Its type; a job's alert may offer a retry."},
+                "last_event": {"type": "integer"},
+                "process": nullable_string,
+                "robot": nullable_string,
+                "count": {"type": "integer"},
+                "opened_at": {"type": "number"},
+                "last_at": {"type": "number"},
+                "expires_at": {"type": "number"},
+                "next_at": {**nullable_number, "description": "Its next reminder or escalation."},
+                "reminders": {"type": "integer"},
+                "escalations": {"type": "integer"},
+                "acknowledged_at": nullable_number,
+                "acknowledged_by": nullable_string,
+                "resolved_at": nullable_number,
+                "resolved_by": nullable_string,
+                "resolution": {"type": ["string", "null"], "enum": ["recovered", "by_hand", "expired", None]},
+            },
+            "required": ["id", "rule", "state", "title", "event", "opened_at"],
+        },
+        "AlertTrailEntry": {
+            "type": "object",
+            "properties": {
+                "alert": {"type": "string"},
+                "at": {"type": "number"},
+                "action": {
+                    "type": "string",
+                    "description": "opened, recovered, reminded, escalated, acknowledged, resolved, expired, silenced, "
+                    "retry_started, retried, retry_failed",
+                },
+                "by": {"type": "string"},
+                "via": {"type": "string", "description": "rule, timer, api, ui, cli or link"},
+                "detail": {"type": "string"},
+                "event": {"type": ["integer", "null"]},
+            },
+            "required": ["alert", "at", "action", "by", "via"],
         },
         "Accepted": {
             "type": "object",
@@ -449,6 +501,28 @@ def _ops_paths() -> dict[str, Any]:
                 "summary": "This document",
                 "security": [],
                 "responses": {"200": plain},
+            }
+        },
+    }
+
+
+def _alert_id() -> dict[str, Any]:
+    return _param(
+        "id", "path", "The alert id (hex text).", {"type": "string", "pattern": "^[0-9a-f]{1,64}$"}, required=True
+    )
+
+
+def _actor_body() -> dict[str, Any]:
+    return {
+        "required": False,
+        "description": "Who acts (kept in the alert's trail); empty body: `api`.",
+        "content": {
+            _JSON: {
+                "schema": {
+                    "type": "object",
+                    "properties": {"by": {"type": "string", "maxLength": 100}},
+                    "additionalProperties": False,
+                }
             }
         },
     }
@@ -623,6 +697,65 @@ def _admin_paths() -> dict[str, Any]:
                 ],
             )
         },
+        "/api/alerts": {
+            "get": _admin(
+                "Alerts: open ones first (oldest first), then resolved ones (latest first)",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"alerts": {"type": "array", "items": _ref("Alert")}}},
+                        "Open first.",
+                    ),
+                    "400": _error("`state` or `limit` cannot be read (`invalid_query`)."),
+                },
+                parameters=[
+                    _param("state", "query", "`open`: open alerts only.", {"enum": ["open", ""]}),
+                    _LIMIT,
+                ],
+            )
+        },
+        "/api/alerts/{id}": {
+            "get": _admin(
+                "One alert and its trail: who did what, when, through what",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "alert": _ref("Alert"),
+                                "trail": {"type": "array", "items": _ref("AlertTrailEntry")},
+                            },
+                        },
+                        "The alert.",
+                    ),
+                    "404": _error("No such alert."),
+                },
+                parameters=[_alert_id()],
+            )
+        },
+        "/api/alerts/{id}/ack": {
+            "post": _admin(
+                "Acknowledge a firing alert: its reminders and escalations stop",
+                {
+                    "200": _json({"type": "object", "properties": {"alert": _ref("Alert")}}, "Acknowledged."),
+                    "404": _error("No such alert."),
+                    "409": _error("The alert is not firing (already acknowledged or resolved)."),
+                },
+                parameters=[_alert_id()],
+                requestBody=_actor_body(),
+            )
+        },
+        "/api/alerts/{id}/resolve": {
+            "post": _admin(
+                "Resolve an open alert by hand",
+                {
+                    "200": _json({"type": "object", "properties": {"alert": _ref("Alert")}}, "Resolved."),
+                    "404": _error("No such alert."),
+                    "409": _error("The alert is resolved already."),
+                },
+                parameters=[_alert_id()],
+                requestBody=_actor_body(),
+            )
+        },
         "/api/rules": {
             "get": _admin(
                 "The rules in force, their channels (URLs masked) and the last reload's problems",
@@ -642,6 +775,56 @@ def _admin_paths() -> dict[str, Any]:
 
 
 @functools.cache
+def _action_paths() -> dict[str, Any]:
+    token = _param(
+        "token",
+        "path",
+        "The signed token of the link: one alert, one action, an expiry.",
+        {"type": "string"},
+        required=True,
+    )
+    html = {"text/html": {"schema": {"type": "string"}}}
+    refused = {
+        "403": {"description": "An altered or malformed link: a page that says so.", "content": html},
+        "404": {"description": "Links are off (no key), or the alert no longer exists.", "content": html},
+        "410": {"description": "An expired link: a page that says so.", "content": html},
+    }
+    return {
+        "/act/{token}": {
+            "get": {
+                "tags": ["actions"],
+                "summary": "The confirmation page of an action link; changes nothing (links are prefetched)",
+                "security": [],
+                "parameters": [token],
+                "responses": {
+                    "200": {"description": "What the link would do, and its button.", "content": html},
+                    **refused,
+                },
+            },
+            "post": {
+                "tags": ["actions"],
+                "summary": "Do what the link names (acknowledge, silence for 1 h, retry the job), once",
+                "security": [],
+                "parameters": [token],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"type": "object", "properties": {"by": {"type": "string", "maxLength": 100}}}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "Done (or nothing left to do), as a page.", "content": html},
+                    "400": {"description": "No name given (and none from a trusted proxy).", "content": html},
+                    "409": {"description": "The action could not be done (e.g. already retried).", "content": html},
+                    **refused,
+                },
+            },
+        }
+    }
+
+
 def _build() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -657,9 +840,10 @@ def _build() -> dict[str, Any]:
             {"name": "edge", "description": "What Orchestrator and robots call."},
             {"name": "admin", "description": "Bearer RECEIVER_ADMIN_TOKEN; off without one."},
             {"name": "operations", "description": "Health, metrics and this document: no token."},
+            {"name": "actions", "description": "Signed action links of alert messages: HTML pages, no token."},
         ],
         "security": [{"bearer": []}],
-        "paths": {**_edge_paths(), **_ops_paths(), **_admin_paths()},
+        "paths": {**_edge_paths(), **_ops_paths(), **_admin_paths(), **_action_paths()},
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {

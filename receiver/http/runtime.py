@@ -15,6 +15,7 @@ from pathlib import Path
 
 import structlog
 
+from receiver.actionlink import LinkSigner
 from receiver.admin.charts import ChartCache
 from receiver.admin.retention import StoreStatsCache
 from receiver.delivery.notifier import check_url
@@ -25,6 +26,7 @@ from receiver.http.quota import EntryQuota
 from receiver.metrics import Metrics
 from receiver.orchestrator.path import PathSignals
 from receiver.pipeline.activity import EdgeActivity
+from receiver.pipeline.alerts import Links
 from receiver.pipeline.dispatch import Dispatcher
 from receiver.pipeline.heartbeat import Heartbeats
 from receiver.pipeline.worker import InboxWorker
@@ -37,6 +39,7 @@ __all__ = [
     "RulesInForce",
     "Runtime",
     "SourceAuth",
+    "action_links",
     "load_rules_file",
     "resolve_sources",
 ]
@@ -63,6 +66,14 @@ class SourceAuth:
 
     def __repr__(self) -> str:  # never show secrets
         return f"SourceAuth(name={self.name!r}, secrets=<{len(self.secrets)}>, insecure={self.insecure})"
+
+
+def action_links(settings: Settings) -> Links | None:
+    """The action links of alert messages: both ``RECEIVER_PUBLIC_URL`` and ``RECEIVER_LINK_KEY`` set, else None."""
+    key = settings.link_key
+    if not settings.public_url or key is None:
+        return None
+    return Links(settings.public_url, LinkSigner(key.get_secret_value(), settings.link_ttl_seconds))
 
 
 def resolve_sources(ruleset: RuleSet, settings: Settings) -> dict[str, SourceAuth]:
@@ -166,6 +177,8 @@ class Runtime:
     """The heartbeat of the sources that have one, or None (``receiver.pipeline.heartbeat``)."""
     logs_quota: EntryQuota = field(default_factory=EntryQuota)
     """Robot-log entries each source may still post (``settings.logs_rate_per_second``, ``logs_burst``)."""
+    signer: LinkSigner | None = None
+    """Signs and checks the action links of alert messages, or None when they are off (``receiver.http.actions``)."""
 
     @property
     def ruleset(self) -> RuleSet:

@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from receiver.admin import audit, charts, preview, silencing
+from receiver.admin import alerting, audit, charts, preview, silencing
 from receiver.http import auth
 from receiver.http.deadline import BodyError
 from receiver.http.responses import error_response
@@ -91,6 +91,10 @@ _DONE = {
     "reloaded": ("ok", "Rules reloaded: {n} rules in force."),
     "reload_failed": ("bad", "The reload failed: the running rules stay. The problems are listed below."),
     "not_found": ("bad", "Nothing to do: {what} {id} does not exist or is already done."),
+    "acknowledged": ("ok", "Alert acknowledged: its reminders and escalations stop."),
+    "resolved": ("ok", "Alert resolved."),
+    "alert_unchanged": ("bad", "Nothing to do: the alert does not exist or is already done."),
+    "name_needed": ("bad", "Give your name: it is kept in the alert's trail."),
 }
 
 
@@ -649,6 +653,34 @@ async def silences(
     )
 
 
+async def alerts(page: _Page) -> Response:
+    rows = await page.rt.store.list_alerts(limit=200)
+    return page.render("alerts.html", title="Alerts", section="Alerts", alerts=rows)
+
+
+async def acknowledge_alert(page: _Page, form: dict[str, str]) -> Response:
+    return await _alert_action(page, form, alerting.acknowledge, "acknowledged")
+
+
+async def resolve_alert(page: _Page, form: dict[str, str]) -> Response:
+    return await _alert_action(page, form, alerting.resolve, "resolved")
+
+
+async def _alert_action(
+    page: _Page, form: dict[str, str], action: Callable[..., Awaitable[object]], done: str
+) -> Response:
+    rt, alert_id = page.rt, page.request.path_params["id"]
+    actor = alerting.actor_name(form.get("by", ""))
+    if not actor:
+        return _redirect("/ui/alerts", done="name_needed")
+    if (
+        not alerting.valid_id(alert_id)
+        or await action(rt.store, alert_id, actor=actor, via="ui", now=rt.clock()) is None
+    ):
+        return _redirect("/ui/alerts", done="alert_unchanged")
+    return _redirect("/ui/alerts", done=done)
+
+
 async def rules(page: _Page) -> Response:
     previews = {p.rule: p for p in preview.preview_rules(page.rt.ruleset)}
     return page.render("rules.html", title="Rules", section="Rules", r=rules_json(page.rt), previews=previews)
@@ -719,6 +751,9 @@ def routes() -> list[Route]:
         Route("/ui/login", login_form, methods=["GET"]),
         Route("/ui/login", login, methods=["POST"]),
         Route("/ui/logout", _action(logout), methods=["POST"]),
+        Route("/ui/alerts", _page(alerts), methods=["GET"]),
+        Route("/ui/alerts/{id}/ack", _action(acknowledge_alert), methods=["POST"]),
+        Route("/ui/alerts/{id}/resolve", _action(resolve_alert), methods=["POST"]),
         Route("/ui/events", _page(events), methods=["GET"]),
         Route("/ui/events/{id}", _page(event), methods=["GET"]),
         Route("/ui/deliveries", _page(deliveries), methods=["GET"]),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from receiver.admin import audit
+from receiver.admin import alerting, audit
 from receiver.delivery.notifier import mask_url
 from receiver.http.runtime import Runtime
 from receiver.store import DeliveryRow, EventRow
@@ -82,4 +82,5 @@ async def event_detail(rt: Runtime, inbox_id: int) -> dict[str, Any] | None:
     data["noise_log"] = [audit.noise_json(n) for n in reversed(noise)]
     data["explain"] = audit.explain_event(rt.ruleset, row, rules_loaded_at=rt.rules_loaded_at)
     data["body"] = audit.body_json(row)
+    data["alert_trail"] = alerting.trail_json(await rt.store.alert_trail_of_event(row.id))
     return data

@@ -8,7 +8,8 @@ state of its kind: ``collapse``, ``absence``, ``inhibit``, ``recovery`` (kind ``
 ``silences`` (no state: windows and ad-hoc silences), ``frequency``, ``group`` (``digest``
 renders its digest), ``throttle``, ``notify``, ``channel_budget`` (kind ``budget``: a channel's
 window, its held notifications and their digest) and ``quiet`` (kind ``quiet``: a source's watch,
-``expect:``). ``decision`` holds :class:`Decision` and its one
+``expect:``); ``alerting`` reports which rule key fires, fires again or recovers
+(:class:`AlertSignal`; the inbox worker keeps the alerts). ``decision`` holds :class:`Decision` and its one
 JSON form; ``state`` holds the rows the stages read and write; ``simulate`` runs the engine on
 an in-memory state for ``receiver test``. The inbox worker loads the rows an event needs from
 the store and commits the engine's changes in the transaction that marks the event processed.
@@ -17,7 +18,8 @@ The reference for users is docs/rules.md ("Noise control").
 
 from __future__ import annotations
 
-from receiver.noise.decision import SUPPRESSED, Decision, Emitted, Result
+from receiver.noise.alerting import alert_key
+from receiver.noise.decision import SUPPRESSED, AlertSignal, Decision, Emitted, Result
 from receiver.noise.engine import Engine
 from receiver.noise.plan import SILENT_TYPES, Plan, parse_stored
 from receiver.noise.silences import AdHocSilence, Matcher, MatcherError, Silencer, compile_matchers, parse_matchers
@@ -28,6 +30,7 @@ __all__ = [
     "SILENT_TYPES",
     "SUPPRESSED",
     "AdHocSilence",
+    "AlertSignal",
     "Decision",
     "Emitted",
     "Engine",
@@ -41,6 +44,7 @@ __all__ = [
     "Silencer",
     "Simulation",
     "StateView",
+    "alert_key",
     "compile_matchers",
     "parse_matchers",
     "parse_stored",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from receiver.events import Details
 from receiver.render import Notification
 from receiver.rules import Enrich
 
-__all__ = ["SUPPRESSED", "Decision", "Emitted", "Result"]
+__all__ = ["SUPPRESSED", "AlertSignal", "Decision", "Emitted", "Result"]
 
 SUPPRESSED = frozenset(
     {
@@ -122,6 +122,39 @@ class Emitted:
     rerender: Callable[[Details | None], Notification] | None = field(default=None, repr=False, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class AlertSignal:
+    """What an event means for the alert of a rule's key (the caller keeps the alerts).
+
+    Attributes:
+        action: ``fire`` (the rule notified: ``emitted`` are its messages), ``touch`` (it held a
+            notification back: the condition still holds) or ``recover`` (an event cleared it).
+        rule: the rule.
+        key: the alert key as the rule's state stores it (``source|key`` unless shared).
+        shown_key: the key as rendered.
+        source: the event's source.
+        inbox_id: the event.
+        at: its time.
+        title: the title of the first message (``fire``).
+        emitted: the messages sent (``fire``), to carry the alert's links.
+        process: the event's process; robot: its robot (to silence them from the message).
+        event_type: the event's type (a job's alert may offer "retry the job").
+    """
+
+    action: Literal["fire", "touch", "recover"]
+    rule: str
+    key: str
+    shown_key: str
+    source: str
+    inbox_id: int
+    at: float
+    title: str = ""
+    emitted: tuple[Emitted, ...] = ()
+    process: str | None = None
+    robot: str | None = None
+    event_type: str = ""
+
+
 @dataclass(slots=True)
 class Result:
     """What processing an event or firing a timer produced."""
@@ -130,3 +163,4 @@ class Result:
     emitted: list[Emitted] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     held: list[tuple[Decision, Emitted]] = field(default_factory=list)
+    alerts: list[AlertSignal] = field(default_factory=list)

@@ -33,6 +33,10 @@ absence deadline (:func:`receiver.noise.absence.fire`, whose event then goes thr
 inhibition, silence, throttle and notify stages), a source's watch (:func:`receiver.noise.quiet.fire`)
 or a channel budget's digest (:func:`receiver.noise.channel_budget.flush`, never held itself).
 
+Every notification of a rule, every notification its throttle held back and every recovery is
+also reported as an :class:`~receiver.noise.decision.AlertSignal` (:mod:`~receiver.noise.alerting`):
+the inbox worker keeps the alerts (acknowledgement, reminders, escalation) outside the engine.
+
 Keys are per source (an event only meets the state its own source made) unless the rule or the
 inhibition says ``share_across_sources: true``; :meth:`~receiver.noise.plan.Plan.ref` is where a key gets its source.
 Every step is recorded as a :class:`~receiver.noise.decision.Decision` naming the rule, silence or inhibition behind it.
@@ -48,6 +52,7 @@ from collections.abc import Sequence
 from receiver.events import Event
 from receiver.noise import (
     absence,
+    alerting,
     channel_budget,
     collapse,
     frequency,
@@ -231,6 +236,7 @@ class Engine:
         notes = list(notes)
         if throttle.throttled(self._ctx, view, plan, rp, result, notes):
             recovery.mark_firing(view, plan, rp, None)
+            alerting.touched(plan, rp, result)
             return
         notify(self._ctx, view, plan, rp, result, notes)
 

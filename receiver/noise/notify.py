@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.noise import inhibit, recovery
+from receiver.noise import alerting, inhibit, recovery
 from receiver.noise.decision import Result
 from receiver.noise.plan import Plan, RoutePlan
 from receiver.noise.stage import Context, channel_names
@@ -25,3 +25,4 @@ def notify(ctx: Context, view: StateView, plan: Plan, rp: RoutePlan, result: Res
     )
     ctx.decide(result, plan, "notified", reason, rule=rule.name)
     recovery.mark_firing(view, plan, rp, emitted[0].notification.title if emitted else None)
+    alerting.fired(plan, rp, emitted, result)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from receiver.noise import inhibit
+from receiver.noise import alerting, inhibit
 from receiver.noise.decision import Emitted, Result
 from receiver.noise.plan import Plan, RoutePlan
 from receiver.noise.stage import Context, channel_names
@@ -82,6 +82,7 @@ def mark_firing(view: StateView, plan: Plan, rp: RoutePlan, title: str | None) -
 
 def recover(ctx: Context, view: StateView, plan: Plan, rule: Rule, key: str, result: Result, notes: list[str]) -> None:
     """Send the rule's recovery message for ``key`` if it alerted for it (and clear its inhibitions)."""
+    alerting.recovered(plan, rule, key, result)
     ref = plan.ref(KIND, rule, key)
     row = view.get(ref)
     if row is None:

@@ -16,6 +16,7 @@ from receiver.orchestrator.client import FOLDER_HEADER, PAGE_LIMITS, Collection,
 from receiver.orchestrator.config import Deployment, Endpoints, endpoints
 from receiver.orchestrator.details import Wanted, fetch_details, unavailable_reason
 from receiver.orchestrator.errors import OrchestratorAuthError, OrchestratorError, OrchestratorUnavailableError
+from receiver.orchestrator.jobs import StartedJob, start_job
 from receiver.orchestrator.observe import NullObserver, Observer, Outcome, PrometheusObserver
 from receiver.orchestrator.sync import Change, SyncPlan, apply_sync, desired_events, plan_sync
 from receiver.orchestrator.webhooks import (
@@ -47,6 +48,7 @@ __all__ = [
     "PingResult",
     "PrometheusObserver",
     "RetryPolicy",
+    "StartedJob",
     "SyncPlan",
     "Token",
     "Wanted",
@@ -61,6 +63,7 @@ __all__ = [
     "list_webhooks",
     "ping_webhook",
     "plan_sync",
+    "start_job",
     "unavailable_reason",
     "update_webhook",
 ]

@@ -13,6 +13,10 @@ neither loses nor repeats one. Every time is logical: an event is handled at its
 (``received_at``) and a timer at its due time, whatever the worker's lag; timers due before an
 event fire before it, so a backlog is replayed in the order things happened. Only one inbox
 worker may run per database (it is the only writer of noise state).
+
+Alerts (``receiver.pipeline.alerts``) ride along: the alerts an event opens, notifies again or
+recovers are written in its transaction (their messages get the alert's action links), and the
+reminders and escalations of firing alerts are fired after the noise timers.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -37,10 +41,23 @@ from receiver.events import Event, UnknownEvent
 from receiver.jsonfmt import dumps_text
 from receiver.logconfig import log_summary
 from receiver.metrics import Metrics
-from receiver.noise import SILENT_TYPES, AdHocSilence, Decision, Emitted, Engine, Plan, Row, StateView, parse_stored
+from receiver.noise import (
+    SILENT_TYPES,
+    AdHocSilence,
+    AlertSignal,
+    Decision,
+    Emitted,
+    Engine,
+    Plan,
+    Row,
+    StateView,
+    parse_stored,
+)
 from receiver.pipeline.activity import EdgeActivity
+from receiver.pipeline.alerts import AlertBook, Links, fire_alert_timers
 from receiver.rules import BudgetExceededError, RuleSet, event_budget
 from receiver.store import (
+    AlertStore,
     EventRow,
     InboxStore,
     LateDelivery,
@@ -140,10 +157,11 @@ class _Batch:
     log: list[NoiseLogEntry] = field(default_factory=list)
     held: dict[int, tuple[str, Event, list[Emitted]]] = field(default_factory=dict)
     """Per inbox id: the source, the event and its messages waiting for enrichment, handed over after the commit."""
+    alerts: list[AlertSignal] = field(default_factory=list)
 
 
-class WorkerStore(InboxStore, NoiseStateStore, SilenceStore, Protocol):
-    """What the inbox worker needs of the store: the inbox, the noise state, and the silences."""
+class WorkerStore(InboxStore, NoiseStateStore, SilenceStore, AlertStore, Protocol):
+    """What the inbox worker needs of the store: the inbox, the noise state, the silences and the alerts."""
 
 
 class InboxWorker:
@@ -164,6 +182,7 @@ class InboxWorker:
             limit); past them the event is set aside as ``budget_exceeded`` (see ``receiver.rules.budget``).
         enrich: called after the commit with an event's messages held for ``enrich:`` (source, event,
             messages); it must return at once (``Enricher.submit``). None: they go out when their hold ends.
+        links: the action links alert messages carry, or None for none.
     """
 
     def __init__(
@@ -180,9 +199,11 @@ class InboxWorker:
         max_defer: float = 1.0,
         event_budget: float | None = None,
         enrich: Callable[[str, Event, Sequence[Emitted]], None] | None = None,
+        links: Links | None = None,
     ) -> None:
         self._store = store
         self._enrich = enrich
+        self._links = links
         self._rules = rules
         self._clock = clock
         self._lease = lease
@@ -337,7 +358,7 @@ class InboxWorker:
             await self._yield_to_edge()
             batch.processed.append(await self._decided(row, item, engine, view, batch))
         try:
-            await self._commit(batch, view, purge_before=times[0] - _PURGE_MARGIN)
+            await self._commit(batch, view, ruleset, purge_before=times[0] - _PURGE_MARGIN)
         except StoreError as exc:
             if exc.recoverable:
                 raise  # the batch stays claimed and is processed again once its lease lapses
@@ -431,18 +452,18 @@ class InboxWorker:
     ) -> Processed | None:
         """Decide about one event within ``budget`` seconds; None (and nothing changed) when they run out."""
         token = view.checkpoint()
-        mark = (len(batch.late), len(batch.log))
+        mark = (len(batch.late), len(batch.log), len(batch.alerts))
         try:
             with event_budget(budget):
                 processed, label, matched = self._process(row, plan, engine, view, batch)
         except BudgetExceededError:
             view.rollback(token)
-            del batch.late[mark[0] :], batch.log[mark[1] :]
+            del batch.late[mark[0] :], batch.log[mark[1] :], batch.alerts[mark[2] :]
             batch.held.pop(row.id, None)
             return None
         except Exception as exc:
             view.rollback(token)
-            del batch.late[mark[0] :], batch.log[mark[1] :]
+            del batch.late[mark[0] :], batch.log[mark[1] :], batch.alerts[mark[2] :]
             batch.held.pop(row.id, None)
             log.exception("event_processing_crashed", inbox_id=row.id, type=row.type[:100])
             outcome = {"parsed": False, "error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"[:1000]}
@@ -491,6 +512,7 @@ class InboxWorker:
             LateDelivery(e.inbox_id, _delivery(e, held=False)) for e in result.emitted if e.inbox_id != row.id
         )
         batch.log.extend(_log_entry(d) for d in result.decisions)
+        batch.alerts.extend(result.alerts)
         unknown = isinstance(plan.event, UnknownEvent)
         if unknown:
             log.warning("event_type_unknown", inbox_id=row.id, source=row.source, type=row.type[:100])
@@ -535,12 +557,13 @@ class InboxWorker:
         total = 0
         while True:
             rows = [to_row(r) for r in await self._store.due_noise(until=until, limit=self._batch)]
-            if not rows:
-                return total
-            await self._fire_rows(rows, ruleset, until)
-            total += len(rows)
+            if rows:
+                await self._fire_rows(rows, ruleset, until)
+                total += len(rows)
             if len(rows) < self._batch:
-                return total
+                break
+        # Reminders and escalations after the noise timers: an absence that fired just now opens its alert first.
+        return total + await fire_alert_timers(self._store, ruleset, until=until, now=self._clock(), links=self._links)
 
     async def _fire_rows(self, rows: Sequence[Row], ruleset: RuleSet, until: float) -> None:
         """Fire these timers and commit them at once."""
@@ -558,7 +581,7 @@ class InboxWorker:
         for row in rows:
             self._fire(engine, view, row, until, batch)
         try:
-            await self._commit(batch, view, purge_before=until - _PURGE_MARGIN)
+            await self._commit(batch, view, ruleset, purge_before=until - _PURGE_MARGIN)
         except StoreError as exc:
             if exc.recoverable:
                 raise
@@ -582,6 +605,7 @@ class InboxWorker:
             return
         batch.late.extend(LateDelivery(e.inbox_id, _delivery(e, held=False)) for e in result.emitted)
         batch.log.extend(_log_entry(d) for d in result.decisions)
+        batch.alerts.extend(result.alerts)
         log.info(
             "noise_timer_fired",
             kind=row.kind,
@@ -640,16 +664,26 @@ class InboxWorker:
         if due:
             await self._fire_rows(due, ruleset, until)
 
-    async def _commit(self, batch: _Batch, view: StateView, *, purge_before: float) -> None:
+    async def _commit(self, batch: _Batch, view: StateView, ruleset: RuleSet, *, purge_before: float) -> None:
         puts, deletes = view.changes()
+        alerts = AlertBook(await self._store.open_alerts(AlertBook.keys(batch.alerts)), ruleset, self._links)
+        alerts.apply(batch.alerts)
+        processed, late = batch.processed, batch.late
+        if alerts.links:  # the messages carry their alert's action links
+            processed = [
+                replace(p, deliveries=[alerts.decorate(p.inbox_id, d) for d in p.deliveries]) if p.deliveries else p
+                for p in processed
+            ]
+            late = [LateDelivery(x.inbox_id, alerts.decorate(x.inbox_id, x.delivery)) for x in late]
         noise = NoiseWrite(
             put=[from_row(r) for r in puts],
             delete=deletes,
-            deliveries=batch.late,
+            deliveries=late,
             log=batch.log,
             purge_before=purge_before,
+            alerts=alerts.changes(),
         )
-        await self._store.finish_inbox(batch.processed, now=self._clock(), noise=noise)
+        await self._store.finish_inbox(processed, now=self._clock(), noise=noise)
         if self._metrics is not None:
             for entry in batch.log:
                 if entry.suppressed:

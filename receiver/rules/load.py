@@ -35,6 +35,7 @@ from receiver.rules.model import (
     Channel,
     Collapse,
     Enrich,
+    Escalation,
     Expect,
     Frequency,
     GapRecovery,
@@ -297,6 +298,7 @@ class _Loader:
         self._file_enrich = spec.enrich
         rules = self._rules(spec.rules)
         self._enrich_needs_connection(rules, sources)
+        self._check_actions(spec.rules, rules, sources)
         declared = [r["name"] for r in spec.rules if isinstance(r, dict) and isinstance(r.get("name"), str)]
         silences = self._silences(spec.silences, timezone, declared)
         inhibits = self._inhibits(spec.inhibit, declared)
@@ -554,6 +556,7 @@ class _Loader:
             title = self._template(spec.title, "text", (*base, "title"), label, "title")
             body = self._template(spec.body, spec.format, (*base, "body"), label, "body")
             noise = self._noise(spec, base, label, compiler)
+            escalate = self._escalate(spec, base, label)
             if spec.share_across_sources and not any(
                 getattr(spec, k) is not None for k in ("throttle", "group", "frequency", "absence", "recover")
             ):
@@ -582,6 +585,10 @@ class _Loader:
                 clause=clause,
                 share_across_sources=spec.share_across_sources,
                 enrich=self._enrich(spec.enrich),
+                repeat=None if spec.repeat is None else spec.repeat.total_seconds(),
+                escalate=escalate,
+                actions=tuple(dict.fromkeys(spec.actions)),
+                resolve_after=spec.resolve_after.total_seconds(),
                 **noise,
             )
             if clause is None and not spec.continue_ and catch_all is None:
@@ -643,6 +650,35 @@ class _Loader:
                 self.report(path, f"{label}: unknown channel {name!r}{hint}")
             seen.append(name)
         return tuple(dict.fromkeys(seen))
+
+    def _check_actions(self, raw: list[Any], rules: list[Rule], sources: dict[str, Source]) -> None:
+        """``actions: [retry]`` starts a job through Orchestrator's API: some source must have a connection."""
+        if any(s.orchestrator is not None for s in sources.values()):
+            return
+        for rule in rules:
+            if "retry" in rule.actions:
+                i = next((j for j, r in enumerate(raw) if isinstance(r, dict) and r.get("name") == rule.name), None)
+                path: YamlPath = ("rules", i, "actions") if i is not None else ("rules",)
+                self.report(
+                    path,
+                    f"rule {rule.name!r}: actions: [retry] needs a source with an `orchestrator:` connection "
+                    "(the job is started again through its API)",
+                )
+
+    def _escalate(self, spec: RuleSpec, base: YamlPath, label: str) -> tuple[Escalation, ...]:
+        """Check ``escalate:``: declared channels, steps in increasing ``after``."""
+        steps: list[Escalation] = []
+        for i, step in enumerate(spec.escalate):
+            path = (*base, "escalate", i)
+            notify = self._notify(step.notify, path, f"{label}: escalate step {i + 1}")
+            after = step.after.total_seconds()
+            if steps and after <= steps[-1].after:
+                self.report(
+                    (*path, "after"),
+                    f"{label}: escalate step {i + 1} must come after step {i} (its `after` must be longer)",
+                )
+            steps.append(Escalation(after, notify))
+        return tuple(steps)
 
     def _declared_channels(self) -> list[str]:
         node = self.nodes.get(("channels",))

@@ -25,6 +25,7 @@ __all__ = [
     "Channel",
     "Collapse",
     "Enrich",
+    "Escalation",
     "Expect",
     "Frequency",
     "Group",
@@ -254,6 +255,10 @@ class Rule:
             has its own, so that one source cannot steer another's alerts.
         enrich: the details asked of Orchestrator for its job and queue item messages (its own
             ``enrich:`` or the file's), or None.
+        repeat: seconds after which a firing, unacknowledged alert of the rule is notified again, or None.
+        escalate: the channels notified while an alert stays unacknowledged and unresolved, by delay.
+        actions: what the alert message's links may do besides acknowledge and silence (``retry``).
+        resolve_after: seconds without a notification after which an open alert is resolved by expiry.
     """
 
     name: str
@@ -277,6 +282,10 @@ class Rule:
     recover: Recover | None = None
     share_across_sources: bool = False
     enrich: Enrich | None = None
+    repeat: float | None = None
+    escalate: tuple[Escalation, ...] = ()
+    actions: tuple[str, ...] = ()
+    resolve_after: float = 24 * 3600.0
 
     @property
     def stateful(self) -> bool:
@@ -335,6 +344,14 @@ class KeyTemplate:
 
     source: str
     template: Template = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """One step of ``escalate:``: ``after`` seconds from the alert's opening, notify ``notify`` (channel names)."""
+
+    after: float
+    notify: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,6 +257,13 @@ def _recover(value: Any) -> Any:
     return value
 
 
+class EscalationSpec(_Spec):
+    """One step of a rule's ``escalate:``: after how long an unacknowledged alert notifies which channels."""
+
+    after: Duration
+    notify: Annotated[list[str], BeforeValidator(_as_list)] = Field(min_length=1)
+
+
 class RuleSpec(_Spec):
     """One rule as written."""
 
@@ -276,6 +283,10 @@ class RuleSpec(_Spec):
     recover: Annotated[RecoverSpec | None, BeforeValidator(_recover)] = None
     share_across_sources: bool = False
     enrich: Annotated[EnrichSpec | None, BeforeValidator(_enrich)] = None
+    repeat: Duration | None = None
+    escalate: list[EscalationSpec] = Field(default_factory=list, max_length=20)
+    actions: Annotated[list[Literal["retry"]], BeforeValidator(_as_list)] = Field(default_factory=list)
+    resolve_after: Duration = timedelta(hours=24)
 
 
 class WeeklySpec(_Spec):
@@ -375,6 +386,7 @@ ALLOWED_KEYS: dict[str, tuple[str, ...]] = {
     "frequency": tuple(FrequencySpec.model_fields),
     "absence": tuple(AbsenceSpec.model_fields),
     "recover": tuple(RecoverSpec.model_fields),
+    "escalate": tuple(EscalationSpec.model_fields),
     "silence": tuple(f.alias or name for name, f in SilenceSpec.model_fields.items()),
     "weekly": tuple(f.alias or name for name, f in WeeklySpec.model_fields.items()),
     "dates": tuple(f.alias or name for name, f in DateRangeSpec.model_fields.items()),

@@ -42,10 +42,16 @@ from typing import Literal, Protocol
 from receiver.errors import ConfigError
 
 __all__ = [
+    "ALERT_STATES",
     "CHART_RESULTS",
     "FAULT_TYPES",
     "STORE_TABLES",
     "Accepted",
+    "AlertChange",
+    "AlertEventRow",
+    "AlertRow",
+    "AlertStore",
+    "AlertTimer",
     "AttemptRow",
     "ChannelLatency",
     "ChannelStats",
@@ -61,6 +67,7 @@ __all__ = [
     "LateDelivery",
     "LeaseStore",
     "NameCount",
+    "NewAlertEvent",
     "NewDelivery",
     "NewSilence",
     "NoiseLogEntry",
@@ -258,6 +265,115 @@ class NoiseLogRow:
     entry: NoiseLogEntry
 
 
+ALERT_STATES = ("firing", "acknowledged", "resolved")
+"""An alert's lifecycle, in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One alert: a rule's key that is firing (see docs/alerts.md).
+
+    Attributes:
+        id: its public id (random text, chosen by the worker that opened it).
+        rule: the rule.
+        source: the source of the events (empty when the rule shares its state across sources).
+        key: the alert key as stored (``source|key``, as the rule's noise state).
+        shown_key: the key as the rule rendered it.
+        state: firing, acknowledged or resolved.
+        title: the title of the notification that opened it.
+        inbox_id: the event that opened it; last_inbox_id: the latest event that notified for it.
+        process, robot: the handles of the opening event (for "silence this process or robot").
+        count: notifications (sent or held back) since it opened.
+        opened_at, last_at: its first and latest notification.
+        expires_at: resolved by expiry when nothing notified for it until then.
+        due_at: its next reminder or escalation (None: no timer; never for a non-firing alert).
+        next_repeat_at: its next reminder (``repeat:``), or None.
+        reminders, escalations: reminders sent, escalation steps taken.
+        acked_at, acked_by, resolved_at, resolved_by: who did it, when.
+        resolution: recovered, by_hand or expired.
+        event_type: the type of the event that opened it (``job.faulted``...).
+    """
+
+    id: str
+    rule: str
+    source: str
+    key: str
+    shown_key: str
+    state: str
+    title: str
+    inbox_id: int
+    last_inbox_id: int
+    process: str | None
+    robot: str | None
+    count: int
+    opened_at: float
+    last_at: float
+    expires_at: float
+    due_at: float | None = None
+    next_repeat_at: float | None = None
+    reminders: int = 0
+    escalations: int = 0
+    acked_at: float | None = None
+    acked_by: str | None = None
+    resolved_at: float | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+    event_type: str = ""
+
+    @property
+    def open(self) -> bool:
+        """Firing or acknowledged."""
+        return self.state != "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlertEvent:
+    """An entry of an alert's trail: what was done, by whom, through what (rule, link, api, ui, cli, timer)."""
+
+    alert_id: str
+    at: float
+    action: str
+    actor: str
+    via: str
+    detail: str = ""
+    inbox_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEventRow:
+    """A stored entry of an alert's trail, with its number."""
+
+    id: int
+    event: NewAlertEvent
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """What the inbox worker changes about an alert, with the event it processed.
+
+    ``open`` inserts ``alert``; ``touch`` records one more notification (``last_*``, ``count``,
+    ``expires_at``, ``next_repeat_at``; ``due_at`` only while the alert is still firing); ``resolve``
+    resolves it (``resolved_*``, ``resolution``). ``trail`` is written with it.
+    """
+
+    kind: Literal["open", "touch", "resolve"]
+    alert: AlertRow
+    trail: tuple[NewAlertEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTimer:
+    """A fired reminder or escalation: the alert's new timer fields, written only if its timer is still ``was_due``.
+
+    ``deliveries`` are written only then, so an acknowledgement that came first stops them.
+    """
+
+    alert: AlertRow
+    was_due: float
+    deliveries: Sequence[LateDelivery] = ()
+    trail: tuple[NewAlertEvent, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class NoiseWrite:
     """What noise control changed, committed in the same transaction as ``finish_inbox``'s events.
@@ -268,6 +384,7 @@ class NoiseWrite:
         deliveries: deliveries about other events than the ones finished (digests, timers).
         log: decisions to keep.
         purge_before: also forget rows without a timer whose ``expires_at`` is at or before this.
+        alerts: alerts opened, notified again or resolved by these events (in order).
     """
 
     put: Sequence[NoiseRow] = ()
@@ -275,6 +392,7 @@ class NoiseWrite:
     deliveries: Sequence[LateDelivery] = ()
     log: Sequence[NoiseLogEntry] = ()
     purge_before: float | None = None
+    alerts: Sequence[AlertChange] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,7 +517,16 @@ class ChannelLatency:
 
 # -- retention ----------------------------------------------------------------------------
 
-STORE_TABLES: tuple[str, ...] = ("inbox", "deliveries", "attempts", "noise_log", "noise_state", "silences")
+STORE_TABLES: tuple[str, ...] = (
+    "inbox",
+    "deliveries",
+    "attempts",
+    "noise_log",
+    "noise_state",
+    "silences",
+    "alerts",
+    "alert_events",
+)
 """The tables whose rows ``table_stats`` reports (the ones that grow with traffic)."""
 
 
@@ -607,6 +734,46 @@ class ReadStore(Protocol):
         """Per channel, ``sent_at - created_at`` of the deliveries sent in ``[since, until)``, by channel name."""
 
 
+class AlertStore(Protocol):
+    """Alerts: their lifecycle, timers and trail (opened and notified by ``InboxStore.finish_inbox``)."""
+
+    async def open_alerts(self, keys: Collection[tuple[str, str]]) -> list[AlertRow]:
+        """The open (firing or acknowledged) alerts of these (rule, stored key) pairs."""
+
+    async def list_alerts(self, *, limit: int = 100, open_only: bool = False) -> list[AlertRow]:
+        """Open alerts first (the oldest first), then resolved ones (the latest first)."""
+
+    async def get_alert(self, alert_id: str) -> AlertRow | None:
+        """One alert, or None."""
+
+    async def alert_trail(self, alert_id: str) -> list[AlertEventRow]:
+        """Its trail, in order."""
+
+    async def alert_trail_of_event(self, inbox_id: int) -> list[AlertEventRow]:
+        """The trail entries about one event, in order."""
+
+    async def acknowledge_alert(self, alert_id: str, *, actor: str, via: str, now: float) -> AlertRow | None:
+        """Acknowledge a firing alert (its timer stops); None when it is not firing (or does not exist)."""
+
+    async def resolve_alert(self, alert_id: str, *, actor: str, via: str, now: float) -> AlertRow | None:
+        """Resolve an open alert by hand (its timer stops); None when it is not open."""
+
+    async def record_alert_event(self, entry: NewAlertEvent, *, once: bool = False) -> bool:
+        """Add an entry to an alert's trail; with ``once``, False (and nothing written) if it has one of that action."""
+
+    async def due_alerts(self, *, until: float, limit: int) -> list[AlertRow]:
+        """Firing alerts whose reminder or escalation is due at or before ``until``, earliest first."""
+
+    async def fire_alert_timers(self, timers: Sequence[AlertTimer], *, now: float) -> int:
+        """Write each fired timer whose alert is still firing and due as it was, with its deliveries; how many."""
+
+    async def expire_alerts(self, *, now: float, limit: int) -> list[AlertRow]:
+        """Resolve open alerts whose ``expires_at`` has passed (resolution ``expired``); those resolved."""
+
+    async def next_alert_time(self) -> float | None:
+        """The earliest reminder, escalation or expiry of an open alert, or None (one cheap read)."""
+
+
 class CounterStore(Protocol):
     """Named counters every replica shares (e.g. the web page's session generation)."""
 
@@ -640,8 +807,12 @@ class RetentionStore(LeaseStore, Protocol):
     async def prune_silences(self, before: float, *, limit: int, dry_run: bool = False) -> int:
         """Delete (``dry_run``: count) up to ``limit`` ad-hoc silences that ended before ``before``."""
 
+    async def prune_alerts(self, before: float, *, limit: int, dry_run: bool = False) -> dict[str, int]:
+        """Delete (``dry_run``: count) up to ``limit`` alerts resolved before ``before``, with their trails;
+        rows per table (``alerts``, ``alert_events``)."""
+
     async def timer_inbox_ids(self) -> set[int]:
-        """The events noise timers refer to (a group's first event, an absence's arming event)."""
+        """The events noise timers and open alerts refer to (a group's first event, an absence's arming event)."""
 
     async def table_stats(self, *, exact_limit: int = 1_000_000) -> StoreStats:
         """Rows per table of ``STORE_TABLES`` and the store's size (no full count of a table past ``exact_limit``)."""
@@ -655,6 +826,7 @@ class Store(
     ReadStore,
     CounterStore,
     RetentionStore,
+    AlertStore,
     Protocol,
 ):
     """What the server needs from a database. Every method is safe to call concurrently.

@@ -13,6 +13,9 @@ from typing import Any, ClassVar, Literal, TypeVar
 from receiver.errors import StoreError
 from receiver.store import (
     Accepted,
+    AlertEventRow,
+    AlertRow,
+    AlertTimer,
     AttemptRow,
     ChannelLatency,
     DeliveryRow,
@@ -21,6 +24,7 @@ from receiver.store import (
     HeldDelivery,
     InboxItem,
     NameCount,
+    NewAlertEvent,
     NewSilence,
     NoiseLogRow,
     NoiseRef,
@@ -33,6 +37,7 @@ from receiver.store import (
     ResultCount,
     SilenceRow,
 )
+from receiver.store import _alerts as alerts
 from receiver.store import _charts as charts
 from receiver.store import _plans as plans
 from receiver.store import _retention as retention
@@ -280,6 +285,62 @@ class SQLStore:
         """Set the named counter to ``value`` unless it is higher already; returns its value."""
         return await self._run(plans.raise_counter, name, value, write=True)
 
+    # -- alerts ---------------------------------------------------------------------------
+
+    async def open_alerts(self, keys: Collection[tuple[str, str]]) -> list[AlertRow]:
+        """The open alerts of these (rule, key) pairs."""
+        if not keys:
+            return []
+        return await self._run(alerts.open_alerts, keys)
+
+    async def list_alerts(self, *, limit: int = 100, open_only: bool = False) -> list[AlertRow]:
+        """Open alerts first (oldest first), then resolved ones (latest first)."""
+        return await self._run(alerts.list_alerts, limit, open_only)
+
+    async def get_alert(self, alert_id: str) -> AlertRow | None:
+        """One alert, or None."""
+        return await self._run(alerts.get_alert, alert_id)
+
+    async def alert_trail(self, alert_id: str) -> list[AlertEventRow]:
+        """One alert's trail, in order."""
+        return await self._run(alerts.alert_trail, alert_id)
+
+    async def alert_trail_of_event(self, inbox_id: int) -> list[AlertEventRow]:
+        """The trail entries about one event."""
+        return await self._run(alerts.alert_trail_of_event, inbox_id)
+
+    async def acknowledge_alert(self, alert_id: str, *, actor: str, via: str, now: float) -> AlertRow | None:
+        """Acknowledge a firing alert; None when it is not firing."""
+        return await self._run(alerts.acknowledge_alert, alert_id, actor, via, now, write=True)
+
+    async def resolve_alert(self, alert_id: str, *, actor: str, via: str, now: float) -> AlertRow | None:
+        """Resolve an open alert by hand; None when it is not open."""
+        return await self._run(alerts.resolve_alert, alert_id, actor, via, now, write=True)
+
+    async def record_alert_event(self, entry: NewAlertEvent, *, once: bool = False) -> bool:
+        """Add a trail entry (with ``once``: only the first of its action)."""
+        return await self._run(alerts.record_alert_event, entry, once, write=True)
+
+    async def due_alerts(self, *, until: float, limit: int) -> list[AlertRow]:
+        """Firing alerts whose timer is due, earliest first."""
+        return await self._run(alerts.due_alerts, until, limit)
+
+    async def fire_alert_timers(self, timers: Sequence[AlertTimer], *, now: float) -> int:
+        """Write the fired timers still due as read, with their deliveries; how many."""
+        if not timers:
+            return 0
+        # Lost in a power cut, a timer fires again to the same deliveries (unique per event, rule, channel).
+        return await self._run(plans.fire_alert_timers, timers, now, write=True, relaxed=True)
+
+    async def expire_alerts(self, *, now: float, limit: int) -> list[AlertRow]:
+        """Resolve open alerts past their expiry."""
+        # Lost in a power cut, they are past their expiry still: resolved again at the next pass.
+        return await self._run(alerts.expire_alerts, now, limit, write=True, relaxed=True)
+
+    async def next_alert_time(self) -> float | None:
+        """The earliest reminder, escalation or expiry of an open alert."""
+        return await self._run(alerts.next_alert_time)
+
     # -- retention ------------------------------------------------------------------------
 
     async def prune_events(
@@ -304,6 +365,10 @@ class SQLStore:
     async def prune_silences(self, before: float, *, limit: int, dry_run: bool = False) -> int:
         """Delete (or count) up to ``limit`` silences that ended before ``before``."""
         return await self._run(retention.prune_silences, before, limit, dry_run, write=True)
+
+    async def prune_alerts(self, before: float, *, limit: int, dry_run: bool = False) -> dict[str, int]:
+        """Delete (or count) up to ``limit`` alerts resolved before ``before``, with their trails."""
+        return await self._run(retention.prune_alerts, self.dialect, before, limit, dry_run, write=True, relaxed=True)
 
     async def timer_inbox_ids(self) -> set[int]:
         """The events noise timers refer to."""

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from receiver.errors import StoreError
 from receiver.store import (
     Accepted,
+    AlertTimer,
     AttemptRow,
     ChannelStats,
     DeliveryRow,
@@ -34,6 +35,7 @@ from receiver.store import (
     QueueStats,
     SilenceRow,
 )
+from receiver.store._alerts import TIMER, write_alerts, write_trail
 from receiver.store._queries import event_where, filter_name
 from receiver.store._rows import (
     ATTEMPT_COLUMNS,
@@ -67,6 +69,7 @@ __all__ = [
     "due_noise",
     "expire_silence",
     "finish_inbox",
+    "fire_alert_timers",
     "get_delivery",
     "get_event",
     "last_event",
@@ -392,6 +395,32 @@ def _write_noise(noise: NoiseWrite, now: float) -> Plan[None]:
             for e in noise.log
         ]
         yield _LOG_NOISE, (entries, {"now": now})
+    if noise.alerts:
+        yield from write_alerts(noise.alerts)
+
+
+def fire_alert_timers(timers: Sequence[AlertTimer], now: float) -> Plan[int]:
+    """Write each fired alert timer whose alert is still firing and due as read, with its deliveries and trail."""
+    fired = 0
+    for timer in timers:
+        a = timer.alert
+        params = {
+            "id": a.id,
+            "due_at": a.due_at,
+            "next_repeat_at": a.next_repeat_at,
+            "reminders": a.reminders,
+            "escalations": a.escalations,
+            "was_due": timer.was_due,
+        }
+        if not (yield TIMER, params):
+            continue  # acknowledged, resolved or fired by someone else meanwhile: nothing is sent
+        fired += 1
+        deliveries = [_delivery(x.inbox_id, x.delivery) for x in timer.deliveries]
+        if deliveries:
+            yield _INSERT_DELIVERIES, (deliveries, {"now": now})
+            yield NOTIFY, sorted({f"deliveries:{row['channel']}" for row in deliveries})
+        yield from write_trail(timer.trail)
+    return fired
 
 
 # -- silences -----------------------------------------------------------------------------

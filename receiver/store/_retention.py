@@ -8,6 +8,7 @@ inside the deleting transaction, so a delivery re-driven meanwhile keeps its eve
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -15,7 +16,15 @@ from receiver.store import STORE_TABLES, PruneCutoffs, PruneStep
 from receiver.store._plans import Plan
 from receiver.store.sql import Dialect, sql
 
-__all__ = ["COUNT_ROWS", "noise_log_run", "prune_events", "prune_noise_log", "prune_silences", "timer_inbox_ids"]
+__all__ = [
+    "COUNT_ROWS",
+    "noise_log_run",
+    "prune_alerts",
+    "prune_events",
+    "prune_noise_log",
+    "prune_silences",
+    "timer_inbox_ids",
+]
 
 # On the ``inbox_received`` index: each batch reads only the rows it returns, and rows that must
 # stay (pending, dead, replay window) are passed over once per run, not once per batch.
@@ -75,12 +84,18 @@ _DELETE_NOISE_LOG = sql(lambda d: f"DELETE FROM noise_log WHERE {d.in_ids('id', 
 _ENDED = "SELECT id FROM silences WHERE ends_at < :before ORDER BY ends_at LIMIT :limit"
 _COUNT_SILENCES = sql(f"SELECT count(*) FROM ({_ENDED}) s")
 _DELETE_SILENCES = sql(f"DELETE FROM silences WHERE id IN ({_ENDED})")
+_RESOLVED = "SELECT id FROM alerts WHERE state = 'resolved' AND resolved_at < :before ORDER BY resolved_at LIMIT :limit"
+_COUNT_ALERTS = sql(f"SELECT count(*) FROM ({_RESOLVED}) a")
+_RESOLVED_IDS = sql(_RESOLVED)
+_DELETE_ALERT_EVENTS = sql(lambda d: f"DELETE FROM alert_events WHERE {d.in_ids('alert_id', 'ids')}")
+_DELETE_ALERTS = sql(lambda d: f"DELETE FROM alerts WHERE {d.in_ids('id', 'ids')}")
 _TIMER_INBOX_IDS = sql(
     lambda d: (
         f"SELECT {d.json_field('data', 'inbox_id')}, {d.json_field('data', 'first_inbox_id')} "
         "FROM noise_state WHERE due_at IS NOT NULL"
     )
 )
+_ALERT_INBOX_IDS = sql("SELECT inbox_id, last_inbox_id FROM alerts WHERE state <> 'resolved'")
 COUNT_ROWS = {table: sql(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT :limit) t") for table in STORE_TABLES}
 """Per table: its rows, counted up to ``limit`` (a bounded count: never a full scan of a big table)."""
 
@@ -131,9 +146,24 @@ def prune_silences(before: float, limit: int, dry_run: bool) -> Plan[int]:
     return int((yield _DELETE_SILENCES, {"before": before, "limit": limit}))
 
 
+def prune_alerts(d: Dialect, before: float, limit: int, dry_run: bool) -> Plan[dict[str, int]]:
+    """Delete (or count) up to ``limit`` alerts resolved before ``before``, with their trails."""
+    if dry_run:
+        rows = yield _COUNT_ALERTS, {"before": before, "limit": limit}
+        return {"alerts": int(rows[0][0]), "alert_events": 0}
+    ids = [str(r[0]) for r in (yield _RESOLVED_IDS, {"before": before, "limit": limit})]
+    if not ids:
+        return {"alerts": 0, "alert_events": 0}
+    params = {"ids": json.dumps(sorted(ids)) if not d.index else sorted(ids)}
+    trail = yield _DELETE_ALERT_EVENTS, params
+    alerts = yield _DELETE_ALERTS, params
+    return {"alerts": int(alerts), "alert_events": int(trail)}
+
+
 def timer_inbox_ids() -> Plan[set[int]]:
-    """The events noise timers refer to (a group's first event, an absence's arming event)."""
-    return _ids((yield _TIMER_INBOX_IDS, {}))
+    """The events noise timers and open alerts refer to (a group's first event, an absence's arming event...)."""
+    # An open alert's reminders and escalations are deliveries about its events: they stay too.
+    return _ids((yield _TIMER_INBOX_IDS, {})) | _ids((yield _ALERT_INBOX_IDS, {}))
 
 
 def _ids(rows: Iterable[tuple[Any, ...]]) -> set[int]:

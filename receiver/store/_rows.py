@@ -7,16 +7,32 @@ from collections.abc import Collection, Iterable
 from dataclasses import replace
 from typing import Any
 
-from receiver.store import AttemptRow, DeliveryRow, EventRow, NoiseLogEntry, NoiseLogRow, NoiseRef, NoiseRow, SilenceRow
+from receiver.store import (
+    AlertEventRow,
+    AlertRow,
+    AttemptRow,
+    DeliveryRow,
+    EventRow,
+    NewAlertEvent,
+    NoiseLogEntry,
+    NoiseLogRow,
+    NoiseRef,
+    NoiseRow,
+    SilenceRow,
+)
 from receiver.store._text import noise_ref
 
 __all__ = [
+    "ALERT_COLUMNS",
+    "ALERT_EVENT_COLUMNS",
     "ATTEMPT_COLUMNS",
     "DELIVERY_COLUMNS",
     "EVENT_COLUMNS",
     "LOG_COLUMNS",
     "NOISE_COLUMNS",
     "SILENCE_COLUMNS",
+    "alert_event_row",
+    "alert_row",
     "as_requested",
     "attempt_row",
     "delivery_row",
@@ -37,6 +53,12 @@ DELIVERY_COLUMNS = (
 ATTEMPT_COLUMNS = "id, delivery_id, at, status, reason, elapsed"
 NOISE_COLUMNS = "kind, name, key, data, due_at, expires_at"
 SILENCE_COLUMNS = "id, matchers, comment, created_by, created_at, starts_at, ends_at"
+ALERT_COLUMNS = (
+    "id, rule, source, key, shown_key, state, title, inbox_id, last_inbox_id, process, robot, count, opened_at, "
+    "last_at, expires_at, due_at, next_repeat_at, reminders, escalations, acked_at, acked_by, resolved_at, "
+    "resolved_by, resolution, event_type"
+)
+ALERT_EVENT_COLUMNS = "id, alert_id, at, action, actor, via, detail, inbox_id"
 LOG_COLUMNS = "id, recorded_at, at, inbox_id, rule, key, action, reason, suppressed"
 
 
@@ -104,3 +126,15 @@ def as_requested(rows: Iterable[NoiseRow], wanted: dict[NoiseRef, list[NoiseRef]
         for row in rows
         for kind, name, key in wanted.get((row.kind, row.name, row.key), ())
     ]
+
+
+def alert_row(row: tuple[Any, ...]) -> AlertRow:
+    """An ``alerts`` row (``ALERT_COLUMNS``)."""
+    return AlertRow(*row)
+
+
+def alert_event_row(row: tuple[Any, ...]) -> AlertEventRow:
+    """An ``alert_events`` row (``ALERT_EVENT_COLUMNS``)."""
+    id_, alert_id, at, action, actor, via, detail, inbox_id = row
+    entry = NewAlertEvent(str(alert_id), float(at), str(action), str(actor), str(via), str(detail), inbox_id)
+    return AlertEventRow(int(id_), entry)

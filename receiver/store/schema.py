@@ -137,6 +137,54 @@ SQLITE: tuple[str, ...] = (
         WHERE type IN ('job.faulted', 'queueItem.transactionFailed', 'schedule.failed');
     CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at) WHERE sent_at IS NOT NULL;
     """,
+    # 8: alerts: a rule's key that is firing, with its lifecycle (firing -> acknowledged -> resolved),
+    # its reminder/escalation timer (due_at) and the trail of who did what when (alert_events).
+    """
+    CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        shown_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        title TEXT NOT NULL,
+        inbox_id INTEGER NOT NULL,
+        last_inbox_id INTEGER NOT NULL,
+        process TEXT,
+        robot TEXT,
+        count INTEGER NOT NULL,
+        opened_at REAL NOT NULL,
+        last_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        due_at REAL,
+        next_repeat_at REAL,
+        reminders INTEGER NOT NULL DEFAULT 0,
+        escalations INTEGER NOT NULL DEFAULT 0,
+        acked_at REAL,
+        acked_by TEXT,
+        resolved_at REAL,
+        resolved_by TEXT,
+        resolution TEXT,
+        event_type TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX alerts_open ON alerts (rule, key) WHERE state <> 'resolved';
+    CREATE INDEX alerts_due ON alerts (due_at) WHERE due_at IS NOT NULL;
+    CREATE INDEX alerts_expires ON alerts (expires_at) WHERE state <> 'resolved';
+    CREATE INDEX alerts_last ON alerts (last_at);
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        inbox_id INTEGER
+    );
+    CREATE INDEX alert_events_alert ON alert_events (alert_id, id);
+    CREATE INDEX alert_events_inbox ON alert_events (inbox_id) WHERE inbox_id IS NOT NULL;
+    CREATE UNIQUE INDEX alert_events_once ON alert_events (alert_id, action) WHERE action = 'retry_started';
+    """,
 )
 
 POSTGRES: tuple[str, ...] = (
@@ -260,5 +308,52 @@ POSTGRES: tuple[str, ...] = (
     CREATE INDEX inbox_faults ON inbox (received_at, type, process, robot)
         WHERE type IN ('job.faulted', 'queueItem.transactionFailed', 'schedule.failed');
     CREATE INDEX deliveries_sent ON deliveries (sent_at, channel, created_at) WHERE sent_at IS NOT NULL;
+    """,
+    # 8: alerts and their trail (as on SQLite).
+    """
+    CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        shown_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        title TEXT NOT NULL,
+        inbox_id BIGINT NOT NULL,
+        last_inbox_id BIGINT NOT NULL,
+        process TEXT,
+        robot TEXT,
+        count INTEGER NOT NULL,
+        opened_at DOUBLE PRECISION NOT NULL,
+        last_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        due_at DOUBLE PRECISION,
+        next_repeat_at DOUBLE PRECISION,
+        reminders INTEGER NOT NULL DEFAULT 0,
+        escalations INTEGER NOT NULL DEFAULT 0,
+        acked_at DOUBLE PRECISION,
+        acked_by TEXT,
+        resolved_at DOUBLE PRECISION,
+        resolved_by TEXT,
+        resolution TEXT,
+        event_type TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX alerts_open ON alerts (rule, key) WHERE state <> 'resolved';
+    CREATE INDEX alerts_due ON alerts (due_at) WHERE due_at IS NOT NULL;
+    CREATE INDEX alerts_expires ON alerts (expires_at) WHERE state <> 'resolved';
+    CREATE INDEX alerts_last ON alerts (last_at);
+    CREATE TABLE alert_events (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        alert_id TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        action TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        inbox_id BIGINT
+    );
+    CREATE INDEX alert_events_alert ON alert_events (alert_id, id);
+    CREATE INDEX alert_events_inbox ON alert_events (inbox_id) WHERE inbox_id IS NOT NULL;
+    CREATE UNIQUE INDEX alert_events_once ON alert_events (alert_id, action) WHERE action = 'retry_started';
     """,
 )
