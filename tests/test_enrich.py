@@ -19,8 +19,10 @@ import pytest
 from fake_orchestrator import FakeOrchestrator
 from prometheus_client import CollectorRegistry
 
+from receiver.actionlink import LinkSigner
 from receiver.delivery.notifier import SendResult
 from receiver.metrics import Metrics
+from receiver.pipeline.alerts import Links
 from receiver.pipeline.dispatch import Dispatcher
 from receiver.pipeline.enrich import Enricher
 from receiver.pipeline.worker import InboxWorker
@@ -194,6 +196,39 @@ async def test_details_and_error_lines_are_in_the_message(pipeline: Pipeline, or
     assert "unavailable" not in body
     calls = [r for r in orch.request_log if "/odata/" in r.path]
     assert all(r.header("X-UIPATH-OrganizationUnitId") == str(folder["Id"]) for r in calls)
+
+
+async def test_an_alert_message_keeps_its_action_links_when_the_details_arrive(
+    store: SQLiteStore, tmp_path: Path, orch: FakeOrchestrator
+) -> None:
+    """The text rendered again with the details still carries the alert's acknowledge and silence links."""
+    signer = LinkSigner("k" * 32, ttl=24 * 3600)
+    clock = Clock()
+    rules = ruleset(tmp_path, orch)
+    enricher = Enricher(store, lambda: rules, clock=clock)
+    worker = InboxWorker(
+        store,
+        lambda: rules,
+        clock=clock,
+        lease=60,
+        poll=0.05,
+        enrich=enricher.submit,
+        links=Links("https://rx.example.com", signer),
+    )
+    folder = orch.add_folder("Finance")
+    job = faulted_job(orch, folder["Id"])
+    body = job_webhook(job, folder["Id"])
+    try:
+        await store.accept(InboxItem("uipath", "e1", body["Type"], json.dumps(body).encode(), received_at=clock()))
+        await worker.run_once()
+        await enricher.wait_idle()
+    finally:
+        await enricher.aclose()
+    [row] = await store.claim_deliveries("ops", limit=10, now=clock(), lease=60)
+    assert "Host machine: VM-PAY-03" in row.body  # released with the details
+    assert "Acknowledge: https://rx.example.com/act/" in row.body
+    token = row.body.split("Acknowledge: https://rx.example.com/act/")[1].split()[0]
+    assert "ack" == signer.verify(token, now=clock())[1]
 
 
 async def test_arguments_only_when_asked(store: SQLiteStore, tmp_path: Path, orch: FakeOrchestrator) -> None:

@@ -20,8 +20,9 @@ from typing import Literal
 import structlog
 
 from receiver.actionlink import LinkSigner, action_links
-from receiver.noise import AlertSignal
-from receiver.render import escaper, finish, with_links
+from receiver.events import Details
+from receiver.noise import AlertSignal, Emitted
+from receiver.render import Notification, escaper, finish, with_links
 from receiver.rules import Rule, RuleSet, Severity
 from receiver.store import (
     AlertChange,
@@ -247,6 +248,20 @@ class AlertBook:
         if channel is None:
             return delivery
         return replace(delivery, body=with_links(delivery.body, delivery.body_format, links, channel))
+
+    def decorate_held(self, emitted: Emitted) -> Emitted:
+        """A message held for enrichment, whose text is rendered again later: that text keeps the links too."""
+        links = self._links_of.get((emitted.inbox_id, emitted.rule, emitted.channel))
+        channel = self._ruleset.channels.get(emitted.channel)
+        rerender = emitted.rerender
+        if not links or channel is None or rerender is None:
+            return emitted
+
+        def with_alert_links(details: Details | None) -> Notification:
+            note = rerender(details)
+            return replace(note, body=with_links(note.body, note.body_format, links, channel))
+
+        return replace(emitted, rerender=with_alert_links)
 
 
 # --- timers ----------------------------------------------------------------------------------

@@ -675,6 +675,8 @@ class InboxWorker:
                 for p in processed
             ]
             late = [LateDelivery(x.inbox_id, alerts.decorate(x.inbox_id, x.delivery)) for x in late]
+            for inbox_id, (source, event, held) in batch.held.items():
+                batch.held[inbox_id] = (source, event, [alerts.decorate_held(e) for e in held])
         noise = NoiseWrite(
             put=[from_row(r) for r in puts],
             delete=deletes,
