@@ -190,3 +190,27 @@ async def test_uvicorn_head_over_the_bound_gets_431() -> None:
     assert transport.writes, "a head over MAX_HEAD_BYTES was not refused: check receiver/http/protocol.py"
     assert transport.writes[0].startswith(b"HTTP/1.1 431 ")
     protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_uvicorn_head_over_the_bound_in_one_read_gets_431() -> None:
+    """A whole 100 KB head in one read (asyncio reads up to 256 KiB) is refused too, and never reaches the app."""
+    protocol, transport = await _connection()
+    filler = b"".join(b"x-filler-%d: " % n + b"a" * 1000 + b"\r\n" for n in range(100))
+    protocol.data_received(b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\n" + filler + b"content-length: 2\r\n\r\n{}")
+    await _until(lambda: transport.writes)
+    assert transport.writes, "a 100 KB head in one read was not refused: check receiver/http/protocol.py"
+    assert transport.writes[0].startswith(b"HTTP/1.1 431 ")
+    assert not any(b"202" in w.split(b"\r\n", 1)[0] for w in transport.writes)
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_uvicorn_head_under_the_bound_in_one_read_is_served() -> None:
+    """A 40 KB head in one read is under the bound: answered as usual."""
+    protocol, transport = await _connection()
+    filler = b"".join(b"x-filler-%d: " % n + b"a" * 1000 + b"\r\n" for n in range(40))
+    protocol.data_received(b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\n" + filler + b"content-length: 2\r\n\r\n{}")
+    await _until(lambda: transport.writes)
+    assert transport.writes[0].startswith(b"HTTP/1.1 202 ")
+    protocol.connection_lost(None)

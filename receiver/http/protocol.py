@@ -5,7 +5,8 @@ of headers reached the app, so the body limit (``RECEIVER_MAX_BODY_BYTES``) coul
 by sending the bytes as a header. uvicorn bounds heads only with its h11 parser, which is pure
 Python and would cost the webhook path more than its whole budget. So this subclass counts the
 bytes that arrive while a head is incomplete, and past ``MAX_HEAD_BYTES`` answers 431 and
-closes the connection: what it holds is bounded by the limit plus one read.
+closes the connection: what it holds is bounded by the limit plus one read. A head that
+arrives whole in one read (up to 256 KiB) is measured as parsed when it completes.
 
 One write per answer: uvicorn writes an answer's head when the app starts it and its body when
 the app sends it, two ``send`` system calls and two TCP segments for a 200-byte answer
@@ -53,8 +54,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = False  # answered 431: what still arrives is read and dropped
         self._discarded = 0
         self._linger: asyncio.TimerHandle | None = None
+        self._read_bytes = 0  # the size of the read being parsed
+        self._oversized = False
 
     def on_headers_complete(self) -> None:
+        if self._head_bytes + self._read_bytes > MAX_HEAD_BYTES and self._head_size() > MAX_HEAD_BYTES:
+            # A head that arrived whole in one large read: the per-read count below never saw it open.
+            self._oversized = True
+            raise _HeadTooLargeError
         self._in_head = False
         self._heads_done += 1
         super().on_headers_complete()
@@ -71,6 +78,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._discard(len(data))
             return
         was_in_head, heads_done = self._in_head, self._heads_done
+        self._read_bytes = len(data)
         super().data_received(data)
         # All of this read belonged to one head only if a head was open before it and none
         # completed during it; otherwise count nothing (an undercount by at most one read).
@@ -78,6 +86,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self._refuse()
+
+    def _head_size(self) -> int:
+        """The request line and headers as parsed (llhttp has dropped the separators: a lower bound)."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers an exception raised in a parser callback with 400; ours means 431.
+        if self._oversized:
+            self._refuse()
+        else:
+            super().send_400_response(msg)
 
     def _refuse(self) -> None:
         """Answer 431, then read and drop what the client is still sending before closing."""
@@ -116,6 +135,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._linger is not None:
             self._linger.cancel()
         super().connection_lost(exc)
+
+
+class _HeadTooLargeError(Exception):
+    """Raised in the parser's callback to stop it at a head over ``MAX_HEAD_BYTES``."""
 
 
 class _JoinedWrites:
