@@ -24,7 +24,7 @@ import pytest
 from noise_support import Harness, payload
 
 from receiver.errors import StoreError
-from receiver.pipeline.worker import InboxWorker
+from receiver.pipeline.worker import MAX_CLAIMS, InboxWorker
 from receiver.store import (
     InboxItem,
     LateDelivery,
@@ -196,7 +196,8 @@ async def test_an_event_the_database_refuses_is_set_aside_and_the_others_go_thro
 async def test_a_transient_failure_sets_nothing_aside_and_the_batch_is_processed_later(
     tmp_path: Path, store_url: str
 ) -> None:
-    """A lost connection at commit leaves the whole batch new; once the lease lapses, all of it is processed."""
+    """A lost connection at commit leaves the whole batch new with its claims given back; the next pass
+    processes all of it, together (a failure the worker saw is no crash: nothing is taken alone)."""
     h, ids, _ = await faulty_harness(tmp_path, store_url, 10, refused=None, transient=2)
     try:
         assert h.store is not None
@@ -205,8 +206,7 @@ async def test_a_transient_failure_sets_nothing_aside_and_the_batch_is_processed
             with pytest.raises(StoreError):
                 await h.worker.run_once()
             assert dict.fromkeys(ids, "new") == {i: s for i, (s, _) in (await states(h.store)).items()}
-            assert 0 == await h.worker.run_once()  # still claimed: retried once the lease lapses
-            h.now += 61
+            assert {0} == {r.claims for r in await h.store.list_events(limit=100)}
         assert 10 == await h.worker.run_once()
         assert dict.fromkeys(ids, "processed") == {i: s for i, (s, _) in (await states(h.store)).items()}
         assert sorted(ids) == sorted(s.inbox_id for s in await h.sent())
@@ -388,3 +388,71 @@ def test_a_stored_key_is_bounded_readable_and_stable() -> None:
     assert len(stored.encode()) <= 200
     assert stored == stored_key(stored)
     assert stored != stored_key("é" * 102)
+
+
+# -- an event that ends the process -----------------------------------------------------------
+
+
+async def crash_on(h: Harness, times: int) -> None:
+    """A worker that claims the batch and dies before finishing it, ``times`` times (its lease lapses)."""
+    assert h.store is not None
+    for _ in range(times):
+        assert await h.store.claim_inbox(limit=100, now=h.now, lease=60)
+        h.now += 61
+
+
+async def test_an_event_claimed_again_after_a_crash_is_processed_alone(tmp_path: Path, store_url: str) -> None:
+    """After the process died on a batch, its events are taken one at a time: a killer cannot take others with it."""
+    h = await Harness(tmp_path, RULES, store_url).open()
+    try:
+        assert h.store is not None
+        assert h.worker is not None
+        ids = await accept_all(h, [fault(f"Process{n}") for n in range(5)])
+        await crash_on(h, 1)
+        assert 1 == await h.worker.run_once()  # one event, alone
+        outcome = await states(h.store)
+        assert "processed" == outcome[ids[0]][0]
+        assert {"new"} == {outcome[i][0] for i in ids[1:]}
+        [claims] = {r.claims for r in await h.store.list_events(limit=100) if r.id in ids[1:]}
+        assert 1 == claims  # given back, not counted: the next claim is their second
+        await h.work()
+        assert dict.fromkeys(ids, "processed") == {i: s for i, (s, _) in (await states(h.store)).items()}
+        assert sorted(ids) == sorted(s.inbox_id for s in await h.sent())
+    finally:
+        await h.close()
+
+
+async def test_an_event_the_process_keeps_dying_on_is_set_aside(tmp_path: Path, store_url: str) -> None:
+    """Claimed more than MAX_CLAIMS times without being finished, an event is set aside with why; the rest go on."""
+    h = await Harness(tmp_path, RULES, store_url).open()
+    try:
+        assert h.store is not None
+        assert h.worker is not None
+        [killer] = await accept_all(h, [fault("Killer")])
+        await crash_on(h, MAX_CLAIMS)
+        [other] = await accept_all(h, [fault("Innocent")])
+        await h.work()
+        outcome = await states(h.store)
+        assert "unparsed" == outcome[killer][0]
+        assert "claimed_too_often" == outcome[killer][1]["error"]
+        assert f"claimed {MAX_CLAIMS + 1} times" in outcome[killer][1]["detail"]
+        assert "processed" == outcome[other][0]
+        assert [other] == [s.inbox_id for s in await h.sent()]
+        assert [] == await h.store.claim_inbox(limit=100, now=h.now + 3600, lease=60)
+    finally:
+        await h.close()
+
+
+async def test_a_clean_stop_does_not_count_as_a_claim(tmp_path: Path, store_url: str) -> None:
+    """Claims given back at a stop (or after a store failure the worker saw) never add up to a set-aside."""
+    h = await Harness(tmp_path, RULES, store_url).open()
+    try:
+        assert h.store is not None
+        [event] = await accept_all(h, [fault("Process")])
+        for _ in range(MAX_CLAIMS + 2):
+            [row] = await h.store.claim_inbox(limit=100, now=h.now, lease=60)
+            await h.store.release_claims(inbox_ids=[row.id])
+        await h.work()
+        assert "processed" == (await states(h.store))[event][0]
+    finally:
+        await h.close()

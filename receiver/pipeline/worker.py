@@ -71,9 +71,12 @@ from receiver.store import (
     SilenceStore,
 )
 
-__all__ = ["InboxWorker", "parse_row"]
+__all__ = ["MAX_CLAIMS", "InboxWorker", "parse_row"]
 
 log = structlog.get_logger()
+
+MAX_CLAIMS = 3
+"""Claims an event may take without being finished (a crash, a lost lease) before it is set aside."""
 
 _STEP_DOWN_SECONDS = 2.0
 """The longest a shutdown waits to give the inbox lease and unfinished claims back."""
@@ -282,6 +285,17 @@ class InboxWorker:
         self._leader = False
         log.info("inbox_leadership_released", owner=self.owner)
 
+    async def _give_back(self) -> None:
+        """Release the claims of a batch whose store call failed: a failure seen is no crash, so they do not count.
+
+        Best effort: a store still failing leaves them to lapse (``MAX_CLAIMS`` counts them then).
+        """
+        unfinished, self._claimed = self._claimed, []
+        if unfinished:
+            with contextlib.suppress(StoreError, TimeoutError):
+                async with asyncio.timeout(_STEP_DOWN_SECONDS):
+                    await self._store.release_claims(inbox_ids=unfinished)
+
     async def _lead(self) -> bool:
         leader = await self._store.acquire_lease("inbox", self.owner, now=self._clock(), ttl=self._lease)
         if leader != self._leader:
@@ -294,11 +308,24 @@ class InboxWorker:
 
         Returns:
             How many events were processed and timers fired (0: nothing to do).
+
+        Raises:
+            StoreError: the store failed; the batch's claims are given back first (best effort).
         """
+        try:
+            return await self._pass()
+        except StoreError:
+            await self._give_back()
+            raise
+
+    async def _pass(self) -> int:
         self._deadline = time.monotonic() + self._max_defer
         await self._yield_to_edge()
         now = self._clock()
-        rows = await self._store.claim_inbox(limit=self._batch, now=now, lease=self._lease)
+        claimed = await self._store.claim_inbox(limit=self._batch, now=now, lease=self._lease)
+        rows = await self._isolate_suspects(claimed)
+        if rows is None:
+            return 1
         self._claimed = [row.id for row in rows]
         ruleset = self._rules()  # once per batch: a reload never splits the rules an event sees
         if ruleset is not self._watched:
@@ -318,6 +345,29 @@ class InboxWorker:
             self._claimed = self._claimed[end - start :]
             start = end
         return done + len(rows)
+
+    async def _isolate_suspects(self, rows: list[EventRow]) -> list[EventRow] | None:
+        """Take an event claimed before without being finished alone, and set it aside past ``MAX_CLAIMS``.
+
+        A claim that ended unfinished means the process died on the batch (or lost its lease): an
+        event that kills the process would otherwise be claimed again after every restart and keep
+        the receiver deaf. Processed alone, it cannot take a batch of innocent events down with it.
+        Returns the rows to process now, or None when the suspect was set aside.
+        """
+        suspect = next((row for row in rows if row.claims > 1), None)
+        if suspect is None:
+            return rows
+        others = [row.id for row in rows if row is not suspect]
+        if others:
+            await self._store.release_claims(inbox_ids=others)
+        if suspect.claims <= MAX_CLAIMS:
+            log.warning("event_claimed_again", inbox_id=suspect.id, type=suspect.type[:100], claims=suspect.claims)
+            return [suspect]
+        log.error("event_claimed_too_often", inbox_id=suspect.id, type=suspect.type[:100], claims=suspect.claims)
+        detail = f"claimed {suspect.claims} times without being finished: processing it may end the process"
+        outcome = {"error": "claimed_too_often", "detail": detail}
+        await self._store.finish_inbox([Processed(suspect.id, "unparsed", json.dumps(outcome))], now=self._clock())
+        return None
 
     async def _start_watches(self, ruleset: RuleSet) -> None:
         """Start the watch of each source with ``expect`` that has none, from its latest stored event.

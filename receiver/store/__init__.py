@@ -132,6 +132,8 @@ class EventRow:
     outcome: str | None
     process: str | None = None
     robot: str | None = None
+    claims: int = 0
+    """How often a worker claimed the event; more than one: a claim before this one ended unfinished."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,7 @@ _FIND_INBOX = sql(
     rows=[("source", _TEXT), ("event_id", _TEXT)],
 )
 _CLAIM_INBOX = sql(
-    "UPDATE inbox SET lease_until = :until WHERE id IN ("
+    "UPDATE inbox SET lease_until = :until, claims = claims + 1 WHERE id IN ("
     "SELECT id FROM inbox WHERE state = 'new' AND (lease_until IS NULL OR lease_until <= :now) "
     "ORDER BY id LIMIT :limit {skip_locked}) "
     f"RETURNING {EVENT_COLUMNS}"
@@ -153,7 +153,13 @@ _ACQUIRE_LEASE = sql(
     "WHERE leases.owner = excluded.owner OR leases.expires_at <= :now"
 )
 _RELEASE_LEASE = sql("DELETE FROM leases WHERE name = :name AND owner = :owner")
-_RELEASE_INBOX = sql(lambda d: f"UPDATE inbox SET lease_until = NULL WHERE {d.in_ids('id', 'ids')} AND state = 'new'")
+# A claim given back unprocessed (a clean stop) does not count.
+_RELEASE_INBOX = sql(
+    lambda d: (
+        "UPDATE inbox SET lease_until = NULL, claims = CASE WHEN claims > 0 THEN claims - 1 ELSE 0 END "
+        f"WHERE {d.in_ids('id', 'ids')} AND state = 'new'"
+    )
+)
 _RELEASE_DELIVERIES = sql(
     lambda d: f"UPDATE deliveries SET lease_until = NULL WHERE {d.in_ids('id', 'ids')} AND state = 'pending'"
 )

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 EVENT_COLUMNS = (
-    "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome, process, robot"
+    "id, source, event_id, type, body, received_at, event_time, state, processed_at, outcome, process, robot, claims"
 )
 DELIVERY_COLUMNS = (
     "id, inbox_id, rule, channel, title, body, severity, body_format, state, attempts, created_at, "

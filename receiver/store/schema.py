@@ -185,6 +185,11 @@ SQLITE: tuple[str, ...] = (
     CREATE INDEX alert_events_inbox ON alert_events (inbox_id) WHERE inbox_id IS NOT NULL;
     CREATE UNIQUE INDEX alert_events_once ON alert_events (alert_id, action) WHERE action = 'retry_started';
     """,
+    # 9: how often each event was claimed: one claimed again without being finished (the process died
+    # on it, or lost its lease) is processed alone, and set aside past a few claims.
+    """
+    ALTER TABLE inbox ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 POSTGRES: tuple[str, ...] = (
@@ -355,5 +360,9 @@ POSTGRES: tuple[str, ...] = (
     CREATE INDEX alert_events_alert ON alert_events (alert_id, id);
     CREATE INDEX alert_events_inbox ON alert_events (inbox_id) WHERE inbox_id IS NOT NULL;
     CREATE UNIQUE INDEX alert_events_once ON alert_events (alert_id, action) WHERE action = 'retry_started';
+    """,
+    # 9: how often each event was claimed (as on SQLite).
+    """
+    ALTER TABLE inbox ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
     """,
 )
