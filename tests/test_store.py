@@ -625,7 +625,7 @@ class TestPostgresReplicas:
 
     async def test_accepts_after_a_burst_are_answered(self, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
         """With every batch slot just used, the next accepts one by one are still committed and answered."""
-        monkeypatch.setattr("receiver.store.postgres._FLUSHERS", 1)
+        monkeypatch.setattr("receiver.store.postgres.PostgresStore._FLUSHERS", 1)
         store = open_store(pg_url)
         await store.open()
         try:

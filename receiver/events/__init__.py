@@ -63,6 +63,7 @@ from receiver.events.identity import (
     ITEM_END_TYPES,
     end_key,
     job_end_key,
+    lookup,
     queue_item_end_key,
 )
 from receiver.events.logs import ROBOT_LOG_TYPE, RobotLogEvent, parse_log_entries
@@ -239,6 +240,7 @@ __all__ = [
     "job_detail",
     "job_end_key",
     "log_lines",
+    "lookup",
     "parse_event",
     "parse_log_entries",
     "queue_item_end_key",

@@ -21,6 +21,7 @@ __all__ = [
     "ITEM_END_TYPES",
     "end_key",
     "job_end_key",
+    "lookup",
     "queue_item_end_key",
 ]
 
@@ -37,7 +38,8 @@ ITEM_END_TYPES: Mapping[str, str] = {status: kind for kind, status in ITEM_END_S
 _MAX_KEY = 100
 
 
-def _get(obj: Mapping[str, Any], name: str) -> Any:
+def lookup(obj: Mapping[str, Any], name: str) -> Any:
+    """``obj[name]``, or the first key equal ignoring case (Orchestrator is PascalCase; others are not)."""
     if name in obj:
         return obj[name]
     lowered = name.lower()
@@ -57,17 +59,17 @@ def job_end_key(raw: Mapping[str, Any]) -> str | None:
         The key (the job key lower-cased, the state from the type), or None for other events,
         for a ``Jobs`` array of more than one job and for a job without a ``Key``.
     """
-    kind = _get(raw, "Type")
+    kind = lookup(raw, "Type")
     state = END_STATES.get(kind) if isinstance(kind, str) else None
     if state is None:
         return None
-    job = _get(raw, "Job")
+    job = lookup(raw, "Job")
     if job is None:
-        jobs = _get(raw, "Jobs")
+        jobs = lookup(raw, "Jobs")
         job = jobs[0] if isinstance(jobs, list) and len(jobs) == 1 else jobs
     if not isinstance(job, Mapping):
         return None
-    key = _get(job, "Key")
+    key = lookup(job, "Key")
     if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY:
         return None
     return f"job:{key.strip().lower()}:{state}"
@@ -83,20 +85,20 @@ def queue_item_end_key(raw: Mapping[str, Any]) -> str | None:
         The key (the item key lower-cased, the retry number, 0 when absent, the status from the
         type), or None for other events, several items, and an item without a ``Key``.
     """
-    kind = _get(raw, "Type")
+    kind = lookup(raw, "Type")
     status = ITEM_END_STATES.get(kind) if isinstance(kind, str) else None
     if status is None:
         return None
-    item = _get(raw, "QueueItem")
+    item = lookup(raw, "QueueItem")
     if item is None:
-        items = _get(raw, "QueueItems")
+        items = lookup(raw, "QueueItems")
         item = items[0] if isinstance(items, list) and len(items) == 1 else items
     if not isinstance(item, Mapping):
         return None
-    key = _get(item, "Key")
+    key = lookup(item, "Key")
     if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY:
         return None
-    retry = _get(item, "RetryNumber")
+    retry = lookup(item, "RetryNumber")
     number = retry if isinstance(retry, int) and not isinstance(retry, bool) and 0 <= retry < 10**6 else 0
     return f"queueitem:{key.strip().lower()}:{number}:{status}"
 

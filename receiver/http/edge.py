@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from receiver.errors import EventParseError, SignatureError, StoreError
-from receiver.events import EVENT_TYPES, end_key, parse_log_entries
+from receiver.events import EVENT_TYPES, end_key, lookup, parse_log_entries
 from receiver.http.auth import client_address, token_matches
 from receiver.http.quota import retry_after
 from receiver.http.responses import INTERNAL_ERROR, error_body
@@ -120,17 +120,6 @@ def _summarise(summary: _Summary, elapsed: float) -> None:
     log_summary("info" if name.endswith("_received") else "warning", name, fields)
 
 
-def _lookup(obj: Mapping[str, Any], key: str) -> Any:
-    """``obj[key]``, or the first key equal ignoring case (Orchestrator is PascalCase; others are not)."""
-    if key in obj:
-        return obj[key]
-    lowered = key.lower()
-    for name, value in obj.items():
-        if name.lower() == lowered:
-            return value
-    return None
-
-
 def _event_time(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
@@ -141,7 +130,7 @@ def _event_time(value: Any) -> float | None:
 
 
 def _event_id(raw: Mapping[str, Any], body: bytes) -> str:
-    value = _lookup(raw, "EventId")
+    value = lookup(raw, "EventId")
     if isinstance(value, str) and value.strip():
         return value.strip()[:200]
     if isinstance(value, int) and not isinstance(value, bool):
@@ -151,8 +140,8 @@ def _event_id(raw: Mapping[str, Any], body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def _parse_envelope(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object with a non-empty string ``Type``, or EventParseError."""
+def _parse_envelope(body: bytes) -> tuple[dict[str, Any], str]:
+    """The body as a JSON object and its non-empty string ``Type`` (stripped), or EventParseError."""
     try:
         raw = _loads(body)
     except UnicodeDecodeError as exc:
@@ -163,10 +152,10 @@ def _parse_envelope(body: bytes) -> dict[str, Any]:
         raise EventParseError("invalid_json", f"body is not JSON: {str(exc)[:200]}") from exc
     if not isinstance(raw, dict):
         raise EventParseError("not_an_object", f"body is a JSON {type(raw).__name__}, expected an object")
-    event_type = _lookup(raw, "Type")
+    event_type = lookup(raw, "Type")
     if not isinstance(event_type, str) or not event_type.strip():
         raise EventParseError("missing_type", "body has no string field 'Type'")
-    return raw
+    return raw, event_type.strip()
 
 
 class _Refused(Exception):
@@ -278,16 +267,15 @@ async def _accept_webhook(rt: Runtime, source_name: str, scope: Scope, receive: 
 async def _store_webhook(rt: Runtime, source_name: str, body: bytes, *, key_job_ends: bool) -> _Answer:
     """Check and store one authenticated webhook; raises _Refused for anything it will not take."""
     try:
-        raw = _parse_envelope(body)
+        raw, event_type = _parse_envelope(body)
     except EventParseError as exc:
         raise _Refused(400, exc.code, str(exc)) from None
-    event_type = str(_lookup(raw, "Type")).strip()
     event_id = _event_id(raw, body)
     # Where gap recovery may store a job's end (a queue item's failure) too, both use the same key
     # (events/identity.py).
     inbox_key = (end_key(raw) if key_job_ends else None) or event_id
     now = rt.clock()
-    event_time = _event_time(_lookup(raw, "Timestamp"))
+    event_time = _event_time(lookup(raw, "Timestamp"))
     if event_time is not None and now - event_time > rt.settings.max_event_age_seconds:
         raise _Refused(
             400,
@@ -421,7 +409,7 @@ def _log_entries(body: bytes, limit: int) -> list[tuple[str, bytes]]:
     except (ValueError, RecursionError) as exc:
         raise EventParseError("invalid_json", f"body is not JSON: {str(exc)[:200]}") from exc
     if isinstance(raw, dict):
-        wrapped = _lookup(raw, "logs")
+        wrapped = lookup(raw, "logs")
         entries = wrapped if isinstance(wrapped, list) else [raw]
     elif isinstance(raw, list):
         entries = raw

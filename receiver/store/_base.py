@@ -59,23 +59,20 @@ class SQLStore:
 
     dialect: ClassVar[Dialect]
     _FLUSHERS: ClassVar[int] = 1
+    """Batches under way at once, per group commit."""
 
     def __init__(self) -> None:
         self._accepts: GroupCommit[InboxItem, Accepted] = GroupCommit(
             lambda take: self._write_batch(plans.accept, take, relaxed=False),
             error=self._unexpected,
-            flushers=self._flushers(),
+            flushers=self._FLUSHERS,
             size=lambda item: len(item.body),
         )
         self._sent: GroupCommit[tuple[int, float, float], None] = GroupCommit(
             lambda take: self._write_batch(plans.mark_sent, take, relaxed=True),
             error=self._unexpected,
-            flushers=self._flushers(),
+            flushers=self._FLUSHERS,
         )
-
-    def _flushers(self) -> int:
-        """Batches under way at once, per group commit."""
-        return self._FLUSHERS
 
     def _run(
         self, plan: Callable[..., plans.Plan[_T]], *args: Any, write: bool = False, relaxed: bool = False

@@ -39,9 +39,6 @@ _T = TypeVar("_T")
 _Conn = psycopg.AsyncConnection[TupleRow]
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-# Concurrent accept transactions per store. One would be classic group commit; a few overlap the
-# network round trips of one batch with the commit of another.
-_FLUSHERS = 4
 # A deadlock between replicas (two batches inserting the same keys in opposite orders) aborts one
 # transaction after deadlock_timeout; the whole transaction is safe to run again. Sorting a batch by
 # key would avoid it but lose the arrival order of, e.g., the log entries of one request.
@@ -81,6 +78,8 @@ class PostgresStore(SQLStore):
     """
 
     dialect = POSTGRES
+    # Four: a few batches at once overlap the network round trips of one with the commit of another.
+    _FLUSHERS = 4
 
     def __init__(
         self, url: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
@@ -209,9 +208,6 @@ class PostgresStore(SQLStore):
                 await conn.execute(script.encode())
                 await conn.execute("INSERT INTO receiver_migrations (version) VALUES (%s)", (number,))
         return schema
-
-    def _flushers(self) -> int:
-        return _FLUSHERS
 
     async def _run(self, plan: Callable[..., Plan[_T]], *args: Any, write: bool = False, relaxed: bool = False) -> _T:
         """Run ``plan(*args)`` in one transaction on a pooled connection; driver errors become StoreError."""
