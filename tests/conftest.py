@@ -7,6 +7,9 @@ Two guards keep the suite's claims true:
 - structlog's lines of a test go to a buffer of that test, shown with its report when it fails:
   structlog's default logger writes to the ``sys.stdout`` of import time, pytest's global capture,
   which a thread of the app (the TestClient's loop) wrote to the terminal between two test phases.
+
+``pytest -m "not slow"`` (the unit tests) runs on one pytest-xdist worker per CPU unless ``-n`` is
+given (``-n 0``: in this process); the whole suite, with its real processes, runs in one process.
 """
 
 from __future__ import annotations
@@ -31,6 +34,18 @@ SYSTEM = Path(__file__).parent / "system"
 # Tools a unit test may run, not a process under test: openssl makes a TLS certificate for a
 # fixture; lint-imports reads the source tree (in-process it leaves state that changes later tests).
 ALLOWED_PROGRAMS = frozenset({"openssl", "lint-imports"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The unit tests alone spread over the CPUs: most of their time is waiting on sockets and the database."""
+    if (
+        config.option.markexpr == "not slow"
+        and config.pluginmanager.has_plugin("xdist")
+        and getattr(config.option, "numprocesses", 0) is None
+        and not hasattr(config, "workerinput")
+    ):
+        config.option.numprocesses = "auto"
 
 
 class _Lines:
