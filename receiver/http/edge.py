@@ -142,14 +142,7 @@ def _event_id(raw: Mapping[str, Any], body: bytes) -> str:
 
 def _parse_envelope(body: bytes) -> tuple[dict[str, Any], str]:
     """The body as a JSON object and its non-empty string ``Type`` (stripped), or EventParseError."""
-    try:
-        raw = _loads(body)
-    except UnicodeDecodeError as exc:
-        raise EventParseError("invalid_json", "body is not UTF-8") from exc
-    except _DuplicateKeyError as exc:
-        raise EventParseError("duplicate_keys", str(exc)) from exc
-    except (ValueError, RecursionError) as exc:
-        raise EventParseError("invalid_json", f"body is not JSON: {str(exc)[:200]}") from exc
+    raw = _json_body(body)
     if not isinstance(raw, dict):
         raise EventParseError("not_an_object", f"body is a JSON {type(raw).__name__}, expected an object")
     event_type = lookup(raw, "Type")
@@ -400,14 +393,7 @@ def _log_entries(body: bytes, limit: int) -> list[tuple[str, bytes]]:
 
     More than ``limit`` entries is a 413 (``_Refused``), found before any entry is validated.
     """
-    try:
-        raw = _loads(body)
-    except UnicodeDecodeError as exc:
-        raise EventParseError("invalid_json", "body is not UTF-8") from exc
-    except _DuplicateKeyError as exc:
-        raise EventParseError("duplicate_keys", str(exc)) from exc
-    except (ValueError, RecursionError) as exc:
-        raise EventParseError("invalid_json", f"body is not JSON: {str(exc)[:200]}") from exc
+    raw = _json_body(body)
     if isinstance(raw, dict):
         wrapped = lookup(raw, "logs")
         entries = wrapped if isinstance(wrapped, list) else [raw]
@@ -447,6 +433,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise _DuplicateKeyError(f"body repeats the key {key[:100]!r} in one object")
             seen.add(key)
     return obj
+
+
+def _json_body(body: bytes) -> Any:
+    """The body as JSON, or EventParseError naming why not (the webhook's and the robot logs' one mapping)."""
+    try:
+        return _loads(body)
+    except UnicodeDecodeError as exc:
+        raise EventParseError("invalid_json", "body is not UTF-8") from exc
+    except _DuplicateKeyError as exc:
+        raise EventParseError("duplicate_keys", str(exc)) from exc
+    except (ValueError, RecursionError) as exc:
+        raise EventParseError("invalid_json", f"body is not JSON: {str(exc)[:200]}") from exc
 
 
 def _loads(body: bytes) -> Any:
