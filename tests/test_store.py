@@ -532,6 +532,19 @@ async def cancel_after(call: asyncio.Task[object], steps: int, *, again_after: i
     await asyncio.gather(call, return_exceptions=True)
 
 
+async def test_a_lease_released_after_a_cancelled_renewal_is_free(store: Store) -> None:
+    """A worker cancelled while renewing its lease, then releasing it (in its ``finally``), leaves the lease free.
+
+    The renewal must not commit after the release, which would hold the lease for its whole TTL.
+    """
+    for steps in range(1, 40):
+        renewal = asyncio.create_task(store.acquire_lease("prune", "first", now=1000.0, ttl=600))
+        await cancel_after(renewal, steps)
+        await store.release_lease("prune", "first")
+        assert await store.acquire_lease("prune", "second", now=1000.0, ttl=600), steps
+        await store.release_lease("prune", "second")
+
+
 async def test_store_survives_callers_cancelled_at_any_point(store: Store) -> None:
     """Calls cancelled at every point of their run, once or twice, leave a store that answers and closes promptly."""
     for steps in range(1, 40):
@@ -593,7 +606,10 @@ class TestPostgresCancelledCallers:
     async def test_a_caller_cancelled_while_its_statement_runs(
         self, pg_url: str, database_url: str, pg_schema: str
     ) -> None:
-        """Cancelled while the server runs its statement, the call still commits; the caller is answered at once."""
+        """Cancelled while the server runs its statement, the call still commits, and returns when it has.
+
+        Cancelled again meanwhile (a timeout around it), it returns at once and the transaction goes on.
+        """
         import psycopg
 
         store = open_store(pg_url)
@@ -604,6 +620,18 @@ class TestPostgresCancelledCallers:
                 await blocker.execute(lock_counter(pg_schema))
                 call = asyncio.create_task(store.bump_counter("c"))
                 await asyncio.sleep(0.2)  # the bump waits on the server for the row lock
+                call.cancel()
+                await asyncio.sleep(0.2)
+                assert not call.done()  # its transaction has not ended yet
+                await blocker.commit()
+            await asyncio.gather(call, return_exceptions=True)
+            assert call.cancelled()
+            assert 2 == await store.read_counter("c")
+
+            async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+                await blocker.execute(lock_counter(pg_schema))
+                call = asyncio.create_task(store.bump_counter("c"))
+                await asyncio.sleep(0.2)
                 started = asyncio.get_running_loop().time()
                 await cancel_after(call, 0, again_after=5)
                 assert call.cancelled()
@@ -611,7 +639,7 @@ class TestPostgresCancelledCallers:
                 await blocker.commit()
             async with asyncio.timeout(10):
                 # Queued behind the cancelled caller's bump for the row lock: that one committed first.
-                assert 3 == await store.bump_counter("c")
+                assert 4 == await store.bump_counter("c")
         finally:
             await store.close()
 

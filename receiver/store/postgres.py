@@ -243,16 +243,21 @@ class PostgresStore(SQLStore):
     async def _run(self, plan: Callable[..., Plan[_T]], *args: Any, write: bool = False, relaxed: bool = False) -> _T:
         """Run ``plan(*args)`` in one transaction on a pooled connection; driver errors become StoreError.
 
-        The transaction runs in a task of its own, shielded from the caller: a caller cancelled
-        meanwhile gets CancelledError at once, and the transaction still ends (commit, or rollback
-        on error) with its connection returned clean. psycopg does not survive a cancellation
-        inside a transaction block: it sends the server a cancel request that may hit a later
-        statement, and a second cancellation closes the connection or leaves it to the pool in
-        autocommit mode.
+        The transaction runs in a task of its own, shielded from the caller's cancellation: psycopg
+        does not survive one inside a transaction block (it sends the server a cancel request that
+        can hit a later statement, such as the caller's own clean-up; a second one closes the
+        connection; one during the pool's check leaves it in autocommit). A cancelled caller gets
+        CancelledError once the transaction has ended, at most ``_CLOSE_SECONDS`` later, or at once
+        when cancelled again: its next call (a lease's release in a ``finally``) is not overtaken.
         """
         if self._pool is None:
             raise StoreError(f"PostgreSQL store {self.where} is not open")
-        return await asyncio.shield(self._start(plan, args))
+        task = self._start(plan, args)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait({task}, timeout=_CLOSE_SECONDS)
+            raise
 
     def _start(self, plan: Callable[..., Plan[_T]], args: tuple[Any, ...]) -> asyncio.Task[_T]:
         """The transaction of ``plan(*args)`` as a task of its own, which ``close`` waits for."""
