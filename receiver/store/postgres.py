@@ -123,6 +123,7 @@ class PostgresStore(SQLStore):
         self._callbacks: list[Callable[[str], None]] = []
         self._listener: asyncio.Task[None] | None = None
         self._transactions: set[asyncio.Task[Any]] = set()
+        self._closing = False  # close() waits for the transactions under way and starts no other
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -165,8 +166,12 @@ class PostgresStore(SQLStore):
         Bounded in time: transactions not finished after ``_CLOSE_SECONDS`` are cancelled, and a
         pool that does not close in as long is left behind (the server rolls back what it held).
         """
-        await self._finish_transactions()
-        pool, self._pool = self._pool, None
+        self._closing = True
+        try:
+            await self._finish_transactions()
+        finally:
+            pool, self._pool = self._pool, None
+            self._closing = False
         listener, self._listener = self._listener, None
         self._callbacks.clear()
         if listener is not None:
@@ -250,7 +255,7 @@ class PostgresStore(SQLStore):
         CancelledError once the transaction has ended, at most ``_CLOSE_SECONDS`` later, or at once
         when cancelled again: its next call (a lease's release in a ``finally``) is not overtaken.
         """
-        if self._pool is None:
+        if self._pool is None or self._closing:
             raise StoreError(f"PostgreSQL store {self.where} is not open")
         task = self._start(plan, args)
         try:
