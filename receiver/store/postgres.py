@@ -48,7 +48,10 @@ _FLUSHERS = 4
 _ATTEMPTS = 3
 _LISTEN_BACKOFF_MAX = 10.0
 # How long close() waits for transactions under way, then for the pool, before it gives up on them.
-_CLOSE_SECONDS = 5.0
+_CLOSE_SECONDS = 3.0
+# How long a cancelled call waits for its transaction to end: shutdown clean-ups bound their store
+# calls at 2 s ("a store that hangs must not hang the shutdown"), which this lengthens at most.
+_CANCEL_WAIT_SECONDS = 1.0
 # SQLSTATE classes of data the database refuses however often it is sent: 22 data exception,
 # 23 integrity constraint violation, 54 program limit exceeded (an index entry past 2,704 bytes).
 _REFUSED = ("22", "23", "54")
@@ -252,7 +255,7 @@ class PostgresStore(SQLStore):
         does not survive one inside a transaction block (it sends the server a cancel request that
         can hit a later statement, such as the caller's own clean-up; a second one closes the
         connection; one during the pool's check leaves it in autocommit). A cancelled caller gets
-        CancelledError once the transaction has ended, at most ``_CLOSE_SECONDS`` later, or at once
+        CancelledError once the transaction has ended, at most ``_CANCEL_WAIT_SECONDS`` later, or at once
         when cancelled again: its next call (a lease's release in a ``finally``) is not overtaken.
         """
         if self._pool is None or self._closing:
@@ -261,7 +264,7 @@ class PostgresStore(SQLStore):
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            await asyncio.wait({task}, timeout=_CLOSE_SECONDS)
+            await asyncio.wait({task}, timeout=_CANCEL_WAIT_SECONDS)
             raise
 
     def _start(self, plan: Callable[..., Plan[_T]], args: tuple[Any, ...]) -> asyncio.Task[_T]:
