@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -570,6 +571,49 @@ class TestSQLite:
             await store.close()
 
 
+# -- cancelled callers ----------------------------------------------------------------------
+
+
+async def cancel_after(call: asyncio.Task[object], steps: int, *, again_after: int | None = None) -> None:
+    """Cancel ``call`` after ``steps`` turns of the event loop, and again ``again_after`` turns later
+    (as an ``asyncio.timeout`` around a release in a cancelled task's ``finally`` does); wait for it."""
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    call.cancel()
+    if again_after is not None:
+        for _ in range(again_after):
+            await asyncio.sleep(0)
+        call.cancel()
+    await asyncio.gather(call, return_exceptions=True)
+
+
+async def test_a_lease_released_after_a_cancelled_renewal_is_free(store: Store) -> None:
+    """A worker cancelled while renewing its lease, then releasing it (in its ``finally``), leaves the lease free.
+
+    The renewal must not commit after the release, which would hold the lease for its whole TTL.
+    """
+    for steps in range(1, 40):
+        renewal = asyncio.create_task(store.acquire_lease("prune", "first", now=1000.0, ttl=600))
+        await cancel_after(renewal, steps)
+        await store.release_lease("prune", "first")
+        assert await store.acquire_lease("prune", "second", now=1000.0, ttl=600), steps
+        await store.release_lease("prune", "second")
+
+
+async def test_store_survives_callers_cancelled_at_any_point(store: Store) -> None:
+    """Calls cancelled at every point of their run, once or twice, leave a store that answers and closes promptly."""
+    for steps in range(1, 40):
+        for again_after in (None, 1, 3, 8):
+            call = asyncio.create_task(store.acquire_lease("prune", f"o{steps}", now=1000.0 + steps, ttl=60))
+            await cancel_after(call, steps, again_after=again_after)
+    async with asyncio.timeout(10):
+        assert 1 == await store.bump_counter("after")
+        assert await store.acquire_lease("other", "me", now=5000.0, ttl=60)
+    started = asyncio.get_running_loop().time()
+    await store.close()
+    assert asyncio.get_running_loop().time() - started < 6
+
+
 # -- PostgreSQL only ------------------------------------------------------------------------
 
 
@@ -582,6 +626,112 @@ async def replicas(pg_url: str) -> AsyncIterator[tuple[Store, Store]]:
     yield first, second
     await first.close()
     await second.close()
+
+
+def lock_counter(schema: str) -> Any:
+    """SQL that locks counter ``c`` of this schema's store until its transaction ends."""
+    from psycopg import sql
+
+    return sql.SQL("SELECT value FROM {}.counters WHERE name = 'c' FOR UPDATE").format(sql.Identifier(schema))
+
+
+@pytest.mark.postgres
+class TestPostgresCancelledCallers:
+    """A caller cancelled during a store call (a stopped worker, a lost lease) does not cut its transaction short."""
+
+    async def test_a_call_cancelled_at_any_point_still_commits(self, pg_url: str) -> None:
+        """Each bump whose caller is cancelled, at any turn of the loop and even twice, is counted once."""
+        store = open_store(pg_url)
+        await store.open()
+        try:
+            calls = 0
+            for steps in range(1, 30):
+                for again_after in (None, 2, 6):
+                    await cancel_after(asyncio.create_task(store.bump_counter("c")), steps, again_after=again_after)
+                    calls += 1
+        finally:
+            await store.close()  # waits for the transactions the cancelled callers left running
+        store = open_store(pg_url)
+        await store.open()
+        try:
+            assert calls == await store.read_counter("c")
+        finally:
+            await store.close()
+
+    async def test_a_caller_cancelled_while_its_statement_runs(
+        self, pg_url: str, database_url: str, pg_schema: str
+    ) -> None:
+        """Cancelled while the server runs its statement, the call still commits, and returns when it has.
+
+        It returns at most 1 s after the cancellation, or at once when cancelled again (a timeout
+        around it); the transaction goes on either way.
+        """
+        import psycopg
+
+        store = open_store(pg_url)
+        await store.open()
+        try:
+            assert 1 == await store.bump_counter("c")
+            async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+                await blocker.execute(lock_counter(pg_schema))
+                call = asyncio.create_task(store.bump_counter("c"))
+                await asyncio.sleep(0.2)  # the bump waits on the server for the row lock
+                call.cancel()
+                await asyncio.sleep(0.2)
+                assert not call.done()  # its transaction has not ended yet
+                await blocker.commit()
+            await asyncio.gather(call, return_exceptions=True)
+            assert call.cancelled()
+            assert 2 == await store.read_counter("c")
+
+            async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+                await blocker.execute(lock_counter(pg_schema))
+                call = asyncio.create_task(store.bump_counter("c"))
+                await asyncio.sleep(0.2)
+                started = asyncio.get_running_loop().time()
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)  # the transaction still waits for the lock
+                assert call.cancelled()
+                assert 0.9 < asyncio.get_running_loop().time() - started < 2  # _CANCEL_WAIT_SECONDS
+                await blocker.commit()
+            async with asyncio.timeout(10):
+                assert 4 == await store.bump_counter("c")  # behind the cancelled bump, which committed
+
+            async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+                await blocker.execute(lock_counter(pg_schema))
+                call = asyncio.create_task(store.bump_counter("c"))
+                await asyncio.sleep(0.2)
+                started = asyncio.get_running_loop().time()
+                await cancel_after(call, 0, again_after=5)
+                assert call.cancelled()
+                assert asyncio.get_running_loop().time() - started < 0.5
+                await blocker.commit()
+            async with asyncio.timeout(10):
+                # Queued behind the cancelled caller's bump for the row lock: that one committed first.
+                assert 6 == await store.bump_counter("c")
+        finally:
+            await store.close()
+
+    async def test_close_is_bounded_while_a_statement_hangs(
+        self, pg_url: str, database_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A transaction stuck on the server does not hold close() past its bound; the store closes anyway."""
+        import psycopg
+
+        monkeypatch.setattr("receiver.store.postgres._CLOSE_SECONDS", 0.5)
+        store = open_store(pg_url)
+        await store.open()
+        assert 1 == await store.bump_counter("c")
+        async with await psycopg.AsyncConnection.connect(database_url) as blocker:
+            await blocker.execute(lock_counter(pg_schema))
+            call = asyncio.create_task(store.bump_counter("c"))
+            await asyncio.sleep(0.2)
+            started = asyncio.get_running_loop().time()
+            await store.close()
+            assert asyncio.get_running_loop().time() - started < 3
+            await blocker.rollback()
+        with pytest.raises((StoreError, asyncio.CancelledError)):
+            await call
 
 
 @pytest.mark.postgres

@@ -44,6 +44,11 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # key would avoid it but lose the arrival order of, e.g., the log entries of one request.
 _ATTEMPTS = 3
 _LISTEN_BACKOFF_MAX = 10.0
+# How long close() waits for transactions under way, then for the pool, before it gives up on them.
+_CLOSE_SECONDS = 3.0
+# How long a cancelled call waits for its transaction to end: shutdown clean-ups bound their store
+# calls at 2 s ("a store that hangs must not hang the shutdown"), which this lengthens at most.
+_CANCEL_WAIT_SECONDS = 1.0
 # SQLSTATE classes of data the database refuses however often it is sent: 22 data exception,
 # 23 integrity constraint violation, 54 program limit exceeded (an index entry past 2,704 bytes).
 _REFUSED = ("22", "23", "54")
@@ -119,6 +124,8 @@ class PostgresStore(SQLStore):
         self._channel = ""
         self._callbacks: list[Callable[[str], None]] = []
         self._listener: asyncio.Task[None] | None = None
+        self._transactions: set[asyncio.Task[Any]] = set()
+        self._closing = False  # close() waits for the transactions under way and starts no other
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -156,17 +163,45 @@ class PostgresStore(SQLStore):
         self._accepts.loop = self._sent.loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        """Wait for pending accepts, stop listening and close every connection."""
-        await self._accepts.drain()
-        await self._sent.drain()
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-            self._listener = None
+        """Let the transactions under way finish, stop listening and close every connection.
+
+        Bounded in time: transactions not finished after ``_CLOSE_SECONDS`` are cancelled, and a
+        pool that does not close in as long is left behind (the server rolls back what it held).
+        """
+        self._closing = True
+        try:
+            await self._finish_transactions()
+        finally:
+            pool, self._pool = self._pool, None
+            self._closing = False
+        listener, self._listener = self._listener, None
         self._callbacks.clear()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        if listener is not None:
+            listener.cancel()
+            await asyncio.wait({listener}, timeout=_CLOSE_SECONDS)
+        if pool is None:
+            return
+        # A task waited on with a timeout, not asyncio.timeout(): the pool's own waits may not end
+        # at the first cancellation.
+        closing = asyncio.get_running_loop().create_task(pool.close(timeout=_CLOSE_SECONDS / 2))
+        done, _ = await asyncio.wait({closing}, timeout=_CLOSE_SECONDS)
+        if not done:
+            log.warning("store_close_timeout", store=self.where, seconds=_CLOSE_SECONDS)
+            closing.cancel()
+        elif not closing.cancelled() and (exc := closing.exception()) is not None:
+            log.warning("store_close_failed", store=self.where, error=self._scrub(str(exc)))
+
+    async def _finish_transactions(self) -> None:
+        """Wait for the transactions under way (group commits included); cancel those past the bound."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLOSE_SECONDS
+        # A group commit starts its next batch when one ends: the set may grow while waiting.
+        while self._transactions and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._transactions), timeout=left)
+        if self._transactions:
+            log.warning("store_close_cancels", store=self.where, transactions=len(self._transactions))
+            for task in self._transactions:
+                task.cancel()
 
     async def _migrate(self, conn: _Conn) -> str:
         """Bring the schema to the newest version; returns the schema's name."""
@@ -210,7 +245,43 @@ class PostgresStore(SQLStore):
         return schema
 
     async def _run(self, plan: Callable[..., Plan[_T]], *args: Any, write: bool = False, relaxed: bool = False) -> _T:
-        """Run ``plan(*args)`` in one transaction on a pooled connection; driver errors become StoreError."""
+        """Run ``plan(*args)`` in one transaction on a pooled connection; driver errors become StoreError.
+
+        The transaction runs in a task of its own, shielded from the caller's cancellation: psycopg
+        does not survive one inside a transaction block (it sends the server a cancel request that
+        can hit a later statement, such as the caller's own clean-up; a second one closes the
+        connection; one during the pool's check leaves it in autocommit). A cancelled caller gets
+        CancelledError once the transaction has ended, at most ``_CANCEL_WAIT_SECONDS`` later, or at once
+        when cancelled again: its next call (a lease's release in a ``finally``) is not overtaken.
+        """
+        if self._pool is None or self._closing:
+            raise StoreError(f"PostgreSQL store {self.where} is not open")
+        task = self._start(plan, args)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait({task}, timeout=_CANCEL_WAIT_SECONDS)
+            raise
+
+    def _start(self, plan: Callable[..., Plan[_T]], args: tuple[Any, ...]) -> asyncio.Task[_T]:
+        """The transaction of ``plan(*args)`` as a task of its own, which ``close`` waits for."""
+        task = asyncio.get_running_loop().create_task(self._transact(plan, args))
+        self._transactions.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._transactions.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller cancelled meanwhile no longer reads it
+
+    def _write_batch(
+        self, plan: Callable[..., Plan[list[_T]]], take: Callable[[], Any], *, relaxed: bool
+    ) -> asyncio.Task[list[_T]]:
+        # No caller awaits a group commit's write directly, so no shield; close waits for it too.
+        return self._start(plan, (take,))
+
+    async def _transact(self, plan: Callable[..., Plan[_T]], args: tuple[Any, ...]) -> _T:
         pool = self._pool
         if pool is None:
             raise StoreError(f"PostgreSQL store {self.where} is not open")
