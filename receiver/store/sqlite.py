@@ -75,6 +75,10 @@ _INLINE_PLANS: frozenset[Callable[..., Plan[Any]]] = frozenset(
 relaxed writes, each bounded by its batch. Never an accept (it waits for the disk), a prune or an
 admin read (their size has no bound)."""
 
+_INLINE_ROWS = 20
+"""The most rows a ``finish_inbox`` writes on the event loop: a burst's batch of 100 events takes
+5-10 ms, which the store thread spends while the loop answers webhooks."""
+
 _INLINE_SECONDS = 0.002
 """The longest an inline call's statements hold the event loop: past it the call is rolled back
 and run again on the store thread."""
@@ -203,7 +207,7 @@ class SQLiteStore(SQLStore):
         executor, loop = self._executor, self._loop
         if executor is None or loop is None:
             raise StoreError("store is not open")
-        if plan in _INLINE_PLANS and (write is False or relaxed):
+        if plan in _INLINE_PLANS and (write is False or relaxed) and _small(plan, args):
             done = self._inline(loop, plan, args, write, relaxed)
             if done is not None:
                 return done
@@ -360,6 +364,17 @@ class SQLiteStore(SQLStore):
             with contextlib.suppress(OSError):
                 size += file.stat().st_size
         return StoreStats(rows, size, exact_limit)
+
+
+def _small(plan: Callable[..., Plan[Any]], args: tuple[Any, ...]) -> bool:
+    """Whether a call of an inline plan is small enough for the loop (only ``finish_inbox`` writes batches)."""
+    if plan is not plans.finish_inbox:
+        return True
+    processed, _, noise = args
+    rows = sum(1 + len(p.deliveries) for p in processed)
+    if noise is not None:
+        rows += len(noise.put) + len(noise.delete) + len(noise.deliveries) + len(noise.log)
+    return rows <= _INLINE_ROWS
 
 
 def _count_rows(conn: sqlite3.Connection, exact_limit: int) -> dict[str, int]:
