@@ -6,10 +6,12 @@ claims and results (a lost result leaves its events ``new``, processed again to 
 deliveries). The WAL is written in order, so the next commit that waits for the disk (the next
 accepted webhook) makes all of them durable too.
 
-SQLite is synchronous; every plan (``receiver.store._plans``) runs on one dedicated thread, in
-one transaction, so the event loop never blocks on disk and no two threads share the connection.
-Concurrent ``accept`` calls are committed together (group commit): one fsync for every request
-that arrived meanwhile.
+SQLite is synchronous; a plan (``receiver.store._plans``) runs in one transaction on one
+dedicated thread, so the event loop never waits on the disk. Concurrent ``accept`` calls are
+committed together (group commit): one fsync for every request that arrived meanwhile. The pipeline's
+short calls that do not wait on the disk (reads, relaxed writes: ``_INLINE_PLANS``) run on the event
+loop instead when the store thread is idle, each within ``_INLINE_SECONDS`` (a hand-off to the
+thread and back costs more CPU than such a call; docs/performance.md, "Tenth session").
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +29,7 @@ from typing import Any, TypeVar
 
 from receiver.errors import StoreError
 from receiver.store import STORE_TABLES, StoreStats
+from receiver.store import _plans as plans
 from receiver.store import schema as _schema
 from receiver.store._base import SQLStore
 from receiver.store._plans import Plan
@@ -45,6 +50,48 @@ and wants an answer within seconds (reference/uipath-webhooks.md §4).
 
 
 _CACHE_KIB = 8192
+
+_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
+
+_INLINE_PLANS: frozenset[Callable[..., Plan[Any]]] = frozenset(
+    {
+        plans.ping,
+        plans.acquire_lease,
+        plans.release_lease,
+        plans.release_claims,
+        plans.claim_inbox,
+        plans.finish_inbox,
+        plans.load_noise,
+        plans.due_noise,
+        plans.next_noise_due,
+        plans.list_silences,
+        plans.claim_deliveries,
+        plans.due_channels,
+        plans.mark_sent,
+        plans.mark_failed,
+    }
+)
+"""The plans that may run on the event loop: the inbox worker's and the dispatcher's reads and
+relaxed writes, each bounded by its batch. Never an accept (it waits for the disk), a prune or an
+admin read (their size has no bound)."""
+
+_INLINE_ROWS = 20
+"""The most rows a ``finish_inbox`` writes on the event loop: a burst's batch of 100 events takes
+5-10 ms, which the store thread spends while the loop answers webhooks."""
+
+_INLINE_SECONDS = 0.002
+"""The longest an inline call's statements hold the event loop: past it the call is rolled back
+and run again on the store thread."""
+
+_INLINE_CHECK_STEPS = 1000
+"""SQLite virtual machine steps between two looks at that bound (a fraction of a µs each)."""
+
+_ON_THREAD = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT})
+"""The errors of an inline call that mean "run it on the thread": locked by another process, or too long."""
+
+
+class _RunOnThread(Exception):
+    """An inline call gave up (a lock held elsewhere, or out of time); nothing of it was kept."""
 
 
 class SQLiteStore(SQLStore):
@@ -68,7 +115,11 @@ class SQLiteStore(SQLStore):
         self._conn: sqlite3.Connection | None = None
         self._listeners: list[Callable[[str], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop open() ran on
-        self._synchronous = "FULL"  # the connection's PRAGMA synchronous (store thread only)
+        self._synchronous = "FULL"  # the connection's PRAGMA synchronous (holder of _using only)
+        # Held by whoever uses the connection: the store thread, or the event loop running a call
+        # inline, which only tries it: a store thread at work sends the call to its queue instead.
+        self._using = threading.Lock()
+        self._inline_settings = False  # the connection's busy timeout and checkpointing are the inline ones
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -105,6 +156,10 @@ class SQLiteStore(SQLStore):
         self._listeners.append(callback)
 
     def _open_sync(self) -> None:
+        with self._using:
+            self._open_locked()
+
+    def _open_locked(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # check_same_thread is off because the connection is created on, and only used from,
@@ -134,14 +189,15 @@ class SQLiteStore(SQLStore):
         self._conn = conn
 
     def _close_sync(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
+        with self._using:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
 
     def _run(
         self, plan: Callable[..., Plan[_T]], *args: Any, write: bool = False, relaxed: bool = False
     ) -> asyncio.Future[_T]:
-        """Run ``plan(*args)`` on the store thread, in one transaction when it writes.
+        """Run ``plan(*args)`` in one transaction when it writes: inline if it may, else on the store thread.
 
         ``relaxed``: the commit may skip the fsync (``synchronous=NORMAL``). Only for writes whose
         loss in a power cut is made good by redoing them: a claim's lease, a delivery's outcome
@@ -151,15 +207,58 @@ class SQLiteStore(SQLStore):
         executor, loop = self._executor, self._loop
         if executor is None or loop is None:
             raise StoreError("store is not open")
+        if plan in _INLINE_PLANS and (write is False or relaxed) and _small(plan, args):
+            done = self._inline(loop, plan, args, write, relaxed)
+            if done is not None:
+                return done
         return loop.run_in_executor(executor, self._call, plan, args, write, relaxed)
 
     def _write_batch(
         self, plan: Callable[..., Plan[list[_T]]], take: Callable[[], Any], *, relaxed: bool
-    ) -> concurrent.futures.Future[list[_T]]:
-        # The thread's own future: the group commit answers its callers with one hand-off back to the loop.
-        if self._executor is None:
+    ) -> asyncio.Future[list[_T]] | concurrent.futures.Future[list[_T]]:
+        if self._executor is None or self._loop is None:
             raise StoreError("store is not open")
+        if relaxed and plan in _INLINE_PLANS:
+            done = self._inline(self._loop, plan, (take,), True, relaxed)
+            if done is not None:
+                return done
+        # The thread's own future: the group commit answers its callers with one hand-off back to the loop.
         return self._executor.submit(self._call, plan, (take,), True, relaxed)
+
+    def _inline(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        plan: Callable[..., Plan[_T]],
+        args: tuple[Any, ...],
+        write: bool,
+        relaxed: bool,
+    ) -> asyncio.Future[_T] | None:
+        """Run the call on the event loop, done; None when it must go to the store thread instead.
+
+        Only while the store thread is idle (a lock tried, never waited for), with no busy wait
+        for another process's lock, within ``_INLINE_SECONDS``: a call that meets a lock or runs
+        longer is rolled back and handed to the thread, which waits as long as it must.
+        """
+        if not self._using.acquire(blocking=False):
+            return None
+        future: asyncio.Future[_T] = loop.create_future()
+        try:
+            conn = self._conn
+            if conn is None:
+                return None  # closed: the thread's call says so
+            deadline = time.monotonic() + _INLINE_SECONDS
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, _INLINE_CHECK_STEPS)
+            try:
+                future.set_result(self._call_locked(plan, args, write, relaxed, inline=True))
+            finally:
+                conn.set_progress_handler(None, 0)
+        except _RunOnThread:
+            return None
+        except BaseException as exc:  # noqa: BLE001 - the caller gets it from the future, as from the thread
+            future.set_exception(exc)
+        finally:
+            self._using.release()
+        return future
 
     def _unexpected(self, exc: BaseException) -> StoreError:
         error = StoreError(f"SQLite store {self.path!r}: {exc!r}")
@@ -167,17 +266,18 @@ class SQLiteStore(SQLStore):
         return error
 
     def _call(self, plan: Callable[..., Plan[_T]], args: tuple[Any, ...], write: bool, relaxed: bool) -> _T:
+        """Run a call on the store thread."""
+        with self._using:
+            return self._call_locked(plan, args, write, relaxed, inline=False)
+
+    def _call_locked(
+        self, plan: Callable[..., Plan[_T]], args: tuple[Any, ...], write: bool, relaxed: bool, *, inline: bool
+    ) -> _T:
         conn = self._conn
         if conn is None:
             raise StoreError("store is not open")
         try:
-            # Every call but a relaxed one runs with FULL: the next write may be an accept, which
-            # must reach the disk. The mode is switched only when it changes (two PRAGMAs per call
-            # were ~10 µs of each delivery's outcome and claim).
-            mode = "NORMAL" if relaxed else "FULL"
-            if self._synchronous != mode:
-                conn.execute(f"PRAGMA synchronous={mode}")
-                self._synchronous = mode
+            self._settle(conn, write=write, relaxed=relaxed, inline=inline)
             if write:
                 conn.execute("BEGIN IMMEDIATE")
             result, topics = _drive(conn, plan(*args))
@@ -186,6 +286,8 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.rollback()
+            if inline and getattr(exc, "sqlite_errorcode", 0) & 0xFF in _ON_THREAD:
+                raise _RunOnThread from exc
             # DataError ("string or blob too big") and IntegrityError (a constraint) refuse the data
             # itself; every other error (locked, I/O, disk full) may pass on a later try.
             refused = isinstance(exc, sqlite3.DataError | sqlite3.IntegrityError)
@@ -196,12 +298,31 @@ class SQLiteStore(SQLStore):
                 conn.rollback()
             raise
         if topics and self._listeners and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._emit, topics)
+            if inline:
+                self._loop.call_soon(self._emit, topics)
+            else:
+                self._loop.call_soon_threadsafe(self._emit, topics)
         return result
+
+    def _settle(self, conn: sqlite3.Connection, *, write: bool, relaxed: bool, inline: bool) -> None:
+        """Set the connection up for the call; each PRAGMA only when its value changes (~5 µs each)."""
+        if self._inline_settings != inline:
+            # Inline: fail at once on another process's lock, and leave the WAL's checkpoint (pages
+            # written and fsynced) to the thread's next commit.
+            conn.execute(f"PRAGMA busy_timeout={0 if inline else int(_BUSY_SECONDS * 1000)}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={0 if inline else _AUTOCHECKPOINT_PAGES}")
+            self._inline_settings = inline
+        # A write that is not relaxed runs with FULL: it must reach the disk.
+        mode = "NORMAL" if relaxed else "FULL"
+        if write and self._synchronous != mode:
+            conn.execute(f"PRAGMA synchronous={mode}")
+            self._synchronous = mode
 
     def _emit(self, topics: Iterable[str]) -> None:
         """Schedule every listener for each topic (on the event loop; see ``Store.listen``)."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            return
         for topic in topics:
             for callback in self._listeners:
                 loop.call_soon(callback, topic)
@@ -243,11 +364,17 @@ class SQLiteStore(SQLStore):
         try:
             if self.path == ":memory:":  # no second connection sees this database: counted on the store thread
                 loop = asyncio.get_running_loop()
-                rows = await loop.run_in_executor(self._executor, _count_rows, self._conn, exact_limit)
+                rows = await loop.run_in_executor(self._executor, self._count_locked, exact_limit)
                 return StoreStats(rows, 0, exact_limit)
             return await asyncio.to_thread(self._stats_sync, exact_limit)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+
+    def _count_locked(self, exact_limit: int) -> dict[str, int]:
+        with self._using:
+            if self._conn is None:
+                raise StoreError("store is not open")
+            return _count_rows(self._conn, exact_limit)
 
     def _stats_sync(self, exact_limit: int) -> StoreStats:
         path = Path(self.path).resolve()
@@ -261,6 +388,17 @@ class SQLiteStore(SQLStore):
             with contextlib.suppress(OSError):
                 size += file.stat().st_size
         return StoreStats(rows, size, exact_limit)
+
+
+def _small(plan: Callable[..., Plan[Any]], args: tuple[Any, ...]) -> bool:
+    """Whether a call of an inline plan is small enough for the loop (only ``finish_inbox`` writes batches)."""
+    if plan is not plans.finish_inbox:
+        return True
+    processed, _, noise = args
+    rows = sum(1 + len(p.deliveries) for p in processed)
+    if noise is not None:
+        rows += len(noise.put) + len(noise.delete) + len(noise.deliveries) + len(noise.log)
+    return rows <= _INLINE_ROWS
 
 
 def _count_rows(conn: sqlite3.Connection, exact_limit: int) -> dict[str, int]:
