@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from receiver.errors import StoreError
 from receiver.store import STORE_TABLES, StoreStats
+from receiver.store import _alerts as alerts
 from receiver.store import _plans as plans
 from receiver.store import schema as _schema
 from receiver.store._base import SQLStore
@@ -69,9 +70,12 @@ _INLINE_PLANS: frozenset[Callable[..., Plan[Any]]] = frozenset(
         plans.due_channels,
         plans.mark_sent,
         plans.mark_failed,
+        alerts.open_alerts,
+        alerts.next_alert_time,
+        alerts.due_alerts,
     }
 )
-"""The plans that may run on the event loop: the inbox worker's and the dispatcher's reads and
+"""The plans that may run on the event loop: the inbox worker's (its alerts' included) and the dispatcher's reads and
 relaxed writes, each bounded by its batch. Never an accept (it waits for the disk), a prune or an
 admin read (their size has no bound)."""
 
