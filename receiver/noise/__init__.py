@@ -27,6 +27,7 @@ from receiver.noise.plan import SILENT_TYPES, Plan, parse_stored
 from receiver.noise.quiet import QUIET_RULE_PREFIX
 from receiver.noise.silences import AdHocSilence, Matcher, MatcherError, Silencer, compile_matchers, parse_matchers
 from receiver.noise.simulate import Entry, Simulation
+from receiver.noise.stage import describe_seconds
 from receiver.noise.state import Ref, Row, StateView
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "alert_key",
     "budget_refs",
     "compile_matchers",
+    "describe_seconds",
     "held_now",
     "parse_matchers",
     "parse_stored",
