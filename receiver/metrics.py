@@ -44,11 +44,15 @@ class QueueSnapshot:
         inbox_depth: events accepted and not processed yet.
         inbox_oldest_age: seconds the oldest of them has waited; 0 when there is none.
         channels: channel name -> its outbox.
+        alerts: open alerts by state (``firing``, ``acknowledged``).
+        oldest_firing_age: seconds the longest-firing unacknowledged alert has been open; 0 when none fires.
     """
 
     inbox_depth: int = 0
     inbox_oldest_age: float = 0.0
     channels: Mapping[str, ChannelQueue] = field(default_factory=dict)
+    alerts: Mapping[str, int] = field(default_factory=dict)
+    oldest_firing_age: float = 0.0
 
 
 class _QueueCollector(Collector):
@@ -92,6 +96,15 @@ class _QueueCollector(Collector):
             dead.add_metric([name], queue.dead)
             age.add_metric([name], queue.oldest_due_age)
         yield from (depth, dead, age)
+        alerts = GaugeMetricFamily("receiver_alerts", "Open alerts by state (firing, acknowledged).", labels=["state"])
+        for state in sorted(snap.alerts):
+            alerts.add_metric([state], snap.alerts[state])
+        yield alerts
+        yield GaugeMetricFamily(
+            "receiver_alert_oldest_firing_age_seconds",
+            "How long the longest-firing unacknowledged alert has been open (0 when none fires).",
+            value=snap.oldest_firing_age,
+        )
 
 
 class _StoreCollector(Collector):
@@ -233,6 +246,37 @@ class Metrics:
         )
         self._store = _StoreCollector()
         registry.register(self._store)
+        self.alert_actions = Counter(
+            "receiver_alert_actions_total",
+            "Actions people took on alerts in this process, by action (acknowledged, resolved, silenced, "
+            "retried) and where (link, api, ui).",
+            ["action", "via"],
+            registry=registry,
+        )
+        self.alert_reminders = Counter(
+            "receiver_alert_reminders_total",
+            "Reminders sent for firing alerts (repeat:), by rule.",
+            ["rule"],
+            registry=registry,
+        )
+        self.alert_escalations = Counter(
+            "receiver_alert_escalations_total",
+            "Escalation steps sent for firing alerts (escalate:), by rule.",
+            ["rule"],
+            registry=registry,
+        )
+        self.notifications_held = Counter(
+            "receiver_notifications_held_total",
+            "Notifications a channel budget held for its digest, by channel.",
+            ["channel"],
+            registry=registry,
+        )
+        self.quiet_source_alerts = Counter(
+            "receiver_quiet_source_alerts_total",
+            "Alerts that a source went quiet (sources.<name>.expect), by source.",
+            ["source"],
+            registry=registry,
+        )
 
     def set_queues(self, snapshot: QueueSnapshot | None) -> None:
         """Publish the inbox and outbox as read from the store; None when the store could not be read."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from support import DATA
 
+from receiver.metrics import Metrics
 from receiver.pipeline.alerts import Links
 from receiver.pipeline.worker import InboxWorker
 from receiver.rules import RuleSet, load_rules
@@ -64,7 +65,14 @@ class Sent:
 class Harness:
     """The worker and a SQLite file, with a clock the test moves."""
 
-    def __init__(self, tmp_path: Path, rules_text: str, url: str | None = None, links: Links | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        rules_text: str,
+        url: str | None = None,
+        links: Links | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         path = tmp_path / "rules.yaml"
         path.write_text(rules_text)
         self.ruleset: RuleSet = load_rules(path, environ={})
@@ -74,12 +82,19 @@ class Harness:
         self.worker: InboxWorker | None = None
         self.restarts = 0
         self.links = links
+        self.metrics = metrics
 
     async def open(self) -> Harness:
         self.store = open_store(self.url)
         await self.store.open()
         self.worker = InboxWorker(
-            self.store, lambda: self.ruleset, clock=lambda: self.now, lease=60, poll=0.01, links=self.links
+            self.store,
+            lambda: self.ruleset,
+            clock=lambda: self.now,
+            lease=60,
+            poll=0.01,
+            links=self.links,
+            metrics=self.metrics,
         )
         return self
 

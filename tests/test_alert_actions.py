@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 from support import fresh, wait_until
 
@@ -338,3 +339,52 @@ class TestPageAndApi:
             assert ("acknowledged", "carla") == (detail["alert"]["state"], detail["alert"]["acknowledged_by"])
         finally:
             srv.stop()
+
+
+def _samples(client: TestClient, family: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of one family on /metrics, by their labels."""
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for found in text_string_to_metric_families(client.get("/metrics").text)
+        if found.name == family
+        for sample in found.samples
+        if sample.name == family or sample.name == family + "_total"
+    }
+
+
+class TestCounted:
+    def test_actions_and_open_alerts_show_on_metrics_and_the_overview(self, server: Server) -> None:
+        """Acknowledged by API, silenced from a link, resolved from the page: gauges and counters agree."""
+        client = server.client
+        assert client is not None
+        acked = _fault(client)
+        _acknowledge(server, client, acked["id"], "api")
+        silenced = _fault(client, process="Payroll")
+        resolved = _fault(client, process="Orders")
+        assert {(("state", "acknowledged"),): 1, (("state", "firing"),): 2} == _samples(client, "receiver_alerts")
+
+        assert 303 == client.post("/ui/login", data={"token": ADMIN, "next": "/ui"}, headers=ORIGIN).status_code
+        overview = client.get("/ui").text
+        assert '3</div><div class="l">open alerts (2 firing, 1 acknowledged)' in overview
+        assert 'href="/ui/alerts"' in overview
+        assert '0</div><div class="l">notifications held by channel budgets' in overview
+
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/ui/alerts").text)
+        assert csrf is not None
+        reply = client.post(
+            f"/ui/alerts/{resolved['id']}/resolve", data={"csrf": csrf.group(1), "by": "ana"}, headers=ORIGIN
+        )
+        assert "done=resolved" in reply.headers["location"]
+        links = [n.body for n in server.notifier.sent if "Payroll" in n.body or "Payroll" in n.title]
+        found = re.search(r"Silence this process for 1 h: http://testserver(/act/\S+)", links[0])
+        assert found is not None
+        assert 200 == client.post(found.group(1), data={"by": "bob"}, headers=ORIGIN).status_code
+        assert 409 == client.post(f"/api/alerts/{resolved['id']}/resolve", headers=AUTH).status_code  # not counted
+
+        assert {
+            (("action", "acknowledged"), ("via", "api")): 1,
+            (("action", "resolved"), ("via", "ui")): 1,
+            (("action", "silenced"), ("via", "link")): 1,
+        } == _samples(client, "receiver_alert_actions")
+        assert {(("state", "acknowledged"),): 1, (("state", "firing"),): 1} == _samples(client, "receiver_alerts")
+        assert "firing" == _state(client, silenced["id"])  # a silence does not change the alert

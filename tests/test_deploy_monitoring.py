@@ -125,7 +125,7 @@ def exposed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Family]:
         rules = tmp / "rules.yaml"
         rules.write_text(f"""
 channels:
-  ops: {{url: '{good.url()}', timeout: 5s}}
+  ops: {{url: '{good.url()}', timeout: 5s, budget: {{max: 1, per: 1h}}}}
   broken: {{url: '{broken.url()}', max_attempts: 1, timeout: 5s}}
 sources:
   uipath:
@@ -146,12 +146,20 @@ rules:
         )
         with ThreadedServer(settings) as server:
             assert 202 == server.post_webhook(fault("monitoring-1"))
+            another = json.loads(fault("monitoring-3"))
+            another["Job"]["Key"] = "another-job"  # another job's end, not a duplicate of the first
+            assert 202 == server.post_webhook(json.dumps(another).encode())  # past ops's budget: held
 
             assert 401 == server.post_webhook(fault("monitoring-2"), signature="sha256=bad")
 
             def ready() -> bool:
                 page = families(server.get("/metrics"))
-                wanted = ("receiver_deliveries", "receiver_webhook_path_roundtrip_seconds", "receiver_store_rows")
+                wanted = (
+                    "receiver_deliveries",
+                    "receiver_webhook_path_roundtrip_seconds",
+                    "receiver_store_rows",
+                    "receiver_notifications_held",
+                )
                 return all(name in page and page[name].samples for name in wanted)
 
             assert wait_until(ready, timeout=30), server.get("/metrics")
@@ -264,6 +272,9 @@ def test_samples_exist_for_the_labelled_series_the_panels_split_by(exposed: dict
         "receiver_orchestrator_requests",
         "receiver_store_up",
         "receiver_store_rows",
+        "receiver_alerts",
+        "receiver_alert_oldest_firing_age_seconds",
+        "receiver_notifications_held",
     ):
         assert family in exposed, family
         assert exposed[family].samples, family
@@ -283,6 +294,9 @@ def test_the_dashboard_covers_what_an_operator_asks() -> None:
         "receiver_webhook_path_up",
         "receiver_orchestrator_circuit_open",
         "receiver_store_up",
+        "receiver_alerts",
+        "receiver_alert_actions_total",
+        "receiver_notifications_held_total",
     } <= used
     dashboard = json.loads(DASHBOARD.read_text())
     ids = [p["id"] for p in dashboard["panels"]]
@@ -373,5 +387,7 @@ def test_alert_rules_cover_the_failures_that_matter() -> None:
         "receiver_webhooks_received_total",
         "receiver_store_up",
         "receiver_webhook_path_up",
+        "receiver_alert_oldest_firing_age_seconds",
+        "receiver_notifications_held_total",
     ):
         assert metric in by_metric, metric

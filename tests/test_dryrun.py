@@ -109,9 +109,18 @@ class TestSingleEvent:
         assert {"schema", "ok", "rules_file", "event_file", "problems", "error", "events"} == set(document)
         assert ("receiver.test/2", True, []) == (document["schema"], document["ok"], document["problems"])
         (result,) = document["events"]
-        assert {"source", "at", "event", "decisions", "matched", "noise", "notifications", "held", "later"} == set(
-            result
-        )
+        assert {
+            "source",
+            "at",
+            "event",
+            "decisions",
+            "matched",
+            "noise",
+            "notifications",
+            "held",
+            "later",
+            "alerts",
+        } == set(result)
         assert "tenant-b" == result["source"]
         assert {"type", "event_id", "timestamp", "handles"} == set(result["event"])
         assert "Faulted" == result["event"]["handles"]["job_state"]
@@ -187,6 +196,84 @@ class TestSingleEvent:
     def test_neither_event_nor_suite(self) -> None:
         """Without an event or a suite the command is a usage error (exit 2)."""
         assert 2 == _test(EXAMPLE, None)[0]
+
+
+ALERTING = """
+timezone: UTC
+channels:
+  ops: "log://"
+  oncall-sms: "log://"
+  head-of-rpa: "log://"
+rules:
+  - name: ignore-tests
+    match: {type: job.faulted, process: "Test*"}
+    notify: []
+  - name: faults
+    match: {type: job.faulted}
+    notify: [ops]
+    repeat: 1h
+    resolve_after: 12h
+    escalate:
+      - {after: 15m, notify: [oncall-sms]}
+      - {after: 2h, notify: [head-of-rpa]}
+  - name: robots
+    match: {type: robot.status}
+    notify: [ops]
+"""
+
+
+class TestAlertsInDryRun:
+    """receiver test says which alert a notification opens, and when it reminds and escalates."""
+
+    def test_text_names_the_alert_its_escalations_and_reminders(self, tmp_path: Path) -> None:
+        """The fault arrives at 09:24:52: SMS at 09:39:52, head of RPA at 11:24:52, reminders hourly from 10:24:52."""
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(ALERTING, encoding="utf-8")
+        code, output = _test(rules, DATA / "job.faulted.json")
+        assert 0 == code
+        section = output.split("alerts (would open; unless acknowledged, recovered or resolved first):\n")[1]
+        assert section.splitlines()[:5] == [
+            "  faults: opens at 2019-03-14 09:24:52 UTC",
+            "    escalation 1 at 2019-03-14 09:39:52 UTC -> oncall-sms",
+            "    escalation 2 at 2019-03-14 11:24:52 UTC -> head-of-rpa",
+            "    reminder every 1h, the first at 2019-03-14 10:24:52 UTC -> ops",
+            "    resolved by expiry at 2019-03-14 21:24:52 UTC if nothing notifies for it again",
+        ]
+
+    def test_json_lists_the_alert_with_its_times(self, tmp_path: Path) -> None:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(ALERTING, encoding="utf-8")
+        code, output = _test(rules, DATA / "job.faulted.json", as_json=True)
+        (alert,) = json.loads(output)["events"][0]["alerts"]
+        assert 0 == code
+        assert {
+            "rule": "faults",
+            "key": "",
+            "opens_at": "2019-03-14T09:24:52.660981+00:00",
+            "title": alert["title"],
+            "repeat_seconds": 3600.0,
+            "first_reminder_at": "2019-03-14T10:24:52.660981+00:00",
+            "reminder_channels": ["ops"],
+            "escalations": [
+                {"step": 1, "at": "2019-03-14T09:39:52.660981+00:00", "channels": ["oncall-sms"]},
+                {"step": 2, "at": "2019-03-14T11:24:52.660981+00:00", "channels": ["head-of-rpa"]},
+            ],
+            "expires_at": "2019-03-14T21:24:52.660981+00:00",
+        } == alert
+        assert alert["title"].startswith("Job faulted")
+
+    def test_a_rule_without_repeat_or_escalate_says_so_and_notify_nobody_opens_none(self, tmp_path: Path) -> None:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(ALERTING, encoding="utf-8")
+        _, output = _test(rules, DATA / "robot.status.json")
+        assert "no reminder or escalation (the rule has no repeat: or escalate:)" in output
+        fault = json.loads((DATA / "job.faulted.json").read_text())
+        fault["Job"]["Release"]["ProcessKey"] = "TestRun"
+        test_fault = tmp_path / "test-fault.json"
+        test_fault.write_text(json.dumps(fault), encoding="utf-8")
+        code, output = _test(rules, test_fault, as_json=True)
+        assert (0, []) == (code, json.loads(output)["events"][0]["alerts"])
+        assert "alerts (would open" not in _test(rules, test_fault)[1]
 
 
 class TestSuite:

@@ -6,6 +6,7 @@ Shared by the admin API, the web page, the action links and ``receiver alerts`` 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ import structlog
 
 from receiver.errors import EventParseError
 from receiver.events import JobEvent
-from receiver.noise import Matcher, parse_stored
+from receiver.metrics import Metrics
+from receiver.noise import Matcher, budget_refs, held_now, parse_stored
 from receiver.orchestrator import OrchestratorClient, OrchestratorError, RetryPolicy, start_job
 from receiver.rules import RuleSet
 from receiver.store import AlertEventRow, AlertRow, NewAlertEvent, NewSilence, Store
@@ -25,6 +27,7 @@ __all__ = [
     "ActionResult",
     "acknowledge",
     "alert_json",
+    "held_by_channel",
     "resolve",
     "retry_job",
     "silence_for",
@@ -97,20 +100,40 @@ def trail_json(rows: list[AlertEventRow]) -> list[dict[str, Any]]:
     ]
 
 
-async def acknowledge(store: Store, alert_id: str, *, actor: str, via: str, now: float) -> AlertRow | None:
+def _counted(metrics: Metrics | None, action: str, via: str) -> None:
+    if metrics is not None:
+        metrics.alert_actions.labels(action, via).inc()
+
+
+async def acknowledge(
+    store: Store, alert_id: str, *, actor: str, via: str, now: float, metrics: Metrics | None = None
+) -> AlertRow | None:
     """Acknowledge a firing alert (its reminders and escalations stop); None when it is not firing."""
     row = await store.acknowledge_alert(alert_id, actor=actor_name(actor) or via, via=via, now=now)
     if row is not None:
         log.info("alert_acknowledged", alert_id=alert_id, by=row.acked_by, via=via)
+        _counted(metrics, "acknowledged", via)
     return row
 
 
-async def resolve(store: Store, alert_id: str, *, actor: str, via: str, now: float) -> AlertRow | None:
+async def resolve(
+    store: Store, alert_id: str, *, actor: str, via: str, now: float, metrics: Metrics | None = None
+) -> AlertRow | None:
     """Resolve an open alert by hand; None when it is not open."""
     row = await store.resolve_alert(alert_id, actor=actor_name(actor) or via, via=via, now=now)
     if row is not None:
         log.info("alert_resolved", alert_id=alert_id, by=row.resolved_by, via=via)
+        _counted(metrics, "resolved", via)
     return row
+
+
+async def held_by_channel(store: Store, ruleset: RuleSet) -> dict[str, int]:
+    """Notifications channel budgets hold right now for their digests, by channel (one row per budgeted channel)."""
+    refs = budget_refs(ruleset)
+    if not refs:
+        return {}
+    rows = await store.load_noise(refs)
+    return held_now((row.name, json.loads(row.data)) for row in rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +150,9 @@ def _matcher(field: str, value: str) -> str:
     return str(Matcher(field, "=", value))
 
 
-async def silence_for(store: Store, alert: AlertRow, *, actor: str, via: str, now: float) -> ActionResult:
+async def silence_for(
+    store: Store, alert: AlertRow, *, actor: str, via: str, now: float, metrics: Metrics | None = None
+) -> ActionResult:
     """Silence the alert's process (or its robot, for an event without one) for an hour."""
     actor = actor_name(actor) or via
     if alert.process:
@@ -147,6 +172,7 @@ async def silence_for(store: Store, alert: AlertRow, *, actor: str, via: str, no
     detail = f"silence {row.id}: {matcher} for 1 h"
     await store.record_alert_event(NewAlertEvent(alert.id, now, "silenced", actor, via, detail, alert.inbox_id))
     log.info("alert_silenced", alert_id=alert.id, silence_id=row.id, by=actor, via=via)
+    _counted(metrics, "silenced", via)
     return ActionResult(True, f"The {what} is silenced for 1 hour (silence {row.id}).")
 
 
@@ -184,6 +210,7 @@ async def retry_job(
     via: str,
     now: float,
     client: Callable[[str], OrchestratorClient | None] | None = None,
+    metrics: Metrics | None = None,
 ) -> ActionResult:
     """Start the alert's job again (same release, same robot) through Orchestrator's API, once per alert.
 
@@ -192,6 +219,7 @@ async def retry_job(
 
     Args:
         client: the Orchestrator client of a source (None: built from the rules' connection).
+        metrics: where a started job is counted (``retried``).
     """
     actor = actor_name(actor) or via
     route = ruleset.route(alert.rule)
@@ -224,4 +252,5 @@ async def retry_job(
     detail = f"job {result.id} started (release {job.release_key}, robot {job.robot_id})"
     await store.record_alert_event(NewAlertEvent(alert.id, now, "retried", actor, via, detail, alert.inbox_id))
     log.info("alert_job_retried", alert_id=alert.id, job_id=result.id, by=actor, via=via)
+    _counted(metrics, "retried", via)
     return ActionResult(True, f"Job {result.id} was started (same release, same robot).")

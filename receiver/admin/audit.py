@@ -282,6 +282,8 @@ async def queue_snapshot(store: ReadStore, *, now: float, channels: Iterable[str
             )
             for name, c in stats.channels.items()
         },
+        alerts=stats.open_alerts,
+        oldest_firing_age=0.0 if stats.oldest_firing_at is None else max(0.0, now - stats.oldest_firing_at),
     )
 
 

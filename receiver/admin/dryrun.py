@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from receiver.errors import EventParseError, Problem, RulesError
 from receiver.events import Details, Event, cap_strings, parse_event, parse_log_entries
-from receiver.noise import Emitted, Entry, Result, Simulation
+from receiver.noise import Emitted, Entry, Result, Simulation, describe_seconds
 from receiver.rules import HANDLE_TYPES, Channel, RuleSet, Severity, load_rules, parse_duration
 from receiver.timefmt import format_local, iso_utc, parse_iso
 
@@ -132,6 +132,44 @@ def _later_json(entry: Entry, ruleset: RuleSet, mask_url: MaskUrl | None) -> dic
     }
 
 
+def _alerts_json(ruleset: RuleSet, entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """The alerts the run's notifications would open, with their reminders and escalations (from the rules).
+
+    Nothing is stored in a dry run, so every key starts with no open alert: the first notification of a
+    key opens one, a recovery closes it, and the next notification opens another.
+    """
+    opened: list[dict[str, Any]] = []
+    open_keys: set[tuple[str, str]] = set()
+    for entry in entries:
+        for signal in entry.result.alerts:
+            ref = (signal.rule, signal.key)
+            if signal.action == "recover":
+                open_keys.discard(ref)
+                continue
+            route = ruleset.route(signal.rule)
+            if signal.action != "fire" or ref in open_keys or route is None:
+                continue
+            open_keys.add(ref)
+            rule, at = route.rule, signal.at
+            opened.append(
+                {
+                    "rule": rule.name,
+                    "key": signal.shown_key,
+                    "opens_at": iso_utc(at),
+                    "title": signal.title,
+                    "repeat_seconds": rule.repeat,
+                    "first_reminder_at": None if rule.repeat is None else iso_utc(at + rule.repeat),
+                    "reminder_channels": list(rule.notify) if rule.repeat is not None else [],
+                    "escalations": [
+                        {"step": n, "at": iso_utc(at + step.after), "channels": list(step.notify)}
+                        for n, step in enumerate(rule.escalate, start=1)
+                    ],
+                    "expires_at": iso_utc(at + rule.resolve_after),
+                }
+            )
+    return opened
+
+
 def event_time(event: Event, default: float) -> float:
     """When a dry run takes the event to arrive: its ``Timestamp``, else ``default``."""
     return event.timestamp.timestamp() if event.timestamp is not None else default
@@ -191,6 +229,7 @@ def evaluate_event(
             for d, e in entry.result.held
         ],
         "later": [_later_json(t, ruleset, mask_url) for t in timers],
+        "alerts": _alerts_json(ruleset, [entry, *timers]),
     }
 
 
@@ -334,13 +373,38 @@ def _print_event(result: Mapping[str, Any], out: TextIO, ruleset: RuleSet | None
         out.write("\nheld back (not sent now):\n")
         for n in result["held"]:
             out.write(f"  {n['rule']} -> {n['channel']}: {n['action']}: {n['title']}\n")
+    _print_later(result, out, ruleset)
+    out.write("\n")
+
+
+def _print_later(result: Mapping[str, Any], out: TextIO, ruleset: RuleSet | None) -> None:
+    """What the event's timers would send, and the alerts it would open with their reminders and escalations."""
     if result["later"]:
         out.write("\nlater, if nothing else arrives:\n")
         for entry in result["later"]:
             out.write(f"  at {_local(entry['at'], ruleset)}: {entry['timer']}\n")
             _print_decisions(entry["decisions"], out, indent="    ")
             _print_notifications(entry["notifications"], out, indent="    ")
-    out.write("\n")
+    if result.get("alerts"):
+        out.write("\nalerts (would open; unless acknowledged, recovered or resolved first):\n")
+        for alert in result["alerts"]:
+            _print_alert(alert, out, ruleset)
+
+
+def _print_alert(alert: Mapping[str, Any], out: TextIO, ruleset: RuleSet | None) -> None:
+    key = f" [{alert['key']}]" if alert["key"] else ""
+    out.write(f"  {alert['rule']}{key}: opens at {_local(alert['opens_at'], ruleset)}\n")
+    for step in alert["escalations"]:
+        channels = ", ".join(step["channels"])
+        out.write(f"    escalation {step['step']} at {_local(step['at'], ruleset)} -> {channels}\n")
+    if alert["first_reminder_at"] is not None:
+        every = describe_seconds(alert["repeat_seconds"])
+        channels = ", ".join(alert["reminder_channels"]) or "(no channels)"
+        first = _local(alert["first_reminder_at"], ruleset)
+        out.write(f"    reminder every {every}, the first at {first} -> {channels}\n")
+    if not alert["escalations"] and alert["first_reminder_at"] is None:
+        out.write("    no reminder or escalation (the rule has no repeat: or escalate:)\n")
+    out.write(f"    resolved by expiry at {_local(alert['expires_at'], ruleset)} if nothing notifies for it again\n")
 
 
 def _local(iso: str, ruleset: RuleSet | None) -> str:

@@ -153,16 +153,18 @@ async def act(request: Request) -> Response:
         )
     now = rt.clock()
     if action == "ack":
-        done = await alerting.acknowledge(rt.store, alert_id, actor=actor, via="link", now=now)
+        done = await alerting.acknowledge(rt.store, alert_id, actor=actor, via="link", now=now, metrics=rt.metrics)
         current = await rt.store.get_alert(alert_id) or alert
         values = _values(rt, current, expires)
         if done is None:
             return _page(200, "Nothing to acknowledge", message=f"This alert is {current.state} already.", **values)
         return _page(200, "Acknowledged", message=f"Acknowledged by {actor}. Reminders stop.", tone="ok", **values)
     if action == "silence":
-        result = await alerting.silence_for(rt.store, alert, actor=actor, via="link", now=now)
+        result = await alerting.silence_for(rt.store, alert, actor=actor, via="link", now=now, metrics=rt.metrics)
     else:
-        result = await alerting.retry_job(rt.store, alert, rt.ruleset, actor=actor, via="link", now=now)
+        result = await alerting.retry_job(
+            rt.store, alert, rt.ruleset, actor=actor, via="link", now=now, metrics=rt.metrics
+        )
     heading = "Done" if result.ok else "Not done"
     return _page(
         200 if result.ok else 409, heading, message=result.message, tone="ok" if result.ok else "bad", **values

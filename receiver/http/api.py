@@ -302,7 +302,7 @@ async def _alert_action(
     actor = await _actor(request, rt)
     if isinstance(actor, Response):
         return actor
-    done = await action(rt.store, alert_id, actor=actor, via="api", now=rt.clock())
+    done = await action(rt.store, alert_id, actor=actor, via="api", now=rt.clock(), metrics=rt.metrics)
     current = await rt.store.get_alert(alert_id)
     if current is None:
         return error_response(404, "not_found", "no such alert")

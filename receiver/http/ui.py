@@ -421,6 +421,9 @@ async def overview(page: _Page) -> Response:
         "dead": sum(c.dead for c in channels),
         "oldest_due_age": max((c.oldest_due_age for c in channels), default=0.0),
         "inbox_depth": snapshot.inbox_depth,
+        "firing": snapshot.alerts.get("firing", 0),
+        "acknowledged": snapshot.alerts.get("acknowledged", 0),
+        "held": sum((await alerting.held_by_channel(rt.store, rt.ruleset)).values()),
     }
     chart_range = charts.RANGES.get(page.request.query_params.get("range", ""), charts.RANGES["24h"])
     drawn = await rt.charts.get(rt.store, now=now, zone=rt.ruleset.timezone, chart=chart_range)
@@ -675,7 +678,7 @@ async def _alert_action(
         return _redirect("/ui/alerts", done="name_needed")
     if (
         not alerting.valid_id(alert_id)
-        or await action(rt.store, alert_id, actor=actor, via="ui", now=rt.clock()) is None
+        or await action(rt.store, alert_id, actor=actor, via="ui", now=rt.clock(), metrics=rt.metrics) is None
     ):
         return _redirect("/ui/alerts", done="alert_unchanged")
     return _redirect("/ui/alerts", done=done)

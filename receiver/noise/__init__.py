@@ -19,14 +19,19 @@ The reference for users is docs/rules.md ("Noise control").
 from __future__ import annotations
 
 from receiver.noise.alerting import alert_key
+from receiver.noise.channel_budget import held_now
+from receiver.noise.channel_budget import refs as budget_refs
 from receiver.noise.decision import SUPPRESSED, AlertSignal, Decision, Emitted, Result
 from receiver.noise.engine import Engine
 from receiver.noise.plan import SILENT_TYPES, Plan, parse_stored
+from receiver.noise.quiet import QUIET_RULE_PREFIX
 from receiver.noise.silences import AdHocSilence, Matcher, MatcherError, Silencer, compile_matchers, parse_matchers
 from receiver.noise.simulate import Entry, Simulation
+from receiver.noise.stage import describe_seconds
 from receiver.noise.state import Ref, Row, StateView
 
 __all__ = [
+    "QUIET_RULE_PREFIX",
     "SILENT_TYPES",
     "SUPPRESSED",
     "AdHocSilence",
@@ -45,7 +50,10 @@ __all__ = [
     "Simulation",
     "StateView",
     "alert_key",
+    "budget_refs",
     "compile_matchers",
+    "describe_seconds",
+    "held_now",
     "parse_matchers",
     "parse_stored",
 ]

@@ -11,7 +11,7 @@ dropped: every held notification is in the digest's counts and in the decision l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -23,7 +23,7 @@ from receiver.render import Notification, escaper, finish
 from receiver.rules import Channel, NoiseBudget, RuleSet, Severity
 from receiver.timefmt import local_text
 
-__all__ = ["DIGEST_RULE_PREFIX", "KIND", "BudgetState", "flush", "hold", "refs"]
+__all__ = ["DIGEST_RULE_PREFIX", "KIND", "BudgetState", "flush", "held_now", "hold", "refs"]
 
 KIND = "budget"
 
@@ -118,6 +118,16 @@ class BudgetState:
 def refs(ruleset: RuleSet) -> set[Ref]:
     """The rows of every channel with a budget (load them before the engine may emit)."""
     return {(KIND, name, "") for name, channel in ruleset.channels.items() if channel.budget is not None}
+
+
+def held_now(rows: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, int]:
+    """Notifications held right now (their digest not sent yet), by channel, from (channel, row data) pairs."""
+    held: dict[str, int] = {}
+    for channel, data in rows:
+        state = BudgetState.from_data(data)
+        if state.held:
+            held[channel] = state.held
+    return held
 
 
 def hold(ctx: Context, view: StateView, result: Result, subject: Callable[[Emitted], str]) -> None:

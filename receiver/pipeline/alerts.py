@@ -21,6 +21,7 @@ import structlog
 
 from receiver.actionlink import LinkSigner, action_links
 from receiver.events import Details
+from receiver.metrics import Metrics
 from receiver.noise import AlertSignal, Emitted
 from receiver.render import Notification, escaper, finish, with_links
 from receiver.rules import Rule, RuleSet, Severity
@@ -80,6 +81,30 @@ def _new_id() -> str:
     return secrets.token_hex(8)
 
 
+def _opened(alert_id: str, signal: AlertSignal, rule: Rule | None) -> AlertRow:
+    """A new firing alert, opened by ``signal``'s notification."""
+    resolve_after = 24 * 3600.0 if rule is None else rule.resolve_after
+    return AlertRow(
+        id=alert_id,
+        rule=signal.rule,
+        source=signal.source,
+        key=signal.key,
+        shown_key=signal.shown_key,
+        state="firing",
+        title=signal.title,
+        inbox_id=signal.inbox_id,
+        last_inbox_id=signal.inbox_id,
+        process=signal.process,
+        robot=signal.robot,
+        count=1,
+        opened_at=signal.at,
+        last_at=signal.at,
+        expires_at=signal.at + resolve_after,
+        next_repeat_at=None if rule is None or rule.repeat is None else signal.at + rule.repeat,
+        event_type=signal.event_type,
+    )
+
+
 @dataclass(slots=True)
 class _Live:
     """An alert while the batch changes it (one ``AlertRow`` is made of it at the end)."""
@@ -93,6 +118,7 @@ class _Live:
     next_repeat_at: float | None
     trail: list[NewAlertEvent] = field(default_factory=list)
     resolved_at: float | None = None
+    notified: list[AlertSignal] = field(default_factory=list)  # this batch's notifications for a stored alert
 
     @classmethod
     def of(cls, row: AlertRow, kind: Literal["open", "touch", "resolve", "none"]) -> _Live:
@@ -177,25 +203,7 @@ class AlertBook:
         resolve_after = 24 * 3600.0 if rule is None else rule.resolve_after
         repeat = None if rule is None or rule.repeat is None else signal.at + rule.repeat
         if live is None:
-            row = AlertRow(
-                id=self._new_id(),
-                rule=signal.rule,
-                source=signal.source,
-                key=signal.key,
-                shown_key=signal.shown_key,
-                state="firing",
-                title=signal.title,
-                inbox_id=signal.inbox_id,
-                last_inbox_id=signal.inbox_id,
-                process=signal.process,
-                robot=signal.robot,
-                count=1,
-                opened_at=signal.at,
-                last_at=signal.at,
-                expires_at=signal.at + resolve_after,
-                next_repeat_at=repeat,
-                event_type=signal.event_type,
-            )
+            row = _opened(self._new_id(), signal, rule)
             live = self._open[ref] = _Live.of(row, "open")
             self._changed.append(live)
             detail = f"rule {signal.rule!r} notified for key {signal.shown_key or '-'!r}"
@@ -205,6 +213,8 @@ class AlertBook:
             live.expires_at = signal.at + resolve_after
             if live.row.state == "firing":
                 live.next_repeat_at = repeat  # a new notification starts the reminder interval again
+            if live.kind != "open":
+                live.notified.append(signal)
             self._mark(live, "touch")
         if self._links is not None and signal.emitted:
             links = self._links.for_alert(live.row, rule, self._ruleset, signal.at)
@@ -236,8 +246,28 @@ class AlertBook:
             kind = live.kind
             if kind == "none":
                 continue
-            out.append(AlertChange(kind, live.alert(self._rule(live.row.rule)), tuple(live.trail)))
+            rule = self._rule(live.row.rule)
+            reopen = self._reopen(live, rule) if kind == "touch" and live.notified else None
+            out.append(AlertChange(kind, live.alert(rule), tuple(live.trail), reopen))
         return out
+
+    def _reopen(self, live: _Live, rule: Rule | None) -> AlertChange:
+        """The alert this batch's notifications open if the stored one was resolved meanwhile (by hand)."""
+        first, *rest = live.notified
+        row = _opened(self._new_id(), first, rule)
+        for signal in rest:
+            row = replace(row, last_inbox_id=signal.inbox_id, last_at=signal.at, count=row.count + 1)
+        last = live.notified[-1]
+        resolve_after = 24 * 3600.0 if rule is None else rule.resolve_after
+        repeat = None if rule is None or rule.repeat is None else last.at + rule.repeat
+        row = replace(row, expires_at=last.at + resolve_after, next_repeat_at=repeat)
+        row = replace(row, due_at=next_due(row, rule))
+        detail = (
+            f"rule {first.rule!r} notified for key {first.shown_key or '-'!r} while alert {live.row.id} "
+            "was being resolved: a new alert"
+        )
+        trail = (NewAlertEvent(row.id, first.at, "opened", _ACTOR, "rule", detail, first.inbox_id),)
+        return AlertChange("open", row, trail)
 
     def decorate(self, inbox_id: int, delivery: NewDelivery) -> NewDelivery:
         """The delivery with its alert's action links (unchanged when it has none)."""
@@ -296,6 +326,16 @@ def _message(
     )
 
 
+def _count(metrics: Metrics, fired: Iterable[AlertTimer]) -> None:
+    """Count the reminders and escalations of the timers the store wrote (not those an acknowledgement stopped)."""
+    for timer in fired:
+        for entry in timer.trail:
+            if entry.action == "reminded":
+                metrics.alert_reminders.labels(timer.alert.rule).inc()
+            elif entry.action == "escalated":
+                metrics.alert_escalations.labels(timer.alert.rule).inc()
+
+
 def _fire_one(alert: AlertRow, ruleset: RuleSet, links: Links | None) -> AlertTimer:
     """The reminder and escalations due at the alert's timer, and its next timer."""
     at = float(alert.due_at or 0.0)
@@ -330,7 +370,13 @@ def _fire_one(alert: AlertRow, ruleset: RuleSet, links: Links | None) -> AlertTi
 
 
 async def fire_alert_timers(
-    store: AlertStore, ruleset: RuleSet, *, until: float, now: float, links: Links | None
+    store: AlertStore,
+    ruleset: RuleSet,
+    *,
+    until: float,
+    now: float,
+    links: Links | None,
+    metrics: Metrics | None = None,
 ) -> int:
     """Resolve expired alerts, then send every reminder and escalation due at or before ``until``; how many fired."""
     first = await store.next_alert_time()
@@ -346,6 +392,8 @@ async def fire_alert_timers(
             return total
         timers = [_fire_one(a, ruleset, links) for a in due]
         fired = await store.fire_alert_timers(timers, now=now)
+        if metrics is not None:
+            _count(metrics, fired)
         for timer in timers:
             log.info(
                 "alert_timer_fired",
@@ -354,6 +402,6 @@ async def fire_alert_timers(
                 deliveries=len(timer.deliveries),
                 next_due_at=timer.alert.due_at,
             )
-        total += fired
+        total += len(fired)
         if len(due) < _BATCH:
             return total

@@ -42,6 +42,7 @@ from receiver.jsonfmt import dumps_text
 from receiver.logconfig import log_summary
 from receiver.metrics import Metrics
 from receiver.noise import (
+    QUIET_RULE_PREFIX,
     SILENT_TYPES,
     AdHocSilence,
     AlertSignal,
@@ -613,7 +614,9 @@ class InboxWorker:
             if len(rows) < self._batch:
                 break
         # Reminders and escalations after the noise timers: an absence that fired just now opens its alert first.
-        return total + await fire_alert_timers(self._store, ruleset, until=until, now=self._clock(), links=self._links)
+        return total + await fire_alert_timers(
+            self._store, ruleset, until=until, now=self._clock(), links=self._links, metrics=self._metrics
+        )
 
     async def _fire_rows(self, rows: Sequence[Row], ruleset: RuleSet, until: float) -> None:
         """Fire these timers and commit them at once."""
@@ -740,6 +743,10 @@ class InboxWorker:
             for entry in batch.log:
                 if entry.suppressed:
                     self._metrics.notifications_suppressed.labels(entry.action).inc()
+                if entry.action == "held" and entry.key is not None:  # a channel budget's: its key is the channel
+                    self._metrics.notifications_held.labels(entry.key).inc()
+                elif entry.action == "quiet" and entry.rule is not None:
+                    self._metrics.quiet_source_alerts.labels(entry.rule.removeprefix(QUIET_RULE_PREFIX)).inc()
 
 
 def _arrival_times(rows: Sequence[EventRow]) -> list[float]:

@@ -36,7 +36,7 @@ caller, so tests drive the clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from receiver.errors import ConfigError
@@ -355,12 +355,15 @@ class AlertChange:
 
     ``open`` inserts ``alert``; ``touch`` records one more notification (``last_*``, ``count``,
     ``expires_at``, ``next_repeat_at``; ``due_at`` only while the alert is still firing); ``resolve``
-    resolves it (``resolved_*``, ``resolution``). ``trail`` is written with it.
+    resolves it (``resolved_*``, ``resolution``). ``trail`` is written with it. ``reopen`` (with a
+    ``touch`` that notified) is the new alert opened instead when the stored one was resolved
+    between the batch's read and its commit.
     """
 
     kind: Literal["open", "touch", "resolve"]
     alert: AlertRow
     trail: tuple[NewAlertEvent, ...] = ()
+    reopen: AlertChange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,11 +468,17 @@ class ChannelStats:
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
-    """What waits: unprocessed events (and the oldest's arrival), and the outbox per channel."""
+    """What waits: unprocessed events (and the oldest's arrival), the outbox per channel, and open alerts.
+
+    ``open_alerts`` counts the alerts not resolved by state (``firing``, ``acknowledged``);
+    ``oldest_firing_at`` is when the longest-firing unacknowledged one opened (None: none fires).
+    """
 
     inbox_depth: int
     inbox_oldest_at: float | None
     channels: dict[str, ChannelStats]
+    open_alerts: dict[str, int] = field(default_factory=dict)
+    oldest_firing_at: float | None = None
 
 
 # -- charts -------------------------------------------------------------------------------
@@ -766,8 +775,8 @@ class AlertStore(Protocol):
     async def due_alerts(self, *, until: float, limit: int) -> list[AlertRow]:
         """Firing alerts whose reminder or escalation is due at or before ``until``, earliest first."""
 
-    async def fire_alert_timers(self, timers: Sequence[AlertTimer], *, now: float) -> int:
-        """Write each fired timer whose alert is still firing and due as it was, with its deliveries; how many."""
+    async def fire_alert_timers(self, timers: Sequence[AlertTimer], *, now: float) -> list[AlertTimer]:
+        """Write each fired timer whose alert is still firing and due as it was, with its deliveries; those written."""
 
     async def expire_alerts(self, *, now: float, limit: int) -> list[AlertRow]:
         """Resolve open alerts whose ``expires_at`` has passed (resolution ``expired``); those resolved."""

@@ -131,6 +131,10 @@ def write_alerts(changes: Sequence[AlertChange]) -> Plan[None]:
         changed = yield statement, values
         if changed:
             yield from write_trail(change.trail)
+        elif change.reopen is not None:
+            # Resolved by hand since the batch read it: the notification opens a new alert (one per key at most,
+            # the unique partial index alerts_open keeps it so).
+            yield from write_alerts([change.reopen])
 
 
 def open_alerts(keys: Collection[tuple[str, str]]) -> Plan[list[AlertRow]]:

@@ -322,10 +322,10 @@ class SQLStore:
         """Firing alerts whose timer is due, earliest first."""
         return await self._run(alerts.due_alerts, until, limit)
 
-    async def fire_alert_timers(self, timers: Sequence[AlertTimer], *, now: float) -> int:
-        """Write the fired timers still due as read, with their deliveries; how many."""
+    async def fire_alert_timers(self, timers: Sequence[AlertTimer], *, now: float) -> list[AlertTimer]:
+        """Write the fired timers still due as read, with their deliveries; those written."""
         if not timers:
-            return 0
+            return []
         # Lost in a power cut, a timer fires again to the same deliveries (unique per event, rule, channel).
         return await self._run(plans.fire_alert_timers, timers, now, write=True, relaxed=True)
 

@@ -405,9 +405,9 @@ def _write_noise(noise: NoiseWrite, now: float) -> Plan[None]:
         yield from write_alerts(noise.alerts)
 
 
-def fire_alert_timers(timers: Sequence[AlertTimer], now: float) -> Plan[int]:
+def fire_alert_timers(timers: Sequence[AlertTimer], now: float) -> Plan[list[AlertTimer]]:
     """Write each fired alert timer whose alert is still firing and due as read, with its deliveries and trail."""
-    fired = 0
+    fired: list[AlertTimer] = []
     for timer in timers:
         a = timer.alert
         params = {
@@ -420,7 +420,7 @@ def fire_alert_timers(timers: Sequence[AlertTimer], now: float) -> Plan[int]:
         }
         if not (yield TIMER, params):
             continue  # acknowledged, resolved or fired by someone else meanwhile: nothing is sent
-        fired += 1
+        fired.append(timer)
         deliveries = [_delivery(x.inbox_id, x.delivery) for x in timer.deliveries]
         if deliveries:
             yield _INSERT_DELIVERIES, (deliveries, {"now": now})
@@ -641,6 +641,10 @@ _PENDING_BY_CHANNEL = sql(
     "FROM deliveries WHERE state = 'pending' GROUP BY channel"
 )
 _DEAD_BY_CHANNEL = sql("SELECT channel, count(*) FROM deliveries WHERE state = 'dead' GROUP BY channel")
+# Only open alerts are read (the partial indexes on state <> 'resolved'): resolved ones pile up, open ones stay few.
+_OPEN_ALERTS_BY_STATE = sql(
+    "SELECT state, count(*), min(opened_at) FROM alerts WHERE state <> 'resolved' GROUP BY state"
+)
 # Four spellings, so each can use its index: only suppressions, only one event's, both, neither.
 _NOISE_LOG = {
     (suppressed, by_event): sql(
@@ -704,7 +708,7 @@ def list_noise_log(limit: int, suppressed_only: bool, inbox_id: int | None) -> P
 
 
 def queue_stats(now: float) -> Plan[QueueStats]:
-    """Unprocessed events, and per channel the pending (with the earliest due time among the due) and dead."""
+    """Unprocessed events, per channel the pending (with the earliest due time among the due) and dead, open alerts."""
     ((depth, oldest),) = yield _INBOX_DEPTH, {}
     channels: dict[str, ChannelStats] = {}
     for channel, pending, due in (yield _PENDING_BY_CHANNEL, {"now": now}):
@@ -712,4 +716,16 @@ def queue_stats(now: float) -> Plan[QueueStats]:
     for channel, dead in (yield _DEAD_BY_CHANNEL, {}):
         known = channels.get(channel, ChannelStats())
         channels[channel] = ChannelStats(known.pending, int(dead), known.oldest_due_at)
-    return QueueStats(inbox_depth=int(depth), inbox_oldest_at=oldest, channels=channels)
+    open_alerts: dict[str, int] = {"firing": 0, "acknowledged": 0}
+    oldest_firing: float | None = None
+    for state, count, opened in (yield _OPEN_ALERTS_BY_STATE, {}):
+        open_alerts[state] = int(count)
+        if state == "firing" and opened is not None:
+            oldest_firing = float(opened)
+    return QueueStats(
+        inbox_depth=int(depth),
+        inbox_oldest_at=oldest,
+        channels=channels,
+        open_alerts=open_alerts,
+        oldest_firing_at=oldest_firing,
+    )
