@@ -86,6 +86,7 @@ async def _store_with(tmp: Path, events: int) -> tuple[SQLiteStore, list[int]]:
 
 async def _worker_run(rules: RuleSet, events: int) -> dict[str, float]:
     import receiver.noise.engine as engine_module
+    import receiver.noise.stage as stage_module
     import receiver.pipeline.worker as worker_module
 
     parts = _Parts()
@@ -95,9 +96,9 @@ async def _worker_run(rules: RuleSet, events: int) -> dict[str, float]:
         with contextlib.ExitStack() as patches:
             patches.enter_context(parts.timing(worker_module, "parse_row", "typed parse (pydantic)"))
             patches.enter_context(parts.timing(engine_module.Engine, "plan", "rule matching (plan)"))
-            patches.enter_context(parts.timing(engine_module, "render", "templates (render)"))
+            patches.enter_context(parts.timing(stage_module, "render", "templates (render)"))
             patches.enter_context(parts.timing(engine_module.Engine, "process", "noise engine incl. render"))
-            patches.enter_context(parts.timing(SQLiteStore, "_call", "store thread"))
+            patches.enter_context(parts.timing(SQLiteStore, "_call_locked", "store calls (thread or inline)"))
             cpu = time.process_time()
             while await worker.run_once():
                 pass
