@@ -26,6 +26,7 @@ from receiver.actionlink import LinkError
 from receiver.admin import alerting
 from receiver.http.deadline import BodyError
 from receiver.http.peer import from_trusted_proxy
+from receiver.http.responses import PAGE_HEADERS
 from receiver.http.runtime import Runtime
 from receiver.store import AlertRow
 from receiver.timefmt import local_text
@@ -36,14 +37,8 @@ log = structlog.get_logger()
 
 _FORM_LIMIT = 4096
 _HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-        "base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
+    **PAGE_HEADERS,
     "Referrer-Policy": "no-referrer",  # the token is in the URL: never send it on
-    "Cache-Control": "no-store",
     "X-Robots-Tag": "noindex",
 }
 _CONFIRM = {"ack": "Acknowledge the alert", "silence": "Silence for 1 hour", "retry": "Retry the job"}

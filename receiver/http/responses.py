@@ -1,7 +1,8 @@
-"""The JSON error body every HTTP refusal uses: ``{"error": CODE, "detail": MESSAGE}``.
+"""The JSON error body every HTTP refusal uses: ``{"error": CODE, "detail": MESSAGE}``, and the
+headers of every HTML page.
 
-One home for it, so that the webhook edge, the admin API, the web page and the application's own
-handlers answer errors the same way.
+One home for them, so that the webhook edge, the admin API, the web page, the action links and the
+application's own handlers answer the same way.
 """
 
 from __future__ import annotations
@@ -10,7 +11,19 @@ from collections.abc import Mapping
 
 from starlette.responses import JSONResponse
 
-__all__ = ["INTERNAL_ERROR", "error_body", "error_response"]
+__all__ = ["INTERNAL_ERROR", "PAGE_HEADERS", "error_body", "error_response"]
+
+PAGE_HEADERS: Mapping[str, str] = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+"""Every HTML page's: no scripts at all (the pages have none), no framing, never cached."""
 
 
 def error_body(code: str, detail: str) -> dict[str, str]:

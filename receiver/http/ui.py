@@ -43,7 +43,7 @@ from starlette.routing import Route
 from receiver.admin import alerting, audit, charts, preview, silencing
 from receiver.http import auth
 from receiver.http.deadline import BodyError
-from receiver.http.responses import error_response
+from receiver.http.responses import PAGE_HEADERS, error_response
 from receiver.http.runtime import Runtime
 from receiver.http.svg import Bar, Series, hbars, stacked_bars
 from receiver.http.views import event_detail, event_list, rules_json
@@ -61,16 +61,7 @@ _FORM_FIELDS = 50
 _GENERATION = "ui_sessions"
 """The store counter whose value every valid session carries; logging out bumps it."""
 _EVENT_FILTERS = ("type", "process", "robot", "state", "since", "until")
-_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-        "base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+_HEADERS = PAGE_HEADERS
 _TONES = {
     "notified": "ok",
     "sent": "ok",

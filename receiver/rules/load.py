@@ -421,14 +421,9 @@ class _Loader:
     def _expect(self, spec: ExpectSpec, base: YamlPath, label: str, default: ZoneInfo) -> Expect | None:
         """Check ``expect:``: declared channels, a known time zone, hours like ``mon-fri 07:00-19:00``."""
         notify = self._notify(spec.notify, base, f"{label}: expect")
-        zone = default
-        if spec.timezone is not None:
-            try:
-                zone = ZoneInfo(spec.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                hint = _did_you_mean(spec.timezone, _zones())
-                self.report((*base, "timezone"), f"{label}: expect.timezone: unknown time zone {spec.timezone!r}{hint}")
-                return None
+        zone = self._zone(spec.timezone, base, f"{label}: expect.timezone", default)
+        if zone is None:
+            return None
         windows: list[WeeklyWindow] = []
         for j, text in enumerate(spec.during):
             path = (*base, "during", j) if (*base, "during", j) in self.marks else (*base, "during")
@@ -814,15 +809,20 @@ class _Loader:
             silences.append(Silence(spec.name, schedule, clause, tuple(spec.rules), spec.comment, line))
         return silences
 
+    def _zone(self, name: str | None, base: YamlPath, label: str, default: ZoneInfo) -> ZoneInfo | None:
+        """The time zone named at ``base``'s ``timezone`` (``default`` if none), or None once reported unknown."""
+        if name is None:
+            return default
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.report((*base, "timezone"), f"{label}: unknown time zone {name!r}{_did_you_mean(name, _zones())}")
+            return None
+
     def _schedule(self, spec: SilenceSpec, base: YamlPath, label: str, default: ZoneInfo) -> Schedule | None:
-        zone = default
-        if spec.timezone is not None:
-            try:
-                zone = ZoneInfo(spec.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                hint = _did_you_mean(spec.timezone, _zones())
-                self.report((*base, "timezone"), f"{label}: timezone: unknown time zone {spec.timezone!r}{hint}")
-                return None
+        zone = self._zone(spec.timezone, base, f"{label}: timezone", default)
+        if zone is None:
+            return None
         if not spec.weekly and not spec.dates:
             self.report(
                 base, f"{label}: give `weekly:` or `dates:` (a silence that always holds is a rule with notify: [])"
