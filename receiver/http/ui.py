@@ -471,6 +471,7 @@ def _charts_view(drawn: charts.OverviewCharts) -> dict[str, Any]:
             "nothing to send. The table below has every figure."
         ),
         every=chart_range.label_every,
+        first=events.first_label,
     )
     faults = "job faults, failed queue items and failed schedules"
     tops = {}
