@@ -6,7 +6,8 @@ Slots are aligned on the rule set's time zone (hours; 6-hour blocks starting at 
 the last one holding now, so the chart's labels are the clock times people on call read. The
 results are those of ``receiver.store.CHART_RESULTS``. Delivery latency is the time from a
 delivery's creation (the event processed) to the channel accepting it, retries included, for the
-deliveries sent in the range: p50 and p95 by nearest rank.
+deliveries sent in the range: p50 and p95 by nearest rank over each channel's most recent
+``LATENCY_SAMPLE`` of them (``ReadStore.delivery_latency``).
 
 What the charts read is kept for ``max_age`` seconds (:class:`ChartCache`): on a store of a
 million events the 7-day query takes a while (docs/performance.md), and the page may be
