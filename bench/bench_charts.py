@@ -13,9 +13,9 @@ methods as the page calls them: the events-per-slot chart over 24 h (hourly slot
 for 24 h and 7 d. Baselines: what the overview already read before the charts (``queue_stats``
 and the 25 newest events), and a plain ``count(*)`` of the inbox rows in the same range.
 
-``--write-cost N`` measures instead what migration 6's indexes cost the write path: ``N`` faults
-(the events those indexes hold) accepted, claimed, finished with a delivery and sent, on a fresh
-SQLite store with and without the indexes, interleaved, ``--runs`` rounds.
+``--write-cost N`` measures instead what the chart indexes (migrations 7 and 10) cost the write
+path: ``N`` faults accepted, claimed, finished with a delivery and sent, on a fresh SQLite store
+with and without the indexes, interleaved, ``--runs`` rounds.
 
 Run from the checkout: ``python bench/bench_charts.py`` (SQLite), or
 ``python bench/bench_charts.py --database postgresql://root@127.0.0.1:5432/test`` (a schema of
@@ -229,7 +229,7 @@ async def measure(url: str, now: float, runs: int, count: Callable[[float], Awai
         await store.close()
 
 
-_CHART_INDEXES = ("inbox_unparsed", "inbox_faults", "deliveries_sent")
+_CHART_INDEXES = ("inbox_unparsed", "inbox_faults", "inbox_arrival", "noise_log_held", "deliveries_latency")
 
 
 async def _write_path(path: Path, events: int, *, with_indexes: bool) -> float:

@@ -61,11 +61,11 @@ class Seed:
     robot: str | None = "BOT01"
 
 
-async def seed(store: Store, seeds: list[Seed], *, channel: str = "ops") -> dict[int, int]:
+async def seed(store: Store, seeds: list[Seed], *, channel: str = "ops", prefix: str = "e") -> dict[int, int]:
     """Store every seed through the store's own methods; the inbox id of each seed's index."""
     ids = {}
     for n, s in enumerate(seeds):
-        accepted = await store.accept(InboxItem("uipath", f"e{n}", s.type, b"{}", received_at=s.at))
+        accepted = await store.accept(InboxItem("uipath", f"{prefix}{n}", s.type, b"{}", received_at=s.at))
         ids[n] = accepted.inbox_id
     await store.claim_inbox(limit=1000, now=T0 + 100 * HOUR, lease=60)
     processed, log = [], []
@@ -195,3 +195,25 @@ class TestDeliveryLatency:
         assert [] == await store.delivery_latency(since=T0, until=sent_at)
         (ops,) = await store.delivery_latency(since=T0, until=sent_at + 1)
         assert (1, 1.0, 1.0) == (ops.count, round(ops.p50, 3), round(ops.p95, 3))
+
+    async def test_percentiles_of_the_most_recent_sample(self, store: Store) -> None:
+        """Past the sample, p50 and p95 are those of the channel's most recent sent deliveries; count and max of all."""
+        ids = await seed(store, [Seed(T0 + n, "pending") for n in range(20)])
+        rows = await store.list_deliveries(inbox_ids=list(ids.values()), limit=100)
+        for n, d in enumerate(sorted(rows, key=lambda d: d.inbox_id)):
+            await store.mark_sent(d.id, now=d.created_at + (n + 1), elapsed=0.1)  # 1 s .. 20 s, the slowest last
+        (ops,) = await store.delivery_latency(since=T0, until=T0 + 200 * HOUR, sample=10)
+        assert ("ops", 20, 15.0, 20.0, 20.0) == (
+            ops.channel,
+            ops.count,
+            round(ops.p50, 3),  # the 5th of the 10 most recent (11 s .. 20 s)
+            round(ops.p95, 3),
+            round(ops.max, 3),
+        )
+
+    async def test_each_channel_has_its_own_sample(self, store: Store) -> None:
+        """A quiet channel keeps its own figures beside a busy one."""
+        await seed(store, [Seed(T0 + n, "sent") for n in range(12)], channel="busy")
+        await seed(store, [Seed(T0 + 100 + n, "sent") for n in range(2)], channel="quiet", prefix="q")
+        found = await store.delivery_latency(since=T0, until=T0 + 200 * HOUR, sample=5)
+        assert [("busy", 12, 1.0), ("quiet", 2, 1.0)] == [(c.channel, c.count, round(c.p95, 3)) for c in found]

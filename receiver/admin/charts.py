@@ -6,7 +6,8 @@ Slots are aligned on the rule set's time zone (hours; 6-hour blocks starting at 
 the last one holding now, so the chart's labels are the clock times people on call read. The
 results are those of ``receiver.store.CHART_RESULTS``. Delivery latency is the time from a
 delivery's creation (the event processed) to the channel accepting it, retries included, for the
-deliveries sent in the range: p50 and p95 by nearest rank.
+deliveries sent in the range: p50 and p95 by nearest rank over each channel's most recent
+``LATENCY_SAMPLE`` of them (``ReadStore.delivery_latency``).
 
 What the charts read is kept for ``max_age`` seconds (:class:`ChartCache`): on a store of a
 million events the 7-day query takes a while (docs/performance.md), and the page may be
@@ -48,11 +49,16 @@ TOP_LIMIT = 8
 
 @dataclass(frozen=True, slots=True)
 class EventChart:
-    """Events per slot and result: ``counts[result][i]`` for the slot starting at ``starts[i]``."""
+    """Events per slot and result: ``counts[result][i]`` for the slot starting at ``starts[i]``.
+
+    ``first_label``: the first slot whose label is drawn (then every ``label_every``-th), so that
+    the drawn labels fall on round clock times (midnight for the 7-day view).
+    """
 
     starts: list[float]
     labels: list[str]
     counts: dict[str, list[int]]
+    first_label: int = 0
 
     @property
     def total(self) -> int:
@@ -81,6 +87,15 @@ def _first_slot(now: float, chart: ChartRange, zone: tzinfo) -> float:
     return current - (chart.slots - 1) * chart.width
 
 
+def _first_label(starts: list[float], chart: ChartRange, zone: tzinfo) -> int:
+    """The first slot that starts on a multiple of ``label_every`` slots after local midnight."""
+    step = chart.width * chart.label_every
+    for i, start in enumerate(starts[: chart.label_every]):
+        if (start + _utc_offset(start, zone)) % step == 0:
+            return i
+    return 0
+
+
 def _utc_offset(now: float, zone: tzinfo) -> float:
     offset = from_unix(now).astimezone(zone).utcoffset()
     return 0.0 if offset is None else offset.total_seconds()
@@ -104,7 +119,8 @@ async def overview_charts(store: ReadStore, *, now: float, zone: tzinfo, chart: 
     for row in rows:
         counts[row.result][row.slot] += row.count
     starts = [since + i * chart.width for i in range(chart.slots)]
-    events = EventChart(starts, [local_text(s, zone, chart.label) for s in starts], counts)
+    labels = [local_text(s, zone, chart.label) for s in starts]
+    events = EventChart(starts, labels, counts, _first_label(starts, chart, zone))
     # The lists cover the same span as the slots: from the first slot's start to now.
     processes = await store.top_names("process", since=since, until=now, limit=TOP_LIMIT)
     robots = await store.top_names("robot", since=since, until=now, limit=TOP_LIMIT)

@@ -121,6 +121,7 @@ def stacked_bars(
     width: int = 1040,
     height: int = 230,
     every: int = 1,
+    first: int = 0,
 ) -> Markup:
     """A column per slot, its series stacked from the bottom in the given order, with a y axis and a legend.
 
@@ -133,6 +134,7 @@ def stacked_bars(
         width: drawing width in px.
         height: drawing height in px.
         every: label every n-th slot only (the labels stay readable with many slots).
+        first: the first slot labelled (then every n-th after it).
 
     Returns:
         The ``<svg>`` element, every text escaped.
@@ -168,7 +170,7 @@ def stacked_bars(
                 f'<rect {_paint(chart_id, s.kind)} x="{x:.1f}" y="{y:.1f}" '
                 f'width="{bar_w:.1f}" height="{h:.1f}"><title>{slot_text}: {_number(value)} {_e(s.name)}</title></rect>'
             )
-        if i % every == 0:
+        if (i - first) % every == 0:
             parts.append(
                 f'<text class="axis" x="{x + bar_w / 2:.1f}" y="{height - 8}" text-anchor="middle">{slot_text}</text>'
             )

@@ -47,7 +47,7 @@ from receiver.http.responses import PAGE_HEADERS, error_response
 from receiver.http.runtime import Runtime
 from receiver.http.svg import Bar, Series, hbars, stacked_bars
 from receiver.http.views import event_detail, event_list, rules_json
-from receiver.store import CHART_RESULTS, DeliveryRow
+from receiver.store import CHART_RESULTS, LATENCY_SAMPLE, DeliveryRow
 from receiver.timefmt import local_text
 
 __all__ = ["COOKIE", "SESSION_SECONDS", "routes"]
@@ -465,6 +465,7 @@ def _charts_view(drawn: charts.OverviewCharts) -> dict[str, Any]:
             "nothing to send. The table below has every figure."
         ),
         every=chart_range.label_every,
+        first=events.first_label,
     )
     faults = "job faults, failed queue items and failed schedules"
     tops = {}
@@ -486,7 +487,8 @@ def _charts_view(drawn: charts.OverviewCharts) -> dict[str, Any]:
         bars,
         title=f"Delivery latency by channel, {chart_range.title}",
         desc="Median (p50) and 95th percentile (p95) of the time from a delivery's creation to the channel "
-        "accepting it, retries included, over the deliveries sent in the range.",
+        f"accepting it, retries included, over each channel's latest {LATENCY_SAMPLE:,} deliveries sent in the range "
+        "(all of them when fewer).",
         empty=f"No delivery sent in the {chart_range.title}.",
     )
     return {

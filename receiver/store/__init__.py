@@ -45,6 +45,7 @@ __all__ = [
     "ALERT_STATES",
     "CHART_RESULTS",
     "FAULT_TYPES",
+    "LATENCY_SAMPLE",
     "STORE_TABLES",
     "Accepted",
     "AlertChange",
@@ -483,6 +484,9 @@ class QueueStats:
 
 # -- charts -------------------------------------------------------------------------------
 
+LATENCY_SAMPLE = 10_000
+"""Sent deliveries per channel whose latencies give the overview's p50 and p95: the range's most recent ones."""
+
 CHART_RESULTS: tuple[str, ...] = ("failed", "notified", "suppressed", "other")
 """What became of an event, as the overview's chart stacks it (``ReadStore.event_counts``):
 
@@ -741,8 +745,11 @@ class ReadStore(Protocol):
         """The processes (or robots) with the most events of ``FAULT_TYPES`` received in ``[since, until)``,
         most first (ties by name)."""
 
-    async def delivery_latency(self, *, since: float, until: float) -> list[ChannelLatency]:
-        """Per channel, ``sent_at - created_at`` of the deliveries sent in ``[since, until)``, by channel name."""
+    async def delivery_latency(
+        self, *, since: float, until: float, sample: int = LATENCY_SAMPLE
+    ) -> list[ChannelLatency]:
+        """Per channel, ``sent_at - created_at`` of the deliveries sent in ``[since, until)``, by channel name:
+        the count and the maximum of all of them, p50 and p95 of the ``sample`` most recent ones."""
 
 
 class AlertStore(Protocol):

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from receiver.errors import StoreError
 from receiver.store import (
+    LATENCY_SAMPLE,
     Accepted,
     AlertEventRow,
     AlertRow,
@@ -266,9 +267,11 @@ class SQLStore:
         """The processes or robots with the most faults (see ``ReadStore.top_names``)."""
         return await self._report(charts.top_names, column, since, until, limit)
 
-    async def delivery_latency(self, *, since: float, until: float) -> list[ChannelLatency]:
+    async def delivery_latency(
+        self, *, since: float, until: float, sample: int = LATENCY_SAMPLE
+    ) -> list[ChannelLatency]:
         """Per channel, the time from creation to sent of the deliveries sent in the range."""
-        return await self._report(charts.delivery_latency, since, until)
+        return await self._report(charts.delivery_latency, since, until, sample)
 
     async def read_counter(self, name: str) -> int:
         """The named counter's value (0 before its first bump)."""
