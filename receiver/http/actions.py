@@ -166,9 +166,11 @@ async def act(request: Request) -> Response:
     )
 
 
+async def _link(request: Request) -> Response:
+    """GET shows the confirmation page, POST acts: one route, so a 405 names both methods in ``Allow``."""
+    return await (act(request) if request.method == "POST" else confirm_page(request))
+
+
 def routes() -> list[Route]:
     """The routes of the action links."""
-    return [
-        Route("/act/{token}", confirm_page, methods=["GET"]),
-        Route("/act/{token}", act, methods=["POST"]),
-    ]
+    return [Route("/act/{token}", _link, methods=["GET", "POST"])]
