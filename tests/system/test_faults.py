@@ -568,6 +568,8 @@ rules:
             clock.now = t0 + 60  # an hour back
             assert 202 == post_event(client, "c")
             assert wait_until(lambda: "c" in titles(sink), timeout=10), "a new event waits after the jump back"
+            # c's "sent" is recorded just after the channel took it: wait for the record, not only the send.
+            wait_until(lambda: len([row for row in outbox(database) if row[1] == "pending"]) <= 2, timeout=10)
             waiting = [row for row in outbox(database) if row[1] == "pending"]
             assert 2 == len(waiting), "b's two deliveries wait for their retry"
             assert all(row[4] > t0 + 3600 for row in waiting), "the retry keeps its time on the +1 h clock"

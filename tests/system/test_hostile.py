@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import HealthPoller, ServerProcess, Sink, fault
+from support import HealthPoller, ServerProcess, Sink, fault, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -150,6 +150,8 @@ def test_every_hostile_input_at_once_leaves_the_server_answering_and_loses_nothi
                 if len(events) >= accepted and all(e["state"] != "new" for e in events):
                     break
                 time.sleep(0.2)
+            # The slow connections are still held: /healthz is asked at least five times under them.
+            wait_until(lambda: poller.polls >= 5, timeout=10)
     finally:
         for conn in held:
             conn.close()
