@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -316,6 +317,20 @@ class TestAdmin:
         """healthz is always ok; readyz says ok when the store answers."""
         assert {"status": "ok"} == client.get("/healthz").json()
         assert "ok" == client.get("/readyz").json()["status"]
+
+    def test_ready_answers_503_when_the_store_does_not_answer(
+        self, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A store that hangs (a database host gone) makes /readyz 503 at its bound, not at the pool's 10 s."""
+
+        async def hangs() -> None:
+            await asyncio.sleep(3600)
+
+        rt = client.app.state.runtime  # type: ignore[attr-defined]
+        monkeypatch.setattr(rt.store, "ping", hangs)
+        reply = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert 503 == reply.status_code
+        assert "did not answer within 1.5 s" in reply.json()["problems"]["store"]  # cut at the bound
 
 
 class TestSources:

@@ -305,6 +305,11 @@ async def _healthz(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+_READY_PING_SECONDS = 1.5
+"""How long /readyz waits for the store: a probe gives up after a few seconds (Kubernetes' default is 1 s),
+and a store that cannot be reached would otherwise hold the answer for the pool's 10 s wait."""
+
+
 async def _readyz(request: Request) -> Response:
     """Ready or not, and which component fails; the details (store error, rule problems) need the admin token.
 
@@ -316,9 +321,12 @@ async def _readyz(request: Request) -> Response:
         return JSONResponse({"status": "starting"}, status_code=503)
     problems: dict[str, Any] = {}
     try:
-        await rt.store.ping()
+        async with asyncio.timeout(_READY_PING_SECONDS):
+            await rt.store.ping()
     except StoreError as exc:
         problems["store"] = str(exc)
+    except TimeoutError:
+        problems["store"] = f"the store did not answer within {_READY_PING_SECONDS:g} s"
     status = 200 if not problems else 503
     body: dict[str, Any] = {"status": "ok" if not problems else "unavailable"}
     if problems:
