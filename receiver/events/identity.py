@@ -63,16 +63,9 @@ def job_end_key(raw: Mapping[str, Any]) -> str | None:
     state = END_STATES.get(kind) if isinstance(kind, str) else None
     if state is None:
         return None
-    job = lookup(raw, "Job")
-    if job is None:
-        jobs = lookup(raw, "Jobs")
-        job = jobs[0] if isinstance(jobs, list) and len(jobs) == 1 else jobs
-    if not isinstance(job, Mapping):
-        return None
-    key = lookup(job, "Key")
-    if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY:
-        return None
-    return f"job:{key.strip().lower()}:{state}"
+    job = _single(raw, "Job", "Jobs")
+    key = None if job is None else _key(job)
+    return None if key is None else f"job:{key}:{state}"
 
 
 def queue_item_end_key(raw: Mapping[str, Any]) -> str | None:
@@ -89,18 +82,30 @@ def queue_item_end_key(raw: Mapping[str, Any]) -> str | None:
     status = ITEM_END_STATES.get(kind) if isinstance(kind, str) else None
     if status is None:
         return None
-    item = lookup(raw, "QueueItem")
-    if item is None:
-        items = lookup(raw, "QueueItems")
-        item = items[0] if isinstance(items, list) and len(items) == 1 else items
-    if not isinstance(item, Mapping):
-        return None
-    key = lookup(item, "Key")
-    if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY:
+    item = _single(raw, "QueueItem", "QueueItems")
+    key = None if item is None else _key(item)
+    if item is None or key is None:
         return None
     retry = lookup(item, "RetryNumber")
     number = retry if isinstance(retry, int) and not isinstance(retry, bool) and 0 <= retry < 10**6 else 0
-    return f"queueitem:{key.strip().lower()}:{number}:{status}"
+    return f"queueitem:{key}:{number}:{status}"
+
+
+def _single(raw: Mapping[str, Any], one: str, many: str) -> Mapping[str, Any] | None:
+    """The object under ``one``, or the only one of the ``many`` array; None otherwise."""
+    found = lookup(raw, one)
+    if found is None:
+        several = lookup(raw, many)
+        found = several[0] if isinstance(several, list) and len(several) == 1 else several
+    return found if isinstance(found, Mapping) else None
+
+
+def _key(obj: Mapping[str, Any]) -> str | None:
+    """Its ``Key``, stripped and lower-cased; None when absent, blank or over ``_MAX_KEY`` characters."""
+    key = lookup(obj, "Key")
+    if not isinstance(key, str) or not key.strip() or len(key) > _MAX_KEY:
+        return None
+    return key.strip().lower()
 
 
 def end_key(raw: Mapping[str, Any]) -> str | None:

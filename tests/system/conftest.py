@@ -6,9 +6,11 @@ a test outside this folder, so the marker cannot drift from the truth.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import Sink
 
 HERE = Path(__file__).parent
 
@@ -18,3 +20,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A loopback HTTP endpoint that records what the receiver sends it (a module may define its own)."""
+    server = Sink().start()
+    yield server
+    server.stop()

@@ -59,13 +59,6 @@ def orch() -> Iterator[FakeOrchestrator]:
         yield fake
 
 
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
-
-
 def _call(url: str, data: dict[str, str] | None = None) -> tuple[int, str]:
     body = None if data is None else urllib.parse.urlencode(data).encode()
     request = urllib.request.Request(url, data=body, method="GET" if data is None else "POST")  # noqa: S310 - loopback

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 from support import Sink, fault, wait_until
 
@@ -35,13 +33,6 @@ rules:
     notify: [hook]
     title: "Faulted {{{{ event_id }}}}"
 """
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
 
 
 def start(tmp_path: Path, rules_text: str) -> TestClient:

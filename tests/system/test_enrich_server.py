@@ -50,13 +50,6 @@ def orch() -> Iterator[FakeOrchestrator]:
 
 
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def server(tmp_path: Path, orch: FakeOrchestrator, sink: Sink) -> Iterator[ServerProcess]:
     rules = tmp_path / "rules.yaml"
     rules.write_text(

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,13 +37,6 @@ from receiver.signature import sign
 
 SECRET = "fault-secret"
 PAD = "x" * 32_000  # 32 KB bodies fill a capped file in a few dozen events
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
 
 
 def write_rules(path: Path, sink: Sink, *, concurrency: int = 4, timeout: str = "1s") -> Path:

@@ -49,13 +49,6 @@ def orch() -> Iterator[FakeOrchestrator]:
         yield fake
 
 
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_urls(request: pytest.FixtureRequest, tmp_path: Path) -> list[str | None]:
     """One SQLite server, or two replicas on one PostgreSQL schema."""

@@ -28,13 +28,6 @@ REQUESTS = 'receiver_orchestrator_requests_total{{outcome="{}",source="uipath"}}
 
 
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    sink = Sink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
 def orch() -> Iterator[FakeOrchestrator]:
     with FakeOrchestrator(org="acme", tenant="DefaultTenant") as fake:
         fake.add_client("hb-app", "hb-app-secret", scopes="OR.Webhooks")

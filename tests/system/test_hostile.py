@@ -32,13 +32,6 @@ ADMIN_TOKEN = "hostile-admin-token"
 
 
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    sink = Sink().start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
 def server(tmp_path: Path, sink: Sink) -> Iterator[ServerProcess]:
     rules = tmp_path / "rules.yaml"
     rules.write_text(

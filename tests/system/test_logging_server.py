@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support import ServerProcess, Sink, free_port, fresh, wait_until
 
 CANARY_SECRET = "CanarySecret-7f3a9Q"
@@ -28,13 +26,6 @@ rules:
     match: {{type: job.faulted}}
     notify: [sink, broken]
 """
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    sink = Sink().start()
-    yield sink
-    sink.stop()
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

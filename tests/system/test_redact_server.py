@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,6 @@ pytestmark = pytest.mark.slow
 
 SECRET = "redact-secret"
 INFO = "Mail to jane.doe@example.com bounced; refund to DE89 3704 0044 0532 0130 00 failed."
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
 
 
 def test_the_channel_gets_a_redacted_message_with_a_link(tmp_path: Path, sink: Sink) -> None:

@@ -6,7 +6,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,6 @@ rules:
     title: "{version} {{{{ event_id }}}}"
     body: "{version}"
 """
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink().start()
-    yield server
-    server.stop()
 
 
 def test_reload_under_traffic(tmp_path: Path, sink: Sink) -> None:
