@@ -118,6 +118,8 @@ class Dispatcher:
         self._edge = edge if edge is not None else EdgeActivity()  # none given: never busy
         self._max_defer = max_defer
         self._wakeups: dict[str, asyncio.Event] = {}
+        # Channels that may have deliveries due that no claim has looked for since (woken, or polled).
+        self._maybe_due: set[str] = set()
         self._sending: set[int] = set()  # ids of the deliveries this process is sending right now
         self._unstarted: list[int] = []  # claimed by a loop that stopped before sending them
         self._draining = False  # shutting down: no new sends
@@ -139,6 +141,7 @@ class Dispatcher:
             if event is None or loop is None or loop.done():
                 supervise = True
             else:
+                self._maybe_due.add(name)
                 event.set()
         if supervise:
             self._supervisor_wakeup.set()
@@ -250,6 +253,8 @@ class Dispatcher:
         # directly: cheaper than waiter tasks and asyncio.wait per idle turn (docs/performance.md).
         signal = self._wakeups[name]
         sends = _Sends(signal)
+        self._maybe_due.add(name)
+        full = False  # the last claim took all it asked for: more may be due
         while True:
             channel = self._rules().channels.get(name)
             if channel is None:
@@ -264,9 +269,12 @@ class Dispatcher:
             # Rows in hand start first; the next round is claimed while these sends run, so a slot
             # that frees finds its row here instead of waiting for a claim.
             self._start_sends(channel, ready=ready, sends=sends, in_flight=in_flight)
-            full = False
             # (After a reload that lowered the concurrency, more may be in flight than two rounds: no claim.)
-            if not ready and sends.count < 2 * channel.concurrency:
+            # A send that ended frees a slot but makes nothing due: unless woken since, or the last claim
+            # was full, a claim now finds nothing (it was one empty claim per send at a steady rate).
+            if not ready and sends.count < 2 * channel.concurrency and (full or name in self._maybe_due):
+                self._maybe_due.discard(name)  # a wake-up from here on is looked at by the next claim
+                full = False
                 await self._edge.wait_quiet(self._max_defer)  # webhooks first, as in InboxWorker
                 lease = max(self._lease, channel.timeout_seconds * 2)
                 # The free slots and the next round: a claimed row waits at most one send here.
@@ -276,6 +284,7 @@ class Dispatcher:
                     rows = await self._store.claim_deliveries(name, limit=want, now=self._clock(), lease=lease)
                 except StoreError as exc:
                     log.error("outbox_store_failed", channel=name, error=str(exc))
+                    self._maybe_due.add(name)  # looked again after the poll
                 full = len(rows) == want
                 for row in rows:
                     if row.id in self._sending:
@@ -290,9 +299,11 @@ class Dispatcher:
                 await signal.wait()
                 continue
             # asyncio.timeout, not wait_for: no task per wait, and a cancellation is never swallowed.
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(self._poll):
                     await signal.wait()
+            except TimeoutError:
+                self._maybe_due.add(name)  # retries fall due, leases lapse, other replicas: nothing wakes for those
 
     def _start_sends(
         self,
