@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -266,3 +267,34 @@ class HealthPoller:
             self.slowest = max(self.slowest, time.monotonic() - started)
             self.polls += 1
             self._stop.wait(0.05)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path] | None:
+    """A certificate and key for 127.0.0.1 (CN and subjectAltName), made by the openssl CLI; None without it."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import requests
-from support import wait_until
+from support import free_port, self_signed_certificate, wait_until
 
-from receiver.delivery import keepalive
+from receiver.delivery import keepalive, plain_http
 from receiver.delivery.notifier import AppriseNotifier
 from receiver.render import Notification
 
@@ -29,6 +32,11 @@ class Endpoint:
     connections: int = 0
     closed_by_client: int = 0
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    redirect: dict[str, tuple[int, str]] = field(default_factory=dict)  # path -> (status, Location)
+    drop_after_each: bool = False  # close the connection after answering, without saying so
+    finished: int = 0  # connections the server is done with
+    tls: ssl.SSLContext | None = None
     port: int = 0
 
     def start(self) -> ThreadingHTTPServer:
@@ -44,21 +52,29 @@ class Endpoint:
             def finish(self) -> None:
                 super().finish()
                 endpoint.closed_by_client += not self.close_connection_by_us
+                endpoint.finished += 1
 
             close_connection_by_us = False
 
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
+                endpoint.bodies.append(self.rfile.read(length))
                 endpoint.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-                self.send_response(200)
+                status, location = endpoint.redirect.get(self.path.split("?")[0], (200, ""))
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
                 for name, value in endpoint.answer_headers.items():
                     self.send_header(name, value)
                 if endpoint.close_after_each:
                     self.send_header("Connection", "close")
                     self.close_connection_by_us = True
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", "2")
                 self.end_headers()
+                self.wfile.write(b"ok")
+                if endpoint.drop_after_each:
+                    self.close_connection = True
+                    self.close_connection_by_us = True
 
             do_POST = _answer
             do_GET = _answer
@@ -67,13 +83,15 @@ class Endpoint:
                 pass
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         server.daemon_threads = True
         self.port = server.server_address[1]
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # quick to shut down
         return server
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
 
 @pytest.fixture
@@ -200,3 +218,127 @@ async def test_apprise_sends_reuse_connections(endpoint: Endpoint) -> None:
 
 def _post(endpoint: Endpoint) -> int:
     return requests.post(endpoint.url(), data=b"{}", timeout=5).status_code
+
+
+# --- the plain path: what apprise's webhook plugins send goes out on http.client ----------------
+
+PLAIN_CALLS: dict[str, dict[str, Any]] = {
+    "json-text": {"data": '{"title": "Ünïcode ✓"}', "headers": {"Content-Type": "application/json"}},
+    "bytes": {"data": b"\x00\x01 raw"},
+    "json-argument": {"json": {"a": [1, "é"]}},
+    "params-and-auth": {"params": {"sig": "a b/c", "x": "1"}, "auth": ("user", "pässword"), "data": "x"},
+    "header-removed": {"headers": {"User-Agent": None, "X-Custom": "v"}, "data": "x"},
+    "form": {"data": {"token": "abc", "msg": "hi there"}},
+}
+
+
+@pytest.mark.parametrize("call", PLAIN_CALLS.values(), ids=PLAIN_CALLS.keys())
+def test_the_plain_path_sends_what_requests_sends(endpoint: Endpoint, call: dict[str, Any]) -> None:
+    """Method, path, query, headers (but Accept-Encoding) and body arrive as requests itself sends them."""
+    url = endpoint.url("/hook?fixed=1")
+    with requests.Session() as own:  # requests' own path, not the patched functions
+        reference = own.request("POST", url, timeout=5, **call)
+    session, connections = requests.Session(), plain_http.Connections()
+    ours = plain_http.send(session, connections, "POST", url, {"timeout": 5, **call})
+    connections.close()
+    assert ours is not None  # it took the plain path
+    assert (reference.status_code, reference.content) == (ours.status_code, ours.content) == (200, b"ok")
+    assert ours.headers["content-length"] == "2"
+    (method, path, headers), (our_method, our_path, our_headers) = endpoint.requests
+    assert (our_method, our_path) == (method, path)
+    assert {k: v for k, v in our_headers.items() if k != "accept-encoding"} == {
+        k: v for k, v in headers.items() if k != "accept-encoding"
+    }
+    assert our_headers["accept-encoding"] == "identity"
+    assert endpoint.bodies[1] == endpoint.bodies[0]
+
+
+def test_what_the_plain_path_does_not_implement_goes_through_requests(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    session, connections = requests.Session(), plain_http.Connections()
+    url = endpoint.url()
+    for odd in (
+        {"files": {"f": b"x"}},
+        {"stream": True},
+        {"cert": str(tmp_path / "client.pem")},
+        {"cookies": {"a": "b"}},
+        {"proxies": {"http": "http://127.0.0.1:9"}},
+        {"timeout": object()},
+        {"data": iter([b"chunk"])},
+    ):
+        assert plain_http.send(session, connections, "POST", url, odd) is None, odd
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert plain_http.send(requests.Session(), connections, "POST", url, {"data": "x"}) is None
+    assert endpoint.requests == []  # nothing was sent by the calls it declined
+
+
+@pytest.mark.parametrize(
+    ("status", "method_after"), [(307, "POST"), (308, "POST"), (302, "GET"), (303, "GET")], ids=str
+)
+def test_a_redirect_is_followed_as_requests_follows_it(endpoint: Endpoint, status: int, method_after: str) -> None:
+    endpoint.redirect["/old"] = (status, "/new")
+    answer = in_new_thread(lambda: requests.post(endpoint.url("/old"), data=b"payload", timeout=5))
+    assert answer.status_code == 200
+    assert [r.status_code for r in answer.history] == [status]
+    assert [(m, p) for m, p, _ in endpoint.requests] == [("POST", "/old"), (method_after, "/new")]
+    assert endpoint.bodies == [b"payload", b"payload" if method_after == "POST" else b""]
+
+
+def test_a_connection_the_endpoint_drops_without_a_word_is_replaced(endpoint: Endpoint) -> None:
+    endpoint.drop_after_each = True
+
+    def three() -> list[int]:
+        statuses = []
+        for n in range(3):
+            statuses.append(requests.post(endpoint.url(), data=b"{}", timeout=5).status_code)
+            assert wait_until(lambda n=n: endpoint.finished > n, timeout=5)  # the server closed its end
+        return statuses
+
+    assert in_new_thread(three) == [200, 200, 200]
+    assert endpoint.connections == 3
+
+
+def test_failures_are_requests_exceptions() -> None:
+    """apprise's plugins catch requests.RequestException and log it as the send's failure reason."""
+    with pytest.raises(requests.ConnectionError, match="could not connect"):
+        in_new_thread(lambda: requests.post(f"http://127.0.0.1:{free_port()}/hook", data="x", timeout=5))
+    with socket.socket() as silent:  # accepts, reads, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+        with pytest.raises(requests.ReadTimeout):
+            in_new_thread(lambda: requests.post(url, data="x", timeout=(5, 0.2)))
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    made = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    if made is None:
+        pytest.skip("needs the openssl CLI for a self-signed certificate")
+    return made
+
+
+def test_https_checks_the_certificate_as_requests_does(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    tls = Endpoint(tls=context)
+    server = tls.start()
+    try:
+        with pytest.raises(requests.exceptions.SSLError):  # self-signed: not in certifi's bundle
+            in_new_thread(lambda: requests.post(tls.url(), data="x", timeout=5))
+        trusted = in_new_thread(
+            lambda: [requests.post(tls.url(), data="x", timeout=5, verify=str(cert)) for _ in range(2)]
+        )
+        unchecked = in_new_thread(lambda: requests.post(tls.url(), data="x", timeout=5, verify=False))  # noqa: S501
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r.status_code for r in trusted] == [200, 200]
+    assert unchecked.status_code == 200
+    assert (
+        tls.connections == 2
+    )  # one kept for the two trusted sends, one unchecked (the refused one never got a handler)

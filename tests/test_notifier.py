@@ -12,10 +12,8 @@ import json
 import logging
 import math
 import re
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +21,6 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,6 +32,7 @@ import structlog
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from apprise import NotifyBase
+from support import free_port, self_signed_certificate
 
 from receiver.delivery.notifier import (
     TEST_TITLE,
@@ -92,14 +90,6 @@ def request_json(request: Any) -> Any:
     """Decodes the JSON body of a request captured by responses."""
     assert isinstance(request.body, (bytes, str))
     return json.loads(request.body)
-
-
-def free_port() -> int:
-    """Returns a loopback port nothing listens on (aiosmtpd's Controller cannot take port 0)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 # --- a local HTTP endpoint for json:// --------------------------------------------------------------
@@ -186,31 +176,10 @@ def smtp_server() -> Iterator[tuple[int, list[Envelope]]]:
 @pytest.fixture(scope="module")
 def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     """A server TLS context with a self-signed certificate made by the openssl CLI."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
+    made = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    if made is None:
         pytest.skip("STARTTLS needs a self-signed certificate: neither cryptography nor the openssl CLI is installed")
-    directory: Path = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = made
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context

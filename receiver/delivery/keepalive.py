@@ -45,6 +45,8 @@ from urllib.parse import urlsplit
 import requests
 import requests.api
 
+from receiver.delivery import plain_http
+
 __all__ = ["IDLE_SECONDS", "install", "installed"]
 
 IDLE_SECONDS: Final = 30.0
@@ -62,11 +64,29 @@ _local = threading.local()
 
 
 class _Session(requests.Session):
-    """A ``requests.Session`` that works out the environment's settings once per scheme, host and arguments."""
+    """A ``requests.Session`` that works out the environment's settings once per scheme, host and arguments.
+
+    It also holds the thread's ``http.client`` connections for the plain requests ``plain_http`` sends.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._environment: dict[Hashable, dict[str, Any]] = {}
+        self._netrc: dict[str, tuple[str, str] | None] = {}
+        self.plain = plain_http.Connections()
+
+    def close(self) -> None:
+        self.plain.close()
+        super().close()
+
+    def netrc_auth(self, url: str) -> tuple[str, str] | None:
+        """``.netrc``'s credentials for the URL's host, looked up once per host (requests reads the file per call)."""
+        host = urlsplit(url).netloc
+        if host not in self._netrc:
+            if len(self._netrc) >= _ENVIRONMENT_ENTRIES:
+                self._netrc.clear()
+            self._netrc[host] = requests.utils.get_netrc_auth(url)
+        return self._netrc[host]
 
     def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
         parts = urlsplit(url)
@@ -83,9 +103,9 @@ class _Session(requests.Session):
         return {**found, "proxies": dict(found["proxies"])}
 
 
-def _session() -> requests.Session:
+def _session() -> _Session:
     """This thread's session; a new one when the last request was more than IDLE_SECONDS ago."""
-    session: requests.Session | None = getattr(_local, "session", None)
+    session: _Session | None = getattr(_local, "session", None)
     if session is not None and time.monotonic() - _local.used <= IDLE_SECONDS:
         return session
     if session is not None:
@@ -98,6 +118,9 @@ def _request(method: str, url: str | bytes, **kwargs: Any) -> requests.Response:
     """``requests.request`` on this thread's reused session (same arguments, same result)."""
     session = _session()
     try:
+        response = plain_http.send(session, session.plain, method, url, kwargs)
+        if response is not None:
+            return response
         return session.request(method=method, url=url, **kwargs)
     finally:
         session.cookies.clear()
