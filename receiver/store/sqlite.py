@@ -178,6 +178,9 @@ class SQLiteStore(SQLStore):
             # every accept touches a random leaf page, and past 2 MiB each miss was a pread() system
             # call on the webhook path (c=64: 0.40 -> 0.43 of bare; docs/performance.md).
             conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            # Temporary b-trees in memory: with the default (a temp file, opened lazily), setting one up cost
+            # 30-40 µs, and the fair claim builds several per call (250 -> 40 µs; docs/performance.md).
+            conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > len(_schema.SQLITE):
