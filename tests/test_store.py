@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -567,6 +568,25 @@ class TestSQLite:
             blocker.close()
         try:
             assert not (await store.accept(item("locked"))).duplicate
+        finally:
+            await store.close()
+
+    async def test_accept_after_inline_calls_waits_for_another_process_lock(self, tmp_path: Path) -> None:
+        """After calls run on the event loop (which never wait for a lock), an accept still waits for another writer."""
+        store = SQLiteStore(str(tmp_path / "receiver.db"))
+        await store.open()
+        try:
+            await store.accept(item("first"))
+            assert 1 == len(await store.claim_inbox(limit=5, now=2000.0, lease=30))  # inline: no busy wait
+            blocker = sqlite3.connect(tmp_path / "receiver.db", timeout=0, check_same_thread=False)
+            blocker.execute("BEGIN EXCLUSIVE")
+            release = threading.Timer(0.3, blocker.rollback)
+            release.start()
+            try:
+                assert not (await store.accept(item("while-locked"))).duplicate
+            finally:
+                release.join()
+                blocker.close()
         finally:
             await store.close()
 

@@ -98,6 +98,10 @@ class _RunOnThread(Exception):
     """An inline call gave up (a lock held elsewhere, or out of time); nothing of it was kept."""
 
 
+class _WaitForLock(Exception):
+    """A call on the thread met a lock held elsewhere without waiting (an inline call's setting); nothing was kept."""
+
+
 class SQLiteStore(SQLStore):
     """The embedded store: one SQLite file in WAL mode, written from one thread.
 
@@ -123,7 +127,8 @@ class SQLiteStore(SQLStore):
         # Held by whoever uses the connection: the store thread, or the event loop running a call
         # inline, which only tries it: a store thread at work sends the call to its queue instead.
         self._using = threading.Lock()
-        self._inline_settings = False  # the connection's busy timeout and checkpointing are the inline ones
+        self._checkpointing = True  # the connection checkpoints the WAL at commit (the thread's setting)
+        self._busy_wait = True  # the connection waits for another process's lock (the thread's setting)
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -178,6 +183,9 @@ class SQLiteStore(SQLStore):
             # every accept touches a random leaf page, and past 2 MiB each miss was a pread() system
             # call on the webhook path (c=64: 0.40 -> 0.43 of bare; docs/performance.md).
             conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+            # Temporary b-trees in memory: with the default (a temp file, opened lazily), setting one up cost
+            # 30-40 µs, and the fair claim builds several per call (250 -> 40 µs; docs/performance.md).
+            conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > len(_schema.SQLITE):
@@ -272,7 +280,16 @@ class SQLiteStore(SQLStore):
     def _call(self, plan: Callable[..., Plan[_T]], args: tuple[Any, ...], write: bool, relaxed: bool) -> _T:
         """Run a call on the store thread."""
         with self._using:
-            return self._call_locked(plan, args, write, relaxed, inline=False)
+            try:
+                return self._call_locked(plan, args, write, relaxed, inline=False)
+            except _WaitForLock:
+                # The busy timeout is set back for the thread only when a lock was met: flipping it on
+                # every hand-off between the loop and the thread cost ~30 µs of CPU per event.
+                if self._conn is None:
+                    raise StoreError("store is not open") from None
+                self._conn.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
+                self._busy_wait = True
+                return self._call_locked(plan, args, write, relaxed, inline=False)
 
     def _call_locked(
         self, plan: Callable[..., Plan[_T]], args: tuple[Any, ...], write: bool, relaxed: bool, *, inline: bool
@@ -290,8 +307,11 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.rollback()
-            if inline and getattr(exc, "sqlite_errorcode", 0) & 0xFF in _ON_THREAD:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if inline and code in _ON_THREAD:
                 raise _RunOnThread from exc
+            if not inline and not self._busy_wait and code in _ON_THREAD:
+                raise _WaitForLock from exc
             # DataError ("string or blob too big") and IntegrityError (a constraint) refuse the data
             # itself; every other error (locked, I/O, disk full) may pass on a later try.
             refused = isinstance(exc, sqlite3.DataError | sqlite3.IntegrityError)
@@ -309,13 +329,18 @@ class SQLiteStore(SQLStore):
         return result
 
     def _settle(self, conn: sqlite3.Connection, *, write: bool, relaxed: bool, inline: bool) -> None:
-        """Set the connection up for the call; each PRAGMA only when its value changes (~5 µs each)."""
-        if self._inline_settings != inline:
-            # Inline: fail at once on another process's lock, and leave the WAL's checkpoint (pages
-            # written and fsynced) to the thread's next commit.
-            conn.execute(f"PRAGMA busy_timeout={0 if inline else int(_BUSY_SECONDS * 1000)}")
+        """Set the connection up for the call; each PRAGMA only when its value changes (~5-15 µs each).
+
+        Inline: fail at once on another process's lock, and leave the WAL's checkpoint (pages written
+        and fsynced) to the thread's next commit. The thread checkpoints again at once, but waits for a
+        lock again only once it met one (``_call``).
+        """
+        if inline and self._busy_wait:
+            conn.execute("PRAGMA busy_timeout=0")
+            self._busy_wait = False
+        if self._checkpointing == inline:
             conn.execute(f"PRAGMA wal_autocheckpoint={0 if inline else _AUTOCHECKPOINT_PAGES}")
-            self._inline_settings = inline
+            self._checkpointing = not inline
         # A write that is not relaxed runs with FULL: it must reach the disk.
         mode = "NORMAL" if relaxed else "FULL"
         if write and self._synchronous != mode:
