@@ -2,7 +2,7 @@
 
 orjson refuses a ``str`` with a lone surrogate (event text can carry one) and an ``int`` past 64
 bits; json writes both (surrogates escaped). Either way the text is compact and parses to the same
-value. orjson is used because these run once per webhook or event (docs/performance.md, "JSON").
+value. orjson is used because these run once per webhook or event (docs/performance.md, "Fast paths").
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def now_iso_utc() -> str:
     """Now in ISO 8601, UTC, to the microsecond (``2026-12-03T12:33:33.004512Z``).
 
     The text up to the second is formatted once per second: this stamps every summary log line
-    (docs/performance.md, "Logging").
+    (docs/performance.md, "Fast paths").
     """
     global _second
     now = time.time()

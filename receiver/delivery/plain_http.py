@@ -4,7 +4,7 @@ apprise's webhook plugins (json://, Slack, Teams, Discord, ...) build each reque
 method, a URL, headers, a str/bytes or JSON body, maybe basic auth and query parameters. requests
 spends ~0.3 ms of CPU per call around that (preparing, merging settings, hooks, two cookie jars,
 a redirect generator, urllib3's pool and retry objects), about as much as the rest of receiver's
-work for an event (docs/performance.md, "The send"). ``send()`` prepares the request with
+work for an event (docs/performance.md, "Fast paths"). ``send()`` prepares the request with
 requests' own ``PreparedRequest`` steps (URL quoting and IDNA, parameters, body encoding,
 Content-Length, basic auth), writes it on this thread's open connection with ``http.client``,
 and returns the ``requests.Response`` the plugin reads (status, reason, headers, content).

@@ -301,7 +301,7 @@ class InboxWorker:
     async def _lead(self) -> bool:
         now = self._clock()
         # Renewed once half its time is gone, not every pass: at a steady rate a pass is one event,
-        # and the renewal was a write per event (docs/performance.md, "Fewer store calls").
+        # and the renewal was a write per event (docs/performance.md, "Eleventh session").
         if self._leader and self._renewed_at <= now < self._renewed_at + self._lease / 2:
             return True
         leader = await self._store.acquire_lease("inbox", self.owner, now=now, ttl=self._lease)
