@@ -90,12 +90,26 @@ def _defaults(lines: _Lines, config: pytest.Config) -> None:
     _uncache_module_loggers()
 
 
+# (len(sys.modules) when listed, the receiver modules with a module-level structlog logger)
+_logging_modules: tuple[int, list[Any]] = (0, [])
+
+
 def _uncache_module_loggers() -> None:
     # A CLI command run in-process configures cache_logger_on_first_use: the module-level loggers it
     # touched keep writing to the real stdout, past any later configuration. Give them fresh proxies.
-    for name, module in list(sys.modules.items()):
-        if name.startswith("receiver") and isinstance(getattr(module, "log", None), _LAZY_PROXY):
-            module.log = structlog.get_logger()
+    global _logging_modules
+    # Twice per test: the modules are listed again only when one was imported since.
+    if _logging_modules[0] != len(sys.modules):
+        _logging_modules = (
+            len(sys.modules),
+            [
+                module
+                for name, module in list(sys.modules.items())
+                if name.startswith("receiver") and isinstance(getattr(module, "log", None), _LAZY_PROXY)
+            ],
+        )
+    for module in _logging_modules[1]:
+        module.log = structlog.get_logger()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
