@@ -8,8 +8,9 @@ Two guards keep the suite's claims true:
   structlog's default logger writes to the ``sys.stdout`` of import time, pytest's global capture,
   which a thread of the app (the TestClient's loop) wrote to the terminal between two test phases.
 
-``pytest -m "not slow"`` (the unit tests) runs on one pytest-xdist worker per CPU unless ``-n`` is
-given (``-n 0``: in this process); the whole suite, with its real processes, runs in one process.
+``pytest -m "not slow"`` (the unit tests) runs on pytest-xdist workers, two per CPU up to 4 more than
+the CPUs, unless ``-n`` is given (``-n 0``: in this process); the whole suite, with its real
+processes, runs in one process.
 """
 
 from __future__ import annotations
@@ -45,7 +46,19 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         and getattr(config.option, "numprocesses", 0) is None
         and not hasattr(config, "workerinput")
     ):
-        config.option.numprocesses = "auto"
+        config.option.numprocesses = _workers()
+
+
+def _workers() -> int | str:
+    """More workers than CPUs (up to 4 more), since a worker mostly waits.
+
+    On 2 CPUs: 2 workers took 78 s, 3 took 60 s, 4 took 54 s, 6 took 67 s (each worker imports
+    and collects the suite again). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still sets the number.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return "auto"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpus + min(cpus, 4)
 
 
 class _Lines:
