@@ -30,6 +30,11 @@ import structlog
 from structlog._config import BoundLoggerLazyProxy as _LAZY_PROXY
 from support import ENABLE_POSTGRES, with_params
 
+# Compiled test modules (their asserts rewritten) and receiver modules are cached in __pycache__ even
+# where PYTHONDONTWRITEBYTECODE is set: without the cache, each xdist worker compiled ~350 modules
+# again on every run (collection 6 s instead of 2.6 s per worker).
+sys.dont_write_bytecode = False
+
 SYSTEM = Path(__file__).parent / "system"
 
 # Tools a unit test may run, not a process under test: openssl makes a TLS certificate for a
