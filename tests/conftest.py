@@ -57,7 +57,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 def _workers() -> int | str:
     """More workers than CPUs (up to 4 more), since a worker mostly waits.
 
-    On 2 CPUs: 2 workers took 78 s, 3 took 60 s, 4 took 54 s, 6 took 67 s (each worker imports
+    On 2 CPUs: 2 workers took 63 s, 3 took 51 s, 4 took 42 s, 5 took 46 s (each worker imports
     and collects the suite again). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still sets the number.
     """
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
