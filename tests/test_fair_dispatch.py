@@ -56,16 +56,20 @@ def channel_rules(tmp_path: Path) -> RuleSet:
 
 
 async def queue(store: Store, rule: str, titles: list[str], *, at: float) -> None:
-    """One event and one delivery on channel ``ops`` per title, committed 500 at a time."""
-    batch: list[Processed] = []
-    for title in titles:
-        accepted = await store.accept(InboxItem("uipath", f"{rule}-{title}", "robot.log", b"{}", at))
-        delivery = NewDelivery(rule, "ops", title, "b", "failure", "text")
-        batch.append(Processed(accepted.inbox_id, "processed", "{}", [delivery]))
-        if len(batch) == 500:
-            await store.finish_inbox(batch, now=at)
-            batch = []
-    if batch:
+    """One event and one delivery on channel ``ops`` per title, committed 500 at a time.
+
+    The 500 accepts are submitted together, so the store's group commit writes them in one
+    transaction (one at a time, the 5,000 rows took seconds of commits on PostgreSQL).
+    """
+    for start in range(0, len(titles), 500):
+        chunk = titles[start : start + 500]
+        accepted = await asyncio.gather(
+            *(store.accept(InboxItem("uipath", f"{rule}-{title}", "robot.log", b"{}", at)) for title in chunk)
+        )
+        batch = [
+            Processed(item.inbox_id, "processed", "{}", [NewDelivery(rule, "ops", title, "b", "failure", "text")])
+            for item, title in zip(accepted, chunk, strict=True)
+        ]
         await store.finish_inbox(batch, now=at)
 
 

@@ -393,7 +393,7 @@ class TestInTheBackground:
     ) -> None:
         """orchestrator.recovery: two apps on one database recover each job end once, and new ones at the next run."""
         text = rules.read_text().replace(
-            '      scopes: "', '      recovery: {every: 1s, lookback: 2h}\n      scopes: "'
+            '      scopes: "', '      recovery: {every: 250ms, lookback: 2h}\n      scopes: "'
         )
         rules.write_text(text)
         settings = _settings(rules, database)

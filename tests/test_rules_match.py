@@ -41,11 +41,14 @@ ALL_EVENTS = sorted(
 )
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: a tenth of the pure-Python time per rules file
+
+
 def _ruleset(rules: list[dict[str, Any]], channels: tuple[str, ...] = ("ops", "dev")) -> RuleSet:
     document = {"channels": dict.fromkeys(channels, "log://"), "rules": rules}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rules.yaml"
-        path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        path.write_text(yaml.dump(document, Dumper=_DUMPER, sort_keys=False), encoding="utf-8")
         return load_rules(path, environ={})
 
 
