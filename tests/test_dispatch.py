@@ -297,3 +297,38 @@ async def test_waking_a_running_channel_leaves_the_supervisor_to_its_poll(tmp_pa
             await asyncio.gather(task, return_exceptions=True)
     finally:
         await store.close()
+
+
+async def test_one_claim_per_wake_at_a_steady_rate(tmp_path: Path) -> None:
+    """Deliveries arriving one at a time cost one claim each: a send that ends makes nothing due, no claim follows."""
+    claims: list[int] = []  # rows each claim returned
+
+    class Counted(SQLiteStore):
+        async def claim_deliveries(self, channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
+            rows = await super().claim_deliveries(channel, limit=limit, now=now, lease=lease)
+            claims.append(len(rows))
+            return rows
+
+    notifier = SlowNotifier(0.0)
+    store = Counted(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        ruleset = rules(tmp_path, concurrency=2)
+        # A poll far longer than the test: every claim here is one a wake-up or a full claim asked for.
+        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=30, poll=600)
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            for n in range(5):
+                await outbox(store, 1, first=n)
+                dispatcher.wake(["ops"])
+                deadline = time.monotonic() + 20
+                while not await _all_sent(store, n + 1):
+                    assert time.monotonic() < deadline, f"delivery {n} was not sent"
+                    await asyncio.sleep(0.01)
+        finally:
+            await cancelled(task)
+    finally:
+        await store.close()
+    assert len({e for e in notifier.events if e.startswith("send")}) == 5
+    # The loop's first look (nothing due yet), then one claim of one row per wake-up.
+    assert claims == [0, 1, 1, 1, 1, 1]

@@ -172,3 +172,34 @@ async def test_a_slow_event_moves_off_the_loop(
         assert longest < 0.15, f"the loop was held {longest:.3f} s"
     finally:
         await store.close()
+
+
+async def test_the_lease_is_renewed_before_it_lapses_not_on_every_pass(tmp_path: Path) -> None:
+    """A running worker keeps the inbox lease (no other replica takes over) with one renewal per half lease."""
+    store = SQLiteStore(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        now = [1000.0]
+        worker = InboxWorker(store, lambda: no_rules(tmp_path), clock=lambda: now[0], lease=10, poll=0.05)
+        renewals: list[float] = []
+        acquire = store.acquire_lease
+
+        async def counted(name: str, owner: str, *, now: float, ttl: float) -> bool:
+            renewals.append(now)
+            return await acquire(name, owner, now=now, ttl=ttl)
+
+        store.acquire_lease = counted  # type: ignore[method-assign]
+        for at in (1000.0, 1001.0, 1004.9, 1005.0, 1008.0, 1012.0, 1014.9):
+            now[0] = at
+            assert await worker._lead()
+        # Taken at 1000, renewed at 1005 and 1012 (half of the 10 s lease gone each time), not per pass.
+        assert renewals == [1000.0, 1005.0, 1012.0]
+        # Held until 1022 (1012 + 10): another replica gets it only then.
+        assert not await acquire("inbox", "other", now=1021.9, ttl=10)
+        assert await acquire("inbox", "other", now=1022.0, ttl=10)
+        # A clock that jumps back renews at once rather than trusting an expiry it cannot place.
+        now[0] = 900.0
+        assert not await worker._lead()
+        assert renewals[-1] == 900.0
+    finally:
+        await store.close()

@@ -28,6 +28,10 @@ One session per thread because ``requests.Session`` is not safe to share between
 apprise sends from its own small pool of threads, so there are a handful of sessions, each
 holding at most one idle connection per host it sent to recently (urllib3's pools, bounded).
 
+Plain requests (a body, headers, maybe basic auth: what apprise's webhook plugins send) do not
+go through the session's requests machinery at all: ``plain_http`` writes them on the session's
+own ``http.client`` connections, with the same settings; everything else goes through the session.
+
 Why a patch and not an apprise option: apprise has none. The patch replaces the one function
 all of ``requests.get/post/put/...`` go through (``requests.api.request``, and the
 ``requests.request`` alias), so every plugin that uses them is covered, and plugins that keep

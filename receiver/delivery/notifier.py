@@ -44,7 +44,8 @@ How a send runs, and why:
   implements them.
 * HTTP connections are reused once ``receiver.delivery.keepalive.install()`` ran (the application
   factory and ``receiver send-test`` call it): each of apprise's sending threads gets one
-  ``requests.Session`` (cookies cleared after every call, connections idle 30 s closed).
+  ``requests.Session`` (cookies cleared after every call, connections idle 30 s closed), and a
+  plain webhook request is written on that thread's ``http.client`` connection (``plain_http``).
 * ``body_format`` is always explicit: apprise's default (``None``) skips escaping and lets
   ``<!channel>`` through to Slack.
 
