@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ import pytest
 import structlog
 from structlog._config import BoundLoggerLazyProxy as _LAZY_PROXY
 from support import ENABLE_POSTGRES, with_params
+
+from receiver.store import Store, open_store
 
 # Compiled test modules (their asserts rewritten) and receiver modules are cached in __pycache__ even
 # where PYTHONDONTWRITEBYTECODE is set: without the cache, each xdist worker compiled ~350 modules
@@ -225,3 +227,22 @@ def pg_schema(database_url: str) -> Iterator[str]:
 def pg_url(database_url: str, pg_schema: str) -> str:
     """The test database URL pointed at this test's own schema."""
     return with_params(database_url, schema=pg_schema)
+
+
+@pytest.fixture(
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that asks runs on SQLite, and on PostgreSQL (its own schema) when RECEIVER_TEST_DATABASE_URL is set."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'receiver.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """An open store at ``store_url``, closed afterwards."""
+    instance = open_store(store_url)
+    await instance.open()
+    yield instance
+    await instance.close()

@@ -10,11 +10,6 @@ import pytest
 from receiver.pipeline.activity import EdgeActivity
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.anyio
 async def test_an_idle_edge_does_not_delay_anything() -> None:
     edge = EdgeActivity(quiet=5.0)

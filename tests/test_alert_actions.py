@@ -64,15 +64,6 @@ class Clock:
         return time.time() + self.offset
 
 
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'r.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
 class Server:
     """The app on one database; ``restart`` builds it again (what a process restart sees)."""
 

@@ -19,11 +19,6 @@ from receiver.store import DeliveryRow, InboxItem, NewDelivery, Processed, SQLit
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class SlowNotifier:
     """Each send takes ``seconds``; records the order of sends and the most at once."""
 

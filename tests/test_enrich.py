@@ -64,11 +64,6 @@ rules:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def orch() -> Iterator[FakeOrchestrator]:
     fake = FakeOrchestrator(org="acme", tenant="DefaultTenant")
     fake.add_client(CLIENT_ID, CLIENT_SECRET, SCOPES)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,28 +12,12 @@ from receiver.delivery.notifier import SendResult
 from receiver.pipeline.dispatch import Dispatcher
 from receiver.render import Notification
 from receiver.rules import RuleSet, load_rules
-from receiver.store import InboxItem, NewDelivery, Processed, Store, open_store
+from receiver.store import InboxItem, NewDelivery, Processed, Store
 
 pytestmark = pytest.mark.anyio
 
 CONCURRENCY = 4
 FLOOD = 5000
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
-)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = f"sqlite:///{tmp_path / 'r.db'}" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
-    instance = open_store(url)
-    await instance.open()
-    yield instance
-    await instance.close()
 
 
 class Sink:

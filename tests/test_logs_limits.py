@@ -182,11 +182,6 @@ def _scope(path: str, headers: dict[str, str], length: int) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class TestBurstGate:
     """The edge-activity gate (workers give way to a burst) counts only authenticated requests."""
 

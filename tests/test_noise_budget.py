@@ -21,20 +21,6 @@ from receiver.store import Store, open_store
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'receiver.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
 def store_of(h: Harness) -> Store:
     assert h.store is not None
     return h.store

@@ -18,21 +18,6 @@ from receiver.store import NewSilence, Store
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every scenario runs on SQLite, and on PostgreSQL when RECEIVER_TEST_DATABASE_URL is set."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'receiver.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
 async def harness(tmp_path: Path, rules: str, url: str) -> Harness:
     return await Harness(tmp_path, rules, url).open()
 

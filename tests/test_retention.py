@@ -13,7 +13,7 @@ import functools
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,23 +52,6 @@ rules:
     match: {type: job.faulted}
     notify: [ops]
 """
-
-
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'receiver.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    instance = open_store(store_url)
-    await instance.open()
-    yield instance
-    await instance.close()
 
 
 def delivery(channel: str = "ops") -> NewDelivery:

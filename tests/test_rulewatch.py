@@ -22,11 +22,6 @@ POLL = 0.02  # short: the tests count polls, and each settling wait is SETTLE po
 SETTLE = 10  # polls of the watcher that must pass without a reload
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Reloads(list[str]):
     """The reasons of the reloads the watcher asked for, and how often it has looked at the file."""
 

@@ -50,14 +50,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    instance = open_store(store_url)
-    await instance.open()
-    yield instance
-    await instance.close()
-
-
 def item(event_id: str, *, source: str = "uipath", type_: str = "job.faulted", at: float = 1000.0) -> InboxItem:
     return InboxItem(source=source, event_id=event_id, type=type_, body=b'{"Type":"job.faulted"}', received_at=at)
 

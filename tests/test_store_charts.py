@@ -7,9 +7,7 @@ The same ``store`` fixture as tests/test_store_queries.py: SQLite in ``tmp_path`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -24,30 +22,12 @@ from receiver.store import (
     Processed,
     ResultCount,
     Store,
-    open_store,
 )
 
 pytestmark = pytest.mark.anyio
 
 HOUR = 3600.0
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC, the first slot's start
-
-
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'receiver.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    instance = open_store(store_url)
-    await instance.open()
-    yield instance
-    await instance.close()
 
 
 @dataclass(frozen=True)

@@ -7,31 +7,11 @@ The same ``store`` fixture as tests/test_store.py: SQLite in ``tmp_path``, and P
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from receiver.store import EventQuery, InboxItem, NewDelivery, Processed, Store, open_store
+from receiver.store import EventQuery, InboxItem, NewDelivery, Processed, Store
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(
-    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'receiver.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    instance = open_store(store_url)
-    await instance.open()
-    yield instance
-    await instance.close()
 
 
 def delivery(channel: str, rule: str = "r1") -> NewDelivery:

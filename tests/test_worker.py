@@ -18,11 +18,6 @@ from receiver.store import EventRow, InboxItem, NoiseWrite, Processed, SQLiteSto
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class StuckCommit(SQLiteStore):
     """A store whose commit of processed events never returns (the process is stopped meanwhile)."""
 
