@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -35,7 +36,8 @@ class Endpoint:
     bodies: list[bytes] = field(default_factory=list)
     redirect: dict[str, tuple[int, str]] = field(default_factory=dict)  # path -> (status, Location)
     drop_after_each: bool = False  # close the connection after answering, without saying so
-    finished: int = 0  # connections the server is done with
+    finished: int = 0  # connections the server has closed
+    answer_body: bytes = b"ok"
     tls: ssl.SSLContext | None = None
     port: int = 0
 
@@ -52,7 +54,6 @@ class Endpoint:
             def finish(self) -> None:
                 super().finish()
                 endpoint.closed_by_client += not self.close_connection_by_us
-                endpoint.finished += 1
 
             close_connection_by_us = False
 
@@ -69,9 +70,10 @@ class Endpoint:
                 if endpoint.close_after_each:
                     self.send_header("Connection", "close")
                     self.close_connection_by_us = True
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(endpoint.answer_body)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                with contextlib.suppress(OSError):  # a client that stops reading a long answer closes on us
+                    self.wfile.write(endpoint.answer_body)
                 if endpoint.drop_after_each:
                     self.close_connection = True
                     self.close_connection_by_us = True
@@ -82,7 +84,12 @@ class Endpoint:
             def log_message(self, *args: object) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)
+                endpoint.finished += 1  # counted once the socket is closed: its FIN is on the way
+
+        server = Server(("127.0.0.1", 0), Handler)
         if self.tls is not None:
             server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         server.daemon_threads = True
@@ -342,3 +349,14 @@ def test_https_checks_the_certificate_as_requests_does(certificate: tuple[Path, 
     assert (
         tls.connections == 2
     )  # one kept for the two trusted sends, one unchecked (the refused one never got a handler)
+
+
+def test_a_long_answer_is_kept_only_to_its_bound_and_its_connection_not_reused(endpoint: Endpoint) -> None:
+    endpoint.answer_body = b"x" * (plain_http.ANSWER_BYTES + 100_000)
+
+    def two() -> list[requests.Response]:
+        return [requests.post(endpoint.url(), data=b"{}", timeout=5) for _ in range(2)]
+
+    answers = in_new_thread(two)
+    assert [(r.status_code, len(r.content)) for r in answers] == [(200, plain_http.ANSWER_BYTES)] * 2
+    assert endpoint.connections == 2  # the unread rest was not left on a connection to reuse

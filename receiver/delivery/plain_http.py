@@ -42,12 +42,16 @@ from requests.utils import get_encoding_from_headers, select_proxy
 from urllib3 import HTTPHeaderDict
 from urllib3.util.wait import wait_for_read
 
-__all__ = ["Connections", "send"]
+__all__ = ["ANSWER_BYTES", "Connections", "send"]
 
 _PLAIN_ARGUMENTS: Final = frozenset(
     {"params", "data", "json", "headers", "auth", "verify", "timeout", "allow_redirects"}
 )
 """The keyword arguments of ``requests.request`` this path implements; any other sends through requests."""
+
+ANSWER_BYTES: Final = 1 << 20
+"""The most of an answer's body kept (the plugins read a status, an id or an error from it); past it the
+connection is closed instead of read to its end."""
 
 _URLLIB3_AGENT: Final = f"python-urllib3/{importlib.metadata.version('urllib3')}"
 
@@ -231,16 +235,17 @@ def _exchange(
         assert body is None or isinstance(body, bytes)  # noqa: S101 - send() let only these through
         conn.request(prepared.method or "GET", prepared.path_url, body=body, headers=dict(prepared.headers))
         answer = conn.getresponse()
-        content = answer.read()
+        content = answer.read(ANSWER_BYTES + 1)  # an endpoint's answer is not ours to hold whole
     except BaseException as exc:
         conn.close()  # half a request or answer on it: never reused
         if isinstance(exc, Exception):
             raise _exchange_error(exc, prepared) from exc
         raise
-    if answer.will_close:
+    if answer.will_close or not answer.isclosed():  # closing, or the rest of a long answer still on it
         conn.close()
     else:
         connections.give_back(key, conn)
+    content = content[:ANSWER_BYTES]
     response = requests.Response()
     response.status_code = answer.status
     response.reason = answer.reason
