@@ -130,6 +130,7 @@ def create_app(
         # The one path of wake-ups: the store's bus hears this process's commits and, on PostgreSQL,
         # every replica's and the CLI's.
         await store.listen(_wake_workers(worker, dispatcher))
+        store.hand_claimed_to(worker.adopt)  # the events the edge stores claimed for it (adoption_lease)
         rt.tasks = [
             asyncio.create_task(worker.run(), name="inbox-worker"),
             asyncio.create_task(dispatcher.run(), name="dispatcher"),

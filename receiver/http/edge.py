@@ -275,8 +275,15 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes, *, key_job_
             "stale_event",
             f"Timestamp is older than {rt.settings.max_event_age_seconds:.0f} s: refused as a possible replay",
         )
+    lease_until = rt.worker.adoption_lease(now)
     item = InboxItem(
-        source=source_name, event_id=inbox_key, type=event_type, body=body, received_at=now, event_time=event_time
+        source=source_name,
+        event_id=inbox_key,
+        type=event_type,
+        body=body,
+        received_at=now,
+        event_time=event_time,
+        lease_until=lease_until,
     )
     try:
         accepted = await rt.store.accept(item)

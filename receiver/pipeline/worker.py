@@ -228,9 +228,32 @@ class InboxWorker:
         self._renewed_at = 0.0  # the clock when the lease was last renewed
         self._claimed: list[int] = []  # ids of the claimed batch not yet committed as processed
         self._watched: RuleSet | None = None  # the rule set whose quiet-source watches were looked at
+        self._adopted: list[EventRow] = []  # events the edge stored claimed for this worker (adopt())
+        self._claim_due = True  # a claim may find events: a wake-up, a poll, a full batch
+        self._backlog = False  # events wait unclaimed in the store: the edge hands none over until a claim drains them
 
     def wake(self) -> None:
         """Tell the worker there is new work (the store's ``listen`` bus calls this after a commit)."""
+        self._claim_due = True
+        self._wakeup.set()
+
+    def adoption_lease(self, now: float) -> float | None:
+        """The lease an arriving event may be stored with, claimed for this worker; None: store it unclaimed.
+
+        Claimed by the commit that stores it and handed over with ``adopt``, an event costs no claim (a
+        write transaction per event at a steady rate). Only while this worker leads the inbox and nothing
+        waits unclaimed, so the events are still processed in order of arrival.
+        """
+        if not self._leader or self._backlog:
+            return None
+        if len(self._adopted) >= self._batch:
+            self._backlog = True  # the rest of this burst goes through the store, in order
+            return None
+        return now + self._lease
+
+    def adopt(self, row: EventRow) -> None:
+        """Take an event the edge stored claimed with ``adoption_lease``'s lease: processed without a claim."""
+        self._adopted.append(row)
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -246,20 +269,27 @@ class InboxWorker:
                 # processed sets it again, and the wait below returns at once instead of a poll later.
                 self._wakeup.clear()
                 try:
-                    done = await self.run_once() if await self._lead() else 0
+                    if await self._lead():
+                        done = await self.run_once()
+                    else:
+                        done = 0
+                        await self._give_back_adopted()
                 except StoreError as exc:
                     log.error("inbox_store_failed", error=str(exc))
                     done = 0
-                if done >= self._batch:
+                if done >= self._batch or self._adopted:
+                    self._claim_due = self._claim_due or done >= self._batch
                     continue  # a whole batch: more may be waiting
                 # Less than a batch: whatever arrives next wakes us. Claiming again at once found
                 # nothing and cost a lease renewal, a claim and a timer query, about a third of a
                 # pass's store round trips at a steady rate.
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
                 # arrives as the event is set, and the app's shutdown would wait for this loop forever.
-                with contextlib.suppress(TimeoutError):
+                try:
                     async with asyncio.timeout(self._poll):
                         await self._wakeup.wait()
+                except TimeoutError:
+                    self._claim_due = True  # other processes' events, leases run out: nothing wakes for those
         finally:
             await self._step_down()
             if self._thread is not None:
@@ -274,7 +304,8 @@ class InboxWorker:
         their own leases, to be processed out of order. Best effort: a store that cannot be
         written now leaves them to lapse, as after a crash.
         """
-        unfinished, self._claimed = self._claimed, []
+        unfinished, self._claimed = self._claimed + [row.id for row in self._adopted], []
+        self._adopted = []
         if not self._leader:
             return
         try:
@@ -286,6 +317,14 @@ class InboxWorker:
             return
         self._leader = False
         log.info("inbox_leadership_released", owner=self.owner)
+
+    async def _give_back_adopted(self) -> None:
+        """Release the events handed over after this worker lost the inbox lease: the new leader claims them."""
+        adopted, self._adopted = self._adopted, []
+        if adopted:
+            with contextlib.suppress(StoreError, TimeoutError):
+                async with asyncio.timeout(_STEP_DOWN_SECONDS):
+                    await self._store.release_claims(inbox_ids=[row.id for row in adopted])
 
     async def _give_back(self) -> None:
         """Release the claims of a batch whose store call failed: a failure seen is no crash, so they do not count.
@@ -331,10 +370,24 @@ class InboxWorker:
         self._deadline = time.monotonic() + self._max_defer
         await self._yield_to_edge()
         now = self._clock()
-        claimed = await self._store.claim_inbox(limit=self._batch, now=now, lease=self._lease)
-        rows = await self._isolate_suspects(claimed)
-        if rows is None:
+        adopted, self._adopted = self._adopted[: self._batch], self._adopted[self._batch :]
+        self._claimed = [row.id for row in adopted]  # given back if the claim fails
+        room = self._batch - len(adopted)
+        claimed: list[EventRow] = []
+        if room and (self._claim_due or not adopted):
+            self._claim_due = False
+            claimed = await self._store.claim_inbox(limit=room, now=now, lease=self._lease)
+            if len(claimed) < room:
+                self._backlog = False
+            else:
+                self._claim_due = True
+        suspects = await self._isolate_suspects(claimed)
+        if suspects is None or (suspects and suspects[0].claims > 1):
+            self._adopted[:0] = adopted  # processed after the suspect, in a pass of their own
+            adopted = []
+        if suspects is None:
             return 1
+        rows = sorted([*adopted, *suspects], key=lambda row: row.id) if adopted and suspects else adopted or suspects
         self._claimed = [row.id for row in rows]
         ruleset = self._rules()  # once per batch: a reload never splits the rules an event sees
         if ruleset is not self._watched:

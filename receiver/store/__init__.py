@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from receiver.errors import ConfigError
+from receiver.store._text import storable
 
 __all__ = [
     "ALERT_STATES",
@@ -90,6 +91,7 @@ __all__ = [
     "SilenceStore",
     "Store",
     "StoreStats",
+    "adopted_row",
     "open_store",
 ]
 
@@ -107,6 +109,8 @@ class InboxItem:
     body: bytes
     received_at: float
     event_time: float | None = None
+    lease_until: float | None = None
+    """Set: the row is stored claimed by the worker the edge hands it to (``InboxWorker.adopt``), until then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,23 @@ class EventRow:
     robot: str | None = None
     claims: int = 0
     """How often a worker claimed the event; more than one: a claim before this one ended unfinished."""
+
+
+def adopted_row(item: InboxItem, inbox_id: int) -> EventRow:
+    """The row ``accept`` stored for ``item`` claimed (``lease_until`` set), as a claim would have read it."""
+    return EventRow(
+        id=inbox_id,
+        source=storable(item.source),
+        event_id=storable(item.event_id),
+        type=storable(item.type),
+        body=item.body,
+        received_at=item.received_at,
+        event_time=item.event_time,
+        state="new",
+        processed_at=None,
+        outcome=None,
+        claims=1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,6 +637,9 @@ class InboxStore(LeaseStore, Protocol):
 
     async def accept(self, item: InboxItem) -> Accepted:
         """Commit ``item`` to the inbox, or find the row with its (source, event_id)."""
+
+    def hand_claimed_to(self, adopt: Callable[[EventRow], None]) -> None:
+        """Give each event accepted claimed (``InboxItem.lease_until``) to ``adopt``, on the loop, once committed."""
 
     async def claim_inbox(self, *, limit: int, now: float, lease: float) -> list[EventRow]:
         """Lease up to ``limit`` unprocessed events in order of arrival."""

@@ -37,6 +37,7 @@ from receiver.store import (
     QueueStats,
     ResultCount,
     SilenceRow,
+    adopted_row,
 )
 from receiver.store import _alerts as alerts
 from receiver.store import _charts as charts
@@ -68,7 +69,9 @@ class SQLStore:
             error=self._unexpected,
             flushers=self._FLUSHERS,
             size=lambda item: len(item.body),
+            committed=self._committed,
         )
+        self._adopt: Callable[[EventRow], None] | None = None
         self._sent: GroupCommit[tuple[int, float, float], None] = GroupCommit(
             lambda take: self._write_batch(plans.mark_sent, take, relaxed=True),
             error=self._unexpected,
@@ -104,6 +107,15 @@ class SQLStore:
     async def accept(self, item: InboxItem) -> Accepted:
         """Commit ``item``; requests that arrive while a commit runs share the next one."""
         return await self._accepts.submit(item)
+
+    def hand_claimed_to(self, adopt: Callable[[EventRow], None]) -> None:
+        """Give each event accepted claimed (``InboxItem.lease_until``) to ``adopt`` once it is committed."""
+        self._adopt = adopt
+
+    def _committed(self, item: InboxItem, accepted: Accepted) -> None:
+        # Here and not in the request: a request cancelled while its commit ran would leave the event to its lease.
+        if item.lease_until is not None and not accepted.duplicate and self._adopt is not None:
+            self._adopt(adopted_row(item, accepted.inbox_id))
 
     async def acquire_lease(self, name: str, owner: str, *, now: float, ttl: float) -> bool:
         """Take or renew the named lease for ``owner``; False while another owner's lease runs."""

@@ -38,6 +38,8 @@ class GroupCommit(Generic[_I, _R]):
         max_items: the most items in one batch.
         max_bytes: the most bytes (``size``) in one batch; a bigger item goes alone.
         size: an item's size in bytes.
+        committed: called on the loop with each item and its result once its batch committed, also
+            when the caller that submitted it was cancelled meanwhile.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class GroupCommit(Generic[_I, _R]):
         max_items: int = 500,
         max_bytes: int = 16 * 1024 * 1024,
         size: Callable[[_I], int] | None = None,
+        committed: Callable[[_I, _R], None] | None = None,
     ) -> None:
         self._write = write
         self._error = error
@@ -56,6 +59,7 @@ class GroupCommit(Generic[_I, _R]):
         self._max_items = max_items
         self._max_bytes = max_bytes
         self._size = size
+        self._committed = committed
         self._lock = threading.Lock()  # the store thread takes batches too
         self._pending: list[tuple[_I, asyncio.Future[_R]]] = []
         self._running = 0
@@ -133,9 +137,13 @@ class GroupCommit(Generic[_I, _R]):
         elif (exc := write.exception()) is not None:
             _fail_all(futures, exc if isinstance(exc, StoreError) else self._error(exc))
         else:
-            for future, result in zip(futures, write.result(), strict=True):
+            results = write.result()
+            for future, result in zip(futures, results, strict=True):
                 if not future.done():  # its request may have been cancelled meanwhile
                     future.set_result(result)
+            if self._committed is not None:
+                for (item, _), result in zip(entries, results, strict=True):
+                    self._committed(item, result)
         with self._lock:
             self._running -= 1
             start = self._reserve()

@@ -104,9 +104,9 @@ _ID = "bigint"
 # -- inbox --------------------------------------------------------------------------------
 
 _INSERT_INBOX = sql(
-    "INSERT INTO inbox (source, event_id, type, body, received_at, event_time) {values} "
+    "INSERT INTO inbox (source, event_id, type, body, received_at, event_time, lease_until, claims) {values} "
     "ON CONFLICT (source, event_id) DO NOTHING",
-    values="@source, @event_id, @type, @body, @received_at, @event_time",
+    values="@source, @event_id, @type, @body, @received_at, @event_time, @lease_until, @claims",
     inserted=("source", "event_id"),
     rows=[
         ("source", _TEXT),
@@ -115,6 +115,8 @@ _INSERT_INBOX = sql(
         ("body", "bytea"),
         ("received_at", _REAL),
         ("event_time", _REAL),
+        ("lease_until", _REAL),
+        ("claims", _ID),
     ],
 )
 _FIND_INBOX = sql(
@@ -182,7 +184,11 @@ def ping() -> Plan[None]:
 
 
 def accept(take: Callable[[], list[InboxItem]]) -> Plan[list[Accepted]]:
-    """Insert the items ``take`` gives (a group commit's batch), finding the rows of those already there."""
+    """Insert the items ``take`` gives (a group commit's batch), finding the rows of those already there.
+
+    An item with ``lease_until`` is inserted claimed (one claim, that lease): its worker takes it from
+    the edge's hand, so no wake-up goes out for it.
+    """
     items = take()
     rows = [
         {
@@ -192,12 +198,15 @@ def accept(take: Callable[[], list[InboxItem]]) -> Plan[list[Accepted]]:
             "body": i.body,
             "received_at": i.received_at,
             "event_time": i.event_time,
+            "lease_until": i.lease_until,
+            "claims": 0 if i.lease_until is None else 1,
         }
         for i in items
     ]
     keys = [(r["source"], r["event_id"]) for r in rows]
     inserted = {(str(s), str(e)): int(i) for i, s, e in (yield _INSERT_INBOX, (rows, {}))}
-    if inserted:
+    unclaimed = {(r["source"], r["event_id"]) for r in rows if r["lease_until"] is None}
+    if not unclaimed.isdisjoint(inserted):
         yield NOTIFY, ["inbox"]
     # Rows that conflicted were committed by someone else (another request, another replica, which
     # the INSERT waited for), so a fresh statement in READ COMMITTED sees them.
