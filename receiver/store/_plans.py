@@ -303,7 +303,7 @@ def finish_inbox(processed: Sequence[Processed], now: float, noise: NoiseWrite |
         yield _FINISH_INBOX, (events, {"now": now})
     if noise is not None:
         yield from _write_noise(noise, now)
-    return fair_order(leased)
+    return fair_order(leased) if len(leased) > 1 else leased
 
 
 def _insert_deliveries(deliveries: Sequence[dict[str, Any]], now: float, leased: list[DeliveryRow]) -> Plan[None]:
@@ -350,21 +350,21 @@ def _delivery(inbox_id: int, d: NewDelivery, now: float) -> dict[str, Any]:
 def _leased_row(delivery_id: int, row: dict[str, Any], now: float) -> DeliveryRow:
     """A delivery just written leased, as the claim's ``DELIVERY_COLUMNS`` read it back."""
     return DeliveryRow(
-        id=delivery_id,
-        inbox_id=row["inbox_id"],
-        rule=row["rule"],
-        channel=row["channel"],
-        title=row["title"],
-        body=row["body"],
-        severity=row["severity"],
-        body_format=row["body_format"],
-        state="pending",
-        attempts=0,
-        created_at=now,
-        budget_since=now,
-        next_attempt_at=now + row["hold"],
-        last_error=None,
-        sent_at=None,
+        delivery_id,
+        row["inbox_id"],
+        row["rule"],
+        row["channel"],
+        row["title"],
+        row["body"],
+        row["severity"],
+        row["body_format"],
+        "pending",
+        0,
+        now,  # created_at
+        now,  # budget_since
+        now + row["hold"],  # next_attempt_at
+        None,  # last_error
+        None,  # sent_at
     )
 
 
