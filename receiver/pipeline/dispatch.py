@@ -152,8 +152,8 @@ class Dispatcher:
 
         The supervisor (new channels, a loop that ended, orphaned deliveries, one store query) is
         woken too when all channels are meant or a named one has no running loop; otherwise it
-        keeps to its poll. At a steady rate the inbox worker wakes a channel after every batch of
-        one to a few events, and the supervisor's query was one store round trip per batch.
+        keeps to its poll. The inbox worker's commits wake a channel for every batch with rows it did
+        not hand over (``adopt``), and the supervisor's query was one store round trip per batch.
         """
         supervise = channels is None
         for name in self._lanes.keys() if channels is None else channels:
