@@ -1,20 +1,25 @@
-"""The dispatcher's channel loop, in process on a real SQLite store with a scripted notifier."""
+"""The dispatcher's channel loop, in process on a real SQLite store with a scripted notifier.
+
+Below, the hand-off of deliveries leased by the inbox worker's commit, with the worker, on both stores.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from receiver.delivery.notifier import SendResult
 from receiver.pipeline.dispatch import Dispatcher
+from receiver.pipeline.worker import InboxWorker
 from receiver.render import Notification
 from receiver.rules import RuleSet, load_rules
-from receiver.store import DeliveryRow, InboxItem, NewDelivery, Processed, SQLiteStore
+from receiver.store import DeliveryRow, InboxItem, NewDelivery, Processed, SQLiteStore, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -73,7 +78,7 @@ async def outbox(store: SQLiteStore, count: int, *, first: int = 0) -> None:
         await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", [delivery])], now=time.time())
 
 
-async def run_until_sent(dispatcher: Dispatcher, store: SQLiteStore, count: int) -> None:
+async def run_until_sent(dispatcher: Dispatcher, store: Store, count: int) -> None:
     task = asyncio.create_task(dispatcher.run())
     try:
         deadline = time.monotonic() + 20
@@ -87,7 +92,7 @@ async def run_until_sent(dispatcher: Dispatcher, store: SQLiteStore, count: int)
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def _all_sent(store: SQLiteStore, count: int) -> bool:
+async def _all_sent(store: Store, count: int) -> bool:
     rows = await store.list_deliveries(limit=count + 10)
     return len(rows) == count and all(r.state == "sent" for r in rows)
 
@@ -327,3 +332,199 @@ async def test_one_claim_per_wake_at_a_steady_rate(tmp_path: Path) -> None:
     assert len({e for e in notifier.events if e.startswith("send")}) == 5
     # The loop's first look (nothing due yet), then one claim of one row per wake-up.
     assert claims == [0, 1, 1, 1, 1, 1]
+
+
+# -- deliveries leased by the commit that wrote them ------------------------------------------
+
+FAULT = (Path(__file__).parent / "data" / "job.faulted.json").read_bytes()
+
+
+def pipeline_rules(tmp_path: Path, concurrency: int) -> RuleSet:
+    """Channel ``ops`` (a 1 s send timeout: the lease is the dispatcher's) and a rule sending each job.faulted there."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        f"channels:\n  ops: {{url: 'json://127.0.0.1:9/x', concurrency: {concurrency}, timeout: 1s}}\n"
+        "rules:\n  - name: faults\n    match: {type: job.faulted}\n    notify: [ops]\n    title: fault\n"
+    )
+    return load_rules(path, environ={})
+
+
+def counted_claims(monkeypatch: pytest.MonkeyPatch, store: Store) -> list[list[DeliveryRow]]:
+    """The rows of each claim of deliveries the store answers from now on."""
+    claims: list[list[DeliveryRow]] = []
+    claim = store.claim_deliveries
+
+    async def counted(channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
+        rows = await claim(channel, limit=limit, now=now, lease=lease)
+        claims.append(rows)
+        return rows
+
+    monkeypatch.setattr(store, "claim_deliveries", counted)
+    return claims
+
+
+async def fault(store: Store, n: int) -> None:
+    """A job.faulted event arrives (as the edge stores it)."""
+    await store.accept(InboxItem("uipath", f"fault-{n}", "job.faulted", FAULT, received_at=time.time()))
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool], what: str, within: float = 20.0) -> None:
+    """Wait until ``condition()`` holds, or fail with ``what``."""
+    deadline = time.monotonic() + within
+    while True:
+        held = condition()
+        if held if isinstance(held, bool) else await held:
+            return
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def pipeline(
+    store: Store, ruleset: RuleSet, notifier: SlowNotifier, *, poll: float = 600
+) -> AsyncIterator[tuple[InboxWorker, Dispatcher]]:
+    """The inbox worker and the dispatcher running on ``store``, woken by its commits as in the app.
+
+    Polls of ``poll`` seconds: by default far longer than a test, so whatever is claimed, a wake-up
+    asked for. Stopped after.
+    """
+    dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=5, poll=poll)
+    worker = InboxWorker(store, lambda: ruleset, clock=time.time, lease=30, poll=600, handoff=dispatcher)
+
+    def wake(topic: str) -> None:
+        if topic == "inbox":
+            worker.wake()
+        else:
+            dispatcher.wake([topic.removeprefix("deliveries:")])
+
+    await store.listen(wake)
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(dispatcher.run())]
+    try:
+        yield worker, dispatcher
+    finally:
+        for task in tasks:
+            await cancelled(task)
+
+
+async def test_deliveries_at_a_steady_rate_go_out_without_a_claim(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One event at a time to an idle channel: each delivery is leased by its commit and sent once, none claimed."""
+    claims = counted_claims(monkeypatch, store)
+    notifier = SlowNotifier(0.0)
+    async with pipeline(store, pipeline_rules(tmp_path, concurrency=2), notifier):
+        await until(lambda: bool(claims), "the channel loop never looked at the outbox")
+        for n in range(5):
+            await fault(store, n)
+            await until(functools.partial(_all_sent, store, n + 1), f"delivery {n} was not sent")
+    assert ["send fault"] * 5 == notifier.events
+    assert [("sent", 1)] * 5 == [(r.state, r.attempts) for r in await store.list_deliveries()]
+    assert [[]] == claims  # the loop's first look, before the first event: nothing since
+
+
+async def test_a_channel_with_a_backlog_still_gets_the_fair_claim(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new delivery to a channel with rows waiting is claimed in its turn, not handed over ahead of them."""
+    claims = counted_claims(monkeypatch, store)
+    gate = asyncio.Event()
+
+    class Gated(SlowNotifier):
+        async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109
+            self.events.append(notification.title)
+            await gate.wait()
+            return SendResult(status="sent", reason=None, elapsed=0.0, recoverable=False)
+
+    notifier = Gated(0.0)
+    # A flood of one rule waits, due since a minute: 2 sends in flight, 2 claimed ahead, 6 in the store.
+    accepted = [await store.accept(InboxItem("uipath", f"f{n}", "job.faulted", b"{}", time.time())) for n in range(10)]
+    flood = [NewDelivery("flood", "ops", f"f{n}", "b", "failure", "text") for n in range(10)]
+    await store.finish_inbox(
+        [Processed(a.inbox_id, "processed", "{}", [d]) for a, d in zip(accepted, flood, strict=True)],
+        now=time.time() - 60,
+    )
+    async with pipeline(store, pipeline_rules(tmp_path, concurrency=2), notifier):
+        await until(lambda: 2 == len(notifier.events), "the flood's first sends did not start")
+        await fault(store, 0)
+        await until(functools.partial(_processed, store), "the fault was not processed")
+        gate.set()
+        await until(functools.partial(_all_sent, store, 11), "not everything was sent")
+    assert any(r.rule == "faults" for rows in claims for r in rows), "the fault was not claimed"
+    # The rows claimed ahead first, then the next claim takes each rule's first in turn: f4, then the fault.
+    assert ["f0", "f1", "f2", "f3", "f4", "fault", "f5"] == notifier.events[:7]
+
+
+class Dies:
+    """A hand-off whose process dies between the commit that leased its deliveries and their send."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.adopted: list[DeliveryRow] = []
+
+    def reserve(self, wanted: Mapping[str, int]) -> dict[str, tuple[int, float]]:
+        return self.dispatcher.reserve(wanted)
+
+    def adopt(self, reserved: Mapping[str, tuple[int, float]], rows: Sequence[DeliveryRow]) -> None:
+        self.adopted += rows  # never sent from here
+
+    def release(self, reserved: Mapping[str, tuple[int, float]]) -> None:
+        self.dispatcher.release(reserved)
+
+
+async def test_a_delivery_leased_by_a_process_that_died_is_sent_by_another_after_the_lease(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At-least-once: the commit leased it, its process never sent it; once the lease lapses another replica does."""
+    claims = counted_claims(monkeypatch, store)
+    ruleset = pipeline_rules(tmp_path, concurrency=2)
+    dead = SlowNotifier(0.0)
+    dispatcher = Dispatcher(store, lambda: ruleset, dead, clock=time.time, lease=5, poll=600)
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        await until(lambda: bool(claims), "the channel loop never looked at the outbox")
+        handoff = Dies(dispatcher)
+        worker = InboxWorker(store, lambda: ruleset, clock=time.time, lease=30, poll=600, handoff=handoff)
+        await fault(store, 0)
+        assert 1 == await worker.run_once()
+        [row] = handoff.adopted
+        assert [] == await store.claim_deliveries("ops", limit=10, now=time.time(), lease=5)  # leased: nobody's yet
+    finally:
+        await cancelled(task)
+    # Another replica, its clock past the 5 s lease.
+    other = SlowNotifier(0.0)
+    replica = Dispatcher(store, lambda: ruleset, other, clock=lambda: time.time() + 6, lease=5, poll=0.05)
+    await run_until_sent(replica, store, 1)
+    assert ([], ["send fault"]) == (dead.events, other.events)
+    assert [(row.id, "sent", 1)] == [(r.id, r.state, r.attempts) for r in await store.list_deliveries()]
+
+
+async def test_a_due_retry_is_claimed_within_a_poll_while_deliveries_are_handed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handed-over deliveries wake no claim; the poll still looks at the store, whatever the traffic."""
+    store = SQLiteStore(str(tmp_path / "r.db"))
+    await store.open()
+    try:
+        accepted = await store.accept(InboxItem("uipath", "old", "job.faulted", b"{}", received_at=time.time()))
+        retry = NewDelivery("earlier", "ops", "retry", "b", "failure", "text", hold=0.3)  # falls due in a moment
+        await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", [retry])], now=time.time())
+        notifier = SlowNotifier(0.0)
+        async with pipeline(store, pipeline_rules(tmp_path, concurrency=2), notifier, poll=0.2):
+            # Events one after the other, each sent before the next arrives: not one idle poll interval.
+            for n in range(2000):
+                if "send retry" in notifier.events:
+                    break
+                await fault(store, n)
+                await until(functools.partial(_all_sent_of, store, "faults", n + 1), f"delivery {n} was not sent")
+            assert "send retry" in notifier.events
+    finally:
+        await store.close()
+
+
+async def _all_sent_of(store: Store, rule: str, count: int) -> bool:
+    rows = [r for r in await store.list_deliveries(limit=count + 10) if r.rule == rule]
+    return len(rows) == count and all(r.state == "sent" for r in rows)
+
+
+async def _processed(store: Store) -> bool:
+    return 0 == (await store.queue_stats(now=time.time())).inbox_depth

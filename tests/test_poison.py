@@ -26,6 +26,7 @@ from noise_support import Harness, payload
 from receiver.errors import StoreError
 from receiver.pipeline.worker import MAX_CLAIMS, InboxWorker
 from receiver.store import (
+    DeliveryRow,
     InboxItem,
     LateDelivery,
     NewDelivery,
@@ -125,7 +126,7 @@ class Faulty:
 
     async def finish_inbox(
         self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
-    ) -> None:
+    ) -> list[DeliveryRow]:
         self.commits.append([p.inbox_id for p in processed])
         event = any(p.inbox_id == self.poisoned and p.state == "processed" for p in processed)
         timer = not processed and noise is not None and any(d.inbox_id == self.poisoned for d in noise.deliveries)
@@ -135,7 +136,7 @@ class Faulty:
         elif event and self.transient > 0:
             self.transient -= 1
             raise StoreError("connection to the database lost")
-        await self.inner.finish_inbox(processed, now=now, noise=noise)
+        return await self.inner.finish_inbox(processed, now=now, noise=noise)
 
 
 async def faulty_harness(

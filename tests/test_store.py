@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -168,6 +169,41 @@ async def test_claim_deliveries_per_channel_with_lease(store: Store) -> None:
     assert [] == await store.claim_deliveries("ops", limit=10, now=2010, lease=30)
     assert set() == await store.due_channels(2010)
     assert [delivery_id] == [r.id for r in await store.claim_deliveries("ops", limit=10, now=2031, lease=30)]
+
+
+async def test_a_delivery_written_leased_is_returned_as_a_claim_returns_it(store: Store) -> None:
+    """finish_inbox leases what it is asked to, answers those rows as a claim would, and wakes only for the rest."""
+    topics: list[str] = []
+    await store.listen(topics.append)
+    accepted = await store.accept(item("e1"))
+    again = await store.accept(item("e2"))
+    await store.finish_inbox([Processed(again.inbox_id, "processed", "{}", [delivery("ops", rule="r0")])], now=1999)
+    leased = NewDelivery("r1", "ops", "t", "b", "failure", "text", lease=30.0)
+    batch = [
+        Processed(accepted.inbox_id, "processed", "{}", [leased, replace(leased, rule="r2"), delivery("mail")]),
+        # Already written: nothing new, so no row for it, and a wake-up (a claim finds it).
+        Processed(again.inbox_id, "processed", "{}", [replace(leased, rule="r0")]),
+    ]
+    topics.clear()
+    rows = await store.finish_inbox(batch, now=2000)
+    assert [("r1", 2000.0), ("r2", 2000.0)] == [(r.rule, r.next_attempt_at) for r in rows]
+    await eventually(lambda: {"deliveries:mail", "deliveries:ops"} <= set(topics))
+    # No claim returns them while the lease runs (the unleased r0 one is due); after it, the same rows.
+    assert ["r0"] == [r.rule for r in await store.claim_deliveries("ops", limit=10, now=2029, lease=60)]
+    assert rows == await store.claim_deliveries("ops", limit=10, now=2030, lease=60)
+
+
+async def test_no_wake_up_for_a_channel_whose_deliveries_were_all_written_leased(store: Store) -> None:
+    """Another replica would find nothing to claim: their writer sends them."""
+    topics: list[str] = []
+    await store.listen(topics.append)
+    accepted = await store.accept(item("e1"))
+    leased = NewDelivery("r1", "ops", "t", "b", "failure", "text", lease=30.0)
+    await store.finish_inbox([Processed(accepted.inbox_id, "processed", "{}", [leased, delivery("mail")])], now=2000)
+    await eventually(lambda: "deliveries:mail" in topics)
+    await store.accept(item("e2"))
+    await eventually(lambda: "inbox" in topics)  # later than any wake-up of the finish
+    assert "deliveries:ops" not in topics
 
 
 async def test_claim_deliveries_longest_due_first(store: Store) -> None:

@@ -10,10 +10,15 @@ from pathlib import Path
 
 import anyio
 import pytest
+from support import DATA
 
+from receiver.delivery.notifier import SendResult
+from receiver.errors import StoreError
+from receiver.pipeline.dispatch import Dispatcher
 from receiver.pipeline.worker import InboxWorker
+from receiver.render import Notification
 from receiver.rules import RuleSet, load_rules
-from receiver.store import EventRow, InboxItem, NoiseWrite, Processed, SQLiteStore
+from receiver.store import DeliveryRow, EventRow, InboxItem, NoiseWrite, Processed, SQLiteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -25,10 +30,11 @@ class StuckCommit(SQLiteStore):
 
     async def finish_inbox(
         self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
-    ) -> None:
+    ) -> list[DeliveryRow]:
         if self.committing is not None:
             self.committing.set()
         await asyncio.Event().wait()
+        return []
 
 
 def no_rules(tmp_path: Path) -> RuleSet:
@@ -196,5 +202,78 @@ async def test_the_lease_is_renewed_before_it_lapses_not_on_every_pass(tmp_path:
         now[0] = 900.0
         assert not await worker._lead()
         assert renewals[-1] == 900.0
+    finally:
+        await store.close()
+
+
+class FailsToCommit(SQLiteStore):
+    """A store whose commits of events with deliveries fail ``failures`` times (a full disk, a lock held)."""
+
+    failures = 2
+    leased = 0  # deliveries the failed commits were to write leased
+    claims = 0
+
+    async def finish_inbox(
+        self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
+    ) -> list[DeliveryRow]:
+        if self.failures and any(p.deliveries for p in processed):
+            self.failures -= 1
+            self.leased += sum(d.lease > 0 for p in processed for d in p.deliveries)
+            raise StoreError("disk I/O error")
+        return await super().finish_inbox(processed, now=now, noise=noise)
+
+    async def claim_deliveries(self, channel: str, *, limit: int, now: float, lease: float) -> list[DeliveryRow]:
+        self.claims += 1
+        return await super().claim_deliveries(channel, limit=limit, now=now, lease=lease)
+
+
+class Sent:
+    """A notifier that records the titles it sent."""
+
+    def __init__(self) -> None:
+        self.titles: list[str] = []
+
+    async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
+        self.titles.append(notification.title)
+        return SendResult(status="sent", reason=None, elapsed=0.0, recoverable=False)
+
+
+async def test_a_failed_commit_gives_back_the_room_it_reserved(tmp_path: Path) -> None:
+    """Commits that failed leave the channel's room as it was: the event's delivery still goes out once committed."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "channels:\n  ops: {url: 'json://127.0.0.1:9/x', concurrency: 1}\n"
+        "rules:\n  - name: faults\n    match: {type: job.faulted}\n    notify: [ops]\n    title: fault\n"
+    )
+    ruleset = load_rules(path, environ={})
+    store = FailsToCommit(str(tmp_path / "r.db"))
+    await store.open()
+    notifier = Sent()
+    try:
+        # Concurrency 1: room for two deliveries (one sending, one claimed ahead), which two lost reservations fill.
+        dispatcher = Dispatcher(store, lambda: ruleset, notifier, clock=time.time, lease=30, poll=600)
+        worker = InboxWorker(store, lambda: ruleset, clock=time.time, lease=60, poll=600, handoff=dispatcher)
+        await store.listen(lambda topic: dispatcher.wake([topic.removeprefix("deliveries:")]))
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            for _ in range(2000):  # the channel loop's first look at the outbox, within 20 s
+                if store.claims:
+                    break
+                await asyncio.sleep(0.01)
+            body = (DATA / "job.faulted.json").read_bytes()
+            await store.accept(InboxItem("uipath", "e1", "job.faulted", body, received_at=time.time()))
+            for _ in range(2):
+                with pytest.raises(StoreError):
+                    await worker.run_once()
+            assert 2 == store.leased  # each failed commit had room reserved
+            assert 1 == await worker.run_once()
+            for _ in range(2000):
+                if notifier.titles:
+                    break
+                await asyncio.sleep(0.01)
+            assert ["fault"] == notifier.titles
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     finally:
         await store.close()

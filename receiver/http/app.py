@@ -111,6 +111,7 @@ def create_app(
             event_budget=settings.event_budget_seconds,
             enrich=enricher.submit,
             links=links,
+            handoff=dispatcher,  # deliveries leased by the commit that writes them (docs/performance.md)
         )
         rt = Runtime(
             settings=settings,

@@ -6,9 +6,14 @@ channel never delays the others. A loop claims due rows with a lease, sends each
 backoff and jitter until the channel's attempt or age budget is spent; then the delivery is
 dead-lettered until someone re-drives it (``receiver deliveries retry``, the admin API).
 
+The inbox worker hands a loop deliveries already leased by the commit that wrote them (``reserve``,
+``adopt``): at a steady rate a delivery costs no claim. It does so only while the channel has no
+backlog, so the round-robin claim still orders whatever waits.
+
 The guarantee is at-least-once to the channel: a process killed after the channel accepted a
 message but before ``mark_sent`` committed (a window of one SQLite commit, milliseconds) sends
-that message again once the lease expired. A delivery recorded as sent is never sent again.
+that message again once the lease expired; so is one killed between the commit that leased a
+delivery and its send. A delivery recorded as sent is never sent again.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -75,6 +80,21 @@ class _Sends:
         self._signal.set()
 
 
+class _Lane:
+    """One channel loop's state: its sends, the rows it holds, whether more may be due in the store."""
+
+    def __init__(self) -> None:
+        # Set by wake() (deliveries may be due), adopt() and every send that ends. One event, waited on
+        # directly: cheaper than waiter tasks and asyncio.wait per idle turn (docs/performance.md).
+        self.signal = asyncio.Event()
+        self.sends = _Sends(self.signal)
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.ready: collections.deque[tuple[DeliveryRow, float]] = collections.deque()  # claimed, not started
+        self.full = False  # the last claim took all it asked for: more may be due
+        self.claiming = False  # a claim (or its wait for the edge) is under way
+        self.next_look = 0.0  # monotonic time by which a claim looks at the store again (the poll)
+
+
 class Dispatcher:
     """Delivers the outbox, one supervised loop per configured channel.
 
@@ -117,9 +137,10 @@ class Dispatcher:
         self._metrics = metrics
         self._edge = edge if edge is not None else EdgeActivity()  # none given: never busy
         self._max_defer = max_defer
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self._lanes: dict[str, _Lane] = {}
         # Channels that may have deliveries due that no claim has looked for since (woken, or polled).
         self._maybe_due: set[str] = set()
+        self._reserved: dict[str, int] = {}  # slots per channel promised to an inbox commit under way
         self._sending: set[int] = set()  # ids of the deliveries this process is sending right now
         self._unstarted: list[int] = []  # claimed by a loop that stopped before sending them
         self._draining = False  # shutting down: no new sends
@@ -131,20 +152,75 @@ class Dispatcher:
 
         The supervisor (new channels, a loop that ended, orphaned deliveries, one store query) is
         woken too when all channels are meant or a named one has no running loop; otherwise it
-        keeps to its poll. At a steady rate the inbox worker wakes a channel after every batch of
-        one to a few events, and the supervisor's query was one store round trip per batch.
+        keeps to its poll. The inbox worker's commits wake a channel for every batch with rows it did
+        not hand over (``adopt``), and the supervisor's query was one store round trip per batch.
         """
         supervise = channels is None
-        for name in self._wakeups.keys() if channels is None else channels:
-            event = self._wakeups.get(name)
+        for name in self._lanes.keys() if channels is None else channels:
+            lane = self._lanes.get(name)
             loop = self._loops.get(name)
-            if event is None or loop is None or loop.done():
+            if lane is None or loop is None or loop.done():
                 supervise = True
             else:
                 self._maybe_due.add(name)
-                event.set()
+                lane.signal.set()
         if supervise:
             self._supervisor_wakeup.set()
+
+    def reserve(self, wanted: Mapping[str, int]) -> dict[str, tuple[int, float]]:
+        """Promise the inbox worker's commit room for deliveries it writes leased to this process.
+
+        Per channel of ``wanted`` (new deliveries due at once), how many its loop takes now and the
+        lease they get (seconds), as a claim would set it: the free slots of the two rounds a loop keeps
+        (in flight and claimed ahead), and only while the channel has no backlog (nothing claimed and
+        waiting, no claim under way, nothing known or suspected due in the store), so the round-robin
+        claim is not bypassed. The room is held until ``adopt`` or ``release``.
+        """
+        granted: dict[str, tuple[int, float]] = {}
+        if self._draining:
+            return granted
+        channels = self._rules().channels
+        now = time.monotonic()
+        for name, count in wanted.items():
+            lane, loop, channel = self._lanes.get(name), self._loops.get(name), channels.get(name)
+            if lane is None or loop is None or loop.done() or channel is None:
+                continue
+            if lane.ready or lane.full or lane.claiming or lane.sends.failing or name in self._maybe_due:
+                continue
+            if now >= lane.next_look:
+                continue  # a poll is due: retries and lapsed leases may be waiting
+            take = min(count, 2 * channel.concurrency - lane.sends.count - self._reserved.get(name, 0))
+            if take > 0:
+                self._reserved[name] = self._reserved.get(name, 0) + take
+                granted[name] = (take, self._lease_of(channel))
+        return granted
+
+    def release(self, reserved: Mapping[str, tuple[int, float]]) -> None:
+        """Give back room ``reserve`` promised (the commit failed, or wrote fewer rows)."""
+        for name, (count, _) in reserved.items():
+            left = self._reserved.get(name, 0) - count
+            if left > 0:
+                self._reserved[name] = left
+            else:
+                self._reserved.pop(name, None)
+            lane = self._lanes.get(name)
+            if lane is not None:
+                lane.signal.set()  # a claim the reservation held back may go now
+
+    def adopt(self, reserved: Mapping[str, tuple[int, float]], rows: Sequence[DeliveryRow]) -> None:
+        """Send ``rows``, written leased under ``reserved`` by a commit, exactly as claimed rows.
+
+        The room they did not use is given back. Rows whose loop is gone (shutting down, the channel
+        removed) are given back when the dispatcher stops, as claimed rows are; otherwise their lease lapses.
+        """
+        self.release(reserved)
+        for row in rows:
+            lane, loop = self._lanes.get(row.channel), self._loops.get(row.channel)
+            if self._draining or lane is None or loop is None or loop.done():
+                self._unstarted.append(row.id)
+                continue
+            self._sending.add(row.id)
+            lane.ready.append((row, reserved[row.channel][1]))
 
     async def run(self) -> None:
         """Keep one loop per configured channel running until cancelled."""
@@ -201,11 +277,11 @@ class Dispatcher:
         for name in channels:
             task = self._loops.get(name)
             if task is None or task.done():
-                self._wakeups[name] = asyncio.Event()
-                self._loops[name] = asyncio.create_task(self._channel_loop(name), name=f"deliver:{name}")
+                lane = self._lanes[name] = _Lane()
+                self._loops[name] = asyncio.create_task(self._channel_loop(name, lane), name=f"deliver:{name}")
         for name in [n for n in self._loops if n not in channels]:
             self._loops.pop(name).cancel()
-            self._wakeups.pop(name, None)
+            self._lanes.pop(name, None)
         try:
             orphans = await self._store.due_channels(self._clock()) - set(channels)
         except StoreError as exc:
@@ -229,32 +305,25 @@ class Dispatcher:
         if rows:
             log.warning("deliveries_orphaned", channel=channel, count=len(rows))
 
-    async def _channel_loop(self, name: str) -> None:
-        in_flight: set[asyncio.Task[None]] = set()
-        ready: collections.deque[tuple[DeliveryRow, float]] = collections.deque()
+    async def _channel_loop(self, name: str, lane: _Lane) -> None:
         try:
-            await self._channel_loop_body(name, in_flight, ready)
+            await self._channel_loop_body(name, lane)
         finally:
-            for task in in_flight:
+            for task in lane.in_flight:
                 task.cancel()
-            for row, _ in ready:  # claimed, never started: given back when the dispatcher stops
+            for row, _ in lane.ready:  # claimed, never started: given back when the dispatcher stops
                 self._sending.discard(row.id)
                 self._unstarted.append(row.id)
+            lane.ready.clear()
 
-    async def _channel_loop_body(
-        self, name: str, in_flight: set[asyncio.Task[None]], ready: collections.deque[tuple[DeliveryRow, float]]
-    ) -> None:
+    async def _channel_loop_body(self, name: str, lane: _Lane) -> None:
         """Keep ``concurrency`` sends going, with the next round of rows claimed ahead.
 
         The row for a freed slot is already here: between two sends there is one store round trip
         (the outcome), not two (outcome and claim), closer to apprise called directly.
         """
-        # Set by wake() (deliveries may be due) and by every send that ends. One event, waited on
-        # directly: cheaper than waiter tasks and asyncio.wait per idle turn (docs/performance.md).
-        signal = self._wakeups[name]
-        sends = _Sends(signal)
+        signal, sends, ready = lane.signal, lane.sends, lane.ready
         self._maybe_due.add(name)
-        full = False  # the last claim took all it asked for: more may be due
         while True:
             channel = self._rules().channels.get(name)
             if channel is None:
@@ -268,59 +337,77 @@ class Dispatcher:
                 continue
             # Rows in hand start first; the next round is claimed while these sends run, so a slot
             # that frees finds its row here instead of waiting for a claim.
-            self._start_sends(channel, ready=ready, sends=sends, in_flight=in_flight)
+            self._start_sends(channel, lane)
+            if time.monotonic() >= lane.next_look:
+                # Once per poll whatever the traffic: adopted rows wake nothing, and retries fall due,
+                # leases lapse, other replicas write: nothing wakes for those.
+                self._maybe_due.add(name)
             # (After a reload that lowered the concurrency, more may be in flight than two rounds: no claim.)
             # A send that ended frees a slot but makes nothing due: unless woken since, or the last claim
             # was full, a claim now finds nothing (it was one empty claim per send at a steady rate).
-            if not ready and sends.count < 2 * channel.concurrency and (full or name in self._maybe_due):
-                self._maybe_due.discard(name)  # a wake-up from here on is looked at by the next claim
-                full = False
-                await self._edge.wait_quiet(self._max_defer)  # webhooks first, as in InboxWorker
-                lease = max(self._lease, channel.timeout_seconds * 2)
-                # The free slots and the next round: a claimed row waits at most one send here.
-                want = 2 * channel.concurrency - sends.count
-                rows: list[DeliveryRow] = []
-                try:
-                    rows = await self._store.claim_deliveries(name, limit=want, now=self._clock(), lease=lease)
-                except StoreError as exc:
-                    log.error("outbox_store_failed", channel=name, error=str(exc))
-                    self._maybe_due.add(name)  # looked again after the poll
-                full = len(rows) == want
-                for row in rows:
-                    if row.id in self._sending:
-                        # Still being sent from here: its lease only looks lapsed (the clock jumped, or
-                        # the send outlived it). Sending it again would be a duplicate of our own making.
-                        continue
-                    self._sending.add(row.id)
-                    ready.append((row, lease))
-                self._start_sends(channel, ready=ready, sends=sends, in_flight=in_flight)
-            if (ready or full) and sends.count:
+            if not ready and self._room(channel, lane) > 0 and (lane.full or name in self._maybe_due):
+                await self._claim(channel, lane)
+                self._start_sends(channel, lane)
+            if (ready or lane.full) and sends.count:
                 # More is due than the slots take: come back once a send ends.
                 await signal.wait()
                 continue
             # asyncio.timeout, not wait_for: no task per wait, and a cancellation is never swallowed.
+            left = lane.next_look - time.monotonic()
             try:
-                async with asyncio.timeout(self._poll):
+                async with asyncio.timeout(left if left > 0 else self._poll):
                     await signal.wait()
             except TimeoutError:
                 self._maybe_due.add(name)  # retries fall due, leases lapse, other replicas: nothing wakes for those
 
-    def _start_sends(
-        self,
-        channel: Channel,
-        *,
-        ready: collections.deque[tuple[DeliveryRow, float]],
-        sends: _Sends,
-        in_flight: set[asyncio.Task[None]],
-    ) -> None:
+    def _room(self, channel: Channel, lane: _Lane) -> int:
+        """The free slots of the two rounds a loop keeps: in flight, claimed ahead, promised to a commit."""
+        return 2 * channel.concurrency - lane.sends.count - len(lane.ready) - self._reserved.get(channel.name, 0)
+
+    def _lease_of(self, channel: Channel) -> float:
+        return max(self._lease, channel.timeout_seconds * 2)
+
+    async def _claim(self, channel: Channel, lane: _Lane) -> None:
+        """Claim the free slots and the next round: a claimed row waits at most one send here."""
+        name = channel.name
+        self._maybe_due.discard(name)  # a wake-up from here on is looked at by the next claim
+        lane.full = False
+        lane.claiming = True
+        try:
+            await self._edge.wait_quiet(self._max_defer)  # webhooks first, as in InboxWorker
+            lane.next_look = time.monotonic() + self._poll
+            lease = self._lease_of(channel)
+            want = self._room(channel, lane)  # adopted rows may have arrived meanwhile
+            if want <= 0:
+                self._maybe_due.add(name)  # looked at once there is room
+                return
+            rows: list[DeliveryRow] = []
+            try:
+                rows = await self._store.claim_deliveries(name, limit=want, now=self._clock(), lease=lease)
+            except StoreError as exc:
+                log.error("outbox_store_failed", channel=name, error=str(exc))
+                self._maybe_due.add(name)  # looked again after the poll
+        finally:
+            lane.claiming = False
+        lane.full = len(rows) == want
+        for row in rows:
+            if row.id in self._sending:
+                # Still being sent from here: its lease only looks lapsed (the clock jumped, or
+                # the send outlived it). Sending it again would be a duplicate of our own making.
+                continue
+            self._sending.add(row.id)
+            lane.ready.append((row, lease))
+
+    def _start_sends(self, channel: Channel, lane: _Lane) -> None:
         """Start sends from the claimed rows while the channel has free slots."""
+        sends, ready = lane.sends, lane.ready
         # While outcomes cannot be written, one send at a time probes the store.
         while sends.count < channel.concurrency and ready and not (sends.failing and sends.count):
             row, lease = ready.popleft()
             sends.started()
             task = asyncio.create_task(self._deliver(channel, row, lease, sends))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
+            lane.in_flight.add(task)
+            task.add_done_callback(lane.in_flight.discard)
             task.add_done_callback(functools.partial(self._sent_or_given_up, row.id))
 
     def _sent_or_given_up(self, delivery_id: int, _: asyncio.Task[None]) -> None:

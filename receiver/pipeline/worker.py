@@ -5,7 +5,9 @@ It takes inbox rows in order of arrival, parses each into a typed event, lets th
 writes those deliveries, the noise state the event changed (windows, counters, groups, timers,
 flags) and the decisions, in the same transaction that marks the event processed. A crash
 before that commit leaves the event ``new`` and the state as it was (the event is processed
-again, to the same result); after it, all of it exists. Nothing is sent from here.
+again, to the same result); after it, all of it exists. Nothing is sent from here; deliveries due
+at once go to the dispatcher leased by that commit where its channel has room (``Handoff``), the
+rest it claims.
 
 The same loop fires noise timers (a group's digest, an absence deadline) once they are due,
 committing each timer's deliveries with the state change that says it fired, so a restart
@@ -30,7 +32,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -59,6 +61,7 @@ from receiver.pipeline.alerts import AlertBook, Links, fire_alert_timers
 from receiver.rules import BudgetExceededError, RuleSet, event_budget
 from receiver.store import (
     AlertStore,
+    DeliveryRow,
     EventRow,
     InboxStore,
     LateDelivery,
@@ -72,7 +75,7 @@ from receiver.store import (
     SilenceStore,
 )
 
-__all__ = ["MAX_CLAIMS", "InboxWorker", "parse_row"]
+__all__ = ["MAX_CLAIMS", "Handoff", "InboxWorker", "parse_row"]
 
 log = structlog.get_logger()
 
@@ -168,6 +171,27 @@ class WorkerStore(InboxStore, NoiseStateStore, SilenceStore, AlertStore, Protoco
     """What the inbox worker needs of the store: the inbox, the noise state, the silences and the alerts."""
 
 
+Reserved = Mapping[str, tuple[int, float]]
+"""Per channel: how many deliveries its loop takes leased from a commit, and their lease (seconds)."""
+
+
+class Handoff(Protocol):
+    """Where a commit's deliveries go already leased: the dispatcher of this process (same event loop).
+
+    At a steady rate a delivery then costs no claim, a write transaction to lease the row this
+    process wrote a moment before (docs/performance.md, "Deliveries leased by their commit").
+    """
+
+    def reserve(self, wanted: Mapping[str, int]) -> dict[str, tuple[int, float]]:
+        """Of ``wanted`` new deliveries due at once per channel, how many its loop takes now, and their lease."""
+
+    def adopt(self, reserved: Reserved, rows: Sequence[DeliveryRow]) -> None:
+        """Send the rows written leased under ``reserved``; the room they did not use is given back."""
+
+    def release(self, reserved: Reserved) -> None:
+        """Give back the room of ``reserved``: its commit failed."""
+
+
 class InboxWorker:
     """Processes the inbox in order of arrival, and fires noise timers when they are due.
 
@@ -187,6 +211,8 @@ class InboxWorker:
         enrich: called after the commit with an event's messages held for ``enrich:`` (source, event,
             messages); it must return at once (``Enricher.submit``). None: they go out when their hold ends.
         links: the action links alert messages carry, or None for none.
+        handoff: the dispatcher that takes deliveries leased by the commit that wrote them, or None:
+            every delivery is written unleased and claimed.
     """
 
     def __init__(
@@ -204,8 +230,10 @@ class InboxWorker:
         event_budget: float | None = None,
         enrich: Callable[[str, Event, Sequence[Emitted]], None] | None = None,
         links: Links | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self._store = store
+        self._handoff = handoff
         self._enrich = enrich
         self._links = links
         self._rules = rules
@@ -799,7 +827,17 @@ class InboxWorker:
             purge_before=purge_before,
             alerts=alerts.changes(),
         )
-        await self._store.finish_inbox(processed, now=self._clock(), noise=noise)
+        reserved = self._reserve(processed)
+        if reserved:
+            processed = _leased(processed, reserved)
+        try:
+            rows = await self._store.finish_inbox(processed, now=self._clock(), noise=noise)
+        except BaseException:
+            if reserved and self._handoff is not None:
+                self._handoff.release(reserved)  # nothing was written (or, cancelled, it is not known): no rows
+            raise
+        if reserved and self._handoff is not None:
+            self._handoff.adopt(reserved, rows)
         if self._metrics is not None:
             for entry in batch.log:
                 if entry.suppressed:
@@ -808,6 +846,48 @@ class InboxWorker:
                     self._metrics.notifications_held.labels(entry.key).inc()
                 elif entry.action == "quiet" and entry.rule is not None:
                     self._metrics.quiet_source_alerts.labels(entry.rule.removeprefix(QUIET_RULE_PREFIX)).inc()
+
+    def _reserve(self, processed: Sequence[Processed]) -> dict[str, tuple[int, float]]:
+        """Room for this commit's deliveries due at once with the dispatcher (none held; late ones are claimed)."""
+        if self._handoff is None:
+            return {}
+        wanted: dict[str, int] = {}
+        for p in processed:
+            for d in p.deliveries:
+                if d.hold == 0:
+                    wanted[d.channel] = wanted.get(d.channel, 0) + 1
+        return self._handoff.reserve(wanted) if wanted else {}
+
+
+def _leased(processed: Sequence[Processed], reserved: Reserved) -> list[Processed]:
+    """The batch with ``reserved``'s leases on deliveries due at once, each channel's taken round-robin across rules.
+
+    In the claim's order (``fair_order``): every rule's first delivery, oldest event first, then every rule's second.
+    """
+    turns: dict[tuple[str, str], int] = {}
+    candidates: list[tuple[int, int, int, int, str]] = []  # (turn, inbox id, position in batch, in event, channel)
+    for n, p in sorted(enumerate(processed), key=lambda item: item[1].inbox_id):
+        for k, d in enumerate(p.deliveries):
+            if d.hold == 0 and d.channel in reserved:
+                turn = turns[d.channel, d.rule] = turns.get((d.channel, d.rule), -1) + 1
+                candidates.append((turn, p.inbox_id, n, k, d.channel))
+    left = {channel: count for channel, (count, _) in reserved.items()}
+    chosen: dict[int, set[int]] = {}
+    for *_, n, k, channel in sorted(candidates):
+        if left[channel] > 0:
+            left[channel] -= 1
+            chosen.setdefault(n, set()).add(k)
+    return [
+        replace(
+            p,
+            deliveries=[
+                replace(d, lease=reserved[d.channel][1]) if k in chosen[n] else d for k, d in enumerate(p.deliveries)
+            ],
+        )
+        if n in chosen
+        else p
+        for n, p in enumerate(processed)
+    ]
 
 
 def _arrival_times(rows: Sequence[EventRow]) -> list[float]:

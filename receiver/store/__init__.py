@@ -190,6 +190,10 @@ class NewDelivery:
     ``hold``: seconds after the commit before it is due (0: at once); a message waiting for
     Orchestrator's details (``enrich:``) is held for the enrichment's budget, and sent as
     written once that ends unless :meth:`OutboxStore.release_held` replaced it first.
+
+    ``lease``: seconds the delivery is written leased to this process (0: not leased), as a claim
+    would lease it, for a delivery due at once that the writer hands to its dispatcher itself
+    (``InboxStore.finish_inbox`` returns its row). No claim returns it before the lease ends.
     """
 
     rule: str
@@ -199,6 +203,7 @@ class NewDelivery:
     severity: str
     body_format: str
     hold: float = 0.0
+    lease: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,11 +651,15 @@ class InboxStore(LeaseStore, Protocol):
 
     async def finish_inbox(
         self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
-    ) -> None:
+    ) -> list[DeliveryRow]:
         """Write the events' deliveries and mark them done, with ``noise``'s changes, in one transaction.
 
         ``finish_inbox([], now=..., noise=...)`` commits fired timers alone. Deliveries already
         written (same event, rule and channel) are left as they are.
+
+        Returns:
+            The rows of the deliveries written with a ``lease`` (``NewDelivery.lease``), as
+            ``OutboxStore.claim_deliveries`` would return them; those already written are not among them.
         """
 
     async def last_event(self, source: str) -> tuple[int, float] | None:
@@ -881,7 +890,8 @@ class Store(
 
     * ``"inbox"``: new inbox rows were committed (``accept``);
     * ``"deliveries:<channel>"``: deliveries of ``<channel>`` became due (``finish_inbox``,
-      ``retry_delivery``, ``retry_dead``).
+      ``retry_delivery``, ``retry_dead``); not for deliveries ``finish_inbox`` wrote leased, which
+      no claim would find.
 
     On PostgreSQL they come from every store on the same database schema (every replica, and the
     CLI re-driving deliveries), this one included, and are sent in the transaction that wrote the

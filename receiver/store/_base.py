@@ -140,14 +140,14 @@ class SQLStore:
 
     async def finish_inbox(
         self, processed: Sequence[Processed], *, now: float, noise: NoiseWrite | None = None
-    ) -> None:
+    ) -> list[DeliveryRow]:
         """Write the deliveries (ignoring ones already written), the noise changes, and mark the events done.
 
-        All in one transaction: a crash leaves either all of it or none.
+        All in one transaction: a crash leaves either all of it or none. Returns the rows written leased.
         """
         # Lost in a power cut, the events are still `new` with the noise state they were seen
         # with: processed again, they give the same deliveries (a notification may go twice).
-        await self._run(plans.finish_inbox, processed, now, noise, write=True, relaxed=True)
+        return await self._run(plans.finish_inbox, processed, now, noise, write=True, relaxed=True)
 
     async def last_event(self, source: str) -> tuple[int, float] | None:
         """The id and arrival of the source's latest event, or None when it sent none (index ``inbox_source``)."""

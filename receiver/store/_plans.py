@@ -129,20 +129,33 @@ _CLAIM_INBOX = sql(
     "ORDER BY id LIMIT :limit {skip_locked}) "
     f"RETURNING {EVENT_COLUMNS}"
 )
-_INSERT_DELIVERIES = sql(
+# A delivery leased at its commit carries the lease a claim would set; RETURNING names the rows written.
+_INSERT_DELIVERIES_TEXT = (
     "INSERT INTO deliveries (inbox_id, rule, channel, title, body, severity, body_format, created_at, "
-    "budget_since, next_attempt_at) {values} ON CONFLICT (inbox_id, rule, channel) DO NOTHING",
-    values="@inbox_id, @rule, @channel, @title, @body, @severity, @body_format, :now, :now, :now + @hold",
-    rows=[
-        ("inbox_id", _ID),
-        ("rule", _TEXT),
-        ("channel", _TEXT),
-        ("title", _TEXT),
-        ("body", _TEXT),
-        ("severity", _TEXT),
-        ("body_format", _TEXT),
-        ("hold", _REAL),
-    ],
+    "budget_since, next_attempt_at, lease_until) {values} ON CONFLICT (inbox_id, rule, channel) DO NOTHING"
+)
+_DELIVERY_VALUES = (
+    "@inbox_id, @rule, @channel, @title, @body, @severity, @body_format, :now, :now, :now + @hold, @lease_until"
+)
+_DELIVERY_ROWS = [
+    ("inbox_id", _ID),
+    ("rule", _TEXT),
+    ("channel", _TEXT),
+    ("title", _TEXT),
+    ("body", _TEXT),
+    ("severity", _TEXT),
+    ("body_format", _TEXT),
+    ("hold", _REAL),
+    ("lease_until", _REAL),
+]
+_INSERT_DELIVERIES = sql(_INSERT_DELIVERIES_TEXT, values=_DELIVERY_VALUES, rows=_DELIVERY_ROWS)
+# The same statement, answering id, inbox_id, rule, channel, lease_until of each row it wrote (only when
+# some are leased: SQLite then runs it row by row, not in one executemany).
+_INSERT_LEASED = sql(
+    _INSERT_DELIVERIES_TEXT,
+    values=_DELIVERY_VALUES,
+    rows=_DELIVERY_ROWS,
+    inserted=("inbox_id", "rule", "channel", "lease_until"),
 )
 _FINISH_INBOX = sql(
     "UPDATE inbox SET state = @state, outcome = @outcome, processed_at = :now, lease_until = NULL, "
@@ -271,17 +284,19 @@ def claim_inbox(limit: int, now: float, lease: float) -> Plan[list[EventRow]]:
     return sorted(map(event_row, rows), key=lambda r: r.id)
 
 
-def finish_inbox(processed: Sequence[Processed], now: float, noise: NoiseWrite | None) -> Plan[None]:
-    """Write the deliveries (ignoring ones already written), the noise changes, and mark the events done."""
+def finish_inbox(processed: Sequence[Processed], now: float, noise: NoiseWrite | None) -> Plan[list[DeliveryRow]]:
+    """Write the deliveries (ignoring ones already written), the noise changes, and mark the events done.
+
+    Returns the rows of the deliveries written leased (``NewDelivery.lease``), as a claim returns them (in its order).
+    """
     # In inbox id order, so two replicas finishing the same events lock them in the same order.
     ordered = sorted(processed, key=lambda p: p.inbox_id)
     late: Sequence[LateDelivery] = () if noise is None else noise.deliveries
-    deliveries = [_delivery(p.inbox_id, d) for p in ordered for d in p.deliveries]
-    deliveries += [_delivery(x.inbox_id, x.delivery) for x in late]
+    deliveries = [_delivery(p.inbox_id, d, now) for p in ordered for d in p.deliveries]
+    deliveries += [_delivery(x.inbox_id, x.delivery, now) for x in late]
+    leased: list[DeliveryRow] = []
     if deliveries:
-        yield _INSERT_DELIVERIES, (deliveries, {"now": now})
-        # Every channel written to, also where the delivery was there already: a wake-up is a hint.
-        yield NOTIFY, sorted({f"deliveries:{row['channel']}" for row in deliveries})
+        yield from _insert_deliveries(deliveries, now, leased)
     latest = {p.inbox_id: p for p in ordered}  # a repeated id: the last one wins
     if latest:
         events = [
@@ -297,6 +312,25 @@ def finish_inbox(processed: Sequence[Processed], now: float, noise: NoiseWrite |
         yield _FINISH_INBOX, (events, {"now": now})
     if noise is not None:
         yield from _write_noise(noise, now)
+    return fair_order(leased) if len(leased) > 1 else leased
+
+
+def _insert_deliveries(deliveries: Sequence[dict[str, Any]], now: float, leased: list[DeliveryRow]) -> Plan[None]:
+    """Insert the deliveries, adding to ``leased`` the rows of those written leased; wake the channels of the rest."""
+    # The first of a repeated (event, rule, channel) is the one written.
+    wanted = {(r["inbox_id"], r["rule"], r["channel"]): r for r in reversed(deliveries) if r["lease_until"] is not None}
+    if wanted:
+        for delivery_id, inbox_id, rule, channel, lease_until in (yield _INSERT_LEASED, (deliveries, {"now": now})):
+            row = None if lease_until is None else wanted.pop((inbox_id, rule, channel), None)
+            if row is not None:
+                leased.append(_leased_row(int(delivery_id), row, now))
+    else:
+        yield _INSERT_DELIVERIES, (deliveries, {"now": now})
+    # Every channel written to unleased, also where the delivery was there already: a wake-up is a hint.
+    # A channel whose rows were all written leased gets none: their writer sends them, no claim would find them.
+    unleased = [r["channel"] for r in deliveries if r["lease_until"] is None] + [r["channel"] for r in wanted.values()]
+    if unleased:
+        yield NOTIFY, sorted({f"deliveries:{channel}" for channel in unleased})
 
 
 _LAST_EVENT = sql("SELECT id, received_at FROM inbox WHERE source = :source ORDER BY received_at DESC, id DESC LIMIT 1")
@@ -308,7 +342,7 @@ def last_event(source: str) -> Plan[tuple[int, float] | None]:
     return (int(rows[0][0]), float(rows[0][1])) if rows else None
 
 
-def _delivery(inbox_id: int, d: NewDelivery) -> dict[str, object]:
+def _delivery(inbox_id: int, d: NewDelivery, now: float) -> dict[str, Any]:
     return {
         "inbox_id": inbox_id,
         "rule": storable(d.rule),
@@ -318,7 +352,29 @@ def _delivery(inbox_id: int, d: NewDelivery) -> dict[str, object]:
         "severity": storable(d.severity),
         "body_format": storable(d.body_format),
         "hold": d.hold,
+        "lease_until": now + d.lease if d.lease > 0 else None,
     }
+
+
+def _leased_row(delivery_id: int, row: dict[str, Any], now: float) -> DeliveryRow:
+    """A delivery just written leased, as the claim's ``DELIVERY_COLUMNS`` read it back."""
+    return DeliveryRow(
+        delivery_id,
+        row["inbox_id"],
+        row["rule"],
+        row["channel"],
+        row["title"],
+        row["body"],
+        row["severity"],
+        row["body_format"],
+        "pending",
+        0,
+        now,  # created_at
+        now,  # budget_since
+        now + row["hold"],  # next_attempt_at
+        None,  # last_error
+        None,  # sent_at
+    )
 
 
 # -- noise state --------------------------------------------------------------------------
@@ -431,7 +487,7 @@ def fire_alert_timers(timers: Sequence[AlertTimer], now: float) -> Plan[list[Ale
         if not (yield TIMER, params):
             continue  # acknowledged, resolved or fired by someone else meanwhile: nothing is sent
         fired.append(timer)
-        deliveries = [_delivery(x.inbox_id, x.delivery) for x in timer.deliveries]
+        deliveries = [_delivery(x.inbox_id, x.delivery, now) for x in timer.deliveries]
         if deliveries:
             yield _INSERT_DELIVERIES, (deliveries, {"now": now})
             yield NOTIFY, sorted({f"deliveries:{row['channel']}" for row in deliveries})
