@@ -86,9 +86,6 @@ class _Connection(asyncio.Protocol):
             parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(http.client.HTTPException(f"unreadable answer: {exc}"))
-            return
-        if self._parser is not None and self.size > plain_http.ANSWER_BYTES:
-            self._finish(keep_alive=False)  # the rest is not read: the connection is closed
 
     def eof_received(self) -> bool:
         return False  # the transport closes; connection_lost says what that means for an answer
@@ -144,9 +141,10 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._parser is None:
             return
-        if self.size <= plain_http.ANSWER_BYTES:
-            self.body.append(body)
+        self.body.append(body)
         self.size += len(body)
+        if self.size > plain_http.ANSWER_BYTES:
+            self._finish(keep_alive=False)  # the rest is not ours to read: the connection is closed
 
     def on_message_complete(self) -> None:
         parser = self._parser
