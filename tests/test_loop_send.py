@@ -39,6 +39,14 @@ from receiver.settings import Settings
 NOTE = Notification(title="Job faulted", body="Process 'Invoices' faulted", severity="failure", body_format="text")
 
 
+@pytest.fixture(
+    params=[pytest.param(("asyncio", {}), id="asyncio"), pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    """asyncio's own loop (the tests' and the CLI's) and uvloop (the server's): their transports differ."""
+    return request.param
+
+
 @pytest.fixture
 def handoffs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every ``ThreadPoolExecutor.submit`` from now on (the thread it came from), as hand-offs to a thread."""
@@ -496,10 +504,10 @@ async def test_a_proxied_host_is_sent_by_a_thread(
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{endpoint.port}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    keepalive._local.__dict__.clear()  # sessions remember the environment; start from this one
-    result = await AppriseNotifier().send("json://alerts.example.invalid/hook", NOTE, timeout=10)
+    host = f"alerts-{endpoint.port}.example.invalid"  # new to every session: they remember the environment per host
+    result = await AppriseNotifier().send(f"json://{host}/hook", NOTE, timeout=10)
     assert "sent" == result.status
-    assert ["http://alerts.example.invalid/hook"] == [path for _, path, _ in endpoint.requests]
+    assert [f"http://{host}/hook"] == [path for _, path, _ in endpoint.requests]
     assert 1 == len(handoffs)
 
 

@@ -25,7 +25,7 @@ import http.client
 import re
 import time
 import weakref
-from typing import Final
+from typing import Final, cast
 
 import httptools
 import requests
@@ -73,8 +73,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - a stream connection
-        self.transport = transport
+        self.transport = cast("asyncio.Transport", transport)  # a stream's (uvloop's are no asyncio.Transport)
 
     def data_received(self, data: bytes) -> None:
         parser = self._parser

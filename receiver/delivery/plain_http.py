@@ -9,6 +9,10 @@ requests' own ``PreparedRequest`` steps (URL quoting and IDNA, parameters, body 
 Content-Length, basic auth), writes it on this thread's open connection with ``http.client``,
 and returns the ``requests.Response`` the plugin reads (status, reason, headers, content).
 
+``prepare()`` is the first half (the request, or None when requests must send it) and
+``response()`` builds the answer: ``loop_http`` shares both for the sends that run on the event
+loop, so the two exchanges write the same bytes and return the same ``Response``.
+
 Anything else takes requests' path (``send()`` returns None before sending anything): a proxy the
 environment sets for the host, a client certificate, files or a streamed body, cookies, hooks,
 ``stream=True``, a timeout that is not a number or a pair. A redirect answer is followed by
