@@ -119,6 +119,7 @@ def _session() -> _Session:
     if session is not None:
         session.close()  # the idle connections are closed, not left for the garbage collector
     session = _local.session = _Session()
+    _local.used = time.monotonic()  # before any request ends: sends on the loop's thread interleave
     return session
 
 

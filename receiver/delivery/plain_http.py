@@ -33,6 +33,7 @@ import socket
 import ssl
 import time
 import weakref
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -44,7 +45,6 @@ from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, select_proxy
-from urllib3 import HTTPHeaderDict
 from urllib3.util.wait import wait_for_read
 
 __all__ = [
@@ -209,7 +209,7 @@ def prepare(session: requests.Session, method: str, url: Any, kwargs: dict[str, 
         return None
     prepared = PreparedRequest()
     prepared.prepare_method(method)
-    prepared.prepare_url(url, kwargs.get("params"))
+    _prepare_url(prepared, url, kwargs.get("params"))
     assert prepared.url is not None  # noqa: S101 - prepare_url set it, or raised
     if not prepared.url.startswith(("http://", "https://")) or not _stock_adapter(session, prepared.url):
         return None
@@ -231,7 +231,7 @@ def prepare(session: requests.Session, method: str, url: Any, kwargs: dict[str, 
     if auth is None and session.trust_env:
         auth = _netrc_auth(session, prepared.url)
     prepared.prepare_auth(auth, prepared.url)
-    prepared.prepare_cookies(requests.cookies.RequestsCookieJar())
+    # No prepare_cookies: an empty jar adds no header (follow() gives the redirects their jar).
     prepared.prepare_hooks({})
     return Plain(
         prepared,
@@ -245,6 +245,7 @@ def prepare(session: requests.Session, method: str, url: Any, kwargs: dict[str, 
 
 def follow(session: requests.Session, plain: Plain, response: requests.Response) -> requests.Response:
     """Follow a redirect answer with requests (rare for a webhook), exactly as ``Session.send`` does it."""
+    plain.prepared.prepare_cookies(requests.cookies.RequestsCookieJar())
     history = list(
         session.resolve_redirects(
             response,
@@ -261,6 +262,38 @@ def follow(session: requests.Session, plain: Plain, response: requests.Response)
         response = history.pop()
         response.history = history
     return response
+
+
+_URL_ENTRIES: Final = 256
+"""Prepared URLs remembered (the channels' URLs and their query parameters; a reload brings new ones)."""
+
+_urls: dict[Hashable, str] = {}
+
+
+def _prepare_url(prepared: PreparedRequest, url: str, params: Any) -> None:
+    """``prepared.prepare_url(url, params)``, remembered: quoting, IDNA and encoding the same URL cost ~15 µs."""
+    try:
+        key = (url, tuple(params.items()) if isinstance(params, dict) else params)
+        found = _urls.get(key)
+    except TypeError:  # a parameter that cannot be a key: prepared every time
+        prepared.prepare_url(url, params)
+        return
+    if found is None:
+        prepared.prepare_url(url, params)
+        if len(_urls) >= _URL_ENTRIES:
+            _urls.clear()
+        found = _urls[key] = prepared.url or ""
+    prepared.url = found
+
+
+def _headers(headers: list[tuple[str, str]]) -> CaseInsensitiveDict[str]:
+    """An answer's headers as requests gives them: a repeated one joined with ", " (urllib3's HTTPHeaderDict)."""
+    joined: dict[str, tuple[str, str]] = {}
+    for name, value in headers:
+        key = name.lower()
+        seen = joined.get(key)
+        joined[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
+    return CaseInsensitiveDict(dict(joined.values()))
 
 
 def body_bytes(prepared: PreparedRequest) -> bytes | None:
@@ -282,7 +315,7 @@ def response(
     answer = requests.Response()
     answer.status_code = status
     answer.reason = reason
-    answer.headers = CaseInsensitiveDict(HTTPHeaderDict(headers))
+    answer.headers = _headers(headers)
     answer.encoding = get_encoding_from_headers(answer.headers)
     answer.url = prepared.url or ""
     answer.request = prepared
