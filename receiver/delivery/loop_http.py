@@ -345,6 +345,7 @@ async def exchange(plain: plain_http.Plain, *, idle_seconds: float) -> requests.
             raise plain_http.exchange_error(exc, prepared) from exc
         raise
     content = b"".join(conn.body)[: plain_http.ANSWER_BYTES]
+    conn.body = []  # not held by an idle connection
     reason = conn.reason.decode("latin-1").strip()
     answer = plain_http.response(prepared, conn.status, reason, conn.headers, content, started)
     if conn.keep_alive and not conn.dead:
