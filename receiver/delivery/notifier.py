@@ -36,8 +36,8 @@ How a send runs, and why:
   endpoint fails with apprise's reason before the budget runs out, and a worker thread apprise
   abandons at the budget ends soon after instead of holding one of its few pool threads.
 * A URL without apprise's ``retry=``, ``optional=`` or ``emojis=`` is sent by calling its plugin's ``notify()``
-  in one of receiver's threads, not through ``Apprise.async_notify``: the same preparation of the
-  message (apprise designed the plugin call to match ``Apprise.notify``), without apprise's
+  in one of receiver's threads (or on the event loop, below), not through ``Apprise.async_notify``: the
+  same preparation of the message (apprise designed the plugin call to match ``Apprise.notify``), without apprise's
   per-call machinery (call state, log capture handlers, retry runner, result objects, two more
   tasks and a hop through its coordinator; docs/performance.md, "Fast paths"). The failure
   reason is the plugin's own WARNING/ERROR lines, collected per send. URLs with those options take apprise's path, which
