@@ -699,3 +699,14 @@ def test_a_plain_slack_call_is_prepared_for_the_plain_paths() -> None:
         )
         is None
     )
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("on_loop")
+async def test_the_first_sends_on_a_fresh_loop_thread_may_interleave(endpoint: Endpoint) -> None:
+    """Several sends start before the loop thread's first request ended: all delivered."""
+    keepalive._local.__dict__.clear()  # no session on this thread yet
+    notifier = AppriseNotifier()
+    url = f"json://127.0.0.1:{endpoint.port}/hook"
+    results = await asyncio.gather(*(notifier.send(url, NOTE, timeout=10) for _ in range(4)))
+    assert ["sent"] * 4 == [r.status for r in results]
