@@ -309,7 +309,7 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _send_test(args: argparse.Namespace) -> int:
-    from receiver.delivery import keepalive
+    from receiver.delivery import keepalive, onloop
     from receiver.delivery.notifier import AppriseNotifier, check_url, mask_url, send_test
     from receiver.rules import load_rules
 
@@ -324,6 +324,7 @@ def _send_test(args: argparse.Namespace) -> int:
         return 1
     url = channel.url_value()
     keepalive.install()  # as in the server: the test goes out the way alerts do
+    onloop.install()
     result = asyncio.run(send_test(url, AppriseNotifier()))
     target = mask_url(url)
     if result.ok:

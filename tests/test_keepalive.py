@@ -2,103 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import requests
-from support import free_port, self_signed_certificate, wait_until
+from support import PLAIN_CALLS, Endpoint, free_port, self_signed_certificate, wait_until
 
 from receiver.delivery import keepalive, plain_http
 from receiver.delivery.notifier import AppriseNotifier
 from receiver.render import Notification
 
 _T = TypeVar("_T")
-
-
-@dataclass
-class Endpoint:
-    """A keep-alive HTTP/1.1 server on loopback that counts connections and records requests."""
-
-    answer_headers: dict[str, str] = field(default_factory=dict)
-    close_after_each: bool = False
-    connections: int = 0
-    closed_by_client: int = 0
-    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-    bodies: list[bytes] = field(default_factory=list)
-    redirect: dict[str, tuple[int, str]] = field(default_factory=dict)  # path -> (status, Location)
-    drop_after_each: bool = False  # close the connection after answering, without saying so
-    finished: int = 0  # connections the server has closed
-    answer_body: bytes = b"ok"
-    tls: ssl.SSLContext | None = None
-    port: int = 0
-
-    def start(self) -> ThreadingHTTPServer:
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()
-                endpoint.connections += 1
-
-            def finish(self) -> None:
-                super().finish()
-                endpoint.closed_by_client += not self.close_connection_by_us
-
-            close_connection_by_us = False
-
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                endpoint.bodies.append(self.rfile.read(length))
-                endpoint.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-                status, location = endpoint.redirect.get(self.path.split("?")[0], (200, ""))
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                for name, value in endpoint.answer_headers.items():
-                    self.send_header(name, value)
-                if endpoint.close_after_each:
-                    self.send_header("Connection", "close")
-                    self.close_connection_by_us = True
-                self.send_header("Content-Length", str(len(endpoint.answer_body)))
-                self.end_headers()
-                with contextlib.suppress(OSError):  # a client that stops reading a long answer closes on us
-                    self.wfile.write(endpoint.answer_body)
-                if endpoint.drop_after_each:
-                    self.close_connection = True
-                    self.close_connection_by_us = True
-
-            do_POST = _answer
-            do_GET = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            def shutdown_request(self, request: Any) -> None:
-                super().shutdown_request(request)
-                endpoint.finished += 1  # counted once the socket is closed: its FIN is on the way
-
-        server = Server(("127.0.0.1", 0), Handler)
-        if self.tls is not None:
-            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # quick to shut down
-        return server
-
-    def url(self, path: str = "/hook") -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}{path}"
 
 
 @pytest.fixture
@@ -228,15 +148,6 @@ def _post(endpoint: Endpoint) -> int:
 
 
 # --- the plain path: what apprise's webhook plugins send goes out on http.client ----------------
-
-PLAIN_CALLS: dict[str, dict[str, Any]] = {
-    "json-text": {"data": '{"title": "Ünïcode ✓"}', "headers": {"Content-Type": "application/json"}},
-    "bytes": {"data": b"\x00\x01 raw"},
-    "json-argument": {"json": {"a": [1, "é"]}},
-    "params-and-auth": {"params": {"sig": "a b/c", "x": "1"}, "auth": ("user", "pässword"), "data": "x"},
-    "header-removed": {"headers": {"User-Agent": None, "X-Custom": "v"}, "data": "x"},
-    "form": {"data": {"token": "abc", "msg": "hi there"}},
-}
 
 
 @pytest.mark.parametrize("call", PLAIN_CALLS.values(), ids=PLAIN_CALLS.keys())

@@ -31,6 +31,9 @@ holding at most one idle connection per host it sent to recently (urllib3's pool
 Plain requests (a body, headers, maybe basic auth: what apprise's webhook plugins send) do not
 go through the session's requests machinery at all: ``plain_http`` writes them on the session's
 own ``http.client`` connections, with the same settings; everything else goes through the session.
+A request made by a send running on the event loop (``receiver.delivery.bridge``, switched on by
+``receiver.delivery.onloop.install()``) goes out on the loop's connections (``loop_http``) if it is
+plain, and otherwise on a sending thread, awaited: nothing here blocks the loop.
 
 Why a patch and not an apprise option: apprise has none. The patch replaces the one function
 all of ``requests.get/post/put/...`` go through (``requests.api.request``, and the
@@ -40,6 +43,7 @@ their own session (Matrix) are untouched.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Hashable
@@ -49,7 +53,7 @@ from urllib.parse import urlsplit
 import requests
 import requests.api
 
-from receiver.delivery import plain_http
+from receiver.delivery import bridge, loop_http, plain_http
 
 __all__ = ["IDLE_SECONDS", "install", "installed"]
 
@@ -115,6 +119,7 @@ def _session() -> _Session:
     if session is not None:
         session.close()  # the idle connections are closed, not left for the garbage collector
     session = _local.session = _Session()
+    _local.used = time.monotonic()  # before any request ends: sends on the loop's thread interleave
     return session
 
 
@@ -122,10 +127,36 @@ def _request(method: str, url: str | bytes, **kwargs: Any) -> requests.Response:
     """``requests.request`` on this thread's reused session (same arguments, same result)."""
     session = _session()
     try:
+        if bridge.in_call():
+            return _request_on_loop(session, method, url, kwargs)
         response = plain_http.send(session, session.plain, method, url, kwargs)
         if response is not None:
             return response
         return session.request(method=method, url=url, **kwargs)
+    finally:
+        session.cookies.clear()
+        _local.used = time.monotonic()
+
+
+def _request_on_loop(session: _Session, method: str, url: str | bytes, kwargs: dict[str, Any]) -> requests.Response:
+    """In a send running on the event loop: a plain request on the loop's connections, anything else on a thread.
+
+    The loop thread's session only prepares requests (what the environment gives is remembered there
+    too); what ``plain_http`` declines, and a redirect to follow, go to a sending thread's own session.
+    """
+    plain = plain_http.prepare(session, method, url, kwargs)
+    if plain is None:
+        return bridge.on_thread(functools.partial(_request, method, url, **kwargs))
+    response = bridge.await_only(loop_http.exchange(plain, idle_seconds=IDLE_SECONDS))
+    if plain.redirected(response):
+        return bridge.on_thread(functools.partial(_follow, plain, response))
+    return response
+
+
+def _follow(plain: plain_http.Plain, response: requests.Response) -> requests.Response:
+    session = _session()
+    try:
+        return plain_http.follow(session, plain, response)
     finally:
         session.cookies.clear()
         _local.used = time.monotonic()

@@ -36,8 +36,8 @@ How a send runs, and why:
   endpoint fails with apprise's reason before the budget runs out, and a worker thread apprise
   abandons at the budget ends soon after instead of holding one of its few pool threads.
 * A URL without apprise's ``retry=``, ``optional=`` or ``emojis=`` is sent by calling its plugin's ``notify()``
-  in one of receiver's threads, not through ``Apprise.async_notify``: the same preparation of the
-  message (apprise designed the plugin call to match ``Apprise.notify``), without apprise's
+  in one of receiver's threads (or on the event loop, below), not through ``Apprise.async_notify``: the
+  same preparation of the message (apprise designed the plugin call to match ``Apprise.notify``), without apprise's
   per-call machinery (call state, log capture handlers, retry runner, result objects, two more
   tasks and a hop through its coordinator; docs/performance.md, "Fast paths"). The failure
   reason is the plugin's own WARNING/ERROR lines, collected per send. URLs with those options take apprise's path, which
@@ -46,6 +46,9 @@ How a send runs, and why:
   factory and ``receiver send-test`` call it): each of apprise's sending threads gets one
   ``requests.Session`` (cookies cleared after every call, connections idle 30 s closed), and a
   plain webhook request is written on that thread's ``http.client`` connection (``plain_http``).
+* Once ``receiver.delivery.onloop.install()`` ran (the same callers), a direct send of a common
+  webhook plugin (json://, Slack, Teams Workflows, ... : ``onloop.ON_LOOP``) runs on the event loop
+  instead of a thread (``bridge``), its requests on the loop's connections (``loop_http``).
 * ``body_format`` is always explicit: apprise's default (``None``) skips escaping and lets
   ``<!channel>`` through to Slack.
 
@@ -66,7 +69,7 @@ import re
 import socket
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,6 +92,7 @@ from apprise import (
 from apprise.decorators import notify  # the custom-notification hook for log://
 
 from receiver import __version__
+from receiver.delivery import bridge, onloop
 from receiver.render import Notification
 from receiver.timefmt import utc_text
 
@@ -721,16 +725,23 @@ class AppriseNotifier:
         timeout: float,  # noqa: ASYNC109 - the whole-send budget, as in send()
         started: float,
     ) -> SendResult:
-        """Send through the plugin's ``notify()`` in a receiver thread, within ``timeout`` seconds.
+        """Send through the plugin's ``notify()`` on the event loop or in a receiver thread, within ``timeout`` seconds.
 
-        Past the budget the send is abandoned, as apprise does: a thread already sending cannot be
-        stopped, and ends at the latest when its socket timeouts (clamped to the budget) do.
+        On the loop (``onloop.runs_on_loop``): past the budget the send is cancelled where it waits,
+        and its connection closed. In a thread: past the budget the send is abandoned, as apprise
+        does: a thread already sending cannot be stopped, and ends at the latest when its socket
+        timeouts (clamped to the budget) do.
         """
-        call = functools.partial(_notify_plugin, plugin, notification)
-        future = _pool().submit(contextvars.copy_context().run, call)
+        sending: Awaitable[tuple[bool, list[str]]]
+        if onloop.runs_on_loop(plugin):
+            # No thread hand-off per send (docs/performance.md, "Fast paths").
+            sending = bridge.run(_notify_plugin, plugin, notification, executor=_pool())
+        else:
+            call = functools.partial(_notify_plugin, plugin, notification)
+            sending = asyncio.wrap_future(_pool().submit(contextvars.copy_context().run, call))
         try:
             async with asyncio.timeout(timeout + _ABANDON_GRACE):
-                ok, lines = await asyncio.wrap_future(future)
+                ok, lines = await sending
         except TimeoutError:
             reason = f"no answer from {plugin.service_name} within the send budget of {timeout:g} s"
             return SendResult("timeout", reason, time.monotonic() - started, recoverable=True)

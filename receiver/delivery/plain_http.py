@@ -9,6 +9,10 @@ requests' own ``PreparedRequest`` steps (URL quoting and IDNA, parameters, body 
 Content-Length, basic auth), writes it on this thread's open connection with ``http.client``,
 and returns the ``requests.Response`` the plugin reads (status, reason, headers, content).
 
+``prepare()`` is the first half (the request, or None when requests must send it) and
+``response()`` builds the answer: ``loop_http`` shares both for the sends that run on the event
+loop, so the two exchanges write the same bytes and return the same ``Response``.
+
 Anything else takes requests' path (``send()`` returns None before sending anything): a proxy the
 environment sets for the host, a client certificate, files or a streamed body, cookies, hooks,
 ``stream=True``, a timeout that is not a number or a pair. A redirect answer is followed by
@@ -29,6 +33,8 @@ import socket
 import ssl
 import time
 import weakref
+from collections.abc import Hashable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -39,15 +45,32 @@ from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, select_proxy
-from urllib3 import HTTPHeaderDict
 from urllib3.util.wait import wait_for_read
 
-__all__ = ["ANSWER_BYTES", "Connections", "send"]
+__all__ = [
+    "ANSWER_BYTES",
+    "Connections",
+    "Plain",
+    "body_bytes",
+    "connect_error",
+    "exchange_error",
+    "follow",
+    "prepare",
+    "response",
+    "send",
+    "tls_context",
+]
 
 _PLAIN_ARGUMENTS: Final = frozenset(
     {"params", "data", "json", "headers", "auth", "verify", "timeout", "allow_redirects"}
 )
 """The keyword arguments of ``requests.request`` this path implements; any other sends through requests."""
+
+_AS_IF_ABSENT: Final = frozenset(
+    {("files", None), ("cookies", None), ("hooks", None), ("cert", None), ("proxies", None), ("stream", None)}
+    | {("stream", False)}
+)
+"""Other arguments with the value requests gives them by default (Slack passes ``files=None``): as if not passed."""
 
 ANSWER_BYTES: Final = 1 << 20
 """The most of an answer's body kept (the plugins read a status, an id or an error from it); past it the
@@ -94,7 +117,7 @@ def _close_all(connections: dict[_Key, http.client.HTTPConnection]) -> None:
 _contexts: dict[bool | str, ssl.SSLContext] = {}
 
 
-def _tls_context(verify: bool | str) -> ssl.SSLContext:
+def tls_context(verify: bool | str) -> ssl.SSLContext:
     """A TLS context per certificate check (requests' rules: True = certifi's bundle, a path = that bundle)."""
     context = _contexts.get(verify)
     if context is None:
@@ -129,15 +152,54 @@ def _timeouts(timeout: Any) -> tuple[float | None, float | None] | None:
     return None  # urllib3's Timeout object, or anything else: requests' path
 
 
+@dataclass(frozen=True, slots=True)
+class Plain:
+    """A request ``send()`` can write itself: requests' ``PreparedRequest`` and the settings to send it with."""
+
+    prepared: PreparedRequest
+    verify: bool | str
+    timeouts: tuple[float | None, float | None]
+    timeout: Any  # the caller's argument, for requests when it follows a redirect
+    proxies: dict[str, str]
+    allow_redirects: bool
+
+    def key(self) -> _Key:
+        """Which kept-alive connection it may go out on: scheme, host, port, certificate check."""
+        parts = urlsplit(self.prepared.url or "")
+        scheme = parts.scheme
+        port = parts.port or (443 if scheme == "https" else 80)
+        return scheme, parts.hostname or "", port, self.verify if scheme == "https" else True
+
+    def redirected(self, response: requests.Response) -> bool:
+        """Whether requests must follow ``response`` (``follow()``)."""
+        return self.allow_redirects and response.is_redirect
+
+
 def send(
     session: requests.Session, connections: Connections, method: str, url: Any, kwargs: dict[str, Any]
 ) -> requests.Response | None:
-    """Send ``requests.request(method, url, **kwargs)`` on ``connections``; None when requests must send it.
+    """Send ``requests.request(method, url, **kwargs)`` on ``connections``; None when requests must send it."""
+    plain = prepare(session, method, url, kwargs)
+    if plain is None:
+        return None
+    response = _exchange(connections, plain)
+    return follow(session, plain, response) if plain.redirected(response) else response
+
+
+def _plain_arguments(kwargs: dict[str, Any]) -> bool:
+    return all(
+        name in _PLAIN_ARGUMENTS or ((value is None or value is False) and (name, value) in _AS_IF_ABSENT)
+        for name, value in kwargs.items()
+    )
+
+
+def prepare(session: requests.Session, method: str, url: Any, kwargs: dict[str, Any]) -> Plain | None:
+    """``requests.request(method, url, **kwargs)`` prepared for ``send()``, or None when requests must send it.
 
     ``session`` gives what requests would merge in: its default headers, the environment's
     proxies and CA bundle (``merge_environment_settings``), ``.netrc`` credentials.
     """
-    if not kwargs.keys() <= _PLAIN_ARGUMENTS or not isinstance(url, str):
+    if not isinstance(url, str) or not _plain_arguments(kwargs):
         return None
     timeouts = _timeouts(kwargs.get("timeout"))
     auth = kwargs.get("auth")
@@ -147,7 +209,7 @@ def send(
         return None
     prepared = PreparedRequest()
     prepared.prepare_method(method)
-    prepared.prepare_url(url, kwargs.get("params"))
+    _prepare_url(prepared, url, kwargs.get("params"))
     assert prepared.url is not None  # noqa: S101 - prepare_url set it, or raised
     if not prepared.url.startswith(("http://", "https://")) or not _stock_adapter(session, prepared.url):
         return None
@@ -169,27 +231,98 @@ def send(
     if auth is None and session.trust_env:
         auth = _netrc_auth(session, prepared.url)
     prepared.prepare_auth(auth, prepared.url)
-    prepared.prepare_cookies(requests.cookies.RequestsCookieJar())
+    # No prepare_cookies: an empty jar adds no header (follow() gives the redirects their jar).
     prepared.prepare_hooks({})
-    response = _exchange(connections, prepared, settings["verify"], timeouts)
-    if kwargs.get("allow_redirects", True) and response.is_redirect:
-        # Rare for a webhook: followed by requests, exactly as Session.send does it.
-        history = list(
-            session.resolve_redirects(
-                response,
-                prepared,
-                stream=False,
-                timeout=kwargs.get("timeout"),
-                verify=settings["verify"],
-                cert=None,
-                proxies=settings["proxies"],
-            )
+    return Plain(
+        prepared,
+        settings["verify"],
+        timeouts,
+        kwargs.get("timeout"),
+        settings["proxies"],
+        bool(kwargs.get("allow_redirects", True)),
+    )
+
+
+def follow(session: requests.Session, plain: Plain, response: requests.Response) -> requests.Response:
+    """Follow a redirect answer with requests (rare for a webhook), exactly as ``Session.send`` does it."""
+    plain.prepared.prepare_cookies(requests.cookies.RequestsCookieJar())
+    history = list(
+        session.resolve_redirects(
+            response,
+            plain.prepared,
+            stream=False,
+            timeout=plain.timeout,
+            verify=plain.verify,
+            cert=None,
+            proxies=plain.proxies,
         )
-        if history:
-            history.insert(0, response)
-            response = history.pop()
-            response.history = history
+    )
+    if history:
+        history.insert(0, response)
+        response = history.pop()
+        response.history = history
     return response
+
+
+_URL_ENTRIES: Final = 256
+"""Prepared URLs remembered (the channels' URLs and their query parameters; a reload brings new ones)."""
+
+_urls: dict[Hashable, str] = {}
+
+
+def _prepare_url(prepared: PreparedRequest, url: str, params: Any) -> None:
+    """``prepared.prepare_url(url, params)``, remembered: quoting, IDNA and encoding the same URL cost ~15 µs."""
+    try:
+        key = (url, tuple(params.items()) if isinstance(params, dict) else params)
+        found = _urls.get(key)
+    except TypeError:  # a parameter that cannot be a key: prepared every time
+        prepared.prepare_url(url, params)
+        return
+    if found is None:
+        prepared.prepare_url(url, params)
+        if len(_urls) >= _URL_ENTRIES:
+            _urls.clear()
+        found = _urls[key] = prepared.url or ""
+    prepared.url = found
+
+
+def _headers(headers: list[tuple[str, str]]) -> CaseInsensitiveDict[str]:
+    """An answer's headers as requests gives them: a repeated one joined with ", " (urllib3's HTTPHeaderDict)."""
+    joined: dict[str, tuple[str, str]] = {}
+    for name, value in headers:
+        key = name.lower()
+        seen = joined.get(key)
+        joined[key] = (name, value) if seen is None else (seen[0], f"{seen[1]}, {value}")
+    return CaseInsensitiveDict(dict(joined.values()))
+
+
+def body_bytes(prepared: PreparedRequest) -> bytes | None:
+    """The request's body as written (a str in UTF-8, as requests sends it)."""
+    body = prepared.body.encode("utf-8") if isinstance(prepared.body, str) else prepared.body
+    assert body is None or isinstance(body, bytes)  # noqa: S101 - prepare() let only these through
+    return body
+
+
+def response(
+    prepared: PreparedRequest,
+    status: int,
+    reason: str,
+    headers: list[tuple[str, str]],
+    content: bytes,
+    started: float,
+) -> requests.Response:
+    """The ``requests.Response`` for an answer read whole (both exchanges build theirs here)."""
+    answer = requests.Response()
+    answer.status_code = status
+    answer.reason = reason
+    answer.headers = _headers(headers)
+    answer.encoding = get_encoding_from_headers(answer.headers)
+    answer.url = prepared.url or ""
+    answer.request = prepared
+    answer._content = content  # read whole, as requests does without stream=True
+    answer._content_consumed = True
+    answer.elapsed = timedelta(seconds=time.perf_counter() - started)
+    return answer
 
 
 _STOCK_SENDS: Final = (requests.Session.send, HTTPAdapter.send)
@@ -207,59 +340,44 @@ def _netrc_auth(session: requests.Session, url: str) -> tuple[str, str] | None:
     return lookup(url) if lookup is not None else requests.utils.get_netrc_auth(url)
 
 
-def _exchange(
-    connections: Connections, prepared: PreparedRequest, verify: bool | str, timeouts: tuple[float | None, float | None]
-) -> requests.Response:
+def _exchange(connections: Connections, plain: Plain) -> requests.Response:
     """Write the request on an open connection (or a new one) and read the whole answer."""
-    parts = urlsplit(prepared.url or "")
-    scheme, host = parts.scheme, parts.hostname or ""
-    port = parts.port or (443 if scheme == "https" else 80)
-    key: _Key = (scheme, host, port, verify if scheme == "https" else True)
-    connect_timeout, read_timeout = timeouts
+    prepared = plain.prepared
+    key = plain.key()
+    scheme, host, port, _ = key
+    connect_timeout, read_timeout = plain.timeouts
     conn = connections.take(key)
     started = time.perf_counter()
     if conn is None:
         if scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=_tls_context(verify))
+            conn = http.client.HTTPSConnection(host, port, timeout=connect_timeout, context=tls_context(plain.verify))
         else:
             conn = http.client.HTTPConnection(host, port, timeout=connect_timeout)
         try:
             conn.connect()
         except Exception as exc:
             conn.close()
-            raise _connect_error(exc, prepared) from exc
+            raise connect_error(exc, prepared) from exc
     try:
         assert conn.sock is not None  # noqa: S101 - connected above or kept open
         conn.sock.settimeout(read_timeout)
-        body = prepared.body.encode("utf-8") if isinstance(prepared.body, str) else prepared.body  # as requests does
-        assert body is None or isinstance(body, bytes)  # noqa: S101 - send() let only these through
+        body = body_bytes(prepared)
         conn.request(prepared.method or "GET", prepared.path_url, body=body, headers=dict(prepared.headers))
         answer = conn.getresponse()
         content = answer.read(ANSWER_BYTES + 1)  # an endpoint's answer is not ours to hold whole
     except BaseException as exc:
         conn.close()  # half a request or answer on it: never reused
         if isinstance(exc, Exception):
-            raise _exchange_error(exc, prepared) from exc
+            raise exchange_error(exc, prepared) from exc
         raise
     if answer.will_close or not answer.isclosed():  # closing, or the rest of a long answer still on it
         conn.close()
     else:
         connections.give_back(key, conn)
-    content = content[:ANSWER_BYTES]
-    response = requests.Response()
-    response.status_code = answer.status
-    response.reason = answer.reason
-    response.headers = CaseInsensitiveDict(HTTPHeaderDict(answer.getheaders()))
-    response.encoding = get_encoding_from_headers(response.headers)
-    response.url = prepared.url or ""
-    response.request = prepared
-    response._content = content  # read whole, as requests does without stream=True
-    response._content_consumed = True
-    response.elapsed = timedelta(seconds=time.perf_counter() - started)
-    return response
+    return response(prepared, answer.status, answer.reason, answer.getheaders(), content[:ANSWER_BYTES], started)
 
 
-def _connect_error(exc: Exception, prepared: PreparedRequest) -> Exception:
+def connect_error(exc: Exception, prepared: PreparedRequest) -> Exception:
     if isinstance(exc, TimeoutError | socket.timeout):
         return requests.exceptions.ConnectTimeout(f"connection to {prepared.url} timed out", request=prepared)
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
@@ -269,7 +387,7 @@ def _connect_error(exc: Exception, prepared: PreparedRequest) -> Exception:
     return exc
 
 
-def _exchange_error(exc: Exception, prepared: PreparedRequest) -> Exception:
+def exchange_error(exc: Exception, prepared: PreparedRequest) -> Exception:
     if isinstance(exc, TimeoutError | socket.timeout):
         return requests.exceptions.ReadTimeout(f"no answer from {prepared.url} in time", request=prepared)
     if isinstance(exc, ssl.SSLError):

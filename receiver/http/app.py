@@ -26,7 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 from receiver import __version__
 from receiver.admin import audit
 from receiver.admin.retention import Pruner, Retention, StoreStatsCache
-from receiver.delivery import keepalive
+from receiver.delivery import keepalive, onloop
 from receiver.delivery.notifier import AppriseNotifier, Notifier
 from receiver.errors import StoreError
 from receiver.http import actions, api, auth, edge, responses, ui
@@ -74,6 +74,7 @@ def create_app(
         The Starlette app; its lifespan opens the store and starts the workers.
     """
     keepalive.install()  # apprise's sends reuse their connections (docs/performance.md, "Fast paths")
+    onloop.install()  # the common webhook plugins send on the event loop, no thread (same section)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
