@@ -74,6 +74,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0) -> bool:
     return False
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A test endpoint that says nothing when a client leaves before its answer was written.
+
+    socketserver prints each such error's traceback to stderr, through pytest's capture.
+    """
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class Sink:
     """A loopback HTTP endpoint that records every POST (json:// and form:// targets).
@@ -125,7 +136,7 @@ class Sink:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = QuietServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()  # quick to stop
@@ -362,7 +373,7 @@ class Endpoint:
             def log_message(self, *args: object) -> None:
                 pass
 
-        class Server(ThreadingHTTPServer):
+        class Server(QuietServer):
             def shutdown_request(self, request: Any) -> None:
                 super().shutdown_request(request)
                 endpoint.finished += 1  # counted once the socket is closed: its FIN is on the way
