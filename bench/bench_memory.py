@@ -23,6 +23,7 @@ from harness import Server, count_inbox, example_rules, http_get_json, mixed_eve
 from loadgen import post_all
 
 CHUNK = 10_000
+_ADMIN = "bench-admin-token"
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def run(cfg: MemoryConfig) -> dict[str, Any]:
     with workdir("memory") as tmp:
         wd = Path(tmp)
         rules = example_rules(wd)
-        with Server("receiver", wd, rules=rules) as server:
+        # /readyz names the rules loaded only to the admin token.
+        with Server("receiver", wd, rules=rules, env={"RECEIVER_ADMIN_TOKEN": _ADMIN}) as server:
             idle = _settled_rss(server.pid)
             _log(f"idle {idle / 1024:.1f} MiB (bare Starlette {bare_idle / 1024:.1f} MiB)")
             stored = _post(server, cfg.warm_events, run_tag())
@@ -98,7 +100,7 @@ def run(cfg: MemoryConfig) -> dict[str, Any]:
             loaded = 0
             while loaded != cfg.rules and time.monotonic() < deadline:
                 time.sleep(0.5)
-                ready = http_get_json(server.port, "/readyz").get("rules", {})
+                ready = http_get_json(server.port, "/readyz", token=_ADMIN).get("rules", {})
                 loaded = ready.get("loaded", 0)
                 if ready.get("last_reload_problems"):
                     raise RuntimeError(f"the {cfg.rules}-rule file was refused: {ready['last_reload_problems'][:3]}")

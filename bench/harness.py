@@ -502,13 +502,15 @@ def mixed_events(count: int, tag: str, start: int = 0) -> list[tuple[str, str, b
     return out
 
 
-def http_get_json(port: int, path: str) -> Any:
-    """GET a loopback JSON route."""
+def http_get_json(port: int, path: str, *, token: str | None = None) -> Any:
+    """GET a loopback JSON route (with ``token`` as the admin bearer token)."""
     import urllib.error
     import urllib.request
 
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"http://{HOST}:{port}{path}", headers=headers)
     try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=30) as reply:
+        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 - loopback
             return json.loads(reply.read())
     except urllib.error.HTTPError as exc:
         return json.loads(exc.read())
