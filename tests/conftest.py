@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import structlog
 from structlog._config import BoundLoggerLazyProxy as _LAZY_PROXY
-from support import ENABLE_POSTGRES, with_params
+from support import ENABLE_POSTGRES, Endpoint, with_params
 
 from receiver.store import Store, open_store
 
@@ -246,3 +246,13 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await instance.open()
     yield instance
     await instance.close()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    """A keep-alive HTTP/1.1 endpoint on loopback (``support.Endpoint``), shut down afterwards."""
+    found = Endpoint()
+    server = found.start()
+    yield found
+    server.shutdown()
+    server.server_close()

@@ -399,3 +399,23 @@ PLAIN_CALLS: dict[str, dict[str, Any]] = {
     "header-removed": {"headers": {"User-Agent": None, "X-Custom": "v"}, "data": "x"},
     "form": {"data": {"token": "abc", "msg": "hi there"}},
 }
+
+
+def post_scope(path: str, headers: dict[str, str], length: int) -> dict[str, Any]:
+    """The ASGI scope of a POST to ``path`` with these headers and a body of ``length`` bytes (no server)."""
+    raw = [(k.lower().encode(), v.encode()) for k, v in {**headers, "content-length": str(length)}.items()]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from starlette.testclient import TestClient
-from support import fresh, wait_until
+from support import fresh, post_scope, wait_until
 
 from receiver.http.app import create_app
 from receiver.pipeline.worker import InboxWorker
@@ -201,26 +201,9 @@ async def _processed(store: Store) -> list[EventRow]:
 
 async def _post(app: Any, body: bytes) -> None:
     """POST a signed webhook straight to the ASGI app (no server), raising what the request's task raises."""
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"x-uipath-signature", sign(body, SECRET).encode()),
-    ]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/webhooks/uipath",
-        "raw_path": b"/webhooks/uipath",
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
+    scope = post_scope(
+        "/webhooks/uipath", {"content-type": "application/json", "x-uipath-signature": sign(body, SECRET)}, len(body)
+    )
     sent = False
 
     async def receive() -> dict[str, Any]:

@@ -6,7 +6,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,15 +19,6 @@ from receiver.delivery.notifier import AppriseNotifier
 from receiver.render import Notification
 
 _T = TypeVar("_T")
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    found = Endpoint()
-    server = found.start()
-    yield found
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture(autouse=True)

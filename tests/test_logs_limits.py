@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from support import fault
+from support import fault, post_scope
 from test_app import LOGS, SECRET, FakeNotifier, make_settings
 
 from receiver.http.app import create_app
@@ -163,25 +163,6 @@ class _Held:
         return {"type": "http.request", "body": self.chunks.pop(0), "more_body": False}
 
 
-def _scope(path: str, headers: dict[str, str], length: int) -> dict[str, Any]:
-    raw = [(k.lower().encode(), v.encode()) for k, v in {**headers, "content-length": str(length)}.items()]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": raw,
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-
-
 class TestBurstGate:
     """The edge-activity gate (workers give way to a burst) counts only authenticated requests."""
 
@@ -198,10 +179,10 @@ class TestBurstGate:
                 body = fault(f"unsigned-{n}")
                 receive = _Held(body[:10], body[10:])
                 held.append(receive)
-                scope = _scope("/webhooks/uipath", {"x-uipath-signature": "sha256=bm9wZQ=="}, len(body))
+                scope = post_scope("/webhooks/uipath", {"x-uipath-signature": "sha256=bm9wZQ=="}, len(body))
                 tasks.append(asyncio.create_task(app(scope, receive, _discard)))
                 logs = entries(1)
-                scope = _scope("/logs/uipath", {"authorization": "Bearer wrong"}, len(logs))
+                scope = post_scope("/logs/uipath", {"authorization": "Bearer wrong"}, len(logs))
                 tasks.append(asyncio.create_task(app(scope, _Held(logs[:5], logs[5:]), _discard)))
             await asyncio.sleep(0.2)
             busy = rt.edge.inflight
@@ -231,7 +212,7 @@ class TestBurstGate:
             tasks = []
             for n in range(12):
                 body = fault(f"signed-{n}")
-                scope = _scope("/webhooks/uipath", {"x-uipath-signature": sign(body, SECRET)}, len(body))
+                scope = post_scope("/webhooks/uipath", {"x-uipath-signature": sign(body, SECRET)}, len(body))
                 tasks.append(asyncio.create_task(app(scope, _Whole(body), _discard)))
             await asyncio.sleep(0.2)
             busy = rt.edge.inflight

@@ -75,15 +75,6 @@ def on_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     keepalive.install()
 
 
-@pytest.fixture
-def endpoint() -> Iterator[Endpoint]:
-    found = Endpoint()
-    server = found.start()
-    yield found
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     made = self_signed_certificate(tmp_path_factory.mktemp("tls"))
