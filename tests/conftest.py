@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import structlog
 from structlog._config import BoundLoggerLazyProxy as _LAZY_PROXY
-from support import ENABLE_POSTGRES, Endpoint, with_params
+from support import ENABLE_POSTGRES, Endpoint, self_signed_certificate, with_params
 
 from receiver.store import Store, open_store
 
@@ -256,3 +256,12 @@ def endpoint() -> Iterator[Endpoint]:
     yield found
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and its key for 127.0.0.1 (``support.self_signed_certificate``), one per run."""
+    made = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    if made is None:
+        pytest.skip("needs the openssl CLI (or cryptography) for a self-signed certificate")
+    return made

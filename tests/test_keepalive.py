@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
-from support import PLAIN_CALLS, Endpoint, free_port, self_signed_certificate, wait_until
+from support import PLAIN_CALLS, Endpoint, free_port, wait_until
 
 from receiver.delivery import keepalive, plain_http
 from receiver.delivery.notifier import AppriseNotifier
@@ -220,14 +220,6 @@ def test_failures_are_requests_exceptions() -> None:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
         with pytest.raises(requests.ReadTimeout):
             in_new_thread(lambda: requests.post(url, data="x", timeout=(5, 0.2)))
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    made = self_signed_certificate(tmp_path_factory.mktemp("tls"))
-    if made is None:
-        pytest.skip("needs the openssl CLI for a self-signed certificate")
-    return made
 
 
 def test_https_checks_the_certificate_as_requests_does(certificate: tuple[Path, Path]) -> None:

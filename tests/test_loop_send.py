@@ -28,7 +28,7 @@ import pytest
 import requests
 import requests_mock
 from apprise.plugins.slack import NotifySlack
-from support import PLAIN_CALLS, Endpoint, free_port, self_signed_certificate, wait_until
+from support import PLAIN_CALLS, Endpoint, free_port, wait_until
 
 from receiver.delivery import bridge, keepalive, loop_http, onloop, plain_http
 from receiver.delivery.notifier import AppriseNotifier
@@ -73,14 +73,6 @@ def on_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep-alive installed, the loop path not: every direct send goes to a thread, as before."""
     monkeypatch.setattr(onloop, "_installed", False)
     keepalive.install()
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    made = self_signed_certificate(tmp_path_factory.mktemp("tls"))
-    if made is None:
-        pytest.skip("needs the openssl CLI for a self-signed certificate")
-    return made
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,7 +33,7 @@ import structlog
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from apprise import NotifyBase
-from support import QuietServer, free_port, self_signed_certificate
+from support import QuietServer, free_port
 
 from receiver.delivery.notifier import (
     TEST_TITLE,
@@ -174,12 +175,9 @@ def smtp_server() -> Iterator[tuple[int, list[Envelope]]]:
 
 
 @pytest.fixture(scope="module")
-def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    """A server TLS context with a self-signed certificate made by the openssl CLI."""
-    made = self_signed_certificate(tmp_path_factory.mktemp("tls"))
-    if made is None:
-        pytest.skip("STARTTLS needs a self-signed certificate: neither cryptography nor the openssl CLI is installed")
-    cert, key = made
+def tls_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    """A server TLS context with the run's self-signed certificate."""
+    cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
