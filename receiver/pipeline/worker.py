@@ -307,7 +307,7 @@ class InboxWorker:
                     done = 0
                 if done >= self._batch or self._adopted:
                     self._claim_due = self._claim_due or done >= self._batch
-                    continue  # a whole batch: more may be waiting
+                    continue  # a whole batch (more may be waiting), or events handed over meanwhile
                 # Less than a batch: whatever arrives next wakes us. Claiming again at once found
                 # nothing and cost a lease renewal, a claim and a timer query, about a third of a
                 # pass's store round trips at a steady rate.
@@ -349,10 +349,7 @@ class InboxWorker:
     async def _give_back_adopted(self) -> None:
         """Release the events handed over after this worker lost the inbox lease: the new leader claims them."""
         adopted, self._adopted = self._adopted, []
-        if adopted:
-            with contextlib.suppress(StoreError, TimeoutError):
-                async with asyncio.timeout(_STEP_DOWN_SECONDS):
-                    await self._store.release_claims(inbox_ids=[row.id for row in adopted])
+        await self._release([row.id for row in adopted])
 
     async def _give_back(self) -> None:
         """Release the claims of a batch whose store call failed: a failure seen is no crash, so they do not count.
@@ -360,10 +357,13 @@ class InboxWorker:
         Best effort: a store still failing leaves them to lapse (``MAX_CLAIMS`` counts them then).
         """
         unfinished, self._claimed = self._claimed, []
-        if unfinished:
+        await self._release(unfinished)
+
+    async def _release(self, inbox_ids: list[int]) -> None:
+        if inbox_ids:
             with contextlib.suppress(StoreError, TimeoutError):
                 async with asyncio.timeout(_STEP_DOWN_SECONDS):
-                    await self._store.release_claims(inbox_ids=unfinished)
+                    await self._store.release_claims(inbox_ids=inbox_ids)
 
     async def _lead(self) -> bool:
         now = self._clock()
@@ -409,13 +409,13 @@ class InboxWorker:
                 self._backlog = False
             else:
                 self._claim_due = True
-        suspects = await self._isolate_suspects(claimed)
-        if suspects is None or (suspects and suspects[0].claims > 1):
-            self._adopted[:0] = adopted  # processed after the suspect, in a pass of their own
+        taken = await self._isolate_suspects(claimed)
+        if taken is None or (taken and taken[0].claims > 1):
+            self._adopted[:0] = adopted  # a suspect goes alone: these in a pass of their own after it
             adopted = []
-        if suspects is None:
+        if taken is None:
             return 1
-        rows = sorted([*adopted, *suspects], key=lambda row: row.id) if adopted and suspects else adopted or suspects
+        rows = sorted([*adopted, *taken], key=lambda row: row.id)
         self._claimed = [row.id for row in rows]
         ruleset = self._rules()  # once per batch: a reload never splits the rules an event sees
         if ruleset is not self._watched:
