@@ -122,7 +122,10 @@ class RawEndpoint:
             buffer = b""
             while True:
                 while b"\r\n\r\n" not in buffer:
-                    chunk = conn.recv(65536)
+                    try:
+                        chunk = conn.recv(65536)
+                    except ConnectionResetError:  # closed by a client that gave up on an answer
+                        chunk = b""
                     if not chunk:
                         self.closed += 1
                         return
@@ -143,7 +146,10 @@ class RawEndpoint:
                 if self.hold is not None:
                     self.hold.wait(10)
                 answer = self.answer(request)
-                conn.sendall(answer)
+                try:
+                    conn.sendall(answer)
+                except OSError:  # the client gave up on a long answer
+                    return
                 if b"Connection: close" in answer.split(b"\r\n\r\n")[0]:
                     return
 
@@ -332,6 +338,27 @@ async def test_answers_are_read_whole_and_the_connection_reused(answer: bytes) -
         raw.close()
     assert [(200, "OK", b"hello world")] * 2 == [(a.status_code, a.reason, a.content) for a in answers]
     assert 1 == raw.connections
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("on_loop")
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"".join(b"X-%d: y\r\n" % n for n in range(101)), id="101-headers"),
+        pytest.param(b"X-Long: " + b"y" * (1_100_000) + b"\r\n", id="a-header-past-1-MiB"),
+    ],
+)
+async def test_an_answer_head_past_its_bounds_fails_as_on_the_thread_path(head: bytes) -> None:
+    """Too many header lines, or a head that never ends: a connection error on both paths, nothing held."""
+    raw = RawEndpoint(answer=lambda request: b"HTTP/1.1 200 OK\r\n" + head + b"Content-Length: 2\r\n\r\nok")
+    try:
+        with pytest.raises(requests.ConnectionError):
+            await loop_call(lambda: requests.post(raw.url(), data=b"{}", timeout=5))
+        with pytest.raises(requests.ConnectionError):
+            thread_call(lambda: requests.post(raw.url(), data=b"{}", timeout=5))
+    finally:
+        raw.close()
 
 
 @pytest.mark.anyio

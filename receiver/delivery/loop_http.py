@@ -46,6 +46,11 @@ _INVALID_PATH: Final = re.compile("[\x00-\x20\x7f]").search
 
 _Key = tuple[str, str, int, bool | str]
 
+_MAX_HEADERS: Final = 100  # http.client's bound on an answer's header lines ("got more than 100 headers")
+_HEAD_BYTES: Final = 1 << 20
+"""The most bytes read before an answer's head is complete (its status line and headers, and the rest of
+the read that completes it); httptools would otherwise hold a header line of any length."""
+
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: one request at a time, its answer parsed as it arrives."""
@@ -63,6 +68,7 @@ class _Connection(asyncio.Protocol):
         self._head_only = False
         self._headers_done = False
         self._length_known = False
+        self._head_read = 0
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[str, str]] = []
@@ -81,6 +87,11 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self._last_read = self._loop.time()
+        if not self._headers_done:
+            self._head_read += len(data)
+            if self._head_read > _HEAD_BYTES:
+                self._fail(http.client.HTTPException(f"answer head over {_HEAD_BYTES} bytes"))
+                return
         try:
             parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -126,6 +137,8 @@ class _Connection(asyncio.Protocol):
         if name.lower() in (b"content-length", b"transfer-encoding"):
             self._length_known = True
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        if len(self.headers) > _MAX_HEADERS:
+            self._fail(http.client.HTTPException(f"got more than {_MAX_HEADERS} headers"))
 
     def on_headers_complete(self) -> None:
         if self._parser is None:
@@ -150,6 +163,7 @@ class _Connection(asyncio.Protocol):
         if parser is None:  # a HEAD answer, finished at its headers (or one more than asked for)
             return
         if 100 <= self.status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            self._head_read = 0
             return
         self._finish(keep_alive=parser.should_keep_alive())
 
@@ -160,7 +174,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None  # noqa: S101 - connected
         self._parser = httptools.HttpResponseParser(self)
         self._head_only = head_only
-        self.status, self.body, self.size, self.keep_alive = 0, [], 0, False
+        self.status, self.body, self.size, self.keep_alive, self._head_read = 0, [], 0, False, 0
         self._start_answer()
         self._done = self._loop.create_future()
         self._read_timeout = read_timeout
