@@ -281,6 +281,19 @@ class TestLogs:
             reply = client.post("/logs/uipath", content=sample("robot-log-error.json"), headers=self.auth())
         assert 404 == reply.status_code
 
+    def test_a_message_cut_inside_a_surrogate_pair_is_stored_and_notified(
+        self, client: TestClient, notifier: FakeNotifier
+    ) -> None:
+        """A message cut at 10,000 UTF-16 units can end in half an emoji: JSON's ``\\ud83d``, a lone surrogate.
+
+        The entry, and the others posted with it, are stored and notified, not answered with a 500.
+        """
+        body = b'[{"Level": "Error", "Message": "first"}, {"Level": "Error", "Message": "cut \\ud83d"}]'
+        reply = client.post("/logs/uipath", content=body, headers=self.auth())
+        assert (202, 2) == (reply.status_code, reply.json()["accepted"]), reply.text
+        assert wait_until(lambda: len(notifier.sent) == 2)
+        assert any("cut" in n.body for _, n in notifier.sent)
+
     def test_bad_log_body_is_400(self, client: TestClient) -> None:
         """A log body that is not entries gets a 400 with a code."""
         reply = client.post("/logs/uipath", content=b"42", headers=self.auth())

@@ -423,7 +423,9 @@ def _log_entries(body: bytes, limit: int) -> list[tuple[str, bytes]]:
         event_id = (
             events[0].event_id or "sha256:" + hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
         )
-        result.append((event_id, json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()))
+        # jsonfmt: a lone surrogate (a message cut inside a UTF-16 pair: "\\ud83d") is written escaped,
+        # where UTF-8 cannot encode it.
+        result.append((event_id, dumps(entry)))
     return result
 
 
