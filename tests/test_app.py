@@ -300,6 +300,9 @@ class TestLogs:
         assert 400 == reply.status_code
 
 
+_ORIGIN = {"Origin": "http://testserver"}
+
+
 class TestAdmin:
     def test_refuses_without_token(self, client: TestClient) -> None:
         """The admin API needs the bearer token."""
@@ -326,6 +329,22 @@ class TestAdmin:
         ok = client.post("/api/rules/reload", headers={"Authorization": f"Bearer {ADMIN}"})
         assert (200, "reloaded") == (ok.status_code, ok.json()["status"])
         assert ["all-faults", "robot-errors"] == admin_get(client, "/api/rules")["rules"]
+
+    def test_an_event_with_a_lone_surrogate_can_be_shown(self, client: TestClient) -> None:
+        """A job's Info cut inside a UTF-16 pair (``\\ud83d``): the event's page and API answer show it (U+FFFD)."""
+        raw = json.loads(fresh(EventId="cut-1"))
+        raw["Job"]["Info"] = "Cannot find CUT"
+        body = json.dumps(raw).encode().replace(b"CUT", b"\\ud83d")
+        assert 202 == post(client, body).status_code
+        assert wait_until(lambda: admin_get(client, "/api/events")["events"][0]["state"] == "processed")
+        inbox_id = admin_get(client, "/api/events")["events"][0]["id"]
+        shown = admin_get(client, f"/api/events/{inbox_id}")["body"]["Job"]["Info"]
+        assert "Cannot find \ufffd" == shown
+        login = client.post("/ui/login", data={"token": ADMIN, "next": "/ui"}, headers=_ORIGIN, follow_redirects=False)
+        assert 303 == login.status_code
+        page = client.get(f"/ui/events/{inbox_id}")
+        assert 200 == page.status_code
+        assert "Cannot find \ufffd" in page.text
 
     def test_health_and_ready(self, client: TestClient) -> None:
         """healthz is always ok; readyz says ok when the store answers."""
