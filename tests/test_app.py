@@ -346,6 +346,14 @@ class TestAdmin:
         assert 200 == page.status_code
         assert "Cannot find \ufffd" in page.text
 
+    def test_an_event_with_nan_is_shown_as_text(self, client: TestClient) -> None:
+        """NaN is not JSON but json.dumps writes it: such an event is kept, and its page shows the body as sent."""
+        body = b'{"Type": "custom", "EventId": "nan-1", "EventData": {"Ratio": NaN, "Max": Infinity}}'
+        assert 202 == post(client, body).status_code
+        assert wait_until(lambda: admin_get(client, "/api/events")["events"][0]["state"] != "new")
+        inbox_id = admin_get(client, "/api/events")["events"][0]["id"]
+        assert body.decode() == admin_get(client, f"/api/events/{inbox_id}")["body"]
+
     def test_health_and_ready(self, client: TestClient) -> None:
         """healthz is always ok; readyz says ok when the store answers."""
         assert {"status": "ok"} == client.get("/healthz").json()

@@ -252,15 +252,20 @@ def attempt_json(row: AttemptRow) -> dict[str, Any]:
 
 
 def body_json(row: EventRow) -> Any:
-    """The stored body as JSON, or as text when it is not JSON (an unparsed event is kept whole).
+    """The stored body as JSON, or as text when it is not JSON (an unparsed event is kept whole; NaN is not JSON).
 
     A lone surrogate in it (JSON allows ``"\\ud800"``; a text cut inside a UTF-16 pair ends in one)
     is shown as U+FFFD: the answer and the page are UTF-8, which cannot carry it.
     """
     try:
-        return _without_lone_surrogates(json.loads(row.body))
+        return _without_lone_surrogates(json.loads(row.body, parse_constant=_not_json))
     except (ValueError, RecursionError):
         return row.body.decode("utf-8", errors="replace")
+
+
+def _not_json(name: str) -> Any:
+    # NaN, Infinity, -Infinity: json.loads reads them, JSON has none, and the answer could not be written.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")

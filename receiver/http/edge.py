@@ -423,10 +423,20 @@ def _log_entries(body: bytes, limit: int) -> list[tuple[str, bytes]]:
         event_id = (
             events[0].event_id or "sha256:" + hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
         )
-        # jsonfmt: a lone surrogate (a message cut inside a UTF-16 pair: "\\ud83d") is written escaped,
-        # where UTF-8 cannot encode it.
-        result.append((event_id, dumps(entry)))
+        result.append((event_id, _entry_bytes(entry)))
     return result
+
+
+def _entry_bytes(entry: Any) -> bytes:
+    """One entry as compact JSON, as posted (NaN too); a lone surrogate escaped, which UTF-8 cannot encode.
+
+    A message cut inside a UTF-16 pair (NLog writes it ``"\\ud83d"``) holds one.
+    """
+    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(entry, separators=(",", ":")).encode()
 
 
 class _DuplicateKeyError(ValueError):
