@@ -275,3 +275,15 @@ async def test_over_the_concurrency_limit_the_503_is_the_json_error() -> None:
     assert b"content-type: application/json" in head
     assert {"error", "detail"} == set(json.loads(body))
     protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_a_head_request_is_answered_on_a_kept_alive_connection() -> None:
+    """HEAD has no body to write: an answer's head held for the body write never left (HEAD /healthz hung)."""
+    protocol, transport = await _connection()
+    protocol.data_received(b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    await _until(lambda: transport.writes)
+    assert transport.writes, "the answer to a HEAD request was never written"
+    assert transport.writes[0].startswith(b"HTTP/1.1 202 ")
+    assert not transport.closing
+    protocol.connection_lost(None)

@@ -152,7 +152,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._heads_done += 1
         super().on_headers_complete()
         cycle = self.cycle
-        if cycle is not None and cycle.transport is self.transport:
+        # Not for HEAD: its answer has no body write for the head to wait for.
+        if cycle is not None and cycle.transport is self.transport and cycle.scope["method"] != "HEAD":
             cycle.transport = _JoinedWrites(self.transport, self._close_after_answer)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
