@@ -212,6 +212,20 @@ class TestWebhook:
         outcome = admin_get(client, "/api/events")["events"][0]["outcome"]
         assert (False, "invalid_fields") == (outcome["parsed"], outcome["error"])
 
+    def test_a_slash_at_the_end_of_the_url_is_the_same_route(self, client: TestClient) -> None:
+        """``/webhooks/uipath/`` (a URL pasted with a slash) is answered, not redirected: Orchestrator's client
+        does not follow an https request to the http Location the receiver builds behind a proxy."""
+        body = fresh(EventId="slash-1")
+        headers = {"X-UiPath-Signature": sign(body, SECRET)}
+        reply = client.post("/webhooks/uipath/", content=body, headers=headers, follow_redirects=False)
+        assert (202, "accepted") == (reply.status_code, reply.json()["status"])
+        auth = {"Authorization": f"Bearer {LOGS}"}
+        entry = sample("robot-log-error.json")
+        logs = client.post("/logs/uipath/", content=entry, headers=auth, follow_redirects=False)
+        assert (202, 1) == (logs.status_code, logs.json()["accepted"])
+        nowhere = client.post("/webhooks/nowhere/", content=body, headers=headers, follow_redirects=False)
+        assert (404, "unknown_source") == (nowhere.status_code, nowhere.json()["error"])
+
     def test_method_and_route_errors_are_json(self, client: TestClient) -> None:
         """A wrong method or path gets the JSON error shape, not HTML."""
         assert "method_not_allowed" == client.get("/webhooks/uipath").json()["error"]

@@ -33,7 +33,7 @@ from receiver.signature import SignatureForm, verify_signature
 from receiver.store import InboxItem
 from receiver.timefmt import parse_iso
 
-__all__ = ["is_webhook", "logs", "webhook"]
+__all__ = ["is_webhook", "logs", "webhook", "without_trailing_slash"]
 
 log = structlog.get_logger()
 
@@ -52,6 +52,23 @@ def is_webhook(scope: Scope) -> bool:
         return False
     path: str = scope["path"]
     return path.startswith(_WEBHOOKS) and len(path) > len(_WEBHOOKS) and "/" not in path[len(_WEBHOOKS) :]
+
+
+_EDGE_PREFIXES = (_WEBHOOKS, "/logs/")
+
+
+def without_trailing_slash(scope: Scope) -> Scope:
+    """``POST /webhooks/{source}/`` and ``/logs/{source}/`` as the same path without the slash at its end.
+
+    A URL pasted into Orchestrator or NLog with a slash at its end was redirected (307), and a client
+    does not follow an https request to the http Location a receiver behind a proxy builds: the
+    delivery failed. Any other scope is returned as it is.
+    """
+    path: str = scope["path"]
+    if not path.endswith("/") or not path.startswith(_EDGE_PREFIXES) or path.count("/") != 3 or path[-2] == "/":
+        return scope
+    raw: bytes = scope.get("raw_path") or path.encode()
+    return {**scope, "path": path[:-1], "raw_path": raw[:-1] if raw.endswith(b"/") else raw}
 
 
 class _Webhook:
