@@ -308,6 +308,22 @@ class TestLogs:
         assert wait_until(lambda: len(notifier.sent) == 2)
         assert any("cut" in n.body for _, n in notifier.sent)
 
+    @pytest.mark.parametrize(
+        ("bad", "said"),
+        [
+            pytest.param({"ProcessName": "x"}, "log entry 2 has no Message, Level or RawMessage", id="empty"),
+            pytest.param({"Message": "m", "TenantId": "abc"}, "log entry 2 has fields that cannot be read", id="field"),
+            pytest.param(5, "log entry 2 must be an object, got int", id="not-an-object"),
+        ],
+    )
+    def test_a_bad_entry_in_a_batch_is_named_by_its_place(self, client: TestClient, bad: Any, said: str) -> None:
+        """In a batch of a thousand, the 400 must say which entry is wrong (it said "log entry 0" for every one)."""
+        good = {"Level": "Error", "Message": "fine"}
+        body = json.dumps({"logs": [good, {**good, "Message": "also fine"}, bad]}).encode()
+        reply = client.post("/logs/uipath", content=body, headers=self.auth())
+        assert (400, "invalid_logs") == (reply.status_code, reply.json()["error"])
+        assert reply.json()["detail"].startswith(said), reply.json()["detail"]
+
     def test_bad_log_body_is_400(self, client: TestClient) -> None:
         """A log body that is not entries gets a 400 with a code."""
         reply = client.post("/logs/uipath", content=b"42", headers=self.auth())

@@ -419,7 +419,8 @@ def _log_entries(body: bytes, limit: int) -> list[tuple[str, bytes]]:
     """
     raw = _json_body(body)
     if isinstance(raw, dict):
-        wrapped = lookup(raw, "logs")
+        # The first key that is "logs" in any casing, as parse_log_entries reads it.
+        wrapped = next((value for key, value in raw.items() if isinstance(key, str) and key.lower() == "logs"), None)
         entries = wrapped if isinstance(wrapped, list) else [raw]
     elif isinstance(raw, list):
         entries = raw
@@ -432,14 +433,11 @@ def _log_entries(body: bytes, limit: int) -> list[tuple[str, bytes]]:
             f"the body has {len(entries)} log entries, over the limit of {limit} per request; "
             f"nothing of it was stored: send at most {limit} entries per request",
         )
+    # The body as a whole, so that an error names the entry's place in it ("log entry 7 ...").
+    events = parse_log_entries(raw)
     result: list[tuple[str, bytes]] = []
-    for entry in entries:
-        events = parse_log_entries(entry)
-        if len(events) != 1:
-            raise EventParseError("invalid_logs", "each log entry must be a JSON object")
-        event_id = (
-            events[0].event_id or "sha256:" + hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
-        )
+    for entry, event in zip(entries, events, strict=True):
+        event_id = event.event_id or "sha256:" + hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
         result.append((event_id, _entry_bytes(entry)))
     return result
 
