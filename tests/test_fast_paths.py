@@ -287,3 +287,26 @@ async def test_a_head_request_is_answered_on_a_kept_alive_connection() -> None:
     assert transport.writes[0].startswith(b"HTTP/1.1 202 ")
     assert not transport.closing
     protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GARBAGE\r\n\r\n", id="not-http"),
+        pytest.param(
+            b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+            id="length-and-chunked",
+        ),
+    ],
+)
+async def test_a_request_that_is_not_http_gets_the_json_400(request_bytes: bytes) -> None:
+    """uvicorn's own 400 is plain text; it carries the JSON error body too, and the connection closes."""
+    protocol, transport = await _connection()
+    protocol.data_received(request_bytes)
+    await _until(lambda: transport.writes)
+    head, _, body = b"".join(transport.writes).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert "invalid_http" == json.loads(body)["error"]
+    assert transport.closing
+    protocol.connection_lost(None)

@@ -20,8 +20,8 @@ thousand sockets) and every webhook got 503. A connection now closes when it sen
 the keep-alive time, and a head not complete within ``head_timeout`` seconds of the connection
 (or of the previous answer) gets 408 and the connection is closed.
 
-Over ``limit_concurrency`` uvicorn answers a plain-text 503; the answer here is the JSON error
-body every other refusal has.
+Over ``limit_concurrency`` uvicorn answers a plain-text 503, and a request that is not HTTP a
+plain-text 400; the answers here are the JSON error body every other refusal has.
 
 All lean on uvicorn's internals (``HttpToolsProtocol``, its ``cycle``): pyproject.toml bounds
 uvicorn, and tests/test_fast_paths.py fails when a version inside the bound breaks them.
@@ -182,8 +182,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn answers an exception raised in a parser callback with 400; ours means 431.
         if self._oversized:
             self._refuse()
-        else:
-            super().send_400_response(msg)
+        else:  # uvicorn's is plain text: the JSON error body every other refusal has
+            self.transport.write(_refusal(b"400 Bad Request", "invalid_http", "the request is not valid HTTP/1.1"))
+            self.transport.close()
 
     def _refuse(self) -> None:
         """Answer 431, then read and drop what the client is still sending before closing."""
