@@ -376,15 +376,23 @@ def _robot_state_words(event: Event) -> str:
     return str(state).lower() if state is not None else "status changed"
 
 
+def _job_fields(event: Event) -> tuple[list[tuple[str, Any]], str | None]:
+    """The lines and message of a job event's default body."""
+    fields: list[tuple[str, Any]] = [("Process", event.process), ("Robot", event.robot), ("Machine", event.machine)]
+    fields += [("State", event.job_state), ("Job", event.job_key or event.job_id)]
+    jobs = getattr(event, "jobs", ())
+    if len(jobs) > 1:  # job.created / job.stopped of several jobs: the others are not named, but counted
+        fields.append(("Jobs", len(jobs)))
+    return fields, firstlines(event.message, 6)
+
+
 def _fields(event: Event, ruleset: RuleSet) -> tuple[list[tuple[str, Any]], str | None]:
     """(label, value) lines and the message block of the default body."""
     kind = event.type
     fields: list[tuple[str, Any]] = []
     message: str | None = None
     if kind.startswith("job."):
-        fields += [("Process", event.process), ("Robot", event.robot), ("Machine", event.machine)]
-        fields += [("State", event.job_state), ("Job", event.job_key or event.job_id)]
-        message = firstlines(event.message, 6)
+        fields, message = _job_fields(event)
     elif kind.startswith("queueItem."):
         item = _queue_item(event)
         exc = item.processing_exception if item is not None else None
