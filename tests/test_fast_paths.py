@@ -310,3 +310,23 @@ async def test_a_request_that_is_not_http_gets_the_json_400(request_bytes: bytes
     assert "invalid_http" == json.loads(body)["error"]
     assert transport.closing
     protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_a_connection_answered_before_its_body_ended_does_not_stay_open_for_ever() -> None:
+    """An answer sent before the body was read (a refusal), then the body's rest and silence: the connection closes.
+
+    The rest of the body disarmed uvicorn's keep-alive timer, armed by the answer, and nothing armed it again.
+    """
+
+    async def early(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    protocol, transport = await _connection(early, head_timeout=0.2, timeout_keep_alive=5)
+    protocol.data_received(b"POST /logs/uipath HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\n{")
+    await _until(lambda: transport.writes)
+    protocol.data_received(b"}  ")
+    await _until(lambda: transport.closing)
+    assert transport.closing, "a connection answered early and then silent was held open"
+    protocol.connection_lost(None)

@@ -159,6 +159,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head, self._head_bytes = True, 0  # what follows is the next request's head
+        if self.cycle is not None and self.cycle.response_complete and not self.transport.is_closing():
+            # Answered before its body ended (a refusal): the body's rest disarmed uvicorn's keep-alive
+            # timer, which the answer had armed. The next head has its time from now.
+            self._arm_head_deadline()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
