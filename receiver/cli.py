@@ -242,7 +242,9 @@ def _serve(args: argparse.Namespace) -> int:
         # retries) instead of piling up. Slow bodies are bounded by the edge (body_timeout_seconds).
         timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
         limit_concurrency=settings.max_concurrency,
-        http=BoundedHttpToolsProtocol,  # a request head over 64 KiB gets 431 (receiver/http/protocol.py)
+        # A request head over 64 KiB gets 431, one not finished within body_timeout_seconds 408, and a
+        # connection silent for keepalive_seconds is closed (receiver/http/protocol.py).
+        http=BoundedHttpToolsProtocol.with_head_timeout(settings.body_timeout_seconds),
         # X-Forwarded-For/-Proto only from the proxies named in RECEIVER_TRUSTED_PROXIES (none by
         # default): the client address counts failed logins, the scheme makes the cookie Secure.
         # Applied here rather than by uvicorn, inside PeerRecorder, so that the connection's own peer

@@ -376,15 +376,23 @@ def _robot_state_words(event: Event) -> str:
     return str(state).lower() if state is not None else "status changed"
 
 
+def _job_fields(event: Event) -> tuple[list[tuple[str, Any]], str | None]:
+    """The lines and message of a job event's default body."""
+    fields: list[tuple[str, Any]] = [("Process", event.process), ("Robot", event.robot), ("Machine", event.machine)]
+    fields += [("State", event.job_state), ("Job", event.job_key or event.job_id)]
+    jobs = getattr(event, "jobs", ())
+    if len(jobs) > 1:  # job.created / job.stopped of several jobs: the others are not named, but counted
+        fields.append(("Jobs", len(jobs)))
+    return fields, firstlines(event.message, 6)
+
+
 def _fields(event: Event, ruleset: RuleSet) -> tuple[list[tuple[str, Any]], str | None]:
     """(label, value) lines and the message block of the default body."""
     kind = event.type
     fields: list[tuple[str, Any]] = []
     message: str | None = None
     if kind.startswith("job."):
-        fields += [("Process", event.process), ("Robot", event.robot), ("Machine", event.machine)]
-        fields += [("State", event.job_state), ("Job", event.job_key or event.job_id)]
-        message = firstlines(event.message, 6)
+        fields, message = _job_fields(event)
     elif kind.startswith("queueItem."):
         item = _queue_item(event)
         exc = item.processing_exception if item is not None else None
@@ -428,7 +436,12 @@ def _fields(event: Event, ruleset: RuleSet) -> tuple[list[tuple[str, Any]], str 
         learned = localtime(event.recovered_at, ruleset.timezone) or "an unknown time"
         note = f"after a gap: this happened at {happened}, receiver learned of it at {learned}"
         fields.insert(0, ("Recovered", note))
-    return [(label, value) for label, value in fields if value not in (None, "")], message or None
+    shown = [(label, value) for label, value in fields if value not in (None, "")]
+    if not shown and not message:
+        # Only Type is sure to come (job.faulted without Job, Timestamp...): the body still says what
+        # came, because apprise refuses an empty body and the delivery would die unheard.
+        shown = [(label, value) for label, value in (("Type", kind), ("Event", event.event_id)) if value]
+    return shown, message or None
 
 
 def escaper(fmt: BodyFormat) -> Callable[[str], str]:
@@ -596,7 +609,7 @@ def render(
         title, title_error = _run(rule.title_template, context)
         body, body_error = _run(rule.body_template, context)
     title = " ".join((title or "").split()) or neutralise(" ".join(default_title(shown).split()))
-    if body is None:
+    if body is None or not body.strip():  # as for the title: a template rendering nothing gets the default
         body = default_body(shown, ruleset, rule.format, source=source, details=redactor.value(details))
     notes = [*_template_notes(rule, title_error, body_error), *redactor.value(list(notes))]
     return finish(title, body, severity, rule.format, channel, notes=notes)
@@ -637,7 +650,7 @@ def render_recovered(
     title, title_error = _run(title_template, context)
     body, body_error = _run(body_template, context)
     title = " ".join((title or "").split()) or neutralise(f"Recovered: {alert_title}")
-    if body is None:
+    if body is None or not body.strip():
         esc = escaper(rule.format)
         cleared = " ".join(default_title(event).split())
         since_text = localtime(when, ruleset.timezone)

@@ -36,10 +36,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest accepted request body")
     body_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="a request body not received in full within this is answered 408"
+        default=10.0, gt=0, description="a request head or body not received in full within this is answered 408"
     )
     keepalive_seconds: float = Field(
-        default=5.0, gt=0, description="an idle keep-alive connection is closed after this"
+        default=5.0, gt=0, description="an idle connection (before or between requests) is closed after this"
     )
     max_concurrency: int = Field(
         default=1000, gt=0, description="connections and requests in progress at once; past it new requests get 503"

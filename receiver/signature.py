@@ -86,6 +86,12 @@ def _decode(value: str, *, allow_hex: bool) -> tuple[bytes, SignatureForm]:
         if len(raw) != _MAC_SIZE:
             raise SignatureError("malformed", "X-UiPath-Signature sha256= value is not 64 hex digits")
         return raw, SignatureForm.HEX
+    if value[:7].lower() == "sha256=":
+        raise SignatureError(
+            "malformed",
+            "X-UiPath-Signature is in the sha256=<hex> form, which this source does not take "
+            "(accept_hex_signature: true in rules.yaml turns it on); Orchestrator sends the Base64 of the HMAC",
+        )
     try:
         raw = base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):

@@ -212,6 +212,20 @@ class TestWebhook:
         outcome = admin_get(client, "/api/events")["events"][0]["outcome"]
         assert (False, "invalid_fields") == (outcome["parsed"], outcome["error"])
 
+    def test_a_slash_at_the_end_of_the_url_is_the_same_route(self, client: TestClient) -> None:
+        """``/webhooks/uipath/`` (a URL pasted with a slash) is answered, not redirected: Orchestrator's client
+        does not follow an https request to the http Location the receiver builds behind a proxy."""
+        body = fresh(EventId="slash-1")
+        headers = {"X-UiPath-Signature": sign(body, SECRET)}
+        reply = client.post("/webhooks/uipath/", content=body, headers=headers, follow_redirects=False)
+        assert (202, "accepted") == (reply.status_code, reply.json()["status"])
+        auth = {"Authorization": f"Bearer {LOGS}"}
+        entry = sample("robot-log-error.json")
+        logs = client.post("/logs/uipath/", content=entry, headers=auth, follow_redirects=False)
+        assert (202, 1) == (logs.status_code, logs.json()["accepted"])
+        nowhere = client.post("/webhooks/nowhere/", content=body, headers=headers, follow_redirects=False)
+        assert (404, "unknown_source") == (nowhere.status_code, nowhere.json()["error"])
+
     def test_method_and_route_errors_are_json(self, client: TestClient) -> None:
         """A wrong method or path gets the JSON error shape, not HTML."""
         assert "method_not_allowed" == client.get("/webhooks/uipath").json()["error"]
@@ -281,10 +295,42 @@ class TestLogs:
             reply = client.post("/logs/uipath", content=sample("robot-log-error.json"), headers=self.auth())
         assert 404 == reply.status_code
 
+    def test_a_message_cut_inside_a_surrogate_pair_is_stored_and_notified(
+        self, client: TestClient, notifier: FakeNotifier
+    ) -> None:
+        """A message cut at 10,000 UTF-16 units can end in half an emoji: JSON's ``\\ud83d``, a lone surrogate.
+
+        The entry, and the others posted with it, are stored and notified, not answered with a 500.
+        """
+        body = b'[{"Level": "Error", "Message": "first"}, {"Level": "Error", "Message": "cut \\ud83d"}]'
+        reply = client.post("/logs/uipath", content=body, headers=self.auth())
+        assert (202, 2) == (reply.status_code, reply.json()["accepted"]), reply.text
+        assert wait_until(lambda: len(notifier.sent) == 2)
+        assert any("cut" in n.body for _, n in notifier.sent)
+
+    @pytest.mark.parametrize(
+        ("bad", "said"),
+        [
+            pytest.param({"ProcessName": "x"}, "log entry 2 has no Message, Level or RawMessage", id="empty"),
+            pytest.param({"Message": "m", "TenantId": "abc"}, "log entry 2 has fields that cannot be read", id="field"),
+            pytest.param(5, "log entry 2 must be an object, got int", id="not-an-object"),
+        ],
+    )
+    def test_a_bad_entry_in_a_batch_is_named_by_its_place(self, client: TestClient, bad: Any, said: str) -> None:
+        """In a batch of a thousand, the 400 must say which entry is wrong (it said "log entry 0" for every one)."""
+        good = {"Level": "Error", "Message": "fine"}
+        body = json.dumps({"logs": [good, {**good, "Message": "also fine"}, bad]}).encode()
+        reply = client.post("/logs/uipath", content=body, headers=self.auth())
+        assert (400, "invalid_logs") == (reply.status_code, reply.json()["error"])
+        assert reply.json()["detail"].startswith(said), reply.json()["detail"]
+
     def test_bad_log_body_is_400(self, client: TestClient) -> None:
         """A log body that is not entries gets a 400 with a code."""
         reply = client.post("/logs/uipath", content=b"42", headers=self.auth())
         assert 400 == reply.status_code
+
+
+_ORIGIN = {"Origin": "http://testserver"}
 
 
 class TestAdmin:
@@ -313,6 +359,30 @@ class TestAdmin:
         ok = client.post("/api/rules/reload", headers={"Authorization": f"Bearer {ADMIN}"})
         assert (200, "reloaded") == (ok.status_code, ok.json()["status"])
         assert ["all-faults", "robot-errors"] == admin_get(client, "/api/rules")["rules"]
+
+    def test_an_event_with_a_lone_surrogate_can_be_shown(self, client: TestClient) -> None:
+        """A job's Info cut inside a UTF-16 pair (``\\ud83d``): the event's page and API answer show it (U+FFFD)."""
+        raw = json.loads(fresh(EventId="cut-1"))
+        raw["Job"]["Info"] = "Cannot find CUT"
+        body = json.dumps(raw).encode().replace(b"CUT", b"\\ud83d")
+        assert 202 == post(client, body).status_code
+        assert wait_until(lambda: admin_get(client, "/api/events")["events"][0]["state"] == "processed")
+        inbox_id = admin_get(client, "/api/events")["events"][0]["id"]
+        shown = admin_get(client, f"/api/events/{inbox_id}")["body"]["Job"]["Info"]
+        assert "Cannot find \ufffd" == shown
+        login = client.post("/ui/login", data={"token": ADMIN, "next": "/ui"}, headers=_ORIGIN, follow_redirects=False)
+        assert 303 == login.status_code
+        page = client.get(f"/ui/events/{inbox_id}")
+        assert 200 == page.status_code
+        assert "Cannot find \ufffd" in page.text
+
+    def test_an_event_with_nan_is_shown_as_text(self, client: TestClient) -> None:
+        """NaN is not JSON but json.dumps writes it: such an event is kept, and its page shows the body as sent."""
+        body = b'{"Type": "custom", "EventId": "nan-1", "EventData": {"Ratio": NaN, "Max": Infinity}}'
+        assert 202 == post(client, body).status_code
+        assert wait_until(lambda: admin_get(client, "/api/events")["events"][0]["state"] != "new")
+        inbox_id = admin_get(client, "/api/events")["events"][0]["id"]
+        assert body.decode() == admin_get(client, f"/api/events/{inbox_id}")["body"]
 
     def test_health_and_ready(self, client: TestClient) -> None:
         """healthz is always ok; readyz says ok when the store answers."""

@@ -869,6 +869,27 @@ class TestRobotLogs:
         expected: list[RobotLogEvent] = []
         assert expected == parse_log_entries({"logs": []})
 
+    @pytest.mark.parametrize(
+        ("layout", "sent", "expected"),
+        [
+            pytest.param("${date}", "2025/06/03 07:51:02.123", "2025-06-03T07:51:02.123000+00:00", id="nlog-date"),
+            pytest.param("${longdate}", "2025-06-03 07:51:02.1234", "2025-06-03T07:51:02.123400+00:00", id="longdate"),
+            pytest.param("${date:format=o}", "2025-06-03T07:51:02.1234Z", "2025-06-03T07:51:02.123400+00:00", id="o"),
+            pytest.param("${time}", "07:51:02.1234", None, id="time-only"),
+            pytest.param("${date:format=dd.MM.yyyy}", "03.06.2025", None, id="local-format"),
+        ],
+    )
+    def test_nlog_timestamp_layouts(self, layout: str, sent: str, expected: str | None) -> None:
+        """Whatever NLog layout renders the time, the entry is kept; a time no reader understands is left out.
+
+        Refusing it would refuse every entry of that NLog configuration, and NLog sends them again and
+        again, unchanged, before dropping them.
+        """
+        entry = {"Level": "Error", "Message": f"m {layout}", "TimeStamp": sent}
+        (event,) = parse_log_entries(entry)
+        assert expected == (None if event.timestamp is None else event.timestamp.isoformat())
+        assert (LogLevel.Error, f"m {layout}") == (event.level, event.message)
+
     def test_nlog_webservice_strings(self) -> None:
         """NLog WebService JSON with string values ("LevelOrdinal": "3", "TenantId": "1") is coerced."""
         (event,) = parse_log_entries(json.loads((VARIANTS / "robot-log-nlog-webservice.json").read_text("utf-8")))

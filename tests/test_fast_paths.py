@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 from typing import Any
 
 import jinja2
@@ -139,14 +140,18 @@ async def _answer(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b'{"status":"accepted"}'})
 
 
-async def _connection() -> tuple[BoundedHttpToolsProtocol, _Transport]:
+async def _connection(
+    app: Any = _answer, *, head_timeout: float = 10.0, **config_options: Any
+) -> tuple[BoundedHttpToolsProtocol, _Transport]:
     import uvicorn
     from uvicorn.server import ServerState
 
-    config = uvicorn.Config(app=_answer, http=BoundedHttpToolsProtocol, log_config=None, lifespan="off")
+    config = uvicorn.Config(app=app, http=BoundedHttpToolsProtocol, log_config=None, lifespan="off", **config_options)
     config.load()
     try:
-        protocol = BoundedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        protocol = BoundedHttpToolsProtocol(
+            config=config, server_state=ServerState(), app_state={}, head_timeout=head_timeout
+        )
     except TypeError as exc:
         pytest.fail(
             f"uvicorn {uvicorn.__version__}: HttpToolsProtocol's constructor changed ({exc}); "
@@ -213,4 +218,115 @@ async def test_uvicorn_head_under_the_bound_in_one_read_is_served() -> None:
     protocol.data_received(b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\n" + filler + b"content-length: 2\r\n\r\n{}")
     await _until(lambda: transport.writes)
     assert transport.writes[0].startswith(b"HTTP/1.1 202 ")
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_a_head_not_finished_in_time_gets_408_and_the_connection_closes() -> None:
+    """A head sent in part and never finished no longer holds its connection (and a concurrency slot) for ever."""
+    protocol, transport = await _connection(head_timeout=0.2)
+    protocol.data_received(b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\n")
+    await _until(lambda: transport.writes)
+    assert transport.writes, "a head never finished was never answered"
+    head, _, body = transport.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in head
+    assert "head_timeout" == json.loads(body)["error"]
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_a_silent_connection_is_closed_after_the_keep_alive_time() -> None:
+    """A connection opened and never used is closed like an idle keep-alive one, without an answer."""
+    protocol, transport = await _connection(head_timeout=5.0, timeout_keep_alive=0.2)
+    await _until(lambda: transport.closing)
+    assert transport.closing, "a connection that sent nothing was held open"
+    assert [] == transport.writes
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_a_slow_answer_is_not_cut_by_the_head_deadline() -> None:
+    """The deadline is the client's: while the app takes its time, the connection stays and the answer goes out."""
+    release = asyncio.Event()
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await _answer(scope, receive, send)
+
+    protocol, transport = await _connection(slow, head_timeout=0.1)
+    protocol.data_received(b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+    await asyncio.sleep(0.3)
+    assert (False, []) == (transport.closing, transport.writes)
+    release.set()
+    await _until(lambda: transport.writes)
+    assert transport.writes[0].startswith(b"HTTP/1.1 202 ")
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_over_the_concurrency_limit_the_503_is_the_json_error() -> None:
+    """uvicorn's own 503 is plain text; Orchestrator and operators get the JSON error body every refusal has."""
+    protocol, transport = await _connection(limit_concurrency=1)
+    protocol.data_received(b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+    await _until(lambda: transport.writes)
+    head, _, body = b"".join(transport.writes).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert b"content-type: application/json" in head
+    assert {"error", "detail"} == set(json.loads(body))
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_a_head_request_is_answered_on_a_kept_alive_connection() -> None:
+    """HEAD has no body to write: an answer's head held for the body write never left (HEAD /healthz hung)."""
+    protocol, transport = await _connection()
+    protocol.data_received(b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    await _until(lambda: transport.writes)
+    assert transport.writes, "the answer to a HEAD request was never written"
+    assert transport.writes[0].startswith(b"HTTP/1.1 202 ")
+    assert not transport.closing
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GARBAGE\r\n\r\n", id="not-http"),
+        pytest.param(
+            b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+            id="length-and-chunked",
+        ),
+    ],
+)
+async def test_a_request_that_is_not_http_gets_the_json_400(request_bytes: bytes) -> None:
+    """uvicorn's own 400 is plain text; it carries the JSON error body too, and the connection closes."""
+    protocol, transport = await _connection()
+    protocol.data_received(request_bytes)
+    await _until(lambda: transport.writes)
+    head, _, body = b"".join(transport.writes).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert "invalid_http" == json.loads(body)["error"]
+    assert transport.closing
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_a_connection_answered_before_its_body_ended_does_not_stay_open_for_ever() -> None:
+    """An answer sent before the body was read (a refusal), then the body's rest and silence: the connection closes.
+
+    The rest of the body disarmed uvicorn's keep-alive timer, armed by the answer, and nothing armed it again.
+    """
+
+    async def early(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    protocol, transport = await _connection(early, head_timeout=0.2, timeout_keep_alive=5)
+    protocol.data_received(b"POST /logs/uipath HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\n{")
+    await _until(lambda: transport.writes)
+    protocol.data_received(b"}  ")
+    await _until(lambda: transport.closing)
+    assert transport.closing, "a connection answered early and then silent was held open"
     protocol.connection_lost(None)

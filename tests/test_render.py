@@ -188,6 +188,38 @@ def test_default_message_per_family(event: str, title: str, severity: str, fragm
         assert fragment in note.body
 
 
+@pytest.mark.parametrize(
+    "kind", ["job.faulted", "job.stopped", "queueItem.transactionFailed", "robot.status", "schedule.failed"]
+)
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+def test_an_event_with_only_its_type_still_has_a_body(kind: str, fmt: str) -> None:
+    """Type is the one field Orchestrator always sends: with nothing else the body still says what came.
+
+    apprise refuses an empty body ("No message body or attachment was specified"): the delivery was
+    retried until it was dead, and nobody heard of the event.
+    """
+    ruleset = _ruleset({"format": fmt})
+    note = render(parse_event({"Type": kind, "EventId": "e-1"}), ruleset.rules[0], ruleset.channels["log"], ruleset)
+    assert kind in note.body
+    assert "e-1" in note.body
+
+
+@pytest.mark.parametrize("kind", ["job.stopped", "job.created"])
+def test_several_jobs_in_one_event_are_counted(kind: str) -> None:
+    """``Jobs`` of three (three jobs stopped, or started, at once): the message names the first and says three."""
+    jobs = [{"Key": f"k{n}", "State": "Stopped", "Release": {"ProcessKey": f"P{n}"}} for n in range(3)]
+    ruleset = _ruleset()
+    note = render(parse_event({"Type": kind, "Jobs": jobs}), ruleset.rules[0], ruleset.channels["log"], ruleset)
+    assert "Job: k0" in note.body
+    assert "Jobs: 3" in note.body
+
+
+def test_a_body_template_rendering_nothing_gives_the_default_body() -> None:
+    """As for the title: a template that renders only whitespace is replaced by the default text."""
+    note = _render("job.faulted", {"body": "{{ event.job.output_arguments or '' }}\n"})
+    assert "Process: InvoiceProcessing" in note.body
+
+
 def test_default_severity_is_the_alert_table() -> None:
     """default_severity follows Orchestrator's alert table for each sample."""
     expected = {

@@ -93,6 +93,15 @@ def test_hex_form_only_when_enabled() -> None:
         verify_signature(PING_BODY, f"sha256={digest[:-2]}", ["s3"], allow_hex=True)
 
 
+def test_the_hex_form_refused_says_how_to_accept_it() -> None:
+    """A sender following the text that claims ``sha256=<hex>`` learns why it is refused and what turns it on."""
+    digest = hmac.new(b"s3", PING_BODY, hashlib.sha256).hexdigest()
+    with pytest.raises(SignatureError) as info:
+        verify_signature(PING_BODY, f"sha256={digest}", ["s3"])
+    assert "malformed" == info.value.reason
+    assert "accept_hex_signature" in str(info.value)
+
+
 def test_secret_is_used_as_utf8_text_not_decoded() -> None:
     """A secret that looks like Base64 is still used as its UTF-8 text."""
     secret = "c2VjcmV0"

@@ -17,12 +17,17 @@ Decisions where UiPath is silent:
   whitespace, ASCII), first 32 hex digits: the same entry posted twice gets the same id
   and deduplicates, two entries differing in any field do not.
 - ``entity_key`` is the job key, so that absence rules can follow one job's logs.
+- The time is whatever the NLog layout renders: ISO 8601 (``${date:format=o}``), ``${longdate}``
+  and ``${date}``'s default ``yyyy/MM/dd HH:mm:ss.fff`` are read (no offset: UTC); a time in any
+  other form is left out (``timestamp`` None) and the entry kept. Refusing it would refuse every
+  entry of that configuration, each sent again unchanged until NLog drops it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -243,8 +248,9 @@ def _parse_entry(index: int, entry: Mapping[Any, Any]) -> RobotLogEvent:
     if data["LogMessage"] is None and not raw_fields and isinstance(raw_message, str):
         # A RawMessage that is plain text (not the robot's JSON) is the only text there is.
         data["LogMessage"] = raw_message
+    data["Timestamp"] = _nlog_date(data["Timestamp"])
     try:
-        return RobotLogEvent.model_validate(data)
+        return _validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {show(err.get('input'))})"
@@ -253,6 +259,29 @@ def _parse_entry(index: int, entry: Mapping[Any, Any]) -> RobotLogEvent:
         raise EventParseError("invalid_logs", f"log entry {index} has fields that cannot be read: {problems}") from exc
     except ValueError as exc:  # a conversion pydantic-core did not wrap (an int too long for str())
         raise EventParseError("invalid_logs", f"log entry {index} has a value that cannot be read: {exc}") from exc
+
+
+_NLOG_DATE = re.compile(r"(\d{4})/(\d{2})/(\d{2}) ")
+
+
+def _nlog_date(value: Any) -> Any:
+    """NLog's ``${date}`` default (``2025/06/03 07:51:02.123``) as ISO 8601; any other value unchanged."""
+    if isinstance(value, str):
+        found = _NLOG_DATE.match(value.strip())
+        if found is not None:
+            year, month, day = found.groups()
+            return f"{year}-{month}-{day}T{value.strip()[found.end() :]}"
+    return value
+
+
+def _validate(data: dict[str, Any]) -> RobotLogEvent:
+    """The event of ``data``; a time that cannot be read is left out rather than refusing the entry."""
+    try:
+        return RobotLogEvent.model_validate(data)
+    except ValidationError as exc:
+        if data["Timestamp"] is None or any(err["loc"][:1] != ("Timestamp",) for err in exc.errors()):
+            raise
+    return RobotLogEvent.model_validate({**data, "Timestamp": None})
 
 
 def _entries(raw: Any) -> list[Any]:

@@ -215,6 +215,8 @@ class ReceiverApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("scheme") == "https":
             send = _with_header(send, _HSTS)
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith("/"):
+            scope = edge.without_trailing_slash(scope)
         if edge.is_webhook(scope):
             scope["app"] = self
             await edge.webhook(scope, receive, send)

@@ -33,7 +33,7 @@ from receiver.signature import SignatureForm, verify_signature
 from receiver.store import InboxItem
 from receiver.timefmt import parse_iso
 
-__all__ = ["is_webhook", "logs", "webhook"]
+__all__ = ["is_webhook", "logs", "webhook", "without_trailing_slash"]
 
 log = structlog.get_logger()
 
@@ -52,6 +52,23 @@ def is_webhook(scope: Scope) -> bool:
         return False
     path: str = scope["path"]
     return path.startswith(_WEBHOOKS) and len(path) > len(_WEBHOOKS) and "/" not in path[len(_WEBHOOKS) :]
+
+
+_EDGE_PREFIXES = (_WEBHOOKS, "/logs/")
+
+
+def without_trailing_slash(scope: Scope) -> Scope:
+    """``POST /webhooks/{source}/`` and ``/logs/{source}/`` as the same path without the slash at its end.
+
+    A URL pasted into Orchestrator or NLog with a slash at its end was redirected (307), and a client
+    does not follow an https request to the http Location a receiver behind a proxy builds: the
+    delivery failed. Any other scope is returned as it is.
+    """
+    path: str = scope["path"]
+    if not path.endswith("/") or not path.startswith(_EDGE_PREFIXES) or path.count("/") != 3 or path[-2] == "/":
+        return scope
+    raw: bytes = scope.get("raw_path") or path.encode()
+    return {**scope, "path": path[:-1], "raw_path": raw[:-1] if raw.endswith(b"/") else raw}
 
 
 class _Webhook:
@@ -402,7 +419,8 @@ def _log_entries(body: bytes, limit: int) -> list[tuple[str, bytes]]:
     """
     raw = _json_body(body)
     if isinstance(raw, dict):
-        wrapped = lookup(raw, "logs")
+        # The first key that is "logs" in any casing, as parse_log_entries reads it.
+        wrapped = next((value for key, value in raw.items() if isinstance(key, str) and key.lower() == "logs"), None)
         entries = wrapped if isinstance(wrapped, list) else [raw]
     elif isinstance(raw, list):
         entries = raw
@@ -415,16 +433,25 @@ def _log_entries(body: bytes, limit: int) -> list[tuple[str, bytes]]:
             f"the body has {len(entries)} log entries, over the limit of {limit} per request; "
             f"nothing of it was stored: send at most {limit} entries per request",
         )
+    # The body as a whole, so that an error names the entry's place in it ("log entry 7 ...").
+    events = parse_log_entries(raw)
     result: list[tuple[str, bytes]] = []
-    for entry in entries:
-        events = parse_log_entries(entry)
-        if len(events) != 1:
-            raise EventParseError("invalid_logs", "each log entry must be a JSON object")
-        event_id = (
-            events[0].event_id or "sha256:" + hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
-        )
-        result.append((event_id, json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()))
+    for entry, event in zip(entries, events, strict=True):
+        event_id = event.event_id or "sha256:" + hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
+        result.append((event_id, _entry_bytes(entry)))
     return result
+
+
+def _entry_bytes(entry: Any) -> bytes:
+    """One entry as compact JSON, as posted (NaN too); a lone surrogate escaped, which UTF-8 cannot encode.
+
+    A message cut inside a UTF-16 pair (NLog writes it ``"\\ud83d"``) holds one.
+    """
+    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(entry, separators=(",", ":")).encode()
 
 
 class _DuplicateKeyError(ValueError):

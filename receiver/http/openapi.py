@@ -415,8 +415,15 @@ def _edge_paths() -> dict[str, Any]:
                     ),
                     "401": _error("Missing, wrong or malformed signature."),
                     "404": _error("Unknown source."),
+                    "408": _error(
+                        "The request head or body did not arrive within RECEIVER_BODY_TIMEOUT_SECONDS "
+                        "(`head_timeout`, `body_timeout`); the connection is closed."
+                    ),
                     "413": _error("Body over RECEIVER_MAX_BODY_BYTES."),
-                    "503": _error("The store cannot write: retry (Retry-After)."),
+                    "503": _error(
+                        "The store cannot write (`store_unavailable`, Retry-After), or more requests are in progress "
+                        "than RECEIVER_MAX_CONCURRENCY (`over_capacity`): retry."
+                    ),
                 },
             }
         },
@@ -450,6 +457,10 @@ def _edge_paths() -> dict[str, Any]:
                     "400": _error("Not log entries, or an entry whose fields cannot be read (`invalid_logs`)."),
                     "401": _error("Missing or wrong bearer token."),
                     "404": _error("No robot-log token is configured for the source."),
+                    "408": _error(
+                        "The request head or body did not arrive within RECEIVER_BODY_TIMEOUT_SECONDS "
+                        "(`head_timeout`, `body_timeout`); the connection is closed."
+                    ),
                     "413": _error(
                         "Body over RECEIVER_MAX_BODY_BYTES (`body_too_large`), or more entries than "
                         "RECEIVER_LOGS_MAX_ENTRIES (`too_many_entries`): nothing of it is stored; send fewer at a time."
@@ -458,7 +469,10 @@ def _edge_paths() -> dict[str, Any]:
                         "The source is over its robot-log rate (RECEIVER_LOGS_RATE_PER_SECOND entries/s, bursts of "
                         "RECEIVER_LOGS_BURST; `rate_limited`): nothing of it is stored; retry after `Retry-After` s."
                     ),
-                    "503": _error("The store cannot write: retry."),
+                    "503": _error(
+                        "The store cannot write (`store_unavailable`), or more requests are in progress than "
+                        "RECEIVER_MAX_CONCURRENCY (`over_capacity`): retry."
+                    ),
                 },
             }
         },

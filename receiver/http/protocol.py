@@ -13,7 +13,17 @@ the app sends it, two ``send`` system calls and two TCP segments for a 200-byte 
 (docs/performance.md, "Fast paths"). The head is held and goes out with the first body write; a
 ``100 Continue`` is never held.
 
-Both lean on uvicorn's internals (``HttpToolsProtocol``, its ``cycle``): pyproject.toml bounds
+A bounded wait for a head: uvicorn closes an idle connection only after an answer (its keep-alive
+timer), so a connection opened and left silent, or a head sent in part and never finished, was
+held for ever and counted against ``limit_concurrency``: a thousand of them (one client, a
+thousand sockets) and every webhook got 503. A connection now closes when it sends nothing for
+the keep-alive time, and a head not complete within ``head_timeout`` seconds of the connection
+(or of the previous answer) gets 408 and the connection is closed.
+
+Over ``limit_concurrency`` uvicorn answers a plain-text 503, and a request that is not HTTP a
+plain-text 400; the answers here are the JSON error body every other refusal has.
+
+All lean on uvicorn's internals (``HttpToolsProtocol``, its ``cycle``): pyproject.toml bounds
 uvicorn, and tests/test_fast_paths.py fails when a version inside the bound breaks them.
 """
 
@@ -23,9 +33,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["MAX_HEAD_BYTES", "BoundedHttpToolsProtocol"]
+__all__ = ["HEAD_TIMEOUT_SECONDS", "MAX_HEAD_BYTES", "BoundedHttpToolsProtocol"]
 
 MAX_HEAD_BYTES = 64 * 1024
 """The largest request line plus headers taken (Orchestrator sends well under 2 KiB)."""
@@ -37,6 +49,32 @@ _431 = (
 )
 
 
+HEAD_TIMEOUT_SECONDS = 10.0
+"""The default time a request head may take (``receiver serve`` passes ``RECEIVER_BODY_TIMEOUT_SECONDS``)."""
+
+
+def _refusal(status: bytes, code: str, detail: str) -> bytes:
+    body = b'{"error":"' + code.encode() + b'","detail":"' + detail.encode() + b'"}'
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\nconnection: close\r\n\r\n"
+        + body
+    )
+
+
+_503_BODY = b'{"error":"over_capacity","detail":"too many requests in progress; retry later"}'
+
+
+async def _over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
+    """What a request past ``limit_concurrency`` gets: uvicorn's 503, with the JSON error body."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_503_BODY)).encode())]
+    await send({"type": "http.response.start", "status": 503, "headers": [*headers, (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": _503_BODY, "more_body": False})
+
+
 _LINGER_SECONDS = 5.0
 _LINGER_BYTES = 64 * 1024 * 1024
 """After an answer that ends a connection mid-request (431, or a 408 or 413 before the body was
@@ -44,10 +82,20 @@ read), how long and how much of the rest of the request is read and dropped befo
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """``HttpToolsProtocol`` that refuses a head over ``MAX_HEAD_BYTES`` with 431."""
+    """``HttpToolsProtocol`` refusing a head over ``MAX_HEAD_BYTES`` (431) or slower than ``head_timeout`` (408)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    head_timeout: float = HEAD_TIMEOUT_SECONDS
+    """Seconds a request head may take, from the connection (or the previous answer) on."""
+
+    @classmethod
+    def with_head_timeout(cls, seconds: float) -> type[BoundedHttpToolsProtocol]:
+        """The protocol class with its own head timeout (uvicorn takes a class, and builds one per connection)."""
+        return type(cls.__name__, (cls,), {"head_timeout": seconds})
+
+    def __init__(self, *args: Any, head_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._head_timeout = self.head_timeout if head_timeout is None else head_timeout
+        self._head_deadline: asyncio.TimerHandle | None = None
         self._in_head = True  # a connection starts with the first request's head
         self._head_bytes = 0
         self._heads_done = 0
@@ -57,7 +105,45 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._read_bytes = 0  # the size of the read being parsed
         self._oversized = False
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # As after an answer: silent for the keep-alive time, the connection is closed (uvicorn
+        # arms this timer only after an answer, and disarms it when bytes arrive).
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._in_head and not self.transport.is_closing():
+            self._arm_head_deadline()  # the next head, if one comes, has its time from now
+
+    def _arm_head_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        if self.transport.is_closing() or not self._in_head or self._refused:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # an answer is being made (pipelined requests): its end arms the deadline again
+        if self._head_bytes == 0:
+            self.transport.close()  # nothing of a head arrived: an idle connection
+            return
+        seconds = f"{self._head_timeout:g}"
+        self.transport.write(
+            _refusal(b"408 Request Timeout", "head_timeout", f"the request head did not arrive within {seconds} s")
+        )
+        self._linger_then_close()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        chosen: Any = _over_capacity if app is service_unavailable else app
+        super()._start_asgi_task(cycle, chosen)
+
     def on_headers_complete(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
         if self._head_bytes + self._read_bytes > MAX_HEAD_BYTES and self._head_size() > MAX_HEAD_BYTES:
             # A head that arrived whole in one large read: the per-read count below never saw it open.
             self._oversized = True
@@ -66,12 +152,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._heads_done += 1
         super().on_headers_complete()
         cycle = self.cycle
-        if cycle is not None and cycle.transport is self.transport:
+        # Not for HEAD: its answer has no body write for the head to wait for.
+        if cycle is not None and cycle.transport is self.transport and cycle.scope["method"] != "HEAD":
             cycle.transport = _JoinedWrites(self.transport, self._close_after_answer)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head, self._head_bytes = True, 0  # what follows is the next request's head
+        if self.cycle is not None and self.cycle.response_complete and not self.transport.is_closing():
+            # Answered before its body ended (a refusal): the body's rest disarmed uvicorn's keep-alive
+            # timer, which the answer had armed. The next head has its time from now.
+            self._arm_head_deadline()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -95,8 +186,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn answers an exception raised in a parser callback with 400; ours means 431.
         if self._oversized:
             self._refuse()
-        else:
-            super().send_400_response(msg)
+        else:  # uvicorn's is plain text: the JSON error body every other refusal has
+            self.transport.write(_refusal(b"400 Bad Request", "invalid_http", "the request is not valid HTTP/1.1"))
+            self.transport.close()
 
     def _refuse(self) -> None:
         """Answer 431, then read and drop what the client is still sending before closing."""
@@ -134,6 +226,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._linger is not None:
             self._linger.cancel()
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
         super().connection_lost(exc)
 
 

@@ -190,7 +190,7 @@ def _read_one_answer(sock: socket.socket, timeout: float = 10.0) -> bytes:
 
 
 def _status(server: ServerProcess, body: bytes) -> tuple[int, str]:
-    """Status and the reply's ``status`` field; uvicorn's own 503 (over the limit) is plain text."""
+    """Status and the reply's ``status`` field (the text of the body when it has none)."""
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(_head(server.port, body).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + body)
         reply = _read_reply(sock, timeout=10)
@@ -223,3 +223,33 @@ def test_past_max_concurrency_new_requests_get_503_until_the_slow_ones_are_gone(
             sock.close()
     assert 503 == crowded[0]
     assert (202, "accepted") == later
+
+
+def test_silent_connections_and_unfinished_heads_do_not_crowd_out_webhooks(server: ServerProcess) -> None:
+    """Sockets opened and left silent, or left mid-head, are closed: webhooks get in again, not 503 for ever.
+
+    uvicorn counts every open connection against RECEIVER_MAX_CONCURRENCY (20 here) and, before an
+    answer, never closed one that sent nothing or half a head.
+    """
+    held = []
+    try:
+        for n in range(25):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            if n % 2:
+                sock.sendall(b"POST /webhooks/uipath HTTP/1.1\r\nHost: x\r\n")  # half a head
+            held.append(sock)
+        time.sleep(0.3)
+        crowded = _status(server, fault("silent-crowded"))
+        deadline = time.monotonic() + 10
+        later = _status(server, fault("after-silent"))
+        while later[0] != 202 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            later = _status(server, fault("after-silent"))
+        half = _read_reply(held[1], timeout=5)
+    finally:
+        for sock in held:
+            sock.close()
+    assert 503 == crowded[0]
+    assert (202, "accepted") == later
+    assert half.startswith(b"HTTP/1.1 408"), half[:200]
+    assert b"head_timeout" in half
