@@ -18,7 +18,7 @@ from typing import Any
 
 from receiver import __version__
 from receiver.errors import ConfigError, RulesError, StoreError
-from receiver.settings import Settings
+from receiver.settings import Settings, load_settings
 from receiver.timefmt import utc_text
 
 __all__ = ["main"]
@@ -202,7 +202,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    return load_settings(**overrides)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+from receiver.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+_FLAGS = {"rules": "--rules", "host": "--host", "port": "--port", "database_url": "--database"}
+"""Settings that ``receiver serve`` and the admin commands also take as flags."""
+
+_SECRETS = frozenset({"webhook_secret", "logs_token", "admin_token", "link_key"})
+"""Settings whose value is never shown, not even in the error about it."""
 
 
 class Settings(BaseSettings):
@@ -144,3 +152,25 @@ class Settings(BaseSettings):
         ge=0,
         description="pause between two prune batches: longer is gentler on webhooks, slower to catch up",
     )
+
+
+def load_settings(**flags: Any) -> Settings:
+    """The settings from these flags (None = not given), then ``RECEIVER_*``, then the defaults.
+
+    Raises:
+        ConfigError: a value that cannot be used, naming the flag or the variable it came from and
+            the value (never a secret's): ``RECEIVER_PORT='abc': Input should be a valid integer...``.
+    """
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            name = str(err["loc"][0]) if err["loc"] else ""
+            variable = f"RECEIVER_{name.upper()}"
+            where = _FLAGS[name] if name in given and name in _FLAGS else variable
+            shown = "" if name in _SECRETS else f"={err['input']!r}"
+            message = str(err["msg"]).removeprefix("Value error, ").removeprefix(f"{variable}: ")
+            problems.append(f"{where}{shown}: {message}")
+        raise ConfigError("invalid setting: " + "; ".join(problems)) from None

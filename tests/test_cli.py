@@ -138,3 +138,34 @@ def test_alerts_list_ack_resolve(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert 0 == main(["alerts", "--database", url, "list", "--all", "--json"])
     assert "by_hand" in capsys.readouterr().out
     assert 1 == main(["alerts", "--database", url, "resolve", "not-an-id"])
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("RECEIVER_PORT", "abc", "RECEIVER_PORT='abc'"),
+        ("RECEIVER_LOG_FORMAT", "xml", "RECEIVER_LOG_FORMAT='xml'"),
+        ("RECEIVER_MAX_BODY_BYTES", "-1", "RECEIVER_MAX_BODY_BYTES='-1'"),
+        ("RECEIVER_TRUSTED_PROXIES", "proxy.local", "RECEIVER_TRUSTED_PROXIES='proxy.local'"),
+    ],
+)
+def test_a_bad_setting_is_one_clear_line(
+    variable: str, value: str, shown: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A RECEIVER_* value that cannot be used: exit 1 naming the variable and the value, no traceback."""
+    monkeypatch.setenv(variable, value)
+    assert 1 == main(["prune", "--dry-run", "--database", "sqlite:///:memory:"])
+    err = capsys.readouterr().err
+    assert err.startswith(f"receiver: invalid setting: {shown}: ")
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_bad_flag_value_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`serve --port 70000` names the flag, not the variable, and does not start."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
+    assert 1 == main(["serve", "--rules", str(rules), "--port", "70000"])
+    assert "receiver: invalid setting: --port=70000: Input should be less than or equal to 65535" in (
+        capsys.readouterr().err
+    )
