@@ -40,6 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+    except BrokenPipeError:
+        # The reader left (`receiver test ... | head`): nothing more can be shown, and the
+        # interpreter's last flush must not fail on the closed pipe either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except RulesError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -131,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         one = alert_actions.add_parser(name, help=what)
         one.add_argument("id", help="alert id")
         one.add_argument("--by", help="who (default: the current user)")
-    alerts.set_defaults(handler=_alerts, action=None)
+    alerts.set_defaults(handler=_alerts, action=None, all=False, json=False, limit=100)  # bare `alerts` = `list`
 
     prune = commands.add_parser("prune", help="apply the retention settings now (RECEIVER_RETAIN_*)")
     prune.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
@@ -179,6 +186,9 @@ def _init(args: argparse.Namespace) -> int:
     except FileExistsError:
         print(f"receiver: {args.path!r} exists; pass --force to overwrite it", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"receiver: cannot write {args.path!r}: {exc.strerror}", file=sys.stderr)
+        return 1
     print(f"Wrote {args.path}. Next:")
     variables = " ".join(f"{name}=..." for name in ("RECEIVER_WEBHOOK_SECRET", *starter.variables))
     print(f"  1. Set the environment variables it reads: {variables}")
@@ -221,6 +231,9 @@ def _serve(args: argparse.Namespace) -> int:
     from receiver.http.runtime import resolve_sources
 
     resolve_sources(ruleset, settings)
+    from receiver.store import open_store
+
+    open_store(settings.database_url)  # an unusable URL is refused here, not by a traceback of the app's start
     app = create_app(settings, ruleset=ruleset)
     tune_collector()  # last before serving: what is loaded by now lives as long as the process
     served: Any = app

@@ -169,3 +169,30 @@ def test_a_bad_flag_value_names_the_flag(tmp_path: Path, capsys: pytest.CaptureF
     assert "receiver: invalid setting: --port=70000: Input should be less than or equal to 65535" in (
         capsys.readouterr().err
     )
+
+
+def test_bare_alerts_lists_the_open_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver alerts` without an action is `receiver alerts list` (DESIGN: `alerts [list|ack ID|resolve ID]`)."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert 0 == main(["alerts", "--database", url])
+    assert "no open alerts" in capsys.readouterr().out
+
+
+def test_init_into_a_missing_directory_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver init` where the file cannot be written: exit 1 naming the path, no traceback."""
+    target = tmp_path / "no-such-dir" / "rules.yaml"
+    assert 1 == main(["init", str(target)])
+    err = capsys.readouterr().err
+    assert f"receiver: cannot write {str(target)!r}: No such file or directory" in err
+    assert not target.exists()
+
+
+def test_serve_with_an_unknown_database_scheme_does_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve --database mysql://...`: one line saying which URLs work, exit 1, before binding the port."""
+    monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", "s")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
+    assert 1 == main(["serve", "--rules", str(rules), "--database", "mysql://db/x", "--port", "1"])
+    assert "receiver: database URL 'mysql': expected sqlite:///PATH or postgresql://..." in capsys.readouterr().err
