@@ -101,11 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     deliveries.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
     actions = deliveries.add_subparsers(dest="action")
     listing = actions.add_parser("list", help="list deliveries (default: failing and dead)")
-    listing.add_argument("--state", choices=["pending", "sent", "dead", "all"], help="only this state")
+    listing.add_argument(
+        "--state",
+        choices=["pending", "failing", "sent", "dead", "all"],
+        help="only this state (failing: pending after a failed attempt)",
+    )
     listing.add_argument("--limit", type=int, default=50)
     retry = actions.add_parser("retry", help="send a dead or failing delivery again")
     retry.add_argument("id", nargs="?", type=int, help="delivery id")
     retry.add_argument("--dead", action="store_true", help="retry every dead-lettered delivery")
+    _database_after(listing, retry)
     deliveries.set_defaults(handler=_deliveries, action=None)
 
     silence = commands.add_parser("silence", help="mute notifications for a while (ad-hoc silences)")
@@ -125,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     silence_list.add_argument("--json", action="store_true", help="print JSON")
     expire = silence_actions.add_parser("expire", help="end a silence now")
     expire.add_argument("id", type=int, help="silence id")
+    _database_after(add, silence_list, expire)
     silence.set_defaults(handler=_silence, action=None)
 
     alerts = commands.add_parser("alerts", help="open alerts and their lifecycle (docs/alerts.md)")
@@ -138,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         one = alert_actions.add_parser(name, help=what)
         one.add_argument("id", help="alert id")
         one.add_argument("--by", help="who (default: the current user)")
+    _database_after(*alert_actions.choices.values())
     alerts.set_defaults(handler=_alerts, action=None, all=False, json=False, limit=100)  # bare `alerts` = `list`
 
     prune = commands.add_parser("prune", help="apply the retention settings now (RECEIVER_RETAIN_*)")
@@ -173,6 +180,15 @@ def _parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the JSON Schema of rules.yaml (for editors; docs/rules.md)")
     schema.set_defaults(handler=_schema)
     return parser
+
+
+def _database_after(*actions: argparse.ArgumentParser) -> None:
+    """``--database`` after the action too (``receiver alerts list --database URL``), as before it."""
+    for action in actions:
+        # SUPPRESS: not given after the action leaves the value given before it (or None).
+        action.add_argument(
+            "--database", default=argparse.SUPPRESS, help="database URL (default env RECEIVER_DATABASE_URL)"
+        )
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -529,6 +545,8 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
     if state is None:
         rows = [r for r in await store.list_deliveries(limit=limit * 4) if r.state == "dead" or r.attempts > 0]
         rows = [r for r in rows if r.state != "sent"][:limit]
+    elif state == "failing":
+        rows = await store.list_deliveries(failing=True, limit=limit)
     else:
         rows = await store.list_deliveries(state=None if state == "all" else state, limit=limit)
     if not rows:

@@ -196,3 +196,44 @@ def test_serve_with_an_unknown_database_scheme_does_not_start(
     rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
     assert 1 == main(["serve", "--rules", str(rules), "--database", "mysql://db/x", "--port", "1"])
     assert "receiver: database URL 'mysql': expected sqlite:///PATH or postgresql://..." in capsys.readouterr().err
+
+
+def test_admin_commands_take_the_database_after_the_action(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver deliveries list --database URL` works as `receiver deliveries --database URL list` does."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert 0 == main(["deliveries", "list", "--database", url])
+    assert 0 == main(["alerts", "list", "--database", url])
+    assert 0 == main(["silence", "list", "--database", url])
+    assert ["no deliveries", "no open alerts", "no silences"] == capsys.readouterr().out.splitlines()
+    assert (tmp_path / "r.db").exists()
+
+
+def test_deliveries_list_failing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--state failing` (pending after a failed attempt) is a state the CLI takes, as GET /api/deliveries does."""
+    import asyncio
+
+    from noise_support import Harness, payload
+
+    rules = 'channels:\n  ops: "log://"\nrules:\n  - name: faults\n    match: {type: job.faulted}\n    notify: [ops]\n'
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+
+    async def one_failing() -> int:
+        h = await Harness(tmp_path, rules, url).open()
+        try:
+            await h.post(payload("job.faulted.json"))
+            assert h.store is not None
+            delivery = (await h.store.list_deliveries())[0]
+            claimed = await h.store.claim_deliveries("ops", now=h.now, lease=60.0, limit=1)
+            assert [delivery.id] == [d.id for d in claimed]
+            await h.store.mark_failed(
+                delivery.id, now=h.now, reason="HTTP 503", elapsed=0.1, next_attempt_at=h.now + 60
+            )
+            return delivery.id
+        finally:
+            await h.close()
+
+    failing = asyncio.run(one_failing())
+    assert 0 == main(["deliveries", "--database", url, "list", "--state", "failing"])
+    out = capsys.readouterr().out
+    assert f"{failing:>6}  pending" in out
+    assert "HTTP 503" in out
