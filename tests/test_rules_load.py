@@ -248,6 +248,47 @@ rules:
         assert fragment in text
 
 
+def test_a_key_of_the_wrong_type_does_not_hide_the_rest_of_its_rule(tmp_path: Path) -> None:
+    """A bad duration or an unknown key in a rule is reported with the rule's other problems, not instead of them."""
+    path = _write(
+        tmp_path,
+        """
+channels:
+  ops: "log://"
+rules:
+  - name: a
+    match: {type: job.faulted, proces: x}
+    notify: [ops, nowhere]
+    throttle: {interval: forever}
+  - name: b
+    mach: {type: job.faulted}
+    notify: [ops]
+    title: "{{ robt }}"
+  - name: a
+    match: {type: job.stopped}
+    notify: [ops]
+silences:
+  - name: s
+    weekly: [{days: funday, from: "25:00", to: "02:00"}]
+    match: {proces: x}
+""",
+    )
+    text = "\n".join(str(p) for p in _problems(path))
+    for fragment in (
+        "6:32: rule 'a': unknown field 'proces'",
+        "7:19: rule 'a': unknown channel 'nowhere'",
+        "8:26: rule 'a': throttle.interval: 'forever' is not a duration",
+        "10:5: rule 'b': unknown key 'mach'; did you mean 'match'?",
+        "12:12: rule 'b': title: unknown name 'robt' in template",
+        "13:11: rule 'a': duplicate rule name (first at line 5)",
+        "18:21: silence 's': days: 'funday' is not a day",
+        "19:13: silence 's': unknown field 'proces'",
+    ):
+        assert fragment in text, text
+    # `b` lost its `match:` to a typo: it is not taken for a rule that matches everything.
+    assert "never evaluated" not in text
+
+
 def test_problem_string_is_path_line_column_message() -> None:
     """Problems print as PATH:LINE:COL: message, as `receiver check` shows them."""
     problem = _problems(RULES / "invalid_unknown_channel.yaml")[0]

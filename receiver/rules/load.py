@@ -235,6 +235,7 @@ class _Loader:
         self.nodes: dict[YamlPath, yaml.Node] = {}
         self._file_enrich: EnrichSpec | None = None  # the file-wide `enrich:`, the default of every rule
         self._visits_left = 0  # nodes _index_node may still visit (aliases visit theirs again)
+        self._partial: set[YamlPath] = set()  # list items checked without the keys their model refused
 
     # --- reporting ---------------------------------------------------------------------
 
@@ -688,7 +689,7 @@ class _Loader:
                 resolve_after=spec.resolve_after.total_seconds(),
                 **noise,
             )
-            if clause is None and not spec.continue_ and catch_all is None:
+            if clause is None and not spec.continue_ and catch_all is None and base not in self._partial:
                 catch_all = spec.name
             rules.append(rule)
         return rules
@@ -869,9 +870,12 @@ class _Loader:
     def _items(
         self, raw: list[Any], section: str, kind: str, model: type[_SpecT], hint: str
     ) -> Iterator[tuple[YamlPath, str, _SpecT]]:
-        """The valid items of a list section (rules, silences, inhibit), each with its path and label.
+        """The items of a list section (rules, silences, inhibit), each with its path and label.
 
-        An item that is not a mapping, or fails its model, is reported and skipped.
+        An item that is not a mapping is reported and skipped. One whose keys fail its model is
+        reported, and then checked further without those keys, so that one bad key does not hide
+        the item's other problems (its path is then in ``self._partial``); when that still fails
+        (a required key is the bad one), it is skipped.
         """
         for i, item in enumerate(raw):
             base: YamlPath = (section, i)
@@ -884,7 +888,12 @@ class _Loader:
                 spec = model.model_validate(item)
             except ValidationError as exc:
                 self._pydantic(exc, base, kind, label)
-                continue
+                bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+                try:
+                    spec = model.model_validate({key: value for key, value in item.items() if key not in bad})
+                except ValidationError:
+                    continue
+                self._partial.add(base)
             yield base, label, spec
 
     def _silences(self, raw: list[Any], zone: ZoneInfo, rule_names: list[str]) -> list[Silence]:
