@@ -9,7 +9,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from receiver.errors import ConfigError
@@ -96,6 +96,17 @@ class Settings(BaseSettings):
         "believed only from RECEIVER_TRUSTED_PROXIES; empty = the action page asks",
     )
 
+    @model_validator(mode="after")
+    def _check_backoff(self) -> Settings:
+        # The first wait over the longest would be cut to the longest: the setting would silently do nothing.
+        if self.retry_initial_seconds > self.retry_max_seconds:
+            raise ValueError(
+                f"RECEIVER_RETRY_INITIAL_SECONDS ({self.retry_initial_seconds:g}) is over "
+                f"RECEIVER_RETRY_MAX_SECONDS ({self.retry_max_seconds:g}): the first wait cannot be longer "
+                "than the longest"
+            )
+        return self
+
     @field_validator("public_url", mode="after")
     @classmethod
     def _check_public_url(cls, value: str) -> str:
@@ -167,7 +178,10 @@ def load_settings(**flags: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
-            name = str(err["loc"][0]) if err["loc"] else ""
+            if not err["loc"]:  # a check of several settings together names them itself
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            name = str(err["loc"][0])
             variable = f"RECEIVER_{name.upper()}"
             where = _FLAGS[name] if name in given and name in _FLAGS else variable
             shown = "" if name in _SECRETS else f"={err['input']!r}"

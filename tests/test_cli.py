@@ -237,3 +237,16 @@ def test_deliveries_list_failing(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert f"{failing:>6}  pending" in out
     assert "HTTP 503" in out
+
+
+def test_a_first_retry_longer_than_the_longest_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RECEIVER_RETRY_INITIAL_SECONDS over RECEIVER_RETRY_MAX_SECONDS would be cut to it silently: refused."""
+    monkeypatch.setenv("RECEIVER_RETRY_INITIAL_SECONDS", "3600")
+    monkeypatch.setenv("RECEIVER_RETRY_MAX_SECONDS", "60")
+    assert 1 == main(["prune", "--dry-run", "--database", "sqlite:///:memory:"])
+    assert (
+        "receiver: invalid setting: RECEIVER_RETRY_INITIAL_SECONDS (3600) is over RECEIVER_RETRY_MAX_SECONDS (60)"
+        in capsys.readouterr().err
+    )
