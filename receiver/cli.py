@@ -568,7 +568,7 @@ def _orchestrator(args: argparse.Namespace) -> int:
     from receiver.rules import load_rules
 
     if args.action is None:
-        print("receiver orchestrator: give status or sync", file=sys.stderr)
+        print("receiver orchestrator: give status, sync or reconcile", file=sys.stderr)
         return 2
     if args.action == "reconcile":
         return _reconcile(args)

@@ -250,3 +250,9 @@ def test_a_first_retry_longer_than_the_longest_is_refused(
         "receiver: invalid setting: RECEIVER_RETRY_INITIAL_SECONDS (3600) is over RECEIVER_RETRY_MAX_SECONDS (60)"
         in capsys.readouterr().err
     )
+
+
+def test_bare_orchestrator_names_every_action(capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver orchestrator` alone: a usage error naming status, sync and reconcile."""
+    assert 2 == main(["orchestrator"])
+    assert "receiver orchestrator: give status, sync or reconcile\n" == capsys.readouterr().err
