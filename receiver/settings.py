@@ -107,6 +107,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("host", mode="after")
+    @classmethod
+    def _blank_host_is_default(cls, value: str) -> str:
+        # "" would make uvicorn listen on every interface: an unset value (compose, Helm) must not widen that.
+        return value.strip() or "127.0.0.1"
+
     @field_validator("public_url", mode="after")
     @classmethod
     def _check_public_url(cls, value: str) -> str:
