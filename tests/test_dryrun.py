@@ -381,6 +381,14 @@ class TestSuite:
         assert 1 == code
         assert "non-empty YAML list of cases" in output
 
+    def test_an_impossible_date_in_a_suite_is_an_error_not_a_traceback(self, tmp_path: Path) -> None:
+        """`start: 2026-13-01` (YAML reads a date, month 13 does not exist): the suite cannot be read, exit 1."""
+        suite = tmp_path / "suite.yaml"
+        suite.write_text(f"- name: x\n  start: 2026-13-01\n  event: {DATA / 'ping.json'}\n", encoding="utf-8")
+        code, output = _test(EXAMPLE, None, suite=suite)
+        assert 1 == code
+        assert f"{suite}: cannot read the suite: month must be in 1..12" in output
+
 
 def test_test_command_is_not_collected_by_pytest() -> None:
     """dryrun.test_command is the CLI's `receiver test`, not a test for pytest."""

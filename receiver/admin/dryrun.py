@@ -736,7 +736,7 @@ def _run_suite(
     if ruleset is not None:
         try:
             cases = yaml.safe_load(suite.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2026-13-01
             document["error"] = f"cannot read the suite: {exc}"
         else:
             if not isinstance(cases, list) or not cases:
