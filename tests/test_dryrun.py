@@ -171,6 +171,7 @@ class TestSingleEvent:
             pytest.param("{not json", "is not JSON", id="not-json"),
             pytest.param('{"Type": 5}', "no event Type", id="bad-type"),
             pytest.param(None, "cannot read", id="missing-file"),
+            pytest.param('{"Type": "ping", "a": ' + "[" * 100_000 + "]" * 100_000 + "}", "is not JSON", id="deep"),
         ],
     )
     def test_bad_event_file(self, tmp_path: Path, content: str | None, fragment: str) -> None:
