@@ -214,3 +214,15 @@ async def test_uvicorn_head_under_the_bound_in_one_read_is_served() -> None:
     await _until(lambda: transport.writes)
     assert transport.writes[0].startswith(b"HTTP/1.1 202 ")
     protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_uvicorn_answers_a_head_request() -> None:
+    """HEAD (a load balancer's health check): the answer's head goes out although no body write follows it."""
+    protocol, transport = await _connection()
+    protocol.data_received(b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    await _until(lambda: transport.writes)
+    assert transport.writes, "a HEAD request was never answered: the held answer head was not written"
+    assert transport.writes[0].startswith(b"HTTP/1.1 202 ")
+    assert b'{"status"' not in b"".join(transport.writes)
+    protocol.connection_lost(None)

@@ -11,7 +11,7 @@ arrives whole in one read (up to 256 KiB) is measured as parsed when it complete
 One write per answer: uvicorn writes an answer's head when the app starts it and its body when
 the app sends it, two ``send`` system calls and two TCP segments for a 200-byte answer
 (docs/performance.md, "Fast paths"). The head is held and goes out with the first body write; a
-``100 Continue`` is never held.
+``100 Continue`` is never held, nor the answer to a HEAD (uvicorn writes no body for it).
 
 Both lean on uvicorn's internals (``HttpToolsProtocol``, its ``cycle``): pyproject.toml bounds
 uvicorn, and tests/test_fast_paths.py fails when a version inside the bound breaks them.
@@ -67,7 +67,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
-            cycle.transport = _JoinedWrites(self.transport, self._close_after_answer)  # type: ignore[assignment]
+            # A HEAD's answer has no body write to join its head to (uvicorn writes none): hold nothing.
+            hold = cycle.scope["method"] != "HEAD"
+            cycle.transport = _JoinedWrites(self.transport, self._close_after_answer, hold=hold)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -151,11 +153,11 @@ class _JoinedWrites:
 
     __slots__ = ("_close", "_head", "_started", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, close: Callable[[], None]) -> None:
+    def __init__(self, transport: asyncio.Transport, close: Callable[[], None], *, hold: bool = True) -> None:
         self._transport = transport
         self._close = close
         self._head: bytes | None = None
-        self._started = False
+        self._started = not hold  # started: nothing (more) is held
 
     def write(self, data: bytes) -> None:
         if self._head is not None:
