@@ -107,6 +107,11 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_casing(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("host", mode="after")
     @classmethod
     def _blank_host_is_default(cls, value: str) -> str:

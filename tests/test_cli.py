@@ -256,3 +256,13 @@ def test_bare_orchestrator_names_every_action(capsys: pytest.CaptureFixture[str]
     """`receiver orchestrator` alone: a usage error naming status, sync and reconcile."""
     assert 2 == main(["orchestrator"])
     assert "receiver orchestrator: give status, sync or reconcile\n" == capsys.readouterr().err
+
+
+def test_log_settings_take_any_casing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RECEIVER_LOG_LEVEL=DEBUG and RECEIVER_LOG_FORMAT=JSON, as such values are usually written, are taken."""
+    from receiver.settings import load_settings
+
+    monkeypatch.setenv("RECEIVER_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("RECEIVER_LOG_FORMAT", " Json ")
+    settings = load_settings()
+    assert ("debug", "json") == (settings.log_level, settings.log_format)
