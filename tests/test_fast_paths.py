@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 from typing import Any
 
 import jinja2
@@ -225,4 +226,20 @@ async def test_uvicorn_answers_a_head_request() -> None:
     assert transport.writes, "a HEAD request was never answered: the held answer head was not written"
     assert transport.writes[0].startswith(b"HTTP/1.1 202 ")
     assert b'{"status"' not in b"".join(transport.writes)
+    protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_uvicorn_over_the_concurrency_limit_answers_503_in_json() -> None:
+    """Past RECEIVER_MAX_CONCURRENCY the 503 has the JSON error body every refusal has, not uvicorn's plain text."""
+    protocol, transport = await _connection()
+    protocol.limit_concurrency = 1  # this connection alone is at the limit
+    protocol.data_received(b"POST /webhooks/uipath HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+    await _until(lambda: transport.writes)
+    answer = b"".join(transport.writes)
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"content-type: application/json" in head
+    assert b"retry-after: 1" in head
+    assert {"error": "over_capacity", "detail": "too many requests in progress; retry in a moment"} == json.loads(body)
     protocol.connection_lost(None)

@@ -8,6 +8,9 @@ bytes that arrive while a head is incomplete, and past ``MAX_HEAD_BYTES`` answer
 closes the connection: what it holds is bounded by the limit plus one read. A head that
 arrives whole in one read (up to 256 KiB) is measured as parsed when it completes.
 
+Past ``limit_concurrency`` (RECEIVER_MAX_CONCURRENCY), uvicorn's plain-text 503 is replaced by one with
+the JSON error body every other refusal has.
+
 One write per answer: uvicorn writes an answer's head when the app starts it and its body when
 the app sends it, two ``send`` system calls and two TCP segments for a 200-byte answer
 (docs/performance.md, "Fast paths"). The head is held and goes out with the first body write; a
@@ -23,6 +26,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 __all__ = ["MAX_HEAD_BYTES", "BoundedHttpToolsProtocol"]
@@ -37,6 +41,21 @@ _431 = (
 )
 
 
+_BUSY_BODY = b'{"error":"over_capacity","detail":"too many requests in progress; retry in a moment"}'
+
+
+async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's answer past ``limit_concurrency`` (RECEIVER_MAX_CONCURRENCY), with receiver's JSON error body."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_BUSY_BODY)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": _BUSY_BODY, "more_body": False})
+
+
 _LINGER_SECONDS = 5.0
 _LINGER_BYTES = 64 * 1024 * 1024
 """After an answer that ends a connection mid-request (431, or a 408 or 413 before the body was
@@ -44,7 +63,7 @@ read), how long and how much of the rest of the request is read and dropped befo
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """``HttpToolsProtocol`` that refuses a head over ``MAX_HEAD_BYTES`` with 431."""
+    """``HttpToolsProtocol`` that refuses a head over ``MAX_HEAD_BYTES`` with 431 and answers 503 in JSON."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,6 +89,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # A HEAD's answer has no body write to join its head to (uvicorn writes none): hold nothing.
             hold = cycle.scope["method"] != "HEAD"
             cycle.transport = _JoinedWrites(self.transport, self._close_after_answer, hold=hold)  # type: ignore[assignment]
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # Past limit_concurrency uvicorn picks its own plain-text 503 app: every refusal here is JSON.
+        super()._start_asgi_task(cycle, _over_capacity if app is service_unavailable else app)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
