@@ -243,3 +243,16 @@ async def test_uvicorn_over_the_concurrency_limit_answers_503_in_json() -> None:
     assert b"retry-after: 1" in head
     assert {"error": "over_capacity", "detail": "too many requests in progress; retry in a moment"} == json.loads(body)
     protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_uvicorn_answers_a_malformed_request_400_in_json() -> None:
+    """A request that is not HTTP gets the JSON error body every refusal has, not uvicorn's plain text."""
+    protocol, transport = await _connection()
+    protocol.data_received(b"GARBAGE\r\n\r\n")
+    answer = b"".join(transport.writes)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert b"content-type: application/json" in head
+    assert {"error": "invalid_http", "detail": "Invalid HTTP request received."} == json.loads(body)
+    assert transport.closing

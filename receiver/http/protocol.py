@@ -8,8 +8,9 @@ bytes that arrive while a head is incomplete, and past ``MAX_HEAD_BYTES`` answer
 closes the connection: what it holds is bounded by the limit plus one read. A head that
 arrives whole in one read (up to 256 KiB) is measured as parsed when it completes.
 
-Past ``limit_concurrency`` (RECEIVER_MAX_CONCURRENCY), uvicorn's plain-text 503 is replaced by one with
-the JSON error body every other refusal has.
+Past ``limit_concurrency`` (RECEIVER_MAX_CONCURRENCY), uvicorn's plain-text 503, and its plain-text
+400 for a request that is not HTTP, are replaced by answers with the JSON error body every other
+refusal has.
 
 One write per answer: uvicorn writes an answer's head when the app starts it and its body when
 the app sends it, two ``send`` system calls and two TCP segments for a 200-byte answer
@@ -23,6 +24,7 @@ uvicorn, and tests/test_fast_paths.py fails when a version inside the bound brea
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -120,8 +122,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn answers an exception raised in a parser callback with 400; ours means 431.
         if self._oversized:
             self._refuse()
-        else:
-            super().send_400_response(msg)
+            return
+        # uvicorn's own 400 is plain text: every refusal here has the JSON error body.
+        body = json.dumps({"error": "invalid_http", "detail": msg}).encode()
+        head = b"".join(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers)
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\n" + head + b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
+        self.transport.close()
 
     def _refuse(self) -> None:
         """Answer 431, then read and drop what the client is still sending before closing."""
