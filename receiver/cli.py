@@ -18,7 +18,7 @@ from typing import Any
 
 from receiver import __version__
 from receiver.errors import ConfigError, RulesError, StoreError
-from receiver.settings import Settings
+from receiver.settings import Settings, load_settings
 from receiver.timefmt import utc_text
 
 __all__ = ["main"]
@@ -40,6 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+    except BrokenPipeError:
+        # The reader left (`receiver test ... | head`): nothing more can be shown, and the
+        # interpreter's last flush must not fail on the closed pipe either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except RulesError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -94,11 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     deliveries.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
     actions = deliveries.add_subparsers(dest="action")
     listing = actions.add_parser("list", help="list deliveries (default: failing and dead)")
-    listing.add_argument("--state", choices=["pending", "sent", "dead", "all"], help="only this state")
+    listing.add_argument(
+        "--state",
+        choices=["pending", "failing", "sent", "dead", "all"],
+        help="only this state (failing: pending after a failed attempt)",
+    )
     listing.add_argument("--limit", type=int, default=50)
     retry = actions.add_parser("retry", help="send a dead or failing delivery again")
     retry.add_argument("id", nargs="?", type=int, help="delivery id")
     retry.add_argument("--dead", action="store_true", help="retry every dead-lettered delivery")
+    _database_after(listing, retry)
     deliveries.set_defaults(handler=_deliveries, action=None)
 
     silence = commands.add_parser("silence", help="mute notifications for a while (ad-hoc silences)")
@@ -118,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     silence_list.add_argument("--json", action="store_true", help="print JSON")
     expire = silence_actions.add_parser("expire", help="end a silence now")
     expire.add_argument("id", type=int, help="silence id")
+    _database_after(add, silence_list, expire)
     silence.set_defaults(handler=_silence, action=None)
 
     alerts = commands.add_parser("alerts", help="open alerts and their lifecycle (docs/alerts.md)")
@@ -131,7 +144,8 @@ def _parser() -> argparse.ArgumentParser:
         one = alert_actions.add_parser(name, help=what)
         one.add_argument("id", help="alert id")
         one.add_argument("--by", help="who (default: the current user)")
-    alerts.set_defaults(handler=_alerts, action=None)
+    _database_after(*alert_actions.choices.values())
+    alerts.set_defaults(handler=_alerts, action=None, all=False, json=False, limit=100)  # bare `alerts` = `list`
 
     prune = commands.add_parser("prune", help="apply the retention settings now (RECEIVER_RETAIN_*)")
     prune.add_argument("--database", help="database URL (default env RECEIVER_DATABASE_URL)")
@@ -168,6 +182,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _database_after(*actions: argparse.ArgumentParser) -> None:
+    """``--database`` after the action too (``receiver alerts list --database URL``), as before it."""
+    for action in actions:
+        # SUPPRESS: not given after the action leaves the value given before it (or None).
+        action.add_argument(
+            "--database", default=argparse.SUPPRESS, help="database URL (default env RECEIVER_DATABASE_URL)"
+        )
+
+
 def _init(args: argparse.Namespace) -> int:
     from receiver.rules import starter_rules
 
@@ -178,6 +201,9 @@ def _init(args: argparse.Namespace) -> int:
             out.write(starter.text)
     except FileExistsError:
         print(f"receiver: {args.path!r} exists; pass --force to overwrite it", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"receiver: cannot write {args.path!r}: {exc.strerror}", file=sys.stderr)
         return 1
     print(f"Wrote {args.path}. Next:")
     variables = " ".join(f"{name}=..." for name in ("RECEIVER_WEBHOOK_SECRET", *starter.variables))
@@ -202,7 +228,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    return load_settings(**overrides)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -221,6 +247,9 @@ def _serve(args: argparse.Namespace) -> int:
     from receiver.http.runtime import resolve_sources
 
     resolve_sources(ruleset, settings)
+    from receiver.store import open_store
+
+    open_store(settings.database_url)  # an unusable URL is refused here, not by a traceback of the app's start
     app = create_app(settings, ruleset=ruleset)
     tune_collector()  # last before serving: what is loaded by now lives as long as the process
     served: Any = app
@@ -518,6 +547,8 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
     if state is None:
         rows = [r for r in await store.list_deliveries(limit=limit * 4) if r.state == "dead" or r.attempts > 0]
         rows = [r for r in rows if r.state != "sent"][:limit]
+    elif state == "failing":
+        rows = await store.list_deliveries(failing=True, limit=limit)
     else:
         rows = await store.list_deliveries(state=None if state == "all" else state, limit=limit)
     if not rows:
@@ -539,7 +570,7 @@ def _orchestrator(args: argparse.Namespace) -> int:
     from receiver.rules import load_rules
 
     if args.action is None:
-        print("receiver orchestrator: give status or sync", file=sys.stderr)
+        print("receiver orchestrator: give status, sync or reconcile", file=sys.stderr)
         return 2
     if args.action == "reconcile":
         return _reconcile(args)

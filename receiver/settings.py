@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+from receiver.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+_FLAGS = {"rules": "--rules", "host": "--host", "port": "--port", "database_url": "--database"}
+"""Settings that ``receiver serve`` and the admin commands also take as flags."""
+
+_SECRETS = frozenset({"webhook_secret", "logs_token", "admin_token", "link_key"})
+"""Settings whose value is never shown, not even in the error about it."""
 
 
 class Settings(BaseSettings):
@@ -88,6 +96,28 @@ class Settings(BaseSettings):
         "believed only from RECEIVER_TRUSTED_PROXIES; empty = the action page asks",
     )
 
+    @model_validator(mode="after")
+    def _check_backoff(self) -> Settings:
+        # The first wait over the longest would be cut to the longest: the setting would silently do nothing.
+        if self.retry_initial_seconds > self.retry_max_seconds:
+            raise ValueError(
+                f"RECEIVER_RETRY_INITIAL_SECONDS ({self.retry_initial_seconds:g}) is over "
+                f"RECEIVER_RETRY_MAX_SECONDS ({self.retry_max_seconds:g}): the first wait cannot be longer "
+                "than the longest"
+            )
+        return self
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_casing(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("host", mode="after")
+    @classmethod
+    def _blank_host_is_default(cls, value: str) -> str:
+        # "" would make uvicorn listen on every interface: an unset value (compose, Helm) must not widen that.
+        return value.strip() or "127.0.0.1"
+
     @field_validator("public_url", mode="after")
     @classmethod
     def _check_public_url(cls, value: str) -> str:
@@ -144,3 +174,28 @@ class Settings(BaseSettings):
         ge=0,
         description="pause between two prune batches: longer is gentler on webhooks, slower to catch up",
     )
+
+
+def load_settings(**flags: Any) -> Settings:
+    """The settings from these flags (None = not given), then ``RECEIVER_*``, then the defaults.
+
+    Raises:
+        ConfigError: a value that cannot be used, naming the flag or the variable it came from and
+            the value (never a secret's): ``RECEIVER_PORT='abc': Input should be a valid integer...``.
+    """
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            if not err["loc"]:  # a check of several settings together names them itself
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
+            name = str(err["loc"][0])
+            variable = f"RECEIVER_{name.upper()}"
+            where = _FLAGS[name] if name in given and name in _FLAGS else variable
+            shown = "" if name in _SECRETS else f"={err['input']!r}"
+            message = str(err["msg"]).removeprefix("Value error, ").removeprefix(f"{variable}: ")
+            problems.append(f"{where}{shown}: {message}")
+        raise ConfigError("invalid setting: " + "; ".join(problems)) from None

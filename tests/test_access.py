@@ -99,6 +99,13 @@ class TestBlankSecrets:
         assert None is getattr(Settings(), name.removeprefix("RECEIVER_").lower())
 
     @pytest.mark.parametrize("value", BLANKS)
+    def test_a_blank_host_is_the_loopback_default(self, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+        """RECEIVER_HOST empty (compose's unset value) listens on 127.0.0.1, not on every interface as "" would."""
+        monkeypatch.setenv("RECEIVER_HOST", value)
+        assert "127.0.0.1" == Settings().host
+        assert "127.0.0.1" == Settings(host=value).host
+
+    @pytest.mark.parametrize("value", BLANKS)
     def test_a_blank_admin_token_keeps_the_api_and_the_page_off(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rules_path: Path, value: str
     ) -> None:

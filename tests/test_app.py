@@ -352,6 +352,9 @@ class TestAdmin:
         reply = client.post("/api/rules/reload", headers={"Authorization": f"Bearer {ADMIN}"})
         assert 422 == reply.status_code
         assert any("nowhere" in p for p in reply.json()["problems"])
+        # The error body every refusal has, besides the problems.
+        assert ("invalid_rules", "failed") == (reply.json()["error"], reply.json()["status"])
+        assert "1 problem; the running rules stay" in reply.json()["detail"]
         assert ["faults", "robot-errors"] == admin_get(client, "/api/rules")["rules"]
         ready = client.get("/readyz", headers={"Authorization": f"Bearer {ADMIN}"}).json()
         assert ready["rules"]["last_reload_problems"]

@@ -138,3 +138,131 @@ def test_alerts_list_ack_resolve(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert 0 == main(["alerts", "--database", url, "list", "--all", "--json"])
     assert "by_hand" in capsys.readouterr().out
     assert 1 == main(["alerts", "--database", url, "resolve", "not-an-id"])
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("RECEIVER_PORT", "abc", "RECEIVER_PORT='abc'"),
+        ("RECEIVER_LOG_FORMAT", "xml", "RECEIVER_LOG_FORMAT='xml'"),
+        ("RECEIVER_MAX_BODY_BYTES", "-1", "RECEIVER_MAX_BODY_BYTES='-1'"),
+        ("RECEIVER_TRUSTED_PROXIES", "proxy.local", "RECEIVER_TRUSTED_PROXIES='proxy.local'"),
+    ],
+)
+def test_a_bad_setting_is_one_clear_line(
+    variable: str, value: str, shown: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A RECEIVER_* value that cannot be used: exit 1 naming the variable and the value, no traceback."""
+    monkeypatch.setenv(variable, value)
+    assert 1 == main(["prune", "--dry-run", "--database", "sqlite:///:memory:"])
+    err = capsys.readouterr().err
+    assert err.startswith(f"receiver: invalid setting: {shown}: ")
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_bad_flag_value_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`serve --port 70000` names the flag, not the variable, and does not start."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
+    assert 1 == main(["serve", "--rules", str(rules), "--port", "70000"])
+    assert "receiver: invalid setting: --port=70000: Input should be less than or equal to 65535" in (
+        capsys.readouterr().err
+    )
+
+
+def test_bare_alerts_lists_the_open_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver alerts` without an action is `receiver alerts list` (DESIGN: `alerts [list|ack ID|resolve ID]`)."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert 0 == main(["alerts", "--database", url])
+    assert "no open alerts" in capsys.readouterr().out
+
+
+def test_init_into_a_missing_directory_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver init` where the file cannot be written: exit 1 naming the path, no traceback."""
+    target = tmp_path / "no-such-dir" / "rules.yaml"
+    assert 1 == main(["init", str(target)])
+    err = capsys.readouterr().err
+    assert f"receiver: cannot write {str(target)!r}: No such file or directory" in err
+    assert not target.exists()
+
+
+def test_serve_with_an_unknown_database_scheme_does_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve --database mysql://...`: one line saying which URLs work, exit 1, before binding the port."""
+    monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", "s")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
+    assert 1 == main(["serve", "--rules", str(rules), "--database", "mysql://db/x", "--port", "1"])
+    assert "receiver: database URL 'mysql': expected sqlite:///PATH or postgresql://..." in capsys.readouterr().err
+
+
+def test_admin_commands_take_the_database_after_the_action(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver deliveries list --database URL` works as `receiver deliveries --database URL list` does."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert 0 == main(["deliveries", "list", "--database", url])
+    assert 0 == main(["alerts", "list", "--database", url])
+    assert 0 == main(["silence", "list", "--database", url])
+    assert ["no deliveries", "no open alerts", "no silences"] == capsys.readouterr().out.splitlines()
+    assert (tmp_path / "r.db").exists()
+
+
+def test_deliveries_list_failing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--state failing` (pending after a failed attempt) is a state the CLI takes, as GET /api/deliveries does."""
+    import asyncio
+
+    from noise_support import Harness, payload
+
+    rules = 'channels:\n  ops: "log://"\nrules:\n  - name: faults\n    match: {type: job.faulted}\n    notify: [ops]\n'
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+
+    async def one_failing() -> int:
+        h = await Harness(tmp_path, rules, url).open()
+        try:
+            await h.post(payload("job.faulted.json"))
+            assert h.store is not None
+            delivery = (await h.store.list_deliveries())[0]
+            claimed = await h.store.claim_deliveries("ops", now=h.now, lease=60.0, limit=1)
+            assert [delivery.id] == [d.id for d in claimed]
+            await h.store.mark_failed(
+                delivery.id, now=h.now, reason="HTTP 503", elapsed=0.1, next_attempt_at=h.now + 60
+            )
+            return delivery.id
+        finally:
+            await h.close()
+
+    failing = asyncio.run(one_failing())
+    assert 0 == main(["deliveries", "--database", url, "list", "--state", "failing"])
+    out = capsys.readouterr().out
+    assert f"{failing:>6}  pending" in out
+    assert "HTTP 503" in out
+
+
+def test_a_first_retry_longer_than_the_longest_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RECEIVER_RETRY_INITIAL_SECONDS over RECEIVER_RETRY_MAX_SECONDS would be cut to it silently: refused."""
+    monkeypatch.setenv("RECEIVER_RETRY_INITIAL_SECONDS", "3600")
+    monkeypatch.setenv("RECEIVER_RETRY_MAX_SECONDS", "60")
+    assert 1 == main(["prune", "--dry-run", "--database", "sqlite:///:memory:"])
+    assert (
+        "receiver: invalid setting: RECEIVER_RETRY_INITIAL_SECONDS (3600) is over RECEIVER_RETRY_MAX_SECONDS (60)"
+        in capsys.readouterr().err
+    )
+
+
+def test_bare_orchestrator_names_every_action(capsys: pytest.CaptureFixture[str]) -> None:
+    """`receiver orchestrator` alone: a usage error naming status, sync and reconcile."""
+    assert 2 == main(["orchestrator"])
+    assert "receiver orchestrator: give status, sync or reconcile\n" == capsys.readouterr().err
+
+
+def test_log_settings_take_any_casing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RECEIVER_LOG_LEVEL=DEBUG and RECEIVER_LOG_FORMAT=JSON, as such values are usually written, are taken."""
+    from receiver.settings import load_settings
+
+    monkeypatch.setenv("RECEIVER_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("RECEIVER_LOG_FORMAT", " Json ")
+    settings = load_settings()
+    assert ("debug", "json") == (settings.log_level, settings.log_format)

@@ -171,6 +171,7 @@ class TestSingleEvent:
             pytest.param("{not json", "is not JSON", id="not-json"),
             pytest.param('{"Type": 5}', "no event Type", id="bad-type"),
             pytest.param(None, "cannot read", id="missing-file"),
+            pytest.param('{"Type": "ping", "a": ' + "[" * 100_000 + "]" * 100_000 + "}", "is not JSON", id="deep"),
         ],
     )
     def test_bad_event_file(self, tmp_path: Path, content: str | None, fragment: str) -> None:
@@ -380,6 +381,14 @@ class TestSuite:
         code, output = _test(EXAMPLE, None, suite=suite)
         assert 1 == code
         assert "non-empty YAML list of cases" in output
+
+    def test_an_impossible_date_in_a_suite_is_an_error_not_a_traceback(self, tmp_path: Path) -> None:
+        """`start: 2026-13-01` (YAML reads a date, month 13 does not exist): the suite cannot be read, exit 1."""
+        suite = tmp_path / "suite.yaml"
+        suite.write_text(f"- name: x\n  start: 2026-13-01\n  event: {DATA / 'ping.json'}\n", encoding="utf-8")
+        code, output = _test(EXAMPLE, None, suite=suite)
+        assert 1 == code
+        assert f"{suite}: cannot read the suite: month must be in 1..12" in output
 
 
 def test_test_command_is_not_collected_by_pytest() -> None:

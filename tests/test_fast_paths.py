@@ -273,7 +273,8 @@ async def test_over_the_concurrency_limit_the_503_is_the_json_error() -> None:
     head, _, body = b"".join(transport.writes).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 ")
     assert b"content-type: application/json" in head
-    assert {"error", "detail"} == set(json.loads(body))
+    assert b"retry-after: 1" in head
+    assert {"error": "over_capacity", "detail": "too many requests in progress; retry in a moment"} == json.loads(body)
     protocol.connection_lost(None)
 
 
@@ -307,6 +308,7 @@ async def test_a_request_that_is_not_http_gets_the_json_400(request_bytes: bytes
     await _until(lambda: transport.writes)
     head, _, body = b"".join(transport.writes).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head
     assert "invalid_http" == json.loads(body)["error"]
     assert transport.closing
     protocol.connection_lost(None)

@@ -248,6 +248,47 @@ rules:
         assert fragment in text
 
 
+def test_a_key_of_the_wrong_type_does_not_hide_the_rest_of_its_rule(tmp_path: Path) -> None:
+    """A bad duration or an unknown key in a rule is reported with the rule's other problems, not instead of them."""
+    path = _write(
+        tmp_path,
+        """
+channels:
+  ops: "log://"
+rules:
+  - name: a
+    match: {type: job.faulted, proces: x}
+    notify: [ops, nowhere]
+    throttle: {interval: forever}
+  - name: b
+    mach: {type: job.faulted}
+    notify: [ops]
+    title: "{{ robt }}"
+  - name: a
+    match: {type: job.stopped}
+    notify: [ops]
+silences:
+  - name: s
+    weekly: [{days: funday, from: "25:00", to: "02:00"}]
+    match: {proces: x}
+""",
+    )
+    text = "\n".join(str(p) for p in _problems(path))
+    for fragment in (
+        "6:32: rule 'a': unknown field 'proces'",
+        "7:19: rule 'a': unknown channel 'nowhere'",
+        "8:26: rule 'a': throttle.interval: 'forever' is not a duration",
+        "10:5: rule 'b': unknown key 'mach'; did you mean 'match'?",
+        "12:12: rule 'b': title: unknown name 'robt' in template",
+        "13:11: rule 'a': duplicate rule name (first at line 5)",
+        "18:21: silence 's': days: 'funday' is not a day",
+        "19:13: silence 's': unknown field 'proces'",
+    ):
+        assert fragment in text, text
+    # `b` lost its `match:` to a typo: it is not taken for a rule that matches everything.
+    assert "never evaluated" not in text
+
+
 def test_problem_string_is_path_line_column_message() -> None:
     """Problems print as PATH:LINE:COL: message, as `receiver check` shows them."""
     problem = _problems(RULES / "invalid_unknown_channel.yaml")[0]
@@ -536,4 +577,79 @@ class TestEnrich:
         assert (4, "rule 'a': enrich needs a source with an `orchestrator:` connection") == (
             problem.line,
             problem.message,
+        )
+
+
+class TestShapesAndHostileFiles:
+    """A value of the wrong shape, an impossible date, aliases and nesting: located problems, in bounded time."""
+
+    def test_a_value_of_the_wrong_shape_says_what_is_expected(self, tmp_path: Path) -> None:
+        """`channel: 5`, `throttle: 5`, `enrich: 5`: what the key takes, in the file's words, not a pydantic class."""
+        path = _write(
+            tmp_path,
+            'channels:\n  ops: "log://"\n  bad: 5\n'
+            "rules:\n  - name: r\n    match: {type: job.faulted}\n    notify: ops\n    throttle: 5\n"
+            "    recover: [1]\n",
+        )
+        text = "\n".join(str(p) for p in _problems(path))
+        assert f"{path}:3:8: channel 'bad': expected an apprise URL or a mapping with `url:`, got int 5" in text
+        assert f"{path}:8:15: rule 'r': throttle: expected a mapping, got int 5" in text
+        assert f"{path}:9:14: rule 'r': recover: expected a mapping or true, got a list" in text
+        assert "Spec" not in text
+        assert ": :" not in text
+
+    def test_an_impossible_date_is_a_located_problem(self, tmp_path: Path) -> None:
+        """A date YAML reads as one but that does not exist (month 13) is a problem at its line, not a ValueError."""
+        path = _write(
+            tmp_path,
+            'channels:\n  ops: "log://"\nsilences:\n  - name: xmas\n    dates:\n'
+            "      - {from: 2026-13-24, to: 2026-12-26}\nrules: []\n",
+        )
+        problems = _problems(path)
+        assert [(6, 16)] == [(p.line, p.column) for p in problems]
+        assert "2026-13-24 is not a valid date: month must be in 1..12" in problems[0].message
+
+    def test_an_alias_bomb_is_refused_quickly(self, tmp_path: Path) -> None:
+        """Nested aliases that expand to billions of nodes are refused at once, naming the limit."""
+        import time
+
+        lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+        lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+        path = _write(tmp_path, "\n".join(lines) + '\nchannels:\n  ops: "log://"\nrules: []\n')
+        started = time.monotonic()
+        problems = _problems(path)
+        assert time.monotonic() - started < 5
+        assert any("aliases expand to more than" in p.message for p in problems), problems
+
+    def test_a_recursive_alias_is_refused(self, tmp_path: Path) -> None:
+        """An alias inside its own anchor (`&r [*r]`) is a problem at the anchor, not a RecursionError."""
+        path = _write(tmp_path, 'channels:\n  ops: "log://"\nrules: &r [*r]\n')
+        problems = _problems(path)
+        assert [(3, 8)] == [(p.line, p.column) for p in problems]
+        assert "an alias refers to a node that contains it (a loop)" == problems[0].message
+
+    def test_aliases_in_ordinary_use_still_work(self, tmp_path: Path) -> None:
+        """A match block written once and reused by alias loads as before."""
+        path = _write(
+            tmp_path,
+            'channels:\n  ops: "log://"\nrules:\n'
+            "  - {name: a, match: &m {type: job.faulted}, notify: ops, continue: true}\n"
+            "  - {name: b, match: *m, notify: ops}\n",
+        )
+        assert ["a", "b"] == [r.name for r in load_rules(path, environ={}).rules]
+
+    def test_match_nested_too_deeply_is_a_problem(self, tmp_path: Path) -> None:
+        """500 nested `not:` blocks: one problem where the nesting passes the limit, not a RecursionError."""
+        lines = ['channels:\n  ops: "log://"\nrules:\n  - name: deep\n    notify: ops\n    match:']
+        indent = "      "
+        for _ in range(500):
+            lines.append(f"{indent}not:")
+            indent += "  "
+        lines.append(f"{indent}type: job.faulted")
+        problems = _problems(_write(tmp_path, "\n".join(lines) + "\n"))
+        assert 1 == len(problems), problems
+        assert (105, 203, "nested more than 100 levels deep") == (
+            problems[0].line,
+            problems[0].column,
+            problems[0].message,
         )

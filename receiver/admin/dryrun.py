@@ -96,7 +96,7 @@ def _read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise EventParseError("unreadable", f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
         raise EventParseError("invalid_json", f"{str(path)!r} is not JSON: {exc}") from exc
 
 
@@ -736,7 +736,7 @@ def _run_suite(
     if ruleset is not None:
         try:
             cases = yaml.safe_load(suite.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:  # ValueError: a date like 2026-13-01
             document["error"] = f"cannot read the suite: {exc}"
         else:
             if not isinstance(cases, list) or not cases:

@@ -27,7 +27,7 @@ from receiver.admin import alerting, audit, silencing
 from receiver.http import openapi
 from receiver.http.auth import admin_secret, admin_throttled, bearer_ok, note_failure, too_many_failures
 from receiver.http.deadline import BodyError
-from receiver.http.responses import error_response
+from receiver.http.responses import error_body, error_response
 from receiver.http.runtime import Runtime
 from receiver.http.views import event_detail, event_list, rules_json
 from receiver.store import DeliveryRow, EventRow
@@ -74,7 +74,9 @@ def admin(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
 async def rules_reload(_: Request, rt: Runtime) -> Response:
     problems = await rt.reload("api")
     if problems:
-        return JSONResponse({"status": "failed", "problems": problems}, status_code=422)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        body = error_body("invalid_rules", f"{rt.settings.rules} has {count}; the running rules stay")
+        return JSONResponse({**body, "status": "failed", "problems": problems}, status_code=422)
     return JSONResponse({"status": "reloaded", "rules": len(rt.ruleset.rules)})
 
 

@@ -783,7 +783,10 @@ def _admin_paths() -> dict[str, Any]:
                 "Reload rules.yaml; on any problem the running rules stay",
                 {
                     "200": _json({"type": "object"}, "`reloaded`."),
-                    "422": _json({"type": "object"}, "`failed` with every problem."),
+                    "422": _json(
+                        {"allOf": [_ref("Error"), {"type": "object", "properties": {"problems": {"type": "array"}}}]},
+                        "`invalid_rules` (`status`: `failed`) with every problem in `problems`.",
+                    ),
                 },
             )
         },

@@ -8,10 +8,14 @@ bytes that arrive while a head is incomplete, and past ``MAX_HEAD_BYTES`` answer
 closes the connection: what it holds is bounded by the limit plus one read. A head that
 arrives whole in one read (up to 256 KiB) is measured as parsed when it completes.
 
+Past ``limit_concurrency`` (RECEIVER_MAX_CONCURRENCY), uvicorn's plain-text 503, and its plain-text
+400 for a request that is not HTTP, are replaced by answers with the JSON error body every other
+refusal has.
+
 One write per answer: uvicorn writes an answer's head when the app starts it and its body when
 the app sends it, two ``send`` system calls and two TCP segments for a 200-byte answer
 (docs/performance.md, "Fast paths"). The head is held and goes out with the first body write; a
-``100 Continue`` is never held.
+``100 Continue`` is never held, nor the answer to a HEAD (uvicorn writes no body for it).
 
 A bounded wait for a head: uvicorn closes an idle connection only after an answer (its keep-alive
 timer), so a connection opened and left silent, or a head sent in part and never finished, was
@@ -30,10 +34,10 @@ uvicorn, and tests/test_fast_paths.py fails when a version inside the bound brea
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -65,14 +69,19 @@ def _refusal(status: bytes, code: str, detail: str) -> bytes:
     )
 
 
-_503_BODY = b'{"error":"over_capacity","detail":"too many requests in progress; retry later"}'
+_BUSY_BODY = b'{"error":"over_capacity","detail":"too many requests in progress; retry in a moment"}'
 
 
-async def _over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
-    """What a request past ``limit_concurrency`` gets: uvicorn's 503, with the JSON error body."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_503_BODY)).encode())]
-    await send({"type": "http.response.start", "status": 503, "headers": [*headers, (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": _503_BODY, "more_body": False})
+async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's answer past ``limit_concurrency`` (RECEIVER_MAX_CONCURRENCY), with receiver's JSON error body."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(_BUSY_BODY)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": _BUSY_BODY, "more_body": False})
 
 
 _LINGER_SECONDS = 5.0
@@ -152,9 +161,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._heads_done += 1
         super().on_headers_complete()
         cycle = self.cycle
-        # Not for HEAD: its answer has no body write for the head to wait for.
-        if cycle is not None and cycle.transport is self.transport and cycle.scope["method"] != "HEAD":
-            cycle.transport = _JoinedWrites(self.transport, self._close_after_answer)  # type: ignore[assignment]
+        if cycle is not None and cycle.transport is self.transport:
+            # A HEAD's answer has no body write to join its head to (uvicorn writes none): hold nothing.
+            hold = cycle.scope["method"] != "HEAD"
+            cycle.transport = _JoinedWrites(self.transport, self._close_after_answer, hold=hold)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -186,9 +196,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn answers an exception raised in a parser callback with 400; ours means 431.
         if self._oversized:
             self._refuse()
-        else:  # uvicorn's is plain text: the JSON error body every other refusal has
-            self.transport.write(_refusal(b"400 Bad Request", "invalid_http", "the request is not valid HTTP/1.1"))
-            self.transport.close()
+            return
+        # uvicorn's own 400 is plain text: every refusal here has the JSON error body.
+        body = json.dumps({"error": "invalid_http", "detail": msg}).encode()
+        head = b"".join(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers)
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\n" + head + b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
+        self.transport.close()
 
     def _refuse(self) -> None:
         """Answer 431, then read and drop what the client is still sending before closing."""
@@ -245,11 +261,11 @@ class _JoinedWrites:
 
     __slots__ = ("_close", "_head", "_started", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, close: Callable[[], None]) -> None:
+    def __init__(self, transport: asyncio.Transport, close: Callable[[], None], *, hold: bool = True) -> None:
         self._transport = transport
         self._close = close
         self._head: bytes | None = None
-        self._started = False
+        self._started = not hold  # started: nothing (more) is held
 
     def write(self, data: bytes) -> None:
         if self._head is not None:

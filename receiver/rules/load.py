@@ -106,6 +106,80 @@ _SCOPE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 # libyaml's loader when PyYAML has it: same nodes and marks, about ten times faster.
 _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+_MAX_DEPTH = 100
+"""Deepest nesting of YAML collections in a rules file (a rule's `match:` blocks included)."""
+
+_MAX_ALIAS_NODES = 100_000
+"""Nodes that aliases may add to a file beyond ten times its own (a "billion laughs" file adds billions)."""
+
+_SHAPES = {
+    "ChannelSpec": "an apprise URL or a mapping with `url:`",
+    "RecoverSpec": "a mapping or true",
+    "EnrichSpec": "a list, a mapping, true or false",
+    "CollapseSpec": "a mapping or false",
+    "RedactSpec": "a list or a mapping",
+}
+"""What a key whose model also takes a short form holds, for "expected ..., got ..." (else "a mapping")."""
+
+
+class _TooLarge(Exception):
+    """The YAML graph is too deep or its aliases expand too far: reported, and the file not read further."""
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    # YAML reads 2026-13-24 as a date: one that does not exist is a located problem, not a ValueError.
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)  # type: ignore[arg-type]
+    except (ValueError, OverflowError) as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value} is not a valid date: {exc}", node.start_mark
+        ) from exc
+
+
+_RulesYamlLoader: type[yaml.SafeLoader] = type("_RulesYamlLoader", (_YamlLoader,), {})
+_RulesYamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _graph(root: yaml.Node) -> tuple[int, yaml.Node | None]:
+    """The number of distinct nodes, and a node that contains itself through an alias (or None).
+
+    Iterative, in time linear in the distinct nodes: aliases are not followed twice.
+    """
+    state: dict[int, bool] = {id(root): False}  # False: on the current path; True: done
+    stack = [(root, iter(_children(root)))]
+    while stack:
+        node, rest = stack[-1]
+        child = next(rest, None)
+        if child is None:
+            state[id(node)] = True
+            stack.pop()
+            continue
+        seen = state.get(id(child))
+        if seen is False:
+            return len(state), child
+        if seen is None:
+            state[id(child)] = False
+            stack.append((child, iter(_children(child))))
+    return len(state), None
+
 
 def expand_env(text: str, environ: Mapping[str, str]) -> tuple[str, list[str], list[str]]:
     """Replace ``${VAR}`` with ``environ[VAR]`` (``$$`` is a literal ``$``).
@@ -160,6 +234,8 @@ class _Loader:
         self.key_marks: dict[YamlPath, tuple[int, int]] = {}
         self.nodes: dict[YamlPath, yaml.Node] = {}
         self._file_enrich: EnrichSpec | None = None  # the file-wide `enrich:`, the default of every rule
+        self._visits_left = 0  # nodes _index_node may still visit (aliases visit theirs again)
+        self._partial: set[YamlPath] = set()  # list items checked without the keys their model refused
 
     # --- reporting ---------------------------------------------------------------------
 
@@ -218,6 +294,10 @@ class _Loader:
                 if err["loc"] and (tuple(err["loc"][:-1]), str(err["loc"][-1])) in suggested:
                     continue
                 self.report(path[:-1], f"{prefix}missing required key {field!r}")
+            elif typ == "model_type":
+                shape = _SHAPES.get(str(err.get("ctx", {}).get("class_name", "")), "a mapping")
+                where = f"{field}: " if field else ""
+                self.report(path, f"{prefix}{where}expected {shape}, got {_kind(err['input'])}")
             elif typ == "literal_error":
                 expected = str(err.get("ctx", {}).get("expected", ""))
                 self.report(path, f"{prefix}{field}: {err['input']!r} is not valid; valid values: {expected}")
@@ -232,14 +312,27 @@ class _Loader:
             text = self.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise RulesError([Problem(str(self.path), 0, 0, f"cannot read the rules file: {exc}")]) from exc
-        loader = _YamlLoader(text)
+        loader = _RulesYamlLoader(text)
         try:
             node = loader.get_single_node()
             if node is None:
                 self.problems.append(Problem(str(self.path), 1, 1, "the rules file is empty"))
                 return None
+            distinct, looped = _graph(node)
+            if looped is not None:
+                self._problem_at(looped, "an alias refers to a node that contains it (a loop)")
+                return None
+            self._visits_left = _MAX_ALIAS_NODES + 10 * distinct
             self._index_node(node, ())
             return loader.construct_document(node)
+        except _TooLarge:
+            return None
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+            what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+            self.problems.append(Problem(str(self.path), line, col, f"YAML error: {what}"))
+            return None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -252,7 +345,17 @@ class _Loader:
         finally:
             loader.dispose()
 
+    def _problem_at(self, node: yaml.Node, message: str) -> None:
+        self.problems.append(Problem(str(self.path), node.start_mark.line + 1, node.start_mark.column + 1, message))
+
     def _index_node(self, node: yaml.Node, path: YamlPath) -> None:
+        self._visits_left -= 1
+        if self._visits_left < 0:
+            self._problem_at(node, f"YAML aliases expand to more than {_MAX_ALIAS_NODES:,} nodes beyond the file's own")
+            raise _TooLarge
+        if len(path) > _MAX_DEPTH:
+            self._problem_at(node, f"nested more than {_MAX_DEPTH} levels deep")
+            raise _TooLarge
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         self.nodes[path] = node
         if isinstance(node, yaml.MappingNode):
@@ -586,7 +689,7 @@ class _Loader:
                 resolve_after=spec.resolve_after.total_seconds(),
                 **noise,
             )
-            if clause is None and not spec.continue_ and catch_all is None:
+            if clause is None and not spec.continue_ and catch_all is None and base not in self._partial:
                 catch_all = spec.name
             rules.append(rule)
         return rules
@@ -767,9 +870,12 @@ class _Loader:
     def _items(
         self, raw: list[Any], section: str, kind: str, model: type[_SpecT], hint: str
     ) -> Iterator[tuple[YamlPath, str, _SpecT]]:
-        """The valid items of a list section (rules, silences, inhibit), each with its path and label.
+        """The items of a list section (rules, silences, inhibit), each with its path and label.
 
-        An item that is not a mapping, or fails its model, is reported and skipped.
+        An item that is not a mapping is reported and skipped. One whose keys fail its model is
+        reported, and then checked further without those keys, so that one bad key does not hide
+        the item's other problems (its path is then in ``self._partial``); when that still fails
+        (a required key is the bad one), it is skipped.
         """
         for i, item in enumerate(raw):
             base: YamlPath = (section, i)
@@ -782,7 +888,12 @@ class _Loader:
                 spec = model.model_validate(item)
             except ValidationError as exc:
                 self._pydantic(exc, base, kind, label)
-                continue
+                bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+                try:
+                    spec = model.model_validate({key: value for key, value in item.items() if key not in bad})
+                except ValidationError:
+                    continue
+                self._partial.add(base)
             yield base, label, spec
 
     def _silences(self, raw: list[Any], zone: ZoneInfo, rule_names: list[str]) -> list[Silence]:

@@ -45,3 +45,15 @@ def test_serve_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
     )
     assert 1 == done.returncode
     assert b"RECEIVER_WEBHOOK_SECRET" in done.stderr
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback() -> None:
+    """`receiver test ... | head -1`: the reader leaving before the output ends the command quietly."""
+    data = Path(__file__).parent.parent / "data"
+    rules = Path(__file__).parent.parent.parent / "rules.yaml"
+    # `true` reads nothing and is gone long before the rules are loaded: every write meets a closed pipe.
+    command = f"{sys.executable} -m receiver test {rules} {data / 'robot.status.json'} | true"
+    done = subprocess.run(
+        ["/bin/sh", "-c", command], capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=60, check=False
+    )
+    assert b"" == done.stderr, done.stderr.decode()
