@@ -6,6 +6,7 @@ the time budget, the circuit breaker, and no secret in logs, errors or reprs.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from fake_orchestrator import FakeOrchestrator
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from structlog.testing import capture_logs
+from support import free_port
 
 from receiver.orchestrator import (
     Circuit,
@@ -29,6 +31,7 @@ from receiver.orchestrator import (
     ping_webhook,
     update_webhook,
 )
+from receiver.orchestrator.jobs import start_job
 from receiver.rules import OrchestratorLink
 
 pytestmark = pytest.mark.anyio
@@ -61,7 +64,11 @@ def orch() -> Iterator[FakeOrchestrator]:
 
 
 def link(
-    orch: FakeOrchestrator, *, secret: str = CLIENT_SECRET, scopes: str = "OR.Webhooks OR.Jobs.Read OR.Queues.Read"
+    orch: FakeOrchestrator,
+    *,
+    secret: str = CLIENT_SECRET,
+    scopes: str = "OR.Webhooks OR.Jobs.Read OR.Queues.Read",
+    timeout: float = 5.0,
 ) -> OrchestratorLink:
     return OrchestratorLink(
         url=orch.orchestrator_url,
@@ -69,8 +76,14 @@ def link(
         client_secret=SecretStr(secret),
         scopes=tuple(scopes.split()),
         public_url=PUBLIC_URL,
-        timeout_seconds=5.0,
+        timeout_seconds=timeout,
     )
+
+
+def webhook_dto(**changes: object) -> dict[str, object]:
+    """A WebhookDto with the fields POST requires (§5.4)."""
+    dto = {"Name": "r", "Url": PUBLIC_URL, "Enabled": True, "SubscribeToAllEvents": True, "AllowInsecureSsl": False}
+    return {**dto, **changes}
 
 
 @pytest.fixture
@@ -276,6 +289,43 @@ class TestFaults:
                 },
             )
         assert 1 == sum(1 for r in orch.request_log if r.method == "POST" and r.path.endswith("/odata/Webhooks"))
+
+    @pytest.mark.parametrize("what", ["start a job", "create a webhook"])
+    async def test_a_post_answered_late_is_not_sent_again(self, orch: FakeOrchestrator, what: str) -> None:
+        """A POST that timed out may have been carried out: it is not repeated (one job started, one webhook made)."""
+        folder = orch.add_folder("Shared")
+        orch.add_client(CLIENT_ID, CLIENT_SECRET, "OR.Webhooks OR.Jobs")  # StartJobs needs OR.Jobs(.Write)
+        connection = link(orch, scopes="OR.Webhooks OR.Jobs", timeout=0.5)
+        async with OrchestratorClient("uipath", connection, policy=RetryPolicy(budget=10.0)) as real:
+            await real.token()
+            orch.slow_down(2.0, count=1, after=True)  # carried out at once, answered after the client's timeout
+            call = (
+                start_job(real, release_key=str(uuid.uuid4()), robot_id=None, folder_id=folder["Id"])
+                if what == "start a job"
+                else create_webhook(real, webhook_dto())
+            )
+            with pytest.raises(OrchestratorUnavailableError) as caught:
+                await call
+        assert "timed out" in str(caught.value)
+        expected = (1, 0) if what == "start a job" else (0, 1)
+        assert expected == (len(orch.started_jobs()), len(orch.webhooks()))
+
+    async def test_a_post_that_cannot_connect_is_tried_again(self, orch: FakeOrchestrator) -> None:
+        """A refused connection sent nothing: the POST is tried again (and gives up within its budget)."""
+        refused = OrchestratorLink(
+            url=f"http://127.0.0.1:{free_port()}/acme/DefaultTenant/orchestrator_",
+            client_id=CLIENT_ID,
+            client_secret=SecretStr(CLIENT_SECRET),
+            scopes=("OR.Webhooks",),
+            public_url=PUBLIC_URL,
+            token_url=orch.token_url,
+            timeout_seconds=0.5,
+        )
+        async with OrchestratorClient("uipath", refused, policy=RetryPolicy(budget=10.0, backoff=0.01)) as real:
+            with capture_logs() as logs, pytest.raises(OrchestratorUnavailableError) as caught:
+                await create_webhook(real, webhook_dto())
+        assert "network error" in str(caught.value)
+        assert 3 == sum(1 for e in logs if e["event"] == "orchestrator_request_retried")
 
     async def test_circuit_opens_says_so_and_closes(
         self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock, registry: CollectorRegistry

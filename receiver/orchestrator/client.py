@@ -2,7 +2,8 @@
 
 Every call has a time budget of its own (all attempts and waits together). 429 waits the
 ``Retry-After`` it is given; network errors, timeouts and 5xx are retried with exponential
-backoff and jitter (5xx only where repeating the call is harmless); a 401 renews the token and
+backoff and jitter (where repeating the call is harmless: a POST that creates something only
+when the request never left, a refused connection); a 401 renews the token and
 repeats the call once. Repeated failures open the circuit: calls then fail at once until the
 cooldown has passed, and the log and ``receiver_orchestrator_circuit_open`` say so.
 """
@@ -38,6 +39,11 @@ PAGE_LIMITS: Mapping[str, int] = {"QueueItems": 100}
 _DEFAULT_PAGE = 1000
 _MAX_BODY = 8 * 1024 * 1024
 _DETAIL_CHARS = 300
+_UNSENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+"""Failures before the request left: a call that must not run twice may still be tried again after them.
+
+After any other (a read timeout, a connection dropped mid-answer) Orchestrator may have carried
+the call out, as after a 5xx."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,14 +265,14 @@ class OrchestratorClient:
                 answer = await self._once(
                     method, url, headers=headers, per_try=min(self.link.timeout_seconds, remaining), **kwargs
                 )
-            except httpx2.TimeoutException:
+            except httpx2.TimeoutException as exc:
                 outcome, status, last = "timeout", None, "timed out"
                 self.circuit.failure()
-                delay = self._backoff(attempt)
+                delay = self._backoff(attempt) if idempotent or isinstance(exc, _UNSENT) else None
             except httpx2.TransportError as exc:
                 outcome, status, last = "network_error", None, f"network error ({type(exc).__name__})"
                 self.circuit.failure()
-                delay = self._backoff(attempt)
+                delay = self._backoff(attempt) if idempotent or isinstance(exc, _UNSENT) else None
             else:
                 status = answer.status
                 if status == 429:
@@ -370,7 +376,8 @@ class OrchestratorClient:
             params: query parameters (``$filter``, ``$top``...).
             json: the JSON body.
             folder_id: the folder of a folder-scoped call, sent as ``X-UIPATH-OrganizationUnitId``.
-            idempotent: whether a 5xx may be retried; default True except for POST.
+            idempotent: whether the call may be repeated after it may have been carried out (a 5xx,
+                a read timeout, a dropped connection); default True except for POST.
 
         Raises:
             OrchestratorAuthError: the token was refused twice, or could not be obtained.
