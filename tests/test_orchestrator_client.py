@@ -6,6 +6,8 @@ the time budget, the circuit breaker, and no secret in logs, errors or reprs.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -326,6 +328,20 @@ class TestFaults:
                 await create_webhook(real, webhook_dto())
         assert "network error" in str(caught.value)
         assert 3 == sum(1 for e in logs if e["event"] == "orchestrator_request_retried")
+
+    async def test_a_trickled_answer_ends_within_the_budget(self, orch: FakeOrchestrator) -> None:
+        """An answer that keeps coming a byte at a time is cut at the request's timeout, the call at its budget."""
+        async with OrchestratorClient("uipath", link(orch, timeout=1.0), policy=RetryPolicy(budget=3.0)) as real:
+            await real.token()
+            orch.trickle(0.05)  # some 300 bytes: 15 s an answer, and no read waits long
+            started = time.monotonic()
+            async with asyncio.timeout(20):
+                with pytest.raises(OrchestratorUnavailableError) as caught:
+                    await list_webhooks(real)
+            elapsed = time.monotonic() - started
+            orch.clear_faults()
+        assert "timed out" in str(caught.value)
+        assert elapsed < 3.0 + 1.5
 
     async def test_circuit_opens_says_so_and_closes(
         self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock, registry: CollectorRegistry

@@ -261,11 +261,12 @@ class OrchestratorClient:
                 break
             outcome: Outcome
             delay: float | None = None
+            per_try = min(self.link.timeout_seconds, remaining)
             try:
-                answer = await self._once(
-                    method, url, headers=headers, per_try=min(self.link.timeout_seconds, remaining), **kwargs
-                )
-            except httpx2.TimeoutException as exc:
+                # httpx's timeouts bound each read; an answer trickling in a byte at a time needs a clock.
+                async with asyncio.timeout(per_try):
+                    answer = await self._once(method, url, headers=headers, per_try=per_try, **kwargs)
+            except (httpx2.TimeoutException, TimeoutError) as exc:
                 outcome, status, last = "timeout", None, "timed out"
                 self.circuit.failure()
                 delay = self._backoff(attempt) if idempotent or isinstance(exc, _UNSENT) else None
