@@ -426,7 +426,13 @@ class OrchestratorClient:
         page_size: int | None = None,
         max_items: int = 10_000,
     ) -> Collection:
-        """Read an OData collection with ``$top``/``$skip`` until a short page, the count, or ``max_items``.
+        """Read an OData collection with ``$top``/``$skip`` until the end, or ``max_items``.
+
+        The end is an empty page, ``@odata.count`` entities read, or a page shorter than ``$top``
+        when the answer has no count and no ``@odata.nextLink``. A server whose own maximum is
+        below ``$top`` clamps the page (the reference leaves clamping open): the count or the next
+        link then says that more follow, and they are read at the next ``$skip`` (the link itself is
+        not followed: it could name another host, and the token would go there).
 
         Args:
             path: the entity set, e.g. ``odata/Webhooks``.
@@ -442,16 +448,19 @@ class OrchestratorClient:
         top = min(page_size or _DEFAULT_PAGE, PAGE_LIMITS.get(entity, _DEFAULT_PAGE))
         items: list[dict[str, Any]] = []
         count: int | None = None
-        for _page in range(max_items // top + 1):  # bounded: every page but the last is full
-            query: dict[str, str | int] = {**(params or {}), "$top": top, "$skip": len(items), "$count": "true"}
+        skip = 0
+        for _page in range(max_items + 1):  # bounded: every page but the last moves $skip on
+            query: dict[str, str | int] = {**(params or {}), "$top": top, "$skip": skip, "$count": "true"}
             data = await self.request("GET", path, params=query, folder_id=folder_id)
             page = data.get("value") if isinstance(data, dict) else None
             if not isinstance(page, list):
                 raise OrchestratorError(self.source, f"GET {path}: the answer has no 'value' list", status=200)
             if count is None and isinstance(data.get("@odata.count"), int):
                 count = data["@odata.count"]
+            skip += len(page)
             items.extend(p for p in page if isinstance(p, dict))
-            if len(page) < top or (count is not None and len(items) >= count):
+            more = isinstance(data.get("@odata.nextLink"), str) or (count is not None and skip < count)
+            if not page or (count is not None and skip >= count) or (len(page) < top and not more):
                 return Collection(items[:max_items], count)
             if len(items) >= max_items:
                 break
