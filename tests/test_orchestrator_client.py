@@ -343,6 +343,19 @@ class TestFaults:
         assert "timed out" in str(caught.value)
         assert elapsed < 3.0 + 1.5
 
+    async def test_a_redirect_is_an_error_naming_where_it_points(
+        self, orch: FakeOrchestrator, client: OrchestratorClient
+    ) -> None:
+        """A proxy's 302 is no accepted Ping: the error names the target (no query), and it is not followed."""
+        made = await create_webhook(client, webhook_dto())
+        orch.redirect_next(1, "https://login.example.com/sso/start?state=s3cr3t-state")
+        with pytest.raises(OrchestratorError) as caught:
+            await ping_webhook(client, made.id)
+        assert 302 == caught.value.status
+        assert "https://login.example.com/sso/start" in str(caught.value)
+        assert "s3cr3t-state" not in str(caught.value)
+        assert not [r for r in orch.request_log if "login.example.com" in r.path]
+
     async def test_circuit_opens_says_so_and_closes(
         self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock, registry: CollectorRegistry
     ) -> None:

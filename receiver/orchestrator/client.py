@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import orjson
@@ -205,6 +206,24 @@ class OrchestratorClient:
         text = " ".join(text.split())[:_DETAIL_CHARS]
         return self._mask(text) or "no error text", code
 
+    def _redirected(self, what: str, answer: _Answer) -> OrchestratorError:
+        """A redirect is not Orchestrator's answer (its API does not redirect; a proxy or a login gateway does).
+
+        It is not followed: the bearer token or the client secret would go along. The error names
+        the target without its query (a login URL's state), so that ``url:`` can be corrected.
+        """
+        try:
+            parts = urlsplit(answer.headers.get("location", ""))
+            target = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme and parts.netloc else parts.path
+        except ValueError:  # a Location that is no URL
+            target = ""
+        where = f"redirected to {target[:_DETAIL_CHARS]!r}" if target else "redirected"
+        return OrchestratorError(
+            self.source,
+            f"{what}: {where}; redirects are not followed: set url (or token_url) to the address that answers",
+            status=answer.status,
+        )
+
     # --- one exchange with retries ----------------------------------------------------------
 
     async def _once(self, method: str, url: str, *, headers: dict[str, str], per_try: float, **kwargs: Any) -> _Answer:
@@ -339,6 +358,8 @@ class OrchestratorClient:
             idempotent=True,
             data=token_form(self.link),
         )
+        if 300 <= answer.status < 400:
+            raise self._redirected("token request", answer)
         if answer.status >= 400:
             detail, _ = self._detail(answer.body)
             log.warning("orchestrator_token_refused", source=self.source, status=answer.status, detail=detail)
@@ -407,6 +428,8 @@ class OrchestratorClient:
             if renewal:
                 raise OrchestratorAuthError(self.source, f"{what}: a fresh token was refused too", status=401)
             log.info("orchestrator_token_refused_renewing", source=self.source, call=what)
+        if 300 <= answer.status < 400:
+            raise self._redirected(what, answer)
         if answer.status >= 400:
             detail, code = self._detail(answer.body)
             raise OrchestratorError(self.source, f"{what}: {detail}", status=answer.status, error_code=code)
