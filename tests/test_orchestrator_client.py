@@ -275,6 +275,22 @@ class TestFaults:
         assert 0.25 <= clock.slept[0] <= 0.5 <= clock.slept[1] <= 1.0
         assert (2, 2) == (requests_total(registry, "server_error"), requests_total(registry, "ok"))
 
+    async def test_503_waits_its_retry_after(
+        self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock
+    ) -> None:
+        """A 503 with Retry-After (maintenance) is retried after that time, not the short backoff (§6 SDK policy)."""
+        await client.token()
+        orch.fail_next(1, status=503, retry_after=5)
+        assert [] == await list_webhooks(client)
+        assert [5.0] == clock.slept
+
+    async def test_408_is_retried(self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock) -> None:
+        """408 Request Timeout is retried like a timeout (the SDK retries 408 too, §6)."""
+        await client.token()
+        orch.fail_next(1, status=408)
+        assert [] == await list_webhooks(client)
+        assert 1 == len(clock.slept)
+
     async def test_create_is_not_repeated_after_a_5xx(self, orch: FakeOrchestrator, client: OrchestratorClient) -> None:
         """A POST that may have been carried out is not sent twice (a retry could create two webhooks)."""
         await client.token()

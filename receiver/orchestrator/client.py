@@ -299,10 +299,16 @@ class OrchestratorClient:
                     outcome, last = "rate_limited", "rate limited (429)"
                     retry_after = _retry_after(answer.headers, answer.body)
                     delay = self._backoff(attempt) if retry_after is None else retry_after
-                elif status >= 500:
-                    outcome, last = "server_error", f"server error ({status})"
+                elif status >= 500 or status == 408:
+                    outcome, last = (
+                        ("server_error", f"server error ({status})")
+                        if status >= 500
+                        else ("timeout", "timed out (408)")
+                    )
                     self.circuit.failure()
-                    delay = self._backoff(attempt) if idempotent else None
+                    # A 503 for maintenance says when to come back; the SDK honours it on any retried status.
+                    hinted = _retry_after(answer.headers, answer.body)
+                    delay = max(self._backoff(attempt), hinted or 0.0) if idempotent else None
                 else:
                     outcome = "ok" if status < 400 else "unauthorized" if status == 401 else "client_error"
                     self.circuit.success()
