@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import re
 import socket
 import ssl
@@ -360,6 +361,36 @@ class TestEmail:
         assert "sent" == result.status
         assert [["dev@example.com"], ["ops@example.com"]] == sorted(e.rcpt_tos for e in envelopes)
         assert time.monotonic() - started < 5.0  # apprise's pause alone would be 5.5 s
+
+    @pytest.mark.anyio
+    async def test_a_stalled_mail_server_does_not_hold_up_another_channel(
+        self, smtp_server: tuple[int, list[Envelope]]
+    ) -> None:
+        """Sends stuck on a mail server that never greets leave another channel's mail going at once.
+
+        As many stuck sends as the standard thread pool has threads (a channel's concurrency
+        and its retries get there); the other channel's message must not wait for them.
+        """
+        port, envelopes = smtp_server
+        notifier = AppriseNotifier()
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(64)  # connections wait in the backlog: no greeting ever comes
+            stalled = f"mailto://127.0.0.1:{listener.getsockname()[1]}?from=bot@example.com&to=ops@example.com"
+            threads = min(32, (os.cpu_count() or 1) + 4)
+            stuck = [
+                asyncio.ensure_future(notifier.send(stalled, make_notification(), timeout=8)) for _ in range(threads)
+            ]
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            healthy = f"mailto://127.0.0.1:{port}?from=bot@example.com&to=ops@example.com"
+            result = await notifier.send(healthy, make_notification(), timeout=8)
+            elapsed = time.monotonic() - started
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
+        assert ("sent", 1) == (result.status, len(envelopes))
+        assert elapsed < 2.0
 
     @pytest.mark.anyio
     async def test_starttls_with_auth(self, starttls_server: tuple[int, list[Envelope]]) -> None:

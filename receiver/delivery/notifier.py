@@ -61,12 +61,14 @@ whole, so the targets that had accepted get the message again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import functools
 import logging
 import math
 import re
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Awaitable, Iterator
@@ -556,16 +558,31 @@ took the send and connected), so it ends a stalled send a little after the budge
 with apprise's reason. apprise waits 0.1 s past the budget (``_ABANDON_GRACE_SECONDS``); on a
 loaded 2-CPU machine that lost the race now and then, and the send became a bare timeout."""
 
-_send_pool: ThreadPoolExecutor | None = None
+_send_pools: collections.OrderedDict[str, ThreadPoolExecutor] = collections.OrderedDict()
+_pools_lock = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _send_pool  # one pool per process, made on first use, like apprise's own
-    if _send_pool is None:
-        # The standard size (CPUs + 4, at most 32), as apprise's own pool, which sent these before:
-        # each thread keeps its own connections (receiver.delivery.keepalive), so more threads mean more of them.
-        _send_pool = ThreadPoolExecutor(thread_name_prefix="receiver-send")
-    return _send_pool
+def _pool(url: str) -> ThreadPoolExecutor:
+    """The sending threads of one channel URL, made on first use.
+
+    One pool per URL, not one for all: a send cannot be stopped once its thread runs, and a
+    server that stalls (a mail server that never greets holds each thread for its timeouts, and
+    a thread given up at the budget keeps running) would otherwise take every thread, and the
+    other channels' messages would wait behind it. Each pool has the standard size (CPUs + 4, at
+    most 32, as apprise's own pool had); threads start only when sends overlap, and each keeps
+    its own connections (receiver.delivery.keepalive). At most ``_CACHE_SIZE`` pools (URLs come
+    from the rules file); the oldest is let go when a reload brought more.
+    """
+    with _pools_lock:
+        pool = _send_pools.get(url)
+        if pool is None:
+            pool = _send_pools[url] = ThreadPoolExecutor(thread_name_prefix="receiver-send")
+            while len(_send_pools) > _CACHE_SIZE:
+                _, oldest = _send_pools.popitem(last=False)
+                oldest.shutdown(wait=False)  # its threads end with the sends they are in
+        else:
+            _send_pools.move_to_end(url)
+        return pool
 
 
 def _sends_directly(plugin: NotifyBase) -> bool:
@@ -735,10 +752,10 @@ class AppriseNotifier:
         sending: Awaitable[tuple[bool, list[str]]]
         if onloop.runs_on_loop(plugin):
             # No thread hand-off per send (docs/performance.md, "Fast paths").
-            sending = bridge.run(_notify_plugin, plugin, notification, executor=_pool())
+            sending = bridge.run(_notify_plugin, plugin, notification, executor=_pool(url))
         else:
             call = functools.partial(_notify_plugin, plugin, notification)
-            sending = asyncio.wrap_future(_pool().submit(contextvars.copy_context().run, call))
+            sending = asyncio.wrap_future(_pool(url).submit(contextvars.copy_context().run, call))
         try:
             async with asyncio.timeout(timeout + _ABANDON_GRACE):
                 ok, lines = await sending
