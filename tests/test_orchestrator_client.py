@@ -325,6 +325,8 @@ class TestFaults:
             with pytest.raises(OrchestratorUnavailableError) as caught:
                 await call
         assert "timed out" in str(caught.value)
+        assert "may have carried it out" in str(caught.value)
+        assert caught.value.maybe_done
         expected = (1, 0) if what == "start a job" else (0, 1)
         assert expected == (len(orch.started_jobs()), len(orch.webhooks()))
 

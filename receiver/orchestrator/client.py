@@ -274,6 +274,7 @@ class OrchestratorClient:
         last_outcome: Outcome = "timeout"  # no attempt: the budget was spent before it
         status: int | None = None
         retry_after: float | None = None
+        maybe_done = False
         for attempt in range(1, self.policy.attempts + 1):
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -316,6 +317,10 @@ class OrchestratorClient:
                     return answer
             self._observer.request(self.source, outcome)
             last_outcome = outcome
+            if delay is None and outcome != "rate_limited":
+                # Not repeated because it may have been carried out: the caller must not take it as undone.
+                maybe_done = True
+                break
             if delay is None or attempt == self.policy.attempts or self.circuit.is_open:
                 break
             if delay > self.policy.retry_after_cap or self._clock() + delay >= deadline:
@@ -332,12 +337,18 @@ class OrchestratorClient:
             )
             await self._sleep(delay)
         log.warning("orchestrator_request_failed", source=self.source, call=what, reason=last, status=status)
+        ending = (
+            "not repeated, as Orchestrator may have carried it out: check before trying again"
+            if maybe_done
+            else "gave up after the call's retries"
+        )
         raise OrchestratorUnavailableError(
             self.source,
-            f"{what}: {last}; gave up after the call's retries",
+            f"{what}: {last}; {ending}",
             status=status,
             retry_after=retry_after,
             outcome=last_outcome,
+            maybe_done=maybe_done,
         )
 
     # --- token ------------------------------------------------------------------------------
