@@ -137,6 +137,38 @@ class TestToken:
         assert 2 == orch.tokens_issued
         assert [] == [r for r in orch.request_log if r.status == 401]
 
+    async def test_identity_down_at_renewal_time_keeps_the_valid_token(
+        self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock
+    ) -> None:
+        """The identity server failing (5xx, 429) while the token still has minutes to live: calls go on with it.
+
+        The renewal is tried once within a few seconds, then again only after a pause, not before every call.
+        """
+        await list_webhooks(client)
+        clock.now += 3600 - 300 + 1  # in the renewal window: 5 min of life left
+        orch.fail_for(60, status=503, scope="token")
+        for _ in range(3):
+            assert [] == await list_webhooks(client)
+        assert 1 == orch.tokens_issued
+        assert sum(clock.slept) < 5.0
+        token_calls = [r for r in orch.request_log if r.path.endswith("/connect/token") and r.status == 503]
+        assert 1 <= len(token_calls) <= 4  # one renewal attempt (with its quick retries), not one per call
+        clock.now += 60
+        orch.clear_faults()
+        assert [] == await list_webhooks(client)
+        assert 2 == orch.tokens_issued  # renewed once the identity server answers again
+
+    async def test_identity_down_once_the_token_expired_fails_the_call(
+        self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock
+    ) -> None:
+        """Past the token's end there is nothing to fall back on: the call fails, saying why."""
+        await list_webhooks(client)
+        clock.now += 3600
+        orch.fail_for(60, status=503, scope="token")
+        with pytest.raises(OrchestratorUnavailableError) as caught:
+            await list_webhooks(client)
+        assert "token request" in str(caught.value)
+
     async def test_scopes_granted_are_reported(self, client: OrchestratorClient) -> None:
         """The token's granted scopes are what the token endpoint said."""
         token = await client.token()

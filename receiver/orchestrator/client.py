@@ -40,6 +40,8 @@ PAGE_LIMITS: Mapping[str, int] = {"QueueItems": 100}
 _DEFAULT_PAGE = 1000
 _MAX_BODY = 8 * 1024 * 1024
 _DETAIL_CHARS = 300
+_EARLY_RENEWAL_SECONDS = 5.0
+"""The budget of a token renewal while the current token still works."""
 _UNSENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 """Failures before the request left: a call that must not run twice may still be tried again after them.
 
@@ -266,16 +268,18 @@ class OrchestratorClient:
         headers: dict[str, str],
         deadline: float,
         idempotent: bool,
+        attempts: int | None = None,
         **kwargs: Any,
     ) -> _Answer:
         """Send until an answer that is not retried (2xx-4xx but 429), or raise OrchestratorUnavailableError."""
+        attempts = attempts or self.policy.attempts
         self._refuse_if_open(what)
         last = "no attempt"
         last_outcome: Outcome = "timeout"  # no attempt: the budget was spent before it
         status: int | None = None
         retry_after: float | None = None
         maybe_done = False
-        for attempt in range(1, self.policy.attempts + 1):
+        for attempt in range(1, attempts + 1):
             remaining = deadline - self._clock()
             if remaining <= 0:
                 break
@@ -321,7 +325,7 @@ class OrchestratorClient:
                 # Not repeated because it may have been carried out: the caller must not take it as undone.
                 maybe_done = True
                 break
-            if delay is None or attempt == self.policy.attempts or self.circuit.is_open:
+            if delay is None or attempt == attempts or self.circuit.is_open:
                 break
             if delay > self.policy.retry_after_cap or self._clock() + delay >= deadline:
                 retry_after = delay
@@ -363,16 +367,19 @@ class OrchestratorClient:
         return await self._token(self._clock() + self.policy.budget)
 
     async def _token(self, deadline: float) -> Token:
-        return await self.tokens.get(lambda: self._fetch_token(deadline))
+        return await self.tokens.get(lambda early: self._fetch_token(deadline, early=early))
 
-    async def _fetch_token(self, deadline: float) -> Token:
+    async def _fetch_token(self, deadline: float, *, early: bool = False) -> Token:
+        # While the current token still works, one quick attempt: a failing identity server must
+        # neither spend the call's budget nor open the circuit for calls the token can still make.
         answer = await self._exchange(
             "POST",
             self.endpoints.token_url,
             "token request",
             headers={},
-            deadline=deadline,
+            deadline=min(deadline, self._clock() + _EARLY_RENEWAL_SECONDS) if early else deadline,
             idempotent=True,
+            attempts=1 if early else None,
             data=token_form(self.link),
         )
         if 300 <= answer.status < 400:
