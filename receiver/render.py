@@ -317,7 +317,7 @@ def template_context(
     ``names``: build only the event's handles among these and the link only when it is among
     them (what the templates to render read, ``context_names``); all of them when None.
     ``details``: what ``enrich:`` found in Orchestrator (``job_detail``, ``job_logs``,
-    ``item_detail``, ``details_unavailable``); None when the rule asks for none.
+    ``item_detail``, ``details_unavailable``, ``logs_unavailable``); None when the rule asks for none.
     """
     handles = HANDLE_TYPES if names is None else [name for name in names if name in HANDLE_TYPES]
     context: dict[str, Any] = {name: getattr(event, name, None) for name in handles}
@@ -338,6 +338,7 @@ def template_context(
         job_logs=() if details is None or details.logs is None else details.logs,
         item_detail=None if details is None else details.item,
         details_unavailable=None if details is None else details.unavailable,
+        logs_unavailable=None if details is None else details.logs_unavailable,
     )
     return context
 
@@ -532,6 +533,8 @@ def _detail_parts(
         count = len(details.logs)
         heading = f"Last {count} error log line{'s' if count != 1 else ''}" if count else "No error log lines"
         sections.append((heading, _log_text(details, ruleset)))
+    elif details.logs_unavailable is not None:
+        sections.append(("", f"Error log lines unavailable: {details.logs_unavailable}"))
     return fields, message, sections
 
 
