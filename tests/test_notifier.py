@@ -393,6 +393,48 @@ class TestEmail:
         assert elapsed < 2.0
 
     @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("stage", "reply", "recoverable"),
+        [
+            pytest.param("RCPT", "550 5.1.1 <ops@example.com>: Recipient address rejected", False, id="rcpt-550"),
+            pytest.param("RCPT", "451 4.7.1 Greylisted, try again in 5 minutes", True, id="rcpt-451"),
+            pytest.param("MAIL", "553 5.7.1 Sender address not allowed", False, id="mail-553"),
+            pytest.param("DATA", "554 5.7.1 Message rejected as spam", False, id="data-554"),
+            pytest.param("DATA", "452 4.3.1 Insufficient system storage", True, id="data-452"),
+        ],
+    )
+    async def test_a_refusal_names_the_servers_reply(self, stage: str, reply: str, recoverable: bool) -> None:
+        """The mail server's reply is the reason; a 5xx refusal will come again (not retried), a 4xx may pass later."""
+
+        class Refusing:
+            async def handle_MAIL(
+                self, server: SMTP, session: Session, envelope: Envelope, address: str, _: Any
+            ) -> str:
+                envelope.mail_from = address
+                return reply if stage == "MAIL" else "250 OK"
+
+            async def handle_RCPT(
+                self, server: SMTP, session: Session, envelope: Envelope, address: str, _: Any
+            ) -> str:
+                envelope.rcpt_tos.append(address)
+                return reply if stage == "RCPT" else "250 OK"
+
+            async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+                return reply if stage == "DATA" else "250 OK"
+
+        controller = Controller(Refusing(), hostname="127.0.0.1", port=free_port())
+        controller.start()
+        try:
+            url = f"mailto://127.0.0.1:{controller.port}?from=bot@example.com&to=ops@example.com"
+            result = await AppriseNotifier().send(url, make_notification(), timeout=10)
+        finally:
+            controller.stop()
+        assert ("failed", recoverable) == (result.status, result.recoverable)
+        assert result.reason is not None
+        assert reply.split(" ", 2)[2] in result.reason  # the server's own words
+        assert reply[:3] in result.reason
+
+    @pytest.mark.anyio
     async def test_starttls_with_auth(self, starttls_server: tuple[int, list[Envelope]]) -> None:
         """mailtos:// upgrades with STARTTLS, authenticates and delivers; verify=no accepts the self-signed cert."""
         port, envelopes = starttls_server
