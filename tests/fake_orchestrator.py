@@ -46,6 +46,8 @@ Behaviour the reference leaves open is a switch (attribute) with the default nam
 as QueueItems' went from 1000 to 100), ``next_link`` (False: ``@odata.nextLink`` when more rows
 remain, §4), ``folder_optional`` ({"Jobs"}: cross-folder list
 without a folder header, §3), ``ping_when_disabled`` ("drop": 202 and nothing sent, or "refuse"),
+``secret_on_read`` ("clear": a webhook's ``Secret`` as the docs example shows it, or "null" / "masked"
+``********``: whether Cloud masks it is unconfirmed, §7; a PUT stores what it is sent),
 ``ping_on_change`` (True: a ping follows an API create/update, §5.4), ``ping_reuses_event_id``
 (True), ``breaker_seconds`` (3600), ``invalid_client_status`` (400).
 """
@@ -245,6 +247,7 @@ class FakeOrchestrator:
         self.token_lifetime: float = 3600.0  # §2.1: one hour
         self.top_over_max: Literal["reject", "clamp"] = "reject"
         self.top_max: dict[str, int] = {}  # a lower $top maximum per entity (QueueItems went 1000 → 100 in 2024, §4)
+        self.secret_on_read: Literal["clear", "null", "masked"] = "clear"
         self.next_link = False
         self.folder_optional: set[str] = {"Jobs"}
         self.ping_when_disabled: Literal["drop", "refuse"] = "drop"
@@ -1045,7 +1048,7 @@ class FakeOrchestrator:
         if key is None:
             if call.method == "GET":
                 with self._lock:
-                    rows = [_copy(w) for w in self._webhooks.values()]
+                    rows = [self._shown(w) for w in self._webhooks.values()]
                 return _Reply(200, self._collection(call, "Webhooks", rows))
             if call.method == "POST":
                 return self._create_webhook(call.body)
@@ -1054,7 +1057,9 @@ class FakeOrchestrator:
             if key not in self._webhooks:
                 raise _ApiError(404, "Webhook does not exist.", 1002)
             if call.method == "GET":
-                return _Reply(200, {"@odata.context": self._context("Webhooks/$entity"), **_copy(self._webhooks[key])})
+                return _Reply(
+                    200, {"@odata.context": self._context("Webhooks/$entity"), **self._shown(self._webhooks[key])}
+                )
             if call.method == "DELETE":
                 del self._webhooks[key]
                 self._suspended_until.pop(key, None)
@@ -1070,7 +1075,7 @@ class FakeOrchestrator:
             dto.update({"Id": webhook_id, "Key": dto.get("Key") or str(uuid.uuid4())})
             webhook = _webhook_defaults() | dto
             self._webhooks[webhook_id] = webhook
-            created = _copy(webhook)
+            created = self._shown(webhook)
         if self.ping_on_change:
             self._ping_later(webhook_id)
         return _Reply(201, {"@odata.context": self._context("Webhooks/$entity"), **created})
@@ -1084,10 +1089,17 @@ class FakeOrchestrator:
             updated = (_webhook_defaults() | {"Key": current["Key"]} | dto) if replace else (current | dto)
             updated["Id"] = key
             self._webhooks[key] = updated
-            result = _copy(updated)
+            result = self._shown(updated)
         if self.ping_on_change:
             self._ping_later(key)
         return _Reply(200, {"@odata.context": self._context("Webhooks/$entity"), **result})
+
+    def _shown(self, webhook: Mapping[str, Any]) -> dict[str, Any]:
+        """A webhook as the API shows it: its ``Secret`` in clear, null or masked (``secret_on_read``)."""
+        shown = _copy(dict(webhook))
+        if shown.get("Secret") and self.secret_on_read != "clear":
+            shown["Secret"] = None if self.secret_on_read == "null" else "********"
+        return shown
 
     def _webhook_action(self, call: _Call, key: int | None, action: str) -> _Reply:
         name = action.removeprefix(f"{_ODATA_NS}.")

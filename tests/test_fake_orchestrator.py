@@ -447,6 +447,18 @@ class TestWebhooks:
         assert 400 == reply.status_code
         assert problem in reply.json()["message"]
 
+    @pytest.mark.parametrize(("mode", "shown"), [("null", None), ("masked", "********")])
+    def test_secret_hidden_on_read_when_asked(self, orch: FakeOrchestrator, mode: str, shown: str | None) -> None:
+        """``secret_on_read`` hides the Secret in answers (does Cloud? unconfirmed, §7); a PUT stores what it gets."""
+        hook = orch.add_webhook("http://127.0.0.1:9/h", secret="hook-secret")
+        orch.secret_on_read = mode  # type: ignore[assignment]
+        headers = bearer(orch)
+        listed = api(orch, "GET", "odata/Webhooks", headers).json()["value"][0]
+        assert shown == listed["Secret"] == api(orch, "GET", f"odata/Webhooks({hook['Id']})", headers).json()["Secret"]
+        assert "hook-secret" == orch.webhook(hook["Id"])["Secret"]
+        api(orch, "PUT", f"odata/Webhooks({hook['Id']})", headers, json={**listed, "Enabled": False})
+        assert shown == orch.webhook(hook["Id"])["Secret"]  # sent back as read: the real one is gone
+
     def test_event_types(self, orch: FakeOrchestrator) -> None:
         """GetEventTypes lists ``{Name, Group}`` (§5.4)."""
         path = "odata/Webhooks/UiPath.Server.Configuration.OData.GetEventTypes"
