@@ -170,6 +170,8 @@ def fit(body: str, channel: Channel, fmt: BodyFormat, *, room: str = "") -> str:
         return text
     plain = fmt != "markdown"  # a text body is markdown-escaped; html is converted (counted the same)
     budget -= sum(_json_bytes(c, plain) for c in room) + (4 if room else 0)
+    if text.isascii() and 6 * len(text) <= budget:  # six bytes is the most an ASCII character takes
+        return text
     spent = 0
     for index, char in enumerate(text):
         spent += _json_bytes(char, plain)
