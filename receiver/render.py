@@ -117,18 +117,69 @@ _LIMITS: dict[str, tuple[int, int]] = {
     "mmosts": (200, 16_000),
 }
 _DEFAULT_LIMITS = (250, 10_000)
+# Bytes of a body as the channel's JSON carries it, where the service counts bytes. Teams refuses a
+# message over 28,672 bytes, and only after the Workflows trigger answered 202 (apprise.md §3): the
+# message is lost without a trace. apprise's JSON escapes every non-ASCII character (\uXXXX, six
+# bytes; twelve beyond the BMP), and a text body gets a backslash before markdown punctuation. The
+# rest of the card (title at most 200 characters, envelope) takes under 3,500 bytes.
+_BYTE_LIMITS: dict[str, int] = {"workflows": 24_000, "workflow": 24_000}
+_JSON_SHORT = frozenset("\n\r\t\b\f")
+_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
-def limits_for(channel: Channel) -> tuple[int, int]:
-    """The (title, body) length limits of a channel, from its URL scheme (or host for https)."""
+def _service(channel: Channel) -> str:
     scheme = channel.scheme
     if scheme in ("http", "https"):
         host = (urlsplit(channel.url_value()).hostname or "").lower()
         if host.endswith("slack.com") or host.endswith("slack-gov.com"):
-            scheme = "slack"
-        elif ".logic.azure." in host or "powerplatform" in host:
-            scheme = "workflows"
-    return _LIMITS.get(scheme, _DEFAULT_LIMITS)
+            return "slack"
+        if ".logic.azure." in host or "powerplatform" in host:
+            return "workflows"
+    return scheme
+
+
+def limits_for(channel: Channel) -> tuple[int, int]:
+    """The (title, body) length limits of a channel, from its URL scheme (or host for https)."""
+    return _LIMITS.get(_service(channel), _DEFAULT_LIMITS)
+
+
+def _json_bytes(char: str, plain: bool) -> int:
+    """Bytes one character takes in apprise's JSON (an upper bound); ``plain``: markdown-escaped first."""
+    code = ord(char)
+    if code > 0xFFFF:
+        return 12
+    if code >= 0x7F:
+        return 6
+    if code < 0x20:
+        return 2 if char in _JSON_SHORT else 6
+    own = 2 if char in '"\\' else 1
+    return own + (2 if plain and char in _PUNCTUATION else 0)
+
+
+def fit(body: str, channel: Channel, fmt: BodyFormat, *, room: str = "") -> str:
+    """``body`` shortened to the channel's limits, leaving ``room`` for text added after it.
+
+    Characters for every channel; for a channel that counts bytes (Teams), also the bytes the
+    body takes in the JSON that carries it. Linear in the body's length.
+    """
+    _, limit = limits_for(channel)
+    budget = _BYTE_LIMITS.get(_service(channel))
+    extra = len(room) + 2 if room else 0
+    text = shorten(body, max(limit - extra, 0))
+    if budget is None:
+        return text
+    plain = fmt != "markdown"  # a text body is markdown-escaped; html is converted (counted the same)
+    budget -= sum(_json_bytes(c, plain) for c in room) + (4 if room else 0)
+    if text.isascii() and 6 * len(text) <= budget:  # six bytes is the most an ASCII character takes
+        return text
+    spent = 0
+    for index, char in enumerate(text):
+        spent += _json_bytes(char, plain)
+        if spent > budget - 200:  # the marker's room
+            if spent + sum(_json_bytes(c, plain) for c in text[index + 1 :]) <= budget:
+                return text
+            return shorten(text, index)
+    return text
 
 
 def shorten(text: str, limit: int) -> str:
@@ -268,7 +319,7 @@ def template_context(
     ``names``: build only the event's handles among these and the link only when it is among
     them (what the templates to render read, ``context_names``); all of them when None.
     ``details``: what ``enrich:`` found in Orchestrator (``job_detail``, ``job_logs``,
-    ``item_detail``, ``details_unavailable``); None when the rule asks for none.
+    ``item_detail``, ``details_unavailable``, ``logs_unavailable``); None when the rule asks for none.
     """
     handles = HANDLE_TYPES if names is None else [name for name in names if name in HANDLE_TYPES]
     context: dict[str, Any] = {name: getattr(event, name, None) for name in handles}
@@ -289,6 +340,7 @@ def template_context(
         job_logs=() if details is None or details.logs is None else details.logs,
         item_detail=None if details is None else details.item,
         details_unavailable=None if details is None else details.unavailable,
+        logs_unavailable=None if details is None else details.logs_unavailable,
     )
     return context
 
@@ -496,6 +548,8 @@ def _detail_parts(
         count = len(details.logs)
         heading = f"Last {count} error log line{'s' if count != 1 else ''}" if count else "No error log lines"
         sections.append((heading, _log_text(details, ruleset)))
+    elif details.logs_unavailable is not None:
+        sections.append(("", f"Error log lines unavailable: {details.logs_unavailable}"))
     return fields, message, sections
 
 
@@ -706,10 +760,10 @@ def finish(
         if fmt == "html":
             joined = joined.replace("\n", "<br>\n")
         body = f"{body}\n\n{joined}"
-    title_limit, body_limit = limits_for(channel)
+    title_limit, _ = limits_for(channel)
     return Notification(
         title=_shorten_title(title, title_limit),
-        body=shorten(body.strip("\n"), body_limit),
+        body=fit(body.strip("\n"), channel, fmt),
         severity=severity,
         body_format=fmt,
     )
@@ -728,6 +782,5 @@ def with_links(body: str, fmt: str, links: Sequence[tuple[str, str]], channel: C
         block = " &middot; ".join(f'<a href="{html.escape(url)}">{html.escape(label)}</a>' for label, url in links)
     else:
         block = "\n".join(f"{label}: {url}" for label, url in links)
-    _, body_limit = limits_for(channel)
-    kept = shorten(body, max(body_limit - len(block) - 2, 0))
+    kept = fit(body, channel, fmt, room=block)  # type: ignore[arg-type]  # fmt is a BodyFormat's value
     return f"{kept}\n\n{block}" if kept else block

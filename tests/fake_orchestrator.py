@@ -34,13 +34,20 @@ Usage::
         orch.send_event("job.faulted", Job={...})      # a signed event to every subscribed webhook
         orch.rate_limit(100)                           # §6: 429 past 100 GET /odata/Jobs|QueueItems a minute
         orch.fail_next(3, status=429, retry_after=2)   # or fail_for(5.0, status=503); slow_down(2.0, count=1)
+        orch.slow_down(3.0, count=1, after=True)       # carried out at once, answered 3 s later (a loaded server)
+        orch.trickle(0.5, count=1)                     # the next answer written a byte every 0.5 s (a choked link)
+        orch.redirect_next(1, "https://login.example.com/") # a proxy in front answers 302 (not Orchestrator's doing)
         orch.expire_tokens()                           # or orch.token_lifetime = 2
         orch.wait_for_deliveries(1)                    # what reached (or did not reach) the webhook URLs
         orch.request_log                               # RecordedRequest(method, path, query, headers, ...)
 
 Behaviour the reference leaves open is a switch (attribute) with the default named here:
-``top_over_max`` ("reject": 400, or "clamp"), ``folder_optional`` ({"Jobs"}: cross-folder list
+``top_over_max`` ("reject": 400, or "clamp"), ``top_max`` ({}: a lower ``$top`` maximum per entity,
+as QueueItems' went from 1000 to 100), ``next_link`` (False: ``@odata.nextLink`` when more rows
+remain, §4), ``folder_optional`` ({"Jobs"}: cross-folder list
 without a folder header, §3), ``ping_when_disabled`` ("drop": 202 and nothing sent, or "refuse"),
+``secret_on_read`` ("clear": a webhook's ``Secret`` as the docs example shows it, or "null" / "masked"
+``********``: whether Cloud masks it is unconfirmed, §7; a PUT stores what it is sent),
 ``ping_on_change`` (True: a ping follows an API create/update, §5.4), ``ping_reuses_event_id``
 (True), ``breaker_seconds`` (3600), ``invalid_client_status`` (400).
 """
@@ -186,6 +193,7 @@ class _Fault:
     until: float | None
     scope: str
     path_contains: str | None
+    location: str | None = None  # a redirect's target
 
     def live(self, now: float) -> bool:
         return (self.remaining is None or self.remaining > 0) and (self.until is None or self.until > now)
@@ -238,6 +246,9 @@ class FakeOrchestrator:
         self.tenant_id = tenant_id
         self.token_lifetime: float = 3600.0  # §2.1: one hour
         self.top_over_max: Literal["reject", "clamp"] = "reject"
+        self.top_max: dict[str, int] = {}  # a lower $top maximum per entity (QueueItems went 1000 → 100 in 2024, §4)
+        self.secret_on_read: Literal["clear", "null", "masked"] = "clear"
+        self.next_link = False
         self.folder_optional: set[str] = {"Jobs"}
         self.ping_when_disabled: Literal["drop", "refuse"] = "drop"
         self.ping_on_change = True
@@ -258,7 +269,8 @@ class FakeOrchestrator:
         self._ids = itertools.count(1)
         self._event_ids = itertools.count(78936220)  # 2023+ EventIds are numeric strings (webhooks.md §3.1)
         self._faults: list[_Fault] = []
-        self._slow: tuple[float, int | None] | None = None
+        self._slow: tuple[float, int | None, bool] | None = None
+        self._trickle: tuple[float, int | None] | None = None
         self._rate_limit: int | None = None
         self._rate_window: list[float] = []
         self._log: list[RecordedRequest] = []
@@ -620,10 +632,33 @@ class FakeOrchestrator:
         with self._lock:
             self._faults.append(_Fault(status, retry_after, None, time.monotonic() + seconds, scope, path_contains))
 
-    def slow_down(self, seconds: float, *, count: int | None = None) -> None:
-        """Delay answers by ``seconds`` (at most 30), for the next ``count`` requests or until cleared."""
+    def slow_down(self, seconds: float, *, count: int | None = None, after: bool = False) -> None:
+        """Delay answers by ``seconds`` (at most 30), for the next ``count`` requests or until cleared.
+
+        ``after=True`` carries the request out first and then holds the answer back (a loaded
+        server): a client that gives up meanwhile does not know that the job was started or the
+        webhook created. By default the delay comes first and a client that gives up changed nothing.
+        """
         with self._lock:
-            self._slow = (min(seconds, _MAX_SLOW), count)
+            self._slow = (min(seconds, _MAX_SLOW), count, after)
+
+    def trickle(self, interval: float, *, count: int | None = None) -> None:
+        """Write the next ``count`` answers (or all, until cleared) one byte every ``interval`` seconds.
+
+        A choked link or a stalled proxy: bytes keep coming, so no single read waits long. Each
+        answer is cut off after 30 s of trickling (a test never hangs on the fake).
+        """
+        with self._lock:
+            self._trickle = (max(0.0, interval), count)
+
+    def redirect_next(self, count: int, location: str, *, status: int = 302) -> None:
+        """Answer the next ``count`` API calls with a redirect to ``location``.
+
+        Orchestrator's API does not redirect; a proxy or an SSO gateway in front of it does (an
+        ``http://`` url sent to ``https://``, a login page).
+        """
+        with self._lock:
+            self._faults.append(_Fault(status, None, count, None, "api", None, location))
 
     def rate_limit(self, per_minute: int | None) -> None:
         """The Cloud limit of §6: ``GET /odata/Jobs`` and ``/odata/QueueItems`` past ``per_minute`` → 429.
@@ -639,6 +674,7 @@ class FakeOrchestrator:
         with self._lock:
             self._faults.clear()
             self._slow = None
+            self._trickle = None
             self._rate_limit = None
 
     # ---- observation ------------------------------------------------------------------------
@@ -686,14 +722,24 @@ class FakeOrchestrator:
             self._log.append(entry)
             del self._log[:-_MAX_LOG]
 
-    def _take_delay(self) -> float:
+    def _take_delay(self) -> tuple[float, bool]:
+        """(seconds, after): how long the next answer waits, and whether the request is carried out first."""
         with self._lock:
             if self._slow is None:
-                return 0.0
-            seconds, count = self._slow
+                return 0.0, False
+            seconds, count, after = self._slow
             if count is not None:
-                self._slow = (seconds, count - 1) if count > 1 else None
-            return seconds
+                self._slow = (seconds, count - 1, after) if count > 1 else None
+            return seconds, after
+
+    def _take_trickle(self) -> float | None:
+        with self._lock:
+            if self._trickle is None:
+                return None
+            interval, count = self._trickle
+            if count is not None:
+                self._trickle = (interval, count - 1) if count > 1 else None
+            return interval
 
     def _injected(self, kind: str, path: str) -> _Reply | None:
         with self._lock:
@@ -707,6 +753,8 @@ class FakeOrchestrator:
                 if fault.applies(kind, path):
                     if fault.remaining is not None:
                         fault.remaining -= 1
+                    if fault.location is not None:
+                        return _Reply(fault.status, None, {"Location": fault.location})
                     return _fault_reply(fault.status, fault.retry_after)
         return None
 
@@ -976,7 +1024,7 @@ class FakeOrchestrator:
             rows = order(rows, call.option("$orderby"))
         except ODataError as exc:
             raise _ApiError(400, f"Invalid OData query options: {exc}", 1000) from exc
-        top_max = _TOP_MAX.get(entity, _TOP_MAX_DEFAULT)
+        top_max = self.top_max.get(entity, _TOP_MAX.get(entity, _TOP_MAX_DEFAULT))
         top = _integer(call.option("$top"), "$top", top_max)
         skip = _integer(call.option("$skip"), "$skip", 0)
         if top > top_max:
@@ -986,7 +1034,11 @@ class FakeOrchestrator:
             top = top_max
         page = select(rows[skip : skip + top], call.option("$select"))
         # §4: @odata.count appears in the doc examples even without $count=true.
-        return {"@odata.context": self._context(entity), "@odata.count": len(rows), "value": page}
+        answer = {"@odata.context": self._context(entity), "@odata.count": len(rows), "value": page}
+        if self.next_link and skip + top < len(rows):
+            # §4: whether Orchestrator ever sends it is unconfirmed (a switch, off by default).
+            answer["@odata.nextLink"] = f"{self.orchestrator_url}/odata/{entity}?$skip={skip + top}&$top={top}"
+        return answer
 
     # ---- internals: webhooks ----------------------------------------------------------------
 
@@ -996,7 +1048,7 @@ class FakeOrchestrator:
         if key is None:
             if call.method == "GET":
                 with self._lock:
-                    rows = [_copy(w) for w in self._webhooks.values()]
+                    rows = [self._shown(w) for w in self._webhooks.values()]
                 return _Reply(200, self._collection(call, "Webhooks", rows))
             if call.method == "POST":
                 return self._create_webhook(call.body)
@@ -1005,7 +1057,9 @@ class FakeOrchestrator:
             if key not in self._webhooks:
                 raise _ApiError(404, "Webhook does not exist.", 1002)
             if call.method == "GET":
-                return _Reply(200, {"@odata.context": self._context("Webhooks/$entity"), **_copy(self._webhooks[key])})
+                return _Reply(
+                    200, {"@odata.context": self._context("Webhooks/$entity"), **self._shown(self._webhooks[key])}
+                )
             if call.method == "DELETE":
                 del self._webhooks[key]
                 self._suspended_until.pop(key, None)
@@ -1021,7 +1075,7 @@ class FakeOrchestrator:
             dto.update({"Id": webhook_id, "Key": dto.get("Key") or str(uuid.uuid4())})
             webhook = _webhook_defaults() | dto
             self._webhooks[webhook_id] = webhook
-            created = _copy(webhook)
+            created = self._shown(webhook)
         if self.ping_on_change:
             self._ping_later(webhook_id)
         return _Reply(201, {"@odata.context": self._context("Webhooks/$entity"), **created})
@@ -1035,10 +1089,17 @@ class FakeOrchestrator:
             updated = (_webhook_defaults() | {"Key": current["Key"]} | dto) if replace else (current | dto)
             updated["Id"] = key
             self._webhooks[key] = updated
-            result = _copy(updated)
+            result = self._shown(updated)
         if self.ping_on_change:
             self._ping_later(key)
         return _Reply(200, {"@odata.context": self._context("Webhooks/$entity"), **result})
+
+    def _shown(self, webhook: Mapping[str, Any]) -> dict[str, Any]:
+        """A webhook as the API shows it: its ``Secret`` in clear, null or masked (``secret_on_read``)."""
+        shown = _copy(dict(webhook))
+        if shown.get("Secret") and self.secret_on_read != "clear":
+            shown["Secret"] = None if self.secret_on_read == "null" else "********"
+        return shown
 
     def _webhook_action(self, call: _Call, key: int | None, action: str) -> _Reply:
         name = action.removeprefix(f"{_ODATA_NS}.")
@@ -1142,8 +1203,8 @@ class FakeOrchestrator:
         split = urlsplit(target)
         path = unquote(split.path)
         query = parse_qs(split.query, keep_blank_values=True)
-        delay = self._take_delay()
-        if delay:
+        delay, after = self._take_delay()
+        if delay and not after:
             time.sleep(delay)
         kind, route = self._classify(path)
         body: Any = None
@@ -1172,11 +1233,10 @@ class FakeOrchestrator:
             reply = _Reply(exc.status, {"message": exc.message, "errorCode": exc.code, "traceId": trace}, exc.headers)
         if kind in {"api", "health"}:
             reply.headers.setdefault("api-supported-versions", "20.0")  # §8.10
-        self._record(
-            RecordedRequest(
-                method, path, query, _safe_headers(headers), _redact(body), reply.status, time.monotonic() - delay
-            )
-        )
+        arrived = time.monotonic() - (0.0 if after else delay)
+        self._record(RecordedRequest(method, path, query, _safe_headers(headers), _redact(body), reply.status, arrived))
+        if delay and after:
+            time.sleep(delay)  # carried out and recorded; the answer is late
         return reply
 
     def _classify(self, path: str) -> tuple[str, str]:
@@ -1340,6 +1400,27 @@ def _post(url: str, body: bytes, signature: str | None, timeout: float) -> int |
         return None
 
 
+class _Trickling:
+    """A connection's writer that sends one byte per ``interval`` seconds, at most 30 s in all."""
+
+    def __init__(self, raw: Any, interval: float) -> None:
+        self._raw = raw
+        self._interval = interval
+        self._until = time.monotonic() + _MAX_SLOW
+
+    def write(self, data: bytes) -> int:
+        for i in range(len(data)):
+            if time.monotonic() >= self._until:
+                raise ConnectionAbortedError("trickled for 30 s")
+            self._raw.write(data[i : i + 1])
+            self._raw.flush()
+            time.sleep(self._interval)
+        return len(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+
 def _handler(fake: FakeOrchestrator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -1356,6 +1437,9 @@ def _handler(fake: FakeOrchestrator) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, reply: _Reply) -> None:
             payload = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
+            interval = fake._take_trickle()
+            if interval is not None:
+                self.wfile = _Trickling(self.wfile, interval)  # type: ignore[assignment]
             self.send_response(reply.status)
             if payload:
                 self.send_header("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
@@ -1364,6 +1448,8 @@ def _handler(fake: FakeOrchestrator) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+            if isinstance(self.wfile, _Trickling):
+                self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 

@@ -321,6 +321,34 @@ async def test_a_failing_orchestrator_is_named_and_the_message_goes_at_once(
     assert f"Orchestrator details unavailable: {reason}" in row.body
 
 
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ({"status": 403}, "forbidden (HTTP 403): check the connection's scopes"),  # no OR.Monitoring
+        ({"status": 503}, "HTTP 503"),
+    ],
+)
+async def test_the_job_is_shown_when_only_its_log_lines_fail(
+    pipeline: Pipeline, orch: FakeOrchestrator, fault: dict[str, int], reason: str
+) -> None:
+    """Robot logs refused or failing while the job was read: its full Info and host shown, the lines' absence named."""
+    folder = orch.add_folder("Finance")
+    job = faulted_job(orch, folder["Id"])
+    orch.fail_next(20, **fault, path_contains="/odata/RobotLogs")
+    await pipeline.post(job_webhook(job, folder["Id"]))
+    await pipeline.enricher.wait_idle()
+    [row] = await pipeline.due()  # due now, not at the end of the budget
+    assert "the vendor portal refused the login" in row.body
+    assert "Host machine: VM-PAY-03" in row.body
+    assert f"Error log lines unavailable: {reason}" in row.body
+    assert "Orchestrator details unavailable" not in row.body
+    orch.clear_faults()
+    await pipeline.post({**job_webhook(job, folder["Id"]), "EventId": "again"})  # a partial answer is not cached
+    await pipeline.enricher.wait_idle()
+    [again] = await pipeline.due()
+    assert "Last 3 error log lines:" in again.body
+
+
 async def test_an_open_circuit_is_named(pipeline: Pipeline, orch: FakeOrchestrator) -> None:
     """After repeated 5xx the connection's circuit opens: the next message says so without calling."""
     folder = orch.add_folder("Finance")

@@ -343,6 +343,21 @@ class TestOData:
         orch.top_over_max = "clamp"
         assert 25 == len(api(orch, "GET", "odata/Jobs", jobs, params={"$top": 5000}).json()["value"])
 
+    def test_a_lower_maximum_clamps_and_the_count_still_says_the_total(
+        self, orch: FakeOrchestrator, jobs: dict[str, str]
+    ) -> None:
+        """A maximum below what a client asks (QueueItems' fell to 100, §4), clamped: a short page, the full count."""
+        orch.top_over_max, orch.top_max = "clamp", {"Jobs": 10}
+        body = api(orch, "GET", "odata/Jobs", jobs, params={"$top": 1000}).json()
+        assert (10, 25) == (len(body["value"]), body["@odata.count"])
+
+    def test_next_link_when_asked(self, orch: FakeOrchestrator, jobs: dict[str, str]) -> None:
+        """``@odata.nextLink`` (unconfirmed, §4) only with the switch, and only while rows remain."""
+        orch.next_link = True
+        first = api(orch, "GET", "odata/Jobs", jobs, params={"$top": 10}).json()
+        assert first["@odata.nextLink"].endswith("/odata/Jobs?$skip=10&$top=10")
+        assert "@odata.nextLink" not in api(orch, "GET", "odata/Jobs", jobs, params={"$skip": 20}).json()
+
     @pytest.mark.parametrize(
         "query",
         [
@@ -431,6 +446,18 @@ class TestWebhooks:
         reply = api(orch, "POST", "odata/Webhooks", bearer(orch), json=body)
         assert 400 == reply.status_code
         assert problem in reply.json()["message"]
+
+    @pytest.mark.parametrize(("mode", "shown"), [("null", None), ("masked", "********")])
+    def test_secret_hidden_on_read_when_asked(self, orch: FakeOrchestrator, mode: str, shown: str | None) -> None:
+        """``secret_on_read`` hides the Secret in answers (does Cloud? unconfirmed, §7); a PUT stores what it gets."""
+        hook = orch.add_webhook("http://127.0.0.1:9/h", secret="hook-secret")
+        orch.secret_on_read = mode  # type: ignore[assignment]
+        headers = bearer(orch)
+        listed = api(orch, "GET", "odata/Webhooks", headers).json()["value"][0]
+        assert shown == listed["Secret"] == api(orch, "GET", f"odata/Webhooks({hook['Id']})", headers).json()["Secret"]
+        assert "hook-secret" == orch.webhook(hook["Id"])["Secret"]
+        api(orch, "PUT", f"odata/Webhooks({hook['Id']})", headers, json={**listed, "Enabled": False})
+        assert shown == orch.webhook(hook["Id"])["Secret"]  # sent back as read: the real one is gone
 
     def test_event_types(self, orch: FakeOrchestrator) -> None:
         """GetEventTypes lists ``{Name, Group}`` (§5.4)."""
@@ -567,6 +594,31 @@ class TestFaults:
         started = time.monotonic()
         assert 200 == api(orch, "GET", "odata/Webhooks", headers).status_code
         assert time.monotonic() - started >= 0.4
+
+    def test_a_late_answer_after_the_work_is_done(self, orch: FakeOrchestrator) -> None:
+        """``slow_down(after=True)``: the webhook exists before the late answer; a client that gave up does not know."""
+        headers = bearer(orch)
+        orch.slow_down(2.0, count=1, after=True)
+        with pytest.raises(httpx.ReadTimeout):
+            api(orch, "POST", "odata/Webhooks", headers, json=webhook_body("http://127.0.0.1:9/h"), timeout=0.5)
+        assert ["http://127.0.0.1:9/h"] == [hook["Url"] for hook in orch.webhooks()]
+
+    def test_trickled_answer(self, orch: FakeOrchestrator) -> None:
+        """``trickle`` writes the answer a byte at a time: every read is quick, the whole answer slow."""
+        headers = bearer(orch)
+        orch.trickle(0.01, count=1)
+        started = time.monotonic()
+        reply = _http.get(f"{orch.orchestrator_url}/odata/Webhooks", headers=headers, timeout=0.5)
+        assert (200, []) == (reply.status_code, reply.json()["value"])
+        assert time.monotonic() - started > 1.0  # more than 100 bytes, a hundredth of a second each
+
+    def test_redirect_from_a_proxy(self, orch: FakeOrchestrator) -> None:
+        """``redirect_next`` answers with a redirect and a Location, as a gateway in front would."""
+        headers = bearer(orch)
+        orch.redirect_next(1, "https://login.example.com/")
+        reply = api(orch, "GET", "odata/Webhooks", headers)
+        assert (302, "https://login.example.com/") == (reply.status_code, reply.headers["Location"])
+        assert 200 == api(orch, "GET", "odata/Webhooks", headers).status_code
 
 
 class TestRequestLog:

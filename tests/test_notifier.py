@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import re
 import socket
 import ssl
@@ -360,6 +361,78 @@ class TestEmail:
         assert "sent" == result.status
         assert [["dev@example.com"], ["ops@example.com"]] == sorted(e.rcpt_tos for e in envelopes)
         assert time.monotonic() - started < 5.0  # apprise's pause alone would be 5.5 s
+
+    @pytest.mark.anyio
+    async def test_a_stalled_mail_server_does_not_hold_up_another_channel(
+        self, smtp_server: tuple[int, list[Envelope]]
+    ) -> None:
+        """Sends stuck on a mail server that never greets leave another channel's mail going at once.
+
+        As many stuck sends as the standard thread pool has threads (a channel's concurrency
+        and its retries get there); the other channel's message must not wait for them.
+        """
+        port, envelopes = smtp_server
+        notifier = AppriseNotifier()
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(64)  # connections wait in the backlog: no greeting ever comes
+            stalled = f"mailto://127.0.0.1:{listener.getsockname()[1]}?from=bot@example.com&to=ops@example.com"
+            threads = min(32, (os.cpu_count() or 1) + 4)
+            stuck = [
+                asyncio.ensure_future(notifier.send(stalled, make_notification(), timeout=8)) for _ in range(threads)
+            ]
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            healthy = f"mailto://127.0.0.1:{port}?from=bot@example.com&to=ops@example.com"
+            result = await notifier.send(healthy, make_notification(), timeout=8)
+            elapsed = time.monotonic() - started
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
+        assert ("sent", 1) == (result.status, len(envelopes))
+        assert elapsed < 2.0
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("stage", "reply", "recoverable"),
+        [
+            pytest.param("RCPT", "550 5.1.1 <ops@example.com>: Recipient address rejected", False, id="rcpt-550"),
+            pytest.param("RCPT", "451 4.7.1 Greylisted, try again in 5 minutes", True, id="rcpt-451"),
+            pytest.param("MAIL", "553 5.7.1 Sender address not allowed", False, id="mail-553"),
+            pytest.param("DATA", "554 5.7.1 Message rejected as spam", False, id="data-554"),
+            pytest.param("DATA", "452 4.3.1 Insufficient system storage", True, id="data-452"),
+        ],
+    )
+    async def test_a_refusal_names_the_servers_reply(self, stage: str, reply: str, recoverable: bool) -> None:
+        """The mail server's reply is the reason; a 5xx refusal will come again (not retried), a 4xx may pass later."""
+
+        class Refusing:
+            async def handle_MAIL(
+                self, server: SMTP, session: Session, envelope: Envelope, address: str, _: Any
+            ) -> str:
+                envelope.mail_from = address
+                return reply if stage == "MAIL" else "250 OK"
+
+            async def handle_RCPT(
+                self, server: SMTP, session: Session, envelope: Envelope, address: str, _: Any
+            ) -> str:
+                envelope.rcpt_tos.append(address)
+                return reply if stage == "RCPT" else "250 OK"
+
+            async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+                return reply if stage == "DATA" else "250 OK"
+
+        controller = Controller(Refusing(), hostname="127.0.0.1", port=free_port())
+        controller.start()
+        try:
+            url = f"mailto://127.0.0.1:{controller.port}?from=bot@example.com&to=ops@example.com"
+            result = await AppriseNotifier().send(url, make_notification(), timeout=10)
+        finally:
+            controller.stop()
+        assert ("failed", recoverable) == (result.status, result.recoverable)
+        assert result.reason is not None
+        assert reply.split(" ", 2)[2] in result.reason  # the server's own words
+        assert reply[:3] in result.reason
 
     @pytest.mark.anyio
     async def test_starttls_with_auth(self, starttls_server: tuple[int, list[Envelope]]) -> None:

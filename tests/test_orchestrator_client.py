@@ -6,6 +6,9 @@ the time budget, the circuit breaker, and no secret in logs, errors or reprs.
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -13,6 +16,7 @@ from fake_orchestrator import FakeOrchestrator
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 from structlog.testing import capture_logs
+from support import free_port
 
 from receiver.orchestrator import (
     Circuit,
@@ -29,6 +33,7 @@ from receiver.orchestrator import (
     ping_webhook,
     update_webhook,
 )
+from receiver.orchestrator.jobs import start_job
 from receiver.rules import OrchestratorLink
 
 pytestmark = pytest.mark.anyio
@@ -61,7 +66,11 @@ def orch() -> Iterator[FakeOrchestrator]:
 
 
 def link(
-    orch: FakeOrchestrator, *, secret: str = CLIENT_SECRET, scopes: str = "OR.Webhooks OR.Jobs.Read OR.Queues.Read"
+    orch: FakeOrchestrator,
+    *,
+    secret: str = CLIENT_SECRET,
+    scopes: str = "OR.Webhooks OR.Jobs.Read OR.Queues.Read",
+    timeout: float = 5.0,
 ) -> OrchestratorLink:
     return OrchestratorLink(
         url=orch.orchestrator_url,
@@ -69,8 +78,14 @@ def link(
         client_secret=SecretStr(secret),
         scopes=tuple(scopes.split()),
         public_url=PUBLIC_URL,
-        timeout_seconds=5.0,
+        timeout_seconds=timeout,
     )
+
+
+def webhook_dto(**changes: object) -> dict[str, object]:
+    """A WebhookDto with the fields POST requires (§5.4)."""
+    dto = {"Name": "r", "Url": PUBLIC_URL, "Enabled": True, "SubscribeToAllEvents": True, "AllowInsecureSsl": False}
+    return {**dto, **changes}
 
 
 @pytest.fixture
@@ -121,6 +136,38 @@ class TestToken:
         await list_webhooks(client)
         assert 2 == orch.tokens_issued
         assert [] == [r for r in orch.request_log if r.status == 401]
+
+    async def test_identity_down_at_renewal_time_keeps_the_valid_token(
+        self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock
+    ) -> None:
+        """The identity server failing (5xx, 429) while the token still has minutes to live: calls go on with it.
+
+        The renewal is tried once within a few seconds, then again only after a pause, not before every call.
+        """
+        await list_webhooks(client)
+        clock.now += 3600 - 300 + 1  # in the renewal window: 5 min of life left
+        orch.fail_for(60, status=503, scope="token")
+        for _ in range(3):
+            assert [] == await list_webhooks(client)
+        assert 1 == orch.tokens_issued
+        assert sum(clock.slept) < 5.0
+        token_calls = [r for r in orch.request_log if r.path.endswith("/connect/token") and r.status == 503]
+        assert 1 <= len(token_calls) <= 4  # one renewal attempt (with its quick retries), not one per call
+        clock.now += 60
+        orch.clear_faults()
+        assert [] == await list_webhooks(client)
+        assert 2 == orch.tokens_issued  # renewed once the identity server answers again
+
+    async def test_identity_down_once_the_token_expired_fails_the_call(
+        self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock
+    ) -> None:
+        """Past the token's end there is nothing to fall back on: the call fails, saying why."""
+        await list_webhooks(client)
+        clock.now += 3600
+        orch.fail_for(60, status=503, scope="token")
+        with pytest.raises(OrchestratorUnavailableError) as caught:
+            await list_webhooks(client)
+        assert "token request" in str(caught.value)
 
     async def test_scopes_granted_are_reported(self, client: OrchestratorClient) -> None:
         """The token's granted scopes are what the token endpoint said."""
@@ -260,6 +307,22 @@ class TestFaults:
         assert 0.25 <= clock.slept[0] <= 0.5 <= clock.slept[1] <= 1.0
         assert (2, 2) == (requests_total(registry, "server_error"), requests_total(registry, "ok"))
 
+    async def test_503_waits_its_retry_after(
+        self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock
+    ) -> None:
+        """A 503 with Retry-After (maintenance) is retried after that time, not the short backoff (§6 SDK policy)."""
+        await client.token()
+        orch.fail_next(1, status=503, retry_after=5)
+        assert [] == await list_webhooks(client)
+        assert [5.0] == clock.slept
+
+    async def test_408_is_retried(self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock) -> None:
+        """408 Request Timeout is retried like a timeout (the SDK retries 408 too, §6)."""
+        await client.token()
+        orch.fail_next(1, status=408)
+        assert [] == await list_webhooks(client)
+        assert 1 == len(clock.slept)
+
     async def test_create_is_not_repeated_after_a_5xx(self, orch: FakeOrchestrator, client: OrchestratorClient) -> None:
         """A POST that may have been carried out is not sent twice (a retry could create two webhooks)."""
         await client.token()
@@ -276,6 +339,72 @@ class TestFaults:
                 },
             )
         assert 1 == sum(1 for r in orch.request_log if r.method == "POST" and r.path.endswith("/odata/Webhooks"))
+
+    @pytest.mark.parametrize("what", ["start a job", "create a webhook"])
+    async def test_a_post_answered_late_is_not_sent_again(self, orch: FakeOrchestrator, what: str) -> None:
+        """A POST that timed out may have been carried out: it is not repeated (one job started, one webhook made)."""
+        folder = orch.add_folder("Shared")
+        orch.add_client(CLIENT_ID, CLIENT_SECRET, "OR.Webhooks OR.Jobs")  # StartJobs needs OR.Jobs(.Write)
+        connection = link(orch, scopes="OR.Webhooks OR.Jobs", timeout=0.5)
+        async with OrchestratorClient("uipath", connection, policy=RetryPolicy(budget=10.0)) as real:
+            await real.token()
+            orch.slow_down(2.0, count=1, after=True)  # carried out at once, answered after the client's timeout
+            call = (
+                start_job(real, release_key=str(uuid.uuid4()), robot_id=None, folder_id=folder["Id"])
+                if what == "start a job"
+                else create_webhook(real, webhook_dto())
+            )
+            with pytest.raises(OrchestratorUnavailableError) as caught:
+                await call
+        assert "timed out" in str(caught.value)
+        assert "may have carried it out" in str(caught.value)
+        assert caught.value.maybe_done
+        expected = (1, 0) if what == "start a job" else (0, 1)
+        assert expected == (len(orch.started_jobs()), len(orch.webhooks()))
+
+    async def test_a_post_that_cannot_connect_is_tried_again(self, orch: FakeOrchestrator) -> None:
+        """A refused connection sent nothing: the POST is tried again (and gives up within its budget)."""
+        refused = OrchestratorLink(
+            url=f"http://127.0.0.1:{free_port()}/acme/DefaultTenant/orchestrator_",
+            client_id=CLIENT_ID,
+            client_secret=SecretStr(CLIENT_SECRET),
+            scopes=("OR.Webhooks",),
+            public_url=PUBLIC_URL,
+            token_url=orch.token_url,
+            timeout_seconds=0.5,
+        )
+        async with OrchestratorClient("uipath", refused, policy=RetryPolicy(budget=10.0, backoff=0.01)) as real:
+            with capture_logs() as logs, pytest.raises(OrchestratorUnavailableError) as caught:
+                await create_webhook(real, webhook_dto())
+        assert "network error" in str(caught.value)
+        assert 3 == sum(1 for e in logs if e["event"] == "orchestrator_request_retried")
+
+    async def test_a_trickled_answer_ends_within_the_budget(self, orch: FakeOrchestrator) -> None:
+        """An answer that keeps coming a byte at a time is cut at the request's timeout, the call at its budget."""
+        async with OrchestratorClient("uipath", link(orch, timeout=1.0), policy=RetryPolicy(budget=3.0)) as real:
+            await real.token()
+            orch.trickle(0.05)  # some 300 bytes: 15 s an answer, and no read waits long
+            started = time.monotonic()
+            async with asyncio.timeout(20):
+                with pytest.raises(OrchestratorUnavailableError) as caught:
+                    await list_webhooks(real)
+            elapsed = time.monotonic() - started
+            orch.clear_faults()
+        assert "timed out" in str(caught.value)
+        assert elapsed < 3.0 + 1.5
+
+    async def test_a_redirect_is_an_error_naming_where_it_points(
+        self, orch: FakeOrchestrator, client: OrchestratorClient
+    ) -> None:
+        """A proxy's 302 is no accepted Ping: the error names the target (no query), and it is not followed."""
+        made = await create_webhook(client, webhook_dto())
+        orch.redirect_next(1, "https://login.example.com/sso/start?state=s3cr3t-state")
+        with pytest.raises(OrchestratorError) as caught:
+            await ping_webhook(client, made.id)
+        assert 302 == caught.value.status
+        assert "https://login.example.com/sso/start" in str(caught.value)
+        assert "s3cr3t-state" not in str(caught.value)
+        assert not [r for r in orch.request_log if "login.example.com" in r.path]
 
     async def test_circuit_opens_says_so_and_closes(
         self, orch: FakeOrchestrator, client: OrchestratorClient, clock: Clock, registry: CollectorRegistry

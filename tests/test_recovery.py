@@ -373,6 +373,30 @@ class TestFindEndedJobs:
         skips = [r.query.get("$skip") for r in orch.request_log if r.path.endswith("/odata/Jobs")]
         assert [["0"], ["2"], ["4"]] == skips
 
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("next_link", [False, True], ids=["count", "next-link"])
+    async def test_every_job_when_the_server_sends_shorter_pages(self, orch: FakeOrchestrator, next_link: bool) -> None:
+        """A server whose $top maximum is below ours (QueueItems fell 1000 → 100, §4) clamps; the rest is read too."""
+        folder = orch.add_folder("Shared")
+        now = datetime.now(UTC)
+        keys = [
+            orch.add_job(folder["Id"], State="Faulted", EndTime=_iso(now - timedelta(minutes=30 - i)))["Key"]
+            for i in range(25)
+        ]
+        orch.top_over_max, orch.top_max, orch.next_link = "clamp", {"Jobs": 10}, next_link
+        link = OrchestratorLink(
+            url=orch.orchestrator_url,
+            client_id=CLIENT_ID,
+            client_secret=SecretStr(CLIENT_SECRET),
+            scopes=tuple(SCOPES.split()),
+            public_url="http://127.0.0.1:9/webhooks/uipath",
+        )
+        async with OrchestratorClient("uipath", link) as client:
+            run = await find_ended_jobs(client, ("Faulted",), since=now - timedelta(hours=1))
+        assert keys == [r.job_key for r in run.found]
+        skips = [r.query.get("$skip") for r in orch.request_log if r.path.endswith("/odata/Jobs")]
+        assert [["0"], ["10"], ["20"]] == skips
+
 
 @pytest.fixture
 def hourly(rules: Path) -> RuleSet:

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests_mock
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from receiver.delivery.notifier import AppriseNotifier
 from receiver.errors import RulesError
 from receiver.events import Event, cap_strings, parse_event, parse_log_entries
 from receiver.noise import parse_stored
@@ -491,7 +493,38 @@ class TestTruncation:
         assert len(note.body) <= body_limit
         if len(_event("job.faulted.long-info").message or "") > body_limit:
             assert "… [truncated, " in note.body
-            assert body_limit - 60 <= len(note.body)
+            if channel != "teams":  # Teams counts bytes too (test_a_teams_message_fits_its_28_kb)
+                assert body_limit - 60 <= len(note.body)
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize(
+        ("body", "fmt"),
+        [
+            pytest.param("{{ 'Ошибка робота на шаге. ' * 1500 }}", "markdown", id="cyrillic"),
+            pytest.param("{{ '日本語のログ行です。' * 3000 }}", "text", id="japanese"),
+            pytest.param(
+                "{{ ('C:' ~ '\\\\' ~ 'Users' ~ '\\\\' ~ 'robot' ~ '\\\\' ~ '*_in_*.xlsx ') * 1500 }}",
+                "text",
+                id="paths",
+            ),
+            pytest.param("{{ 'Robot failed at step 12. ' * 1500 }}", "markdown", id="ascii"),
+        ],
+    )
+    async def test_a_teams_message_fits_its_28_kb(self, body: str, fmt: str) -> None:
+        """What reaches Teams (the Workflows POST, JSON-escaped) stays under 28,672 bytes, whatever the script.
+
+        Teams refuses a bigger message after the flow has answered 202 (reference apprise.md §3): it
+        would be lost without a trace. A cut body says so.
+        """
+        note = _render("job.faulted", {"body": body, "format": fmt}, channel="teams")
+        with requests_mock.Mocker() as mock:
+            mock.post(requests_mock.ANY, status_code=202)
+            result = await AppriseNotifier().send("workflows://host/workflow/sig/", note, timeout=5)
+            posted = mock.request_history[0].body
+        assert "sent" == result.status
+        assert len(posted) <= 28_672
+        assert "… [truncated, " in note.body
+        assert len(note.body) >= 3_000  # cut to what fits, not to nothing
 
     def test_marker_counts_the_cut_characters(self) -> None:
         """The marker says how many characters were cut."""

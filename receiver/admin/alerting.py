@@ -18,7 +18,13 @@ from receiver.errors import EventParseError
 from receiver.events import JobEvent
 from receiver.metrics import Metrics
 from receiver.noise import Matcher, budget_refs, held_now, parse_stored
-from receiver.orchestrator import OrchestratorClient, OrchestratorError, RetryPolicy, start_job
+from receiver.orchestrator import (
+    OrchestratorClient,
+    OrchestratorError,
+    OrchestratorUnavailableError,
+    RetryPolicy,
+    start_job,
+)
 from receiver.rules import RuleSet
 from receiver.store import AlertEventRow, AlertRow, NewAlertEvent, NewSilence, Store
 
@@ -245,6 +251,12 @@ async def retry_job(
             NewAlertEvent(alert.id, now, "retry_failed", actor, via, str(exc)[:500], alert.inbox_id)
         )
         log.warning("alert_retry_failed", alert_id=alert.id, error=str(exc))
+        if isinstance(exc, OrchestratorUnavailableError) and exc.maybe_done:
+            return ActionResult(
+                False,
+                "Orchestrator did not confirm that the job started, and it may have: look at the "
+                f"folder's jobs in Orchestrator before starting it by hand. ({exc})",
+            )
         return ActionResult(False, f"Orchestrator did not start the job: {exc}")
     finally:
         if made is None:

@@ -61,15 +61,18 @@ whole, so the targets that had accepted get the message again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import functools
 import logging
 import math
 import re
+import smtplib
 import socket
+import threading
 import time
 import warnings
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -152,6 +155,9 @@ _TYPES: Final = {
 _SCHEME_RE: Final = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 # Apprise's HTTP plugins end their failure line with "error=<status>.".
 _HTTP_STATUS_RE: Final = re.compile(r"\berror=(\d{3})\b")
+# A mail server's reply as _notify_plugin adds it: a 5xx refusal is permanent (RFC 5321 §4.2.1),
+# a 4xx one (greylisting, a full disk) may pass later.
+_SMTP_REPLY_RE: Final = re.compile(r"\bSMTP ([245]\d\d)\b")
 # The same request will be refused again: bad payload, bad or revoked token, deleted webhook or
 # channel (Slack 404 no_service, 410 channel_is_archived), message too large. 408, 409, 425 and
 # 429 are left recoverable because they say "not now", not "never".
@@ -259,8 +265,62 @@ def _register_log_channel() -> None:
         notify(on=_LOG_SCHEME, name=_LOG_SERVICE_NAME)(_log_notification)  # type: ignore[no-untyped-call]
 
 
+# --- the mail server's reply ---------------------------------------------------------------------
+
+_smtp_replies: contextvars.ContextVar[list[tuple[int, str]] | None] = contextvars.ContextVar(
+    "receiver_notifier_smtp_replies", default=None
+)
+_SMTP_TEXT: Final = 300
+
+
+def _smtp_reply(exc: smtplib.SMTPException) -> tuple[int, str] | None:
+    """The code and text of the reply behind a refusal (the first refused recipient's), bounded."""
+    code: object
+    text: object
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = list(exc.recipients.values())
+        code, text = refused[0] if refused else (0, b"")
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        code, text = exc.smtp_code, exc.smtp_error
+    else:
+        return None
+    words = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return (code, " ".join(words.split())[:_SMTP_TEXT]) if isinstance(code, int) and 200 <= code < 600 else None
+
+
+def _recording(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def recorded(self: smtplib.SMTP, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except smtplib.SMTPException as exc:
+            replies = _smtp_replies.get()
+            reply = _smtp_reply(exc) if replies is not None else None
+            if replies is not None and reply is not None:
+                replies.append(reply)
+            raise
+
+    recorded.__receiver_records__ = True  # type: ignore[attr-defined]
+    return recorded
+
+
+def _install_smtp_replies() -> None:
+    """Keep the reply of a refused login or message for the send running in this context.
+
+    apprise catches smtplib's exception and logs its text at DEBUG only, which never reaches
+    receiver's log (it prints secrets): the reason would be 'Sending email to "…" failed.' for a
+    rejected recipient, a spam refusal and a full mailbox alike. The wrapped methods behave as
+    before and record nothing outside a direct send.
+    """
+    for name in ("login", "sendmail"):
+        method = getattr(smtplib.SMTP, name)
+        if not getattr(method, "__receiver_records__", False):
+            setattr(smtplib.SMTP, name, _recording(method))
+
+
 _install_log_guard()
 _install_send_lines()
+_install_smtp_replies()
 _register_log_channel()
 
 
@@ -534,7 +594,9 @@ def _joined(lines: list[str]) -> str | None:
 def _failed(raw: str | None, url: str, elapsed: float, *, otherwise: str) -> SendResult:
     """A delivery apprise tried and the channel did not take: its lines, scrubbed, as the reason."""
     reason = _scrub(raw, url) if raw else otherwise
-    return SendResult("failed", reason, elapsed, recoverable=_http_status(raw) not in _PERMANENT_HTTP_STATUSES)
+    smtp = _SMTP_REPLY_RE.findall(raw or "")
+    permanent = _http_status(raw) in _PERMANENT_HTTP_STATUSES or (bool(smtp) and smtp[-1].startswith("5"))
+    return SendResult("failed", reason, elapsed, recoverable=not permanent)
 
 
 def _raised(plugin: NotifyBase, exc: Exception, started: float) -> SendResult:
@@ -556,16 +618,31 @@ took the send and connected), so it ends a stalled send a little after the budge
 with apprise's reason. apprise waits 0.1 s past the budget (``_ABANDON_GRACE_SECONDS``); on a
 loaded 2-CPU machine that lost the race now and then, and the send became a bare timeout."""
 
-_send_pool: ThreadPoolExecutor | None = None
+_send_pools: collections.OrderedDict[str, ThreadPoolExecutor] = collections.OrderedDict()
+_pools_lock = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _send_pool  # one pool per process, made on first use, like apprise's own
-    if _send_pool is None:
-        # The standard size (CPUs + 4, at most 32), as apprise's own pool, which sent these before:
-        # each thread keeps its own connections (receiver.delivery.keepalive), so more threads mean more of them.
-        _send_pool = ThreadPoolExecutor(thread_name_prefix="receiver-send")
-    return _send_pool
+def _pool(url: str) -> ThreadPoolExecutor:
+    """The sending threads of one channel URL, made on first use.
+
+    One pool per URL, not one for all: a send cannot be stopped once its thread runs, and a
+    server that stalls (a mail server that never greets holds each thread for its timeouts, and
+    a thread given up at the budget keeps running) would otherwise take every thread, and the
+    other channels' messages would wait behind it. Each pool has the standard size (CPUs + 4, at
+    most 32, as apprise's own pool had); threads start only when sends overlap, and each keeps
+    its own connections (receiver.delivery.keepalive). At most ``_CACHE_SIZE`` pools (URLs come
+    from the rules file); the oldest is let go when a reload brought more.
+    """
+    with _pools_lock:
+        pool = _send_pools.get(url)
+        if pool is None:
+            pool = _send_pools[url] = ThreadPoolExecutor(thread_name_prefix="receiver-send")
+            while len(_send_pools) > _CACHE_SIZE:
+                _, oldest = _send_pools.popitem(last=False)
+                oldest.shutdown(wait=False)  # its threads end with the sends they are in
+        else:
+            _send_pools.move_to_end(url)
+        return pool
 
 
 def _sends_directly(plugin: NotifyBase) -> bool:
@@ -578,9 +655,13 @@ def _sends_directly(plugin: NotifyBase) -> bool:
 
 
 def _notify_plugin(plugin: NotifyBase, notification: Notification) -> tuple[bool, list[str]]:
-    """Send through the plugin in this thread: (accepted, apprise's WARNING/ERROR lines meanwhile)."""
+    """Send through the plugin in this thread: (accepted, apprise's WARNING/ERROR lines meanwhile).
+
+    A mail server's refusal adds its reply, ``SMTP <code> <text>``.
+    """
     lines: list[str] = []
-    token = _captured.set(lines)
+    replies: list[tuple[int, str]] = []
+    token, smtp_token = _captured.set(lines), _smtp_replies.set(replies)
     try:
         ok = plugin.notify(
             body=notification.body,
@@ -589,7 +670,10 @@ def _notify_plugin(plugin: NotifyBase, notification: Notification) -> tuple[bool
             body_format=_FORMATS[notification.body_format],
         )
     finally:
+        _smtp_replies.reset(smtp_token)
         _captured.reset(token)
+    if not ok:
+        lines += [f"SMTP {code} {text}" for code, text in replies]
     return bool(ok), lines
 
 
@@ -735,10 +819,10 @@ class AppriseNotifier:
         sending: Awaitable[tuple[bool, list[str]]]
         if onloop.runs_on_loop(plugin):
             # No thread hand-off per send (docs/performance.md, "Fast paths").
-            sending = bridge.run(_notify_plugin, plugin, notification, executor=_pool())
+            sending = bridge.run(_notify_plugin, plugin, notification, executor=_pool(url))
         else:
             call = functools.partial(_notify_plugin, plugin, notification)
-            sending = asyncio.wrap_future(_pool().submit(contextvars.copy_context().run, call))
+            sending = asyncio.wrap_future(_pool(url).submit(contextvars.copy_context().run, call))
         try:
             async with asyncio.timeout(timeout + _ABANDON_GRACE):
                 ok, lines = await sending

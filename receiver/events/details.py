@@ -121,12 +121,15 @@ class Details:
         logs: its last Error/Fatal log lines, oldest first, when asked for (empty: none logged).
         item: the queue item, for queue item events.
         unavailable: why the details are missing (``timeout``, ``HTTP 500``...), or None.
+        logs_unavailable: why the log lines are missing while the rest was read (robot logs
+            refused for want of a scope, slow or failing), or None.
     """
 
     job: JobDetail | None = None
     logs: tuple[LogLine, ...] | None = None
     item: ItemDetail | None = None
     unavailable: str | None = None
+    logs_unavailable: str | None = None
 
 
 def _text(value: Any, limit: int = DETAIL_TEXT_LIMIT) -> str | None:

@@ -155,7 +155,14 @@ def create_app(
         )
         rt.tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
         if Heartbeats.configured(rules):
-            rt.heartbeats = Heartbeats(store, in_force.current, rt.webhook_path, metrics.registry, clock=clock)
+            rt.heartbeats = Heartbeats(
+                store,
+                in_force.current,
+                rt.webhook_path,
+                metrics.registry,
+                clock=clock,
+                secrets=lambda name: in_force.sources[name].secrets if name in in_force.sources else (),
+            )
             rt.tasks.append(asyncio.create_task(rt.heartbeats.run(), name="heartbeats"))
         if GapRecoveries.configured(rules):
             gaps = GapRecoveries(store, in_force.current, clock=clock)

@@ -2,7 +2,8 @@
 
 Client credentials have no refresh token (the reference): a new token is asked for with the
 same secret when the cached one nears its end, or once when Orchestrator answers 401.
-Concurrent callers share one token request.
+Concurrent callers share one token request. While the identity server fails (5xx, 429 past its
+rate limit, timeouts) the current token goes on serving until shortly before its end.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from receiver.orchestrator.errors import OrchestratorAuthError
+from receiver.orchestrator.errors import OrchestratorAuthError, OrchestratorUnavailableError
 from receiver.rules import OrchestratorLink
 
 __all__ = ["Token", "TokenCache", "token_form"]
 
 _DEFAULT_LIFETIME = 3600.0
 _MAX_RENEW_MARGIN = 300.0
+_MIN_LIFE_LEFT = 30.0
+"""Seconds a token must still have to stand in while its renewal fails."""
+_RENEW_PAUSE = 30.0
+"""Seconds between renewal attempts while the identity server fails and the token still works."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,10 @@ class Token:
     def renew_at(self) -> float:
         """Monotonic time from which the token is renewed: a fifth of its life (at most 5 min) early."""
         return self.obtained_at + self.expires_in - min(_MAX_RENEW_MARGIN, self.expires_in / 5)
+
+    def usable_until(self) -> float:
+        """Monotonic time until which it may stand in while its renewal fails (its end, less a margin)."""
+        return self.obtained_at + self.expires_in - _MIN_LIFE_LEFT
 
 
 def token_form(link: OrchestratorLink) -> dict[str, str]:
@@ -83,6 +92,7 @@ class TokenCache:
         self._clock = clock
         self._token: Token | None = None
         self._lock = asyncio.Lock()
+        self._renew_after = float("-inf")
 
     @property
     def current(self) -> Token | None:
@@ -92,8 +102,14 @@ class TokenCache:
     def _fresh(self, token: Token | None) -> bool:
         return token is not None and self._clock() < token.renew_at()
 
-    async def get(self, fetch: Callable[[], Awaitable[Token]]) -> Token:
-        """Return a fresh token, asking ``fetch`` for a new one when needed (one request at a time)."""
+    async def get(self, fetch: Callable[[bool], Awaitable[Token]]) -> Token:
+        """Return a fresh token, asking ``fetch`` for a new one when needed (one request at a time).
+
+        ``fetch(early)`` is told whether the current token still works (its renewal window): then
+        a failure to reach the identity server (5xx, 429, timeouts) is not the call's failure. The
+        current token is used, and renewal is tried again after a pause rather than before each
+        call; a refusal of the credentials is still raised.
+        """
         token = self._token
         if token is not None and self._fresh(token):
             return token
@@ -101,7 +117,17 @@ class TokenCache:
             token = self._token
             if token is not None and self._fresh(token):
                 return token
-            self._token = await fetch()
+            now = self._clock()
+            standing = token if token is not None and now < token.usable_until() else None
+            if standing is not None and now < self._renew_after:
+                return standing  # a renewal failed moments ago
+            try:
+                self._token = await fetch(standing is not None)
+            except OrchestratorUnavailableError:
+                if standing is None:
+                    raise
+                self._renew_after = self._clock() + _RENEW_PAUSE
+                return standing
             return self._token
 
     def invalidate(self, token: Token) -> None:

@@ -2,7 +2,8 @@
 
 Every call has a time budget of its own (all attempts and waits together). 429 waits the
 ``Retry-After`` it is given; network errors, timeouts and 5xx are retried with exponential
-backoff and jitter (5xx only where repeating the call is harmless); a 401 renews the token and
+backoff and jitter (where repeating the call is harmless: a POST that creates something only
+when the request never left, a refused connection); a 401 renews the token and
 repeats the call once. Repeated failures open the circuit: calls then fail at once until the
 cooldown has passed, and the log and ``receiver_orchestrator_circuit_open`` say so.
 """
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import orjson
@@ -38,6 +40,13 @@ PAGE_LIMITS: Mapping[str, int] = {"QueueItems": 100}
 _DEFAULT_PAGE = 1000
 _MAX_BODY = 8 * 1024 * 1024
 _DETAIL_CHARS = 300
+_EARLY_RENEWAL_SECONDS = 5.0
+"""The budget of a token renewal while the current token still works."""
+_UNSENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
+"""Failures before the request left: a call that must not run twice may still be tried again after them.
+
+After any other (a read timeout, a connection dropped mid-answer) Orchestrator may have carried
+the call out, as after a 5xx."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +208,24 @@ class OrchestratorClient:
         text = " ".join(text.split())[:_DETAIL_CHARS]
         return self._mask(text) or "no error text", code
 
+    def _redirected(self, what: str, answer: _Answer) -> OrchestratorError:
+        """A redirect is not Orchestrator's answer (its API does not redirect; a proxy or a login gateway does).
+
+        It is not followed: the bearer token or the client secret would go along. The error names
+        the target without its query (a login URL's state), so that ``url:`` can be corrected.
+        """
+        try:
+            parts = urlsplit(answer.headers.get("location", ""))
+            target = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme and parts.netloc else parts.path
+        except ValueError:  # a Location that is no URL
+            target = ""
+        where = f"redirected to {target[:_DETAIL_CHARS]!r}" if target else "redirected"
+        return OrchestratorError(
+            self.source,
+            f"{what}: {where}; redirects are not followed: set url (or token_url) to the address that answers",
+            status=answer.status,
+        )
+
     # --- one exchange with retries ----------------------------------------------------------
 
     async def _once(self, method: str, url: str, *, headers: dict[str, str], per_try: float, **kwargs: Any) -> _Answer:
@@ -241,42 +268,52 @@ class OrchestratorClient:
         headers: dict[str, str],
         deadline: float,
         idempotent: bool,
+        attempts: int | None = None,
         **kwargs: Any,
     ) -> _Answer:
         """Send until an answer that is not retried (2xx-4xx but 429), or raise OrchestratorUnavailableError."""
+        attempts = attempts or self.policy.attempts
         self._refuse_if_open(what)
         last = "no attempt"
         last_outcome: Outcome = "timeout"  # no attempt: the budget was spent before it
         status: int | None = None
         retry_after: float | None = None
-        for attempt in range(1, self.policy.attempts + 1):
+        maybe_done = False
+        for attempt in range(1, attempts + 1):
             remaining = deadline - self._clock()
             if remaining <= 0:
                 break
             outcome: Outcome
             delay: float | None = None
+            per_try = min(self.link.timeout_seconds, remaining)
             try:
-                answer = await self._once(
-                    method, url, headers=headers, per_try=min(self.link.timeout_seconds, remaining), **kwargs
-                )
-            except httpx2.TimeoutException:
+                # httpx's timeouts bound each read; an answer trickling in a byte at a time needs a clock.
+                async with asyncio.timeout(per_try):
+                    answer = await self._once(method, url, headers=headers, per_try=per_try, **kwargs)
+            except (httpx2.TimeoutException, TimeoutError) as exc:
                 outcome, status, last = "timeout", None, "timed out"
                 self.circuit.failure()
-                delay = self._backoff(attempt)
+                delay = self._backoff(attempt) if idempotent or isinstance(exc, _UNSENT) else None
             except httpx2.TransportError as exc:
                 outcome, status, last = "network_error", None, f"network error ({type(exc).__name__})"
                 self.circuit.failure()
-                delay = self._backoff(attempt)
+                delay = self._backoff(attempt) if idempotent or isinstance(exc, _UNSENT) else None
             else:
                 status = answer.status
                 if status == 429:
                     outcome, last = "rate_limited", "rate limited (429)"
                     retry_after = _retry_after(answer.headers, answer.body)
                     delay = self._backoff(attempt) if retry_after is None else retry_after
-                elif status >= 500:
-                    outcome, last = "server_error", f"server error ({status})"
+                elif status >= 500 or status == 408:
+                    outcome, last = (
+                        ("server_error", f"server error ({status})")
+                        if status >= 500
+                        else ("timeout", "timed out (408)")
+                    )
                     self.circuit.failure()
-                    delay = self._backoff(attempt) if idempotent else None
+                    # A 503 for maintenance says when to come back; the SDK honours it on any retried status.
+                    hinted = _retry_after(answer.headers, answer.body)
+                    delay = max(self._backoff(attempt), hinted or 0.0) if idempotent else None
                 else:
                     outcome = "ok" if status < 400 else "unauthorized" if status == 401 else "client_error"
                     self.circuit.success()
@@ -284,7 +321,11 @@ class OrchestratorClient:
                     return answer
             self._observer.request(self.source, outcome)
             last_outcome = outcome
-            if delay is None or attempt == self.policy.attempts or self.circuit.is_open:
+            if delay is None and outcome != "rate_limited":
+                # Not repeated because it may have been carried out: the caller must not take it as undone.
+                maybe_done = True
+                break
+            if delay is None or attempt == attempts or self.circuit.is_open:
                 break
             if delay > self.policy.retry_after_cap or self._clock() + delay >= deadline:
                 retry_after = delay
@@ -300,12 +341,18 @@ class OrchestratorClient:
             )
             await self._sleep(delay)
         log.warning("orchestrator_request_failed", source=self.source, call=what, reason=last, status=status)
+        ending = (
+            "not repeated, as Orchestrator may have carried it out: check before trying again"
+            if maybe_done
+            else "gave up after the call's retries"
+        )
         raise OrchestratorUnavailableError(
             self.source,
-            f"{what}: {last}; gave up after the call's retries",
+            f"{what}: {last}; {ending}",
             status=status,
             retry_after=retry_after,
             outcome=last_outcome,
+            maybe_done=maybe_done,
         )
 
     # --- token ------------------------------------------------------------------------------
@@ -320,18 +367,23 @@ class OrchestratorClient:
         return await self._token(self._clock() + self.policy.budget)
 
     async def _token(self, deadline: float) -> Token:
-        return await self.tokens.get(lambda: self._fetch_token(deadline))
+        return await self.tokens.get(lambda early: self._fetch_token(deadline, early=early))
 
-    async def _fetch_token(self, deadline: float) -> Token:
+    async def _fetch_token(self, deadline: float, *, early: bool = False) -> Token:
+        # While the current token still works, one quick attempt: a failing identity server must
+        # neither spend the call's budget nor open the circuit for calls the token can still make.
         answer = await self._exchange(
             "POST",
             self.endpoints.token_url,
             "token request",
             headers={},
-            deadline=deadline,
+            deadline=min(deadline, self._clock() + _EARLY_RENEWAL_SECONDS) if early else deadline,
             idempotent=True,
+            attempts=1 if early else None,
             data=token_form(self.link),
         )
+        if 300 <= answer.status < 400:
+            raise self._redirected("token request", answer)
         if answer.status >= 400:
             detail, _ = self._detail(answer.body)
             log.warning("orchestrator_token_refused", source=self.source, status=answer.status, detail=detail)
@@ -370,7 +422,8 @@ class OrchestratorClient:
             params: query parameters (``$filter``, ``$top``...).
             json: the JSON body.
             folder_id: the folder of a folder-scoped call, sent as ``X-UIPATH-OrganizationUnitId``.
-            idempotent: whether a 5xx may be retried; default True except for POST.
+            idempotent: whether the call may be repeated after it may have been carried out (a 5xx,
+                a read timeout, a dropped connection); default True except for POST.
 
         Raises:
             OrchestratorAuthError: the token was refused twice, or could not be obtained.
@@ -399,6 +452,8 @@ class OrchestratorClient:
             if renewal:
                 raise OrchestratorAuthError(self.source, f"{what}: a fresh token was refused too", status=401)
             log.info("orchestrator_token_refused_renewing", source=self.source, call=what)
+        if 300 <= answer.status < 400:
+            raise self._redirected(what, answer)
         if answer.status >= 400:
             detail, code = self._detail(answer.body)
             raise OrchestratorError(self.source, f"{what}: {detail}", status=answer.status, error_code=code)
@@ -418,7 +473,13 @@ class OrchestratorClient:
         page_size: int | None = None,
         max_items: int = 10_000,
     ) -> Collection:
-        """Read an OData collection with ``$top``/``$skip`` until a short page, the count, or ``max_items``.
+        """Read an OData collection with ``$top``/``$skip`` until the end, or ``max_items``.
+
+        The end is an empty page, ``@odata.count`` entities read, or a page shorter than ``$top``
+        when the answer has no count and no ``@odata.nextLink``. A server whose own maximum is
+        below ``$top`` clamps the page (the reference leaves clamping open): the count or the next
+        link then says that more follow, and they are read at the next ``$skip`` (the link itself is
+        not followed: it could name another host, and the token would go there).
 
         Args:
             path: the entity set, e.g. ``odata/Webhooks``.
@@ -434,16 +495,19 @@ class OrchestratorClient:
         top = min(page_size or _DEFAULT_PAGE, PAGE_LIMITS.get(entity, _DEFAULT_PAGE))
         items: list[dict[str, Any]] = []
         count: int | None = None
-        for _page in range(max_items // top + 1):  # bounded: every page but the last is full
-            query: dict[str, str | int] = {**(params or {}), "$top": top, "$skip": len(items), "$count": "true"}
+        skip = 0
+        for _page in range(max_items + 1):  # bounded: every page but the last moves $skip on
+            query: dict[str, str | int] = {**(params or {}), "$top": top, "$skip": skip, "$count": "true"}
             data = await self.request("GET", path, params=query, folder_id=folder_id)
             page = data.get("value") if isinstance(data, dict) else None
             if not isinstance(page, list):
                 raise OrchestratorError(self.source, f"GET {path}: the answer has no 'value' list", status=200)
             if count is None and isinstance(data.get("@odata.count"), int):
                 count = data["@odata.count"]
+            skip += len(page)
             items.extend(p for p in page if isinstance(p, dict))
-            if len(page) < top or (count is not None and len(items) >= count):
+            more = isinstance(data.get("@odata.nextLink"), str) or (count is not None and skip < count)
+            if not page or (count is not None and skip >= count) or (len(page) < top and not more):
                 return Collection(items[:max_items], count)
             if len(items) >= max_items:
                 break

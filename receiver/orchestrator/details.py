@@ -9,8 +9,10 @@ Calls, all with the event's folder as ``X-UIPATH-OrganizationUnitId`` (reference
 - ``GET odata/RobotLogs?$filter=JobKey eq <Key> and (Level eq 'Error' or Level eq 'Fatal')
   &$orderby=TimeStamp desc&$top=N``: one page, the newest N.
 
-The job and the log lines are asked for at the same time. :func:`unavailable_reason` turns a
-failure into the few words a message shows ("details unavailable: <reason>").
+The job and the log lines are asked for at the same time. Log lines that fail (refused for want
+of ``OR.Monitoring``, slow, 5xx) leave the job or item that was read: ``logs_unavailable`` says
+why. :func:`unavailable_reason` turns a failure into the few words a message shows ("details
+unavailable: <reason>").
 """
 
 from __future__ import annotations
@@ -100,23 +102,37 @@ async def fetch_details(client: OrchestratorClient, wanted: Wanted) -> Details:
     if wanted.logs and key is None and wanted.job_id is not None:
         # The log lines are found by the job's Key: read the job first to learn it.
         job = await _job(client, wanted, None)
-        logs = await _logs(client, wanted, None if job is None else _guid(job.key))
-        return Details(job=job if wanted.job else None, logs=logs, item=item)
-    job_call = _job(client, wanted, key) if wanted.job else None
-    logs_call = _logs(client, wanted, key) if wanted.logs else None
-    if job_call is not None and logs_call is not None:
-        both = (asyncio.ensure_future(job_call), asyncio.ensure_future(logs_call))
+        logs, missing = await _logs_or_reason(client, wanted, None if job is None else _guid(job.key))
+        return Details(job=job if wanted.job else None, logs=logs, item=item, logs_unavailable=missing)
+    if wanted.job and wanted.logs:
+        both = (
+            asyncio.ensure_future(_job(client, wanted, key)),
+            asyncio.ensure_future(_logs_or_reason(client, wanted, key)),
+        )
         try:
-            job, logs = await asyncio.gather(*both)
+            job, (logs, missing) = await asyncio.gather(*both)
         finally:
-            for call in both:  # one failed: the other is not waited for
+            for call in both:  # the job failed: the log lines are not waited for
                 call.cancel()
-        return Details(job=job, logs=logs, item=item)
-    if job_call is not None:
-        return Details(job=await job_call, item=item)
-    if logs_call is not None:
-        return Details(logs=await logs_call, item=item)
+        return Details(job=job, logs=logs, item=item, logs_unavailable=missing)
+    if wanted.job:
+        return Details(job=await _job(client, wanted, key), item=item)
+    if wanted.logs and item is None:
+        return Details(logs=await _logs(client, wanted, key))  # nothing else asked: their failure is the enrichment's
+    if wanted.logs:
+        logs, missing = await _logs_or_reason(client, wanted, key)
+        return Details(logs=logs, item=item, logs_unavailable=missing)
     return Details(item=item)
+
+
+async def _logs_or_reason(
+    client: OrchestratorClient, wanted: Wanted, key: str | None
+) -> tuple[tuple[LogLine, ...] | None, str | None]:
+    """The log lines, or (None, why not): a job or item read already is worth showing without them."""
+    try:
+        return await _logs(client, wanted, key), None
+    except OrchestratorError as exc:
+        return None, unavailable_reason(exc)
 
 
 _OUTCOME_WORDS = {

@@ -38,6 +38,9 @@ class OrchestratorUnavailableError(OrchestratorError):
         retry_after: seconds after which a new call may succeed (the circuit's or a Retry-After), or None.
         outcome: what the last attempt met: ``timeout``, ``network_error``, ``server_error``,
             ``rate_limited`` or ``circuit_open`` (not called).
+        maybe_done: True when a call that must not run twice (a POST that creates something)
+            went out and got no clear answer (a 5xx, a read timeout, a dropped connection): it was
+            not repeated, and Orchestrator may have carried it out.
     """
 
     def __init__(
@@ -48,7 +51,9 @@ class OrchestratorUnavailableError(OrchestratorError):
         status: int | None = None,
         retry_after: float | None = None,
         outcome: str = "timeout",
+        maybe_done: bool = False,
     ) -> None:
         super().__init__(source, detail, status=status)
         self.retry_after = retry_after
         self.outcome = outcome
+        self.maybe_done = maybe_done

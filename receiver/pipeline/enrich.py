@@ -91,7 +91,7 @@ def details_for(emitted: Emitted, found: Details) -> Details:
     if job is not None and not ask.arguments:
         job = replace(job, input_arguments=None)
     logs = found.logs[-ask.log_lines :] if ask.logs and found.logs is not None else None
-    return Details(job=job, logs=logs, item=found.item)
+    return Details(job=job, logs=logs, item=found.item, logs_unavailable=found.logs_unavailable if ask.logs else None)
 
 
 class Enricher:
@@ -232,7 +232,8 @@ class Enricher:
             log.warning("enrichment_unavailable", source=source, error=str(exc))
             reason = unavailable_reason(exc)
             return Details(unavailable=reason), "timeout" if reason == "timeout" else "unavailable"
-        self._remember(source, wanted, found)
+        if found.logs_unavailable is None:  # a failure, even of a part, is not kept
+            self._remember(source, wanted, found)
         return found, "details"
 
     def _link(self, source: str) -> OrchestratorLink | None:

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -91,6 +91,8 @@ class Heartbeats:
         registry: the app's metrics registry.
         clock: wall time (the alerts' times).
         transport: an httpx2 transport for tests; None for the network.
+        secrets: a source's webhook secrets as the edge verifies with them, the first first
+            (``RECEIVER_WEBHOOK_SECRET`` before the file's for ``uipath``); by default the file's.
     """
 
     def __init__(
@@ -102,9 +104,11 @@ class Heartbeats:
         *,
         clock: Callable[[], float] = time.time,
         transport: Any = None,
+        secrets: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
         self._store = store
         self._rules = rules
+        self._secrets = secrets or self._file_secrets
         self._signals = signals
         self._clock = clock
         self._transport = transport
@@ -116,6 +120,24 @@ class Heartbeats:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.on_restored: Callable[[str], None] | None = None
         """Called with the source's name when its path comes back (gap recovery runs then)."""
+
+    def _file_secrets(self, name: str) -> Sequence[str]:
+        source = self._rules().sources.get(name)
+        return () if source is None else source.secret_values()
+
+    def _enabling(self, name: str, found: Webhook) -> dict[str, Any]:
+        """The fields that enable ``found`` again; its Secret too when the API did not show the real one.
+
+        The webhook goes back whole (PUT), as read: a ``Secret`` read as null or masked (whether
+        Cloud masks it is unconfirmed) would replace the one Orchestrator holds, and every later
+        event would come unsigned or mis-signed. Then the source's first secret is sent, as sync does.
+        """
+        changes: dict[str, Any] = {"Enabled": True}
+        ours = tuple(self._secrets(name))
+        held = found.secret.get_secret_value() if found.secret is not None else ""
+        if ours and held not in ours and not held.strip("*•●"):
+            changes["Secret"] = ours[0]
+        return changes
 
     @staticmethod
     def configured(ruleset: RuleSet) -> dict[str, Heartbeat]:
@@ -217,7 +239,7 @@ class Heartbeats:
                         notice = state.failed("webhook_disabled", asked_at=asked_at, now=self._clock())
                         await self._finish(name, beat, state, notice)
                         return
-                    await update_webhook(client, found, {"Enabled": True})
+                    await update_webhook(client, found, self._enabling(name, found))
                     state.webhook_enabled, state.auto_enabled_at = True, self._clock()
                     note = "; receiver enabled it again (auto_enable)"
                     log.warning("webhook_enabled_again", source=name, webhook_id=found.id)

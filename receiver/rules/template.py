@@ -55,7 +55,7 @@ __all__ = [
 CONTEXT_NAMES: frozenset[str] = frozenset(
     {*HANDLE_TYPES, "event", "source", "rule", "orchestrator_url", "link", "link_label", "severity", "timezone"}
     | {"origin", "recovered_at"}
-    | {"job_detail", "job_logs", "item_detail", "details_unavailable"}
+    | {"job_detail", "job_logs", "item_detail", "details_unavailable", "logs_unavailable"}
 )
 """The names a rule template may use (see docs/rules.md, "Template context")."""
 

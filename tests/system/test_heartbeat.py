@@ -162,6 +162,30 @@ def test_auto_enable_enables_the_webhook_again_and_one_restored_message_follows(
         server.stop()
 
 
+@pytest.mark.parametrize("hidden", ["null", "masked"])
+def test_auto_enable_keeps_the_secret_when_orchestrator_does_not_show_it(
+    tmp_path: Path, sink: Sink, orch: FakeOrchestrator, hidden: str
+) -> None:
+    """Orchestrator reads the webhook back without its Secret (null or masked, §7): enabling it again must not
+    send that back in place of the secret, or every later event arrives unsigned or mis-signed."""
+    server = _server(tmp_path, sink, orch, auto_enable=True)
+    hook = orch.add_webhook(f"{server.base}/webhooks/uipath", secret=SECRET, events=["ping", "job.faulted"])
+    orch.secret_on_read = hidden  # type: ignore[assignment]
+    server.start()
+    try:
+        assert wait_until(lambda: _path(server).get("state") == "up", timeout=20), server.log()
+        orch.edit_webhook(hook["Id"], Enabled=False)
+        assert wait_until(lambda: orch.webhook(hook["Id"])["Enabled"], timeout=4 * EVERY + 5), server.log()
+        assert SECRET == orch.webhook(hook["Id"])["Secret"]
+        received = sink.wait_for(2, timeout=4 * EVERY + 5)
+        assert ["down", "restored"] == [
+            "down" if "is down" in m["title"] else "restored" if "restored" in m["title"] else m["title"]
+            for m in received
+        ], _messages(sink)
+    finally:
+        server.stop()
+
+
 def test_a_secret_changed_on_orchestrators_side_is_alerted_as_a_signature_mismatch(
     tmp_path: Path, sink: Sink, orch: FakeOrchestrator
 ) -> None:
