@@ -422,14 +422,19 @@ async def test_failures_are_the_thread_path_s(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.anyio
 @pytest.mark.usefixtures("on_loop")
 async def test_refused_and_stalled_requests_raise_requests_errors() -> None:
-    with pytest.raises(requests.ConnectionError, match="could not connect"):
-        await loop_call(lambda: requests.post(f"http://127.0.0.1:{free_port()}/hook", data="x", timeout=5))
+    """Both errors name the endpoint by scheme, host and port: a path or query may hold the channel's token."""
+    port = free_port()
+    with pytest.raises(requests.ConnectionError, match="could not connect") as refused:
+        await loop_call(lambda: requests.post(f"http://127.0.0.1:{port}/hook/T0k3n?key=S3cret", data="x", timeout=5))
+    assert f"could not connect to http://127.0.0.1:{port}: " in str(refused.value)
     with socket.socket() as silent:  # accepts, reads, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
-        with pytest.raises(requests.ReadTimeout):
+        silent_port = silent.getsockname()[1]
+        url = f"http://127.0.0.1:{silent_port}/hook/T0k3n?key=S3cret"
+        with pytest.raises(requests.ReadTimeout) as stalled:
             await loop_call(lambda: requests.post(url, data="x", timeout=(5, 0.2)))
+    assert f"no answer from http://127.0.0.1:{silent_port} in time" == str(stalled.value)
     assert 0 == loop_http.idle_connections()
 
 

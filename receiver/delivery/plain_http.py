@@ -377,21 +377,30 @@ def _exchange(connections: Connections, plain: Plain) -> requests.Response:
     return response(prepared, answer.status, answer.reason, answer.getheaders(), content[:ANSWER_BYTES], started)
 
 
+def _where(prepared: PreparedRequest) -> str:
+    """The endpoint an error names: scheme, host and port only (a path or query may hold the channel's token)."""
+    parts = urlsplit(prepared.url or "")
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
 def connect_error(exc: Exception, prepared: PreparedRequest) -> Exception:
     if isinstance(exc, TimeoutError | socket.timeout):
-        return requests.exceptions.ConnectTimeout(f"connection to {prepared.url} timed out", request=prepared)
+        return requests.exceptions.ConnectTimeout(f"connection to {_where(prepared)} timed out", request=prepared)
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return requests.exceptions.SSLError(f"TLS with {prepared.url} failed: {exc}", request=prepared)
+        return requests.exceptions.SSLError(f"TLS with {_where(prepared)} failed: {exc}", request=prepared)
     if isinstance(exc, OSError):
-        return requests.exceptions.ConnectionError(f"could not connect to {prepared.url}: {exc}", request=prepared)
+        return requests.exceptions.ConnectionError(f"could not connect to {_where(prepared)}: {exc}", request=prepared)
     return exc
 
 
 def exchange_error(exc: Exception, prepared: PreparedRequest) -> Exception:
     if isinstance(exc, TimeoutError | socket.timeout):
-        return requests.exceptions.ReadTimeout(f"no answer from {prepared.url} in time", request=prepared)
+        return requests.exceptions.ReadTimeout(f"no answer from {_where(prepared)} in time", request=prepared)
     if isinstance(exc, ssl.SSLError):
-        return requests.exceptions.SSLError(f"TLS with {prepared.url} failed: {exc}", request=prepared)
+        return requests.exceptions.SSLError(f"TLS with {_where(prepared)} failed: {exc}", request=prepared)
     if isinstance(exc, OSError | http.client.HTTPException):
-        return requests.exceptions.ConnectionError(f"connection to {prepared.url} failed: {exc!r}", request=prepared)
+        where = _where(prepared)
+        return requests.exceptions.ConnectionError(f"connection to {where} failed: {exc!r}", request=prepared)
     return exc
