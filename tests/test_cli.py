@@ -80,6 +80,16 @@ def test_test_command_on_an_event_with_a_lone_surrogate(
         json.loads(out)
 
 
+def test_test_command_says_why_a_matched_ping_sends_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A catch-all rule matches Orchestrator's ping, which never notifies: the dry run says so, not a bare "none"."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('channels:\n  ops: "log://"\nrules:\n  - {name: all, match: {type: "*"}, notify: [ops]}\n')
+    event = tmp_path / "ping.json"
+    event.write_bytes(b'{"Type": "ping", "EventId": "p1"}')
+    assert 0 == main(["test", str(rules), str(event)])
+    assert "ping never notifies" in capsys.readouterr().out
+
+
 def test_send_test_through_log_channel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`receiver send-test CHANNEL` sends through the channel and reports success."""
     rules = tmp_path / "rules.yaml"
