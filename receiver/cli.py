@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import sys
 import time
@@ -309,6 +310,10 @@ def _test(args: argparse.Namespace) -> int:
     if args.event is None and args.suite is None:
         print("receiver test: give an EVENT.json or --suite FILE", file=sys.stderr)
         return 2
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Event text may hold a lone surrogate (JSON's "\\ud83d": a text cut inside a UTF-16 pair),
+        # which UTF-8 cannot encode: written as that escape, which is also what JSON output needs.
+        sys.stdout.reconfigure(errors="backslashreplace")
     return test_command(
         args.path,
         args.event,

@@ -243,6 +243,14 @@ class TestPipeline:
         event = admin_get(client, "/api/events")["events"][0]
         assert ["faults"] == event["outcome"]["matched"]
 
+    def test_the_explanation_of_a_ping_says_it_never_notifies(self, client: TestClient) -> None:
+        """A rule matching every type "matches" a ping, which sends nothing: the event's explanation says why."""
+        assert 202 == post(client, fresh("ping.json", EventId="ping-explained")).status_code
+        assert wait_until(lambda: admin_get(client, "/api/events")["events"][0]["state"] == "processed")
+        inbox_id = admin_get(client, "/api/events")["events"][0]["id"]
+        explain = admin_get(client, f"/api/events/{inbox_id}")["explain"]
+        assert "ping never notifies" in explain["silent"]
+
     def test_ping_and_unmatched_send_nothing(self, client: TestClient, notifier: FakeNotifier) -> None:
         """Ping and unmatched events are stored and visible but notify nobody."""
         post(client, fresh("ping.json"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,35 @@ def test_test_command_dry_runs_a_sample(capsys: pytest.CaptureFixture[str]) -> N
     rules = Path(__file__).parent.parent / "rules.yaml"
     assert 0 == main(["test", str(rules), str(DATA / "job.faulted.json")])
     assert "invoice-faults" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_test_command_on_an_event_with_a_lone_surrogate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    """A job's Info cut inside a UTF-16 pair (``\\ud83d``, as Orchestrator sent it): a dry run, not a traceback."""
+    event = tmp_path / "event.json"
+    event.write_bytes(
+        b'{"Type": "job.faulted", "EventId": "cut", "Job": {"State": "Faulted", "Info": "Cannot find \\ud83d",'
+        b' "Release": {"ProcessKey": "InvoiceProcessing"}}}'
+    )
+    rules = Path(__file__).parent.parent / "rules.yaml"
+    assert 0 == main(["test", str(rules), str(event), *(["--json"] if as_json else [])])
+    out = capsys.readouterr().out
+    assert "invoice-faults" in out
+    assert "Cannot find" in out
+    if as_json:
+        json.loads(out)
+
+
+def test_test_command_says_why_a_matched_ping_sends_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A catch-all rule matches Orchestrator's ping, which never notifies: the dry run says so, not a bare "none"."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('channels:\n  ops: "log://"\nrules:\n  - {name: all, match: {type: "*"}, notify: [ops]}\n')
+    event = tmp_path / "ping.json"
+    event.write_bytes(b'{"Type": "ping", "EventId": "p1"}')
+    assert 0 == main(["test", str(rules), str(event)])
+    assert "ping never notifies" in capsys.readouterr().out
 
 
 def test_send_test_through_log_channel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -421,6 +421,35 @@ class TestPipeline:
             assert secret not in message.title
         assert INFO == stored["body"]["Job"]["Info"]
 
+    def test_a_text_with_a_lone_surrogate_is_redacted_and_sent(self, tmp_path: Path) -> None:
+        """A job's Info cut inside a UTF-16 pair (``\\ud83d``) crashed RE2, which reads UTF-8: the event was
+        marked unparsed and its fault notified nobody. It is sent, redacted, with U+FFFD for the half pair."""
+        sent: list[Notification] = []
+
+        class Recording:
+            async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
+                sent.append(notification)
+                return SendResult(status="sent", reason=None, elapsed=0.001, recoverable=True)
+
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(PIPELINE_RULES)
+        settings = Settings(
+            rules=rules,
+            database_url=f"sqlite:///{tmp_path / 'r.db'}",
+            webhook_secret="s",
+            watch_rules=False,
+            poll_seconds=0.05,
+        )
+        raw = json.loads(fresh("job.faulted.json"))
+        raw["Job"]["Info"] = "Mail jane.doe@example.com failed CUT"
+        body = json.dumps(raw).encode().replace(b"CUT", b"\\ud83d")
+        with TestClient(create_app(settings, notifier=Recording())) as client:
+            reply = client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, "s")})
+            assert 202 == reply.status_code, reply.text
+            assert wait_until(lambda: len(sent) == 1, timeout=5)
+        (message,) = sent
+        assert "Mail [redacted:email] failed \ufffd" in message.body
+
 
 class TestNoiseMessages:
     """Digests and recovery messages are made of event text too: they are redacted the same way."""

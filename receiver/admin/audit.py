@@ -21,7 +21,7 @@ from typing import Any
 
 from receiver.errors import EventParseError
 from receiver.metrics import ChannelQueue, QueueSnapshot
-from receiver.noise import Decision, parse_stored
+from receiver.noise import Decision, parse_stored, silent_reason
 from receiver.rules import RuleSet
 from receiver.store import AttemptRow, DeliveryRow, EventQuery, EventRow, NoiseLogEntry, NoiseLogRow, ReadStore
 from receiver.timefmt import parse_iso
@@ -378,6 +378,9 @@ def explain_event(ruleset: RuleSet, row: EventRow, *, rules_loaded_at: float) ->
         ),
         "rules": explained.rules,
     }
+    silent = silent_reason(row.type)
+    if silent is not None:  # a rule may match it, and still nothing is sent
+        data["silent"] = silent
     if explained.error is not None:
         data["error"] = explained.error
     return data

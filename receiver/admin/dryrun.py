@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from receiver.errors import EventParseError, Problem, RulesError
 from receiver.events import Details, Event, cap_strings, parse_event, parse_log_entries
-from receiver.noise import Emitted, Entry, Result, Simulation, describe_seconds
+from receiver.noise import Emitted, Entry, Result, Simulation, describe_seconds, silent_reason
 from receiver.rules import HANDLE_TYPES, Channel, RuleSet, Severity, load_rules, parse_duration
 from receiver.timefmt import format_local, iso_utc, parse_iso
 
@@ -367,7 +367,8 @@ def _print_event(result: Mapping[str, Any], out: TextIO, ruleset: RuleSet | None
         _print_decisions(result["noise"], out)
     out.write("\nnotifications (dry run, nothing sent):\n")
     if not result["notifications"]:
-        out.write("  none\n")
+        silent = silent_reason(event["type"])
+        out.write(f"  none{': ' + silent if silent else ''}\n")
     _print_notifications(result["notifications"], out)
     if result["held"]:
         out.write("\nheld back (not sent now):\n")

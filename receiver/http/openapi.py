@@ -163,6 +163,10 @@ def _schemas() -> dict[str, Any]:
             "rules_loaded_at": {"type": "number"},
             "note": {"type": "string"},
             "error": {"type": "string", "description": "The stored body cannot be read as its type."},
+            "silent": {
+                "type": "string",
+                "description": "Present for a type that never notifies (`ping`), whichever rules match it: why.",
+            },
             "rules": {
                 "type": "array",
                 "items": {

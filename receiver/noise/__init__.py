@@ -23,7 +23,7 @@ from receiver.noise.channel_budget import held_now
 from receiver.noise.channel_budget import refs as budget_refs
 from receiver.noise.decision import SUPPRESSED, AlertSignal, Decision, Emitted, Result
 from receiver.noise.engine import Engine
-from receiver.noise.plan import SILENT_TYPES, Plan, parse_stored
+from receiver.noise.plan import SILENT_TYPES, Plan, parse_stored, silent_reason
 from receiver.noise.quiet import QUIET_RULE_PREFIX
 from receiver.noise.silences import AdHocSilence, Matcher, MatcherError, Silencer, compile_matchers, parse_matchers
 from receiver.noise.simulate import Entry, Simulation
@@ -56,4 +56,5 @@ __all__ = [
     "held_now",
     "parse_matchers",
     "parse_stored",
+    "silent_reason",
 ]

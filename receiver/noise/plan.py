@@ -22,10 +22,17 @@ from receiver.noise.state import Ref, state_key
 from receiver.render import default_severity, template_context
 from receiver.rules import BudgetExceededError, Inhibit, KeyTemplate, Route, Rule, RuleSet, Subject, context_names
 
-__all__ = ["SILENT_TYPES", "Plan", "Planner", "RoutePlan", "parse_stored", "safe_key"]
+__all__ = ["SILENT_TYPES", "Plan", "Planner", "RoutePlan", "parse_stored", "safe_key", "silent_reason"]
 
 SILENT_TYPES = frozenset({"ping"})
 """Event types that are stored and visible but never notify (Orchestrator's connectivity test)."""
+
+
+def silent_reason(event_type: str) -> str | None:
+    """Why an event of ``event_type`` notifies nobody whatever rules match it, or None when it may notify."""
+    if event_type not in SILENT_TYPES:
+        return None
+    return f"{event_type} never notifies: it is Orchestrator's connectivity test (stored and shown, never sent)"
 
 
 def parse_stored(type_: str, body: str | bytes) -> Event:

@@ -18,6 +18,7 @@ an ``email`` scan past a match ends at the next character no address holds, befo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date, datetime, timedelta
@@ -207,6 +208,9 @@ def compile_user_pattern(name: str, regex: str, replacement: str = DEFAULT_REPLA
     return RedactPattern(name, regex, _replacement(replacement, name), compiled)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class Redactor:
     """The ``redact:`` section compiled: applies its patterns to text and to whole values.
 
@@ -233,8 +237,14 @@ class Redactor:
         return f"Redactor({[p.name for p in self.patterns]!r})"
 
     def text(self, text: str) -> str:
-        """``text`` with every pattern applied, in the order written."""
+        """``text`` with every pattern applied, in the order written.
+
+        A lone surrogate (JSON's ``"\\ud83d"``: a text cut inside a UTF-16 pair) becomes U+FFFD first:
+        RE2 reads UTF-8, which cannot hold one, and raised; the event then notified nobody.
+        """
         check_budget()
+        if _LONE_SURROGATE.search(text) is not None:
+            text = _LONE_SURROGATE.sub("\ufffd", text)
         if self._any is not None and self._any.search(text) is None:
             return text
         for pattern in self.patterns:
