@@ -496,7 +496,9 @@ class OrchestratorClient:
         items: list[dict[str, Any]] = []
         count: int | None = None
         skip = 0
-        for _page in range(max_items + 1):  # bounded: every page but the last moves $skip on
+        # Bounded: a full page, or one the server clamped to 100 or more, moves $skip on; a server
+        # with smaller pages leaves the end unread, and ``truncated`` says so.
+        for _page in range(max_items // min(top, 100) + 1):
             query: dict[str, str | int] = {**(params or {}), "$top": top, "$skip": skip, "$count": "true"}
             data = await self.request("GET", path, params=query, folder_id=folder_id)
             page = data.get("value") if isinstance(data, dict) else None
