@@ -156,7 +156,7 @@ def _json_bytes(char: str, plain: bool) -> int:
     return own + (2 if plain and char in _PUNCTUATION else 0)
 
 
-def fit(body: str, channel: Channel, fmt: BodyFormat, *, room: str = "") -> str:
+def _fit(body: str, channel: Channel, fmt: BodyFormat, *, room: str = "") -> str:
     """``body`` shortened to the channel's limits, leaving ``room`` for text added after it.
 
     Characters for every channel; for a channel that counts bytes (Teams), also the bytes the
@@ -763,7 +763,7 @@ def finish(
     title_limit, _ = limits_for(channel)
     return Notification(
         title=_shorten_title(title, title_limit),
-        body=fit(body.strip("\n"), channel, fmt),
+        body=_fit(body.strip("\n"), channel, fmt),
         severity=severity,
         body_format=fmt,
     )
@@ -782,5 +782,5 @@ def with_links(body: str, fmt: str, links: Sequence[tuple[str, str]], channel: C
         block = " &middot; ".join(f'<a href="{html.escape(url)}">{html.escape(label)}</a>' for label, url in links)
     else:
         block = "\n".join(f"{label}: {url}" for label, url in links)
-    kept = fit(body, channel, fmt, room=block)  # type: ignore[arg-type]  # fmt is a BodyFormat's value
+    kept = _fit(body, channel, fmt, room=block)  # type: ignore[arg-type]  # fmt is a BodyFormat's value
     return f"{kept}\n\n{block}" if kept else block

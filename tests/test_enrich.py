@@ -349,6 +349,17 @@ async def test_the_job_is_shown_when_only_its_log_lines_fail(
     assert "Last 3 error log lines:" in again.body
 
 
+async def test_a_folder_orchestrator_refuses_is_named(pipeline: Pipeline, orch: FakeOrchestrator) -> None:
+    """The event's folder is one the connection cannot use (400, errorCode 1100, §3): the message says so."""
+    folder = orch.add_folder("Finance")
+    job = faulted_job(orch, folder["Id"])
+    await pipeline.post(job_webhook(job, folder["Id"] + 1000))  # a folder Orchestrator does not know for this app
+    await pipeline.enricher.wait_idle()
+    [row] = await pipeline.due()
+    reason = "the event's folder is not usable with this connection (HTTP 400, errorCode 1100)"
+    assert f"Orchestrator details unavailable: {reason}" in row.body
+
+
 async def test_an_open_circuit_is_named(pipeline: Pipeline, orch: FakeOrchestrator) -> None:
     """After repeated 5xx the connection's circuit opens: the next message says so without calling."""
     folder = orch.add_folder("Finance")

@@ -397,6 +397,30 @@ class TestFindEndedJobs:
         skips = [r.query.get("$skip") for r in orch.request_log if r.path.endswith("/odata/Jobs")]
         assert [["0"], ["10"], ["20"]] == skips
 
+    @pytest.mark.anyio
+    async def test_jobs_with_long_info_are_read_in_smaller_pages(self, orch: FakeOrchestrator) -> None:
+        """Faulted jobs carry stack traces: a page of them past the client's 8 MiB answer cap is asked again smaller."""
+        folder = orch.add_folder("Shared")
+        now = datetime.now(UTC)
+        trace = "System.Exception: the portal refused the login\n" + "   at Frame.Method() in C:\\src\\Main.cs\n" * 9000
+        keys = [
+            orch.add_job(folder["Id"], State="Faulted", Info=trace, EndTime=_iso(now - timedelta(minutes=30 - i)))[
+                "Key"
+            ]
+            for i in range(25)
+        ]  # ~400 KB of Info each: 10 MB in one page of 1000
+        link = OrchestratorLink(
+            url=orch.orchestrator_url,
+            client_id=CLIENT_ID,
+            client_secret=SecretStr(CLIENT_SECRET),
+            scopes=tuple(SCOPES.split()),
+            public_url="http://127.0.0.1:9/webhooks/uipath",
+        )
+        async with OrchestratorClient("uipath", link) as client:
+            run = await find_ended_jobs(client, ("Faulted",), since=now - timedelta(hours=1))
+        assert [] == run.failures
+        assert keys == [r.job_key for r in run.found]
+
 
 @pytest.fixture
 def hourly(rules: Path) -> RuleSet:

@@ -38,6 +38,7 @@ FOLDER_HEADER = "X-UIPATH-OrganizationUnitId"
 PAGE_LIMITS: Mapping[str, int] = {"QueueItems": 100}
 """``$top`` maxima below the general 1000 (QueueItems: 100 since late 2024; above it, 400)."""
 _DEFAULT_PAGE = 1000
+_SMALLEST_PAGE = 10
 _MAX_BODY = 8 * 1024 * 1024
 _DETAIL_CHARS = 300
 _EARLY_RENEWAL_SECONDS = 5.0
@@ -47,6 +48,10 @@ _UNSENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 After any other (a read timeout, a connection dropped mid-answer) Orchestrator may have carried
 the call out, as after a 5xx."""
+
+
+class _TooLarge(OrchestratorError):
+    """An answer past ``_MAX_BODY``: read no further (a list is asked again in smaller pages)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +242,9 @@ class OrchestratorClient:
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > _MAX_BODY:
-                    raise OrchestratorError(self.source, f"{method} answer larger than {_MAX_BODY} bytes")
+                    raise _TooLarge(
+                        self.source, f"{method} answer larger than {_MAX_BODY} bytes", status=response.status_code
+                    )
                 chunks.append(chunk)
         finally:
             await response.aclose()
@@ -496,9 +503,17 @@ class OrchestratorClient:
         items: list[dict[str, Any]] = []
         count: int | None = None
         skip = 0
-        for _page in range(max_items + 1):  # bounded: every page but the last moves $skip on
+        # Bounded: a full page, or one the server clamped to 100 or more, moves $skip on; a server
+        # with smaller pages leaves the end unread, and ``truncated`` says so.
+        for _page in range(max_items // min(top, 100) + 1):
             query: dict[str, str | int] = {**(params or {}), "$top": top, "$skip": skip, "$count": "true"}
-            data = await self.request("GET", path, params=query, folder_id=folder_id)
+            try:
+                data = await self.request("GET", path, params=query, folder_id=folder_id)
+            except _TooLarge:
+                if top <= _SMALLEST_PAGE:
+                    raise
+                top = max(_SMALLEST_PAGE, top // 4)  # long texts (a faulted job's Info): smaller pages
+                continue
             page = data.get("value") if isinstance(data, dict) else None
             if not isinstance(page, list):
                 raise OrchestratorError(self.source, f"GET {path}: the answer has no 'value' list", status=200)

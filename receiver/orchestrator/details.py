@@ -135,6 +135,9 @@ async def _logs_or_reason(
         return None, unavailable_reason(exc)
 
 
+_FOLDER_ERRORS = frozenset({1100, 1101})
+"""errorCode of a folder the caller cannot use (1100 "Invalid organization unit") or left out (1101), §3."""
+
 _OUTCOME_WORDS = {
     "circuit_open": "circuit open",
     "timeout": "timeout",
@@ -151,6 +154,8 @@ def unavailable_reason(exc: OrchestratorError) -> str:
         return _OUTCOME_WORDS.get(exc.outcome, exc.outcome)
     if isinstance(exc, OrchestratorAuthError):
         return "unauthorized" + (f" (HTTP {exc.status})" if exc.status is not None else "")
+    if exc.error_code in _FOLDER_ERRORS:
+        return f"the event's folder is not usable with this connection (HTTP {exc.status}, errorCode {exc.error_code})"
     if exc.status == 404:
         return "not found (HTTP 404)"
     if exc.status == 403:

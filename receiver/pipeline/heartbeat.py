@@ -224,12 +224,15 @@ class Heartbeats:
         client = self._client(name, link)
         state = self._state(name, link)
         asked_at = self._clock()
+        began = time.monotonic()
         notice: Notice | None = None
         note = ""
+        # Rounds start `every` apart (a little more): with health_every == every, each one reads.
+        due = began - self._health_at.get(name, float("-inf")) >= beat.health_every
+        read = due or state.webhook_id is None or state.state != "up"
         try:
-            due = time.monotonic() - self._health_at.get(name, float("-inf")) >= beat.health_every
-            if due or state.webhook_id is None or state.state != "up":
-                found = await self._health(name, link, state, client)
+            if read:
+                found = await self._health(name, link, state, client, began)
                 if found is None:
                     notice = state.failed("webhook_missing", asked_at=asked_at, now=self._clock())
                     await self._finish(name, beat, state, notice)
@@ -267,18 +270,30 @@ class Heartbeats:
             log.info("heartbeat_ok", source=name, roundtrip_seconds=round(roundtrip, 3), matched_by=matched_by)
         elif watch.mismatch_at is not None and watch.mismatch_at >= mono:
             notice = state.failed("signature_mismatch", asked_at=asked_at, now=now)
-        elif state.webhook_enabled is False:
-            notice = state.failed("webhook_disabled", asked_at=asked_at, now=now)
         else:
-            notice = state.failed("nothing_arrived", asked_at=asked_at, now=now, within=beat.within)
+            if not read:
+                # Read before this round: a person may have disabled or deleted it since (a disabled
+                # webhook takes the Ping and sends nothing). Named as such, not as a suspension.
+                with contextlib.suppress(OrchestratorError):
+                    await self._health(name, link, state, client, began)
+                now = self._clock()
+            if state.webhook_id is None:
+                notice = state.failed("webhook_missing", asked_at=asked_at, now=now)
+            elif state.webhook_enabled is False:
+                notice = state.failed("webhook_disabled", asked_at=asked_at, now=now)
+            else:
+                notice = state.failed("nothing_arrived", asked_at=asked_at, now=now, within=beat.within)
         await self._finish(name, beat, state, notice)
 
     async def _health(
-        self, name: str, link: OrchestratorLink, state: PathState, client: OrchestratorClient
+        self, name: str, link: OrchestratorLink, state: PathState, client: OrchestratorClient, began: float
     ) -> Webhook | None:
-        """Read the webhook by ``public_url``; compare its event types with the rules'."""
+        """Read the webhook by ``public_url``; compare its event types with the rules'.
+
+        ``began``: the round's start (monotonic), from which the next read is due.
+        """
         hooks = await list_webhooks(client, url=link.public_url)
-        self._health_at[name] = time.monotonic()
+        self._health_at[name] = began
         if not hooks:
             state.webhook_id, state.webhook_enabled = None, None
             return None

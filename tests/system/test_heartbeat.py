@@ -34,7 +34,9 @@ def orch() -> Iterator[FakeOrchestrator]:
         yield fake
 
 
-def _server(tmp_path: Path, sink: Sink, orch: FakeOrchestrator, *, auto_enable: bool = False) -> ServerProcess:
+def _server(
+    tmp_path: Path, sink: Sink, orch: FakeOrchestrator, *, auto_enable: bool = False, health_every: str = "1s"
+) -> ServerProcess:
     env = {"RECEIVER_ADMIN_TOKEN": ADMIN}
     server = ServerProcess(rules=tmp_path / "rules.yaml", database=tmp_path / "r.db", env=env)
     flag = str(auto_enable).lower()
@@ -51,7 +53,7 @@ sources:
       client_id: hb-app
       client_secret: hb-app-secret
       public_url: '{public_url}'
-      heartbeat: {{every: {EVERY}s, within: 1s, notify: [ops], health_every: 1s, auto_enable: {flag}}}
+      heartbeat: {{every: {EVERY}s, within: 1s, notify: [ops], health_every: {health_every}, auto_enable: {flag}}}
 rules:
   - name: faults
     match: {{type: job.faulted}}
@@ -134,6 +136,30 @@ def test_heartbeat_runs_and_a_disabled_webhook_is_alerted_within_two_periods(
         assert _metric(server, 'receiver_webhook_path_up{source="uipath"}') == 0.0
         time.sleep(3 * EVERY)
         assert len(sink.received) == 1, _messages(sink)  # one alert per outage, not one per period
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("change", ["disabled", "deleted"])
+def test_between_health_reads_a_disabled_or_deleted_webhook_is_named(
+    tmp_path: Path, sink: Sink, orch: FakeOrchestrator, change: str
+) -> None:
+    """The webhook read every 60 s, pinged every 2 s: a person disabling or deleting it in between is
+    named as such at once, not as Orchestrator's suspension ("nothing arrived") or a refused Ping."""
+    server = _server(tmp_path, sink, orch, health_every="60s")
+    hook = orch.add_webhook(f"{server.base}/webhooks/uipath", secret=SECRET, events=["ping", "job.faulted"])
+    server.start()
+    try:
+        assert wait_until(lambda: _path(server).get("state") == "up", timeout=20), server.log()
+        if change == "disabled":
+            orch.edit_webhook(hook["Id"], Enabled=False)
+        else:
+            with orch._lock:  # deleted in the web UI
+                del orch._webhooks[hook["Id"]]
+        alerts = sink.wait_for(1, timeout=3 * EVERY + 5)
+        assert alerts, server.log()
+        expected = "disabled" if change == "disabled" else "no webhook in Orchestrator has the URL"
+        assert expected in alerts[0]["message"], alerts[0]["message"]
     finally:
         server.stop()
 
