@@ -423,8 +423,21 @@ def _log_entries(body: bytes, limit: int) -> list[tuple[str, bytes]]:
         event_id = (
             events[0].event_id or "sha256:" + hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()
         )
-        result.append((event_id, json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()))
+        result.append((event_id, _entry_bytes(entry)))
     return result
+
+
+def _entry_bytes(entry: Any) -> bytes:
+    """One entry as compact JSON in UTF-8; with ``\\u`` escapes when it holds a lone surrogate.
+
+    JSON allows ``"\\ud83d"`` alone (a cut through an emoji), which UTF-8 cannot hold: escaped,
+    it is stored as sent instead of failing the whole request with a 500.
+    """
+    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(entry, separators=(",", ":")).encode()
 
 
 class _DuplicateKeyError(ValueError):
