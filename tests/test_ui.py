@@ -300,6 +300,23 @@ class TestPages:
         assert 200 == page.status_code, page.text
         assert "cut \ufffd here" in page.text
 
+    def test_an_event_with_nan_or_a_huge_number_can_be_looked_at(self, browser: TestClient) -> None:
+        """Python's parser reads ``NaN`` and ``1e999`` (accepted, 202); JSON cannot write them back: a 500 was.
+
+        Such a body is shown as the text it was sent as.
+        """
+        body = fresh("job.faulted.json").replace(b'"TenantId": 1', b'"TenantId": NaN, "Big": 1e999')
+        assert b"NaN" in body
+        post_event(browser, body)
+        assert wait_until(lambda: api(browser, "/api/events")["events"][0]["state"] != "new")
+        event_id = api(browser, "/api/events")["events"][0]["id"]
+        reply = browser.get(f"/api/events/{event_id}", headers=AUTH)
+        assert 200 == reply.status_code, reply.text
+        assert body.decode() == reply.json()["body"]
+        page = browser.get(f"/ui/events/{event_id}")
+        assert 200 == page.status_code, page.text
+        assert "&#34;TenantId&#34;: NaN, &#34;Big&#34;: 1e999" in page.text
+
     def test_event_filter_errors_are_shown(self, browser: TestClient) -> None:
         """An unreadable filter is explained on the page instead of failing."""
         page = browser.get("/ui/events?since=yesterday").text

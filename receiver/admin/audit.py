@@ -14,6 +14,7 @@ refuses what it cannot read with :class:`QueryError` (one message per problem).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -252,11 +253,26 @@ def attempt_json(row: AttemptRow) -> dict[str, Any]:
 
 
 def body_json(row: EventRow) -> Any:
-    """The stored body as JSON, or as text when it is not JSON (an unparsed event is kept whole)."""
+    """The stored body as JSON, or as text when it is not JSON (an unparsed event is kept whole).
+
+    ``NaN``, ``Infinity`` and numbers past a float (``1e999``) count as not JSON: Python reads
+    them (the edge accepts such a body) but no JSON answer can write them back.
+    """
     try:
-        return json.loads(row.body)
+        return json.loads(row.body, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):
         return row.body.decode("utf-8", errors="replace")
+
+
+def _not_json(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is past a float")
+    return value
 
 
 async def queue_snapshot(store: ReadStore, *, now: float, channels: Iterable[str] = ()) -> QueueSnapshot:
