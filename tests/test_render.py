@@ -20,7 +20,7 @@ from receiver.noise import parse_stored
 from receiver.render import Notification, default_severity, render, shorten
 from receiver.rules import Channel, RuleSet, load_rules
 from receiver.rules.budget import BudgetExceededError, event_budget
-from receiver.rules.template import escape_markdown
+from receiver.rules.template import escape_markdown, neutralise
 
 DATA = Path(__file__).resolve().parent / "data"
 ZWSP = "\u200b"
@@ -389,6 +389,28 @@ class TestEscaping:
         for raw in ("<!channel>", "<!here>", "<@U123ABC>", "@channel"):
             assert raw not in note.body
         assert f"@{ZWSP}channel" in note.body
+
+    @pytest.mark.parametrize(
+        ("raw", "service"),
+        [
+            ("@all", "Mattermost, Rocket.Chat"),
+            ("@ALL", "Mattermost, Rocket.Chat"),
+            ("@room", "Matrix"),
+            ("@**all**", "Zulip"),
+            ("@**everyone**", "Zulip"),
+            ("<users/all>", "Google Chat"),
+            ("<@&123456>", "Discord role"),
+        ],
+    )
+    def test_mass_mentions_of_other_chats_are_broken_too(self, raw: str, service: str) -> None:
+        """apprise sends text as is to these chats, where it pings everyone; the rule says "anything apprise knows"."""
+        assert raw not in neutralise(f"see {raw} now")
+        assert ZWSP in neutralise(f"see {raw} now"), service
+        assert neutralise(f"see {raw} now").replace(ZWSP, "") == f"see {raw} now"  # reads the same
+
+    @pytest.mark.parametrize("text", ["mail jo@allianz.example", "@alliance", "@roomba", "a<users>b", "x@y.all"])
+    def test_look_alikes_are_left_alone(self, text: str) -> None:
+        assert text == neutralise(text)
 
     @pytest.mark.parametrize("fmt", ["markdown", "html"])
     def test_default_body_escapes_html(self, fmt: str) -> None:

@@ -9,8 +9,9 @@ attribute is a load error, not a failure at 3 a.m.
 Every value a template prints goes through the environment's ``finalize``, which makes
 untrusted event text harmless for the body format:
 
-- all formats: Slack control sequences (``<!channel>``, ``<!here>``, ``<@U123>``) and the
-  bare ``@channel`` / ``@here`` / ``@everyone`` mentions are broken with a zero-width space;
+- all formats: Slack control sequences (``<!channel>``, ``<!here>``, ``<@U123>``), the
+  bare ``@channel`` / ``@here`` / ``@everyone`` mentions and the other chats' mass mentions
+  (``@all``, ``@room``, ``@**all**``, ``<users/all>``) are broken with a zero-width space;
 - ``markdown``: ``& < >`` become entities and markdown punctuation is backslash-escaped;
 - ``html``: autoescape (``& < > " '`` become entities).
 
@@ -64,18 +65,23 @@ RECOVER_NAMES: frozenset[str] = frozenset({"since", "count", "alert_title", "key
 
 
 _ZWSP = "\u200b"
-_SLACK_CONTROL = re.compile(r"<(?=[!@#])")
-_BARE_MENTION = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
+# Slack's <!channel> <@U1> <#C1>, Discord's <@&role>, Google Chat's <users/all>.
+_SLACK_CONTROL = re.compile(r"<(?=[!@#]|users/)")
+# @channel @here @everyone (Slack, Discord, Mattermost), @all (Mattermost, Rocket.Chat), @room (Matrix),
+# @**all** and the like (Zulip).
+_BARE_MENTION = re.compile(r"@(?=(?:channel|here|everyone|all|room)\b|\*\*)", re.IGNORECASE)
 _MD_INLINE = re.compile(r"([\\`*_\[\]~|])")
 _MD_LINE_MARKS = frozenset("#+-=")
 _MD_DIGITS = re.compile(r"\d*")  # one greedy run and nothing after it: never backtracks
 
 
 def neutralise(text: str) -> str:
-    """Break Slack mention and control syntax so that event text cannot ping anyone.
+    """Break mention and control syntax so that event text cannot ping anyone.
 
     ``<!channel>`` becomes ``<\\u200b!channel>`` and ``@here`` becomes ``@\\u200bhere``: they
-    still read the same, but Slack no longer parses them.
+    still read the same, but Slack no longer parses them. So do the mass mentions of the other
+    chats apprise sends text to as is: ``@all`` (Mattermost, Rocket.Chat), ``@room`` (Matrix),
+    ``@**all**`` (Zulip), ``<users/all>`` (Google Chat), ``<@&role>`` (Discord).
     """
     if "<" in text:
         text = _SLACK_CONTROL.sub("<" + _ZWSP, text)
