@@ -255,6 +255,8 @@ class FakeOrchestrator:
         self.ping_reuses_event_id = True
         self.breaker_seconds: float = 3600.0
         self.delivery_timeout: float = 10.0
+        self.delivery_delay: float = 0.0
+        """Seconds between an event and its POST (Orchestrator's webhook service queues them)."""
         self.invalid_client_status = 400
         self._lock = threading.RLock()
         self._clients: dict[str, _Client] = {}
@@ -1168,6 +1170,8 @@ class FakeOrchestrator:
             with self._lock:
                 exists = webhook_id in self._webhooks
             if exists:
+                if self.delivery_delay:
+                    time.sleep(self.delivery_delay)
                 self._deliver(webhook_id, event)
 
     def _deliver(self, webhook_id: int, event: dict[str, Any]) -> Delivery:

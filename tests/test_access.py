@@ -383,3 +383,43 @@ class TestHttps:
         login = log_in(client)
         assert "secure" not in login.headers["set-cookie"].lower()
         assert "strict-transport-security" not in login.headers
+
+
+class TestShortSecrets:
+    """A short key is a guessable one: the HMAC of one signed webhook, or one action link posted in a
+    chat, lets anyone try keys offline. Start-up says which are short (never their value)."""
+
+    def test_short_keys_are_named_at_start(self, tmp_path: Path) -> None:
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(
+            RULES + "sources:\n  finance:\n    secrets: ['fin-old', 'a-long-enough-finance-secret']\n"
+            "    logs_token: 'tok'\n"
+        )
+        settings = make_settings(
+            tmp_path,
+            rules,
+            webhook_secret="change-me",
+            admin_token="admin",
+            logs_token="logs-token-that-is-long-enough",
+            link_key="linkkey",
+            public_url="https://receiver.example.com",
+        )
+        with capture_logs() as logs, serve(settings) as client:
+            assert 200 == client.get("/healthz").status_code
+        short = sorted((e["setting"], e["characters"]) for e in logs if e["event"] == "secret_too_short")
+        assert [
+            ("RECEIVER_ADMIN_TOKEN", 5),
+            ("RECEIVER_LINK_KEY", 7),
+            ("RECEIVER_WEBHOOK_SECRET", 9),
+            ("sources.finance.logs_token", 3),
+            ("sources.finance.secrets[0]", 7),
+        ] == short
+        shown = repr(logs)
+        for value in ("change-me", "'admin'", "linkkey", "fin-old", "'tok'"):
+            assert value not in shown
+
+    def test_long_keys_say_nothing(self, tmp_path: Path, rules_path: Path) -> None:
+        settings = make_settings(tmp_path, rules_path, webhook_secret="w" * 16, admin_token="a" * 32)
+        with capture_logs() as logs, serve(settings) as client:
+            assert 200 == client.get("/healthz").status_code
+        assert [] == [e for e in logs if e["event"] == "secret_too_short"]

@@ -243,6 +243,32 @@ class TestLinks:
             (t["action"], t["by"]) for t in event["alert_trail"]
         ]
 
+    def test_a_replayed_silence_link_makes_no_second_silence_while_its_first_holds(self, server: Server) -> None:
+        """Anyone with the message could POST its silence link again and again for 24 h, one silence each.
+
+        Every silence is tested for every notification: a script replaying one leaked link filled
+        the table. While the link's silence holds, a replay says so and adds nothing; once it
+        was expired, the link silences again (it is valid for its 24 h).
+        """
+        client = server.client
+        assert client is not None
+        alert = _fault(client)
+        silence = _link(server, "Silence this process for 1 h")
+        first = client.post(silence, data={"by": "ana"}, headers=ORIGIN)
+        assert 200 == first.status_code
+        for name in ("bob", "mallory", "mallory"):
+            again = client.post(silence, data={"by": name}, headers=ORIGIN)
+            assert 200 == again.status_code, again.text
+            assert "already silenced" in again.text
+        silences = client.get("/api/silences", headers=AUTH).json()["silences"]
+        assert 1 == len(silences), silences
+        assert "ana" == silences[0]["created_by"]
+        actions = [e["action"] for e in client.get(f"/api/alerts/{alert['id']}", headers=AUTH).json()["trail"]]
+        assert 1 == actions.count("silenced"), actions
+        assert 200 == client.delete(f"/api/silences/{silences[0]['id']}", headers=AUTH).status_code
+        assert "is silenced for 1 hour" in client.post(silence, data={"by": "ana"}, headers=ORIGIN).text
+        assert 1 == len(client.get("/api/silences", headers=AUTH).json()["silences"])
+
     def test_a_post_without_a_name_is_asked_again(self, server: Server) -> None:
         """No name and no trusted proxy: 400, the alert stays firing."""
         client = server.client

@@ -89,3 +89,61 @@ def test_content_type_does_not_matter(client: TestClient, content_type: str, tmp
     """Orchestrator documents no Content-Type: the signed bytes decide, whatever the header says."""
     body = json.dumps({"Type": "ping", "EventId": f"ct-{content_type}"}).encode()
     assert 202 == post(client, body, **{"Content-Type": content_type}).status_code
+
+
+LONE_SURROGATE_RULES = """
+redact: [email]
+channels:
+  ops: "log://"
+rules:
+  - name: all
+    match: {type: "*"}
+    notify: [ops]
+    body: "{{ message }}"
+"""
+
+
+def test_a_lone_surrogate_is_stored_and_notified(tmp_path: Path) -> None:
+    """JSON allows ``"\\ud83d"`` alone (what a cut through an emoji leaves, say UiPath's 10,000-character cut).
+
+    A robot-log entry with one was a 500 (the entry was re-encoded as UTF-8, which cannot hold it)
+    and a webhook with one, on a file with ``redact:``, was set aside as ``internal_error``:
+    neither alert went out.
+    """
+    from support import fresh, wait_until
+
+    from receiver.delivery.notifier import SendResult
+    from receiver.render import Notification
+
+    sent: list[Notification] = []
+
+    class Recording:
+        async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
+            sent.append(notification)
+            return SendResult(status="sent", reason=None, elapsed=0.001, recoverable=True)
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(LONE_SURROGATE_RULES)
+    settings = Settings(
+        rules=rules,
+        database_url=f"sqlite:///{tmp_path / 'r.db'}",
+        webhook_secret=SECRET,
+        logs_token="logs",
+        admin_token=ADMIN,
+        watch_rules=False,
+        poll_seconds=0.05,
+    )
+    webhook = fresh("job.faulted.json").replace(b'"Info": "', b'"Info": "webhook \\ud83d jo@example.com ')
+    entry = b'{"Level": "Error", "ProcessName": "P", "Message": "log \\ud83d jo@example.com"}'
+    with TestClient(create_app(settings, notifier=Recording()), raise_server_exceptions=False) as client:
+        assert b"\\ud83d" in webhook
+        reply = post(client, webhook)
+        assert 202 == reply.status_code, reply.text
+        reply = client.post("/logs/uipath", content=entry, headers={"Authorization": "Bearer logs"})
+        assert 202 == reply.status_code, reply.text
+        assert wait_until(lambda: len(sent) == 2, timeout=10), [n.body for n in sent]
+        events = client.get("/api/events", headers={"Authorization": f"Bearer {ADMIN}"}).json()["events"]
+    assert {"processed"} == {e["state"] for e in events}, events
+    bodies = sorted(n.body for n in sent)
+    assert bodies[0].startswith("log \ufffd [redacted:email]"), bodies
+    assert bodies[1].startswith("webhook \ufffd [redacted:email]"), bodies

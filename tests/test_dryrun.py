@@ -83,6 +83,24 @@ class TestSingleEvent:
         assert "invoice-faults -> finance <log://***> [failure, text]" in output
         assert "title: Job faulted: InvoiceProcessing on FIN-UNATT-01" in output
 
+    def test_terminal_control_sequences_from_the_event_are_shown_not_obeyed(self, tmp_path: Path) -> None:
+        """An event copied from Orchestrator can carry ESC sequences (clear the screen, set the title, write
+        the clipboard) or a carriage return that overwrites the line: printed as escapes, never raw."""
+        raw = json.loads((DATA / "job.faulted.json").read_text(encoding="utf-8"))
+        raw["Job"]["Info"] = "bad \x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07 \x9b31m end\rMATCH  forged"
+        raw["Job"]["Release"]["ProcessKey"] = "P\x1b[41mX"
+        event = tmp_path / "event.json"
+        event.write_text(json.dumps(raw), encoding="utf-8")
+        code, output = _test(EXAMPLE, event)
+        assert 0 == code
+        for control in ("\x1b", "\x07", "\x9b", "\r"):
+            assert control not in output
+        assert "title: Job faulted: P\\x1b[41mX on FIN-UNATT-01" in output
+        assert "| bad \\x1b[2J\\x1b]52;c;cm0gLXJmIH4=\\x07 \\x9b31m end\n" in output
+        assert "\n  MATCH  forged" not in output  # the message's own line, under its "|"
+        code, document = _test(EXAMPLE, event, as_json=True)
+        assert "P\x1b[41mX" == json.loads(document)["events"][0]["event"]["handles"]["process"]
+
     def test_no_match(self) -> None:
         """An event no rule matches says so."""
         code, output = _test(EXAMPLE, DATA / "job.completed.json")

@@ -359,6 +359,19 @@ class TestMessages:
         note = render(_faulted(), ruleset.rules[0], ruleset.channels["log"], ruleset)
         assert "jane.doe@example.com" in note.body
 
+    def test_a_lone_surrogate_is_redacted_around_not_a_crash(self) -> None:
+        """JSON allows ``"\\ud83d"`` alone (a 10,000-character cut through an emoji); RE2 reads UTF-8.
+
+        The redactor raised UnicodeEncodeError on it and the worker set the event aside as
+        ``internal_error``: its alert was never sent.
+        """
+        ruleset = _ruleset()
+        event = _faulted("cut \ud83d here: jane.doe@example.com")
+        note = render(event, ruleset.rules[0], ruleset.channels["log"], ruleset)
+        assert "jane.doe@example.com" not in note.body
+        assert "cut \ufffd here: [redacted:email]" in note.body
+        assert "[redacted:email]" == Redactor((builtin_pattern("email"),)).text("\udc00jane.doe@example.com")[1:]
+
     def test_notes_are_redacted(self) -> None:
         """Noise-control notes (built from event text such as keys) are redacted too."""
         ruleset = _ruleset()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import time
 import warnings
 from functools import cache
 from pathlib import Path
@@ -17,7 +18,9 @@ from hypothesis import strategies as st
 
 from receiver.errors import RulesError
 from receiver.events import Event, parse_event, parse_log_entries
+from receiver.noise import Matcher, MatcherError, compile_matchers
 from receiver.rules import RuleSet, load_rules
+from receiver.rules.match import Subject
 from receiver.rules.values import compile_glob
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -494,3 +497,61 @@ class TestGlob:
         event = parse_log_entries(entry)[0]
         ruleset = _ruleset([{"name": "r", "match": {"message": "*Invoice*Failed*"}, "notify": ["ops"]}])
         assert ["r"] == [route.rule.name for route in ruleset.match(event, "uipath")]
+
+
+# --- regexes: linear in the text whatever the pattern (RE2) ------------------------------------
+
+
+class TestRegexTime:
+    """A rule's ``regex`` reads untrusted event text: it decides in time linear in that text.
+
+    Python's backtracking engine took cubic time for ``.*connection.*refused`` on a message of
+    repeated ``connection`` (84 s for 16,384 characters, holding the GIL, so the whole server,
+    webhooks and ``/healthz`` included, stood still) and exponential time for nested repetition.
+    """
+
+    @pytest.mark.parametrize(
+        ("pattern", "text", "expected"),
+        [
+            pytest.param(".*connection.*refused", "connection " * 600, False, id="cubic-in-python"),
+            pytest.param(".*connection.*refused", "connection " * 600 + "refused", True, id="cubic-match"),
+            pytest.param(r"^(\w+\s?)+$", "a" * 26 + "!", False, id="exponential-in-python"),
+            pytest.param(r"(?i)^(\w+\s?)+$", "Invoice failed", True, id="exponential-match"),
+            pytest.param("refused", "bad \ud800 connection refused", True, id="lone-surrogate"),
+        ],
+    )
+    def test_a_hostile_text_is_decided_at_once(self, pattern: str, text: str, expected: bool) -> None:
+        entry = {"Level": "Error", "ProcessName": "P", "Message": text}
+        event = parse_log_entries(entry)[0]
+        ruleset = _ruleset([{"name": "r", "match": {"message": {"regex": pattern}}, "notify": ["ops"]}])
+        started = time.perf_counter()
+        matched = bool(ruleset.match(event, "uipath"))
+        elapsed = time.perf_counter() - started
+        assert expected == matched
+        assert elapsed < 0.25, f"{pattern!r} took {elapsed:.2f} s on {len(text)} characters"
+
+    @pytest.mark.parametrize(
+        ("pattern", "fragment"),
+        [
+            pytest.param(r"(\w+) \1", "invalid escape sequence: \\1", id="backreference"),
+            pytest.param(r"Invoice(?=Failed)", "invalid perl operator: (?=", id="lookahead"),
+            pytest.param(r"(?<!Test)Invoice", "invalid perl operator: (?<", id="lookbehind"),
+        ],
+    )
+    def test_a_regex_that_needs_backtracking_is_a_load_error(self, pattern: str, fragment: str) -> None:
+        with pytest.raises(RulesError) as caught:
+            _ruleset([{"name": "r", "match": {"message": {"regex": pattern}}, "notify": ["ops"]}])
+        message = str(caught.value)
+        assert f"message: bad regex {pattern!r}" in message
+        assert fragment in message
+        assert "linear" in message  # says why, not only what
+
+    def test_a_silence_regex_is_linear_too(self) -> None:
+        """``message=~REGEX`` of an ad-hoc silence is compiled by the same compiler."""
+        with pytest.raises(MatcherError, match="bad regex"):
+            compile_matchers([Matcher("message", "=~", r"(\w+) \1")])
+        compiled = compile_matchers([Matcher("message", "=~", ".*connection.*refused")])
+        event = parse_log_entries({"Level": "Error", "ProcessName": "P", "Message": "connection " * 600})[0]
+        started = time.perf_counter()
+        assert not compiled.holds(Subject(event, "uipath"), "r")
+        assert time.perf_counter() - started < 0.25

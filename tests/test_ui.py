@@ -282,6 +282,41 @@ class TestPages:
             assert "<img src=x" not in page
             assert "&lt;img src=x onerror=alert(1)&gt;" in page
 
+    def test_an_event_with_a_lone_surrogate_can_be_looked_at(self, browser: TestClient) -> None:
+        """JSON allows ``"\\ud800"`` alone; the event page and ``/api/events/{id}`` were a 500 for it.
+
+        The API gives it back as sent (``\\ud800`` escaped); the page, which is UTF-8, shows U+FFFD.
+        """
+        body = fresh("job.faulted.json").replace(b'"Info": "', b'"Info": "cut \\ud800 here ')
+        post_event(browser, body)
+        assert wait_until(lambda: api(browser, "/api/events")["events"][0]["state"] == "processed")
+        event_id = api(browser, "/api/events")["events"][0]["id"]
+        reply = browser.get(f"/api/events/{event_id}", headers=AUTH)
+        assert 200 == reply.status_code, reply.text
+        assert reply.json()["body"]["Job"]["Info"].startswith("cut \ud800 here ")
+        reply = browser.get("/api/events?explain=1&process=InvoiceProcessing", headers=AUTH)
+        assert 200 == reply.status_code, reply.text
+        page = browser.get(f"/ui/events/{event_id}")
+        assert 200 == page.status_code, page.text
+        assert "cut \ufffd here" in page.text
+
+    def test_an_event_with_nan_or_a_huge_number_can_be_looked_at(self, browser: TestClient) -> None:
+        """Python's parser reads ``NaN`` and ``1e999`` (accepted, 202); JSON cannot write them back: a 500 was.
+
+        Such a body is shown as the text it was sent as.
+        """
+        body = fresh("job.faulted.json").replace(b'"TenantId": 1', b'"TenantId": NaN, "Big": 1e999')
+        assert b"NaN" in body
+        post_event(browser, body)
+        assert wait_until(lambda: api(browser, "/api/events")["events"][0]["state"] != "new")
+        event_id = api(browser, "/api/events")["events"][0]["id"]
+        reply = browser.get(f"/api/events/{event_id}", headers=AUTH)
+        assert 200 == reply.status_code, reply.text
+        assert body.decode() == reply.json()["body"]
+        page = browser.get(f"/ui/events/{event_id}")
+        assert 200 == page.status_code, page.text
+        assert "&#34;TenantId&#34;: NaN, &#34;Big&#34;: 1e999" in page.text
+
     def test_event_filter_errors_are_shown(self, browser: TestClient) -> None:
         """An unreadable filter is explained on the page instead of failing."""
         page = browser.get("/ui/events?since=yesterday").text

@@ -49,6 +49,8 @@ SILENCE_SECONDS = 3600.0
 _ID = re.compile(r"^[0-9a-f]{1,64}$")
 _ACTOR_CHARS = 100
 _RETRY_BUDGET = 20.0
+_SILENCES_READ = 1000
+"""Active silences read to find one an alert's link already made (newest first)."""
 
 
 def valid_id(text: str) -> bool:
@@ -159,7 +161,11 @@ def _matcher(field: str, value: str) -> str:
 async def silence_for(
     store: Store, alert: AlertRow, *, actor: str, via: str, now: float, metrics: Metrics | None = None
 ) -> ActionResult:
-    """Silence the alert's process (or its robot, for an event without one) for an hour."""
+    """Silence the alert's process (or its robot, for an event without one) for an hour.
+
+    While a silence made from this alert still holds, nothing is added: a link anyone in the
+    channel has, replayed, must not fill the silences every notification is tested against.
+    """
     actor = actor_name(actor) or via
     if alert.process:
         what, matcher = f"process {alert.process}", _matcher("process", alert.process)
@@ -167,9 +173,18 @@ async def silence_for(
         what, matcher = f"robot {alert.robot}", _matcher("robot", alert.robot)
     else:
         return ActionResult(False, "This alert names no process and no robot: there is nothing to silence.")
+    origin = f"silenced from alert {alert.id} ("
+    for held in await store.list_silences(active_at=now, limit=_SILENCES_READ):
+        if held.comment.startswith(origin) and held.starts_at <= now:
+            left = max(1, round((held.ends_at - now) / 60))
+            return ActionResult(
+                True,
+                f"The {what} is already silenced from this alert (silence {held.id}, {left} more minutes): "
+                "nothing was added.",
+            )
     silence = NewSilence(
         matchers=(matcher,),
-        comment=f"silenced from alert {alert.id} ({alert.title})"[:500],
+        comment=f"{origin}{alert.title})"[:500],
         created_by=actor,
         starts_at=now,
         ends_at=now + SILENCE_SECONDS,

@@ -14,6 +14,7 @@ refuses what it cannot read with :class:`QueryError` (one message per problem).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -252,13 +253,16 @@ def attempt_json(row: AttemptRow) -> dict[str, Any]:
 
 
 def body_json(row: EventRow) -> Any:
-    """The stored body as JSON, or as text when it is not JSON (an unparsed event is kept whole; NaN is not JSON).
+    """The stored body as JSON, or as text when it is not JSON (an unparsed event is kept whole).
+
+    ``NaN``, ``Infinity`` and numbers past a float (``1e999``) count as not JSON: Python reads
+    them (the edge accepts such a body) but no JSON answer can write them back.
 
     A lone surrogate in it (JSON allows ``"\\ud800"``; a text cut inside a UTF-16 pair ends in one)
     is shown as U+FFFD: the answer and the page are UTF-8, which cannot carry it.
     """
     try:
-        return _without_lone_surrogates(json.loads(row.body, parse_constant=_not_json))
+        return _without_lone_surrogates(json.loads(row.body, parse_constant=_not_json, parse_float=_finite))
     except (ValueError, RecursionError):
         return row.body.decode("utf-8", errors="replace")
 
@@ -298,6 +302,13 @@ def _without_lone_surrogates(value: Any) -> Any:
                     node[slot] = _LONE_SURROGATE.sub("\ufffd", item)
             elif isinstance(item, dict | list):
                 stack.append(item)
+    return value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is past a float")
     return value
 
 

@@ -16,7 +16,9 @@ fixture (relative to the suite file) and the rules / channels / title it must pr
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -39,6 +41,7 @@ __all__ = [
     "check_command",
     "evaluate_event",
     "load_event_file",
+    "printable",
     "test_command",
 ]
 
@@ -327,8 +330,24 @@ def test_command(
     if as_json:
         out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:
-        _print_test(document, problems, out, ruleset)
+        text = io.StringIO()
+        _print_test(document, problems, text, ruleset)
+        out.write(printable(text.getvalue()))
     return 0 if document["ok"] else 1
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters but tab and newline: C0, DEL and C1 (``\\x9b`` is a one-byte CSI)."""
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: control characters from event text shown as ``\\xNN`` / ``\\r``, never obeyed.
+
+    An event copied from Orchestrator can carry ESC sequences (clear the screen, set the window
+    title, write the clipboard) or a carriage return that writes over the line before it.
+    """
+    text = text.replace("\r\n", "\n")
+    return _CONTROL.sub(lambda m: "\\r" if m.group() == "\r" else f"\\x{ord(m.group()):02x}", text)
 
 
 # The name starts with "test_" because it implements `receiver test`; keep pytest off it.
@@ -757,8 +776,8 @@ def _run_suite(
             out.write(f"{suite}: {document['error']}\n")
         for case in document["cases"]:
             out.write(f"{'PASS' if case['passed'] else 'FAIL'}  {case['name']}\n")
-            for failure in case["failures"]:
-                out.write(f"      {failure}\n")
+            for failure in case["failures"]:  # may quote a rendered message: event text
+                out.write(printable(f"      {failure}\n"))
         if document["cases"]:
             out.write(f"{document['passed']} passed, {document['failed']} failed\n")
     return 0 if document["ok"] else 1

@@ -27,7 +27,7 @@ from receiver.admin import alerting, audit, silencing
 from receiver.http import openapi
 from receiver.http.auth import admin_secret, admin_throttled, bearer_ok, note_failure, too_many_failures
 from receiver.http.deadline import BodyError
-from receiver.http.responses import error_body, error_response
+from receiver.http.responses import EventJSONResponse, error_body, error_response
 from receiver.http.runtime import Runtime
 from receiver.http.views import event_detail, event_list, rules_json
 from receiver.store import DeliveryRow, EventRow
@@ -150,7 +150,7 @@ async def events(request: Request, rt: Runtime) -> Response:
     rows = await rt.store.list_events(limit=limit, query=query)
     explain = request.query_params.get("explain", "") in ("1", "true", "yes")
     items = await event_list(rt, rows, explain=explain)
-    return JSONResponse({"events": items, "next_before": _next_before(rows, limit)})
+    return EventJSONResponse({"events": items, "next_before": _next_before(rows, limit)})
 
 
 async def event(request: Request, rt: Runtime) -> Response:
@@ -160,7 +160,7 @@ async def event(request: Request, rt: Runtime) -> Response:
     data = await event_detail(rt, inbox_id)
     if data is None:
         return error_response(404, "not_found", f"no event {inbox_id}")
-    return JSONResponse(data)
+    return EventJSONResponse(data)
 
 
 async def silences(request: Request, rt: Runtime) -> Response:

@@ -31,7 +31,15 @@ from receiver.delivery.notifier import AppriseNotifier, Notifier
 from receiver.errors import StoreError
 from receiver.http import actions, api, auth, edge, responses, ui
 from receiver.http.limiter import FailureLimiter
-from receiver.http.runtime import RulesInForce, Runtime, action_links, load_rules_file, resolve_sources
+from receiver.http.runtime import (
+    SHORT_SECRET,
+    RulesInForce,
+    Runtime,
+    action_links,
+    load_rules_file,
+    resolve_sources,
+    short_secrets,
+)
 from receiver.metrics import Metrics
 from receiver.pipeline.activity import EdgeActivity
 from receiver.pipeline.dispatch import Backoff, Dispatcher
@@ -80,6 +88,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rules = ruleset if ruleset is not None else await asyncio.to_thread(load_rules_file, settings.rules)
         sources = resolve_sources(rules, settings)
+        for setting, characters in short_secrets(rules, settings):
+            hint = f"use at least {SHORT_SECRET} random characters, e.g. `openssl rand -base64 24`"
+            log.warning("secret_too_short", setting=setting, characters=characters, hint=hint)
         store = open_store(settings.database_url)
         await store.open()
         metrics = Metrics(CollectorRegistry(auto_describe=True))

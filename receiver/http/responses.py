@@ -7,11 +7,14 @@ application's own handlers answer the same way.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.responses import JSONResponse
 
-__all__ = ["INTERNAL_ERROR", "PAGE_HEADERS", "error_body", "error_response"]
+__all__ = ["INTERNAL_ERROR", "PAGE_HEADERS", "EventJSONResponse", "error_body", "error_response", "page_bytes"]
 
 PAGE_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": (
@@ -38,3 +41,28 @@ INTERNAL_ERROR = error_body("internal_error", "internal error; see the server lo
 def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """The JSON error body every refusal uses: ``{"error": CODE, "detail": MESSAGE}``."""
     return JSONResponse(error_body(code, detail), status_code=status, headers=headers)
+
+
+class EventJSONResponse(JSONResponse):
+    """A JSON answer that may hold event text as stored: a lone surrogate is written ``\\ud800``.
+
+    JSON allows ``"\\ud800"`` alone (what a cut through an emoji leaves) and the parsed stored body
+    keeps it; UTF-8 cannot hold it, so Starlette's answer was a 500 for such an event.
+    """
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def page_bytes(html: str) -> bytes:
+    """A page as UTF-8; a lone surrogate from event text (see ``EventJSONResponse``) shows as U+FFFD."""
+    try:
+        return html.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", html).encode()

@@ -36,12 +36,14 @@ from receiver.store import Store
 
 __all__ = [
     "DEFAULT_SOURCE",
+    "SHORT_SECRET",
     "RulesInForce",
     "Runtime",
     "SourceAuth",
     "action_links",
     "load_rules_file",
     "resolve_sources",
+    "short_secrets",
 ]
 
 log = structlog.get_logger()
@@ -74,6 +76,35 @@ def action_links(settings: Settings) -> Links | None:
     if not settings.public_url or key is None:
         return None
     return Links(settings.public_url, LinkSigner(key.get_secret_value(), settings.link_ttl_seconds))
+
+
+SHORT_SECRET = 16
+"""Keys shorter than this (characters) are named at start-up as guessable."""
+
+
+def short_secrets(ruleset: RuleSet, settings: Settings) -> list[tuple[str, int]]:
+    """(where it is set, its length) of every key or token shorter than :data:`SHORT_SECRET`.
+
+    A webhook secret and the link key can be tried offline by anyone holding one signed body or
+    one action link (posted in a chat); the admin and robot-log tokens online, from many addresses.
+    """
+    found: list[tuple[str, int]] = []
+    for setting, value in (
+        ("RECEIVER_WEBHOOK_SECRET", settings.webhook_secret),
+        ("RECEIVER_LOGS_TOKEN", settings.logs_token),
+        ("RECEIVER_ADMIN_TOKEN", settings.admin_token),
+        ("RECEIVER_LINK_KEY", settings.link_key if settings.public_url else None),
+    ):
+        if value is not None and 0 < len(value.get_secret_value().strip()) < SHORT_SECRET:
+            found.append((setting, len(value.get_secret_value().strip())))
+    for name, source in sorted(ruleset.sources.items()):
+        for i, secret in enumerate(source.secret_values()):
+            if 0 < len(secret.strip()) < SHORT_SECRET:
+                found.append((f"sources.{name}.secrets[{i}]", len(secret.strip())))
+        token = source.logs_token_value()
+        if token is not None and 0 < len(token.strip()) < SHORT_SECRET:
+            found.append((f"sources.{name}.logs_token", len(token.strip())))
+    return found
 
 
 def resolve_sources(ruleset: RuleSet, settings: Settings) -> dict[str, SourceAuth]:

@@ -43,7 +43,7 @@ from starlette.routing import Route
 from receiver.admin import alerting, audit, charts, preview, silencing
 from receiver.http import auth
 from receiver.http.deadline import BodyError
-from receiver.http.responses import PAGE_HEADERS, error_response
+from receiver.http.responses import PAGE_HEADERS, error_response, page_bytes
 from receiver.http.runtime import Runtime
 from receiver.http.svg import Bar, Series, hbars, stacked_bars
 from receiver.http.views import event_detail, event_list, rules_json
@@ -139,7 +139,7 @@ _CSS = resources.files("receiver.http").joinpath("ui/ui.css").read_bytes()
 
 
 def _html(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers={**_HEADERS, **(headers or {})})
+    return HTMLResponse(page_bytes(body), status_code=status, headers={**_HEADERS, **(headers or {})})
 
 
 @dataclass(frozen=True, slots=True)
@@ -600,7 +600,7 @@ async def event(page: _Page) -> Response:
         e=data,
         noise=noise,
         body_text=text,
-        body_size=len(text.encode()),
+        body_size=len(text.encode(errors="surrogatepass")),
     )
 
 

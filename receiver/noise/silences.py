@@ -11,7 +11,7 @@ string separated by spaces (quote a value with spaces: ``message="disk full"``):
 ======== ===================================================================
 ``=``    equal, or a glob when the value has ``*`` or ``?`` (as in rules.yaml)
 ``!=``   not that
-``=~``   a regular expression found in the value (``re.search``; anchor with ``^…$``)
+``=~``   a regular expression found in the value (RE2, linear in the text; anchor with ``^…$``)
 ``!~``   the regular expression is not found
 ======== ===================================================================
 
@@ -28,7 +28,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from receiver.rules import Clause, Compiler, RuleSet, Subject, compile_glob, event_classes, is_plain_glob
+from receiver.rules import (
+    Clause,
+    Compiler,
+    RuleSet,
+    Subject,
+    compile_glob,
+    compile_regex,
+    event_classes,
+    is_plain_glob,
+)
 from receiver.timefmt import local_text
 
 if TYPE_CHECKING:  # the stage context imports the Silencer
@@ -131,7 +140,7 @@ def _rule_test(matcher: Matcher) -> Callable[[str], bool]:
         else:
             positive = lambda name: name.casefold() == value.casefold()  # noqa: E731
     else:
-        rx = re.compile(matcher.value)
+        rx = compile_regex(matcher.value)
         positive = lambda name: rx.search(name) is not None  # noqa: E731
     if matcher.op in ("!=", "!~"):
         return lambda name: not positive(name)
@@ -156,7 +165,7 @@ def compile_matchers(matchers: Sequence[Matcher]) -> CompiledMatchers:
         if matcher.field == "rule":
             try:
                 rule_tests.append(_rule_test(matcher))
-            except (re.error, ValueError) as exc:
+            except ValueError as exc:
                 problems.append(f"rule: bad pattern {matcher.value!r}: {exc}")
             continue
         blocks.append({matcher.field: _value_spec(matcher)})

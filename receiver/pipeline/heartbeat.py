@@ -317,14 +317,17 @@ class Heartbeats:
     async def _wait(
         self, name: str, watch: Watch, asked: float, event_id: str | None, within: float, asked_wall: float
     ) -> tuple[float, str] | None:
-        """Wait for the ping; returns (round-trip seconds, matched by) or None."""
+        """Wait for the ping; returns (round-trip seconds, matched by) or None.
+
+        A webhook refused for its signature meanwhile does not end the wait: anyone can send one to
+        the public URL, and Orchestrator's own ping may still come. It names the cause only when no
+        ping arrived in time (see ``round``).
+        """
         deadline = asked + within
         while True:
             found = _arrival(watch, asked, event_id)
             if found is not None:
                 return found
-            if watch.mismatch_at is not None and watch.mismatch_at >= asked:
-                return None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

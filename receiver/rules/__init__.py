@@ -43,7 +43,7 @@ from receiver.rules.ruleset import RuleSet
 from receiver.rules.spec import DEFAULT_ORCHESTRATOR_SCOPES, parse_duration
 from receiver.rules.starter import STARTER_CHANNELS, StarterRules, starter_rules
 from receiver.rules.template import context_names, escape_markdown, firstlines, localtime, neutralise
-from receiver.rules.values import compile_glob, is_plain_glob
+from receiver.rules.values import compile_glob, compile_regex, is_plain_glob
 
 __all__ = [
     "BUILTIN_PATTERNS",
@@ -75,6 +75,7 @@ __all__ = [
     "StarterRules",
     "Subject",
     "compile_glob",
+    "compile_regex",
     "context_names",
     "escape_markdown",
     "event_budget",

@@ -20,8 +20,8 @@ once per event.
 
 Semantics chosen where the issue was silent (docs/rules.md has the user-facing version):
 
-- String comparison (scalar, ``glob``, ``contains``) ignores case; ``regex`` is Python
-  ``re.search`` as written (unanchored; anchor with ``^...$``, ignore case with ``(?i)``).
+- String comparison (scalar, ``glob``, ``contains``) ignores case; ``regex`` is an RE2 search
+  as written (unanchored; anchor with ``^...$``, ignore case with ``(?i)``), linear in the text.
 - A plain string with ``*`` or ``?`` is a glob; ``[...]`` classes need the ``glob`` operator.
 - A path that crosses a list yields every element's value; a value test holds if it holds
   for any of them; ``not`` negates the whole test, ``exists`` asks whether any value is set.
@@ -30,7 +30,6 @@ Semantics chosen where the issue was silent (docs/rules.md has the user-facing v
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from enum import Enum
@@ -57,6 +56,7 @@ from receiver.rules.values import (
     as_datetime,
     as_number,
     compile_glob,
+    compile_regex,
     is_plain_glob,
 )
 
@@ -516,8 +516,8 @@ class Compiler:
 
     def _regex(self, pattern: str, path: tuple[str | int, ...], label: str) -> Spec | None:
         try:
-            rx = re.compile(pattern)
-        except re.error as exc:
+            rx = compile_regex(pattern)
+        except ValueError as exc:
             self._report(path, f"{label}: bad regex {pattern!r}: {exc}")
             return None
         return Regex(rx)

@@ -55,6 +55,7 @@ MAX_PATTERN_CHARS = 1_000
 _KEPT = frozenset({int, float, bool, bytes, datetime, date, timedelta, ZoneInfo})
 """Types that hold no text to redact (checked by exact type: the common values of an event)."""
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _WITHHELD = " [rest withheld: more than {limit} matches of {name!r}]"
 _T = TypeVar("_T")
 

@@ -9,8 +9,9 @@ attribute is a load error, not a failure at 3 a.m.
 Every value a template prints goes through the environment's ``finalize``, which makes
 untrusted event text harmless for the body format:
 
-- all formats: Slack control sequences (``<!channel>``, ``<!here>``, ``<@U123>``) and the
-  bare ``@channel`` / ``@here`` / ``@everyone`` mentions are broken with a zero-width space;
+- all formats: Slack control sequences (``<!channel>``, ``<!here>``, ``<@U123>``), the
+  bare ``@channel`` / ``@here`` / ``@everyone`` mentions and the other chats' mass mentions
+  (``@all``, ``@room``, ``@**all**``, ``<users/all>``) are broken with a zero-width space;
 - ``markdown``: ``& < >`` become entities and markdown punctuation is backslash-escaped;
 - ``html``: autoescape (``& < > " '`` become entities).
 
@@ -29,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes, pass_context
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
@@ -64,18 +66,23 @@ RECOVER_NAMES: frozenset[str] = frozenset({"since", "count", "alert_title", "key
 
 
 _ZWSP = "\u200b"
-_SLACK_CONTROL = re.compile(r"<(?=[!@#])")
-_BARE_MENTION = re.compile(r"@(?=(?:channel|here|everyone)\b)", re.IGNORECASE)
+# Slack's <!channel> <@U1> <#C1>, Discord's <@&role>, Google Chat's <users/all>.
+_SLACK_CONTROL = re.compile(r"<(?=[!@#]|users/)")
+# @channel @here @everyone (Slack, Discord, Mattermost), @all (Mattermost, Rocket.Chat), @room (Matrix),
+# @**all** and the like (Zulip).
+_BARE_MENTION = re.compile(r"@(?=(?:channel|here|everyone|all|room)\b|\*\*)", re.IGNORECASE)
 _MD_INLINE = re.compile(r"([\\`*_\[\]~|])")
 _MD_LINE_MARKS = frozenset("#+-=")
 _MD_DIGITS = re.compile(r"\d*")  # one greedy run and nothing after it: never backtracks
 
 
 def neutralise(text: str) -> str:
-    """Break Slack mention and control syntax so that event text cannot ping anyone.
+    """Break mention and control syntax so that event text cannot ping anyone.
 
     ``<!channel>`` becomes ``<\\u200b!channel>`` and ``@here`` becomes ``@\\u200bhere``: they
-    still read the same, but Slack no longer parses them.
+    still read the same, but Slack no longer parses them. So do the mass mentions of the other
+    chats apprise sends text to as is: ``@all`` (Mattermost, Rocket.Chat), ``@room`` (Matrix),
+    ``@**all**`` (Zulip), ``<users/all>`` (Google Chat), ``<@&role>`` (Discord).
     """
     if "<" in text:
         text = _SLACK_CONTROL.sub("<" + _ZWSP, text)
@@ -213,12 +220,42 @@ def context_names(*templates: Template | None) -> frozenset[str] | None:
     return frozenset(names)
 
 
+_MAX_REPEAT = 1_000_000
+"""The longest text or list a template's ``*`` may make (a message is far shorter)."""
+
+_MAX_POWER_BITS = 10_000
+"""The largest integer (in bits) a template's ``**`` may make."""
+
+
+def _repeat_size(seq: Any, times: Any) -> int:
+    if isinstance(seq, str | list | tuple) and isinstance(times, int):
+        return len(seq) * times
+    return 0
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, which also stops a template that runs past the event's budget.
 
     Every attribute, item and call of a template goes through these, so a loop over a big list
-    of the event (or a rule's runaway ``range``) ends at the deadline of :mod:`.budget`.
+    of the event (or a rule's runaway ``range``) ends at the deadline of :mod:`.budget`. ``*``
+    and ``**`` are bounded too: one of them is a single C call the budget cannot interrupt
+    (``message * 100000`` is gigabytes), and jinja2 would fold a constant one when it compiles,
+    at load (``'x' * 300000000`` took 18 s and 1.5 GB in ``receiver check``).
     """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        check_budget()
+        if operator == "*":
+            size = max(_repeat_size(left, right), _repeat_size(right, left))
+            if size > _MAX_REPEAT:
+                raise SecurityError(f"the template makes a text or list of {size:,} items (at most {_MAX_REPEAT:,})")
+        elif isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+            bits = right * abs(left).bit_length()
+            if bits > _MAX_POWER_BITS:
+                raise SecurityError(f"the template makes a number of about {bits:,} bits (at most {_MAX_POWER_BITS:,})")
+        return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         check_budget()

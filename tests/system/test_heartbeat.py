@@ -265,3 +265,49 @@ def test_orchestrator_answering_429_and_500_for_a_while_backs_off_and_recovers(
             assert "restored" in messages[-1]
     finally:
         server.stop()
+
+
+def test_strangers_sending_badly_signed_webhooks_do_not_take_the_path_down(
+    tmp_path: Path, sink: Sink, orch: FakeOrchestrator
+) -> None:
+    """Anyone can reach the webhook URL: a request with a wrong signature while a ping is awaited ended
+    the wait at once as ``signature_mismatch``, so a stranger kept the path "down" (and its alert
+    sent) while Orchestrator's pings arrived fine. A mismatch now names the cause only when no
+    ping arrived in time.
+    """
+    import threading
+
+    server = _server(tmp_path, sink, orch)
+    orch.add_webhook(f"{server.base}/webhooks/uipath", secret=SECRET, events=["ping", "job.faulted"])
+    orch.delivery_delay = 0.3  # Orchestrator's webhook service posts the ping a moment after the API call
+    server.start()
+    stop = threading.Event()
+    sent = [0]
+
+    def stranger() -> None:
+        body = b'{"Type": "ping", "EventId": "not-from-orchestrator"}'
+        while not stop.is_set():
+            request = urllib.request.Request(  # noqa: S310 - loopback
+                f"{server.base}/webhooks/uipath",
+                data=body,
+                headers={"X-UiPath-Signature": "ct0MZsQvUZSoSGK+fBS/cvvMZ/nkYE7qngo9ZIBb1zg="},
+            )
+            try:
+                urllib.request.urlopen(request, timeout=5).read()  # noqa: S310 - loopback
+            except urllib.error.HTTPError:
+                sent[0] += 1
+            stop.wait(0.002)
+
+    try:
+        assert wait_until(lambda: _path(server).get("state") == "up", timeout=20), server.log()
+        thread = threading.Thread(target=stranger, daemon=True)
+        thread.start()
+        time.sleep(4 * EVERY)
+        stop.set()
+        thread.join(timeout=10)
+        assert sent[0] > 100
+        assert [] == _messages(sink)
+        assert "up" == _path(server)["state"]
+    finally:
+        stop.set()
+        server.stop()

@@ -160,3 +160,40 @@ def test_every_hostile_input_at_once_leaves_the_server_answering_and_loses_nothi
     # One alert each for the two huge messages and the long key (its twin throttled), and the two faults.
     time.sleep(1)
     assert 5 == len(sink.received), [r["title"] for r in sink.received]
+
+
+def test_a_regex_rule_on_a_text_made_to_trip_it_leaves_the_server_answering(tmp_path: Path, sink: Sink) -> None:
+    """``.*connection.*refused`` on a job Info of repeated ``connection``: /healthz stays under 1 s.
+
+    Python's backtracking engine took 84 s for this 16 KB signed event, in one call that held the
+    GIL: no webhook was answered meanwhile. On RE2 the event is decided at once and the next
+    rule's alert goes out.
+    """
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"""
+channels:
+  hook: {{url: '{sink.url()}', timeout: 5s}}
+rules:
+  - name: connection-refused
+    match: {{type: job.faulted, job.info: {{regex: ".*connection.*refused"}}}}
+    notify: [hook]
+  - name: faults
+    match: {{type: job.faulted}}
+    notify: [hook]
+    title: "fault {{{{ event_id }}}}"
+"""
+    )
+    server = ServerProcess(rules=rules, database=tmp_path / "r.db", env={"RECEIVER_WEBHOOK_SECRET": SECRET}).start()
+    try:
+        body = json.loads(fault("tripwire"))
+        body["Job"]["Info"] = "connection " * 1_400
+        with HealthPoller(server.base, limit=30) as poller:
+            assert 202 == server.post_signed(json.dumps(body).encode(), SECRET)[0]
+            arrived = wait_until(lambda: sink.received or poller.stalled, timeout=30)
+        assert arrived
+        assert not poller.failures, poller.failures
+        assert poller.slowest < 1.0, f"/healthz took {poller.slowest:.2f} s"
+        assert ["fault tripwire"] == [r["title"] for r in sink.wait_for(1, timeout=10)]
+    finally:
+        server.stop()
