@@ -592,11 +592,23 @@ class TestShapesAndHostileFiles:
             "    recover: [1]\n",
         )
         text = "\n".join(str(p) for p in _problems(path))
-        assert f"{path}:3:8: channel 'bad': expected an apprise URL or a mapping with `url:`, got int 5" in text
-        assert f"{path}:8:15: rule 'r': throttle: expected a mapping, got int 5" in text
+        assert f"{path}:3:8: channel 'bad': expected an apprise URL or a mapping with `url:`, got a number" in text
+        assert f"{path}:8:15: rule 'r': throttle: expected a mapping, got a number" in text
         assert f"{path}:9:14: rule 'r': recover: expected a mapping or true, got a list" in text
         assert "Spec" not in text
         assert ": :" not in text
+
+    def test_a_value_of_the_wrong_shape_is_not_quoted(self, tmp_path: Path) -> None:
+        """A source written as a string (a secret where a mapping belongs) is reported without the string."""
+        path = _write(
+            tmp_path,
+            'channels:\n  ops: "log://"\nsources:\n  x: "literal-secret-1"\n'
+            '  y: {secrets: [s], orchestrator: "literal-secret-2"}\nrules: []\n',
+        )
+        text = "\n".join(str(p) for p in _problems(path))
+        assert "source 'x': expected a mapping, got a string" in text
+        assert "source 'y': orchestrator: expected a mapping, got a string" in text
+        assert "literal-secret" not in text
 
     def test_an_impossible_date_is_a_located_problem(self, tmp_path: Path) -> None:
         """A date YAML reads as one but that does not exist (month 13) is a problem at its line, not a ValueError."""
