@@ -19,8 +19,8 @@ __all__ = ["Settings", "load_settings"]
 _FLAGS = {"rules": "--rules", "host": "--host", "port": "--port", "database_url": "--database"}
 """Settings that ``receiver serve`` and the admin commands also take as flags."""
 
-_SECRETS = frozenset({"webhook_secret", "logs_token", "admin_token", "link_key"})
-"""Settings whose value is never shown, not even in the error about it."""
+_SECRETS = frozenset({"webhook_secret", "logs_token", "admin_token", "link_key", "database_url"})
+"""Settings whose value is never shown, not even in the error about it (a database URL holds a password)."""
 
 
 class Settings(BaseSettings):
