@@ -141,13 +141,20 @@ _RulesYamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
 def _kind(value: Any) -> str:
+    """What a value is, never what it says: where a mapping belongs, a user may have written a secret."""
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
     if value is None:
         return "null"
-    return f"{type(value).__name__} {value!r}"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

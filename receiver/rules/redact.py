@@ -18,7 +18,6 @@ an ``email`` scan past a match ends at the next character no address holds, befo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date, datetime, timedelta
@@ -55,7 +54,6 @@ MAX_PATTERN_CHARS = 1_000
 _KEPT = frozenset({int, float, bool, bytes, datetime, date, timedelta, ZoneInfo})
 """Types that hold no text to redact (checked by exact type: the common values of an event)."""
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _WITHHELD = " [rest withheld: more than {limit} matches of {name!r}]"
 _T = TypeVar("_T")
 
@@ -235,18 +233,8 @@ class Redactor:
         return f"Redactor({[p.name for p in self.patterns]!r})"
 
     def text(self, text: str) -> str:
-        """``text`` with every pattern applied, in the order written.
-
-        A lone surrogate (JSON allows ``"\\ud83d"``, as a cut through an emoji makes) becomes
-        U+FFFD first: RE2 reads UTF-8, which cannot hold one.
-        """
+        """``text`` with every pattern applied, in the order written."""
         check_budget()
-        try:
-            return self._applied(text)
-        except UnicodeEncodeError:
-            return self._applied(_SURROGATE.sub("\ufffd", text))
-
-    def _applied(self, text: str) -> str:
         if self._any is not None and self._any.search(text) is None:
             return text
         for pattern in self.patterns:
