@@ -289,6 +289,28 @@ silences:
     assert "never evaluated" not in text
 
 
+def test_a_refused_key_brings_no_follow_on_problems(tmp_path: Path) -> None:
+    """A key of the wrong type is one problem: not also "give weekly or dates", "give equal" or "recover needs"."""
+    path = _write(
+        tmp_path,
+        """
+channels: {a: "log://"}
+silences:
+  - {name: s, weekly: 5}
+inhibit:
+  - {name: j, source_rule: q, target: {type: job.faulted}, equal: 5}
+rules:
+  - {name: q, match: {type: job.faulted}, notify: a, absence: {within: 5m}, recover: true}
+""",
+    )
+    messages = [p.message for p in _problems(path)]
+    assert [
+        "silence 's': weekly: Input should be a valid list",
+        "inhibit 'j': equal: Input should be a valid list",
+        "rule 'q': missing required key 'absence.expect'",
+    ] == messages
+
+
 def test_problem_string_is_path_line_column_message() -> None:
     """Problems print as PATH:LINE:COL: message, as `receiver check` shows them."""
     problem = _problems(RULES / "invalid_unknown_channel.yaml")[0]
