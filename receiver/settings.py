@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         default=100.0, ge=0, description="robot-log entries per second and source, sustained; past it 429; 0 = off"
     )
     logs_burst: int = Field(
-        default=5000, gt=0, description="robot-log entries a source may send at once (at least logs_max_entries)"
+        default=5000, ge=0, description="robot-log entries a source may send at once (below logs_max_entries: that)"
     )
     max_event_age_seconds: float = Field(
         default=24 * 3600, gt=0, description="an event whose Timestamp is older is refused as a replay"
