@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--limit", type=int, default=50)
     retry = actions.add_parser("retry", help="send a dead or failing delivery again")
-    retry.add_argument("id", nargs="?", type=int, help="delivery id")
+    retry.add_argument("id", nargs="?", type=_row_id, help="delivery id")
     retry.add_argument("--dead", action="store_true", help="retry every dead-lettered delivery")
     _database_after(listing, retry)
     deliveries.set_defaults(handler=_deliveries, action=None)
@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     silence_list.add_argument("--all", action="store_true", help="expired ones too")
     silence_list.add_argument("--json", action="store_true", help="print JSON")
     expire = silence_actions.add_parser("expire", help="end a silence now")
-    expire.add_argument("id", type=int, help="silence id")
+    expire.add_argument("id", type=_row_id, help="silence id")
     _database_after(add, silence_list, expire)
     silence.set_defaults(handler=_silence, action=None)
 
@@ -180,6 +180,17 @@ def _parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the JSON Schema of rules.yaml (for editors; docs/rules.md)")
     schema.set_defaults(handler=_schema)
     return parser
+
+
+def _row_id(text: str) -> int:
+    """A delivery's or silence's id: what a row of either store can have (a signed 64-bit integer)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a row id (a whole number from 0 to 2**63-1)")
+    return value
 
 
 def _database_after(*actions: argparse.ArgumentParser) -> None:

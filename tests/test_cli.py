@@ -266,3 +266,14 @@ def test_log_settings_take_any_casing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECEIVER_LOG_FORMAT", " Json ")
     settings = load_settings()
     assert ("debug", "json") == (settings.log_level, settings.log_format)
+
+
+@pytest.mark.parametrize("argv", [["deliveries", "retry"], ["silence", "expire"]])
+def test_an_id_past_any_row_is_a_usage_error(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id no row can have (past 64 bits) is a usage error naming it, not an OverflowError traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "9" * 23, "--database", f"sqlite:///{tmp_path / 'r.db'}"])
+    assert 2 == exit_.value.code
+    assert f"'{'9' * 23}' is not a row id (a whole number from 0 to 2**63-1)" in capsys.readouterr().err
