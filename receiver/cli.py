@@ -281,7 +281,8 @@ def _serve(args: argparse.Namespace) -> int:
         # after keepalive_seconds, and past max_concurrency new requests get a 503 (Orchestrator
         # retries) instead of piling up. Slow bodies are bounded by the edge (body_timeout_seconds).
         timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
-        limit_concurrency=settings.max_concurrency,
+        # uvicorn counts the new connection itself against the limit: + 1 serves max_concurrency at once.
+        limit_concurrency=settings.max_concurrency + 1,
         http=BoundedHttpToolsProtocol,  # a request head over 64 KiB gets 431 (receiver/http/protocol.py)
         # X-Forwarded-For/-Proto only from the proxies named in RECEIVER_TRUSTED_PROXIES (none by
         # default): the client address counts failed logins, the scheme makes the cookie Secure.

@@ -190,7 +190,7 @@ def _read_one_answer(sock: socket.socket, timeout: float = 10.0) -> bytes:
 
 
 def _status(server: ServerProcess, body: bytes) -> tuple[int, str]:
-    """Status and the reply's ``status`` field; uvicorn's own 503 (over the limit) is plain text."""
+    """Status and the reply's ``status`` field (None for an error body: the 503 over the limit)."""
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(_head(server.port, body).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + body)
         reply = _read_reply(sock, timeout=10)
@@ -223,3 +223,30 @@ def test_past_max_concurrency_new_requests_get_503_until_the_slow_ones_are_gone(
             sock.close()
     assert 503 == crowded[0]
     assert (202, "accepted") == later
+
+
+def test_max_concurrency_is_how_many_are_served_at_once(server: ServerProcess) -> None:
+    """RECEIVER_MAX_CONCURRENCY=20: with 19 requests in progress the 20th is served; with 20, the 21st gets 503.
+
+    uvicorn's ``limit_concurrency`` counts the new connection itself, so the same number there serves
+    one fewer (and 1 would serve nothing at all)."""
+
+    def stall(tag: str) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        body = fault(tag)
+        sock.sendall(_head(server.port, body) + body[:5])
+        return sock
+
+    stalled = []
+    try:
+        stalled += [stall(f"held-{n}") for n in range(19)]
+        time.sleep(0.15)
+        twentieth = _status(server, fault("twentieth"))
+        stalled.append(stall("held-19"))
+        time.sleep(0.15)
+        twenty_first = _status(server, fault("twenty-first"))
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert (202, "accepted") == twentieth
+    assert 503 == twenty_first[0]
