@@ -260,7 +260,9 @@ def _serve(args: argparse.Namespace) -> int:
     resolve_sources(ruleset, settings)
     from receiver.store import open_store
 
-    open_store(settings.database_url)  # an unusable URL is refused here, not by a traceback of the app's start
+    # A store that cannot be used is refused here in one line, not by a traceback of the app's start-up
+    # (uvicorn's exit 3): an unusable URL, a path that cannot be created, PostgreSQL down or refusing us.
+    asyncio.run(_open_and_close(open_store(settings.database_url)))
     app = create_app(settings, ruleset=ruleset)
     tune_collector()  # last before serving: what is loaded by now lives as long as the process
     served: Any = app
@@ -291,6 +293,11 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=False,
     )
     return 0
+
+
+async def _open_and_close(store: Any) -> None:
+    await store.open()
+    await store.close()
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -277,3 +277,19 @@ def test_an_id_past_any_row_is_a_usage_error(
         main([*argv, "9" * 23, "--database", f"sqlite:///{tmp_path / 'r.db'}"])
     assert 2 == exit_.value.code
     assert f"'{'9' * 23}' is not a row id (a whole number from 0 to 2**63-1)" in capsys.readouterr().err
+
+
+def test_serve_with_a_store_it_cannot_open_does_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store that cannot be opened (a path under a file, PostgreSQL down): one line and exit 1, before
+    binding the port, not a traceback of the app's start-up and uvicorn's exit 3."""
+    monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", "s")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
+    (tmp_path / "file").write_text("")
+    database = f"sqlite:///{tmp_path / 'file' / 'r.db'}"
+    assert 1 == main(["serve", "--rules", str(rules), "--database", database, "--port", "1"])
+    err = capsys.readouterr().err
+    assert err.startswith(f"receiver: cannot open SQLite store '{tmp_path / 'file' / 'r.db'}'")
+    assert "Traceback" not in err
