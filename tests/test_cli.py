@@ -171,6 +171,14 @@ def test_a_bad_flag_value_names_the_flag(tmp_path: Path, capsys: pytest.CaptureF
     )
 
 
+def _keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` configures the process's logging: in a test it would bind the handlers to this test's
+    captured stderr, closed for the tests after it (whose log lines would then fail to print)."""
+    import receiver.logconfig
+
+    monkeypatch.setattr(receiver.logconfig, "configure_logging", lambda settings: None)
+
+
 def test_bare_alerts_lists_the_open_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`receiver alerts` without an action is `receiver alerts list` (DESIGN: `alerts [list|ack ID|resolve ID]`)."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
@@ -192,6 +200,7 @@ def test_serve_with_an_unknown_database_scheme_does_not_start(
 ) -> None:
     """`serve --database mysql://...`: one line saying which URLs work, exit 1, before binding the port."""
     monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", "s")
+    _keep_logging(monkeypatch)
     rules = tmp_path / "rules.yaml"
     rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
     assert 1 == main(["serve", "--rules", str(rules), "--database", "mysql://db/x", "--port", "1"])
@@ -285,6 +294,7 @@ def test_serve_with_a_store_it_cannot_open_does_not_start(
     """A store that cannot be opened (a path under a file, PostgreSQL down): one line and exit 1, before
     binding the port, not a traceback of the app's start-up and uvicorn's exit 3."""
     monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", "s")
+    _keep_logging(monkeypatch)
     rules = tmp_path / "rules.yaml"
     rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
     (tmp_path / "file").write_text("")
