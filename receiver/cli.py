@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--limit", type=int, default=50)
     retry = actions.add_parser("retry", help="send a dead or failing delivery again")
-    retry.add_argument("id", nargs="?", type=int, help="delivery id")
+    retry.add_argument("id", nargs="?", type=_row_id, help="delivery id")
     retry.add_argument("--dead", action="store_true", help="retry every dead-lettered delivery")
     _database_after(listing, retry)
     deliveries.set_defaults(handler=_deliveries, action=None)
@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     silence_list.add_argument("--all", action="store_true", help="expired ones too")
     silence_list.add_argument("--json", action="store_true", help="print JSON")
     expire = silence_actions.add_parser("expire", help="end a silence now")
-    expire.add_argument("id", type=int, help="silence id")
+    expire.add_argument("id", type=_row_id, help="silence id")
     _database_after(add, silence_list, expire)
     silence.set_defaults(handler=_silence, action=None)
 
@@ -181,6 +181,17 @@ def _parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the JSON Schema of rules.yaml (for editors; docs/rules.md)")
     schema.set_defaults(handler=_schema)
     return parser
+
+
+def _row_id(text: str) -> int:
+    """A delivery's or silence's id: what a row of either store can have (a signed 64-bit integer)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a row id (a whole number from 0 to 2**63-1)")
+    return value
 
 
 def _database_after(*actions: argparse.ArgumentParser) -> None:
@@ -250,7 +261,9 @@ def _serve(args: argparse.Namespace) -> int:
     resolve_sources(ruleset, settings)
     from receiver.store import open_store
 
-    open_store(settings.database_url)  # an unusable URL is refused here, not by a traceback of the app's start
+    # A store that cannot be used is refused here in one line, not by a traceback of the app's start-up
+    # (uvicorn's exit 3): an unusable URL, a path that cannot be created, PostgreSQL down or refusing us.
+    asyncio.run(_open_and_close(open_store(settings.database_url)))
     app = create_app(settings, ruleset=ruleset)
     tune_collector()  # last before serving: what is loaded by now lives as long as the process
     served: Any = app
@@ -271,7 +284,8 @@ def _serve(args: argparse.Namespace) -> int:
         # after keepalive_seconds, and past max_concurrency new requests get a 503 (Orchestrator
         # retries) instead of piling up. Slow bodies are bounded by the edge (body_timeout_seconds).
         timeout_keep_alive=max(1, round(settings.keepalive_seconds)),
-        limit_concurrency=settings.max_concurrency,
+        # uvicorn counts the new connection itself against the limit: + 1 serves max_concurrency at once.
+        limit_concurrency=settings.max_concurrency + 1,
         # A request head over 64 KiB gets 431, one not finished within body_timeout_seconds 408, and a
         # connection silent for keepalive_seconds is closed (receiver/http/protocol.py).
         http=BoundedHttpToolsProtocol.with_head_timeout(settings.body_timeout_seconds),
@@ -282,6 +296,11 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=False,
     )
     return 0
+
+
+async def _open_and_close(store: Any) -> None:
+    await store.open()
+    await store.close()
 
 
 def _check(args: argparse.Namespace) -> int:

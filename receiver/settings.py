@@ -19,8 +19,8 @@ __all__ = ["Settings", "load_settings"]
 _FLAGS = {"rules": "--rules", "host": "--host", "port": "--port", "database_url": "--database"}
 """Settings that ``receiver serve`` and the admin commands also take as flags."""
 
-_SECRETS = frozenset({"webhook_secret", "logs_token", "admin_token", "link_key"})
-"""Settings whose value is never shown, not even in the error about it."""
+_SECRETS = frozenset({"webhook_secret", "logs_token", "admin_token", "link_key", "database_url"})
+"""Settings whose value is never shown, not even in the error about it (a database URL holds a password)."""
 
 
 class Settings(BaseSettings):
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         default=100.0, ge=0, description="robot-log entries per second and source, sustained; past it 429; 0 = off"
     )
     logs_burst: int = Field(
-        default=5000, gt=0, description="robot-log entries a source may send at once (at least logs_max_entries)"
+        default=5000, ge=0, description="robot-log entries a source may send at once (below logs_max_entries: that)"
     )
     max_event_age_seconds: float = Field(
         default=24 * 3600, gt=0, description="an event whose Timestamp is older is refused as a replay"

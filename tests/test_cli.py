@@ -201,6 +201,14 @@ def test_a_bad_flag_value_names_the_flag(tmp_path: Path, capsys: pytest.CaptureF
     )
 
 
+def _keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` configures the process's logging: in a test it would bind the handlers to this test's
+    captured stderr, closed for the tests after it (whose log lines would then fail to print)."""
+    import receiver.logconfig
+
+    monkeypatch.setattr(receiver.logconfig, "configure_logging", lambda settings: None)
+
+
 def test_bare_alerts_lists_the_open_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`receiver alerts` without an action is `receiver alerts list` (DESIGN: `alerts [list|ack ID|resolve ID]`)."""
     url = f"sqlite:///{tmp_path / 'r.db'}"
@@ -222,6 +230,7 @@ def test_serve_with_an_unknown_database_scheme_does_not_start(
 ) -> None:
     """`serve --database mysql://...`: one line saying which URLs work, exit 1, before binding the port."""
     monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", "s")
+    _keep_logging(monkeypatch)
     rules = tmp_path / "rules.yaml"
     rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
     assert 1 == main(["serve", "--rules", str(rules), "--database", "mysql://db/x", "--port", "1"])
@@ -296,3 +305,31 @@ def test_log_settings_take_any_casing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECEIVER_LOG_FORMAT", " Json ")
     settings = load_settings()
     assert ("debug", "json") == (settings.log_level, settings.log_format)
+
+
+@pytest.mark.parametrize("argv", [["deliveries", "retry"], ["silence", "expire"]])
+def test_an_id_past_any_row_is_a_usage_error(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id no row can have (past 64 bits) is a usage error naming it, not an OverflowError traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "9" * 23, "--database", f"sqlite:///{tmp_path / 'r.db'}"])
+    assert 2 == exit_.value.code
+    assert f"'{'9' * 23}' is not a row id (a whole number from 0 to 2**63-1)" in capsys.readouterr().err
+
+
+def test_serve_with_a_store_it_cannot_open_does_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store that cannot be opened (a path under a file, PostgreSQL down): one line and exit 1, before
+    binding the port, not a traceback of the app's start-up and uvicorn's exit 3."""
+    monkeypatch.setenv("RECEIVER_WEBHOOK_SECRET", "s")
+    _keep_logging(monkeypatch)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text('channels:\n  ops: "log://"\nrules: []\n')
+    (tmp_path / "file").write_text("")
+    database = f"sqlite:///{tmp_path / 'file' / 'r.db'}"
+    assert 1 == main(["serve", "--rules", str(rules), "--database", database, "--port", "1"])
+    err = capsys.readouterr().err
+    assert err.startswith(f"receiver: cannot open SQLite store '{tmp_path / 'file' / 'r.db'}'")
+    assert "Traceback" not in err

@@ -148,6 +148,20 @@ class TestRatePerSource:
             statuses = {post_logs(client, entries(10, tag=f"r{n}")).status_code for n in range(5)}
         assert {202} == statuses
 
+    def test_a_burst_of_zero_counts_as_one_full_request(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``RECEIVER_LOGS_BURST=0`` is taken as docs/operations.md says (a value below
+        ``RECEIVER_LOGS_MAX_ENTRIES`` counts as that), not refused at start."""
+        from receiver.settings import load_settings
+
+        monkeypatch.setenv("RECEIVER_LOGS_BURST", "0")
+        assert 0 == load_settings().logs_burst
+
+    def test_a_burst_below_the_cap_lets_one_full_request_through(self, tmp_path: Path, rules_path: Path) -> None:
+        """With the bucket at its floor, one request of the cap fits, the next waits for the rate."""
+        with make_client(tmp_path, rules_path, logs_max_entries=10, logs_burst=0, logs_rate_per_second=0.01) as client:
+            assert 202 == post_logs(client, entries(10)).status_code
+            assert 429 == post_logs(client, entries(1, tag="late")).status_code
+
 
 class _Held:
     """ASGI ``receive`` that sends ``first`` and then never the rest (a client that stops sending)."""

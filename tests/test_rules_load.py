@@ -289,6 +289,28 @@ silences:
     assert "never evaluated" not in text
 
 
+def test_a_refused_key_brings_no_follow_on_problems(tmp_path: Path) -> None:
+    """A key of the wrong type is one problem: not also "give weekly or dates", "give equal" or "recover needs"."""
+    path = _write(
+        tmp_path,
+        """
+channels: {a: "log://"}
+silences:
+  - {name: s, weekly: 5}
+inhibit:
+  - {name: j, source_rule: q, target: {type: job.faulted}, equal: 5}
+rules:
+  - {name: q, match: {type: job.faulted}, notify: a, absence: {within: 5m}, recover: true}
+""",
+    )
+    messages = [p.message for p in _problems(path)]
+    assert [
+        "silence 's': weekly: Input should be a valid list",
+        "inhibit 'j': equal: Input should be a valid list",
+        "rule 'q': missing required key 'absence.expect'",
+    ] == messages
+
+
 def test_problem_string_is_path_line_column_message() -> None:
     """Problems print as PATH:LINE:COL: message, as `receiver check` shows them."""
     problem = _problems(RULES / "invalid_unknown_channel.yaml")[0]
@@ -592,11 +614,23 @@ class TestShapesAndHostileFiles:
             "    recover: [1]\n",
         )
         text = "\n".join(str(p) for p in _problems(path))
-        assert f"{path}:3:8: channel 'bad': expected an apprise URL or a mapping with `url:`, got int 5" in text
-        assert f"{path}:8:15: rule 'r': throttle: expected a mapping, got int 5" in text
+        assert f"{path}:3:8: channel 'bad': expected an apprise URL or a mapping with `url:`, got a number" in text
+        assert f"{path}:8:15: rule 'r': throttle: expected a mapping, got a number" in text
         assert f"{path}:9:14: rule 'r': recover: expected a mapping or true, got a list" in text
         assert "Spec" not in text
         assert ": :" not in text
+
+    def test_a_value_of_the_wrong_shape_is_not_quoted(self, tmp_path: Path) -> None:
+        """A source written as a string (a secret where a mapping belongs) is reported without the string."""
+        path = _write(
+            tmp_path,
+            'channels:\n  ops: "log://"\nsources:\n  x: "literal-secret-1"\n'
+            '  y: {secrets: [s], orchestrator: "literal-secret-2"}\nrules: []\n',
+        )
+        text = "\n".join(str(p) for p in _problems(path))
+        assert "source 'x': expected a mapping, got a string" in text
+        assert "source 'y': orchestrator: expected a mapping, got a string" in text
+        assert "literal-secret" not in text
 
     def test_an_impossible_date_is_a_located_problem(self, tmp_path: Path) -> None:
         """A date YAML reads as one but that does not exist (month 13) is a problem at its line, not a ValueError."""

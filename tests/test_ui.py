@@ -574,3 +574,43 @@ class TestCharts:
         assert "no built-in sample matches this rule" in payroll
         assert "<code>markdown</code>" in payroll
         assert "Notifies nobody" in section[section.index("Message of rule queue") :]
+
+
+@pytest.mark.timeout(60)  # before the fix the page never answered
+def test_a_runaway_template_does_not_hold_the_rules_page(tmp_path: Path, notifier: Notifier) -> None:
+    """/ui/rules renders each rule's message under the event budget, off the event loop: a template that
+    would run for hours (which `receiver check` cannot see) shows why it cannot be rendered, the page
+    answers, and the server keeps answering meanwhile."""
+    import threading
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        'channels:\n  ops: "log://"\nrules:\n'
+        "  - name: runaway\n    match: {type: job.faulted}\n    notify: [ops]\n    continue: true\n"
+        '    title: "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}t"\n'
+        "  - name: plain\n    match: {type: job.faulted}\n    notify: [ops]\n"
+    )
+    app = create_app(settings(tmp_path, path, event_budget_seconds=2.0), notifier=notifier)
+    with TestClient(app, follow_redirects=False) as client:
+        assert 303 == log_in(client).status_code
+        health: list[float] = []
+
+        def probe() -> None:  # while the page renders: the loop still answers
+            time.sleep(0.3)
+            started = time.monotonic()
+            assert 200 == client.get("/healthz").status_code
+            health.append(time.monotonic() - started)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        started = time.monotonic()
+        page = client.get("/ui/rules")
+        took = time.monotonic() - started
+        prober.join(timeout=30)
+    assert 200 == page.status_code
+    assert took < 15, took
+    section = page.text[page.text.index("Message of rule runaway") : page.text.index("Message of rule plain")]
+    assert "Cannot render: BudgetExceededError: processing the event took longer than its budget of 2 s" in section
+    assert "Job faulted: InvoiceProcessing" in page.text[page.text.index("Message of rule plain") :]
+    assert 1 == len(health)
+    assert health[0] < 1.0, health  # held by the page, it would wait most of the 2 s budget

@@ -18,7 +18,7 @@ from typing import Any
 from receiver.errors import EventParseError
 from receiver.events import Event, parse_event, parse_log_entries
 from receiver.render import render
-from receiver.rules import Rule, RuleSet, Subject
+from receiver.rules import Rule, RuleSet, Subject, event_budget
 
 __all__ = ["SAMPLES", "ChannelPreview", "RulePreview", "preview_rules"]
 
@@ -165,12 +165,14 @@ def _sample_for(rule: Rule, events: list[Event], source: str) -> tuple[Event, bo
     return events[0], False
 
 
-def preview_rules(ruleset: RuleSet, *, source: str = "uipath") -> list[RulePreview]:
+def preview_rules(ruleset: RuleSet, *, source: str = "uipath", budget: float | None = None) -> list[RulePreview]:
     """Every rule's message for its sample event, per channel it notifies, in file order.
 
     Args:
         ruleset: the rules in force.
         source: the source name the samples come from (``{{ source }}`` in templates, ``source:`` clauses).
+        budget: seconds each rule's messages may take (``RECEIVER_EVENT_BUDGET_SECONDS``, as for an
+            event); past it the rule's preview is the budget's error. None: no limit.
     """
     try:
         events = _samples()
@@ -186,7 +188,8 @@ def preview_rules(ruleset: RuleSet, *, source: str = "uipath") -> list[RulePrevi
             if channel is None:  # pragma: no cover - the loader refuses an unknown channel
                 continue
             try:
-                note = render(event, rule, channel, ruleset, source=source)
+                with event_budget(budget):
+                    note = render(event, rule, channel, ruleset, source=source)
             except Exception as exc:  # noqa: BLE001 - a preview must not break the page; the reason is shown
                 error = f"{type(exc).__name__}: {exc}"[:500]
                 break

@@ -23,6 +23,7 @@ that allows no script at all.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -678,7 +679,10 @@ async def _alert_action(
 
 
 async def rules(page: _Page) -> Response:
-    previews = {p.rule: p for p in preview.preview_rules(page.rt.ruleset)}
+    # Off the event loop and within the event budget: a template `receiver check` cannot see run away
+    # (two nested range(100000)) would otherwise hold every webhook for as long as it runs.
+    budget = page.rt.settings.event_budget_seconds
+    previews = {p.rule: p for p in await asyncio.to_thread(preview.preview_rules, page.rt.ruleset, budget=budget)}
     return page.render("rules.html", title="Rules", section="Rules", r=rules_json(page.rt), previews=previews)
 
 

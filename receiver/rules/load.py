@@ -141,13 +141,20 @@ _RulesYamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
 def _kind(value: Any) -> str:
+    """What a value is, never what it says: where a mapping belongs, a user may have written a secret."""
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
     if value is None:
         return "null"
-    return f"{type(value).__name__} {value!r}"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -635,7 +642,7 @@ class _Loader:
         names: dict[str, int] = {}
         compiler_classes = event_classes()
         catch_all: str | None = None
-        for base, label, spec in self._items(raw, "rules", "rule", RuleSpec, "name, match and notify"):
+        for base, label, spec in self._items(raw, "rules", "rule", RuleSpec, "name, match and notify", partial=True):
             line = self.marks.get(base, (0, 0))[0]
             if spec.name in names:
                 self.report((*base, "name"), f"{label}: duplicate rule name (first at line {names[spec.name]})")
@@ -653,6 +660,8 @@ class _Loader:
             notify = self._notify(spec.notify, base, label)
             title = self._template(spec.title, "text", (*base, "title"), label, "title")
             body = self._template(spec.body, spec.format, (*base, "body"), label, "body")
+            if base in self._partial:
+                continue  # a key its model refused: what is checked below depends on the rule's keys together
             noise = self._noise(spec, base, label, compiler)
             escalate = self._escalate(spec, base, label)
             if spec.share_across_sources and not any(
@@ -689,7 +698,7 @@ class _Loader:
                 resolve_after=spec.resolve_after.total_seconds(),
                 **noise,
             )
-            if clause is None and not spec.continue_ and catch_all is None and base not in self._partial:
+            if clause is None and not spec.continue_ and catch_all is None:
                 catch_all = spec.name
             rules.append(rule)
         return rules
@@ -868,14 +877,14 @@ class _Loader:
         return None if template is None else KeyTemplate(source, template)
 
     def _items(
-        self, raw: list[Any], section: str, kind: str, model: type[_SpecT], hint: str
+        self, raw: list[Any], section: str, kind: str, model: type[_SpecT], hint: str, *, partial: bool = False
     ) -> Iterator[tuple[YamlPath, str, _SpecT]]:
         """The items of a list section (rules, silences, inhibit), each with its path and label.
 
-        An item that is not a mapping is reported and skipped. One whose keys fail its model is
-        reported, and then checked further without those keys, so that one bad key does not hide
-        the item's other problems (its path is then in ``self._partial``); when that still fails
-        (a required key is the bad one), it is skipped.
+        An item that is not a mapping, or fails its model, is reported and skipped; with
+        ``partial``, one whose keys fail its model is reported and then yielded without those
+        keys (its path put in ``self._partial``), so that the caller can still check what does not
+        depend on them; when that still fails (a required key is the bad one), it is skipped.
         """
         for i, item in enumerate(raw):
             base: YamlPath = (section, i)
@@ -888,6 +897,8 @@ class _Loader:
                 spec = model.model_validate(item)
             except ValidationError as exc:
                 self._pydantic(exc, base, kind, label)
+                if not partial:
+                    continue
                 bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
                 try:
                     spec = model.model_validate({key: value for key, value in item.items() if key not in bad})

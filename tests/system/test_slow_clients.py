@@ -253,3 +253,30 @@ def test_silent_connections_and_unfinished_heads_do_not_crowd_out_webhooks(serve
     assert (202, "accepted") == later
     assert half.startswith(b"HTTP/1.1 408"), half[:200]
     assert b"head_timeout" in half
+
+
+def test_max_concurrency_is_how_many_are_served_at_once(server: ServerProcess) -> None:
+    """RECEIVER_MAX_CONCURRENCY=20: with 19 requests in progress the 20th is served; with 20, the 21st gets 503.
+
+    uvicorn's ``limit_concurrency`` counts the new connection itself, so the same number there serves
+    one fewer (and 1 would serve nothing at all)."""
+
+    def stall(tag: str) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        body = fault(tag)
+        sock.sendall(_head(server.port, body) + body[:5])
+        return sock
+
+    stalled = []
+    try:
+        stalled += [stall(f"held-{n}") for n in range(19)]
+        time.sleep(0.15)
+        twentieth = _status(server, fault("twentieth"))
+        stalled.append(stall("held-19"))
+        time.sleep(0.15)
+        twenty_first = _status(server, fault("twenty-first"))
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert (202, "accepted") == twentieth
+    assert 503 == twenty_first[0]
