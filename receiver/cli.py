@@ -499,6 +499,7 @@ async def _alert_change(store: Any, args: argparse.Namespace) -> int:
     import getpass
 
     from receiver.admin import alerting
+    from receiver.admin.dryrun import printable
 
     action = alerting.acknowledge if args.action == "ack" else alerting.resolve
     done = None
@@ -509,7 +510,7 @@ async def _alert_change(store: Any, args: argparse.Namespace) -> int:
         state = "no such alert" if current is None else f"it is {current.state}"
         print(f"receiver alerts {args.action}: alert {args.id}: nothing to do ({state})", file=sys.stderr)
         return 1
-    print(f"alert {done.id} {done.state}: {done.title}")
+    print(f"alert {done.id} {done.state}: {printable(done.title)}")
     return 0
 
 
@@ -517,6 +518,7 @@ async def _alert_list(store: Any, args: argparse.Namespace) -> int:
     import json
 
     from receiver.admin.alerting import alert_json
+    from receiver.admin.dryrun import printable
 
     rows = await store.list_alerts(limit=max(1, min(args.limit, 1000)), open_only=not args.all)
     if args.json:
@@ -527,7 +529,8 @@ async def _alert_list(store: Any, args: argparse.Namespace) -> int:
         return 0
     print(f"{'ID':<16}  {'STATE':<12} {'SINCE (UTC)':<20} {'COUNT':>5}  {'RULE':<20} TITLE")
     for a in rows:
-        print(f"{a.id:<16}  {a.state:<12} {utc_text(a.opened_at):<20} {a.count:>5}  {a.rule:<20.20} {a.title}")
+        title = printable(a.title)  # event text: escapes shown, never obeyed by the terminal
+        print(f"{a.id:<16}  {a.state:<12} {utc_text(a.opened_at):<20} {a.count:>5}  {a.rule:<20.20} {title}")
     return 0
 
 
@@ -566,6 +569,8 @@ async def _retry(store: Any, args: argparse.Namespace) -> int:
 
 
 async def _list(store: Any, args: argparse.Namespace) -> int:
+    from receiver.admin.dryrun import printable
+
     state = getattr(args, "state", None)
     limit = getattr(args, "limit", 50)
     if state is None:
@@ -581,7 +586,7 @@ async def _list(store: Any, args: argparse.Namespace) -> int:
     print(f"{'ID':>6}  {'STATE':<8} {'TRIES':>5}  {'CHANNEL':<16} {'RULE':<20} {'CREATED (UTC)':<20} LAST ERROR")
     for r in rows:
         created = utc_text(r.created_at)
-        error = (r.last_error or "").replace("\n", " ")[:80]
+        error = printable((r.last_error or "").replace("\n", " ")[:80])  # an endpoint's answer: untrusted
         print(f"{r.id:>6}  {r.state:<8} {r.attempts:>5}  {r.channel:<16.16} {r.rule:<20.20} {created:<20} {error}")
     return 0
 

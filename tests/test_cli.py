@@ -170,6 +170,37 @@ def test_alerts_list_ack_resolve(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert 1 == main(["alerts", "--database", url, "resolve", "not-an-id"])
 
 
+def test_alerts_list_and_ack_show_event_text_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A process name carrying terminal escapes (set the window title) is shown as ``\\x1b``, never sent raw."""
+    import asyncio
+
+    from noise_support import Harness
+
+    rules = (
+        'channels:\n  ops: "json://127.0.0.1:9/hook"\n'
+        "rules:\n  - name: faults\n    match: {type: job.faulted}\n    notify: [ops]\n"
+    )
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    event = json.loads((DATA / "job.faulted.json").read_text(encoding="utf-8"))
+    event["Job"]["Release"]["ProcessKey"] = "Invoice\x1b]0;pwned\x07Processing"
+
+    async def open_one() -> None:
+        h = await Harness(tmp_path, rules, url).open()
+        try:
+            await h.post(event)
+        finally:
+            await h.close()
+
+    asyncio.run(open_one())
+    assert 0 == main(["alerts", "--database", url, "list"])
+    listing = capsys.readouterr().out
+    assert "\x1b" not in listing
+    assert "Invoice\\x1b]0;pwned\\x07Processing" in listing
+    assert 0 == main(["alerts", "--database", url, "ack", listing.splitlines()[1].split()[0]])
+    acked = capsys.readouterr().out
+    assert ("\x1b" not in acked, "\\x1b" in acked) == (True, True)
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "shown"),
     [
