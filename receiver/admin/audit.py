@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from receiver.errors import EventParseError
+from receiver.events import has_lone_surrogate, map_strings, without_lone_surrogates
 from receiver.metrics import ChannelQueue, QueueSnapshot
 from receiver.noise import Decision, parse_stored, silent_reason
 from receiver.rules import RuleSet
@@ -262,7 +263,8 @@ def body_json(row: EventRow) -> Any:
     is shown as U+FFFD: the answer and the page are UTF-8, which cannot carry it.
     """
     try:
-        return _without_lone_surrogates(json.loads(row.body, parse_constant=_not_json, parse_float=_finite))
+        decoded = json.loads(row.body, parse_constant=_not_json, parse_float=_finite)
+        return map_strings(decoded, has_lone_surrogate, without_lone_surrogates)
     except (ValueError, RecursionError):
         return row.body.decode("utf-8", errors="replace")
 
@@ -270,39 +272,6 @@ def body_json(row: EventRow) -> Any:
 def _not_json(name: str) -> Any:
     # NaN, Infinity, -Infinity: json.loads reads them, JSON has none, and the answer could not be written.
     raise ValueError(f"{name} is not a JSON value")
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _without_lone_surrogates(value: Any) -> Any:
-    """Decoded JSON with every lone surrogate in its strings (keys too) replaced by U+FFFD, in place.
-
-    Walked with a stack rather than recursion, so any depth the decoder accepted is fine.
-    """
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    stack: list[Any] = [value]
-    while stack:
-        node = stack.pop()
-        slots: Iterable[tuple[Any, Any]]
-        if isinstance(node, dict):
-            if any(isinstance(key, str) and _LONE_SURROGATE.search(key) for key in node):
-                items = [(_without_lone_surrogates(k) if isinstance(k, str) else k, v) for k, v in node.items()]
-                node.clear()
-                node.update(items)
-            slots = node.items()
-        elif isinstance(node, list):
-            slots = enumerate(node)
-        else:
-            continue
-        for slot, item in slots:  # replacing a value in place does not disturb the iteration
-            if isinstance(item, str):
-                if _LONE_SURROGATE.search(item):
-                    node[slot] = _LONE_SURROGATE.sub("\ufffd", item)
-            elif isinstance(item, dict | list):
-                stack.append(item)
-    return value
 
 
 def _finite(text: str) -> float:

@@ -131,7 +131,14 @@ from receiver.events.payloads import (
     StartInfo,
     Task,
 )
-from receiver.events.textcap import TEXT_LIMIT, cap_strings, cap_text
+from receiver.events.textcap import (
+    TEXT_LIMIT,
+    cap_strings,
+    cap_text,
+    has_lone_surrogate,
+    map_strings,
+    without_lone_surrogates,
+)
 
 __all__ = [
     "DETAIL_TEXT_LIMIT",
@@ -236,12 +243,15 @@ __all__ = [
     "cap_strings",
     "cap_text",
     "end_key",
+    "has_lone_surrogate",
     "item_detail",
     "job_detail",
     "job_end_key",
     "log_lines",
     "lookup",
+    "map_strings",
     "parse_event",
     "parse_log_entries",
     "queue_item_end_key",
+    "without_lone_surrogates",
 ]

@@ -8,11 +8,12 @@ application's own handlers answer the same way.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
+
+from receiver.events import without_lone_surrogates
 
 __all__ = ["INTERNAL_ERROR", "PAGE_HEADERS", "EventJSONResponse", "error_body", "error_response", "page_bytes"]
 
@@ -57,12 +58,9 @@ class EventJSONResponse(JSONResponse):
             return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def page_bytes(html: str) -> bytes:
     """A page as UTF-8; a lone surrogate from event text (see ``EventJSONResponse``) shows as U+FFFD."""
     try:
         return html.encode()
     except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", html).encode()
+        return without_lone_surrogates(html).encode()

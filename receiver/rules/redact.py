@@ -18,7 +18,6 @@ an ``email`` scan past a match ends at the next character no address holds, befo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date, datetime, timedelta
@@ -30,6 +29,7 @@ import re2
 from markupsafe import Markup
 from pydantic import BaseModel
 
+from receiver.events import without_lone_surrogates
 from receiver.rules.budget import check_budget
 
 __all__ = [
@@ -55,7 +55,6 @@ MAX_PATTERN_CHARS = 1_000
 _KEPT = frozenset({int, float, bool, bytes, datetime, date, timedelta, ZoneInfo})
 """Types that hold no text to redact (checked by exact type: the common values of an event)."""
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _WITHHELD = " [rest withheld: more than {limit} matches of {name!r}]"
 _T = TypeVar("_T")
 
@@ -209,9 +208,6 @@ def compile_user_pattern(name: str, regex: str, replacement: str = DEFAULT_REPLA
     return RedactPattern(name, regex, _replacement(replacement, name), compiled)
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 class Redactor:
     """The ``redact:`` section compiled: applies its patterns to text and to whole values.
 
@@ -244,8 +240,7 @@ class Redactor:
         RE2 reads UTF-8, which cannot hold one, and raised; the event then notified nobody.
         """
         check_budget()
-        if _LONE_SURROGATE.search(text) is not None:
-            text = _LONE_SURROGATE.sub("\ufffd", text)
+        text = without_lone_surrogates(text)
         if self._any is not None and self._any.search(text) is None:
             return text
         for pattern in self.patterns:

@@ -18,6 +18,7 @@ from typing import Any
 
 import re2
 
+from receiver.events import without_lone_surrogates
 from receiver.timefmt import parse_iso
 
 __all__ = [
@@ -229,9 +230,6 @@ class Glob(Spec):
         return f"does not match {self.pattern}"
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def compile_regex(pattern: str) -> Any:
     """``pattern`` compiled by RE2, which searches in time linear in the text whatever the pattern.
 
@@ -268,7 +266,7 @@ class Regex(Spec):
         try:
             return self._rx.search(text) is not None
         except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): RE2 reads UTF-8
-            return self._rx.search(_SURROGATE.sub("\ufffd", text)) is not None
+            return self._rx.search(without_lone_surrogates(text)) is not None
 
     def describe(self) -> str:
         return f"regex {self._rx.pattern!r}"
