@@ -404,7 +404,7 @@ class InboxWorker:
         claimed: list[EventRow] = []
         if room and (self._claim_due or not adopted):
             self._claim_due = False
-            claimed = await self._store.claim_inbox(limit=room, now=now, lease=self._lease)
+            claimed = await self._claim(room, now)
             if len(claimed) < room:
                 self._backlog = False
             else:
@@ -435,6 +435,25 @@ class InboxWorker:
             self._claimed = self._claimed[end - start :]
             start = end
         return done + len(rows)
+
+    async def _claim(self, limit: int, now: float) -> list[EventRow]:
+        """Claim up to ``limit`` events; claimed rows are in ``_claimed`` (given back) even if we are cancelled.
+
+        The store finishes a call once started, whatever happens to its caller: a stop (the app's
+        shutdown cancels this task) that lands during the claim would otherwise leave its rows leased
+        to no one. The restarted server waited a lease for them, then took them as claimed twice, and
+        a few such stops set an event aside as ``claimed_too_often``: its notification never sent.
+        """
+        claim = asyncio.ensure_future(self._store.claim_inbox(limit=limit, now=now, lease=self._lease))
+        try:
+            rows = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                async with asyncio.timeout(_STEP_DOWN_SECONDS):
+                    self._claimed += [row.id for row in await asyncio.shield(claim)]
+            raise
+        self._claimed += [row.id for row in rows]
+        return rows
 
     async def _isolate_suspects(self, rows: list[EventRow]) -> list[EventRow] | None:
         """Take an event claimed before without being finished alone, and set it aside past ``MAX_CLAIMS``.
