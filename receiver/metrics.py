@@ -65,10 +65,13 @@ class _QueueCollector(Collector):
     def __init__(self) -> None:
         self.snapshot: QueueSnapshot | None = None
         self.store_up = 1.0
+        self.writable = True
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
-            "receiver_store_up", "1 when the last scrape could read the store, else 0.", value=self.store_up
+            "receiver_store_up",
+            "1 when the last scrape could read the store and it takes writes, else 0 (webhooks get 503).",
+            value=self.store_up if self.writable else 0.0,
         )
         snap = self.snapshot
         if snap is None:
@@ -283,6 +286,10 @@ class Metrics:
         # A stale snapshot would look healthy while the store is down: report none instead.
         self._queues.store_up = 0.0 if snapshot is None else 1.0
         self._queues.snapshot = snapshot
+
+    def set_store_writable(self, writable: bool) -> None:
+        """Publish whether the store takes writes (a store read but not written refuses every webhook)."""
+        self._queues.writable = writable
 
     def set_store_size(self, rows: Mapping[str, int] | None, size_bytes: int = 0) -> None:
         """Publish the store's rows per table and its size; ``rows`` None leaves both out (store unreadable)."""

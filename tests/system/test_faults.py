@@ -16,7 +16,9 @@ are in its assertion messages; docs of issue 9 quote them.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import itertools
+import json
 import os
 import random
 import sqlite3
@@ -81,6 +83,28 @@ def post_alone(port: int, tally: Tally, event_id: str) -> int:
         return poster.post_once(event_id, fresh("job.faulted.json", EventId=event_id))
     finally:
         poster.close()
+
+
+def readiness(port: int) -> tuple[int, str]:
+    """``GET /readyz``: its status code and ``status`` field."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/readyz")
+        reply = conn.getresponse()
+        return reply.status, json.loads(reply.read())["status"]
+    finally:
+        conn.close()
+
+
+def store_up(port: int) -> float:
+    """The value of ``receiver_store_up`` on ``GET /metrics``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        page = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return float(next(line.split()[1] for line in page.splitlines() if line.startswith("receiver_store_up ")))
 
 
 class TestSQLiteDiskFull:
@@ -179,6 +203,34 @@ class TestSQLiteDiskFull:
         assert 0 == not_recorded, summary  # written once the disk had room, within the lease: never given up
         assert 0 == figures["lost"], summary
         assert 0 == figures["duplicates"], summary
+
+    def test_readiness_and_metrics_show_the_store_that_cannot_write(self, tmp_path: Path, sink: Sink) -> None:
+        """While every webhook gets 503, /readyz is 503 and receiver_store_up 0; both recover with the disk.
+
+        Before, both said all was well (the store could still be read) while every webhook was
+        refused: no probe took the replica out, and the ReceiverStoreFailing alert never fired.
+        Once the disk has room, readiness comes back by itself, with no webhook needed to show it.
+        """
+        rules = write_rules(tmp_path / "rules.yaml", sink)
+        server = CappedServer(rules=rules, database=tmp_path / "r.db", env=FAST, fsize=self.CAP).start()
+        tally = Tally()
+        poster = Poster(server.port, SECRET, tally, body=padded)
+        try:
+            assert (200, "ok") == readiness(server.port)
+            for number in range(200):  # bounded: the cap is hit after ~30 events of 32 KB
+                event_id = f"full-{number}"
+                if poster.post_once(event_id, padded(event_id)) == 503:
+                    break
+            assert 1 == tally.answers[503], f"the disk never filled up: {tally.answers}"
+            full = readiness(server.port), store_up(server.port)
+            server.uncap()
+            assert wait_until(lambda: readiness(server.port) == (200, "ok"), timeout=10), readiness(server.port)
+            after = readiness(server.port), store_up(server.port)
+        finally:
+            poster.close()
+            server.kill()
+        assert ((503, "unavailable"), 0.0) == full, "a store that refuses every write must not look ready"
+        assert ((200, "ok"), 1.0) == after
 
 
 class TestSQLiteLocked:
