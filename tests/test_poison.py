@@ -489,3 +489,36 @@ async def test_a_stop_that_lands_during_the_claim_gives_the_claimed_events_back(
         assert sorted(ids) == sorted(s.inbox_id for s in await h.sent())
     finally:
         await h.close()
+
+
+async def test_events_claimed_again_after_a_crash_follow_each_other_without_a_poll_between(
+    tmp_path: Path, store_url: str
+) -> None:
+    """After a crash, each event of the batch it died on is processed alone, one right after the other.
+
+    Before, the worker waited a poll interval (1 s by default) after each: a burst's batch of 100
+    kept every later event, a fresh fault included, waiting 100 s more once the lease had lapsed.
+    """
+    h = await Harness(tmp_path, RULES, store_url).open()
+    try:
+        assert h.store is not None
+        ids = await accept_all(h, [fault(f"Process{n}") for n in range(5)])
+        await crash_on(h, 1)
+        worker = InboxWorker(h.store, lambda: h.ruleset, clock=lambda: h.now, lease=60, poll=30)
+        task = asyncio.create_task(worker.run())
+        try:
+
+            async def processed() -> set[int]:
+                return {r.id for r in await h.store.list_events(limit=100) if r.state == "processed"}  # type: ignore[union-attr]
+
+            for _ in range(250):  # at most 5 s, a sixth of one poll
+                if await processed() == set(ids):
+                    break
+                await asyncio.sleep(0.02)
+            assert set(ids) == await processed(), "the worker waited a poll between events claimed again"
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await h.close()

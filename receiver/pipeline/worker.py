@@ -259,6 +259,7 @@ class InboxWorker:
         self._adopted: list[EventRow] = []  # events the edge stored claimed for this worker (adopt())
         self._claim_due = True  # a claim may find events: a wake-up, a poll, a full batch
         self._backlog = False  # events wait unclaimed in the store: the edge hands none over until a claim drains them
+        self._suspect_taken = False  # a pass took one suspect alone: the rest of its batch is claimed at once
 
     def wake(self) -> None:
         """Tell the worker there is new work (the store's ``listen`` bus calls this after a commit)."""
@@ -305,9 +306,10 @@ class InboxWorker:
                 except StoreError as exc:
                     log.error("inbox_store_failed", error=str(exc))
                     done = 0
-                if done >= self._batch or self._adopted:
-                    self._claim_due = self._claim_due or done >= self._batch
-                    continue  # a whole batch (more may be waiting), or events handed over meanwhile
+                if done >= self._batch or self._adopted or self._suspect_taken:
+                    self._claim_due = self._claim_due or done >= self._batch or self._suspect_taken
+                    self._suspect_taken = False
+                    continue  # a whole batch (more may be waiting), events handed over, or a suspect's batch
                 # Less than a batch: whatever arrives next wakes us. Claiming again at once found
                 # nothing and cost a lease renewal, a claim and a timer query, about a third of a
                 # pass's store round trips at a steady rate.
@@ -466,6 +468,7 @@ class InboxWorker:
         suspect = next((row for row in rows if row.claims > 1), None)
         if suspect is None:
             return rows
+        self._suspect_taken = True  # the others of a batch a crash left are taken one after another, no poll between
         others = [row.id for row in rows if row is not suspect]
         if others:
             await self._store.release_claims(inbox_ids=others)
