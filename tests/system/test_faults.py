@@ -22,10 +22,11 @@ import json
 import os
 import random
 import sqlite3
+import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -231,6 +232,61 @@ class TestSQLiteDiskFull:
             server.kill()
         assert ((503, "unavailable"), 0.0) == full, "a store that refuses every write must not look ready"
         assert ((200, "ok"), 1.0) == after
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``path`` (a real full disk: ENOSPC); skips where mounting is not allowed."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+class TestSQLiteTmpfsFull:
+    """The file system under the SQLite file really fills up (ENOSPC on a small tmpfs), then grows."""
+
+    def test_a_full_file_system_is_503_and_unready_then_recovers(self, tmp_path: Path, sink: Sink) -> None:
+        """503 (never a 202 that is lost), /readyz 503 and receiver_store_up 0; all back once there is room.
+
+        On a nearly full disk a small write still fits where a webhook does not: readiness must not
+        be cleared by a write smaller than the webhooks refused.
+        """
+        rules = write_rules(tmp_path / "rules.yaml", sink)
+        with small_tmpfs(tmp_path / "disk", "3m") as disk:
+            server = CappedServer(rules=rules, database=disk / "r.db", env=FAST).start()
+            tally = Tally()
+            poster = Poster(server.port, SECRET, tally, body=padded)
+            refused: list[str] = []
+            try:
+                for number in range(300):  # bounded: 3 MB hold fewer than 100 events of 32 KB
+                    event_id = f"enospc-{number}"
+                    if poster.post_once(event_id, padded(event_id)) != 202:
+                        refused.append(event_id)
+                        if len(refused) >= 3:
+                            break
+                full = readiness(server.port), store_up(server.port)
+                subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True, capture_output=True)
+                recovered = wait_until(lambda: readiness(server.port) == (200, "ok"), timeout=10)
+                deadline = time.monotonic() + 30
+                retried = [poster.post(event_id, deadline=deadline) for event_id in refused]
+                delivered = settle(sink, tally.accepted, timeout=30)
+            finally:
+                poster.close()
+                server.kill()
+        figures = tally.figures(delivered)
+        summary = describe(figures, "sqlite_tmpfs_full")
+        assert 3 == len(refused), f"the disk never filled up: {summary}"
+        assert {503} == {s for s in tally.answers if s != 202}, summary
+        assert ((503, "unavailable"), 0.0) == full, "a full disk must not look ready"
+        assert recovered, "readiness did not come back once the disk had room"
+        assert [202] * 3 == retried, summary
+        assert 0 == figures["lost"], summary
+        assert figures["duplicates"] <= 4, summary  # the channel's concurrency: "sent" unwritable past the 2 s lease
 
 
 class TestSQLiteLocked:
