@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 from fault_support import CappedServer, Poster, Tally, describe, postgres_bin, private_postgres, settle, titles
 from starlette.testclient import TestClient
-from support import ENABLE_POSTGRES, Sink, fresh, wait_until, with_params
+from support import ENABLE_POSTGRES, Sink, fresh, sample, wait_until, with_params
 
 from receiver.http.app import create_app
 from receiver.settings import Settings
@@ -700,59 +700,97 @@ rules:
 
 
 class TestSigtermUnderLoad:
-    """SIGTERM (a rollout, a node drain) at random moments of a steady stream of webhooks, then a restart."""
+    """SIGTERM (a rollout, a node drain) at random moments of a steady stream, then a restart, several times.
+
+    The stream is robot-log errors: each is stored unclaimed and claimed by the inbox worker, so a
+    stop often lands during a claim.
+    """
 
     SENDERS = 8
-    STOPS = 4
+    STOPS = 6
+    TOKEN = "fault-logs-token"
 
     def test_every_202_is_delivered_soon_after_clean_stops_and_none_twice(self, tmp_path: Path, sink: Sink) -> None:
-        """Each clean stop gives back what it held: after the last restart everything arrives within seconds.
+        """Each clean stop gives back what it held: after the last restart everything arrives well within the lease.
 
-        The default 60 s lease: an event a stop left leased would wait for it, and then count as
+        The default 60 s lease: an event a stop left claimed waited for it, and then counted as
         claimed twice (processed alone); a few such stops set it aside, its notification never sent.
         """
-        rules = write_rules(tmp_path / "rules.yaml", sink, concurrency=4, timeout="3s")
-        server = CappedServer(rules=rules, database=tmp_path / "r.db", env={"RECEIVER_WEBHOOK_SECRET": SECRET}).start()
-        tally = Tally()
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(
+            f"""
+channels:
+  hook: {{url: "{sink.url()}", concurrency: 4, timeout: 3s}}
+rules:
+  - name: robot-errors
+    match: {{type: robot.log}}
+    notify: [hook]
+    title: "{{{{ message }}}}"
+"""
+        )
+        env = {
+            "RECEIVER_WEBHOOK_SECRET": SECRET,
+            "RECEIVER_LOGS_TOKEN": self.TOKEN,
+            "RECEIVER_LOGS_RATE_PER_SECOND": "0",
+        }
+        server = CappedServer(rules=rules, database=tmp_path / "r.db", env=env).start()
+        entry = json.loads(sample("robot-log-error.json"))
+        accepted: set[str] = set()
+        lock = threading.Lock()
         stop = threading.Event()
         numbers = itertools.count()
-        rng = random.Random(7)  # noqa: S311 - moments of the stops, not a secret
+        rng = random.Random(11)  # noqa: S311 - moments of the stops, not a secret
 
         def send() -> None:
-            poster = Poster(server.port, SECRET, tally)
-            try:
-                while not stop.is_set():
-                    poster.post(f"term-{next(numbers)}", deadline=time.monotonic() + 30)
-            finally:
-                poster.close()
+            conn: http.client.HTTPConnection | None = None
+            headers = {"Authorization": f"Bearer {self.TOKEN}", "Content-Type": "application/json"}
+            while not stop.is_set():
+                message = f"log-{next(numbers)}"
+                body = json.dumps({**entry, "Message": message}).encode()
+                for _ in range(300):  # bounded: retried like the 503 / refused connection of a stop
+                    try:
+                        conn = conn or http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                        conn.request("POST", "/logs/uipath", body=body, headers=headers)
+                        reply = conn.getresponse()
+                        reply.read()
+                        if reply.status == 202:
+                            with lock:
+                                accepted.add(message)
+                            break
+                    except (OSError, http.client.HTTPException):
+                        if conn is not None:
+                            conn.close()
+                        conn = None
+                    time.sleep(0.05)
+            if conn is not None:
+                conn.close()
 
-        stops: list[float] = []
         try:
             with ThreadPoolExecutor(self.SENDERS) as pool:
                 senders = [pool.submit(send) for _ in range(self.SENDERS)]
                 try:
                     for _ in range(self.STOPS):
                         time.sleep(rng.uniform(0.5, 1.5))
-                        began = time.monotonic()
                         server.stop()
-                        stops.append(round(time.monotonic() - began, 2))
                         server.start()
                     time.sleep(0.5)
                 finally:
                     stop.set()
                 for future in senders:
                     future.result(timeout=60)
-            delivered = settle(sink, tally.accepted, timeout=15, quiet=1.0)
+            delivered = settle(sink, accepted, timeout=30, quiet=1.0)  # well under the 60 s lease
         finally:
             stop.set()
             server.kill()
+        counts = Counter(delivered)
         figures = {
-            **tally.figures(delivered),
-            "stop_seconds_max": max(stops, default=0.0),
+            "accepted": len(accepted),
+            "delivered": len(accepted & set(counts)),
+            "duplicates": sum(n - 1 for n in counts.values()),
+            "lost_within_30s": len(accepted - set(counts)),
             "claimed_again": len(server.events("event_claimed_again")),
         }
         summary = describe(figures, "sigterm_under_load")
-        assert self.STOPS == len(stops), summary
-        assert 0 == figures["lost"] == figures["unexpected"], summary
+        assert 0 == figures["lost_within_30s"], summary
         assert 0 == figures["duplicates"], summary
         assert 0 == figures["claimed_again"], summary
