@@ -472,6 +472,8 @@ class InboxWorker:
         others = [row.id for row in rows if row is not suspect]
         if others:
             await self._store.release_claims(inbox_ids=others)
+            released = set(others)
+            self._claimed = [i for i in self._claimed if i not in released]  # never given back twice
         if suspect.claims <= MAX_CLAIMS:
             log.warning("event_claimed_again", inbox_id=suspect.id, type=suspect.type[:100], claims=suspect.claims)
             return [suspect]
