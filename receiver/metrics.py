@@ -178,8 +178,8 @@ class _ChannelFailures(Collector):
     def collect(self) -> Iterator[Metric]:
         failing = GaugeMetricFamily(
             "receiver_channel_failing_seconds",
-            "How long a channel's sends have failed, since the first failure after its last success, by "
-            "channel (no series while it works).",
+            "How long a channel's sends from this replica have failed, since the first failure after its last "
+            "success, by channel (no series while it works, or once nothing waits for it).",
             labels=["channel"],
         )
         now = time.monotonic()
@@ -351,6 +351,11 @@ class Metrics:
         # A stale snapshot would look healthy while the store is down: report none instead.
         self._queues.store_up = 0.0 if snapshot is None else 1.0
         self._queues.snapshot = snapshot
+        if snapshot is not None:
+            # Nothing waits for the channel (sent by another replica, or dead): this one's failures are over.
+            for name, queue in snapshot.channels.items():
+                if not queue.pending:
+                    self._failing.since.pop(name, None)
 
     def set_store_writable(self, writable: bool) -> None:
         """Publish whether the store takes writes (a store read but not written refuses every webhook)."""

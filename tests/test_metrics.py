@@ -274,3 +274,20 @@ def test_a_channel_that_keeps_failing_shows_how_long_it_has_failed(tmp_path: Pat
         channel.up = True
         assert wait_until(lambda: value(scrape(client), "receiver_outbox_depth", channel="down") == 0)
         assert value(scrape(client), "receiver_channel_failing_seconds", channel="down") is None
+
+
+def test_a_failure_is_over_once_nothing_waits_for_the_channel() -> None:
+    """A replica whose failed delivery another replica then sent stops reporting the channel as failing."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.delivered("hook", "failed").inc()
+    metrics.set_queues(QueueSnapshot(inbox_depth=0, inbox_oldest_age=0.0, channels={"hook": ChannelQueue(pending=1)}))
+    assert failing_seconds(registry) is not None
+    metrics.set_queues(QueueSnapshot(inbox_depth=0, inbox_oldest_age=0.0, channels={"hook": ChannelQueue(pending=0)}))
+    assert failing_seconds(registry) is None
+
+
+def failing_seconds(registry: CollectorRegistry) -> float | None:
+    from prometheus_client import generate_latest
+
+    return value(samples(generate_latest(registry).decode()), "receiver_channel_failing_seconds", channel="hook")
