@@ -8,7 +8,9 @@ event never sees half of a rule set.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,9 +163,14 @@ class StoreWrites:
     _PROBE = "probe:"
     """Prefix of the probe's lease name (one per process, taken with no time and given back at once)."""
 
+    _PROBE_EVERY = 1.0
+    """Seconds between two probes: ``/readyz`` needs no token, so a caller must not set the pace of the writes."""
+
     def __init__(self) -> None:
         self.failure: str | None = None
         self._size = 0
+        self._probed_at = -math.inf  # time.monotonic() of the last probe's start
+        self._probing = False
 
     def failed(self, error: str, size: int) -> None:
         """An accept of ``size`` bytes failed with ``error``."""
@@ -178,6 +185,10 @@ class StoreWrites:
         """None when the store takes writes; else why not. Writes only while a failure is recorded."""
         if self.failure is None:
             return None
+        started = time.monotonic()
+        if self._probing or started - self._probed_at < self._PROBE_EVERY:
+            return self.failure  # a probe is under way or just ended: its answer stands
+        self._probed_at, self._probing = started, True
         name = self._PROBE + owner
         holder = owner.ljust(self._size, ".")  # the probe's row as large as the body that failed
         try:
@@ -186,6 +197,8 @@ class StoreWrites:
         except StoreError as exc:
             self.failure = str(exc)
             return self.failure
+        finally:
+            self._probing = False
         self.succeeded()
         return None
 
