@@ -7,6 +7,7 @@ process names.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -65,10 +66,13 @@ class _QueueCollector(Collector):
     def __init__(self) -> None:
         self.snapshot: QueueSnapshot | None = None
         self.store_up = 1.0
+        self.writable = True
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
-            "receiver_store_up", "1 when the last scrape could read the store, else 0.", value=self.store_up
+            "receiver_store_up",
+            "1 when the last scrape could read the store and it takes writes, else 0 (webhooks get 503).",
+            value=self.store_up if self.writable else 0.0,
         )
         snap = self.snapshot
         if snap is None:
@@ -155,6 +159,68 @@ class Children(Generic[_M]):
         return child
 
 
+class _ChannelFailures(Collector):
+    """Per channel, since when its sends fail: the first failure after its last success (monotonic).
+
+    The outbox's due age cannot show a channel that is down: a failed delivery waits for its retry
+    and is not due meanwhile, so that age starts over after every attempt. This one does not.
+    """
+
+    def __init__(self) -> None:
+        self.since: dict[str, float] = {}
+
+    def outcome(self, channel: str, sent: bool) -> None:
+        if sent:
+            self.since.pop(channel, None)
+        elif channel not in self.since:
+            self.since[channel] = time.monotonic()
+
+    def collect(self) -> Iterator[Metric]:
+        failing = GaugeMetricFamily(
+            "receiver_channel_failing_seconds",
+            "How long a channel's sends from this replica have failed, since the first failure after its last "
+            "success, by channel (no series while it works, or once nothing waits for it).",
+            labels=["channel"],
+        )
+        now = time.monotonic()
+        for name, since in sorted(self.since.items()):
+            failing.add_metric([name], now - since)
+        yield failing
+
+
+class _Outcome:
+    """A ``receiver_deliveries_total`` child that also tells the channel's failure clock."""
+
+    __slots__ = ("_channel", "_counter", "_failures", "_sent")
+
+    def __init__(self, counter: Counter, failures: _ChannelFailures, channel: str, result: str) -> None:
+        self._counter = counter
+        self._failures = failures
+        self._channel = channel
+        self._sent = result == "sent"
+
+    def inc(self, amount: float = 1) -> None:
+        self._counter.inc(amount)
+        self._failures.outcome(self._channel, self._sent)
+
+
+class _Outcomes:
+    """``delivered(channel, result)``: the outcome's counter child, looked up once (see Children)."""
+
+    def __init__(self, metric: Counter, failures: _ChannelFailures) -> None:
+        self._children = Children(metric)
+        self._failures = failures
+        self._outcomes: dict[tuple[str, str], _Outcome] = {}
+
+    def __call__(self, channel: str, result: str) -> _Outcome:
+        outcome = self._outcomes.get((channel, result))
+        if outcome is None:
+            outcome = self._outcomes[channel, result] = _Outcome(
+                self._children(channel, result), self._failures, channel, result
+            )
+        return outcome
+
+
 class Metrics:
     """Every metric receiver exports.
 
@@ -208,7 +274,9 @@ class Metrics:
         # The children of the hot paths, looked up once (see Children).
         self.webhook_duration = self.handler_duration.labels("webhook")
         self.received = Children(self.webhooks_received)
-        self.delivered = Children(self.deliveries)
+        self._failing = _ChannelFailures()
+        registry.register(self._failing)
+        self.delivered = _Outcomes(self.deliveries, self._failing)
         self.latency = Children(self.delivery_latency)
         self.processed = Children(self.events_processed)
         self.matched = Children(self.rules_matched)
@@ -283,6 +351,15 @@ class Metrics:
         # A stale snapshot would look healthy while the store is down: report none instead.
         self._queues.store_up = 0.0 if snapshot is None else 1.0
         self._queues.snapshot = snapshot
+        if snapshot is not None:
+            # Nothing waits for the channel (sent by another replica, or dead): this one's failures are over.
+            for name, queue in snapshot.channels.items():
+                if not queue.pending:
+                    self._failing.since.pop(name, None)
+
+    def set_store_writable(self, writable: bool) -> None:
+        """Publish whether the store takes writes (a store read but not written refuses every webhook)."""
+        self._queues.writable = writable
 
     def set_store_size(self, rows: Mapping[str, int] | None, size_bytes: int = 0) -> None:
         """Publish the store's rows per table and its size; ``rows`` None leaves both out (store unreadable)."""

@@ -228,3 +228,66 @@ class TestScrape:
         page = scrape(client)
         assert 0 == value(page, "receiver_store_up")
         assert value(page, "receiver_inbox_depth") is None
+
+
+class Switchable:
+    """A channel that fails (recoverably) until told to accept."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
+        if self.up:
+            return SendResult(status="sent", reason=None, elapsed=0.0, recoverable=True)
+        return SendResult(status="failed", reason="error=503", elapsed=0.0, recoverable=True)
+
+
+def test_a_channel_that_keeps_failing_shows_how_long_it_has_failed(tmp_path: Path) -> None:
+    """receiver_channel_failing_seconds grows while a channel fails and is gone once it accepts again.
+
+    The outbox's due age cannot show a channel that is down: a failed delivery waits for its retry,
+    not due meanwhile, so the age starts over after every attempt and ReceiverOutboxStale never
+    fired; a channel could fail for the whole max_age (24 h) before anything showed but a counter.
+    """
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "channels:\n  down: {url: 'log://', max_attempts: 100}\n"
+        "rules:\n  - name: faults\n    match: {type: job.faulted}\n    notify: [down]\n"
+    )
+    settings = Settings(
+        rules=rules,
+        database_url=f"sqlite:///{tmp_path / 'r.db'}",
+        webhook_secret=SECRET,
+        watch_rules=False,
+        poll_seconds=0.05,
+        retry_initial_seconds=0.4,
+        retry_max_seconds=0.4,
+    )
+    channel = Switchable()
+    with TestClient(create_app(settings, notifier=channel)) as client:
+        post(client, "job.faulted.json")
+        failing = lambda: value(scrape(client), "receiver_channel_failing_seconds", channel="down") or 0  # noqa: E731
+        assert wait_until(lambda: failing() > 1.0)
+        page = scrape(client)
+        assert 1 == value(page, "receiver_outbox_depth", channel="down")
+        assert (value(page, "receiver_outbox_oldest_due_age_seconds", channel="down") or 0) < 1.0  # the gap
+        channel.up = True
+        assert wait_until(lambda: value(scrape(client), "receiver_outbox_depth", channel="down") == 0)
+        assert value(scrape(client), "receiver_channel_failing_seconds", channel="down") is None
+
+
+def test_a_failure_is_over_once_nothing_waits_for_the_channel() -> None:
+    """A replica whose failed delivery another replica then sent stops reporting the channel as failing."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.delivered("hook", "failed").inc()
+    metrics.set_queues(QueueSnapshot(inbox_depth=0, inbox_oldest_age=0.0, channels={"hook": ChannelQueue(pending=1)}))
+    assert failing_seconds(registry) is not None
+    metrics.set_queues(QueueSnapshot(inbox_depth=0, inbox_oldest_age=0.0, channels={"hook": ChannelQueue(pending=0)}))
+    assert failing_seconds(registry) is None
+
+
+def failing_seconds(registry: CollectorRegistry) -> float | None:
+    from prometheus_client import generate_latest
+
+    return value(samples(generate_latest(registry).decode()), "receiver_channel_failing_seconds", channel="hook")

@@ -10,6 +10,8 @@ bad event is set aside with its error; a transient failure sets nothing aside.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import random
@@ -441,5 +443,82 @@ async def test_a_clean_stop_does_not_count_as_a_claim(tmp_path: Path, store_url:
             await h.store.release_claims(inbox_ids=[row.id])
         await h.work()
         assert "processed" == (await states(h.store))[event][0]
+    finally:
+        await h.close()
+
+
+async def test_a_stop_that_lands_during_the_claim_gives_the_claimed_events_back(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the worker's claim is under way: the claim commits anyway, and its events are given back.
+
+    The store finishes a call once started whatever happens to its caller (a transaction is not cut
+    short). Before, the claimed rows were lost to the stopping worker: the restarted server waited a
+    whole lease for them, then took them as claimed twice (each processed alone, a poll apart), and a
+    few such stops set an event aside as ``claimed_too_often``, its notification never sent.
+    """
+    h = await Harness(tmp_path, RULES, store_url).open()
+    try:
+        assert h.store is not None
+        assert h.worker is not None
+        ids = await accept_all(h, [fault(f"Process{n}") for n in range(5)])
+        real_claim = h.store.claim_inbox
+        claiming = asyncio.Event()
+        commits: list[asyncio.Future[list[Any]]] = []
+
+        async def claim_outliving_its_caller(**kwargs: Any) -> list[Any]:
+            commit = asyncio.ensure_future(real_claim(**kwargs))  # runs to its end, as the store's does
+            commits.append(commit)
+            claiming.set()
+            await asyncio.sleep(0.2)  # the stop lands here
+            return await commit
+
+        monkeypatch.setattr(h.store, "claim_inbox", claim_outliving_its_caller)
+        task = asyncio.create_task(h.worker.run())
+        await asyncio.wait_for(claiming.wait(), 5)
+        task.cancel()  # the app's shutdown cancels the worker
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        await asyncio.gather(*commits)
+        monkeypatch.undo()
+
+        await h.restart()  # at the same moment: no lease has lapsed
+        assert 5 == await h.worker.run_once(), "the restarted worker waits a lease for events claimed at the stop"
+        rows = {r.id: r for r in await h.store.list_events(limit=100)}
+        assert {1} == {rows[i].claims for i in ids}  # the stop's claim was given back, not counted
+        assert sorted(ids) == sorted(s.inbox_id for s in await h.sent())
+    finally:
+        await h.close()
+
+
+async def test_events_claimed_again_after_a_crash_follow_each_other_without_a_poll_between(
+    tmp_path: Path, store_url: str
+) -> None:
+    """After a crash, each event of the batch it died on is processed alone, one right after the other.
+
+    Before, the worker waited a poll interval (1 s by default) after each: a burst's batch of 100
+    kept every later event, a fresh fault included, waiting 100 s more once the lease had lapsed.
+    """
+    h = await Harness(tmp_path, RULES, store_url).open()
+    try:
+        assert h.store is not None
+        ids = await accept_all(h, [fault(f"Process{n}") for n in range(5)])
+        await crash_on(h, 1)
+        worker = InboxWorker(h.store, lambda: h.ruleset, clock=lambda: h.now, lease=60, poll=30)
+        task = asyncio.create_task(worker.run())
+        try:
+
+            async def processed() -> set[int]:
+                return {r.id for r in await h.store.list_events(limit=100) if r.state == "processed"}  # type: ignore[union-attr]
+
+            for _ in range(250):  # at most 5 s, a sixth of one poll
+                if await processed() == set(ids):
+                    break
+                await asyncio.sleep(0.02)
+            assert set(ids) == await processed(), "the worker waited a poll between events claimed again"
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     finally:
         await h.close()

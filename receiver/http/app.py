@@ -317,6 +317,7 @@ async def _metrics(request: Request) -> Response:
         rt.metrics.set_queues(await audit.queue_snapshot(rt.store, now=rt.clock(), channels=rt.ruleset.channels))
         stats = await rt.store_stats.get()
         rt.metrics.set_store_size(stats.rows, stats.size_bytes)
+        rt.metrics.set_store_writable(await _write_problem(rt) is None)
     except StoreError as exc:
         log.warning("metrics_store_unavailable", error=str(exc))
         rt.metrics.set_queues(None)
@@ -350,6 +351,9 @@ async def _readyz(request: Request) -> Response:
         problems["store"] = str(exc)
     except TimeoutError:
         problems["store"] = f"the store did not answer within {_READY_PING_SECONDS:g} s"
+    if not problems and (failure := await _write_problem(rt)) is not None:
+        # Read but not written (disk full, read-only, locked): every webhook gets 503.
+        problems["store"] = f"the store takes no writes: {failure}"
     status = 200 if not problems else 503
     body: dict[str, Any] = {"status": "ok" if not problems else "unavailable"}
     if problems:
@@ -367,6 +371,17 @@ async def _readyz(request: Request) -> Response:
     if problems:
         body["problems"] = problems
     return JSONResponse(body, status_code=status)
+
+
+async def _write_problem(rt: Runtime) -> str | None:
+    """Why the store takes no writes, or None: after a webhook it could not store, a small write of our own."""
+    if rt.store_writes.failure is None:
+        return None
+    try:
+        async with asyncio.timeout(_READY_PING_SECONDS):
+            return await rt.store_writes.check(rt.store, rt.worker.owner, rt.clock())
+    except TimeoutError:
+        return rt.store_writes.failure
 
 
 def _admin_asks(rt: Runtime, request: Request) -> bool:

@@ -306,9 +306,12 @@ async def _store_webhook(rt: Runtime, source_name: str, body: bytes, *, key_job_
         accepted = await rt.store.accept(item)
     except StoreError as exc:
         log.error("webhook_not_stored", source=source_name, event_id=event_id, error=str(exc))
+        rt.store_writes.failed(str(exc), len(body))
         raise _Refused(
             503, "store_unavailable", "the event could not be stored; retry later", {"Retry-After": "5"}
         ) from None
+    if rt.store_writes.failure is not None:
+        rt.store_writes.succeeded()
     status = "duplicate" if accepted.duplicate else "accepted"
     if event_type == "ping":
         rt.webhook_path.ping_accepted(source_name, event_id)  # the heartbeat's round trip
@@ -398,9 +401,11 @@ async def _store_logs(rt: Runtime, source_name: str, body: bytes) -> tuple[Respo
         results = await asyncio.gather(*(rt.store.accept(item) for item in items))
     except StoreError as exc:
         log.error("logs_not_stored", source=source_name, error=str(exc))
+        rt.store_writes.failed(str(exc), len(body))
         raise _Refused(
             503, "store_unavailable", "the entries could not be stored; retry later", {"Retry-After": "5"}
         ) from None
+    rt.store_writes.succeeded()
     accepted = sum(not r.duplicate for r in results)
     rt.metrics.webhooks_received.labels(source_name, "robot.log", "accepted").inc(accepted)
     rt.metrics.webhooks_received.labels(source_name, "robot.log", "duplicate").inc(len(items) - accepted)

@@ -8,7 +8,9 @@ event never sees half of a rule set.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from receiver.actionlink import LinkSigner
 from receiver.admin.charts import ChartCache
 from receiver.admin.retention import StoreStatsCache
 from receiver.delivery.notifier import check_url
-from receiver.errors import ConfigError, RulesError
+from receiver.errors import ConfigError, RulesError, StoreError
 from receiver.http.deadline import ReadDeadlines
 from receiver.http.limiter import FailureLimiter
 from receiver.http.quota import EntryQuota
@@ -40,6 +42,7 @@ __all__ = [
     "RulesInForce",
     "Runtime",
     "SourceAuth",
+    "StoreWrites",
     "action_links",
     "load_rules_file",
     "resolve_sources",
@@ -177,6 +180,60 @@ class RulesInForce:
         return self.ruleset
 
 
+class StoreWrites:
+    """Whether the store takes the edge's writes: the last accept that failed, until a write succeeds.
+
+    A store that can be read but not written (disk full, a read-only file system, a lock held by
+    another process) refuses every webhook with 503 while a read (``Store.ping``) still works: the
+    readiness probe and ``receiver_store_up`` must not call that healthy. Without traffic nothing
+    would clear the failure (a replica out of its Service gets none), so ``check`` tries a write of
+    its own while one is recorded, as large as the body that failed: on a nearly full disk a small
+    write can still fit where no webhook does.
+    """
+
+    _PROBE = "probe:"
+    """Prefix of the probe's lease name (one per process, taken with no time and given back at once)."""
+
+    _PROBE_EVERY = 1.0
+    """Seconds between two probes: ``/readyz`` needs no token, so a caller must not set the pace of the writes."""
+
+    def __init__(self) -> None:
+        self.failure: str | None = None
+        self._size = 0
+        self._probed_at = -math.inf  # time.monotonic() of the last probe's start
+        self._probing = False
+
+    def failed(self, error: str, size: int) -> None:
+        """An accept of ``size`` bytes failed with ``error``."""
+        self.failure = error
+        self._size = max(self._size, size)
+
+    def succeeded(self) -> None:
+        self.failure = None
+        self._size = 0
+
+    async def check(self, store: Store, owner: str, now: float) -> str | None:
+        """None when the store takes writes; else why not. Writes only while a failure is recorded."""
+        if self.failure is None:
+            return None
+        started = time.monotonic()
+        if self._probing or started - self._probed_at < self._PROBE_EVERY:
+            return self.failure  # a probe is under way or just ended: its answer stands
+        self._probed_at, self._probing = started, True
+        name = self._PROBE + owner
+        holder = owner.ljust(self._size, ".")  # the probe's row as large as the body that failed
+        try:
+            await store.acquire_lease(name, holder, now=now, ttl=0.0)
+            await store.release_lease(name, holder)
+        except StoreError as exc:
+            self.failure = str(exc)
+            return self.failure
+        finally:
+            self._probing = False
+        self.succeeded()
+        return None
+
+
 @dataclass
 class Runtime:
     """What the routes share: settings, store, the rules in force and the workers, built complete by ``create_app``."""
@@ -208,6 +265,8 @@ class Runtime:
     """The heartbeat of the sources that have one, or None (``receiver.pipeline.heartbeat``)."""
     logs_quota: EntryQuota = field(default_factory=EntryQuota)
     """Robot-log entries each source may still post (``settings.logs_rate_per_second``, ``logs_burst``)."""
+    store_writes: StoreWrites = field(default_factory=StoreWrites)
+    """Whether the edge's last write to the store failed (``/readyz``, ``receiver_store_up``)."""
     signer: LinkSigner | None = None
     """Signs and checks the action links of alert messages, or None when they are off (``receiver.http.actions``)."""
 

@@ -259,6 +259,7 @@ class InboxWorker:
         self._adopted: list[EventRow] = []  # events the edge stored claimed for this worker (adopt())
         self._claim_due = True  # a claim may find events: a wake-up, a poll, a full batch
         self._backlog = False  # events wait unclaimed in the store: the edge hands none over until a claim drains them
+        self._suspect_taken = False  # a pass took one suspect alone: the rest of its batch is claimed at once
 
     def wake(self) -> None:
         """Tell the worker there is new work (the store's ``listen`` bus calls this after a commit)."""
@@ -305,9 +306,10 @@ class InboxWorker:
                 except StoreError as exc:
                     log.error("inbox_store_failed", error=str(exc))
                     done = 0
-                if done >= self._batch or self._adopted:
-                    self._claim_due = self._claim_due or done >= self._batch
-                    continue  # a whole batch (more may be waiting), or events handed over meanwhile
+                if done >= self._batch or self._adopted or self._suspect_taken:
+                    self._claim_due = self._claim_due or done >= self._batch or self._suspect_taken
+                    self._suspect_taken = False
+                    continue  # a whole batch (more may be waiting), events handed over, or a suspect's batch
                 # Less than a batch: whatever arrives next wakes us. Claiming again at once found
                 # nothing and cost a lease renewal, a claim and a timer query, about a third of a
                 # pass's store round trips at a steady rate.
@@ -404,7 +406,7 @@ class InboxWorker:
         claimed: list[EventRow] = []
         if room and (self._claim_due or not adopted):
             self._claim_due = False
-            claimed = await self._store.claim_inbox(limit=room, now=now, lease=self._lease)
+            claimed = await self._claim(room, now)
             if len(claimed) < room:
                 self._backlog = False
             else:
@@ -436,6 +438,25 @@ class InboxWorker:
             start = end
         return done + len(rows)
 
+    async def _claim(self, limit: int, now: float) -> list[EventRow]:
+        """Claim up to ``limit`` events; claimed rows are in ``_claimed`` (given back) even if we are cancelled.
+
+        The store finishes a call once started, whatever happens to its caller: a stop (the app's
+        shutdown cancels this task) that lands during the claim would otherwise leave its rows leased
+        to no one. The restarted server waited a lease for them, then took them as claimed twice, and
+        a few such stops set an event aside as ``claimed_too_often``: its notification never sent.
+        """
+        claim = asyncio.ensure_future(self._store.claim_inbox(limit=limit, now=now, lease=self._lease))
+        try:
+            rows = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                async with asyncio.timeout(_STEP_DOWN_SECONDS):
+                    self._claimed += [row.id for row in await asyncio.shield(claim)]
+            raise
+        self._claimed += [row.id for row in rows]
+        return rows
+
     async def _isolate_suspects(self, rows: list[EventRow]) -> list[EventRow] | None:
         """Take an event claimed before without being finished alone, and set it aside past ``MAX_CLAIMS``.
 
@@ -447,9 +468,12 @@ class InboxWorker:
         suspect = next((row for row in rows if row.claims > 1), None)
         if suspect is None:
             return rows
+        self._suspect_taken = True  # the others of a batch a crash left are taken one after another, no poll between
         others = [row.id for row in rows if row is not suspect]
         if others:
             await self._store.release_claims(inbox_ids=others)
+            released = set(others)
+            self._claimed = [i for i in self._claimed if i not in released]  # never given back twice
         if suspect.claims <= MAX_CLAIMS:
             log.warning("event_claimed_again", inbox_id=suspect.id, type=suspect.type[:100], claims=suspect.claims)
             return [suspect]

@@ -16,20 +16,24 @@ are in its assertion messages; docs of issue 9 quote them.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import itertools
+import json
 import os
+import random
 import sqlite3
+import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from fault_support import CappedServer, Poster, Tally, describe, postgres_bin, private_postgres, settle, titles
 from starlette.testclient import TestClient
-from support import ENABLE_POSTGRES, Sink, fresh, wait_until, with_params
+from support import ENABLE_POSTGRES, Sink, fresh, sample, wait_until, with_params
 
 from receiver.http.app import create_app
 from receiver.settings import Settings
@@ -80,6 +84,28 @@ def post_alone(port: int, tally: Tally, event_id: str) -> int:
         return poster.post_once(event_id, fresh("job.faulted.json", EventId=event_id))
     finally:
         poster.close()
+
+
+def readiness(port: int) -> tuple[int, str]:
+    """``GET /readyz``: its status code and ``status`` field."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/readyz")
+        reply = conn.getresponse()
+        return reply.status, json.loads(reply.read())["status"]
+    finally:
+        conn.close()
+
+
+def store_up(port: int) -> float:
+    """The value of ``receiver_store_up`` on ``GET /metrics``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        page = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return float(next(line.split()[1] for line in page.splitlines() if line.startswith("receiver_store_up ")))
 
 
 class TestSQLiteDiskFull:
@@ -178,6 +204,89 @@ class TestSQLiteDiskFull:
         assert 0 == not_recorded, summary  # written once the disk had room, within the lease: never given up
         assert 0 == figures["lost"], summary
         assert 0 == figures["duplicates"], summary
+
+    def test_readiness_and_metrics_show_the_store_that_cannot_write(self, tmp_path: Path, sink: Sink) -> None:
+        """While every webhook gets 503, /readyz is 503 and receiver_store_up 0; both recover with the disk.
+
+        Before, both said all was well (the store could still be read) while every webhook was
+        refused: no probe took the replica out, and the ReceiverStoreFailing alert never fired.
+        Once the disk has room, readiness comes back by itself, with no webhook needed to show it.
+        """
+        rules = write_rules(tmp_path / "rules.yaml", sink)
+        server = CappedServer(rules=rules, database=tmp_path / "r.db", env=FAST, fsize=self.CAP).start()
+        tally = Tally()
+        poster = Poster(server.port, SECRET, tally, body=padded)
+        try:
+            assert (200, "ok") == readiness(server.port)
+            for number in range(200):  # bounded: the cap is hit after ~30 events of 32 KB
+                event_id = f"full-{number}"
+                if poster.post_once(event_id, padded(event_id)) == 503:
+                    break
+            assert 1 == tally.answers[503], f"the disk never filled up: {tally.answers}"
+            full = readiness(server.port), store_up(server.port)
+            server.uncap()
+            assert wait_until(lambda: readiness(server.port) == (200, "ok"), timeout=10), readiness(server.port)
+            after = readiness(server.port), store_up(server.port)
+        finally:
+            poster.close()
+            server.kill()
+        assert ((503, "unavailable"), 0.0) == full, "a store that refuses every write must not look ready"
+        assert ((200, "ok"), 1.0) == after
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``path`` (a real full disk: ENOSPC); skips where mounting is not allowed."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+class TestSQLiteTmpfsFull:
+    """The file system under the SQLite file really fills up (ENOSPC on a small tmpfs), then grows."""
+
+    def test_a_full_file_system_is_503_and_unready_then_recovers(self, tmp_path: Path, sink: Sink) -> None:
+        """503 (never a 202 that is lost), /readyz 503 and receiver_store_up 0; all back once there is room.
+
+        On a nearly full disk a small write still fits where a webhook does not: readiness must not
+        be cleared by a write smaller than the webhooks refused.
+        """
+        rules = write_rules(tmp_path / "rules.yaml", sink)
+        with small_tmpfs(tmp_path / "disk", "3m") as disk:
+            server = CappedServer(rules=rules, database=disk / "r.db", env=FAST).start()
+            tally = Tally()
+            poster = Poster(server.port, SECRET, tally, body=padded)
+            refused: list[str] = []
+            try:
+                for number in range(300):  # bounded: 3 MB hold fewer than 100 events of 32 KB
+                    event_id = f"enospc-{number}"
+                    if poster.post_once(event_id, padded(event_id)) != 202:
+                        refused.append(event_id)
+                        if len(refused) >= 3:
+                            break
+                full = readiness(server.port), store_up(server.port)
+                subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True, capture_output=True)
+                recovered = wait_until(lambda: readiness(server.port) == (200, "ok"), timeout=10)
+                deadline = time.monotonic() + 30
+                retried = [poster.post(event_id, deadline=deadline) for event_id in refused]
+                delivered = settle(sink, tally.accepted, timeout=30)
+            finally:
+                poster.close()
+                server.kill()
+        figures = tally.figures(delivered)
+        summary = describe(figures, "sqlite_tmpfs_full")
+        assert 3 == len(refused), f"the disk never filled up: {summary}"
+        assert {503} == {s for s in tally.answers if s != 202}, summary
+        assert ((503, "unavailable"), 0.0) == full, "a full disk must not look ready"
+        assert recovered, "readiness did not come back once the disk had room"
+        assert [202] * 3 == retried, summary
+        assert 0 == figures["lost"], summary
+        assert figures["duplicates"] <= 4, summary  # the channel's concurrency: "sent" unwritable past the 2 s lease
 
 
 class TestSQLiteLocked:
@@ -588,3 +697,100 @@ rules:
         assert 0 == figures["duplicates"], summary
         assert expected == set(counts), summary  # "throttled c" held back: the window opened at +1 h still runs
         assert {"sent"} == {row[1] for row in rows}, summary
+
+
+class TestSigtermUnderLoad:
+    """SIGTERM (a rollout, a node drain) at random moments of a steady stream, then a restart, several times.
+
+    The stream is robot-log errors: each is stored unclaimed and claimed by the inbox worker, so a
+    stop often lands during a claim.
+    """
+
+    SENDERS = 8
+    STOPS = 6
+    TOKEN = "fault-logs-token"
+
+    def test_every_202_is_delivered_soon_after_clean_stops_and_none_twice(self, tmp_path: Path, sink: Sink) -> None:
+        """Each clean stop gives back what it held: after the last restart everything arrives well within the lease.
+
+        The default 60 s lease: an event a stop left claimed waited for it, and then counted as
+        claimed twice (processed alone); a few such stops set it aside, its notification never sent.
+        """
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(
+            f"""
+channels:
+  hook: {{url: "{sink.url()}", concurrency: 4, timeout: 3s}}
+rules:
+  - name: robot-errors
+    match: {{type: robot.log}}
+    notify: [hook]
+    title: "{{{{ message }}}}"
+"""
+        )
+        env = {
+            "RECEIVER_WEBHOOK_SECRET": SECRET,
+            "RECEIVER_LOGS_TOKEN": self.TOKEN,
+            "RECEIVER_LOGS_RATE_PER_SECOND": "0",
+        }
+        server = CappedServer(rules=rules, database=tmp_path / "r.db", env=env).start()
+        entry = json.loads(sample("robot-log-error.json"))
+        accepted: set[str] = set()
+        lock = threading.Lock()
+        stop = threading.Event()
+        numbers = itertools.count()
+        rng = random.Random(11)  # noqa: S311 - moments of the stops, not a secret
+
+        def send() -> None:
+            conn: http.client.HTTPConnection | None = None
+            headers = {"Authorization": f"Bearer {self.TOKEN}", "Content-Type": "application/json"}
+            while not stop.is_set():
+                message = f"log-{next(numbers)}"
+                body = json.dumps({**entry, "Message": message}).encode()
+                for _ in range(300):  # bounded: retried like the 503 / refused connection of a stop
+                    try:
+                        conn = conn or http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                        conn.request("POST", "/logs/uipath", body=body, headers=headers)
+                        reply = conn.getresponse()
+                        reply.read()
+                        if reply.status == 202:
+                            with lock:
+                                accepted.add(message)
+                            break
+                    except (OSError, http.client.HTTPException):
+                        if conn is not None:
+                            conn.close()
+                        conn = None
+                    time.sleep(0.05)
+            if conn is not None:
+                conn.close()
+
+        try:
+            with ThreadPoolExecutor(self.SENDERS) as pool:
+                senders = [pool.submit(send) for _ in range(self.SENDERS)]
+                try:
+                    for _ in range(self.STOPS):
+                        time.sleep(rng.uniform(0.5, 1.5))
+                        server.stop()
+                        server.start()
+                    time.sleep(0.5)
+                finally:
+                    stop.set()
+                for future in senders:
+                    future.result(timeout=60)
+            delivered = settle(sink, accepted, timeout=30, quiet=1.0)  # well under the 60 s lease
+        finally:
+            stop.set()
+            server.kill()
+        counts = Counter(delivered)
+        figures = {
+            "accepted": len(accepted),
+            "delivered": len(accepted & set(counts)),
+            "duplicates": sum(n - 1 for n in counts.values()),
+            "lost_within_30s": len(accepted - set(counts)),
+            "claimed_again": len(server.events("event_claimed_again")),
+        }
+        summary = describe(figures, "sigterm_under_load")
+        assert 0 == figures["lost_within_30s"], summary
+        assert 0 == figures["duplicates"], summary
+        assert 0 == figures["claimed_again"], summary
