@@ -1023,6 +1023,8 @@ class TestRobotLogs:
             pytest.param({}, id="empty-object"),
             pytest.param({"Message": {"nested": 1}}, id="object-message"),
             pytest.param({"Message": "m", "MachineId": "VM-01"}, id="text-machine-id"),
+            pytest.param([{"Message": "m", "LOGS": ""}], id="a-wrapper-inside-the-array"),
+            pytest.param({"logs": [{"Message": "m", "logs": []}]}, id="a-wrapper-inside-the-wrapper"),
         ],
     )
     def test_bad_shapes(self, raw: Any) -> None:

@@ -322,5 +322,8 @@ def parse_log_entries(raw: Any) -> list[RobotLogEvent]:
     for index, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
             raise EventParseError("invalid_logs", f"log entry {index} must be an object, got {type(entry).__name__}")
+        if any(isinstance(key, str) and key.lower() == "logs" for key in entry):
+            # A `logs` key makes an object the {"logs": [...]} wrapper; a wrapper inside the list is no entry.
+            raise EventParseError("invalid_logs", f"log entry {index} has a key 'logs': wrappers do not nest")
         events.append(_parse_entry(index, entry))
     return events

@@ -248,14 +248,10 @@ def _schemas() -> dict[str, Any]:
                 for key in _LOG_ID_FIELDS
             },
             "TimeStamp": {
-                "anyOf": [
-                    {"type": "string", "format": "date-time"},
-                    {"type": "string", "format": "date"},
-                    {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?$"},
-                    {"type": ["number", "null"]},
-                    {"const": ""},
-                ],
-                "description": "ISO 8601, or Unix seconds.",
+                "description": (
+                    "ISO 8601, NLog's `${date}` (yyyy/MM/dd HH:mm:ss.fff) or Unix seconds; a value in any "
+                    "other form is left out of the event and the entry kept (NLog would resend it for ever)."
+                ),
             },
             "Level": {
                 "description": "A LogLevel name or number; an unreadable one is kept as text.",
