@@ -391,3 +391,10 @@ def test_alert_rules_cover_the_failures_that_matter() -> None:
         "receiver_notifications_held_total",
     ):
         assert metric in by_metric, metric
+
+
+def test_refusals_that_lose_events_have_an_alert() -> None:
+    """A wrong secret and a stale Timestamp both refuse every webhook, and Orchestrator retries neither."""
+    refusals = " ".join(r["expr"] for r in alert_rules() if "receiver_webhooks_refused_total" in r["expr"])
+    assert 'reason=~"signature_.*"' in refusals
+    assert 'reason="stale_event"' in refusals
