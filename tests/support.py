@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from receiver.delivery.notifier import SendResult
+from receiver.render import Notification
 from receiver.signature import sign
 
 DATA = Path(__file__).parent / "data"
@@ -419,3 +421,18 @@ def post_scope(path: str, headers: dict[str, str], length: int) -> dict[str, Any
         "server": ("127.0.0.1", 8000),
         "state": {},
     }
+
+
+@dataclass
+class RecordingNotifier:
+    """A Notifier that records its calls (``sent``: the notifications, in order) and reports each sent."""
+
+    calls: list[tuple[str, Notification, float]] = field(default_factory=list)
+    returned: list[SendResult] = field(default_factory=list)
+    sent: list[Notification] = field(default_factory=list)
+
+    async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109
+        self.calls.append((url, notification, timeout))
+        self.sent.append(notification)
+        self.returned.append(SendResult("sent", None, 0.001 * len(self.calls), recoverable=False))
+        return self.returned[-1]

@@ -110,17 +110,10 @@ def test_a_lone_surrogate_is_stored_and_notified(tmp_path: Path) -> None:
     and a webhook with one, on a file with ``redact:``, was set aside as ``internal_error``:
     neither alert went out.
     """
-    from support import fresh, wait_until
+    from support import RecordingNotifier, fresh, wait_until
 
-    from receiver.delivery.notifier import SendResult
-    from receiver.render import Notification
-
-    sent: list[Notification] = []
-
-    class Recording:
-        async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
-            sent.append(notification)
-            return SendResult(status="sent", reason=None, elapsed=0.001, recoverable=True)
+    notifier = RecordingNotifier()
+    sent = notifier.sent
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(LONE_SURROGATE_RULES)
@@ -135,7 +128,7 @@ def test_a_lone_surrogate_is_stored_and_notified(tmp_path: Path) -> None:
     )
     webhook = fresh("job.faulted.json").replace(b'"Info": "', b'"Info": "webhook \\ud83d jo@example.com ')
     entry = b'{"Level": "Error", "ProcessName": "P", "Message": "log \\ud83d jo@example.com"}'
-    with TestClient(create_app(settings, notifier=Recording()), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings, notifier=notifier), raise_server_exceptions=False) as client:
         assert b"\\ud83d" in webhook
         reply = post(client, webhook)
         assert 202 == reply.status_code, reply.text

@@ -34,12 +34,11 @@ import structlog
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from apprise import NotifyBase
-from support import QuietServer, free_port
+from support import QuietServer, RecordingNotifier, free_port
 
 from receiver.delivery.notifier import (
     TEST_TITLE,
     AppriseNotifier,
-    SendResult,
     check_url,
     mask_url,
     send_test,
@@ -771,19 +770,6 @@ class TestReason:
 
 
 # --- log:// and send-test -----------------------------------------------------------------------
-
-
-@dataclass
-class RecordingNotifier:
-    """A Notifier that records its calls and reports them sent."""
-
-    calls: list[tuple[str, Notification, float]] = field(default_factory=list)
-    returned: list[SendResult] = field(default_factory=list)
-
-    async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109
-        self.calls.append((url, notification, timeout))
-        self.returned.append(SendResult("sent", None, 0.001 * len(self.calls), recoverable=False))
-        return self.returned[-1]
 
 
 class TestLogChannel:

@@ -15,14 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from noise_support import T0, Harness, payload
 from starlette.testclient import TestClient
-from support import fresh, wait_until
+from support import RecordingNotifier, fresh, wait_until
 
 from receiver.cli import main
-from receiver.delivery.notifier import SendResult
 from receiver.events import parse_event
 from receiver.http.app import create_app
 from receiver.noise.simulate import Simulation
-from receiver.render import Notification, render
+from receiver.render import render
 from receiver.rules import Redactor, RuleSet, load_rules
 from receiver.rules.redact import MAX_MATCHES, builtin_pattern, compile_user_pattern
 from receiver.settings import Settings
@@ -400,12 +399,8 @@ class TestPipeline:
 
     def test_the_channel_gets_redacted_text_and_the_store_keeps_the_original(self, tmp_path: Path) -> None:
         """An e-mail address and an IBAN in the job's Info reach the channel redacted; /api/events/{id} has them."""
-        sent: list[Notification] = []
-
-        class Recording:
-            async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
-                sent.append(notification)
-                return SendResult(status="sent", reason=None, elapsed=0.001, recoverable=True)
+        notifier = RecordingNotifier()
+        sent = notifier.sent
 
         rules = tmp_path / "rules.yaml"
         rules.write_text(PIPELINE_RULES)
@@ -421,7 +416,7 @@ class TestPipeline:
         raw["Job"]["Info"] = INFO
         body = json.dumps(raw).encode()
         auth = {"Authorization": "Bearer admin"}
-        with TestClient(create_app(settings, notifier=Recording())) as client:
+        with TestClient(create_app(settings, notifier=notifier)) as client:
             reply = client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, "s")})
             assert 202 == reply.status_code, reply.text
             assert wait_until(lambda: len(sent) == 1)
@@ -437,12 +432,8 @@ class TestPipeline:
     def test_a_text_with_a_lone_surrogate_is_redacted_and_sent(self, tmp_path: Path) -> None:
         """A job's Info cut inside a UTF-16 pair (``\\ud83d``) crashed RE2, which reads UTF-8: the event was
         marked unparsed and its fault notified nobody. It is sent, redacted, with U+FFFD for the half pair."""
-        sent: list[Notification] = []
-
-        class Recording:
-            async def send(self, url: str, notification: Notification, *, timeout: float) -> SendResult:  # noqa: ASYNC109 - the Notifier protocol
-                sent.append(notification)
-                return SendResult(status="sent", reason=None, elapsed=0.001, recoverable=True)
+        notifier = RecordingNotifier()
+        sent = notifier.sent
 
         rules = tmp_path / "rules.yaml"
         rules.write_text(PIPELINE_RULES)
@@ -456,7 +447,7 @@ class TestPipeline:
         raw = json.loads(fresh("job.faulted.json"))
         raw["Job"]["Info"] = "Mail jane.doe@example.com failed CUT"
         body = json.dumps(raw).encode().replace(b"CUT", b"\\ud83d")
-        with TestClient(create_app(settings, notifier=Recording())) as client:
+        with TestClient(create_app(settings, notifier=notifier)) as client:
             reply = client.post("/webhooks/uipath", content=body, headers={"X-UiPath-Signature": sign(body, "s")})
             assert 202 == reply.status_code, reply.text
             assert wait_until(lambda: len(sent) == 1, timeout=5)
